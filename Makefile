@@ -1,0 +1,33 @@
+# The two commands a user needs: `make run` and `make test`. Both build the virtualenv first.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+
+.PHONY: run test bench install topics-apply lint clean help
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/'
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11) and "Python 3.11 is required (found %s)" % sys.version.split()[0])'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[test]'
+	@touch $(STAMP)
+
+install: $(STAMP)  ## create .venv and install the pinned dependencies
+
+run: $(STAMP)  ## start the embedded stack (broker, PostgreSQL, bridge, workers, emulators, demo load)
+	$(BIN)/mmctl run $(ARGS)
+
+test: $(STAMP)  ## run the test suite against a broker and PostgreSQL it starts itself
+	$(BIN)/python -m pytest $(ARGS)
+
+bench: $(STAMP)  ## run the benchmarks, JSON report in bench-results/
+	$(BIN)/mmctl bench $(ARGS)
+
+topics-apply: $(STAMP)  ## create missing topics from topics.yaml on MM_KAFKA__BOOTSTRAP_SERVERS
+	$(BIN)/mmctl topics apply
+
+clean:  ## remove the virtualenv and the embedded data
+	rm -rf $(VENV) .data

@@ -1,0 +1,86 @@
+"""The one exception root of the project and the transient/permanent decision.
+
+Every error the code raises on purpose derives from :class:`MMStreamError`. Whether an
+error is worth retrying is a class attribute (``retriable``), as in aiokafka; retry loops
+and the dead-letter path read it and nothing else. :func:`classify` turns third-party
+exceptions (database driver, Kafka client, HTTP client) into this hierarchy, in one place.
+"""
+
+from __future__ import annotations
+
+
+class MMStreamError(Exception):
+    """Root of every error raised by MasterMobile Stream."""
+
+    retriable: bool = False
+    #: Machine-readable code, used in DLQ headers, logs and HTTP error bodies.
+    code: str = "internal_error"
+
+
+class ConfigurationError(MMStreamError):
+    """The settings are missing or contradictory. Fix the environment and restart."""
+
+    code = "configuration_error"
+
+
+class TransientError(MMStreamError):
+    """A dependency is unavailable or slow; the same operation may succeed later."""
+
+    retriable = True
+    code = "transient"
+
+
+class PermanentError(MMStreamError):
+    """Retrying the same input cannot succeed; the record belongs in a dead-letter topic."""
+
+    code = "permanent"
+
+
+class BrokerUnavailable(TransientError):
+    """Kafka did not acknowledge in time. Check the brokers and the network; clients retry."""
+
+    code = "broker_unavailable"
+
+
+class DatabaseUnavailable(TransientError):
+    """PostgreSQL refused or dropped the connection. Workers wait and retry the same batch."""
+
+    code = "database_unavailable"
+
+
+class InvalidRecord(PermanentError):
+    """A record could not be parsed or normalized. It goes to the DLQ with this message."""
+
+    code = "invalid_record"
+
+
+class TopicMissing(ConfigurationError):
+    """A topic the code needs does not exist. Run `mmctl topics apply` against the cluster."""
+
+    code = "topic_missing"
+
+
+def classify(exc: BaseException) -> MMStreamError:
+    """Map any exception to the project hierarchy; unknown errors count as permanent.
+
+    Unknown errors are permanent on purpose: retrying a bug forever blocks a partition,
+    while a DLQ record with the traceback's message is visible and replayable.
+    """
+    if isinstance(exc, MMStreamError):
+        return exc
+    import psycopg
+    import sqlalchemy.exc as sa_exc
+
+    if isinstance(exc, (psycopg.OperationalError, sa_exc.OperationalError, sa_exc.InterfaceError)):
+        return _wrap(DatabaseUnavailable, exc)
+    if isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated:
+        return _wrap(DatabaseUnavailable, exc)
+    if isinstance(exc, (ConnectionError, TimeoutError, OSError)):
+        return _wrap(TransientError, exc)
+    return _wrap(PermanentError, exc)
+
+
+def _wrap(cls: type[MMStreamError], exc: BaseException) -> MMStreamError:
+    err = cls(f"{type(exc).__name__}: {exc}")
+    err.__cause__ = exc
+    return err
