@@ -56,6 +56,7 @@ class IngressSettings(BaseModel):
     host: str = "127.0.0.1"
     port: int = 8080
     max_body_bytes: int = Field(1_048_576, gt=0)
+    max_batch_records: int = Field(1000, gt=0)
     # Seconds a client is told to wait after a 503 (broker unavailable or slow).
     retry_after_s: int = Field(5, gt=0)
 
@@ -134,6 +135,7 @@ class Settings(BaseSettings):
         env_nested_delimiter="__",
         env_file=".env",
         extra="ignore",
+        populate_by_name=True,
     )
 
     database_url: SecretStr | None = Field(

@@ -1,0 +1,47 @@
+"""HTTP error codes of the bridge, kept at the edge (domain errors carry no status).
+
+Every error response has the same body::
+
+    {"error": {"code": "<machine code>", "message": "<for humans>", "details": [...]},
+     "request_id": "<X-Request-Id>"}
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+
+
+class ApiError(Exception):
+    """An error answered to the client; raised by routes and dependencies."""
+
+    def __init__(self, kind: "ErrorKind", message: str, *, details: list | None = None,
+                 headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.message = message
+        self.details = details or []
+        self.headers = headers or {}
+
+
+class ErrorKind(Enum):
+    """(HTTP status, machine code) of each error the bridge answers."""
+
+    UNAUTHENTICATED = (401, "unauthenticated")
+    FORBIDDEN = (403, "forbidden")
+    NOT_FOUND = (404, "not_found")
+    METHOD_NOT_ALLOWED = (405, "method_not_allowed")
+    INVALID_JSON = (400, "invalid_json")
+    BODY_TOO_LARGE = (413, "body_too_large")
+    UNSUPPORTED_MEDIA_TYPE = (415, "unsupported_media_type")
+    VALIDATION_FAILED = (422, "validation_failed")
+    BATCH_TOO_LARGE = (413, "batch_too_large")
+    BROKER_UNAVAILABLE = (503, "broker_unavailable")
+    INTERNAL = (500, "internal_error")
+
+    @property
+    def status(self) -> int:
+        return self.value[0]
+
+    @property
+    def code(self) -> str:
+        return self.value[1]

@@ -1,0 +1,197 @@
+"""``mmctl``: the one command line of MasterMobile Stream (the Makefile wraps it)."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+from mmstream import log
+from mmstream.errors import MMStreamError
+from mmstream.settings import Settings, get_settings
+
+
+class _Group(click.Group):
+    """Prints project errors as one clear line (exit 2) instead of a traceback."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except MMStreamError as exc:
+            click.echo(f"mmctl: {exc}", err=True)
+            sys.exit(2)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+def cli() -> None:
+    """MasterMobile Stream: 1C <-> Kafka <-> Bitrix24. Settings come from MM_* variables."""
+
+
+def _settings(service: str) -> Settings:
+    settings = get_settings()
+    log.setup(service, settings.log_level, settings.log_format)
+    return settings
+
+
+@cli.command()
+@click.option("--no-demo", is_flag=True, help="Do not feed the demo load.")
+@click.option("--workers", type=int, default=None, help="Sink workers to start (default 1).")
+def run(no_demo: bool, workers: int | None) -> None:
+    """Start the embedded stack in the foreground; Ctrl-C stops everything it started."""
+    from mmstream.embedded.supervisor import run_stack
+
+    settings = get_settings()
+    log.setup("mmctl-run", settings.log_level, "console")
+    run_stack(settings, demo=settings.embedded.demo and not no_demo,
+              workers=workers or settings.embedded.workers)
+
+
+@cli.command()
+@click.option("--host", default=None, help="Listen address (default from MM_INGRESS__HOST).")
+@click.option("--port", type=int, default=None, help="Listen port (default from MM_INGRESS__PORT).")
+def bridge(host: str | None, port: int | None) -> None:
+    """Run the ingress HTTP bridge."""
+    from connectors.ingress.app import create_app
+    from mmstream.embedded.serve import serve
+
+    settings = _settings("bridge")
+    serve(create_app(settings), host or settings.ingress.host, port or settings.ingress.port,
+          "ingress bridge", "MM_INGRESS__PORT")
+
+
+@cli.command()
+@click.argument("role", type=click.Choice(["sink", "egress"]))
+@click.option("--metrics-port", type=int, default=None, help="Prometheus port (0: off).")
+def worker(role: str, metrics_port: int | None) -> None:
+    """Run a Faust worker: the product sink or the Bitrix24 egress."""
+    from streams import worker as workers
+
+    settings = _settings(f"worker-{role}")
+    app = workers.build_sink(settings) if role == "sink" else workers.build_egress(settings)
+    port = settings.streams.metrics_port if metrics_port is None else metrics_port
+    workers.run(app, settings, port)
+
+
+@cli.group()
+def emulate() -> None:
+    """Local emulators of the systems we talk to."""
+
+
+@emulate.command("bitrix24")
+@click.option("--port", type=int, default=None)
+@click.option("--rate", type=float, default=None, help="Requests/s the portal allows (default 2).")
+@click.option("--burst", type=int, default=None, help="Bucket size (default 50).")
+def emulate_bitrix24(port: int | None, rate: float | None, burst: int | None) -> None:
+    """Emulate a Bitrix24 portal's REST API (webhook from MM_BITRIX24__WEBHOOK_URL)."""
+    from urllib.parse import urlsplit
+
+    from connectors.bitrix24.emulator import create_app
+    from mmstream.embedded.serve import serve
+
+    settings = _settings("emulator-bitrix24")
+    path = urlsplit(settings.bitrix24.webhook_url.get_secret_value()).path
+    app = create_app(webhook_path=path, rate_per_s=rate or settings.bitrix24.rate_per_s,
+                     burst=burst or settings.bitrix24.burst)
+    serve(app, "127.0.0.1", port or settings.embedded.bitrix24_port, "Bitrix24 emulator",
+          "MM_EMBEDDED__BITRIX24_PORT")
+
+
+@emulate.command("onec")
+@click.option("--port", type=int, default=None)
+def emulate_onec(port: int | None) -> None:
+    """Emulate a 1C base: standard OData catalog reads and the integration HTTP service."""
+    from connectors.onec.emulator import create_app
+    from mmstream.embedded.serve import serve
+
+    settings = _settings("emulator-onec")
+    serve(create_app(), "127.0.0.1", port or settings.embedded.onec_port, "1C emulator",
+          "MM_EMBEDDED__ONEC_PORT")
+
+
+@cli.command()
+@click.option("--port", type=int, default=None)
+def registry(port: int | None) -> None:
+    """Serve the Confluent-compatible schema registry API (backed by PostgreSQL)."""
+    from connectors.registry.app import create_app
+    from mmstream.embedded.serve import serve
+
+    settings = _settings("schema-registry")
+    serve(create_app(settings.require_database_url()), "127.0.0.1",
+          port or settings.embedded.registry_port, "schema registry", "MM_EMBEDDED__REGISTRY_PORT")
+
+
+@cli.command()
+def migrate() -> None:
+    """Apply database migrations (Alembic) to DATABASE_URL."""
+    from mmstream.db.migrate import upgrade
+
+    upgrade(_settings("mmctl").require_database_url())
+    click.echo("database is at the latest migration")
+
+
+@cli.group()
+def topics() -> None:
+    """Topics from the declarative topic file (topics.yaml)."""
+
+
+@topics.command("diff")
+def topics_diff() -> None:
+    """Show what `topics apply` would create, and drift it will not fix."""
+    from mmstream.kafka.admin import admin_client, plan
+    from mmstream.topics import load_catalog
+
+    settings = _settings("mmctl")
+    p = plan(settings, load_catalog(settings.topics_file), admin_client(settings))
+    for spec in p.create:
+        click.echo(f"+ {spec.name} partitions={spec.partitions} rf={spec.replication_factor}")
+    for line in p.drift:
+        click.echo(f"~ {line}")
+    click.echo(f"{len(p.ok)} up to date, {len(p.create)} to create, {len(p.drift)} drifted")
+
+
+@topics.command("apply")
+def topics_apply() -> None:
+    """Create every declared topic that is missing (never deletes, never shrinks)."""
+    from mmstream.kafka.admin import apply
+    from mmstream.topics import load_catalog
+
+    settings = _settings("mmctl")
+    p = apply(settings, load_catalog(settings.topics_file))
+    click.echo(f"created {len(p.create)}, up to date {len(p.ok)}, drifted {len(p.drift)}")
+    for line in p.drift:
+        click.echo(f"~ {line}")
+
+
+@cli.command()
+@click.option("--role", "roles", multiple=True, type=click.Choice(["1c", "courier", "admin"]),
+              required=True, help="Role(s) to grant; repeat for several.")
+@click.option("--subject", default="dev", help="Who the token is for (sub claim).")
+@click.option("--ttl", type=int, default=3600, help="Lifetime in seconds.")
+def token(roles: tuple[str, ...], subject: str, ttl: int) -> None:
+    """Mint a bearer token for the bridge (signed with MM_AUTH__JWT_SECRET)."""
+    from connectors.ingress.auth import mint_token
+
+    click.echo(mint_token(get_settings().auth, subject=subject, roles=list(roles), ttl_s=ttl))
+
+
+@cli.command("config")
+def show_config() -> None:
+    """Print the effective settings (secrets masked)."""
+    click.echo(json.dumps(json.loads(get_settings().model_dump_json()), indent=2, ensure_ascii=False))
+
+
+@cli.command()
+@click.option("--out", default="bench-results", help="Folder for the JSON report.")
+@click.option("--quick", is_flag=True, help="Smaller loads (a smoke run).")
+def bench(out: str, quick: bool) -> None:
+    """Run the benchmarks; prints and writes a JSON report with ratios to baselines."""
+    from mmstream.bench.runner import run_benchmarks
+
+    settings = get_settings()
+    log.setup("bench", "WARNING", "console")
+    run_benchmarks(settings, out_dir=out, quick=quick)
+
+
+if __name__ == "__main__":
+    cli()

@@ -1,0 +1,190 @@
+"""`mmctl run`: the embedded stack in the foreground.
+
+Starts the broker and PostgreSQL (unless configured to use existing ones), migrates,
+creates the topics, starts the schema registry, the emulators, the bridge and the workers
+as child processes, feeds the demo load and prints a live status line. Ctrl-C stops
+everything it started, in reverse order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from mmstream.db.migrate import upgrade
+from mmstream.embedded.broker import EmbeddedBroker
+from mmstream.embedded.env import settings_env
+from mmstream.embedded.ports import ensure_port_free
+from mmstream.embedded.postgres import EmbeddedPostgres
+from mmstream.embedded.status import StatusBoard
+from mmstream.errors import ConfigurationError
+from mmstream.kafka.admin import apply
+from mmstream.settings import Settings, mask_url
+from mmstream.topics import load_catalog
+
+log = logging.getLogger("mmctl.run")
+
+
+class Child:
+    """A child process started by the supervisor, logging to its own file."""
+
+    def __init__(self, name: str, args: list[str], env: dict[str, str], log_dir: Path) -> None:
+        self.name = name
+        self.log_path = log_dir / f"{name}.log"
+        self.popen = subprocess.Popen(
+            [sys.executable, "-m", "mmstream.cli.main", *args],
+            env={**os.environ, **env}, stdout=open(self.log_path, "ab"), stderr=subprocess.STDOUT,
+            start_new_session=True,  # Ctrl-C reaches the supervisor only; it stops children in order
+        )
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        if self.popen.poll() is None:
+            self.popen.send_signal(signal.SIGTERM)
+            try:
+                self.popen.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait()
+
+
+def _wait_http(child: Child, url: str, timeout_s: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if child.popen.poll() is not None:
+            raise ConfigurationError(f"{child.name} exited with code {child.popen.returncode}; "
+                                     f"see {child.log_path}")
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise ConfigurationError(f"{child.name} did not become ready at {url}; see {child.log_path}")
+
+
+def run_stack(settings: Settings, *, demo: bool, workers: int) -> None:
+    """Run until Ctrl-C. Raises ConfigurationError (printed as one line) on start-up problems."""
+    emb = settings.embedded
+    emb.data_dir.mkdir(parents=True, exist_ok=True)
+    log_dir = emb.data_dir / "logs"
+    log_dir.mkdir(exist_ok=True)
+    stoppers: list = []
+    children: list[Child] = []
+    interrupted = False
+
+    def on_signal(signum, frame) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_signal)
+    try:
+        # Check every port first so a clash is reported before anything starts.
+        ports = [(settings.ingress.host, settings.ingress.port, "ingress bridge", "MM_INGRESS__PORT"),
+                 ("127.0.0.1", emb.bitrix24_port, "Bitrix24 emulator", "MM_EMBEDDED__BITRIX24_PORT"),
+                 ("127.0.0.1", emb.onec_port, "1C emulator", "MM_EMBEDDED__ONEC_PORT"),
+                 ("127.0.0.1", emb.sink_metrics_port, "sink metrics", "MM_EMBEDDED__SINK_METRICS_PORT"),
+                 ("127.0.0.1", emb.egress_metrics_port, "egress metrics", "MM_EMBEDDED__EGRESS_METRICS_PORT")]
+        for host, port, what, setting in ports:
+            ensure_port_free(host, port, what, setting)
+
+        updates: dict = {}
+        kafka = settings.kafka
+        if "bootstrap_servers" not in kafka.model_fields_set:
+            broker = EmbeddedBroker(emb.kafka_port, log_path=log_dir / "broker.log").start()
+            stoppers.append(broker.stop)
+            kafka = kafka.model_copy(update={"bootstrap_servers": broker.bootstrap, "replication_factor": 1,
+                                             "session_timeout_s": 3.0, "heartbeat_interval_s": 0.5,
+                                             "rebalance_timeout_s": 3.0})
+            _say(f"Kafka      embedded Tansu broker on {broker.bootstrap} (memory only)")
+        else:
+            _say(f"Kafka      {kafka.bootstrap_servers}")
+        updates["kafka"] = kafka
+        if settings.database_url is None:
+            pg = EmbeddedPostgres(emb.data_dir / "postgres", emb.postgres_port).start()
+            stoppers.append(pg.stop)
+            from pydantic import SecretStr
+
+            updates["database_url"] = SecretStr(pg.url("postgres"))
+            _say(f"PostgreSQL embedded on 127.0.0.1:{emb.postgres_port}, data in {emb.data_dir / 'postgres'}")
+        settings = settings.model_copy(update=updates)
+        db_url = settings.require_database_url()
+        if settings.database_url is not None and "database_url" not in updates:
+            _say(f"PostgreSQL {mask_url(db_url)}")
+        upgrade(db_url)
+        created = apply(settings, load_catalog(settings.topics_file))
+        _say(f"Topics     {len(created.create)} created, {len(created.ok)} present (topics.yaml)")
+
+        env = settings_env(settings)
+        if not settings.schema_registry_url:
+            ensure_port_free("127.0.0.1", emb.registry_port, "schema registry", "MM_EMBEDDED__REGISTRY_PORT")
+            reg = Child("registry", ["registry", "--port", str(emb.registry_port)], env, log_dir)
+            children.append(reg)
+            settings = settings.model_copy(update={"schema_registry_url": f"http://127.0.0.1:{emb.registry_port}"})
+            env = settings_env(settings)
+            _wait_http(reg, f"{settings.schema_registry_url}/health")
+            _say(f"Registry   {settings.schema_registry_url} (Confluent-compatible API)")
+
+        bx = Child("bitrix24", ["emulate", "bitrix24", "--port", str(emb.bitrix24_port)], env, log_dir)
+        onec = Child("onec", ["emulate", "onec", "--port", str(emb.onec_port)], env, log_dir)
+        children += [bx, onec]
+        _wait_http(bx, f"http://127.0.0.1:{emb.bitrix24_port}/health")
+        _wait_http(onec, f"http://127.0.0.1:{emb.onec_port}/health")
+        _say(f"Emulators  Bitrix24 http://127.0.0.1:{emb.bitrix24_port}  1C http://127.0.0.1:{emb.onec_port}")
+
+        sinks = [Child(f"sink-{i}", ["worker", "sink", "--metrics-port",
+                                     str(emb.sink_metrics_port if i == 0 else 0)], env, log_dir)
+                 for i in range(workers)]
+        egress = Child("egress", ["worker", "egress", "--metrics-port", str(emb.egress_metrics_port)],
+                       env, log_dir)
+        bridge = Child("bridge", ["bridge"], env, log_dir)
+        children += [*sinks, egress, bridge]
+        bridge_url = f"http://{settings.ingress.host}:{settings.ingress.port}"
+        _wait_http(bridge, f"{bridge_url}/health/ready")
+        _say(f"Bridge     {bridge_url}  (OpenAPI: {bridge_url}/docs)")
+        _say(f"Workers    {workers} sink, 1 egress  (logs in {log_dir})")
+        _say("Ctrl-C stops everything.\n")
+
+        board = StatusBoard(settings, bridge_url, [f"http://127.0.0.1:{emb.sink_metrics_port}/metrics",
+                                                   f"http://127.0.0.1:{emb.egress_metrics_port}/metrics"])
+        asyncio.run(_foreground(settings, bridge_url, board, children, demo))
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        if children or stoppers:
+            _say("\nstopping…" if interrupted else "stopping…")
+        for child in reversed(children):
+            child.stop()
+        for stop in reversed(stoppers):
+            stop()
+        if children or stoppers:
+            _say("stopped.")
+
+
+async def _foreground(settings: Settings, bridge_url: str, board, children: list[Child], demo: bool) -> None:
+    from mmstream.embedded.demo import DemoLoad
+
+    tasks = [asyncio.create_task(board.run())]
+    if demo:
+        tasks.append(asyncio.create_task(DemoLoad(settings, bridge_url).run()))
+    try:
+        while True:
+            for child in children:
+                if child.popen.poll() is not None:
+                    raise ConfigurationError(f"{child.name} exited with code {child.popen.returncode}; "
+                                             f"see {child.log_path}")
+            await asyncio.sleep(0.5)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def _say(line: str) -> None:
+    print(line, flush=True)

@@ -1,0 +1,148 @@
+"""An asyncio-friendly, acknowledged producer on confluent-kafka (librdkafka).
+
+``send`` resolves only when the broker acknowledged the record with acks=all, or raises a
+project error: BrokerUnavailable (retriable: timeouts, brokers down) or PermanentError.
+Idempotence and transactions stay off: the embedded broker does not support them and the
+pipeline's guarantees come from idempotent sinks instead (see design.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from dataclasses import dataclass
+from typing import Sequence
+
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
+
+from mmstream.errors import BrokerUnavailable, MMStreamError, PermanentError
+from mmstream.settings import KafkaSettings
+
+log = logging.getLogger(__name__)
+
+Headers = list[tuple[str, bytes]]
+
+
+@dataclass(frozen=True)
+class Delivered:
+    """Where an acknowledged record landed."""
+
+    topic: str
+    partition: int
+    offset: int
+
+
+@dataclass(frozen=True)
+class OutRecord:
+    """A record to produce; ``partition`` None means "by key" (murmur2, as Java and Faust)."""
+
+    topic: str
+    value: bytes | None
+    key: bytes | None = None
+    headers: Headers | None = None
+    partition: int | None = None
+
+
+def delivery_error(err: KafkaError) -> MMStreamError:
+    """The one place that decides whether a failed delivery is worth retrying."""
+    transient = err.retriable() or err.code() in (
+        KafkaError._MSG_TIMED_OUT,
+        KafkaError._TIMED_OUT,
+        KafkaError._TRANSPORT,
+        KafkaError._ALL_BROKERS_DOWN,
+        KafkaError.NOT_ENOUGH_REPLICAS,
+        KafkaError.NOT_ENOUGH_REPLICAS_AFTER_APPEND,
+        KafkaError.REQUEST_TIMED_OUT,
+    )
+    cls = BrokerUnavailable if transient else PermanentError
+    return cls(f"kafka delivery failed: {err.name()}: {err.str()}")
+
+
+class AckedProducer:
+    """One librdkafka producer per process, polled by a background thread."""
+
+    def __init__(self, kafka: KafkaSettings, *, client_id: str, linger_ms: int | None = None) -> None:
+        conf = {
+            **kafka.client_config(),
+            "client.id": client_id,
+            "acks": "all",
+            "enable.idempotence": False,
+            "linger.ms": kafka.linger_ms if linger_ms is None else linger_ms,
+            "message.timeout.ms": int(kafka.produce_timeout_s * 1000),
+            "partitioner": "murmur2_random",
+            "compression.type": "lz4",
+            "error_cb": self._on_error,
+            # librdkafka's own log lines go through Python logging (JSON), not raw stderr.
+            "logger": logging.getLogger("librdkafka"),
+        }
+        self._producer = Producer(conf)
+        self._closed = threading.Event()
+        self._thread = threading.Thread(target=self._poll_loop, name=f"{client_id}-poll", daemon=True)
+        self._thread.start()
+
+    def _poll_loop(self) -> None:
+        while not self._closed.is_set():
+            self._producer.poll(0.05)
+
+    @staticmethod
+    def _on_error(err: KafkaError) -> None:
+        log.warning("kafka client error", extra={"kafka_error": err.name(), "detail": err.str()})
+
+    async def send(self, record: OutRecord) -> Delivered:
+        """Produce one record and wait for its acknowledgement."""
+        return (await self.send_many([record]))[0]
+
+    async def send_many(self, records: Sequence[OutRecord]) -> list[Delivered]:
+        """Produce records in order and wait until all are acknowledged.
+
+        Raises the first delivery error; records of the same call may then be partly
+        written, which callers handle by retrying the whole call (consumers dedupe by id).
+        """
+        loop = asyncio.get_running_loop()
+        futures: list[asyncio.Future[Delivered]] = []
+        for rec in records:
+            fut: asyncio.Future[Delivered] = loop.create_future()
+            futures.append(fut)
+            kwargs = {"value": rec.value, "key": rec.key, "headers": rec.headers or [],
+                      "on_delivery": _resolver(loop, fut)}
+            if rec.partition is not None:
+                kwargs["partition"] = rec.partition
+            while True:
+                try:
+                    self._producer.produce(rec.topic, **kwargs)
+                    break
+                except BufferError:
+                    # Local queue full: let the poll thread drain acknowledgements.
+                    await asyncio.sleep(0.01)
+                except KafkaException as exc:
+                    for f in futures[:-1]:
+                        f.cancel()
+                    raise delivery_error(exc.args[0]) from exc
+        results = await asyncio.gather(*futures, return_exceptions=True)
+        for res in results:
+            if isinstance(res, BaseException):
+                raise res
+        return results  # type: ignore[return-value]
+
+    def close(self, timeout_s: float = 10.0) -> None:
+        """Flush what is queued (bounded) and stop the poll thread."""
+        self._producer.flush(timeout_s)
+        self._closed.set()
+        self._thread.join(timeout=1.0)
+
+
+def _resolver(loop: asyncio.AbstractEventLoop, fut: asyncio.Future[Delivered]):
+    def on_delivery(err: KafkaError | None, msg: Message) -> None:
+        loop.call_soon_threadsafe(_settle, fut, err, msg)
+
+    return on_delivery
+
+
+def _settle(fut: asyncio.Future[Delivered], err: KafkaError | None, msg: Message) -> None:
+    if fut.done():
+        return
+    if err is not None:
+        fut.set_exception(delivery_error(err))
+    else:
+        fut.set_result(Delivered(msg.topic(), msg.partition(), msg.offset()))

@@ -1,0 +1,1 @@
+"""Canonical entities shared by normalizers, the sink, egress and the Avro schemas."""

@@ -1,0 +1,26 @@
+"""Canonical product (1C Номенклатура) — the shape stored in PostgreSQL and on norm.product."""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Product(BaseModel):
+    """One product version. The canonical id is the 1C Ref_Key (1C owns master data)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: UUID = Field(description="canonical id: the 1C Ref_Key")
+    source: str = Field("onec", description="system the version came from")
+    version: str = Field(description="source version (1C DataVersion, opaque)")
+    code: str = Field("", description="1C Code")
+    name: str = Field(description="short name (1C Description)")
+    full_name: str = Field("", description="full name (НаименованиеПолное)")
+    article: str = Field("", description="article / SKU (Артикул)")
+    parent_id: UUID | None = Field(None, description="group the product belongs to")
+    unit_id: UUID | None = Field(None, description="unit of measure (ЕдиницаИзмерения_Key)")
+    is_folder: bool = Field(False, description="a group of products, not a product")
+    is_service: bool = Field(False, description="a service rather than goods (Услуга)")
+    deleted: bool = Field(False, description="marked for deletion in 1C (DeletionMark)")

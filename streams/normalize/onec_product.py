@@ -1,0 +1,89 @@
+"""1C Номенклатура (OData / JSON push shape) -> canonical Product. Pure functions."""
+
+from __future__ import annotations
+
+import json
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError
+
+from mmstream.errors import InvalidRecord
+from mmstream.models.product import Product
+
+EMPTY_REF = UUID(int=0)
+
+
+class OneCNomenclature(BaseModel):
+    """A Catalog_Номенклатура record as 1C's standard OData interface returns it.
+
+    Unknown fields are kept out of validation on purpose: every configuration adds its own
+    attributes, and rejecting them would reject real data.
+    """
+
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+    Ref_Key: UUID
+    DataVersion: str = Field(min_length=1, max_length=64)
+    DeletionMark: StrictBool = False
+    Code: str = Field("", max_length=64)
+    Description: str = Field(min_length=1, max_length=1024)
+    Parent_Key: UUID | None = None
+    IsFolder: StrictBool = False
+    full_name: str = Field("", alias="НаименованиеПолное", max_length=4096)
+    article: str = Field("", alias="Артикул", max_length=256)
+    unit_key: UUID | None = Field(None, alias="ЕдиницаИзмерения_Key")
+    is_service: StrictBool = Field(False, alias="Услуга")
+
+
+def _ref(value: UUID | None) -> UUID | None:
+    # 1C writes "no reference" as the all-zero GUID.
+    return None if value is None or value == EMPTY_REF else value
+
+
+def to_product(record: OneCNomenclature) -> Product:
+    """Map a validated 1C record to the canonical product."""
+    return Product(
+        id=record.Ref_Key,
+        source="onec",
+        version=record.DataVersion,
+        code=record.Code.strip(),
+        name=record.Description.strip(),
+        full_name=record.full_name.strip(),
+        article=record.article.strip(),
+        parent_id=_ref(record.Parent_Key),
+        unit_id=_ref(record.unit_key),
+        is_folder=record.IsFolder,
+        is_service=record.is_service,
+        deleted=record.DeletionMark,
+    )
+
+
+def parse(raw: bytes) -> Product:
+    """Raw record bytes (JSON) -> Product, or InvalidRecord saying what is wrong."""
+    try:
+        doc = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InvalidRecord(f"not valid UTF-8 JSON: {exc}") from exc
+    if not isinstance(doc, dict):
+        raise InvalidRecord(f"expected a JSON object, got {type(doc).__name__}")
+    try:
+        return to_product(OneCNomenclature.model_validate(doc))
+    except ValidationError as exc:
+        raise InvalidRecord(validation_message(exc)) from exc
+
+
+def validation_message(exc: ValidationError) -> str:
+    """A one-line summary of pydantic errors: ``field: problem; field: problem``."""
+    parts = []
+    for err in exc.errors(include_url=False):
+        loc = ".".join(str(p) for p in err["loc"]) or "(record)"
+        parts.append(f"{loc}: {err['msg']}")
+    return "; ".join(parts)
+
+
+def validation_details(exc: ValidationError) -> list[dict[str, str]]:
+    """Pydantic errors as ``[{"field": ..., "problem": ...}]`` for API error bodies."""
+    return [
+        {"field": ".".join(str(p) for p in err["loc"]) or "(record)", "problem": err["msg"]}
+        for err in exc.errors(include_url=False)
+    ]

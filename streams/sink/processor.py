@@ -1,0 +1,99 @@
+"""The product sink: normalize a batch, merge it into PostgreSQL, dead-letter what cannot
+be stored, publish the outbox, and only then let the caller acknowledge the batch."""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import UTC, datetime
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from mmstream.envelope import REQUEST_ID
+from mmstream.errors import InvalidRecord, classify
+from mmstream.kafka.producer import AckedProducer
+from mmstream.metrics import DLQ_RECORDS, SINK_BATCH_LATENCY, SINK_BATCH_SIZE, SINK_RECORDS
+from streams.backoff import retry_transient
+from streams.dlq.records import Failure, dead_letter
+from streams.normalize.onec_product import parse
+from streams.outbox.relay import OutboxRelay
+from streams.records import SourceRecord
+from streams.sink.product_store import IncomingProduct, MergeResult, merge
+
+log = logging.getLogger(__name__)
+_KEEP_HEADERS = (REQUEST_ID, "ce_id", "ce_source")
+
+
+class ProductSink:
+    """Handles one batch of raw product records; idempotent, so replays are harmless."""
+
+    def __init__(self, engine: AsyncEngine, producer: AckedProducer, relay: OutboxRelay,
+                 dlq_topic: str) -> None:
+        self.engine = engine
+        self.producer = producer
+        self.relay = relay
+        self.dlq_topic = dlq_topic
+
+    async def handle(self, records: list[SourceRecord]) -> MergeResult:
+        """Process the batch completely. Returns only when every effect is durable."""
+        started = time.perf_counter()
+        good: list[tuple[SourceRecord, IncomingProduct]] = []
+        dead: list[tuple[SourceRecord, BaseException]] = []
+        for rec in records:
+            try:
+                if rec.value is None:
+                    raise InvalidRecord("empty record value")
+                headers = rec.header_map
+                good.append((rec, IncomingProduct(parse(rec.value), rec.topic, rec.partition, rec.offset,
+                                                  {k: headers[k] for k in _KEEP_HEADERS if k in headers})))
+            except InvalidRecord as exc:
+                dead.append((rec, exc))
+        result = await self._merge(good, dead)
+        if dead:
+            await self._dead_letter(dead)
+        for topic, partition in sorted({(r.topic, r.partition) for r in records}):
+            await retry_transient(lambda: self.relay.flush(topic, partition),
+                                  what="outbox publish", entity="product")
+        SINK_BATCH_SIZE.labels("product").observe(len(records))
+        SINK_BATCH_LATENCY.labels("product").observe(time.perf_counter() - started)
+        SINK_RECORDS.labels("product", "upserted").inc(result.new_versions)
+        SINK_RECORDS.labels("product", "duplicate").inc(result.duplicates)
+        SINK_RECORDS.labels("product", "stale").inc(result.stale)
+        SINK_RECORDS.labels("product", "invalid").inc(len(dead))
+        return result
+
+    async def _merge(self, good, dead) -> MergeResult:
+        async def whole_batch() -> MergeResult:
+            async with self.engine.begin() as conn:
+                return await merge(conn, [inc for _, inc in good])
+
+        try:
+            return await retry_transient(whole_batch, what="product merge", entity="product")
+        except Exception as exc:  # noqa: BLE001 — a permanent error: find the bad record(s)
+            log.warning("batch merge failed permanently, merging one by one",
+                        extra={"error": str(exc), "batch": len(good)})
+        totals = MergeResult(0, 0, 0, 0)
+        for rec, inc in good:
+            async def one(inc=inc) -> MergeResult:
+                async with self.engine.begin() as conn:
+                    return await merge(conn, [inc])
+
+            try:
+                r = await retry_transient(one, what="product merge (single)", entity="product")
+            except Exception as exc:  # noqa: BLE001
+                dead.append((rec, exc))
+                continue
+            totals = MergeResult(totals.total + r.total, totals.new_versions + r.new_versions,
+                                 totals.upserted + r.upserted, totals.duplicates + r.duplicates)
+        return totals
+
+    async def _dead_letter(self, dead: list[tuple[SourceRecord, BaseException]]) -> None:
+        now = datetime.now(UTC)
+        out = [dead_letter(rec, Failure(exc, 1, now, now), stage="sink", topic=self.dlq_topic)
+               for rec, exc in dead]
+        await retry_transient(lambda: self.producer.send_many(out), what="dlq publish", entity="product")
+        for rec, exc in dead:
+            DLQ_RECORDS.labels("sink", classify(exc).code).inc()
+            log.warning("record dead-lettered", extra={
+                "stage": "sink", "error": str(exc)[:500], "source_topic": rec.topic,
+                "source_partition": rec.partition, "source_offset": rec.offset})

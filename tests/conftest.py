@@ -1,0 +1,75 @@
+"""Test harness: a real broker and a real PostgreSQL for the whole session, a fresh database
+and a random topic prefix / group names for every test."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from mmstream.settings import Settings
+from tests.support.services import Databases, start_broker, start_postgres
+
+pytest_plugins = ["tests.support.stack"]
+
+
+@pytest.fixture(scope="session")
+def services_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("services")
+
+
+@pytest.fixture(scope="session")
+def postgres_server(services_dir):
+    url, server = start_postgres(services_dir)
+    yield url
+    if server:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def databases(postgres_server) -> Databases:
+    return Databases(postgres_server)
+
+
+@pytest.fixture
+def db_url(databases):
+    """A fresh, migrated database for this test (SQLAlchemy psycopg URL); dropped afterwards."""
+    url = databases.create()
+    yield url
+    databases.drop(url)
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(services_dir):
+    bootstrap, broker = start_broker(services_dir)
+    yield bootstrap
+    if broker:
+        broker.stop()
+
+
+@pytest.fixture
+def unique() -> str:
+    """A short random token for topic prefixes and group names of this test."""
+    return uuid.uuid4().hex[:8]
+
+
+@pytest.fixture
+def settings(kafka_bootstrap, db_url, unique) -> Settings:
+    """Settings pointing at the test services, with a random topic prefix and groups."""
+    return Settings(
+        _env_file=None,
+        database_url=db_url,
+        kafka={
+            "bootstrap_servers": kafka_bootstrap,
+            "topic_prefix": f"t{unique}.",
+            "replication_factor": 1,
+            "session_timeout_s": 3.0,
+            "heartbeat_interval_s": 0.5,
+            "rebalance_timeout_s": 3.0,
+            "commit_interval_s": 0.5,
+            "produce_timeout_s": 3.0,
+        },
+        streams={"sink_group": f"sink-{unique}", "egress_group": f"egress-{unique}",
+                 "batch_within_s": 0.2},
+        retry={"base_delay_s": 0.05, "max_delay_s": 0.5, "max_attempts": 6, "budget_s": 30},
+    )

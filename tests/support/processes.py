@@ -1,0 +1,83 @@
+"""Child processes of a test (bridge, workers, emulators): start, wait, kill, logs."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+
+class Proc:
+    """One `mmctl` child process with its log file."""
+
+    def __init__(self, name: str, args: list[str], env: dict[str, str], log_dir: Path) -> None:
+        self.name = name
+        self.args = args
+        self.env = env
+        self.log_path = log_dir / f"{name}.log"
+        self.popen: subprocess.Popen | None = None
+
+    def start(self) -> "Proc":
+        """Start (or restart) the process."""
+        log = open(self.log_path, "ab")
+        self.popen = subprocess.Popen(
+            [sys.executable, "-m", "mmstream.cli.main", *self.args],
+            env={**os.environ, **self.env}, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        return self
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        """Send a signal and wait for the process to end."""
+        if self.popen and self.popen.poll() is None:
+            self.popen.send_signal(sig)
+            try:
+                self.popen.wait(15)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait()
+
+    def stop(self) -> None:
+        """Graceful stop (SIGTERM), SIGKILL after a grace period."""
+        self.kill(signal.SIGTERM)
+
+    def alive(self) -> bool:
+        return self.popen is not None and self.popen.poll() is None
+
+    def tail(self, lines: int = 40) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+
+def wait_http(url: str, proc: Proc, timeout_s: float = 30.0) -> None:
+    """Wait until ``url`` answers 200, failing early if the process died."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if not proc.alive():
+            raise RuntimeError(f"{proc.name} exited early:\n{proc.tail()}")
+        try:
+            if httpx.get(url, timeout=1.0).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"{proc.name} not ready at {url} after {timeout_s}s:\n{proc.tail()}")
+
+
+def eventually(check, timeout_s: float = 60.0, interval_s: float = 0.2, message: str = ""):
+    """Poll ``check()`` until it returns a truthy value; return it, or fail with the last one."""
+    deadline = time.monotonic() + timeout_s
+    last = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(interval_s)
+    raise AssertionError(f"condition not met in {timeout_s}s: {message} (last: {last!r})")

@@ -1,0 +1,74 @@
+"""Session-wide services for the tests: a broker and a PostgreSQL, started here unless
+TEST_KAFKA_BOOTSTRAP / TEST_DATABASE_URL point at existing ones."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+
+import psycopg
+
+from mmstream.db.migrate import upgrade
+from mmstream.embedded.broker import EmbeddedBroker
+from mmstream.embedded.ports import free_port
+from mmstream.embedded.postgres import EmbeddedPostgres
+from mmstream.settings import sqlalchemy_url
+
+TEMPLATE_DB = "mm_test_template"
+
+
+class Databases:
+    """Creates one fresh, migrated database per test by cloning a migrated template."""
+
+    def __init__(self, server_url: str) -> None:
+        # server_url: a libpq URL to the maintenance database of the server.
+        self.server_url = server_url
+        self._template_ready = False
+
+    def _admin(self) -> psycopg.Connection:
+        return psycopg.connect(self.server_url, autocommit=True)
+
+    def _url(self, name: str) -> str:
+        base = self.server_url.rsplit("/", 1)[0]
+        return f"{base}/{name}"
+
+    def _prepare_template(self) -> None:
+        with self._admin() as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{TEMPLATE_DB}" WITH (FORCE)')
+            conn.execute(f'CREATE DATABASE "{TEMPLATE_DB}"')
+        upgrade(sqlalchemy_url(self._url(TEMPLATE_DB)))
+        self._template_ready = True
+
+    def create(self) -> str:
+        """A new migrated database; returns its SQLAlchemy (psycopg 3) URL."""
+        if not self._template_ready:
+            self._prepare_template()
+        name = f"mm_test_{uuid.uuid4().hex[:12]}"
+        with self._admin() as conn:
+            conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{TEMPLATE_DB}"')
+        return sqlalchemy_url(self._url(name))
+
+    def drop(self, url: str) -> None:
+        """Drop a database made by create()."""
+        name = url.rsplit("/", 1)[1]
+        with self._admin() as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def start_postgres(tmp: Path) -> tuple[str, EmbeddedPostgres | None]:
+    """(libpq URL of the maintenance database, the server we started or None)."""
+    given = os.environ.get("TEST_DATABASE_URL")
+    if given:
+        return given.replace("postgresql+psycopg://", "postgresql://"), None
+    server = EmbeddedPostgres(tmp / "pgdata", free_port(), durable=False).start()
+    return server.url("postgres"), server
+
+
+def start_broker(tmp: Path) -> tuple[str, EmbeddedBroker | None]:
+    """(bootstrap servers, the broker we started or None)."""
+    given = os.environ.get("TEST_KAFKA_BOOTSTRAP")
+    if given:
+        return given, None
+    broker = EmbeddedBroker(free_port(), log_path=tmp / "broker.log").start()
+    return broker.bootstrap, broker

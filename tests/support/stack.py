@@ -1,0 +1,196 @@
+"""Fixtures that run the pipeline's processes for a test: registry (per session), and per
+test a Bitrix24 emulator, the bridge and the Faust workers, on random ports, topics and
+groups. Registered from tests/conftest.py via ``pytest_plugins``."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from pathlib import Path
+
+import httpx
+import psycopg
+import pytest
+from confluent_kafka import Consumer, TopicPartition
+
+from connectors.ingress.auth import mint_token
+from mmstream.embedded.env import settings_env
+from mmstream.embedded.ports import free_port
+from mmstream.kafka.admin import apply
+from mmstream.settings import Settings
+from mmstream.topics import load_catalog
+from tests.support.processes import Proc, eventually, wait_http
+
+FIXTURES = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures"
+
+
+@pytest.fixture(scope="session")
+def registry_url(databases, tmp_path_factory):
+    """A schema registry process for the session (its own database)."""
+    logs = tmp_path_factory.mktemp("registry")
+    port = free_port()
+    proc = Proc("registry", ["registry", "--port", str(port)],
+                {"MM_DATABASE_URL": databases.create(), "MM_LOG_LEVEL": "WARNING"}, logs).start()
+    url = f"http://127.0.0.1:{port}"
+    wait_http(f"{url}/health", proc)
+    yield url
+    proc.stop()
+
+
+class Pipeline:
+    """The processes of one test and helpers to drive and observe them."""
+
+    def __init__(self, settings: Settings, log_dir: Path) -> None:
+        self.settings = settings
+        self.log_dir = log_dir
+        self.procs: dict[str, Proc] = {}
+        self.token = mint_token(settings.auth, subject="onec-test", roles=["1c"])
+        apply(settings, load_catalog(settings.topics_file))
+
+    # -- processes ---------------------------------------------------------------------
+    @property
+    def env(self) -> dict[str, str]:
+        return {**settings_env(self.settings), "MM_LOG_LEVEL": "INFO"}
+
+    def _start(self, name: str, args: list[str]) -> Proc:
+        proc = Proc(name, args, self.env, self.log_dir).start()
+        self.procs[name] = proc
+        return proc
+
+    def start_emulator(self) -> "Pipeline":
+        port = self.settings.embedded.bitrix24_port
+        proc = self._start("bitrix24", ["emulate", "bitrix24", "--port", str(port)])
+        wait_http(f"{self.emulator_url}/health", proc)
+        return self
+
+    def start_bridge(self) -> "Pipeline":
+        proc = self._start("bridge", ["bridge"])
+        wait_http(f"{self.bridge_url}/health/ready", proc)
+        return self
+
+    def start_sink(self) -> Proc:
+        return self._start("sink", ["worker", "sink", "--metrics-port", "0"])
+
+    def start_egress(self) -> Proc:
+        return self._start("egress", ["worker", "egress", "--metrics-port", "0"])
+
+    def start_all(self) -> "Pipeline":
+        self.start_emulator()
+        self.start_sink()
+        self.start_egress()
+        self.start_bridge()
+        return self
+
+    def stop(self) -> None:
+        for proc in self.procs.values():
+            proc.stop()
+
+    def logs(self) -> str:
+        return "\n".join(f"--- {n} ---\n{p.tail(60)}" for n, p in self.procs.items())
+
+    # -- bridge ------------------------------------------------------------------------
+    @property
+    def bridge_url(self) -> str:
+        return f"http://{self.settings.ingress.host}:{self.settings.ingress.port}"
+
+    def post_product(self, record: dict, **kwargs) -> httpx.Response:
+        headers = {"Authorization": f"Bearer {self.token}", **kwargs.pop("headers", {})}
+        return httpx.post(f"{self.bridge_url}/v1/onec/products", json=record, headers=headers,
+                          timeout=30, **kwargs)
+
+    # -- emulator ----------------------------------------------------------------------
+    @property
+    def emulator_url(self) -> str:
+        return f"http://127.0.0.1:{self.settings.embedded.bitrix24_port}"
+
+    def emulator_calls(self, method: str | None = None) -> list[dict]:
+        calls = httpx.get(f"{self.emulator_url}/_emulator/calls", timeout=10).json()
+        return [c for c in calls if method is None or c["method"] == method]
+
+    def emulator_products(self) -> list[dict]:
+        return httpx.get(f"{self.emulator_url}/_emulator/products", timeout=10).json()
+
+    def inject_fault(self, **fault) -> None:
+        httpx.post(f"{self.emulator_url}/_emulator/faults", json=fault, timeout=10).raise_for_status()
+
+    # -- database ----------------------------------------------------------------------
+    def sql(self, query: str, *params) -> list[tuple]:
+        url = self.settings.require_database_url().replace("postgresql+psycopg://", "postgresql://")
+        with psycopg.connect(url) as conn:
+            return conn.execute(query, params).fetchall()
+
+    def wait_sql(self, query: str, predicate, timeout_s: float = 60.0, *params):
+        def check():
+            rows = self.sql(query, *params)
+            return rows if predicate(rows) else None
+
+        try:
+            return eventually(check, timeout_s, message=query)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\n{self.logs()}") from None
+
+    # -- topics ------------------------------------------------------------------------
+    def read_topic(self, name: str, min_count: int = 0, timeout_s: float = 30.0) -> list:
+        """All records of a declared topic (from the beginning), waiting for ``min_count``."""
+        topic = self.settings.topic(name)
+        parts = load_catalog(self.settings.topics_file)[name].partitions
+        consumer = Consumer({**self.settings.kafka.client_config(), "group.id": f"reader-{uuid.uuid4().hex}",
+                             "enable.auto.commit": False, "enable.partition.eof": False})
+        consumer.assign([TopicPartition(topic, p, 0) for p in range(parts)])
+        out: list = []
+        try:
+            import time
+
+            deadline = time.monotonic() + timeout_s
+            idle_until = time.monotonic() + 1.5
+            while time.monotonic() < deadline:
+                msg = consumer.poll(0.2)
+                if msg is None:
+                    if len(out) >= min_count and time.monotonic() > idle_until:
+                        break
+                    continue
+                if msg.error():
+                    continue
+                out.append(msg)
+                idle_until = time.monotonic() + 1.0
+        finally:
+            consumer.close()
+        return out
+
+
+@pytest.fixture
+def pipeline(settings, registry_url, tmp_path, request):
+    """A Pipeline whose processes are stopped (and logs shown on failure) after the test."""
+    settings = settings.model_copy(update={
+        "schema_registry_url": registry_url,
+        "ingress": settings.ingress.model_copy(update={"port": free_port()}),
+        "embedded": settings.embedded.model_copy(update={"bitrix24_port": free_port()}),
+    })
+    bx = settings.bitrix24.model_copy(update={
+        "webhook_url": type(settings.bitrix24.webhook_url)(
+            f"http://127.0.0.1:{settings.embedded.bitrix24_port}/rest/1/testhook{uuid.uuid4().hex[:6]}/"),
+        "rate_per_s": 50.0, "timeout_s": 5.0})
+    settings = settings.model_copy(update={"bitrix24": bx})
+    pipe = Pipeline(settings, tmp_path)
+    yield pipe
+    pipe.stop()
+    report = getattr(request.node, "rep_call", None)
+    if report is not None and report.failed:
+        print(pipe.logs())
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item, call):
+    rep = yield
+    setattr(item, f"rep_{rep.when}", rep)
+    return rep
+
+
+def onec_product(ref: str | None = None, version: str = "AAAAAQAAAAA=", **overrides) -> dict:
+    """A Номенклатура record shaped like the real OData fixture, with a fresh Ref_Key."""
+    doc = json.loads((FIXTURES / "onec_odata" / "bp30_Catalog_Nomenklatura.json").read_text("utf-8"))
+    record = dict(doc["value"][0])
+    record["Ref_Key"] = ref or str(uuid.uuid4())
+    record["DataVersion"] = version
+    record.update(overrides)
+    return record
