@@ -142,7 +142,7 @@ class Bitrix24Client:
         if len(products) > 1:
             logger.warning("duplicate bitrix24 products for one xmlId",
                            extra={"xml_id": xml_id, "count": len(products)})
-        return min(int(p["id"]) for p in products)
+        return int(products[-1]["id"])
 
     async def add_product(self, fields: dict[str, Any]) -> int:
         """Create a catalog product in the configured iblock; return its id."""

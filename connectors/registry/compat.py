@@ -71,7 +71,8 @@ def check(
         raise ValueError(f"unknown compatibility level {level!r}; expected one of {LEVELS}")
     if level == "NONE" or not existing:
         return []
-    names = list(labels) if labels is not None else [f"schema #{i + 1}" for i in range(len(existing))]
+    names = list(labels) if labels is not None else [
+        f"schema #{i + 1}" for i in range(len(existing))]
     if len(names) != len(existing):
         raise ValueError("labels must name every existing schema")
     pairs = list(zip(existing, names))

@@ -40,10 +40,10 @@ def test_one_product_gives_one_row_one_norm_record_and_one_create(pipeline):
     assert msg.key().decode() == record["Ref_Key"]
     deserializer = AvroDeserializer(SchemaRegistryClient({"url": pipeline.settings.schema_registry_url}))
     value = deserializer(msg.value(), SerializationContext(msg.topic(), MessageField.VALUE))
-    assert value["id"] == record["Ref_Key"] and value["name"] == "Мойка кухонная"
+    assert str(value["id"]) == record["Ref_Key"] and value["name"] == "Мойка кухонная"
     assert value["version"] == "AAAAAQAAAAA=" and value["deleted"] is False
     headers = dict(msg.headers())
-    assert headers["ce_id"].decode() == body["event_id"] == value["event_id"]
+    assert headers["ce_id"].decode() == body["event_id"] == str(value["event_id"])
     assert headers["ce_specversion"] == b"1.0"
     assert headers["x-request-id"].decode() == resp.headers["x-request-id"]
 

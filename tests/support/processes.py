@@ -21,9 +21,11 @@ class Proc:
         self.env = env
         self.log_path = log_dir / f"{name}.log"
         self.popen: subprocess.Popen | None = None
+        self.stopped = False  # killed on purpose by the test
 
     def start(self) -> "Proc":
         """Start (or restart) the process."""
+        self.stopped = False
         log = open(self.log_path, "ab")
         self.popen = subprocess.Popen(
             [sys.executable, "-m", "mmstream.cli.main", *self.args],
@@ -34,6 +36,7 @@ class Proc:
 
     def kill(self, sig: int = signal.SIGKILL) -> None:
         """Send a signal and wait for the process to end."""
+        self.stopped = True
         if self.popen and self.popen.poll() is None:
             self.popen.send_signal(sig)
             try:

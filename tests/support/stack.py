@@ -85,6 +85,12 @@ class Pipeline:
         for proc in self.procs.values():
             proc.stop()
 
+    def assert_alive(self) -> None:
+        """Fail at once (with the logs) when a process the test started has died."""
+        dead = [n for n, p in self.procs.items() if not p.alive() and not p.stopped]
+        if dead:
+            raise AssertionError(f"processes died: {dead}\n{self.logs()}")
+
     def logs(self) -> str:
         return "\n".join(f"--- {n} ---\n{p.tail(60)}" for n, p in self.procs.items())
 
@@ -121,6 +127,7 @@ class Pipeline:
 
     def wait_sql(self, query: str, predicate, timeout_s: float = 60.0, *params):
         def check():
+            self.assert_alive()
             rows = self.sql(query, *params)
             return rows if predicate(rows) else None
 
@@ -159,7 +166,7 @@ class Pipeline:
 
 
 @pytest.fixture
-def pipeline(settings, registry_url, tmp_path, request):
+def pipeline(settings, registry_url, tmp_path):
     """A Pipeline whose processes are stopped (and logs shown on failure) after the test."""
     settings = settings.model_copy(update={
         "schema_registry_url": registry_url,
@@ -174,16 +181,6 @@ def pipeline(settings, registry_url, tmp_path, request):
     pipe = Pipeline(settings, tmp_path)
     yield pipe
     pipe.stop()
-    report = getattr(request.node, "rep_call", None)
-    if report is not None and report.failed:
-        print(pipe.logs())
-
-
-@pytest.hookimpl(wrapper=True, tryfirst=True)
-def pytest_runtest_makereport(item, call):
-    rep = yield
-    setattr(item, f"rep_{rep.when}", rep)
-    return rep
 
 
 def onec_product(ref: str | None = None, version: str = "AAAAAQAAAAA=", **overrides) -> dict:
