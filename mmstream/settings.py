@@ -124,7 +124,9 @@ class EmbeddedSettings(BaseModel):
     egress_metrics_port: int = 9102
     workers: int = Field(1, ge=1)
     demo: bool = True
-    demo_rate_per_s: float = Field(20.0, gt=0)
+    # Changes per second the demo posts. Bitrix24's default budget is 2 calls/s, so a
+    # faster demo shows egress lag growing (true to life) rather than a steady state.
+    demo_rate_per_s: float = Field(3.0, gt=0)
 
 
 class Settings(BaseSettings):

@@ -35,22 +35,20 @@ logger = logging.getLogger(__name__)
 # A method name goes into the URL path: anything beyond this alphabet could rewrite the URL.
 _METHOD_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]*(\.[A-Za-z0-9_]+)*$")
 
-_MASK = "<webhook>"
+_MASK = "/<webhook>/"
 
 
 class _RedactWebhook(logging.Filter):
     """Masks the webhook URL in httpx's "HTTP Request: POST <url>" INFO lines."""
 
-    def __init__(self, secrets: tuple[str, ...]) -> None:
+    def __init__(self, secret_path: str) -> None:
         super().__init__()
-        self._secrets = tuple(s for s in secrets if s)
+        self._secret_path = secret_path
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
-        if any(s in message for s in self._secrets):
-            for secret in self._secrets:
-                message = message.replace(secret, _MASK)
-            record.msg, record.args = message, None
+        if self._secret_path in message:
+            record.msg, record.args = message.replace(self._secret_path, _MASK), None
         return True
 
 
@@ -73,8 +71,8 @@ class Bitrix24Client:
             # A redirect would be followed to wherever it points, secret included.
             follow_redirects=False,
         )
-        path = urlsplit(self._base).path
-        self._redactor = _RedactWebhook((self._base, path))
+        # The path (/rest/USER_ID/CODE/) holds the secret; the host stays readable in logs.
+        self._redactor = _RedactWebhook(urlsplit(self._base).path)
         logging.getLogger("httpx").addFilter(self._redactor)
 
     @property
@@ -142,7 +140,7 @@ class Bitrix24Client:
         if len(products) > 1:
             logger.warning("duplicate bitrix24 products for one xmlId",
                            extra={"xml_id": xml_id, "count": len(products)})
-        return int(products[-1]["id"])
+        return min(int(p["id"]) for p in products)
 
     async def add_product(self, fields: dict[str, Any]) -> int:
         """Create a catalog product in the configured iblock; return its id."""
@@ -172,7 +170,7 @@ class Bitrix24Client:
 
 def _webhook_base(url: str) -> str:
     parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
+    if parts.scheme not in ("http", "https") or not parts.netloc or not parts.path.strip("/"):
         # Deliberately not echoing the URL: it holds the webhook secret.
         raise ConfigurationError(
             "bitrix24.webhook_url must be an http(s) URL like https://PORTAL/rest/USER_ID/CODE/"

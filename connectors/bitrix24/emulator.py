@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import re
 import time
 from dataclasses import asdict, dataclass, field
@@ -31,6 +32,8 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from connectors.bitrix24.ratelimit import LeakyBucket
+
+logger = logging.getLogger(__name__)
 
 PAGE_SIZE = 50
 MAX_BATCH = 50
@@ -98,6 +101,7 @@ class Fault:
     reset_in_s: float = 1.0
 
     def matches(self, method: str, params: dict[str, Any]) -> bool:
+        """Whether a call of ``method`` (lower case) with ``params`` triggers this fault."""
         if self.method != "*" and self.method.lower() != method:
             return False
         return self.xml_id is None or self.xml_id in _xml_ids_of(params)
@@ -241,7 +245,8 @@ class _Emulator:
                    batch: bool = False) -> _Outcome:
         handler = self._methods.get(method)
         if handler is None and not batch:
-            return _Outcome(404, error=_ApiError(404, "ERROR_METHOD_NOT_FOUND", "Method not found!"))
+            return _Outcome(404, error=_ApiError(404, "ERROR_METHOD_NOT_FOUND",
+                                                 "Method not found!"))
         fault = self._take_fault(method, params)
         if fault is not None and fault.status >= 400:
             if fault.delay_s:
@@ -260,6 +265,12 @@ class _Emulator:
             out = _Outcome(200, result=result, total=total, next=nxt)
         except _ApiError as exc:
             out = _Outcome(exc.status, error=exc)
+        except Exception:
+            # Answer like the portal does rather than with a bare ASGI 500 page; the
+            # traceback goes to the log and the call log shows the 500.
+            logger.exception("emulator failed executing %s", method)
+            out = _Outcome(500, error=_ApiError(500, "INTERNAL_SERVER_ERROR",
+                                                "Internal server error"))
         if fault is not None and fault.delay_s:
             await asyncio.sleep(fault.delay_s)
         if out.error is None:
@@ -380,7 +391,7 @@ class _Emulator:
         flt = params["filter"]
         if not isinstance(flt, dict):
             raise _ApiError(400, 0, "Incorrect filter format")
-        if not any(_FILTER_OP.match(k).group(2) == "iblockId" for k in flt):
+        if not any(_split_op(k)[1] == "iblockId" for k in flt):
             raise _ApiError(400, 0, "Required filter fields: iblockId")
         rows = self.store.find(flt, _order(params.get("order")))
         page, total, nxt = _page(rows, params.get("start"))
@@ -430,10 +441,10 @@ class _Emulator:
             raise _legacy("Parameter 'filter' must be array.")
         flt = {}
         for key, value in raw_filter.items():
-            op, name = _FILTER_OP.match(key).groups()
-            flt[(op or "") + _crm_to_camel(name)] = value
+            op, name = _split_op(key)
+            flt[op + _crm_to_camel(name)] = value
         # As documented: without CATALOG_ID the default product catalog is read.
-        if not any(_FILTER_OP.match(k).group(2) == "iblockId" for k in flt):
+        if not any(_split_op(k)[1] == "iblockId" for k in flt):
             flt["iblockId"] = self.catalog_iblock_id
         order = {_crm_to_camel(k): v for k, v in (_order(params.get("order")) or {}).items()}
         rows = self.store.find(flt, order or None)
@@ -735,7 +746,7 @@ def _like(actual: Any, pattern: str) -> bool:
 
 def _matches(product: dict[str, Any], flt: dict[str, Any]) -> bool:
     for key, expected in flt.items():
-        op, name = _FILTER_OP.match(str(key)).groups()
+        op, name = _split_op(key)
         op = op or "="
         actual = product.get(name)
         values = expected if isinstance(expected, list) else [expected]
@@ -756,6 +767,14 @@ def _matches(product: dict[str, Any], flt: dict[str, Any]) -> bool:
         if not ok:
             return False
     return True
+
+
+def _split_op(key: Any) -> tuple[str, str]:
+    """("", "xmlId") for "xmlId", (">=", "id") for ">=id"."""
+    match = _FILTER_OP.match(str(key))
+    if match is None:
+        return "", str(key)
+    return match.group(1) or "", match.group(2)
 
 
 def _crm_to_camel(name: str) -> str:

@@ -760,3 +760,8 @@ def _install_error_handlers(app: FastAPI) -> None:
     async def _store_error(request: Request, exc: SQLAlchemyError) -> Response:
         log.error("registry: database error", exc_info=exc)
         return _error(50001, "Error in the backend data store", 500)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> Response:
+        # Starlette logs and re-raises after this answer; clients still get Confluent's shape.
+        return _error(500, "Internal Server Error", 500)

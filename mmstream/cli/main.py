@@ -42,7 +42,7 @@ def run(no_demo: bool, workers: int | None) -> None:
     from mmstream.embedded.supervisor import run_stack
 
     settings = get_settings()
-    log.setup("mmctl-run", settings.log_level, "console")
+    log.setup("mmctl-run", "WARNING", "console")  # the console is for the status line
     run_stack(settings, demo=settings.embedded.demo and not no_demo,
               workers=workers or settings.embedded.workers)
 

@@ -34,6 +34,10 @@ class StatusBoard:
                                                self.egress: catalog["egress.bitrix24.product"].partitions})
         self.tty = sys.stdout.isatty()
 
+    def close(self) -> None:
+        """Release the lag probe's consumer."""
+        self.probe.close()
+
     async def scrape(self) -> dict:
         families: dict[str, list] = {}
         async with httpx.AsyncClient(timeout=2) as client:

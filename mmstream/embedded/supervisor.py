@@ -45,14 +45,26 @@ class Child:
             start_new_session=True,  # Ctrl-C reaches the supervisor only; it stops children in order
         )
 
-    def stop(self, timeout_s: float = 10.0) -> None:
+    def terminate(self) -> None:
         if self.popen.poll() is None:
             self.popen.send_signal(signal.SIGTERM)
-            try:
-                self.popen.wait(timeout_s)
-            except subprocess.TimeoutExpired:
-                self.popen.kill()
-                self.popen.wait()
+
+    def wait_or_kill(self, deadline: float) -> None:
+        try:
+            self.popen.wait(max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            self.popen.kill()
+            self.popen.wait()
+
+
+def _stop_children(children: list["Child"], timeout_s: float = 15.0) -> None:
+    # All at once: Faust workers take seconds to leave their group, and nothing is lost by
+    # stopping them together (they commit only what they fully processed).
+    for child in reversed(children):
+        child.terminate()
+    deadline = time.monotonic() + timeout_s
+    for child in children:
+        child.wait_or_kill(deadline)
 
 
 def _wait_http(child: Child, url: str, timeout_s: float = 30.0) -> None:
@@ -159,8 +171,7 @@ def run_stack(settings: Settings, *, demo: bool, workers: int) -> None:
     finally:
         if children or stoppers:
             _say("\nstopping…" if interrupted else "stopping…")
-        for child in reversed(children):
-            child.stop()
+        _stop_children(children)
         for stop in reversed(stoppers):
             stop()
         if children or stoppers:
@@ -175,7 +186,7 @@ async def _foreground(settings: Settings, bridge_url: str, board, children: list
         tasks.append(asyncio.create_task(DemoLoad(settings, bridge_url).run()))
     try:
         while True:
-            for child in children:
+            for child in children:  # a crashed child stops the stack, with its log named
                 if child.popen.poll() is not None:
                     raise ConfigurationError(f"{child.name} exited with code {child.popen.returncode}; "
                                              f"see {child.log_path}")
@@ -184,6 +195,7 @@ async def _foreground(settings: Settings, bridge_url: str, board, children: list
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        board.close()
 
 
 def _say(line: str) -> None:

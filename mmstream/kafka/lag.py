@@ -8,6 +8,7 @@ watermark, which is correct on both.
 
 from __future__ import annotations
 
+import logging
 import uuid
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
@@ -27,10 +28,11 @@ class LagProbe:
             "enable.auto.commit": False,
             "enable.auto.offset.store": False,
             "fetch.max.bytes": 1 << 20,
+            "logger": logging.getLogger("librdkafka"),
         })
         self._tps = [TopicPartition(t, p, OFFSET_BEGINNING) for t, n in partitions.items() for p in range(n)]
         self._consumer.assign(self._tps)
-        self._admin = AdminClient(kafka.client_config())
+        self._admin = AdminClient({**kafka.client_config(), "logger": logging.getLogger("librdkafka")})
 
     def refresh(self, budget: int = 5000) -> None:
         """Fetch (and discard) up to ``budget`` records so cached watermarks are current."""

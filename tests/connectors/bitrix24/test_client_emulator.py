@@ -297,9 +297,11 @@ def test_method_names_cannot_rewrite_the_url():
     assert app.state.emulator.calls == []
 
 
-def test_invalid_webhook_url_is_a_configuration_error_without_the_secret():
+@pytest.mark.parametrize("url", [f"portal.test/rest/1/{SECRET}/",
+                                 f"ftp://portal.test/rest/1/{SECRET}/", "https://portal.test"])
+def test_invalid_webhook_url_is_a_configuration_error_without_the_secret(url):
     with pytest.raises(ConfigurationError) as caught:
-        Bitrix24Client(Bitrix24Settings(webhook_url=f"portal.test/rest/1/{SECRET}/"))
+        Bitrix24Client(Bitrix24Settings(webhook_url=url))
     assert SECRET not in error_text(caught.value)
 
 
@@ -383,7 +385,8 @@ def test_the_webhook_secret_never_appears_in_errors_or_logs(caplog):
         assert err.method and err.method in str(err)
     # httpx logs every request URL at INFO: it must reach the log redacted.
     messages = [r.getMessage() for r in caplog.records]
-    assert any("HTTP Request" in m for m in messages)
+    assert any("HTTP Request: POST http://portal.test/<webhook>/catalog.product.add.json" in m
+               for m in messages)
     assert not any(SECRET in m for m in messages)
 
 
