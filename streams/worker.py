@@ -156,5 +156,7 @@ def run(app: faust.App, settings: Settings, metrics_port: int) -> None:
     uvloop.install()
     metrics.serve(metrics_port)
     metrics.UP.labels(app.conf.id).set(1)
-    Worker(app, loglevel=settings.log_level, quiet=True, redirect_stdouts=False,
-           override_logging=False, console_port=0).execute_from_commandline()
+    worker = Worker(app, loglevel=settings.log_level, quiet=True, redirect_stdouts=False,
+                    override_logging=False, console_port=0)
+    worker.spinner = None  # it writes terminal escapes into the JSON log stream
+    worker.execute_from_commandline()

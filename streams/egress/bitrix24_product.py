@@ -111,6 +111,8 @@ class ProductEgress:
                   "event_id": headers.get("ce_id") or product.get("event_id"), "ext": external_id}
         await retry_transient(lambda: self._execute(_DELIVERED, params),
                               what="egress delivery record", entity="product")
+        log.info("delivered to bitrix24", extra={"product_id": pid, "bitrix24_id": external_id,
+                                                 "attempts": attempt})
         return "delivered"
 
     async def _upsert(self, pid: str, product: dict) -> str:

@@ -54,6 +54,10 @@ class ProductSink:
         for topic, partition in sorted({(r.topic, r.partition) for r in records}):
             await retry_transient(lambda: self.relay.flush(topic, partition),
                                   what="outbox publish", entity="product")
+        log.info("batch stored", extra={
+            "records": len(records), "new_versions": result.new_versions,
+            "duplicates": result.duplicates, "stale": result.stale, "invalid": len(dead),
+            "offsets": {f"{r.topic}/{r.partition}": r.offset for r in records}})
         SINK_BATCH_SIZE.labels("product").observe(len(records))
         SINK_BATCH_LATENCY.labels("product").observe(time.perf_counter() - started)
         SINK_RECORDS.labels("product", "upserted").inc(result.new_versions)

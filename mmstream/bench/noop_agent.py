@@ -1,0 +1,72 @@
+"""The "Faust agent that does nothing" baseline, run as a child process:
+
+    python -m mmstream.bench.noop_agent --expected N --result PATH   (settings from MM_*)
+
+It is the sink worker minus the work: the same Faust app factory, topic declaration,
+runner (uvloop) and batching (``noack_take(1000, within=0.2)``, acknowledging every event),
+so the pipeline/noop ratio isolates what the sink adds to Faust's own per-event cost.
+When it has seen ``expected`` events it writes {count, first_event_at, last_event_at}
+(epoch seconds) to PATH and keeps running until the bench stops it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+
+import faust
+
+from mmstream import log
+from mmstream.settings import Settings, get_settings
+from mmstream.topics import load_catalog
+from streams.app import create_app, source_topic
+
+
+def build(settings: Settings, expected: int, result: Path) -> faust.App:
+    """A Faust app with one agent that acknowledges and counts raw product events."""
+    catalog = load_catalog(settings.topics_file)
+    app = create_app(settings, settings.streams.sink_group)
+    raw = source_topic(app, settings, catalog, "raw.onec.product")
+
+    @app.agent(raw, name="bench.noop")
+    async def noop(stream):
+        count, first, written = 0, 0.0, False
+        async for events in stream.noack_take(1000, within=0.2):
+            if not first:
+                first = time.time()
+            for event in events:
+                await stream.ack(event)
+            count += len(events)
+            if count >= expected and not written:
+                _write_result(result, {"count": count, "first_event_at": first,
+                                       "last_event_at": time.time()})
+                written = True
+
+    return app
+
+
+def _write_result(path: Path, doc: dict) -> None:
+    # Write then rename: the bench polls for the file and must never read half of it.
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(doc))
+    os.replace(tmp, path)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="mmstream.bench.noop_agent")
+    parser.add_argument("--expected", type=int, required=True)
+    parser.add_argument("--result", type=Path, required=True)
+    args = parser.parse_args(argv)
+    from streams.worker import run
+
+    settings = get_settings()
+    log.setup("bench-noop-agent", settings.log_level, settings.log_format)
+    app = build(settings, args.expected, args.result)
+    run(app, settings, 0)
+
+
+if __name__ == "__main__":
+    main()
