@@ -31,3 +31,6 @@ topics-apply: $(STAMP)  ## create missing topics from topics.yaml on MM_KAFKA__B
 
 clean:  ## remove the virtualenv and the embedded data
 	rm -rf $(VENV) .data
+
+lint: $(STAMP)  ## static checks (ruff)
+	$(BIN)/ruff check mmstream streams connectors tests

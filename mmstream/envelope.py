@@ -50,7 +50,7 @@ class CloudEvent:
         return out
 
     @classmethod
-    def from_headers(cls, headers: dict[str, str]) -> "CloudEvent":
+    def from_headers(cls, headers: dict[str, str]) -> CloudEvent:
         """Read the attributes back; missing ones become empty strings."""
         return cls(
             id=headers.get("ce_id", ""),

@@ -10,12 +10,15 @@ from __future__ import annotations
 import contextvars
 import logging
 import sys
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from typing import Iterator
+from types import MappingProxyType
 
 from pythonjsonlogger.json import JsonFormatter
 
-_context: contextvars.ContextVar[dict[str, str]] = contextvars.ContextVar("log_context", default={})
+_context: contextvars.ContextVar[Mapping[str, str]] = contextvars.ContextVar(
+    "log_context", default=MappingProxyType({})
+)
 
 
 class _ContextFilter(logging.Filter):

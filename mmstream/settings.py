@@ -162,7 +162,7 @@ class Settings(BaseSettings):
     embedded: EmbeddedSettings = EmbeddedSettings()
 
     @model_validator(mode="after")
-    def _check_consistency(self) -> "Settings":
+    def _check_consistency(self) -> Settings:
         if self.kafka.heartbeat_interval_s * 3 > self.kafka.session_timeout_s:
             raise ValueError(
                 "kafka.heartbeat_interval_s must be at most a third of kafka.session_timeout_s"

@@ -9,7 +9,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from typing import Awaitable, Callable, TypeVar
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 from mmstream.errors import classify
 from mmstream.metrics import SINK_RETRIES
@@ -31,7 +32,7 @@ async def retry_transient(op: Callable[[], Awaitable[T]], *, what: str, entity: 
                 raise
             attempt += 1
             SINK_RETRIES.labels(entity, err.code).inc()
-            delay = random.uniform(0, min(max_s, base_s * 2 ** min(attempt, 16)))
+            delay = random.uniform(0, min(max_s, base_s * 2 ** min(attempt, 16)))  # noqa: S311 — jitter
             log.warning("%s failed, retrying", what,
                         extra={"error_code": err.code, "error": str(err), "attempt": attempt,
                                "retry_in_s": round(delay, 2)})

@@ -19,7 +19,7 @@ class SourceRecord:
     headers: list[tuple[str, bytes]]
 
     @classmethod
-    def from_event(cls, event) -> "SourceRecord":
+    def from_event(cls, event) -> SourceRecord:
         """From a Faust event (value_serializer='raw', so value is the original bytes)."""
         msg = event.message
         headers = msg.headers or []

@@ -41,7 +41,7 @@ async def publish(producer: AckedProducer, topic: str, records: list[Accepted],
             headers={"Retry-After": str(retry_after_s)},
         ) from exc
     PRODUCE_LATENCY.labels("bridge").observe(time.perf_counter() - started)
-    for rec, dlv in zip(records, delivered):
+    for rec, dlv in zip(records, delivered, strict=True):
         log.info("record accepted", extra={"event_id": rec.event.id, "subject": rec.key,
                                            "topic": dlv.topic, "partition": dlv.partition,
                                            "offset": dlv.offset})

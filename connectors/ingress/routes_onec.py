@@ -115,7 +115,7 @@ async def post_products_batch(request: Request) -> JSONResponse:
     if accepted:
         delivered = await publish(request.app.state.producer, request.app.state.topics["product"],
                                   [a for _, a in accepted], settings.ingress.retry_after_s)
-        for (index, acc), dlv in zip(accepted, delivered):
+        for (index, acc), dlv in zip(accepted, delivered, strict=True):
             results[index] = {"index": index, "status": "accepted", "event_id": acc.event.id,
                               "id": acc.key, "partition": dlv.partition, "offset": dlv.offset}
     n_ok, n_bad = len(accepted), len(items) - len(accepted)

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 from mmstream.embedded.ports import ensure_port_free
+from mmstream.embedded.process import stop_process
 from mmstream.errors import ConfigurationError
 
 log = logging.getLogger(__name__)
@@ -39,7 +40,7 @@ class EmbeddedBroker:
         """The bootstrap address clients use."""
         return f"{self.host}:{self.port}"
 
-    def start(self, timeout_s: float = 15.0) -> "EmbeddedBroker":
+    def start(self, timeout_s: float = 15.0) -> EmbeddedBroker:
         """Start the broker and wait until it accepts connections."""
         ensure_port_free(self.host, self.port, "embedded Kafka broker", "MM_EMBEDDED__KAFKA_PORT")
         url = f"tcp://{self.host}:{self.port}"
@@ -69,14 +70,7 @@ class EmbeddedBroker:
     def stop(self, timeout_s: float = 10.0) -> None:
         """Stop with SIGINT (SIGTERM waits for connected clients), then SIGKILL if needed."""
         proc, self._proc = self._proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout_s)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc, signal.SIGINT, timeout_s)
 
     def is_running(self) -> bool:
         """True while the broker process is alive."""

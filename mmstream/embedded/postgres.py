@@ -17,6 +17,7 @@ import warnings
 from pathlib import Path
 
 from mmstream.embedded.ports import ensure_port_free
+from mmstream.embedded.process import stop_process
 from mmstream.errors import ConfigurationError
 
 log = logging.getLogger(__name__)
@@ -68,7 +69,7 @@ class EmbeddedPostgres:
         """A libpq URL for the given database."""
         return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
 
-    def start(self, timeout_s: float = 30.0) -> "EmbeddedPostgres":
+    def start(self, timeout_s: float = 30.0) -> EmbeddedPostgres:
         """initdb on first use, then start the server and wait until it accepts connections."""
         ensure_port_free("127.0.0.1", self.port, "embedded PostgreSQL", "MM_EMBEDDED__POSTGRES_PORT")
         user = _run_as()
@@ -119,11 +120,4 @@ class EmbeddedPostgres:
     def stop(self, timeout_s: float = 15.0) -> None:
         """Fast shutdown (SIGINT: abort sessions, checkpoint), SIGKILL if it hangs."""
         proc, self._proc = self._proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout_s)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc, signal.SIGINT, timeout_s)

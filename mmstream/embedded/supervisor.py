@@ -17,13 +17,12 @@ import sys
 import time
 from pathlib import Path
 
-import httpx
-
 from mmstream.db.migrate import upgrade
 from mmstream.embedded.broker import EmbeddedBroker
 from mmstream.embedded.env import settings_env
 from mmstream.embedded.ports import ensure_port_free
 from mmstream.embedded.postgres import EmbeddedPostgres
+from mmstream.embedded.process import wait_http
 from mmstream.embedded.status import StatusBoard
 from mmstream.errors import ConfigurationError
 from mmstream.kafka.admin import apply
@@ -57,7 +56,7 @@ class Child:
             self.popen.wait()
 
 
-def _stop_children(children: list["Child"], timeout_s: float = 15.0) -> None:
+def _stop_children(children: list[Child], timeout_s: float = 15.0) -> None:
     # All at once: Faust workers take seconds to leave their group, and nothing is lost by
     # stopping them together (they commit only what they fully processed).
     for child in reversed(children):
@@ -67,19 +66,8 @@ def _stop_children(children: list["Child"], timeout_s: float = 15.0) -> None:
         child.wait_or_kill(deadline)
 
 
-def _wait_http(child: Child, url: str, timeout_s: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if child.popen.poll() is not None:
-            raise ConfigurationError(f"{child.name} exited with code {child.popen.returncode}; "
-                                     f"see {child.log_path}")
-        try:
-            if httpx.get(url, timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    raise ConfigurationError(f"{child.name} did not become ready at {url}; see {child.log_path}")
+def _wait_http(child: Child, url: str) -> None:
+    wait_http(url, alive=lambda: child.popen.poll() is None, what=child.name, log_path=child.log_path)
 
 
 def run_stack(settings: Settings, *, demo: bool, workers: int) -> None:

@@ -11,9 +11,8 @@ from __future__ import annotations
 import logging
 import uuid
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, ConsumerGroupTopicPartitions, TopicPartition
 from confluent_kafka.admin import AdminClient
-from confluent_kafka import ConsumerGroupTopicPartitions
 
 from mmstream.settings import KafkaSettings
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
@@ -47,10 +47,10 @@ class OutRecord:
 def delivery_error(err: KafkaError) -> MMStreamError:
     """The one place that decides whether a failed delivery is worth retrying."""
     transient = err.retriable() or err.code() in (
-        KafkaError._MSG_TIMED_OUT,
-        KafkaError._TIMED_OUT,
-        KafkaError._TRANSPORT,
-        KafkaError._ALL_BROKERS_DOWN,
+        KafkaError._MSG_TIMED_OUT,  # noqa: SLF001 — librdkafka local error codes are public
+        KafkaError._TIMED_OUT,  # noqa: SLF001 — librdkafka local error codes are public
+        KafkaError._TRANSPORT,  # noqa: SLF001 — librdkafka local error codes are public
+        KafkaError._ALL_BROKERS_DOWN,  # noqa: SLF001 — librdkafka local error codes are public
         KafkaError.NOT_ENOUGH_REPLICAS,
         KafkaError.NOT_ENOUGH_REPLICAS_AFTER_APPEND,
         KafkaError.REQUEST_TIMED_OUT,

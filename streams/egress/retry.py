@@ -38,7 +38,7 @@ class RetryPolicy:
             raise ValueError("base_delay_s must not exceed max_delay_s")
 
     @classmethod
-    def from_settings(cls, settings: RetrySettings) -> "RetryPolicy":
+    def from_settings(cls, settings: RetrySettings) -> RetryPolicy:
         """The policy configured in ``Settings.retry``."""
         return cls(
             max_attempts=settings.max_attempts,

@@ -52,7 +52,7 @@ class ProductSink:
         if dead:
             await self._dead_letter(dead)
         for topic, partition in sorted({(r.topic, r.partition) for r in records}):
-            await retry_transient(lambda: self.relay.flush(topic, partition),
+            await retry_transient(lambda t=topic, p=partition: self.relay.flush(t, p),
                                   what="outbox publish", entity="product")
         log.info("batch stored", extra={
             "records": len(records), "new_versions": result.new_versions,

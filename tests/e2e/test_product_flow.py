@@ -9,6 +9,7 @@ from confluent_kafka.schema_registry.avro import AvroDeserializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 
 from tests.support.stack import onec_product
+from tests.support.topics import count_records
 
 pytestmark = pytest.mark.e2e
 
@@ -34,7 +35,7 @@ def test_one_product_gives_one_row_one_norm_record_and_one_create(pipeline):
     assert [p["xmlId"] for p in products] == [record["Ref_Key"]]
     assert products[0]["name"] == "Мойка кухонная"
 
-    norm = pipeline.read_topic("norm.product", min_count=1)
+    norm = count_records(pipeline.settings, "norm.product", expect_at_least=1)
     assert len(norm) == 1
     msg = norm[0]
     assert msg.key().decode() == record["Ref_Key"]

@@ -9,7 +9,8 @@ import sys
 import time
 from pathlib import Path
 
-import httpx
+from mmstream.embedded.process import wait_http as _wait_http
+from mmstream.errors import ConfigurationError
 
 
 class Proc:
@@ -60,18 +61,11 @@ class Proc:
 
 
 def wait_http(url: str, proc: Proc, timeout_s: float = 30.0) -> None:
-    """Wait until ``url`` answers 200, failing early if the process died."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if not proc.alive():
-            raise RuntimeError(f"{proc.name} exited early:\n{proc.tail()}")
-        try:
-            if httpx.get(url, timeout=1.0).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    raise RuntimeError(f"{proc.name} not ready at {url} after {timeout_s}s:\n{proc.tail()}")
+    """Wait until ``url`` answers 200, failing early (with the log tail) if the process died."""
+    try:
+        _wait_http(url, alive=proc.alive, what=proc.name, timeout_s=timeout_s)
+    except ConfigurationError as exc:
+        raise RuntimeError(f"{exc}\n{proc.tail()}") from None
 
 
 def eventually(check, timeout_s: float = 60.0, interval_s: float = 0.2, message: str = ""):

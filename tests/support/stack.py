@@ -11,7 +11,6 @@ from pathlib import Path
 import httpx
 import psycopg
 import pytest
-from confluent_kafka import Consumer, TopicPartition
 
 from connectors.ingress.auth import mint_token
 from mmstream.embedded.env import settings_env
@@ -135,35 +134,6 @@ class Pipeline:
             return eventually(check, timeout_s, message=query)
         except AssertionError as exc:
             raise AssertionError(f"{exc}\n{self.logs()}") from None
-
-    # -- topics ------------------------------------------------------------------------
-    def read_topic(self, name: str, min_count: int = 0, timeout_s: float = 30.0) -> list:
-        """All records of a declared topic (from the beginning), waiting for ``min_count``."""
-        topic = self.settings.topic(name)
-        parts = load_catalog(self.settings.topics_file)[name].partitions
-        consumer = Consumer({**self.settings.kafka.client_config(), "group.id": f"reader-{uuid.uuid4().hex}",
-                             "enable.auto.commit": False, "enable.partition.eof": False})
-        consumer.assign([TopicPartition(topic, p, 0) for p in range(parts)])
-        out: list = []
-        try:
-            import time
-
-            deadline = time.monotonic() + timeout_s
-            idle_until = time.monotonic() + 1.5
-            while time.monotonic() < deadline:
-                msg = consumer.poll(0.2)
-                if msg is None:
-                    if len(out) >= min_count and time.monotonic() > idle_until:
-                        break
-                    continue
-                if msg.error():
-                    continue
-                out.append(msg)
-                idle_until = time.monotonic() + 1.0
-        finally:
-            consumer.close()
-        return out
-
 
 @pytest.fixture
 def pipeline(settings, registry_url, tmp_path):

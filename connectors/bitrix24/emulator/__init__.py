@@ -1,0 +1,28 @@
+"""An in-memory emulator of the Bitrix24 REST API, as far as products go.
+
+Serves ``{webhook_path}{method}.json`` like a portal with an incoming webhook: JSON,
+form-encoded (PHP-style ``fields[NAME]=…``) and GET query parameters; the real envelope
+(``result``, ``time``, ``total``, ``next``) and real error shapes and statuses; the
+per-portal leaky bucket (HTTP 503 ``QUERY_LIMIT_EXCEEDED`` before executing anything);
+``catalog.product.*`` (camelCase) and legacy ``crm.product.*`` (UPPER_CASE, string values,
+errors with an EMPTY code) over one product store; and ``batch`` (always HTTP 200, PHP
+array encoding: maps keyed ``0..n-1`` come out as JSON lists, empty maps as ``[]``).
+
+Admin endpoints (no auth: a loopback test tool) inject faults and inspect what arrived:
+``POST/GET/DELETE /_emulator/faults``, ``GET /_emulator/calls``, ``GET /_emulator/products``,
+``POST /_emulator/reset``, ``GET/PUT /_emulator/limits``; plus ``GET /health``.
+
+All state lives in the app returned by :func:`create_app`, so tests can run several.
+
+Modules: ``app`` (HTTP wiring and admin endpoints), ``portal`` (one portal's state and
+call execution), ``envelope`` (answer and error shapes, the ``time`` block), ``faults``,
+``store`` (products), ``query`` (filter/order/paging of list methods), ``catalog`` and
+``crm`` (the two product method families), ``batch``, ``php`` (PHP array encoding).
+"""
+
+from connectors.bitrix24.emulator.app import LimitsSpec, create_app
+from connectors.bitrix24.emulator.batch import MAX_BATCH
+from connectors.bitrix24.emulator.faults import Fault, FaultSpec
+from connectors.bitrix24.emulator.query import PAGE_SIZE
+
+__all__ = ["Fault", "FaultSpec", "LimitsSpec", "PAGE_SIZE", "MAX_BATCH", "create_app"]

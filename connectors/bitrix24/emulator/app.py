@@ -1,0 +1,138 @@
+"""The emulator's HTTP surface: the webhook REST route, the admin endpoints, ``/health``."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from typing import Any
+from urllib.parse import parse_qsl
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+
+from connectors.bitrix24.emulator.envelope import ApiError
+from connectors.bitrix24.emulator.faults import Fault, FaultSpec
+from connectors.bitrix24.emulator.php import php_parse
+from connectors.bitrix24.emulator.portal import Portal
+from connectors.bitrix24.ratelimit import LeakyBucket
+
+
+class LimitsSpec(BaseModel):
+    """Body of ``PUT /_emulator/limits``."""
+
+    rate_per_s: float = Field(gt=0)
+    burst: int = Field(ge=1)
+
+
+def create_app(
+    *,
+    webhook_path: str = "/rest/1/devwebhookcode/",
+    rate_per_s: float = 2.0,
+    burst: int = 50,
+    catalog_iblock_id: int = 14,
+) -> FastAPI:
+    """A FastAPI app emulating one Bitrix24 portal reached at ``{webhook_path}{method}.json``.
+
+    ``rate_per_s``/``burst`` size the portal's leaky bucket; ``catalog_iblock_id`` is the
+    product catalog that ``crm.product.*`` reads and writes when no CATALOG_ID is given.
+    The emulator state is ``app.state.emulator``.
+    """
+    emu = Portal(webhook_path, rate_per_s, burst, catalog_iblock_id)
+    app = FastAPI(title="Bitrix24 REST emulator", docs_url=None, redoc_url=None)
+    app.state.emulator = emu
+
+    @app.get("/health")
+    async def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.post("/_emulator/faults")
+    async def add_fault(spec: FaultSpec) -> dict[str, Any]:
+        emu.faults.append(Fault(**spec.model_dump()))
+        return {"faults": [asdict(f) for f in emu.faults]}
+
+    @app.get("/_emulator/faults")
+    async def list_faults() -> dict[str, Any]:
+        return {"faults": [asdict(f) for f in emu.faults]}
+
+    @app.delete("/_emulator/faults")
+    async def clear_faults() -> dict[str, Any]:
+        cleared = len(emu.faults)
+        emu.faults.clear()
+        return {"cleared": cleared}
+
+    @app.get("/_emulator/calls")
+    async def list_calls(method: str | None = None) -> list[dict[str, Any]]:
+        if method is None:
+            return list(emu.calls)
+        return [c for c in emu.calls if c["method"] == method.lower()]
+
+    @app.get("/_emulator/products")
+    async def list_products() -> list[dict[str, Any]]:
+        return [dict(p) for p in emu.store.products.values()]
+
+    @app.post("/_emulator/reset")
+    async def reset() -> dict[str, bool]:
+        emu.reset()
+        return {"ok": True}
+
+    @app.get("/_emulator/limits")
+    async def get_limits() -> dict[str, Any]:
+        return {"rate_per_s": emu.bucket.rate_per_s, "burst": emu.bucket.burst}
+
+    @app.put("/_emulator/limits")
+    async def set_limits(spec: LimitsSpec) -> dict[str, Any]:
+        emu.bucket = LeakyBucket(spec.rate_per_s, spec.burst)
+        return {"rate_per_s": spec.rate_per_s, "burst": spec.burst}
+
+    @app.api_route("/{path:path}", methods=["GET", "POST"])
+    async def rest(request: Request, path: str) -> JSONResponse:
+        full = "/" + path
+        if not full.startswith(emu.webhook_path) or "/" in full[len(emu.webhook_path):]:
+            emu.record(_method_of(full.rsplit("/", 1)[-1]), None, 401)
+            return JSONResponse(
+                {"error": "NO_AUTH_FOUND", "error_description": "Wrong authorization data"},
+                status_code=401,
+            )
+        method = _method_of(full[len(emu.webhook_path):])
+        try:
+            params = await _read_params(request)
+        except ApiError as exc:
+            emu.record(method, None, exc.status)
+            return JSONResponse(exc.body(), status_code=exc.status)
+        status, body = await emu.handle(method, params)
+        return JSONResponse(body, status_code=status)
+
+    return app
+
+
+def _method_of(segment: str) -> str:
+    for suffix in (".json", ".xml"):
+        if segment.lower().endswith(suffix):
+            segment = segment[: -len(suffix)]
+    # Method names are case-insensitive on a portal.
+    return segment.lower()
+
+
+async def _read_params(request: Request) -> dict[str, Any]:
+    params = php_parse(request.query_params.multi_items())
+    if request.method != "POST":
+        return params
+    raw = await request.body()
+    if not raw.strip():
+        return params
+    content_type = request.headers.get("content-type", "")
+    if "json" in content_type or raw.lstrip()[:1] == b"{":
+        try:
+            data = json.loads(raw)
+        except ValueError:
+            raise ApiError(400, "INVALID_REQUEST", "Request body is not valid JSON") from None
+        if isinstance(data, dict):
+            params.update(data)
+        return params
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ApiError(400, "INVALID_REQUEST", "Request body is not UTF-8") from None
+    params.update(php_parse(parse_qsl(text, keep_blank_values=True)))
+    return params

@@ -1,0 +1,93 @@
+"""One emulated portal: its state (products, call log, faults, rate limit, operating time)
+and the execution of REST calls against it."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+from connectors.bitrix24.emulator import catalog, crm
+from connectors.bitrix24.emulator.batch import run_batch
+from connectors.bitrix24.emulator.envelope import ApiError, OperatingTime, Outcome
+from connectors.bitrix24.emulator.faults import Fault, take_fault
+from connectors.bitrix24.emulator.store import Method, ProductStore
+from connectors.bitrix24.ratelimit import LeakyBucket
+
+logger = logging.getLogger(__name__)
+
+_METHODS: dict[str, Method] = {**catalog.METHODS, **crm.METHODS}
+
+
+class Portal:
+    """The state of one emulated portal and the execution of REST calls against it."""
+
+    def __init__(self, webhook_path: str, rate_per_s: float, burst: int,
+                 catalog_iblock_id: int) -> None:
+        self.webhook_path = "/" + webhook_path.strip("/") + "/"
+        self.catalog_iblock_id = catalog_iblock_id
+        self.bucket = LeakyBucket(rate_per_s, burst)
+        self.store = ProductStore(catalog_iblock_id)
+        self.calls: list[dict[str, Any]] = []
+        self.faults: list[Fault] = []
+        self._operating = OperatingTime()
+
+    def reset(self) -> None:
+        """Back to an empty portal: no products, calls or faults, a drained bucket."""
+        self.store = ProductStore(self.catalog_iblock_id)
+        self.calls.clear()
+        self.faults.clear()
+        self._operating.reset()
+        self.bucket.reset()
+
+    def record(self, method: str, params: Any, status: int, *, in_batch: bool = False) -> None:
+        """Append one call to the call log that ``GET /_emulator/calls`` shows."""
+        self.calls.append({"method": method, "params": params, "status": status,
+                           "ts": time.time(), "in_batch": in_batch})
+
+    async def handle(self, method: str, params: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        """Run one top-level REST call; (HTTP status, JSON body)."""
+        start = time.time()
+        if self.bucket.try_acquire() > 0:
+            self.record(method, params, 503)
+            return 503, {"error": "QUERY_LIMIT_EXCEEDED", "error_description": "Too many requests"}
+        outcome = await self._run(method, params, start, batch=method == "batch")
+        self.record(method, params, outcome.status)
+        return outcome.status, outcome.body()
+
+    async def _run(self, method: str, params: dict[str, Any], start: float, *,
+                   batch: bool = False) -> Outcome:
+        handler = _METHODS.get(method)
+        if handler is None and not batch:
+            return Outcome(404, error=ApiError(404, "ERROR_METHOD_NOT_FOUND",
+                                               "Method not found!"))
+        fault = take_fault(self.faults, method, params)
+        if fault is not None and fault.status >= 400:
+            if fault.delay_s:
+                await asyncio.sleep(fault.delay_s)
+            out = Outcome(fault.status, error=ApiError(fault.status, fault.error,
+                                                       fault.description))
+            if fault.error.upper() == "OPERATION_TIME_LIMIT":
+                out.time = self._operating.block(method, start, time.time(), account=False)
+                out.time["operating_reset_at"] = int(time.time() + fault.reset_in_s)
+            return out
+        try:
+            if batch:
+                result, total, nxt = await run_batch(params, self._run, self.record), None, None
+            else:
+                result, total, nxt = handler(self.store, params)
+            out = Outcome(200, result=result, total=total, next=nxt)
+        except ApiError as exc:
+            out = Outcome(exc.status, error=exc)
+        except Exception:
+            # Answer like the portal does rather than with a bare ASGI 500 page; the
+            # traceback goes to the log and the call log shows the 500.
+            logger.exception("emulator failed executing %s", method)
+            out = Outcome(500, error=ApiError(500, "INTERNAL_SERVER_ERROR",
+                                              "Internal server error"))
+        if fault is not None and fault.delay_s:
+            await asyncio.sleep(fault.delay_s)
+        if out.error is None:
+            out.time = self._operating.block(method, start, time.time())
+        return out

@@ -1,0 +1,255 @@
+"""Pipeline benchmark: how fast ONE sink worker drains a pre-filled raw topic into
+PostgreSQL (product rows + outbox entries, published), against two baselines measured in
+the same run on the same records:
+
+* noop agent  - a Faust agent that only acknowledges (same app factory, runner, batching):
+                Faust's own per-event cost, the ceiling of any Faust worker here;
+* merge ceiling - ``streams.sink.product_store.merge`` called directly, in-process, in
+                batches of 1000 inside transactions: the database side alone.
+
+The raw topic is filled once; every repetition uses a fresh consumer group and a fresh
+database, so each run does the full work (nothing is "already seen").
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from dataclasses import dataclass
+
+import psycopg
+
+from mmstream.bench.processes import BenchError, Child, mmctl
+from mmstream.bench.producing import produce_all
+from mmstream.bench.report import Measurement, Series
+from mmstream.bench.services import BenchServices
+from mmstream.bench.workload import (V2, ProductMix, RawRecord, mix_raw_records, product_mix,
+                                     template_record)
+from mmstream.envelope import REQUEST_ID, decode_headers
+from mmstream.settings import Settings
+
+RAW = "raw.onec.product"
+# The headers the sink keeps with each outbox entry (streams/sink/processor.py).
+_KEEP_HEADERS = (REQUEST_ID, "ce_id", "ce_source")
+
+
+@dataclass(frozen=True)
+class PipelineParams:
+    records: int
+    repetitions: int
+    timeout_s: float            # per run of the worker or the agent
+    merge_batch: int = 1000     # the sink's default batch_max
+    poll_interval_s: float = 0.25
+
+
+@dataclass(frozen=True)
+class Run:
+    """Timings of one run, all from recorded timestamps (not from polling)."""
+
+    total_s: float    # process spawn -> last record done (includes Faust start-up)
+    steady_s: float   # first batch at work -> last record done
+    startup_s: float  # process spawn -> first batch at work
+
+
+def _pg(url: str) -> str:
+    return url.replace("postgresql+psycopg://", "postgresql://")
+
+
+def run_noop(services: BenchServices, settings: Settings, expected: int, params: PipelineParams,
+             label: str) -> Run:
+    """Start the no-op agent with a fresh group; wait for its result file; stop it."""
+    s = services.settings(topic_prefix=settings.kafka.topic_prefix)
+    result = services.work_dir / f"{label}.json"
+    child = services.children.add(Child(
+        label, "mmstream.bench.noop_agent", ["--expected", str(expected), "--result", str(result)],
+        services.child_env(s), services.log_dir).start())
+    try:
+        deadline = time.monotonic() + params.timeout_s
+        while not result.exists():
+            child.check_alive()
+            if time.monotonic() > deadline:
+                raise BenchError(f"the no-op agent did not see {expected} records in "
+                                 f"{params.timeout_s:.0f}s; log {child.log_path}:\n{child.tail()}")
+            time.sleep(0.1)
+        doc = json.loads(result.read_text())
+    finally:
+        child.stop()
+    first, last = doc["first_event_at"], doc["last_event_at"]
+    return Run(last - child.started_at, last - first, first - child.started_at)
+
+
+def run_sink(services: BenchServices, settings: Settings, mix: ProductMix, params: PipelineParams,
+             label: str) -> Run:
+    """Start one sink worker (fresh group, fresh database); wait until every product row
+    and outbox entry is there and published; stop it; check the result is correct."""
+    db = services.new_database("sink")
+    s = services.settings(topic_prefix=settings.kafka.topic_prefix, database_url=db)
+    child = services.children.add(mmctl(label, ["worker", "sink", "--metrics-port", "0"],
+                                        services.child_env(s), services.log_dir).start())
+    try:
+        with psycopg.connect(_pg(db), autocommit=True) as conn:
+            deadline = time.monotonic() + params.timeout_s
+            while True:
+                child.check_alive()
+                products, outbox, pending = conn.execute(
+                    "SELECT (SELECT count(*) FROM product), (SELECT count(*) FROM outbox), "
+                    "(SELECT count(*) FROM outbox WHERE published_at IS NULL)").fetchone()
+                if products == mix.products and outbox == mix.new_versions and pending == 0:
+                    break
+                if products > mix.products or outbox > mix.new_versions:
+                    raise BenchError(f"more rows than records: {products} products (expected "
+                                     f"{mix.products}), {outbox} outbox (expected {mix.new_versions})")
+                if time.monotonic() > deadline:
+                    raise BenchError(
+                        f"the sink did not finish in {params.timeout_s:.0f}s: {products}/{mix.products} "
+                        f"products, {outbox}/{mix.new_versions} outbox entries, {pending} unpublished; "
+                        f"log {child.log_path}:\n{child.tail()}")
+                time.sleep(params.poll_interval_s)
+            # created_at is the start of the batch's transaction, published_at that of the
+            # relay's: both from one clock, so the span does not depend on the polling.
+            first, last = conn.execute(
+                "SELECT extract(epoch FROM min(created_at))::float8, "
+                "extract(epoch FROM max(published_at))::float8 FROM outbox").fetchone()
+            current_v2 = conn.execute("SELECT count(*) FROM product WHERE version = %s",
+                                      (V2,)).fetchone()[0]
+    finally:
+        child.stop()
+    services.drop_database(db)
+    if current_v2 != mix.two_versions:
+        raise BenchError(f"wrong result: {current_v2} products at V2, expected {mix.two_versions} "
+                         "(a stale replay overwrote a newer version?)")
+    return Run(last - child.started_at, last - first, first - child.started_at)
+
+
+def _incoming(records: list[RawRecord], positions: list[tuple[int, int]], topic: str) -> list:
+    """The records as the sink hands them to merge (parsed outside the timing)."""
+    from streams.normalize.onec_product import parse
+    from streams.sink.product_store import IncomingProduct
+
+    out = []
+    for rec, (partition, offset) in zip(records, positions):
+        headers = decode_headers(rec.headers)
+        out.append(IncomingProduct(parse(rec.value), topic, partition, offset,
+                                   {k: headers[k] for k in _KEEP_HEADERS if k in headers}))
+    return out
+
+
+def run_merge_ceiling(services: BenchServices, settings: Settings, incoming: list, mix: ProductMix,
+                      params: PipelineParams) -> float:
+    """merge() directly, batches of ``merge_batch`` in one transaction each; rows/s."""
+    import uvloop
+
+    from mmstream.db.engine import async_engine
+    from streams.sink.product_store import merge
+
+    db = services.new_database("merge")
+    s = services.settings(database_url=db)
+    batches = [incoming[i:i + params.merge_batch] for i in range(0, len(incoming), params.merge_batch)]
+
+    async def go() -> tuple[float, int]:
+        engine = async_engine(s)  # the worker's engine (pool, pre-ping)
+        try:
+            async with engine.connect():
+                pass  # open the pooled connection before the clock starts, as a running worker has
+            new_versions = 0
+            started = time.perf_counter()
+            for batch in batches:
+                async with engine.begin() as conn:
+                    new_versions += (await merge(conn, batch)).new_versions
+            return time.perf_counter() - started, new_versions
+        finally:
+            await engine.dispose()
+
+    elapsed, new_versions = uvloop.run(go())  # the worker runs on uvloop too
+    services.drop_database(db)
+    if new_versions != mix.new_versions:
+        raise BenchError(f"merge ceiling: {new_versions} new versions, expected {mix.new_versions}")
+    return len(incoming) / elapsed
+
+
+def run(services: BenchServices, params: PipelineParams, say) -> list[Measurement]:
+    """Pre-fill, then N interleaved repetitions of: no-op agent, sink worker, merge ceiling."""
+    settings = services.settings()
+    services.create_topics(settings)
+    topic = settings.topic(RAW)
+    mix = product_mix(params.records)
+    records = mix_raw_records(mix, template_record())
+    produced = produce_all(settings, topic, records)
+    say(f"  pre-filled {topic}: {len(records):,} records ({mix.products:,} products, "
+        f"{mix.duplicates:,} duplicates, {mix.stale:,} stale replays) in {produced.elapsed_s:.1f}s")
+    incoming = _incoming(records, produced.positions, topic)
+    n = len(records)
+
+    noop_total, noop_steady, noop_start = (Series("noop agent (incl. start-up)"),
+                                          Series("noop agent (excl. start-up)"),
+                                          Series("noop agent start-up"))
+    sink_total, sink_steady, sink_start = (Series("sink worker (incl. start-up)"),
+                                          Series("sink worker (excl. start-up)"),
+                                          Series("sink worker start-up"))
+    ceiling = Series("merge ceiling")
+
+    def attempt(series: list[Series], fn, what: str):
+        # A failed run marks its series and is not retried (it would likely fail again and
+        # cost the whole time-out once more); the other series go on.
+        if series[0].error:
+            return None
+        try:
+            return fn()
+        except BenchError as exc:
+            for s in series:
+                s.error = str(exc)
+            say(f"  {what} FAILED: {str(exc).splitlines()[0]}")
+            return None
+
+    for rep in range(params.repetitions):
+        r = attempt([noop_total, noop_steady, noop_start],
+                    lambda: run_noop(services, settings, n, params, f"noop-{rep}"), "noop agent")
+        if r:
+            noop_total.samples.append(n / r.total_s)
+            noop_steady.samples.append(n / r.steady_s)
+            noop_start.samples.append(r.startup_s)
+            say(f"  [{rep + 1}/{params.repetitions}] noop agent   {n / r.total_s:8,.0f} rec/s incl. start-up, "
+                f"{n / r.steady_s:8,.0f} excl. (start-up {r.startup_s:.1f}s)")
+        r = attempt([sink_total, sink_steady, sink_start],
+                    lambda: run_sink(services, settings, mix, params, f"sink-{rep}"), "sink worker")
+        if r:
+            sink_total.samples.append(n / r.total_s)
+            sink_steady.samples.append(n / r.steady_s)
+            sink_start.samples.append(r.startup_s)
+            say(f"  [{rep + 1}/{params.repetitions}] sink worker  {n / r.total_s:8,.0f} rec/s incl. start-up, "
+                f"{n / r.steady_s:8,.0f} excl. (start-up {r.startup_s:.1f}s)")
+        rate = attempt([ceiling], lambda: run_merge_ceiling(services, settings, incoming, mix, params),
+                       "merge ceiling")
+        if rate:
+            ceiling.samples.append(rate)
+            say(f"  [{rep + 1}/{params.repetitions}] merge ceiling {rate:8,.0f} rows/s")
+
+    common = [f"{n:,} raw records ({mix.products:,} products, {mix.new_versions:,} new versions, "
+              f"{mix.duplicates:,} duplicates, {mix.stale:,} stale replays); one worker, "
+              f"{load_partitions(settings)} partitions; fresh group and database per repetition"]
+    return [
+        Measurement("pipeline.sink_incl_startup", "pipeline: 1 sink worker, incl. start-up", "rec/s",
+                    sink_total, noop_total, notes=[
+                        "from process spawn to the last outbox entry published (Faust start-up, "
+                        "schema registration and imports included)", *common]),
+        Measurement("pipeline.sink_excl_startup", "pipeline: 1 sink worker, excl. start-up", "rec/s",
+                    sink_steady, noop_steady, notes=[
+                        "from the first batch's transaction (first outbox created_at) to the last "
+                        "outbox entry published (max published_at); for the noop agent from the "
+                        "first to the last batch it received; both exclude the first batch's fetch"]),
+        Measurement("pipeline.sink_vs_merge", "pipeline: 1 sink worker vs merge ceiling", "rec/s",
+                    Series("sink worker (excl. start-up)", sink_steady.samples, sink_steady.error),
+                    ceiling, notes=[
+                        f"ceiling: merge() in-process on the same parsed records, {params.merge_batch} "
+                        "per transaction, fresh database, no Kafka, no outbox publishing"]),
+        Measurement("pipeline.startup", "pipeline: start-up (spawn -> first batch)", "s",
+                    sink_start, noop_start, higher_is_better=False),
+    ]
+
+
+def load_partitions(settings: Settings) -> int:
+    """Partitions of the raw topic, from the topic file."""
+    from mmstream.topics import load_catalog
+
+    return load_catalog(settings.topics_file)[RAW].partitions

@@ -1,0 +1,109 @@
+"""``mmctl bench``: start the services, run every benchmark, print and write the report.
+
+Exit status: 0 when every measurement was made, whatever the numbers (there are no
+thresholds: a slow machine is not an error); non-zero (via BenchError, printed by mmctl as
+one line) when something could not be measured. Ctrl-C or SIGTERM stops everything the run
+started and exits 130.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+from mmstream.bench import ingress, pipeline
+from mmstream.bench.processes import BenchError
+from mmstream.bench.report import Report
+from mmstream.bench.services import BenchServices
+from mmstream.settings import Settings
+
+
+def _params(quick: bool) -> tuple[pipeline.PipelineParams, ingress.IngressParams]:
+    # Sized so that `make bench` takes about 4-5 minutes and `--quick` about a minute on the
+    # 2-core development machine.
+    if quick:
+        return (pipeline.PipelineParams(records=10_000, repetitions=1, timeout_s=90),
+                ingress.IngressParams(single_requests=3_000, batch_records=10_000, repetitions=1,
+                                      warmup_requests=300, timeout_s=90))
+    return (pipeline.PipelineParams(records=50_000, repetitions=3, timeout_s=180),
+            ingress.IngressParams(single_requests=20_000, batch_records=50_000, repetitions=3,
+                                  warmup_requests=1_000, timeout_s=180))
+
+
+def _say(line: str) -> None:
+    print(line, flush=True)
+
+
+def run_benchmarks(settings: Settings, *, out_dir: str | Path = "bench-results",
+                   quick: bool = False) -> Report:
+    """Run all benchmarks; print the table; write ``bench-<UTC>.json`` and ``latest.json``."""
+    pipe_params, ingress_params = _params(quick)
+    report = Report(quick=quick, parameters={
+        "repetitions": pipe_params.repetitions,
+        "statistic": "median of the repetitions; ratio = median / baseline median",
+        "pipeline": asdict(pipe_params),
+        "ingress": asdict(ingress_params),
+        "log_level": settings.log_level,
+        "streams.batch_max": settings.streams.batch_max,
+        "streams.batch_within_s": settings.streams.batch_within_s,
+        "kafka.linger_ms": settings.kafka.linger_ms,
+    })
+    report.notes += [
+        f"{report.machine['cores']} cores shared by every process of the run (broker, PostgreSQL, "
+        "the process under test, load generators): figures are for this machine only, and "
+        "comparable only with their baseline from the same run",
+        "Kafka is the memory-only embedded broker (Tansu, no fsync) and PostgreSQL runs with "
+        "fsync off: optimistic for disk-backed production services",
+    ]
+    services = BenchServices(settings)
+    previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
+    started = time.monotonic()
+    interrupted = False
+    try:
+        _say(f"mmctl bench{' --quick' if quick else ''}: starting broker, PostgreSQL and schema "
+             f"registry (work dir {services.work_dir})")
+        services.start()
+        sections = [
+            ("pipeline", f"pipeline: one sink worker draining {pipe_params.records:,} raw records",
+             lambda: pipeline.run(services, pipe_params, _say)),
+            ("ingress", "ingress: bridge vs baselines",
+             lambda: ingress.run(services, ingress_params, _say)),
+        ]
+        for name, title, section in sections:
+            _say(f"\n{title}")
+            try:
+                report.measurements += section()
+            except BenchError as exc:
+                # One section failing must not hide the others' results.
+                report.errors.append(f"{name}: {exc}")
+                _say(f"  {name} FAILED: {str(exc).splitlines()[0]}")
+    except KeyboardInterrupt:
+        interrupted = True
+        _say("\ninterrupted: stopping everything the bench started…")
+    finally:
+        # A second Ctrl-C must not cut the cleanup short and leave servers running.
+        for sig in previous:
+            signal.signal(sig, signal.SIG_IGN)
+        try:
+            services.close()
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+    if interrupted:
+        _say("stopped.")
+        sys.exit(130)
+    path = report.write(Path(out_dir))
+    _say(f"\nResults ({time.monotonic() - started:.0f} s):\n")
+    _say(report.table())
+    _say(f"\nwritten: {path} and {Path(out_dir) / 'latest.json'}")
+    errors = report.all_errors()
+    if errors:
+        raise BenchError(f"{len(errors)} measurement(s) could not be made; see the report above")
+    return report
+
+
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
