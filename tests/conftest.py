@@ -3,7 +3,10 @@ and a random topic prefix / group names for every test."""
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 import uuid
+from pathlib import Path
 
 import pytest
 
@@ -14,8 +17,12 @@ pytest_plugins = ["tests.support.stack"]
 
 
 @pytest.fixture(scope="session")
-def services_dir(tmp_path_factory):
-    return tmp_path_factory.mktemp("services")
+def services_dir():
+    # Outside pytest's basetemp on purpose: pytest prunes old basetemp folders, and a second
+    # pytest session (another developer shell, a benchmark) would delete our PostgreSQL data.
+    path = Path(tempfile.mkdtemp(prefix="mm-test-services-"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

