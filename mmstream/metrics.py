@@ -56,7 +56,7 @@ DLQ_RECORDS = Counter(
 UP = Gauge("mm_up", "1 while the process is serving", ["component"])
 
 
-def serve(port: int) -> None:
+def serve(port: int, host: str = "127.0.0.1") -> None:
     """Expose /metrics on ``port`` from a background thread (workers; the bridge mounts it)."""
     if port:
-        start_http_server(port, addr="127.0.0.1")
+        start_http_server(port, addr=host)

@@ -79,6 +79,8 @@ class StreamsSettings(BaseModel):
     batch_within_s: float = Field(0.5, gt=0)
     # Port of the worker's own Prometheus endpoint; 0 disables it.
     metrics_port: int = 0
+    # Loopback by default (a laptop); containers set 0.0.0.0 so Prometheus can scrape.
+    metrics_host: str = "127.0.0.1"
     # How often a worker re-publishes outbox entries left behind by a crash.
     outbox_sweep_interval_s: float = Field(2.0, gt=0)
 
@@ -151,6 +153,7 @@ class Settings(BaseSettings):
     service_name: str = "mmstream"
     topics_file: Path = REPO_ROOT / "topics.yaml"
     schemas_dir: Path = REPO_ROOT / "avro"
+    migrations_dir: Path = REPO_ROOT / "migrations"
 
     kafka: KafkaSettings = KafkaSettings()
     ingress: IngressSettings = IngressSettings()

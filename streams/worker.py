@@ -154,7 +154,7 @@ def run(app: faust.App, settings: Settings, metrics_port: int) -> None:
     from faust.worker import Worker
 
     uvloop.install()
-    metrics.serve(metrics_port)
+    metrics.serve(metrics_port, settings.streams.metrics_host)
     metrics.UP.labels(app.conf.id).set(1)
     worker = Worker(app, loglevel=settings.log_level, quiet=True, redirect_stdouts=False,
                     override_logging=False, console_port=0)

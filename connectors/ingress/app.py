@@ -13,6 +13,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from connectors.ingress import routes_onec
 from connectors.ingress.errors import ApiError, ErrorKind
+from connectors.ingress.health import ReadinessCheck
 from connectors.ingress.middleware import RequestContext
 from mmstream.kafka.admin import require_topics
 from mmstream.kafka.producer import AckedProducer
@@ -90,12 +91,13 @@ def create_app(settings: Settings, *, producer: AckedProducer | None = None) -> 
     async def live() -> dict:
         return {"status": "ok"}
 
+    readiness = ReadinessCheck(lambda: require_topics(settings, list(app.state.topics.values())))
+
     @app.get("/health/ready", tags=["health"], summary="Kafka reachable and topics present")
     async def ready() -> JSONResponse:
-        try:
-            require_topics(settings, list(app.state.topics.values()))
-        except Exception as exc:  # noqa: BLE001 — readiness reports any failure
-            return JSONResponse({"status": "unavailable", "reason": str(exc)}, status_code=503)
+        reason = await readiness.check()
+        if reason:
+            return JSONResponse({"status": "unavailable", "reason": reason}, status_code=503)
         return JSONResponse({"status": "ok"})
 
     @app.get("/metrics", tags=["health"], include_in_schema=False)

@@ -126,7 +126,8 @@ def migrate() -> None:
     """Apply database migrations (Alembic) to DATABASE_URL."""
     from mmstream.db.migrate import upgrade
 
-    upgrade(_settings("mmctl").require_database_url())
+    settings = _settings("mmctl")
+    upgrade(settings.require_database_url(), settings.migrations_dir)
     click.echo("database is at the latest migration")
 
 

@@ -117,7 +117,7 @@ def run_stack(settings: Settings, *, demo: bool, workers: int) -> None:
         db_url = settings.require_database_url()
         if settings.database_url is not None and "database_url" not in updates:
             _say(f"PostgreSQL {mask_url(db_url)}")
-        upgrade(db_url)
+        upgrade(db_url, settings.migrations_dir)
         created = apply(settings, load_catalog(settings.topics_file))
         _say(f"Topics     {len(created.create)} created, {len(created.ok)} present (topics.yaml)")
 

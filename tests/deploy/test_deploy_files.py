@@ -1,0 +1,364 @@
+"""Static checks of the deployment files: nothing here starts a container or a cluster.
+
+What they guard: the YAML parses, the Kubernetes topics are generated from topics.yaml and
+not edited apart from it, the alert rules only use metrics the code exports, every client
+bootstraps from all three brokers, and no secret value is written into a deployment file.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+from prometheus_client.metrics import MetricWrapperBase
+
+import mmstream.metrics
+from mmstream.settings import AuthSettings, Bitrix24Settings, Settings
+from mmstream.topics import effective_specs, load_catalog
+
+ROOT = Path(__file__).resolve().parents[2]
+DEPLOY = ROOT / "deploy"
+K8S = DEPLOY / "k8s"
+COMPOSE = ROOT / "docker-compose.kafka.yml"
+TOPICS = ROOT / "topics.yaml"
+
+APP_SERVICES = ("bridge", "worker-sink", "worker-egress")
+BROKERS = ("kafka-1", "kafka-2", "kafka-3")
+# Environment variable names whose values are secrets.
+SECRET_NAME = re.compile(r"SECRET|PASSWORD|PASSWD|TOKEN|WEBHOOK|API_KEY|PRIVATE_KEY|CREDENTIAL"
+                         r"|DATABASE_URL", re.IGNORECASE)
+PLACEHOLDER = "REPLACE_ME"
+
+
+def _yaml_files() -> list[Path]:
+    return sorted([*DEPLOY.rglob("*.yml"), *DEPLOY.rglob("*.yaml"), COMPOSE])
+
+
+def _docs(path: Path) -> list[dict]:
+    return [d for d in yaml.safe_load_all(path.read_text(encoding="utf-8")) if d is not None]
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict:
+    return yaml.safe_load(COMPOSE.read_text(encoding="utf-8"))
+
+
+@pytest.fixture(scope="module")
+def k8s_docs() -> list[dict]:
+    """Every object the kustomization applies, plus the Secret template."""
+    kustomization = yaml.safe_load((K8S / "kustomization.yaml").read_text(encoding="utf-8"))
+    docs = []
+    for name in [*kustomization["resources"], "secret.template.yaml"]:
+        docs += _docs(K8S / name)
+    return docs
+
+
+def _env(service: dict) -> dict[str, str]:
+    env = service.get("environment") or {}
+    if isinstance(env, list):  # the KEY=VALUE list form
+        env = dict(item.split("=", 1) if "=" in item else (item, None) for item in env)
+    return {k: (None if v is None else str(v)) for k, v in env.items()}
+
+
+# ---- everything parses ------------------------------------------------------------------
+
+@pytest.mark.parametrize("path", _yaml_files(), ids=lambda p: str(p.relative_to(ROOT)))
+def test_yaml_parses(path):
+    docs = _docs(path)
+    assert docs, f"{path} has no YAML document"
+    assert all(isinstance(d, dict) for d in docs), f"{path}: every document must be a mapping"
+
+
+# ---- Strimzi topics == topics.yaml ------------------------------------------------------
+
+def _generator():
+    spec = importlib.util.spec_from_file_location("gen_kafkatopics", DEPLOY / "gen_kafkatopics.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_kafkatopics_is_regenerated_from_topics_yaml():
+    current = (K8S / "kafkatopics.yaml").read_text(encoding="utf-8")
+    assert _generator().render(TOPICS) == current, \
+        "deploy/k8s/kafkatopics.yaml is stale: run `python deploy/gen_kafkatopics.py`"
+
+
+def test_kafkatopics_match_what_mmctl_topics_apply_creates():
+    # The code's own reading of topics.yaml (no prefix, no replication override) is the
+    # reference, so the generator cannot drift from mmstream.topics.
+    settings = Settings(_env_file=None, kafka={"topic_prefix": "", "replication_factor": None})
+    expected = {s.name: s for s in effective_specs(settings, load_catalog(TOPICS))}
+    resources = _docs(K8S / "kafkatopics.yaml")
+    assert [r["spec"]["topicName"] for r in resources] == list(expected)
+    for res in resources:
+        assert res["apiVersion"].startswith("kafka.strimzi.io/")
+        assert res["kind"] == "KafkaTopic"
+        assert res["metadata"]["labels"]["strimzi.io/cluster"]
+        spec = expected[res["spec"]["topicName"]]
+        assert res["spec"]["partitions"] == spec.partitions
+        assert res["spec"]["replicas"] == spec.replication_factor
+        assert res["spec"]["config"] == spec.configs
+
+
+def test_topics_cluster_is_the_one_the_apps_bootstrap_from():
+    cluster = {r["metadata"]["labels"]["strimzi.io/cluster"] for r in _docs(K8S / "kafkatopics.yaml")}
+    config = next(d for d in _docs(K8S / "configmap.yaml") if d["kind"] == "ConfigMap")
+    bootstrap = config["data"]["MM_KAFKA__BOOTSTRAP_SERVERS"]
+    assert [f"{c}-kafka-bootstrap" for c in cluster] == [bootstrap.split(":")[0]]
+
+
+# ---- alert rules use only exported metrics -----------------------------------------------
+
+_SUFFIXES = {"counter": ("_total", "_created"), "gauge": ("",),
+             "histogram": ("_bucket", "_sum", "_count", "_created"),
+             "summary": ("", "_sum", "_count", "_created"), "info": ("_info",),
+             "stateset": ("",), "enum": ("",)}
+_PROMQL_WORDS = {"by", "without", "on", "ignoring", "group_left", "group_right", "bool", "and",
+                 "or", "unless", "offset", "inf", "nan"}
+
+
+def exported_metric_names() -> set[str]:
+    """Sample names the project's metrics produce (a Counter `x` is exported as `x_total`)."""
+    names = set()
+    for obj in vars(mmstream.metrics).values():
+        if isinstance(obj, MetricWrapperBase):
+            for family in obj.describe():
+                names |= {family.name + suffix for suffix in _SUFFIXES[family.type]}
+    return names
+
+
+def promql_metric_names(expr: str) -> set[str]:
+    """Metric names in a PromQL expression: identifiers that are not functions, keywords,
+    label names (inside {...} or by/without/on/ignoring lists), strings or durations."""
+    text = re.sub(r'"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'', '""', expr)
+    text = re.sub(r"\{[^}]*\}", " ", text)
+    text = re.sub(r"\[[^\]]*\]", " ", text)
+    text = re.sub(r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", " ", text)
+    text = re.sub(r"\boffset\s+\w+", " ", text)
+    names = set()
+    for match in re.finditer(r"(?<![\w.])([a-zA-Z_:][a-zA-Z0-9_:]*)(\s*\()?", text):
+        word, call = match.group(1), match.group(2)
+        if call or word.lower() in _PROMQL_WORDS:
+            continue
+        names.add(word)
+    return names
+
+
+def test_promql_name_extraction():
+    expr = ('sum by (stage, reason) (increase(mm_dlq_records_total{stage=~"sink|x"}[15m])) > 0 '
+            'or (sum(mm_up) unless sum(mm_up offset 15m)) / on(job) group_left up')
+    assert promql_metric_names(expr) == {"mm_dlq_records_total", "mm_up", "up"}
+
+
+def test_alert_rules_reference_only_exported_metrics():
+    exported = exported_metric_names()
+    assert {"mm_ingress_requests_total", "mm_up", "mm_ingress_request_duration_seconds_bucket"} <= exported
+    rules = [r for g in _docs(DEPLOY / "prometheus" / "alerts.yml")[0]["groups"] for r in g["rules"]]
+    assert rules
+    for rule in rules:
+        used = promql_metric_names(rule["expr"])
+        assert used, f"{rule['alert']}: no metric found in its expression"
+        unknown = used - exported
+        assert not unknown, f"{rule['alert']} uses metrics mmstream.metrics does not export: {unknown}"
+
+
+def test_prometheus_loads_the_alert_rules():
+    config = _docs(DEPLOY / "prometheus" / "prometheus.yml")[0]
+    for rule_file in config["rule_files"]:
+        assert (DEPLOY / "prometheus" / rule_file).is_file()
+    jobs = {j["job_name"] for j in config["scrape_configs"]}
+    assert {"mm-bridge", "mm-worker-sink", "mm-worker-egress"} <= jobs
+
+
+# ---- docker-compose.kafka.yml -------------------------------------------------------------
+
+def test_app_services_bootstrap_from_all_three_brokers(compose):
+    services = compose["services"]
+    advertised = {b: _env(services[b])["KAFKA_ADVERTISED_LISTENERS"].split("://", 1)[1]
+                  for b in BROKERS}
+    for name in (*APP_SERVICES, "init"):
+        bootstrap = _env(services[name]).get("MM_KAFKA__BOOTSTRAP_SERVERS") or ""
+        assert sorted(bootstrap.split(",")) == sorted(advertised.values()), name
+
+
+def test_kraft_quorum_of_three_combined_nodes(compose):
+    services = compose["services"]
+    envs = [_env(services[b]) for b in BROKERS]
+    assert len({e["CLUSTER_ID"] for e in envs}) == 1
+    voters = {e["KAFKA_CONTROLLER_QUORUM_VOTERS"] for e in envs}
+    assert len(voters) == 1
+    expected = {f"{e['KAFKA_NODE_ID']}@{b}:9093" for e, b in zip(envs, BROKERS)}
+    assert set(voters.pop().split(",")) == expected
+    for env in envs:
+        assert env["KAFKA_PROCESS_ROLES"] == "broker,controller"
+        assert env["KAFKA_AUTO_CREATE_TOPICS_ENABLE"] == "false"
+        assert env["KAFKA_DEFAULT_REPLICATION_FACTOR"] == "3"
+        assert env["KAFKA_MIN_INSYNC_REPLICAS"] == "2"
+
+
+def test_compose_dependencies_are_consistent(compose):
+    services = compose["services"]
+    declared_volumes = set(compose.get("volumes") or {})
+    for name, svc in services.items():
+        image = svc.get("image", "")
+        assert ":" in image and not image.endswith(":latest"), f"{name}: pin the image tag"
+        deps = svc.get("depends_on") or {}
+        if isinstance(deps, list):
+            deps = {d: {"condition": "service_started"} for d in deps}
+        for dep, cond in deps.items():
+            assert dep in services, f"{name} depends on unknown service {dep}"
+            if cond["condition"] == "service_healthy":
+                assert "healthcheck" in services[dep], f"{dep} needs a healthcheck for {name}"
+            if cond["condition"] == "service_completed_successfully":
+                assert services[dep].get("restart") == "no", f"{dep} must be one-shot"
+        for volume in svc.get("volumes") or []:
+            source = volume.split(":")[0]
+            if source.startswith("."):
+                assert (ROOT / source).exists(), f"{name} mounts missing {source}"
+            else:
+                assert source in declared_volumes, f"{name} uses undeclared volume {source}"
+    assert services["bridge"]["deploy"]["replicas"] == 2
+    assert services["init"]["command"] == ["mmctl migrate && mmctl topics apply"]
+    assert services["worker-sink"]["command"][:2] == ["worker", "sink"]
+    assert services["worker-egress"]["command"][:2] == ["worker", "egress"]
+
+
+def test_required_compose_variables_are_documented_at_the_top():
+    text = COMPOSE.read_text(encoding="utf-8")
+    header = text.split("\nname:", 1)[0]
+    required = set(re.findall(r"\$\{(\w+):\?", text))
+    assert required, "secrets must be required interpolations (${VAR:?message})"
+    for var in required:
+        assert var in header, f"{var} is required but not documented in the header comment"
+
+
+# ---- no literal secrets --------------------------------------------------------------------
+
+def _dev_defaults() -> list[str]:
+    """The built-in development secrets: a deployment file must never carry them."""
+    webhook = Bitrix24Settings().webhook_url.get_secret_value()
+    return [AuthSettings().jwt_secret.get_secret_value(), webhook.rstrip("/").rsplit("/", 1)[-1]]
+
+
+def _literal_secret(value: str | None) -> bool:
+    """True if the value carries a secret itself rather than a ${VAR} reference."""
+    if not value:
+        return False
+    if "${" not in value:
+        return True
+    # A URL with credentials: the password part must be the reference.
+    userinfo = re.match(r"^\w[\w+.-]*://([^@/]*)@", value)
+    if userinfo and ":" in userinfo.group(1):
+        return not userinfo.group(1).split(":", 1)[1].startswith("${")
+    return False
+
+
+def test_compose_has_no_literal_secrets(compose):
+    for name, svc in compose["services"].items():
+        for key, value in _env(svc).items():
+            if SECRET_NAME.search(key):
+                assert not _literal_secret(value), f"{name}: {key} holds a literal secret"
+    text = COMPOSE.read_text(encoding="utf-8")
+    for secret in _dev_defaults():
+        assert secret not in text
+
+
+def test_k8s_has_no_literal_secrets(k8s_docs):
+    for doc in k8s_docs:
+        kind, name = doc["kind"], doc["metadata"]["name"]
+        if kind == "ConfigMap":
+            leaked = [k for k in doc["data"] if SECRET_NAME.search(k)]
+            assert not leaked, f"ConfigMap {name} holds secret keys {leaked}"
+        if kind == "Secret":
+            for key, value in {**doc.get("stringData", {}), **doc.get("data", {})}.items():
+                assert str(value).startswith(PLACEHOLDER), f"Secret {name}: {key} is not a placeholder"
+        pod = (doc.get("spec", {}).get("template") or {}).get("spec")
+        for container in (pod or {}).get("containers", []):
+            for env in container.get("env", []):
+                if SECRET_NAME.search(env["name"]):
+                    assert "value" not in env, f"{kind} {name}: {env['name']} must come from a Secret"
+    text = "".join((K8S / f).read_text(encoding="utf-8") for f in sorted(p.name for p in K8S.iterdir()))
+    for secret in _dev_defaults():
+        assert secret not in text
+
+
+def test_secret_template_is_not_applied():
+    kustomization = yaml.safe_load((K8S / "kustomization.yaml").read_text(encoding="utf-8"))
+    assert "secret.template.yaml" not in kustomization["resources"]
+
+
+# ---- Kubernetes objects are complete ----------------------------------------------------
+
+def test_kustomization_resources_exist():
+    kustomization = yaml.safe_load((K8S / "kustomization.yaml").read_text(encoding="utf-8"))
+    for name in kustomization["resources"]:
+        assert (K8S / name).is_file(), name
+
+
+def test_k8s_objects_have_required_fields(k8s_docs):
+    for doc in k8s_docs:
+        assert doc.get("apiVersion") and doc.get("kind"), doc
+        assert doc.get("metadata", {}).get("name"), doc
+
+
+def _by_kind(docs: list[dict], kind: str) -> dict[str, dict]:
+    return {d["metadata"]["name"]: d for d in docs if d["kind"] == kind}
+
+
+def test_workloads_are_wired_to_config_and_secret(k8s_docs):
+    workloads = [*_by_kind(k8s_docs, "Deployment").values(), *_by_kind(k8s_docs, "Job").values()]
+    assert len(workloads) == 4
+    for doc in workloads:
+        spec = doc["spec"]
+        if doc["kind"] == "Deployment":
+            labels = spec["template"]["metadata"]["labels"]
+            assert spec["selector"]["matchLabels"].items() <= labels.items()
+        for container in spec["template"]["spec"]["containers"]:
+            refs = {(k, v["name"]) for ref in container["envFrom"] for k, v in ref.items()}
+            assert refs == {("configMapRef", "mmstream-config"), ("secretRef", "mmstream-secrets")}
+            assert container["resources"]["requests"] and container["resources"]["limits"]
+
+
+def test_bridge_probes_service_hpa_and_pdbs(k8s_docs):
+    deployments = _by_kind(k8s_docs, "Deployment")
+    bridge = deployments["mm-bridge"]
+    assert bridge["spec"]["replicas"] == 2
+    container = bridge["spec"]["template"]["spec"]["containers"][0]
+    assert container["args"] == ["bridge"]
+    assert container["readinessProbe"]["httpGet"]["path"] == "/health/ready"
+    assert container["livenessProbe"]["httpGet"]["path"] == "/health/live"
+
+    service = _by_kind(k8s_docs, "Service")["mm-bridge"]
+    assert service["spec"]["selector"].items() <= bridge["spec"]["template"]["metadata"]["labels"].items()
+
+    hpa = _by_kind(k8s_docs, "HorizontalPodAutoscaler")["mm-bridge"]
+    assert hpa["spec"]["scaleTargetRef"]["name"] == "mm-bridge"
+    assert hpa["spec"]["minReplicas"] >= 2
+    assert hpa["spec"]["metrics"][0]["resource"]["name"] == "cpu"
+
+    pdbs = _by_kind(k8s_docs, "PodDisruptionBudget").values()
+    for name in ("mm-bridge", "mm-worker-sink", "mm-worker-egress"):
+        labels = deployments[name]["spec"]["template"]["metadata"]["labels"]
+        assert any(p["spec"]["selector"]["matchLabels"].items() <= labels.items() for p in pdbs), name
+
+
+@pytest.mark.parametrize("name,role,port", [("mm-worker-sink", "sink", 9101),
+                                            ("mm-worker-egress", "egress", 9102)])
+def test_workers_expose_metrics_and_liveness(k8s_docs, name, role, port):
+    container = _by_kind(k8s_docs, "Deployment")[name]["spec"]["template"]["spec"]["containers"][0]
+    assert container["args"] == ["worker", role, "--metrics-port", str(port)]
+    assert container["ports"][0]["containerPort"] == port
+    probe = container["livenessProbe"]
+    assert str(port) in " ".join(probe["exec"]["command"]) if "exec" in probe \
+        else probe["tcpSocket"]["port"] in (port, "metrics")
+
+
+def test_migration_job_migrates_then_applies_topics(k8s_docs):
+    job = _by_kind(k8s_docs, "Job")["mm-migrate"]
+    container = job["spec"]["template"]["spec"]["containers"][0]
+    assert " ".join(container["command"] + container["args"]).endswith(
+        "mmctl migrate && mmctl topics apply")
