@@ -161,7 +161,7 @@ class Bitrix24Client:
         await self._http.aclose()
         logging.getLogger("httpx").removeFilter(self._redactor)
 
-    async def __aenter__(self) -> "Bitrix24Client":
+    async def __aenter__(self) -> Bitrix24Client:
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:

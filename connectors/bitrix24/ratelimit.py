@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Callable
+from collections.abc import Callable
 
 # Float arithmetic on drained levels would otherwise leave a caller that waited exactly the
 # advised time a few nanoseconds short of its slot.

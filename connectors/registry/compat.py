@@ -13,11 +13,11 @@ no I/O, no registry state.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Union
+from typing import Any
 
 import fastavro
 
-AvroSchema = Union[dict, list, str]
+AvroSchema = dict | list | str
 
 LEVELS = (
     "NONE",
@@ -75,7 +75,7 @@ def check(
         f"schema #{i + 1}" for i in range(len(existing))]
     if len(names) != len(existing):
         raise ValueError("labels must name every existing schema")
-    pairs = list(zip(existing, names))
+    pairs = list(zip(existing, names, strict=True))
     if not level.endswith("_TRANSITIVE"):
         pairs = pairs[-1:]
     base = level.removesuffix("_TRANSITIVE")
