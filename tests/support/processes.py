@@ -24,7 +24,7 @@ class Proc:
         self.popen: subprocess.Popen | None = None
         self.stopped = False  # killed on purpose by the test
 
-    def start(self) -> "Proc":
+    def start(self) -> Proc:
         """Start (or restart) the process."""
         self.stopped = False
         log = open(self.log_path, "ab")

@@ -56,13 +56,13 @@ class Pipeline:
         self.procs[name] = proc
         return proc
 
-    def start_emulator(self) -> "Pipeline":
+    def start_emulator(self) -> Pipeline:
         port = self.settings.embedded.bitrix24_port
         proc = self._start("bitrix24", ["emulate", "bitrix24", "--port", str(port)])
         wait_http(f"{self.emulator_url}/health", proc)
         return self
 
-    def start_bridge(self) -> "Pipeline":
+    def start_bridge(self) -> Pipeline:
         proc = self._start("bridge", ["bridge"])
         wait_http(f"{self.bridge_url}/health/ready", proc)
         return self
@@ -73,7 +73,7 @@ class Pipeline:
     def start_egress(self) -> Proc:
         return self._start("egress", ["worker", "egress", "--metrics-port", "0"])
 
-    def start_all(self) -> "Pipeline":
+    def start_all(self) -> Pipeline:
         self.start_emulator()
         self.start_sink()
         self.start_egress()
