@@ -59,6 +59,18 @@ class IngressSettings(BaseModel):
     max_batch_records: int = Field(1000, gt=0)
     # Seconds a client is told to wait after a 503 (broker unavailable or slow).
     retry_after_s: int = Field(5, gt=0)
+    # Per-client (token subject / API key name) leaky bucket; over it: 429 + Retry-After.
+    client_rate_per_s: float = Field(200.0, gt=0)
+    client_burst: int = Field(400, ge=1)
+    # How long an Idempotency-Key and its answer are remembered.
+    idempotency_ttl_s: int = Field(86_400, gt=0)
+
+
+class ApiKey(BaseModel):
+    """A static per-source key (``X-API-Key``) for systems that cannot send a JWT."""
+
+    key: SecretStr
+    roles: list[str] = ["1c"]
 
 
 class AuthSettings(BaseModel):
@@ -68,6 +80,8 @@ class AuthSettings(BaseModel):
     jwt_algorithm: str = "HS256"
     jwt_audience: str = "mastermobile-stream"
     jwt_issuer: str | None = None
+    # name -> key; e.g. MM_AUTH__API_KEYS='{"onec-main": {"key": "...", "roles": ["1c"]}}'
+    api_keys: dict[str, ApiKey] = {}
 
 
 class StreamsSettings(BaseModel):
@@ -103,6 +117,16 @@ class Bitrix24Settings(BaseModel):
     burst: int = Field(50, ge=1)
     timeout_s: float = Field(60.0, gt=0)
     product_iblock_id: int = 14
+    # Outbound events: member_id -> application_token of each portal we accept events from.
+    application_tokens: dict[str, SecretStr] = {}
+    # Bitrix24 sends near-duplicate events for one change ~2 s apart: one per window passes.
+    event_dedupe_window_s: float = Field(10.0, ge=0)
+    # Entities fetched per `batch` call by the enrichment worker (Bitrix24 allows 50).
+    enrich_batch_max: int = Field(50, ge=1, le=50)
+    # Lossless fallback: cursor polling by DATE_MODIFY (Bitrix24 never re-sends events).
+    poll_enabled: bool = False
+    poll_interval_s: float = Field(60.0, gt=0)
+    poll_entities: list[str] = ["deal", "lead", "contact", "company", "task", "product"]
 
 
 class OneCSettings(BaseModel):
@@ -111,6 +135,33 @@ class OneCSettings(BaseModel):
     base_url: str = "http://127.0.0.1:8082/trade/hs/mm/"
     username: str = "integration"
     password: SecretStr = SecretStr("")
+
+
+class ODataSettings(BaseModel):
+    """Pulling changes from a 1C base's standard OData interface (УТ 11)."""
+
+    enabled: bool = False
+    base_url: str = "http://127.0.0.1:8082/trade/odata/standard.odata/"
+    username: str = "odata"
+    password: SecretStr = SecretStr("")
+    entity_sets: list[str] = ["Catalog_Номенклатура"]
+    poll_interval_s: float = Field(30.0, gt=0)
+    page_size: int = Field(500, ge=1)
+    # Deleted 1C objects vanish without a tombstone: compare key sets this often.
+    reconcile_interval_s: float = Field(3600.0, gt=0)
+    timeout_s: float = Field(60.0, gt=0)
+
+
+class CommerceMLSettings(BaseModel):
+    """The stock 1C "exchange with site" (CommerceML 2.x) endpoint of the bridge."""
+
+    username: str = "site"
+    password: SecretStr = SecretStr("dev-only-commerceml")
+    # Told to 1C in `init`: 1C splits larger files into chunks of this size.
+    file_limit_bytes: int = Field(8 * 1024 * 1024, gt=0)
+    use_zip: bool = True
+    work_dir: Path = REPO_ROOT / ".data" / "commerceml"
+    session_ttl_s: int = Field(3600, gt=0)
 
 
 class EmbeddedSettings(BaseModel):
@@ -162,6 +213,8 @@ class Settings(BaseSettings):
     retry: RetrySettings = RetrySettings()
     bitrix24: Bitrix24Settings = Bitrix24Settings()
     onec: OneCSettings = OneCSettings()
+    odata: ODataSettings = ODataSettings()
+    commerceml: CommerceMLSettings = CommerceMLSettings()
     embedded: EmbeddedSettings = EmbeddedSettings()
 
     @model_validator(mode="after")

@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from connectors.ingress import routes_onec
+from connectors.ingress import routes_bitrix24, routes_commerceml, routes_onec
 from connectors.ingress.errors import ApiError, ErrorKind
 from connectors.ingress.health import ReadinessCheck
 from connectors.ingress.middleware import RequestContext
@@ -19,11 +19,10 @@ from mmstream.kafka.admin import require_topics
 from mmstream.kafka.producer import AckedProducer
 from mmstream.metrics import UP
 from mmstream.settings import Settings
+from mmstream.topics import load_catalog
 from streams.normalize.onec_product import OneCNomenclature
 
 log = logging.getLogger(__name__)
-
-RAW_TOPICS = {"product": "raw.onec.product"}
 
 
 def _error_body(request: Request, kind: ErrorKind, message: str, details: list | None = None) -> dict:
@@ -36,7 +35,9 @@ def create_app(settings: Settings, *, producer: AckedProducer | None = None) -> 
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        topics = {entity: settings.topic(name) for entity, name in RAW_TOPICS.items()}
+        # Every raw topic of the topic file, by logical name -> physical name.
+        catalog = load_catalog(settings.topics_file)
+        topics = {name: settings.topic(name) for name, spec in catalog.topics.items() if spec.role == "raw"}
         # A missing topic on the embedded broker would be auto-created with the wrong
         # partition count and acknowledged unreadable: refuse to start instead.
         require_topics(settings, list(topics.values()))
@@ -61,6 +62,8 @@ def create_app(settings: Settings, *, producer: AckedProducer | None = None) -> 
     app.state.settings = settings
     app.add_middleware(RequestContext)
     app.include_router(routes_onec.router)
+    app.include_router(routes_commerceml.router)
+    app.include_router(routes_bitrix24.router)
 
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError) -> JSONResponse:

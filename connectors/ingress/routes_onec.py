@@ -68,7 +68,7 @@ async def post_product(request: Request) -> JSONResponse:
         INGRESS_RECORDS.labels("onec", "product", "rejected").inc()
         raise ApiError(ErrorKind.VALIDATION_FAILED, "the record is not a valid Номенклатура record",
                        details=validation_details(exc)) from None
-    (delivered,) = await publish(request.app.state.producer, request.app.state.topics["product"],
+    (delivered,) = await publish(request.app.state.producer, request.app.state.topics["raw.onec.product"],
                                  [accepted], settings.ingress.retry_after_s)
     INGRESS_RECORDS.labels("onec", "product", "accepted").inc()
     return JSONResponse(
@@ -113,7 +113,7 @@ async def post_products_batch(request: Request) -> JSONResponse:
             results[index] = {"index": index, "status": "rejected",
                               "error": {"code": exc.kind.code, "message": exc.message}}
     if accepted:
-        delivered = await publish(request.app.state.producer, request.app.state.topics["product"],
+        delivered = await publish(request.app.state.producer, request.app.state.topics["raw.onec.product"],
                                   [a for _, a in accepted], settings.ingress.retry_after_s)
         for (index, acc), dlv in zip(accepted, delivered, strict=True):
             results[index] = {"index": index, "status": "accepted", "event_id": acc.event.id,

@@ -2,9 +2,29 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 from pydantic import BaseModel, SecretStr
 
 from mmstream.settings import Settings
+
+# Sections of Settings that are themselves flattened into MM_SECTION__FIELD variables.
+# Other model values (e.g. dicts of ApiKey) travel as JSON, as pydantic-settings expects.
+
+
+def _plain(value: object) -> object:
+    if isinstance(value, SecretStr):
+        return value.get_secret_value()
+    if isinstance(value, BaseModel):
+        return {k: _plain(getattr(value, k)) for k in type(value).model_fields}
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    return value
 
 
 def settings_env(settings: Settings) -> dict[str, str]:
@@ -19,12 +39,12 @@ def settings_env(settings: Settings) -> dict[str, str]:
                 put(f"{key}__", value)
             elif value is None:
                 continue
-            elif isinstance(value, SecretStr):
-                env[key] = value.get_secret_value()
+            elif isinstance(value, (dict, list, tuple)):
+                env[key] = json.dumps(_plain(value), ensure_ascii=False)
             elif isinstance(value, bool):
                 env[key] = "true" if value else "false"
             else:
-                env[key] = str(value)
+                env[key] = str(_plain(value))
 
     put("MM_", settings)
     return env

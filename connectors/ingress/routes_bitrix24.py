@@ -1,0 +1,5 @@
+"""Routes of the bitrix24 ingress (being built)."""
+
+from fastapi import APIRouter
+
+router = APIRouter()

@@ -1,0 +1,5 @@
+"""Routes of the commerceml ingress (being built)."""
+
+from fastapi import APIRouter
+
+router = APIRouter()
