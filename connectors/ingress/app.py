@@ -15,6 +15,7 @@ from connectors.ingress import routes_bitrix24, routes_commerceml, routes_onec
 from connectors.ingress.errors import ApiError, ErrorKind
 from connectors.ingress.health import ReadinessCheck
 from connectors.ingress.middleware import RequestContext
+from mmstream.db.engine import async_engine
 from mmstream.kafka.admin import require_topics
 from mmstream.kafka.producer import AckedProducer
 from mmstream.metrics import UP
@@ -43,6 +44,9 @@ def create_app(settings: Settings, *, producer: AckedProducer | None = None) -> 
         require_topics(settings, list(topics.values()))
         app.state.topics = topics
         app.state.producer = producer or AckedProducer(settings.kafka, client_id="mm-bridge")
+        # Idempotency keys, exchange message numbers, event dedupe and CommerceML sessions
+        # live in PostgreSQL so that every bridge replica sees them.
+        app.state.engine = async_engine(settings) if settings.database_url else None
         UP.labels("bridge").set(1)
         log.info("bridge ready", extra={"topics": list(topics.values())})
         try:
@@ -51,6 +55,8 @@ def create_app(settings: Settings, *, producer: AckedProducer | None = None) -> 
             UP.labels("bridge").set(0)
             if producer is None:
                 app.state.producer.close()
+            if app.state.engine is not None:
+                await app.state.engine.dispose()
 
     app = FastAPI(
         title="MasterMobile Stream ingress bridge",

@@ -35,7 +35,14 @@ class ErrorKind(Enum):
     UNSUPPORTED_MEDIA_TYPE = (415, "unsupported_media_type")
     VALIDATION_FAILED = (422, "validation_failed")
     BATCH_TOO_LARGE = (413, "batch_too_large")
+    BAD_REQUEST = (400, "bad_request")
+    UNKNOWN_OBJECT = (404, "unknown_object")
+    CONFLICT = (409, "conflict")
+    IDEMPOTENCY_KEY_REUSED = (422, "idempotency_key_reused")
+    IDEMPOTENCY_IN_PROGRESS = (409, "idempotency_in_progress")
+    RATE_LIMITED = (429, "rate_limited")
     BROKER_UNAVAILABLE = (503, "broker_unavailable")
+    DATABASE_UNAVAILABLE = (503, "database_unavailable")
     INTERNAL = (500, "internal_error")
 
     @property
