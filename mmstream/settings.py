@@ -254,10 +254,16 @@ def sqlalchemy_url(url: str) -> str:
 def mask_url(url: str) -> str:
     """The URL with any password replaced, for logs and status output."""
     parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
-    return urlunsplit(parts._replace(netloc=netloc))
+    if parts.password is not None:
+        parts = parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@"))
+    if parts.query:
+        # libpq URLs may carry the password as a query parameter too.
+        query = "&".join(
+            f"{k}=***" if k.lower() == "password" else (f"{k}={v}" if sep else k)
+            for k, sep, v in (item.partition("=") for item in parts.query.split("&"))
+        )
+        parts = parts._replace(query=query)
+    return urlunsplit(parts)
 
 
 @lru_cache(maxsize=1)

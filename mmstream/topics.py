@@ -41,23 +41,33 @@ class TopicCatalog:
             raise ConfigurationError(f"topic {name!r} is not declared in topics.yaml") from None
 
 
+def _positive_int(value: object, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, str)) or not str(value).isdigit() \
+            or int(value) < 1:
+        raise ConfigurationError(f"{what} must be a whole number of at least 1 (got {value!r})")
+    return int(value)
+
+
 def load_catalog(path: Path) -> TopicCatalog:
     """Parse and validate a topic file; raise ConfigurationError naming what is wrong."""
     try:
         doc = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError) as exc:
         raise ConfigurationError(f"cannot read topic file {path}: {exc}") from exc
-    defaults = doc.get("defaults", {})
-    default_rf = int(defaults.get("replication_factor", 1))
+    if not isinstance(doc, dict) or not isinstance(doc.get("topics"), dict):
+        raise ConfigurationError(f"topic file {path} must be a mapping with a 'topics' mapping")
+    defaults = doc.get("defaults") or {}
+    default_rf = _positive_int(defaults.get("replication_factor", 1), f"defaults.replication_factor in {path}")
     default_configs = {k: str(v) for k, v in (defaults.get("configs") or {}).items()}
     topics: dict[str, TopicSpec] = {}
-    for name, spec in (doc.get("topics") or {}).items():
-        if "partitions" not in spec:
+    for name, spec in doc["topics"].items():
+        if not isinstance(spec, dict) or "partitions" not in spec:
             raise ConfigurationError(f"topic {name!r} in {path} has no partition count")
         topics[name] = TopicSpec(
             name=name,
-            partitions=int(spec["partitions"]),
-            replication_factor=int(spec.get("replication_factor", default_rf)),
+            partitions=_positive_int(spec["partitions"], f"partitions of topic {name!r} in {path}"),
+            replication_factor=_positive_int(spec.get("replication_factor", default_rf),
+                                             f"replication_factor of topic {name!r} in {path}"),
             configs={**default_configs, **{k: str(v) for k, v in (spec.get("configs") or {}).items()}},
             role=spec.get("role", ""),
             entity=spec.get("entity", ""),

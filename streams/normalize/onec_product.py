@@ -3,14 +3,33 @@
 from __future__ import annotations
 
 import json
+from typing import Annotated
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, ValidationError
 
 from mmstream.errors import InvalidRecord
 from mmstream.models.product import Product
 
 EMPTY_REF = UUID(int=0)
+
+
+def _no_nul(value: str) -> str:
+    # PostgreSQL text cannot hold NUL: refuse it here (a 4xx at the bridge) rather than
+    # accept the record and fail in the database.
+    if "\x00" in value:
+        raise ValueError("must not contain the NUL character")
+    return value
+
+
+def _real_ref(value: UUID) -> UUID:
+    if value == EMPTY_REF:
+        raise ValueError("the all-zero GUID means 'no reference' in 1C, not an object id")
+    return value
+
+
+Text = Annotated[str, AfterValidator(_no_nul)]
+ObjectRef = Annotated[UUID, AfterValidator(_real_ref)]
 
 
 class OneCNomenclature(BaseModel):
@@ -20,17 +39,18 @@ class OneCNomenclature(BaseModel):
     attributes, and rejecting them would reject real data.
     """
 
-    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+    # Stripping before the length checks: a name of only spaces is no name.
+    model_config = ConfigDict(extra="ignore", populate_by_name=True, str_strip_whitespace=True)
 
-    Ref_Key: UUID
-    DataVersion: str = Field(min_length=1, max_length=64)
+    Ref_Key: ObjectRef
+    DataVersion: Text = Field(min_length=1, max_length=64)
     DeletionMark: StrictBool = False
-    Code: str = Field("", max_length=64)
-    Description: str = Field(min_length=1, max_length=1024)
+    Code: Text = Field("", max_length=64)
+    Description: Text = Field(min_length=1, max_length=1024)
     Parent_Key: UUID | None = None
     IsFolder: StrictBool = False
-    full_name: str = Field("", alias="НаименованиеПолное", max_length=4096)
-    article: str = Field("", alias="Артикул", max_length=256)
+    full_name: Text = Field("", alias="НаименованиеПолное", max_length=4096)
+    article: Text = Field("", alias="Артикул", max_length=256)
     unit_key: UUID | None = Field(None, alias="ЕдиницаИзмерения_Key")
     is_service: StrictBool = Field(False, alias="Услуга")
 
@@ -64,6 +84,9 @@ def parse(raw: bytes) -> Product:
         doc = json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise InvalidRecord(f"not valid UTF-8 JSON: {exc}") from exc
+    except (ValueError, RecursionError) as exc:
+        # Huge integers and absurd nesting: still bad input, never a reason to crash the sink.
+        raise InvalidRecord(f"JSON the parser refuses: {type(exc).__name__}: {exc}") from exc
     if not isinstance(doc, dict):
         raise InvalidRecord(f"expected a JSON object, got {type(doc).__name__}")
     try:

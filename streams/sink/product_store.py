@@ -132,6 +132,9 @@ async def merge(conn: AsyncConnection, batch: list[IncomingProduct]) -> MergeRes
     pg = raw.driver_connection  # psycopg AsyncConnection: COPY is not exposed by SQLAlchemy
     async with pg.cursor() as cur:
         await cur.execute(_CREATE_TEMP)
+        # The temp table empties only at commit: a second merge in one transaction must not
+        # see the first one's rows.
+        await cur.execute("TRUNCATE incoming_product")
         async with cur.copy(f"COPY incoming_product ({', '.join(_COLUMNS)}) FROM STDIN") as copy:
             for seq, rec in enumerate(batch):
                 await copy.write_row(_row(seq, rec))
