@@ -55,7 +55,8 @@ class IngressSettings(BaseModel):
 
     host: str = "127.0.0.1"
     port: int = 8080
-    max_body_bytes: int = Field(1_048_576, gt=0)
+    # Large enough for a full batch (1000 OData-shaped records are ~3 MB).
+    max_body_bytes: int = Field(8 * 1_048_576, gt=0)
     max_batch_records: int = Field(1000, gt=0)
     # Seconds a client is told to wait after a 503 (broker unavailable or slow).
     retry_after_s: int = Field(5, gt=0)

@@ -9,7 +9,9 @@ Modules, one job each:
   runner       orchestration: start services, run each benchmark, write the report
   services     embedded broker + PostgreSQL + schema registry for one bench run
   processes    child processes (start, readiness, stop, log tail)
+  cpu          CPU accounting: per process, and other programs competing (a disturbed run)
   workload     1C product records: the duplicate / stale mix and their raw-topic form
+  producing    a plain confluent-kafka producer: topic pre-fill and the raw-producer baseline
   pipeline     sink-worker throughput vs a no-op Faust agent and the plain merge ceiling
   noop_agent   the no-op Faust agent (run as a child process)
   ingress      bridge throughput/latency vs a bare FastAPI app and the raw producer

@@ -16,16 +16,23 @@ from __future__ import annotations
 import json
 import statistics
 import time
+import uuid
 from dataclasses import dataclass
+from pathlib import Path
 
-import psutil
-
+from mmstream.bench.cpu import process_cpu_s
 from mmstream.bench.processes import BenchError, Child, mmctl, wait_http
 from mmstream.bench.producing import produce_all
 from mmstream.bench.report import Measurement, Series
 from mmstream.bench.services import BenchServices
-from mmstream.bench.workload import (PLACEHOLDER_REF, V1, encode, fresh_raw_records, record_for,
-                                     template_record)
+from mmstream.bench.workload import (
+    PLACEHOLDER_REF,
+    V1,
+    encode,
+    fresh_raw_records,
+    record_for,
+    template_record,
+)
 from mmstream.embedded.ports import free_port
 
 RAW = "raw.onec.product"
@@ -64,18 +71,14 @@ def _quantile(sorted_values: list[float], q: float) -> float:
     return sorted_values[min(len(sorted_values) - 1, int(q * len(sorted_values)))]
 
 
-def _cpu_s(pid: int) -> float:
-    times = psutil.Process(pid).cpu_times()
-    return times.user + times.system
-
-
 class Load:
     """Runs load generator processes against one URL and merges their results."""
 
-    def __init__(self, services: BenchServices, template_path, token: str, params: IngressParams) -> None:
+    def __init__(self, services: BenchServices, template_path: Path, token_path: Path,
+                 params: IngressParams) -> None:
         self.services = services
         self.template_path = template_path
-        self.token = token
+        self.token_path = token_path
         self.params = params
         self._runs = 0
 
@@ -86,15 +89,16 @@ class Load:
         start_at = time.time() + 1.0
         gens = []
         for i in range(clients):
-            result = self.services.work_dir / f"load-{self._runs}-{i}.json"
+            result = self.services.work_dir / f"load-{uuid.uuid4().hex}.json"  # never a stale one
             args = ["--url", url, "--count", str(count // clients + (1 if i < count % clients else 0)),
                     "--concurrency", str(max(1, concurrency // clients)),
                     "--template", str(self.template_path), "--batch-size", str(batch_size),
-                    "--token", self.token, "--start-at", f"{start_at:.3f}", "--result", str(result)]
+                    "--token-file", str(self.token_path), "--start-at", f"{start_at:.3f}",
+                    "--result", str(result)]
             gens.append((result, self.services.children.add(Child(
                 f"loadgen-{self._runs}-{i}", "mmstream.bench.loadgen", args, {},
                 self.services.log_dir).start())))
-        cpu_before = _cpu_s(server.pid)
+        cpu_before = process_cpu_s(server.pid)
         deadline = time.monotonic() + self.params.timeout_s
         try:
             while not all(path.exists() for path, _ in gens):
@@ -104,12 +108,12 @@ class Load:
                         gen.check_alive()
                 if time.monotonic() > deadline:
                     raise BenchError(f"load on {url} not done after {self.params.timeout_s:.0f}s; "
-                                     f"server log {server.log_path}:\n{server.tail()}")
+                                     f"server {server.excerpt()}")
                 time.sleep(0.1)
         finally:
             for _, gen in gens:
                 gen.stop()
-        server_cpu = _cpu_s(server.pid) - cpu_before
+        server_cpu = process_cpu_s(server.pid) - cpu_before
         docs = [json.loads(path.read_text()) for path, _ in gens]
         statuses: dict[str, int] = {}
         for doc in docs:
@@ -121,7 +125,7 @@ class Load:
             first = next((e for doc in docs for e in doc["errors"]), "")
             raise BenchError(f"{url}: {failures} responses other than {expect_status} "
                              f"(statuses {statuses}), {conn_errors} connection errors {first}; "
-                             f"server log {server.log_path}:\n{server.tail(10)}")
+                             f"server {server.excerpt(10)}")
         latencies = sorted(x for doc in docs for x in doc["latencies_s"])
         elapsed = max(d["finished_at"] for d in docs) - min(d["started_at"] for d in docs)
         return LoadResult(requests=len(latencies), elapsed_s=elapsed,
@@ -138,7 +142,9 @@ def run(services: BenchServices, params: IngressParams, say) -> list[Measurement
     template_path = services.work_dir / "record-template.json"
     template_path.write_bytes(one)
 
-    settings = services.settings(ingress_port=free_port())
+    # The bridge gets its own database, as under `mmctl run`: it starts with the production
+    # configuration whatever its routes use the database for.
+    settings = services.settings(ingress_port=free_port(), database_url=services.new_database("bridge"))
     notes_batch = []
     batch_bytes = params.batch_size * (len(one) + 1) + 1
     if batch_bytes > settings.ingress.max_body_bytes:
@@ -150,9 +156,22 @@ def run(services: BenchServices, params: IngressParams, say) -> list[Measurement
             f"{settings.ingress.max_body_bytes // (len(one) + 1)} such records per batch)")
         settings = settings.model_copy(update={"ingress": settings.ingress.model_copy(
             update={"max_body_bytes": 2 * batch_bytes})})
+    notes_single = []
+    # One load generator is one client (one token subject): the bridge's per-client rate
+    # limit would measure itself. Lift it; the limiter still runs on every request.
+    lifted = {name: value for name, value in (("client_rate_per_s", 1e9), ("client_burst", 10**9))
+              if name in type(settings.ingress).model_fields}
+    if lifted:
+        notes_single.append(
+            "the bridge's per-client rate limit is lifted for the bench (configured: "
+            + ", ".join(f"ingress.{k}={getattr(settings.ingress, k):g}" for k in lifted)
+            + "): the load generator is a single client; the limiter still runs on every request")
+        settings = settings.model_copy(update={"ingress": settings.ingress.model_copy(update=lifted)})
     services.create_topics(settings)
     env = services.child_env(settings)
-    token = mint_token(settings.auth, subject="bench", roles=["1c"], ttl_s=3600)
+    token_path = services.work_dir / "token"
+    token_path.touch(mode=0o600)
+    token_path.write_text(mint_token(settings.auth, subject="bench", roles=["1c"], ttl_s=1800))
 
     bridge = services.children.add(mmctl("bridge", ["bridge"], env, services.log_dir).start())
     base_port = free_port()
@@ -162,7 +181,7 @@ def run(services: BenchServices, params: IngressParams, say) -> list[Measurement
     base_url = f"http://127.0.0.1:{base_port}"
     wait_http(f"{bridge_url}/health/ready", bridge)
     wait_http(f"{base_url}/health", baseline)
-    load = Load(services, template_path, token, params)
+    load = Load(services, template_path, token_path, params)
 
     try:
         single = _single(load, params, bridge, f"{bridge_url}/v1/onec/products",
@@ -172,7 +191,8 @@ def run(services: BenchServices, params: IngressParams, say) -> list[Measurement
     finally:
         bridge.stop()
         baseline.stop()
-    batch[0].notes.extend(notes_batch)
+    single[0].notes.extend(notes_single)
+    batch[0].notes.extend(notes_batch + notes_single)
     return single + batch
 
 
@@ -215,8 +235,8 @@ def _single(load: Load, params: IngressParams, bridge: Child, bridge_url: str, b
             cpu[kind].samples.append(1e6 * r.server_cpu_s / r.requests)
             client_share.append(r.client_cpu_s / (r.client_cpu_s + r.server_cpu_s))
             say(f"  [{rep + 1}/{params.repetitions}] single {names[kind]:<28} {r.rate:8,.0f} req/s  "
-                f"p50 {r.p50_ms:5.1f} ms  p99 {r.p99_ms:6.1f} ms  server CPU "
-                f"{1e6 * r.server_cpu_s / r.requests:4.0f} µs/req, client {1e6 * r.client_cpu_s / r.requests:4.0f}")
+                f"p50 {r.p50_ms:5.1f} ms  p99 {r.p99_ms:6.1f} ms  CPU µs/req: server "
+                f"{1e6 * r.server_cpu_s / r.requests:4.0f}, client {1e6 * r.client_cpu_s / r.requests:3.0f}")
 
     load_note = (f"{params.single_requests:,} requests per repetition (after {params.warmup_requests:,} "
                  f"warm-up), {params.single_concurrency} keep-alive connections from "
@@ -259,8 +279,8 @@ def _batch(load: Load, params: IngressParams, services: BenchServices, settings,
                 r = load.run(bridge, url, count=requests, concurrency=params.batch_concurrency, clients=1,
                              batch_size=params.batch_size, expect_status=200)
                 bridge_rate.samples.append(n / r.elapsed_s)
-                say(f"  [{rep + 1}/{params.repetitions}] batch bridge          {n / r.elapsed_s:9,.0f} rec/s  "
-                    f"(p50 {r.p50_ms:.0f} ms per {params.batch_size}-record request)")
+                say(f"  [{rep + 1}/{params.repetitions}] batch bridge        {n / r.elapsed_s:9,.0f} rec/s"
+                    f"  (p50 {r.p50_ms:.0f} ms per {params.batch_size}-record request)")
             except BenchError as exc:
                 bridge_rate.error = str(exc)
                 say(f"  batch bridge FAILED: {str(exc).splitlines()[0]}")
@@ -268,7 +288,7 @@ def _batch(load: Load, params: IngressParams, services: BenchServices, settings,
             try:
                 p = produce_all(settings, topic, records)
                 producer_rate.samples.append(n / p.elapsed_s)
-                say(f"  [{rep + 1}/{params.repetitions}] batch raw producer    {n / p.elapsed_s:9,.0f} rec/s")
+                say(f"  [{rep + 1}/{params.repetitions}] batch raw producer  {n / p.elapsed_s:9,.0f} rec/s")
             except BenchError as exc:
                 producer_rate.error = str(exc)
                 say(f"  batch raw producer FAILED: {str(exc).splitlines()[0]}")

@@ -3,10 +3,12 @@
     python -m mmstream.bench.noop_agent --expected N --result PATH   (settings from MM_*)
 
 It is the sink worker minus the work: the same Faust app factory, topic declaration,
-runner (uvloop) and batching (``noack_take(1000, within=0.2)``, acknowledging every event),
-so the pipeline/noop ratio isolates what the sink adds to Faust's own per-event cost.
-When it has seen ``expected`` events it writes {count, first_event_at, last_event_at}
-(epoch seconds) to PATH and keeps running until the bench stops it.
+runner (uvloop) and batching (``noack_take(streams.batch_max, within=streams.batch_within_s)``,
+1000 / 0.5 s by default, acknowledging every event), so the pipeline/noop ratio isolates
+what the sink adds to Faust's own per-event cost.
+When it has seen ``expected`` events it writes to PATH the size of its first batch, when
+that batch was done and when the last one was done (epoch seconds), then keeps running
+until the bench stops it.
 """
 
 from __future__ import annotations
@@ -33,16 +35,18 @@ def build(settings: Settings, expected: int, result: Path) -> faust.App:
 
     @app.agent(raw, name="bench.noop")
     async def noop(stream):
-        count, first, written = 0, 0.0, False
-        async for events in stream.noack_take(1000, within=0.2):
-            if not first:
-                first = time.time()
+        count, first_size, first_done, written = 0, 0, 0.0, False
+        # The sink's batching, so that both wait equally for a last, partial batch.
+        async for events in stream.noack_take(settings.streams.batch_max,
+                                              within=settings.streams.batch_within_s):
             for event in events:
                 await stream.ack(event)
             count += len(events)
+            if not first_size:
+                first_size, first_done = len(events), time.time()
             if count >= expected and not written:
-                _write_result(result, {"count": count, "first_event_at": first,
-                                       "last_event_at": time.time()})
+                _write_result(result, {"count": count, "first_batch_records": first_size,
+                                       "first_batch_done_at": first_done, "last_batch_done_at": time.time()})
                 written = True
 
     return app

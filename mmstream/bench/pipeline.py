@@ -20,12 +20,18 @@ from dataclasses import dataclass
 
 import psycopg
 
-from mmstream.bench.processes import BenchError, Child, mmctl
+from mmstream.bench.processes import BenchError, Child, describe, mmctl
 from mmstream.bench.producing import produce_all
 from mmstream.bench.report import Measurement, Series
 from mmstream.bench.services import BenchServices
-from mmstream.bench.workload import (V2, ProductMix, RawRecord, mix_raw_records, product_mix,
-                                     template_record)
+from mmstream.bench.workload import (
+    V2,
+    ProductMix,
+    RawRecord,
+    mix_raw_records,
+    product_mix,
+    template_record,
+)
 from mmstream.envelope import REQUEST_ID, decode_headers
 from mmstream.settings import Settings
 
@@ -45,11 +51,35 @@ class PipelineParams:
 
 @dataclass(frozen=True)
 class Run:
-    """Timings of one run, all from recorded timestamps (not from polling)."""
+    """One run of the worker or the agent, from recorded timestamps (not from polling).
 
-    total_s: float    # process spawn -> last record done (includes Faust start-up)
-    steady_s: float   # first batch at work -> last record done
-    startup_s: float  # process spawn -> first batch at work
+    "Done" is the end of a batch. Including start-up: all records over process spawn ->
+    last batch done. Excluding start-up: the records of batches 2..N over first batch done
+    -> last batch done, so that neither the start-up nor the first fetch is in the window.
+    """
+
+    records: int
+    spawned_at: float
+    first_batch_records: int
+    first_batch_done_at: float
+    last_batch_done_at: float
+
+    def __post_init__(self) -> None:
+        if self.last_batch_done_at <= self.first_batch_done_at:
+            raise BenchError("all records came in one batch: too few for a steady-state rate")
+
+    @property
+    def rate_incl_startup(self) -> float:
+        return self.records / (self.last_batch_done_at - self.spawned_at)
+
+    @property
+    def rate_excl_startup(self) -> float:
+        return ((self.records - self.first_batch_records)
+                / (self.last_batch_done_at - self.first_batch_done_at))
+
+    @property
+    def startup_s(self) -> float:
+        return self.first_batch_done_at - self.spawned_at
 
 
 def _pg(url: str) -> str:
@@ -60,7 +90,7 @@ def run_noop(services: BenchServices, settings: Settings, expected: int, params:
              label: str) -> Run:
     """Start the no-op agent with a fresh group; wait for its result file; stop it."""
     s = services.settings(topic_prefix=settings.kafka.topic_prefix)
-    result = services.work_dir / f"{label}.json"
+    result = services.work_dir / f"{label}-{uuid.uuid4().hex[:8]}.json"  # never a stale one
     child = services.children.add(Child(
         label, "mmstream.bench.noop_agent", ["--expected", str(expected), "--result", str(result)],
         services.child_env(s), services.log_dir).start())
@@ -70,13 +100,13 @@ def run_noop(services: BenchServices, settings: Settings, expected: int, params:
             child.check_alive()
             if time.monotonic() > deadline:
                 raise BenchError(f"the no-op agent did not see {expected} records in "
-                                 f"{params.timeout_s:.0f}s; log {child.log_path}:\n{child.tail()}")
+                                 f"{params.timeout_s:.0f}s; {child.excerpt()}")
             time.sleep(0.1)
         doc = json.loads(result.read_text())
     finally:
         child.stop()
-    first, last = doc["first_event_at"], doc["last_event_at"]
-    return Run(last - child.started_at, last - first, first - child.started_at)
+    return Run(expected, child.started_at, doc["first_batch_records"], doc["first_batch_done_at"],
+               doc["last_batch_done_at"])
 
 
 def run_sink(services: BenchServices, settings: Settings, mix: ProductMix, params: PipelineParams,
@@ -104,13 +134,19 @@ def run_sink(services: BenchServices, settings: Settings, mix: ProductMix, param
                     raise BenchError(
                         f"the sink did not finish in {params.timeout_s:.0f}s: {products}/{mix.products} "
                         f"products, {outbox}/{mix.new_versions} outbox entries, {pending} unpublished; "
-                        f"log {child.log_path}:\n{child.tail()}")
+                        + child.excerpt())
                 time.sleep(params.poll_interval_s)
-            # created_at is the start of the batch's transaction, published_at that of the
-            # relay's: both from one clock, so the span does not depend on the polling.
-            first, last = conn.execute(
-                "SELECT extract(epoch FROM min(created_at))::float8, "
-                "extract(epoch FROM max(published_at))::float8 FROM outbox").fetchone()
+            # Batch ends from the database's own timestamps, so they do not depend on the
+            # polling: all outbox rows of a batch share created_at (the start of its merge
+            # transaction), and a batch ends with the relay publishing its rows
+            # (published_at: the start of the relay's last transaction for that batch).
+            # The first batch is all new versions (the mix starts with each product's V1),
+            # so its outbox rows count its raw records.
+            first_records, first_done, last_done = conn.execute(
+                "WITH b1 AS (SELECT * FROM outbox WHERE created_at = (SELECT min(created_at) FROM outbox)) "
+                "SELECT (SELECT count(*) FROM b1), "
+                "(SELECT extract(epoch FROM max(published_at))::float8 FROM b1), "
+                "(SELECT extract(epoch FROM max(published_at))::float8 FROM outbox)").fetchone()
             current_v2 = conn.execute("SELECT count(*) FROM product WHERE version = %s",
                                       (V2,)).fetchone()[0]
     finally:
@@ -119,7 +155,7 @@ def run_sink(services: BenchServices, settings: Settings, mix: ProductMix, param
     if current_v2 != mix.two_versions:
         raise BenchError(f"wrong result: {current_v2} products at V2, expected {mix.two_versions} "
                          "(a stale replay overwrote a newer version?)")
-    return Run(last - child.started_at, last - first, first - child.started_at)
+    return Run(len(mix), child.started_at, first_records, first_done, last_done)
 
 
 def _incoming(records: list[RawRecord], positions: list[tuple[int, int]], topic: str) -> list:
@@ -128,7 +164,7 @@ def _incoming(records: list[RawRecord], positions: list[tuple[int, int]], topic:
     from streams.sink.product_store import IncomingProduct
 
     out = []
-    for rec, (partition, offset) in zip(records, positions):
+    for rec, (partition, offset) in zip(records, positions, strict=True):
         headers = decode_headers(rec.headers)
         out.append(IncomingProduct(parse(rec.value), topic, partition, offset,
                                    {k: headers[k] for k in _KEEP_HEADERS if k in headers}))
@@ -137,7 +173,7 @@ def _incoming(records: list[RawRecord], positions: list[tuple[int, int]], topic:
 
 def run_merge_ceiling(services: BenchServices, settings: Settings, incoming: list, mix: ProductMix,
                       params: PipelineParams) -> float:
-    """merge() directly, batches of ``merge_batch`` in one transaction each; rows/s."""
+    """merge() directly, batches of ``merge_batch`` in one transaction each; raw records/s."""
     import uvloop
 
     from mmstream.db.engine import async_engine
@@ -196,34 +232,34 @@ def run(services: BenchServices, params: PipelineParams, say) -> list[Measuremen
             return None
         try:
             return fn()
-        except BenchError as exc:
+        except Exception as exc:  # noqa: BLE001 — recorded in the report with its reason
             for s in series:
-                s.error = str(exc)
-            say(f"  {what} FAILED: {str(exc).splitlines()[0]}")
+                s.error = describe(exc)
+            say(f"  {what} FAILED: {describe(exc).splitlines()[0]}")
             return None
 
     for rep in range(params.repetitions):
         r = attempt([noop_total, noop_steady, noop_start],
-                    lambda: run_noop(services, settings, n, params, f"noop-{rep}"), "noop agent")
+                    lambda rep=rep: run_noop(services, settings, n, params, f"noop-{rep}"), "noop agent")
         if r:
-            noop_total.samples.append(n / r.total_s)
-            noop_steady.samples.append(n / r.steady_s)
+            noop_total.samples.append(r.rate_incl_startup)
+            noop_steady.samples.append(r.rate_excl_startup)
             noop_start.samples.append(r.startup_s)
-            say(f"  [{rep + 1}/{params.repetitions}] noop agent   {n / r.total_s:8,.0f} rec/s incl. start-up, "
-                f"{n / r.steady_s:8,.0f} excl. (start-up {r.startup_s:.1f}s)")
+            say(f"  [{rep + 1}/{params.repetitions}] noop agent   {r.rate_incl_startup:8,.0f} rec/s incl. "
+                f"start-up, {r.rate_excl_startup:8,.0f} excl. (start-up {r.startup_s:.1f}s)")
         r = attempt([sink_total, sink_steady, sink_start],
-                    lambda: run_sink(services, settings, mix, params, f"sink-{rep}"), "sink worker")
+                    lambda rep=rep: run_sink(services, settings, mix, params, f"sink-{rep}"), "sink worker")
         if r:
-            sink_total.samples.append(n / r.total_s)
-            sink_steady.samples.append(n / r.steady_s)
+            sink_total.samples.append(r.rate_incl_startup)
+            sink_steady.samples.append(r.rate_excl_startup)
             sink_start.samples.append(r.startup_s)
-            say(f"  [{rep + 1}/{params.repetitions}] sink worker  {n / r.total_s:8,.0f} rec/s incl. start-up, "
-                f"{n / r.steady_s:8,.0f} excl. (start-up {r.startup_s:.1f}s)")
+            say(f"  [{rep + 1}/{params.repetitions}] sink worker  {r.rate_incl_startup:8,.0f} rec/s incl. "
+                f"start-up, {r.rate_excl_startup:8,.0f} excl. (start-up {r.startup_s:.1f}s)")
         rate = attempt([ceiling], lambda: run_merge_ceiling(services, settings, incoming, mix, params),
                        "merge ceiling")
         if rate:
             ceiling.samples.append(rate)
-            say(f"  [{rep + 1}/{params.repetitions}] merge ceiling {rate:8,.0f} rows/s")
+            say(f"  [{rep + 1}/{params.repetitions}] merge ceiling {rate:8,.0f} rec/s")
 
     common = [f"{n:,} raw records ({mix.products:,} products, {mix.new_versions:,} new versions, "
               f"{mix.duplicates:,} duplicates, {mix.stale:,} stale replays); one worker, "
@@ -231,19 +267,20 @@ def run(services: BenchServices, params: PipelineParams, say) -> list[Measuremen
     return [
         Measurement("pipeline.sink_incl_startup", "pipeline: 1 sink worker, incl. start-up", "rec/s",
                     sink_total, noop_total, notes=[
-                        "from process spawn to the last outbox entry published (Faust start-up, "
-                        "schema registration and imports included)", *common]),
+                        "all records over process spawn -> last batch done (for the sink: its outbox "
+                        "entries published); Faust start-up, imports and schema registration included",
+                        *common]),
         Measurement("pipeline.sink_excl_startup", "pipeline: 1 sink worker, excl. start-up", "rec/s",
                     sink_steady, noop_steady, notes=[
-                        "from the first batch's transaction (first outbox created_at) to the last "
-                        "outbox entry published (max published_at); for the noop agent from the "
-                        "first to the last batch it received; both exclude the first batch's fetch"]),
+                        "records of batches 2..N over first batch done -> last batch done; sink batch "
+                        "ends from the database (outbox created_at groups a batch, published_at ends "
+                        "it), the agent's from its own clock"]),
         Measurement("pipeline.sink_vs_merge", "pipeline: 1 sink worker vs merge ceiling", "rec/s",
                     Series("sink worker (excl. start-up)", sink_steady.samples, sink_steady.error),
                     ceiling, notes=[
                         f"ceiling: merge() in-process on the same parsed records, {params.merge_batch} "
                         "per transaction, fresh database, no Kafka, no outbox publishing"]),
-        Measurement("pipeline.startup", "pipeline: start-up (spawn -> first batch)", "s",
+        Measurement("pipeline.startup", "pipeline: start-up (spawn -> first batch done)", "s",
                     sink_start, noop_start, higher_is_better=False),
     ]
 

@@ -14,15 +14,20 @@ import sys
 import time
 from pathlib import Path
 
-import httpx
-
-from mmstream.errors import MMStreamError
+from mmstream.embedded.process import stop_process
+from mmstream.embedded.process import wait_http as _wait_http
+from mmstream.errors import ConfigurationError, MMStreamError
 
 
 class BenchError(MMStreamError):
     """A benchmark could not be run (a process died, a service never became ready...)."""
 
     code = "bench_error"
+
+
+def describe(exc: BaseException) -> str:
+    """An error as the report shows it: our own messages as they are, others with their type."""
+    return str(exc) if isinstance(exc, BenchError) else f"{type(exc).__name__}: {exc}"
 
 
 class Child:
@@ -38,18 +43,18 @@ class Child:
         self.popen: subprocess.Popen | None = None
         self.started_at = 0.0  # time.time() just before the spawn: start-up is measured from it
 
-    def start(self, *, stdout=None) -> "Child":
-        """Spawn the process. ``stdout`` may be subprocess.PIPE for children that report there."""
-        log = open(self.log_path, "ab")
-        self.started_at = time.time()
-        self.popen = subprocess.Popen(
-            [sys.executable, "-m", self.module, *self.args],
-            env={**os.environ, **self.env},
-            stdout=log if stdout is None else stdout,
-            stderr=log,
-            start_new_session=True,
-        )
-        log.close()  # the child holds its own descriptor
+    def start(self) -> Child:
+        """Spawn the process (stdout and stderr to its log file)."""
+        with open(self.log_path, "ab") as log:  # the child keeps its own descriptor
+            self.started_at = time.time()
+            self.popen = subprocess.Popen(
+                [sys.executable, "-m", self.module, *self.args],
+                env={**os.environ, **self.env},
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                # Ctrl-C reaches the bench runner only; it stops its children in order.
+                start_new_session=True,
+            )
         return self
 
     @property
@@ -61,14 +66,7 @@ class Child:
 
     def stop(self, timeout_s: float = 15.0) -> None:
         """SIGTERM (Faust leaves its group, uvicorn drains), SIGKILL if it hangs."""
-        if self.popen is None or self.popen.poll() is not None:
-            return
-        self.popen.send_signal(signal.SIGTERM)
-        try:
-            self.popen.wait(timeout_s)
-        except subprocess.TimeoutExpired:
-            self.popen.kill()
-            self.popen.wait()
+        stop_process(self.popen, signal.SIGTERM, timeout_s)
 
     def tail(self, lines: int = 25) -> str:
         """The end of the child's log, for error messages."""
@@ -78,11 +76,16 @@ class Child:
             return ""
         return "\n".join(text.splitlines()[-lines:])
 
+    def excerpt(self, lines: int = 25) -> str:
+        """"log NAME.log" and its last lines, for error messages (the runner keeps the logs
+        of a run that had errors, under the same file names)."""
+        tail = self.tail(lines)
+        return f"log {self.log_path.name}" + (f":\n{tail}" if tail else " (empty)")
+
     def check_alive(self) -> None:
         """Raise BenchError (with the log tail) if the process has exited."""
         if self.popen is not None and self.popen.poll() is not None:
-            raise BenchError(f"{self.name} exited with code {self.popen.returncode}; "
-                             f"log {self.log_path}:\n{self.tail()}")
+            raise BenchError(f"{self.name} exited with code {self.popen.returncode}; {self.excerpt()}")
 
 
 def mmctl(name: str, args: list[str], env: dict[str, str], log_dir: Path) -> Child:
@@ -92,17 +95,10 @@ def mmctl(name: str, args: list[str], env: dict[str, str], log_dir: Path) -> Chi
 
 def wait_http(url: str, child: Child, timeout_s: float = 30.0) -> None:
     """Wait until ``url`` answers 200; fail early (with the log) if the child died."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        child.check_alive()
-        try:
-            if httpx.get(url, timeout=1.0).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    raise BenchError(f"{child.name} not ready at {url} after {timeout_s:.0f}s; "
-                     f"log {child.log_path}:\n{child.tail()}")
+    try:
+        _wait_http(url, alive=child.alive, what=child.name, timeout_s=timeout_s)
+    except ConfigurationError as exc:
+        raise BenchError(f"{exc}; {child.excerpt()}") from None
 
 
 class ChildSet:

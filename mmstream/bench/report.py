@@ -68,7 +68,9 @@ class Measurement:
     def to_json(self) -> dict[str, Any]:
         paired = []
         if self.baseline is not None:
-            paired = [round(a / b, 4) for a, b in zip(self.subject.samples, self.baseline.samples) if b]
+            # Repetitions are interleaved, so sample i of both was taken at about the same time.
+            pairs = zip(self.subject.samples, self.baseline.samples, strict=False)
+            paired = [round(a / b, 4) for a, b in pairs if b]
         return {
             "key": self.key,
             "title": self.title,
@@ -93,6 +95,24 @@ class Measurement:
 
 def _round(value: float | None, digits: int = 3) -> float | None:
     return None if value is None else round(value, digits)
+
+
+def code_info() -> dict[str, Any]:
+    """The commit measured and whether the work tree had changes (numbers belong to both)."""
+    import subprocess
+
+    from mmstream.settings import REPO_ROOT
+
+    def git(*args: str) -> str | None:
+        try:
+            done = subprocess.run(["git", "-C", str(REPO_ROOT), *args], capture_output=True,
+                                  text=True, timeout=10, check=True)
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return done.stdout.strip()
+
+    status = git("status", "--porcelain", "--untracked-files=no")
+    return {"commit": git("rev-parse", "HEAD"), "dirty": None if status is None else bool(status)}
 
 
 def machine_info() -> dict[str, Any]:
@@ -136,10 +156,25 @@ class Report:
     measurements: list[Measurement] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)  # failures outside any measurement
+    cpu: dict[str, Any] = field(default_factory=dict)  # per section: ours vs other programs'
     machine: dict[str, Any] = field(default_factory=machine_info)
+    code: dict[str, Any] = field(default_factory=code_info)
+
+    @property
+    def stamp(self) -> str:
+        """The run's UTC start, as used in file names."""
+        return self.started_at.strftime("%Y%m%dT%H%M%SZ")
 
     def all_errors(self) -> list[str]:
-        return self.errors + [e for m in self.measurements for e in m.errors]
+        """Each distinct failure once, naming the series it left unmeasured."""
+        by_reason: dict[str, list[str]] = {}
+        for m in self.measurements:
+            for series in (m.subject, m.baseline):
+                if series is not None and series.error:
+                    names = by_reason.setdefault(series.error, [])
+                    if series.name not in names:
+                        names.append(series.name)
+        return self.errors + [f"{', '.join(names)}: {reason}" for reason, names in by_reason.items()]
 
     def to_json(self) -> dict[str, Any]:
         finished = datetime.now(UTC)
@@ -149,8 +184,10 @@ class Report:
             "duration_s": round((finished - self.started_at).total_seconds(), 1),
             "quick": self.quick,
             "machine": self.machine,
+            "code": self.code,
             "parameters": self.parameters,
             "measurements": [m.to_json() for m in self.measurements],
+            "cpu_by_section": self.cpu,
             "notes": self.notes,
             "errors": self.all_errors(),
         }
@@ -159,14 +196,15 @@ class Report:
         """bench-<UTC timestamp>.json and latest.json in ``out_dir``; returns the first."""
         out_dir.mkdir(parents=True, exist_ok=True)
         doc = json.dumps(self.to_json(), indent=2, ensure_ascii=False) + "\n"
-        path = out_dir / f"bench-{self.started_at.strftime('%Y%m%dT%H%M%SZ')}.json"
+        path = out_dir / f"bench-{self.stamp}.json"
         path.write_text(doc, encoding="utf-8")
         (out_dir / "latest.json").write_text(doc, encoding="utf-8")
         return path
 
     def table(self) -> str:
         """The measurements as an aligned text table, then notes and errors."""
-        head = ("measurement", "value", "baseline", "baseline value", "ratio", "samples (value / baseline)")
+        head = ("measurement", "value", "baseline", "baseline value", "value/baseline",
+                "samples (value / baseline)")
         rows = [head]
         for m in self.measurements:
             base = m.baseline
@@ -176,14 +214,13 @@ class Report:
                 base.name if base else "-",
                 _fmt(base.value, m.unit) if base else "-",
                 "-" if m.ratio is None else f"{m.ratio:.2f}",
-                " ".join(_num(v) for v in m.subject.samples) + " / "
-                + (" ".join(_num(v) for v in base.samples) if base else "-"),
+                f"{_nums(m.subject.samples)} / {_nums(base.samples) if base else '-'}",
             ))
         widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
         lines = []
         for n, row in enumerate(rows):
             lines.append("  ".join(c.ljust(w) if i in (0, 2, 5) else c.rjust(w)
-                                   for i, (c, w) in enumerate(zip(row, widths))).rstrip())
+                                   for i, (c, w) in enumerate(zip(row, widths, strict=True))).rstrip())
             if n == 0:
                 lines.append("  ".join("-" * w for w in widths))
         out = ["\n".join(lines)]
@@ -201,6 +238,10 @@ def _num(value: float) -> str:
     if abs(value) >= 10:
         return f"{value:.1f}"
     return f"{value:.2f}"
+
+
+def _nums(values: list[float]) -> str:
+    return " ".join(_num(v) for v in values) or "-"
 
 
 def _fmt(value: float | None, unit: str) -> str:

@@ -11,25 +11,27 @@ from __future__ import annotations
 import signal
 import sys
 import time
+import traceback
 from dataclasses import asdict
 from pathlib import Path
 
 from mmstream.bench import ingress, pipeline
-from mmstream.bench.processes import BenchError
+from mmstream.bench.cpu import CpuWatch
+from mmstream.bench.processes import BenchError, describe
 from mmstream.bench.report import Report
 from mmstream.bench.services import BenchServices
 from mmstream.settings import Settings
 
 
 def _params(quick: bool) -> tuple[pipeline.PipelineParams, ingress.IngressParams]:
-    # Sized so that `make bench` takes about 4-5 minutes and `--quick` about a minute on the
-    # 2-core development machine.
+    # Sized so that `make bench` takes about 4-5 minutes and `--quick` under a minute on the
+    # quiet 2-core development machine (a busy machine stretches both: the report says so).
     if quick:
         return (pipeline.PipelineParams(records=10_000, repetitions=1, timeout_s=90),
                 ingress.IngressParams(single_requests=3_000, batch_records=10_000, repetitions=1,
                                       warmup_requests=300, timeout_s=90))
     return (pipeline.PipelineParams(records=50_000, repetitions=3, timeout_s=180),
-            ingress.IngressParams(single_requests=20_000, batch_records=50_000, repetitions=3,
+            ingress.IngressParams(single_requests=15_000, batch_records=40_000, repetitions=3,
                                   warmup_requests=1_000, timeout_s=180))
 
 
@@ -74,12 +76,21 @@ def run_benchmarks(settings: Settings, *, out_dir: str | Path = "bench-results",
         ]
         for name, title, section in sections:
             _say(f"\n{title}")
+            watch = CpuWatch()
             try:
                 report.measurements += section()
-            except BenchError as exc:
-                # One section failing must not hide the others' results.
-                report.errors.append(f"{name}: {exc}")
-                _say(f"  {name} FAILED: {str(exc).splitlines()[0]}")
+            except Exception as exc:  # noqa: BLE001 — one section failing must not hide the others
+                reason = describe(exc)
+                report.errors.append(f"{name}: {reason}")
+                _say(f"  {name} FAILED: {reason.splitlines()[0]}")
+                if not isinstance(exc, BenchError):
+                    traceback.print_exc()
+            usage = watch.usage()
+            report.cpu[name] = {"wall_s": round(usage.wall_s, 1), "bench_core_s": round(usage.bench_s, 1),
+                                "other_core_s": round(usage.other_s, 1),
+                                "other_share": round(usage.other_share, 3)}
+            if note := usage.note(name):
+                report.notes.append(note)
     except KeyboardInterrupt:
         interrupted = True
         _say("\ninterrupted: stopping everything the bench started…")
@@ -88,6 +99,10 @@ def run_benchmarks(settings: Settings, *, out_dir: str | Path = "bench-results",
         for sig in previous:
             signal.signal(sig, signal.SIG_IGN)
         try:
+            if report.all_errors() and not interrupted:
+                # The temp folder goes away; the logs that explain the errors must not.
+                kept = services.keep_logs(Path(out_dir) / f"bench-{report.stamp}-logs")
+                report.notes.append(f"the logs of this run (named in the errors) are kept in {kept}")
             services.close()
         finally:
             for sig, handler in previous.items():

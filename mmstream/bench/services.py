@@ -47,10 +47,9 @@ class BenchServices:
         self.broker: EmbeddedBroker | None = None
         self.postgres: EmbeddedPostgres | None = None
         self.registry_url = ""
-        self._databases: list[str] = []
 
     # -- life cycle ----------------------------------------------------------------------
-    def start(self) -> "BenchServices":
+    def start(self) -> BenchServices:
         """Start broker and PostgreSQL, migrate a template database, start the registry."""
         self.broker = EmbeddedBroker(free_port(), log_path=self.log_dir / "broker.log").start()
         self.postgres = EmbeddedPostgres(self.work_dir / "pgdata", free_port(), durable=False).start()
@@ -59,7 +58,7 @@ class BenchServices:
         upgrade(sqlalchemy_url(self.postgres.url(TEMPLATE_DB)))
         registry_db = self.new_database("registry")
         port = free_port()
-        env = {**settings_env(self.settings(database_url=registry_db)), "MM_LOG_LEVEL": "WARNING"}
+        env = {**self.child_env(self.settings(database_url=registry_db)), "MM_LOG_LEVEL": "WARNING"}
         registry = self.children.add(
             mmctl("registry", ["registry", "--port", str(port)], env, self.log_dir).start())
         self.registry_url = f"http://127.0.0.1:{port}"
@@ -79,6 +78,13 @@ class BenchServices:
                     self.broker.stop()
                 shutil.rmtree(self.work_dir, ignore_errors=True)
 
+    def keep_logs(self, dest: Path) -> Path:
+        """Copy every log of the run (children, broker, PostgreSQL) to ``dest``."""
+        shutil.copytree(self.log_dir, dest, dirs_exist_ok=True)
+        for extra in self.work_dir.glob("*.log"):  # PostgreSQL logs next to its data folder
+            shutil.copy2(extra, dest / extra.name)
+        return dest
+
     # -- databases -----------------------------------------------------------------------
     def _admin(self) -> psycopg.Connection:
         assert self.postgres is not None
@@ -90,7 +96,6 @@ class BenchServices:
         name = f"mm_bench_{label}_{uuid.uuid4().hex[:8]}"
         with self._admin() as conn:
             conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{TEMPLATE_DB}"')
-        self._databases.append(name)
         return sqlalchemy_url(self.postgres.url(name))
 
     def drop_database(self, url: str) -> None:

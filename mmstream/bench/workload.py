@@ -80,7 +80,7 @@ def product_mix(total: int, *, duplicate_share: float = 0.20, stale_share: float
     re-sends of the current V1 of the others; then the stale V1 replays. Records of one
     product share a partition (keyed by Ref_Key), so this order is what the sink sees.
     """
-    rng = random.Random(seed)
+    rng = random.Random(seed)  # noqa: S311 — seeded on purpose: the same workload every run
     stale = round(total * stale_share)
     duplicates = round(total * duplicate_share)
     products = total - duplicates - 2 * stale  # every stale replay needs a V2 sent before it

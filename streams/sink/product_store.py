@@ -80,9 +80,11 @@ SELECT
     (SELECT count(*) FROM new_rows) AS new_versions,
     (SELECT count(*) FROM upserted) AS upserted,
     (SELECT count(*) FROM outboxed) AS outboxed,
-    (SELECT count(*) FROM incoming_product i
+    -- A join, not EXISTS on product: the planner turns that EXISTS into a hashed scan of
+    -- the whole table per batch, which slows every batch as the table grows.
+    (SELECT count(*) FROM incoming_product i LEFT JOIN product p ON p.id = i.id
        WHERE NOT EXISTS (SELECT 1 FROM new_rows n WHERE n.seq = i.seq)
-         AND (EXISTS (SELECT 1 FROM product p WHERE p.id = i.id AND p.version = i.version)
+         AND (p.version = i.version
               OR EXISTS (SELECT 1 FROM new_rows n WHERE n.id = i.id AND n.version = i.version)))
       AS duplicates,
     (SELECT count(*) FROM incoming_product) AS total
