@@ -163,6 +163,9 @@ class CommerceMLSettings(BaseModel):
     use_zip: bool = True
     work_dir: Path = REPO_ROOT / ".data" / "commerceml"
     session_ttl_s: int = Field(3600, gt=0)
+    # Caps on what one uploaded file and one exchange session may store.
+    max_file_bytes: int = Field(1 << 30, gt=0)
+    max_session_bytes: int = Field(2 << 30, gt=0)
 
 
 class EmbeddedSettings(BaseModel):

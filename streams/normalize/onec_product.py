@@ -89,6 +89,11 @@ def parse(raw: bytes) -> Product:
         raise InvalidRecord(f"JSON the parser refuses: {type(exc).__name__}: {exc}") from exc
     if not isinstance(doc, dict):
         raise InvalidRecord(f"expected a JSON object, got {type(doc).__name__}")
+    if doc.get("_source") == "commerceml":
+        # The stock 1C exchange with a site publishes its own record shape.
+        from streams.normalize.commerceml_product import to_product as from_commerceml
+
+        return from_commerceml(doc)
     try:
         return to_product(OneCNomenclature.model_validate(doc))
     except ValidationError as exc:

@@ -1,0 +1,224 @@
+"""The exchange protocol of 1С's "exchange with site" (CommerceML 2.x), as the site side.
+
+1С is the client and drives the conversation on one URL with ``type`` and ``mode``:
+
+``catalog``: ``checkauth`` (Basic) → ``init`` (``zip=…``, ``file_limit=…``) → ``file``
+(chunks of one file are appended) → ``import`` per XML file → maybe ``complete``.
+``sale``: ``checkauth`` → ``init`` → ``query`` (our orders for 1С) → ``success`` (1С got
+them) → ``file`` (1С's changed orders, published as soon as the file is complete).
+
+Answers are plain text lines (``success``, ``failure\\n<reason>``); errors are raised as
+CommerceMLError / ApiError and turned into ``failure`` answers by the route.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import Counter
+from contextlib import ExitStack
+from dataclasses import dataclass
+from datetime import datetime
+from typing import BinaryIO
+
+from connectors.commerceml import auth, document, files
+from connectors.commerceml.errors import (
+    BadRequest,
+    CommerceMLError,
+    FileNotUploaded,
+    IncompleteDocument,
+    InvalidDocument,
+    NoSession,
+)
+from connectors.commerceml.orders import orders_document
+from connectors.commerceml.publishing import Target, publish_all
+from connectors.commerceml.store import ExchangeStore, Session, StoredFile
+from mmstream.kafka.producer import AckedProducer
+from mmstream.settings import Settings
+
+log = logging.getLogger(__name__)
+TEXT = "text/plain; charset=utf-8"
+
+
+@dataclass(frozen=True)
+class Reply:
+    """An answer to 1С: the body and its media type."""
+
+    body: bytes
+    media_type: str = TEXT
+
+
+def lines(*parts: str) -> Reply:
+    """A text answer, one part per line."""
+    return Reply("\n".join(parts).encode("utf-8"))
+
+
+SUCCESS = lines("success")
+
+
+class Exchange:
+    """One request's view of the exchange: the settings, the store and where to publish."""
+
+    def __init__(self, settings: Settings, store: ExchangeStore, producer: AckedProducer,
+                 topics: dict[str, str], request_id: str) -> None:
+        self.settings = settings
+        self.cfg = settings.commerceml
+        self.store = store
+        self.producer = producer
+        self.topics = topics
+        self.request_id = request_id
+
+    # -- authentication
+
+    async def checkauth(self, authorization: str | None) -> Reply:
+        """Basic credentials → a new session; answers ``success``, cookie name, cookie value."""
+        principal = auth.check_basic(authorization, self.cfg)
+        cookie = auth.new_cookie()
+        session = await self.store.open_session(auth.cookie_hash(cookie), principal)
+        log.info("commerceml session opened", extra={"session": session.id, "principal": principal})
+        return lines("success", auth.COOKIE_NAME, cookie)
+
+    async def session(self, cookie_header: str | None) -> Session:
+        """The session of the request's cookie, or NoSession."""
+        cookie = auth.cookie_from(cookie_header)
+        if cookie is None:
+            raise NoSession(f"no session cookie {auth.COOKIE_NAME}: start with mode=checkauth")
+        session = await self.store.session(auth.cookie_hash(cookie))
+        if session is None:
+            raise NoSession("the session is unknown or expired: start again with mode=checkauth")
+        return session
+
+    # -- both directions
+
+    async def init(self, session: Session) -> Reply:
+        """A new exchange round: forget earlier uploads, tell 1С how to send files."""
+        dropped = await self.store.clear_files(session)
+        never_imported = [f.filename for f in dropped if not f.processed]
+        if never_imported:
+            log.warning("commerceml files dropped without being imported",
+                        extra={"session": session.id, "files": never_imported})
+        return lines(f"zip={'yes' if self.cfg.use_zip else 'no'}",
+                     f"file_limit={self.cfg.file_limit_bytes}")
+
+    async def upload(self, session: Session, filename: str, data: bytes) -> StoredFile | None:
+        """Append one chunk of an upload; None when the file is not worth keeping."""
+        if not data:
+            raise BadRequest(f"the upload of {filename} has no content")
+        known = await self.store.file(session, filename)
+        if not files.worth_keeping(filename, data[:64], known is not None and not known.processed):
+            log.info("commerceml upload acknowledged and dropped", extra={
+                "session": session.id, "filename": filename, "bytes": len(data)})
+            return None
+        stored = await self.store.append(session, filename, data)
+        log.info("commerceml chunk stored", extra={"session": session.id, "filename": filename,
+                                                   "chunk": stored.chunks, "size": stored.size})
+        return stored
+
+    async def import_file(self, session: Session, filename: str) -> Reply:
+        """Validate the whole file, then publish every record it holds."""
+        stored, spooled = await self._find(session, filename)
+        with spooled:
+            await self._publish_any(session, filename, spooled)
+        await self.store.mark_processed(session, stored.filename)
+        return SUCCESS
+
+    # -- sale
+
+    async def sale_file(self, session: Session, filename: str, data: bytes) -> Reply:
+        """1С's changed orders: published as soon as the uploaded file is complete."""
+        stored = await self.upload(session, filename, data)
+        if stored is None:
+            return SUCCESS
+        with files.spool(self.cfg.work_dir) as spooled:
+            await self._read_into(session, stored, spooled)
+            try:
+                await self._publish_any(session, filename, spooled)
+            except IncompleteDocument:
+                log.info("commerceml orders file incomplete, waiting for more chunks",
+                         extra={"session": session.id, "filename": filename, "size": stored.size})
+                return SUCCESS
+            except CommerceMLError:
+                # Refused for good: a re-sent file under this name must start over.
+                await self.store.mark_processed(session, filename)
+                raise
+        await self.store.mark_processed(session, filename)
+        return SUCCESS
+
+    async def sale_query(self, session: Session) -> Reply:
+        """The orders recorded for 1С, as one CommerceML document (may hold none)."""
+        pending = await self.store.pending_orders()
+        body, broken = orders_document([o.document for o in pending], datetime.now())
+        if broken:
+            log.error("orders for export that are not a <Документ> element were left out",
+                      extra={"ids": [pending[i].id for i in broken]})
+        sent = [o.id for i, o in enumerate(pending) if i not in set(broken)]
+        await self.store.mark_sent(session, sent)
+        log.info("commerceml orders sent to 1C", extra={"session": session.id, "orders": len(sent)})
+        return Reply(body, "application/xml; charset=utf-8")
+
+    async def sale_success(self, session: Session) -> Reply:
+        """1С confirms it took the orders of this session's ``query``."""
+        count = await self.store.acknowledge_orders(session)
+        log.info("commerceml orders acknowledged", extra={"session": session.id, "orders": count})
+        return SUCCESS
+
+    # -- helpers
+
+    async def _read_into(self, session: Session, stored: StoredFile, dest: BinaryIO) -> None:
+        async for chunk in self.store.chunks(session, stored):
+            dest.write(chunk)
+        dest.seek(0)
+
+    async def _find(self, session: Session, filename: str) -> tuple[StoredFile, BinaryIO]:
+        """The file to import: uploaded as such, or a member of an uploaded archive."""
+        stored = await self.store.file(session, filename)
+        spooled = files.spool(self.cfg.work_dir)
+        try:
+            if stored is not None:
+                await self._read_into(session, stored, spooled)
+                return stored, spooled
+            for archive in await self.store.archives(session):
+                with files.spool(self.cfg.work_dir) as packed:
+                    await self._read_into(session, archive, packed)
+                    if await asyncio.to_thread(files.extract, packed, filename, spooled):
+                        return archive, spooled
+        except BaseException:
+            spooled.close()
+            raise
+        spooled.close()
+        raise FileNotUploaded(f"{filename} was not uploaded in this session "
+                              "(neither as a file nor inside an archive)")
+
+    async def _publish_any(self, session: Session, filename: str, spooled: BinaryIO) -> None:
+        """Publish an XML document, or every XML document of an archive — all of them checked
+        before any is published."""
+        if not files.is_zip(spooled):
+            await self._publish(session, filename, spooled)
+            return
+        try:
+            names = await asyncio.to_thread(files.xml_members, spooled)
+        except InvalidDocument as exc:
+            # A zip cannot tell "truncated" from "broken": to the sale direction it is
+            # incomplete (more chunks may come), to an import a failure all the same.
+            raise IncompleteDocument(str(exc)) from None
+        with ExitStack() as stack:
+            members = []
+            for name in names:
+                member = stack.enter_context(files.spool(self.cfg.work_dir))
+                await asyncio.to_thread(files.extract, spooled, name, member)
+                members.append((name, member, await asyncio.to_thread(document.check, member)))
+            for name, member, summary in members:
+                await self._publish(session, name, member, summary)
+
+    async def _publish(self, session: Session, filename: str, stream: BinaryIO,
+                       summary: document.Summary | None = None) -> Counter:
+        if summary is None:
+            summary = await asyncio.to_thread(document.check, stream)
+        stream.seek(0)
+        target = Target(self.producer, self.topics, session.principal, self.request_id,
+                        self.settings.ingress.max_batch_records, self.settings.ingress.retry_after_s)
+        counts = await publish_all(document.records(stream), target)
+        log.info("commerceml file imported", extra={
+            "session": session.id, "filename": filename, **summary.as_log(),
+            "published": dict(counts)})
+        return counts
