@@ -105,8 +105,22 @@ def emulate_onec(port: int | None) -> None:
     from mmstream.embedded.serve import serve
 
     settings = _settings("emulator-onec")
-    serve(create_app(), "127.0.0.1", port or settings.embedded.onec_port, "1C emulator",
-          "MM_EMBEDDED__ONEC_PORT")
+    app = create_app(username=settings.odata.username or None,
+                     password=settings.odata.password.get_secret_value())
+    serve(app, "127.0.0.1", port or settings.embedded.onec_port, "1C emulator", "MM_EMBEDDED__ONEC_PORT")
+
+
+@cli.group()
+def poll() -> None:
+    """Pollers that pull changes from source systems (lossless paths)."""
+
+
+@poll.command("onec-odata")
+def poll_onec_odata() -> None:
+    """Pull the configured entity sets from 1C's standard OData interface (MM_ODATA__*)."""
+    from connectors.onec.odata.runner import run_poller
+
+    run_poller(_settings("odata-poller"))
 
 
 @cli.command()

@@ -145,6 +145,8 @@ def run_stack(settings: Settings, *, demo: bool, workers: int) -> None:
                        env, log_dir)
         bridge = Child("bridge", ["bridge"], env, log_dir)
         children += [*sinks, egress, bridge]
+        if settings.odata.enabled:
+            children.append(Child("odata-poller", ["poll", "onec-odata"], env, log_dir))
         bridge_url = f"http://{settings.ingress.host}:{settings.ingress.port}"
         _wait_http(bridge, f"{bridge_url}/health/ready")
         _say(f"Bridge     {bridge_url}  (OpenAPI: {bridge_url}/docs)")
