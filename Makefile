@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: run test bench install topics-apply lint clean help
+.PHONY: run test bench install topics-apply lint openapi clean help
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/'
@@ -34,3 +34,6 @@ clean:  ## remove the virtualenv and the embedded data
 
 lint: $(STAMP)  ## static checks (ruff)
 	$(BIN)/ruff check mmstream streams connectors tests
+
+openapi: $(STAMP)  ## regenerate openapi.yaml from the bridge (a test fails when it is stale)
+	$(BIN)/python scripts/gen_openapi.py

@@ -1,20 +1,24 @@
-"""The ingress bridge: FastAPI app factory, error mapping and health endpoints."""
+"""The ingress bridge: FastAPI app factory, what applies to every route, and the probes."""
 
 from __future__ import annotations
 
 import logging
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from connectors.ingress import routes_bitrix24, routes_commerceml, routes_onec
+from connectors.ingress import openapi, routes_bitrix24, routes_commerceml, routes_onec
+from connectors.ingress.auth import Authenticate, authenticated, authenticates_itself
 from connectors.ingress.errors import ApiError, ErrorKind
 from connectors.ingress.health import ReadinessCheck
-from connectors.ingress.middleware import RequestContext
+from connectors.ingress.idempotency import Idempotency
+from connectors.ingress.middleware import BodyLimit, RequestContext, error_body
+from connectors.ingress.ratelimit import RateLimit
 from mmstream.db.engine import async_engine
 from mmstream.kafka.admin import require_topics
 from mmstream.kafka.producer import AckedProducer
@@ -25,10 +29,29 @@ from streams.normalize.onec_product import OneCNomenclature
 
 log = logging.getLogger(__name__)
 
+_DESCRIPTION = """\
+Source systems (1C, Bitrix24) push changes here. A 2xx means the change is stored in Kafka
+(acks=all); when Kafka or the database cannot answer in time the bridge says 503 with
+Retry-After and stores nothing.
 
-def _error_body(request: Request, kind: ErrorKind, message: str, details: list | None = None) -> dict:
-    return {"error": {"code": kind.code, "message": message, "details": details or []},
-            "request_id": getattr(request.state, "request_id", "")}
+- **Authentication**: `Authorization: Bearer <JWT>` (roles 1c, courier, admin) or
+  `X-API-Key: <key>` on every route, except the ones that say otherwise (probes, and sources
+  that authenticate by their own protocol).
+- **Errors**: `{"error": {"code", "message", "details"}, "request_id"}`.
+- **X-Request-Id**: sent or generated, echoed on every answer, carried in the Kafka headers
+  of the records and in every log line.
+- **Idempotency-Key** on any POST: a re-sent request gets the first answer again.
+- **Limits**: bodies up to `ingress.max_body_bytes` unless a route says more (413); per-client
+  rate limit (429 + Retry-After), per bridge replica.
+"""
+_OPEN = authenticates_itself()
+
+
+class Status(BaseModel):
+    """A probe's answer."""
+
+    status: str
+    reason: str | None = None
 
 
 def create_app(settings: Settings, *, producer: AckedProducer | None = None) -> FastAPI:
@@ -61,74 +84,105 @@ def create_app(settings: Settings, *, producer: AckedProducer | None = None) -> 
     app = FastAPI(
         title="MasterMobile Stream ingress bridge",
         version="1.0.0",
-        description="Source systems (1C, Bitrix24) push changes here. A 2xx means the change "
-        "is stored in Kafka (acks=all). Errors: `{error: {code, message, details}, request_id}`.",
+        description=_DESCRIPTION,
         lifespan=lifespan,
+        # Deny by default: a route without its own authentication needs a token or API key.
+        dependencies=[Depends(authenticated)],
+        openapi_tags=[{"name": openapi.OPERATIONS_TAG, "description":
+                       "Probes and metrics, without authentication: scraped and probed from inside "
+                       "the cluster; keep them off the public ingress."}],
     )
     app.state.settings = settings
+    # Added innermost first. A request passes: request id and log context -> who is calling
+    # -> rate limit -> body limit -> idempotency key -> routing (auth check, route).
+    app.add_middleware(Idempotency, settings=settings)
+    app.add_middleware(BodyLimit, settings=settings)
+    app.add_middleware(RateLimit, settings=settings)
+    app.add_middleware(Authenticate, settings=settings)
     app.add_middleware(RequestContext)
     app.include_router(routes_onec.router)
     app.include_router(routes_commerceml.router)
     app.include_router(routes_bitrix24.router)
+    _add_error_handlers(app)
+    _add_operations_routes(app, settings)
+    _add_openapi(app)
+    return app
+
+
+def _error(request: Request, kind: ErrorKind, message: str, details: list | None = None,
+           status: int | None = None, headers: dict | None = None) -> JSONResponse:
+    body = error_body(getattr(request.state, "request_id", ""), kind, message, details)
+    return JSONResponse(body, status_code=status or kind.status, headers=headers)
+
+
+# Statuses Starlette / FastAPI raise themselves (routing, body limits), by error kind.
+_HTTP_KINDS = {400: ErrorKind.BAD_REQUEST, 401: ErrorKind.UNAUTHENTICATED, 403: ErrorKind.FORBIDDEN,
+               404: ErrorKind.NOT_FOUND, 405: ErrorKind.METHOD_NOT_ALLOWED,
+               413: ErrorKind.BODY_TOO_LARGE, 415: ErrorKind.UNSUPPORTED_MEDIA_TYPE,
+               429: ErrorKind.RATE_LIMITED}
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    # Unexpected exceptions are answered by RequestContext (inside the request's log context).
 
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
-        return JSONResponse(_error_body(request, exc.kind, exc.message, exc.details),
-                            status_code=exc.kind.status, headers=exc.headers)
+        return _error(request, exc.kind, exc.message, exc.details, headers=exc.headers)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        kind = {404: ErrorKind.NOT_FOUND, 405: ErrorKind.METHOD_NOT_ALLOWED}.get(exc.status_code)
+        kind = _HTTP_KINDS.get(exc.status_code)
         if kind is None:
             kind = ErrorKind.INTERNAL if exc.status_code >= 500 else ErrorKind.VALIDATION_FAILED
-        return JSONResponse(_error_body(request, kind, str(exc.detail)), status_code=exc.status_code,
-                            headers=getattr(exc, "headers", None))
+        return _error(request, kind, str(exc.detail), status=exc.status_code,
+                      headers=getattr(exc, "headers", None))
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
         details = [{"field": ".".join(str(p) for p in e["loc"]), "problem": e["msg"]} for e in exc.errors()]
-        return JSONResponse(_error_body(request, ErrorKind.VALIDATION_FAILED, "invalid request", details),
-                            status_code=422)
+        return _error(request, ErrorKind.VALIDATION_FAILED, "invalid request", details)
 
-    @app.exception_handler(Exception)
-    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error in the bridge")
-        return JSONResponse(_error_body(request, ErrorKind.INTERNAL, "internal error; see the bridge log "
-                                        "for this request id"), status_code=500)
 
-    @app.get("/health/live", tags=["health"], summary="The process is up")
+def _add_operations_routes(app: FastAPI, settings: Settings) -> None:
+    tags = [openapi.OPERATIONS_TAG]
+
+    @app.get("/health/live", tags=tags, summary="The process is up", openapi_extra=_OPEN,
+             response_model=Status)
     async def live() -> dict:
         return {"status": "ok"}
 
     readiness = ReadinessCheck(lambda: require_topics(settings, list(app.state.topics.values())))
 
-    @app.get("/health/ready", tags=["health"], summary="Kafka reachable and topics present")
+    @app.get("/health/ready", tags=tags, summary="Kafka reachable and topics present",
+             openapi_extra=_OPEN, response_model=Status,
+             responses={503: {"model": Status, "description": "not ready, with the reason"}})
     async def ready() -> JSONResponse:
         reason = await readiness.check()
         if reason:
             return JSONResponse({"status": "unavailable", "reason": reason}, status_code=503)
         return JSONResponse({"status": "ok"})
 
-    @app.get("/metrics", tags=["health"], include_in_schema=False)
+    # Open on purpose: Prometheus scrapes the bridge's port from inside the cluster without
+    # credentials (deploy/prometheus, pod annotations). The figures are counts and latencies
+    # by route and status, no ids or payloads; do not route /metrics through a public ingress.
+    @app.get("/metrics", tags=tags, summary="Prometheus metrics", openapi_extra=_OPEN,
+             response_class=PlainTextResponse)
     async def metrics() -> Response:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
-    _add_schema_components(app)
-    return app
 
-
-def _add_schema_components(app: FastAPI) -> None:
-    """Publish the record models in the OpenAPI document (bodies are parsed by hand)."""
+def _add_openapi(app: FastAPI) -> None:
+    """Publish the record models (bodies are parsed by hand) and what every route shares."""
     original = app.openapi
 
-    def openapi() -> dict:
+    def document() -> dict:
         if app.openapi_schema:
             return app.openapi_schema
         schema = original()
         comps = schema.setdefault("components", {}).setdefault("schemas", {})
         comps["OneCNomenclature"] = OneCNomenclature.model_json_schema(
             by_alias=True, ref_template="#/components/schemas/{model}")
-        app.openapi_schema = schema
-        return schema
+        app.openapi_schema = openapi.finish(schema)
+        return app.openapi_schema
 
-    app.openapi = openapi  # type: ignore[method-assign]
+    app.openapi = document  # type: ignore[method-assign]

@@ -43,6 +43,7 @@ class ErrorKind(Enum):
     RATE_LIMITED = (429, "rate_limited")
     BROKER_UNAVAILABLE = (503, "broker_unavailable")
     DATABASE_UNAVAILABLE = (503, "database_unavailable")
+    UNSUPPORTED_EVENT = (422, "unsupported_event")
     INTERNAL = (500, "internal_error")
 
     @property
