@@ -15,6 +15,8 @@ class MMStreamError(Exception):
     retriable: bool = False
     #: Machine-readable code, used in DLQ headers, logs and HTTP error bodies.
     code: str = "internal_error"
+    #: Seconds the other side asked us to wait before retrying, when it said so.
+    retry_after: float | None = None
 
 
 class ConfigurationError(MMStreamError):

@@ -31,7 +31,8 @@ log = logging.getLogger(__name__)
 EXIT_FATAL = 70
 
 
-def _fatal(what: str) -> None:
+def fatal(what: str) -> None:
+    """Log the current exception and end the process at once (fail-stop, no ack)."""
     log.critical("unhandled error in %s: exiting so the batch is replayed", what, exc_info=True)
     logging.shutdown()
     os._exit(EXIT_FATAL)
@@ -78,9 +79,9 @@ def build_sink(settings: Settings) -> faust.App:
                 for event in events:
                     await stream.ack(event)
         except BaseException as exc:  # noqa: BLE001
-            if _is_shutdown(exc):
+            if is_shutdown(exc):
                 raise
-            _fatal("sink.product")
+            fatal("sink.product")
 
     @app.timer(interval=settings.streams.outbox_sweep_interval_s)
     async def sweep_outbox() -> None:
@@ -128,14 +129,15 @@ def build_egress(settings: Settings) -> faust.App:
                 for event in events:
                     await stream.ack(event)
         except BaseException as exc:  # noqa: BLE001
-            if _is_shutdown(exc):
+            if is_shutdown(exc):
                 raise
-            _fatal("egress.bitrix24.product")
+            fatal("egress.bitrix24.product")
 
     return app
 
 
-def _is_shutdown(exc: BaseException) -> bool:
+def is_shutdown(exc: BaseException) -> bool:
+    """True for the exceptions that mean "stop", not "failed"."""
     import asyncio
 
     return isinstance(exc, (asyncio.CancelledError, GeneratorExit, KeyboardInterrupt, SystemExit))

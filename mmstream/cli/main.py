@@ -61,15 +61,20 @@ def bridge(host: str | None, port: int | None) -> None:
 
 
 @cli.command()
-@click.argument("role", type=click.Choice(["sink", "egress"]))
+@click.argument("role", type=click.Choice(["sink", "egress", "enrich-bitrix24"]))
 @click.option("--metrics-port", type=int, default=None, help="Prometheus port (0: off).")
 def worker(role: str, metrics_port: int | None) -> None:
-    """Run a Faust worker: the product sink or the Bitrix24 egress."""
+    """Run a Faust worker: the product sink, the Bitrix24 egress or the Bitrix24 enrichment."""
     from streams import worker as workers
 
     settings = _settings(f"worker-{role}")
-    app = workers.build_sink(settings) if role == "sink" else workers.build_egress(settings)
     port = settings.streams.metrics_port if metrics_port is None else metrics_port
+    if role == "enrich-bitrix24":
+        from streams.enrich.worker import run as run_enrich
+
+        run_enrich(settings, port)
+        return
+    app = workers.build_sink(settings) if role == "sink" else workers.build_egress(settings)
     workers.run(app, settings, port)
 
 
@@ -105,8 +110,10 @@ def emulate_onec(port: int | None) -> None:
     from mmstream.embedded.serve import serve
 
     settings = _settings("emulator-onec")
-    app = create_app(username=settings.odata.username or None,
-                     password=settings.odata.password.get_secret_value())
+    # Basic auth on the emulated OData only when a password is configured (as a real
+    # publication would have one); the dev default has none.
+    password = settings.odata.password.get_secret_value()
+    app = create_app(username=settings.odata.username if password else None, password=password or None)
     serve(app, "127.0.0.1", port or settings.embedded.onec_port, "1C emulator", "MM_EMBEDDED__ONEC_PORT")
 
 

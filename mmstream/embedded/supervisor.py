@@ -143,14 +143,15 @@ def run_stack(settings: Settings, *, demo: bool, workers: int) -> None:
                  for i in range(workers)]
         egress = Child("egress", ["worker", "egress", "--metrics-port", str(emb.egress_metrics_port)],
                        env, log_dir)
+        enrich = Child("enrich-bitrix24", ["worker", "enrich-bitrix24", "--metrics-port", "0"], env, log_dir)
         bridge = Child("bridge", ["bridge"], env, log_dir)
-        children += [*sinks, egress, bridge]
+        children += [*sinks, egress, enrich, bridge]
         if settings.odata.enabled:
             children.append(Child("odata-poller", ["poll", "onec-odata"], env, log_dir))
         bridge_url = f"http://{settings.ingress.host}:{settings.ingress.port}"
         _wait_http(bridge, f"{bridge_url}/health/ready")
         _say(f"Bridge     {bridge_url}  (OpenAPI: {bridge_url}/docs)")
-        _say(f"Workers    {workers} sink, 1 egress  (logs in {log_dir})")
+        _say(f"Workers    {workers} sink, 1 egress, 1 Bitrix24 enrichment  (logs in {log_dir})")
         _say("Ctrl-C stops everything.\n")
 
         board = StatusBoard(settings, bridge_url, [f"http://127.0.0.1:{emb.sink_metrics_port}/metrics",

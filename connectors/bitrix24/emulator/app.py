@@ -14,7 +14,7 @@ from pydantic import BaseModel, Field
 from connectors.bitrix24.emulator.envelope import ApiError
 from connectors.bitrix24.emulator.faults import Fault, FaultSpec
 from connectors.bitrix24.emulator.php import php_parse
-from connectors.bitrix24.emulator.portal import Portal
+from connectors.bitrix24.emulator.portal import Portal, UnknownEntity
 from connectors.bitrix24.ratelimit import LeakyBucket
 
 
@@ -71,6 +71,25 @@ def create_app(
     async def list_products() -> list[dict[str, Any]]:
         return [dict(p) for p in emu.store.products.values()]
 
+    @app.put("/_emulator/entities/{entity}/{ident}")
+    async def put_entity(entity: str, ident: int, fields: dict[str, Any]) -> JSONResponse:
+        try:
+            return JSONResponse(emu.put_entity(entity, ident, fields))
+        except UnknownEntity:
+            return _unknown_entity(entity)
+
+    @app.delete("/_emulator/entities/{entity}/{ident}")
+    async def delete_entity(entity: str, ident: int) -> JSONResponse:
+        try:
+            existed = emu.delete_entity(entity, ident)
+        except UnknownEntity:
+            return _unknown_entity(entity)
+        return JSONResponse({"deleted": existed}, status_code=200 if existed else 404)
+
+    @app.get("/_emulator/changes")
+    async def list_changes(entity: str | None = None) -> list[dict[str, Any]]:
+        return [c for c in emu.entities.changes if entity is None or c["entity"] == entity]
+
     @app.post("/_emulator/reset")
     async def reset() -> dict[str, bool]:
         emu.reset()
@@ -104,6 +123,11 @@ def create_app(
         return JSONResponse(body, status_code=status)
 
     return app
+
+
+def _unknown_entity(entity: str) -> JSONResponse:
+    return JSONResponse({"error": f"unknown entity {entity!r}: deal, lead, contact, company, "
+                                  "task, product or item:<entityTypeId>"}, status_code=404)
 
 
 def _method_of(segment: str) -> str:

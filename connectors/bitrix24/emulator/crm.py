@@ -9,7 +9,14 @@ import re
 from typing import Any
 
 from connectors.bitrix24.emulator.envelope import legacy_error
-from connectors.bitrix24.emulator.query import as_int, as_list, order_param, paginate, split_op
+from connectors.bitrix24.emulator.query import (
+    as_int,
+    as_list,
+    order_param,
+    paginate,
+    renamed_filter,
+    split_op,
+)
 from connectors.bitrix24.emulator.store import Method, ProductStore
 
 # Legacy CRM names whose catalog counterpart is not the plain camelCase of the name.
@@ -66,13 +73,7 @@ def _delete(store: ProductStore, params: dict[str, Any]):
 
 
 def _list(store: ProductStore, params: dict[str, Any]):
-    raw_filter = params.get("filter") or {}
-    if not isinstance(raw_filter, dict):
-        raise legacy_error("Parameter 'filter' must be array.")
-    flt = {}
-    for key, value in raw_filter.items():
-        op, name = split_op(key)
-        flt[op + _crm_to_camel(name)] = value
+    flt = renamed_filter(params.get("filter"), _crm_to_camel)
     # As documented: without CATALOG_ID the default product catalog is read.
     if not any(split_op(k)[1] == "iblockId" for k in flt):
         flt["iblockId"] = store.default_iblock_id

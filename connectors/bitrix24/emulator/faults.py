@@ -24,10 +24,14 @@ class Fault:
     delay_s: float = 0.0
     xml_id: str | None = None
     reset_in_s: float = 1.0
+    #: Only calls about this entity id (``id`` / ``ID`` / ``taskId``): one command of a batch.
+    entity_id: str | None = None
 
     def matches(self, method: str, params: dict[str, Any]) -> bool:
         """Whether a call of ``method`` (lower case) with ``params`` triggers this fault."""
         if self.method != "*" and self.method.lower() != method:
+            return False
+        if self.entity_id is not None and self.entity_id not in _ids_of(params):
             return False
         return self.xml_id is None or self.xml_id in _xml_ids_of(params)
 
@@ -44,6 +48,7 @@ class FaultSpec(BaseModel):
     xml_id: str | None = None
     # Only for OPERATION_TIME_LIMIT: seconds until the time.operating_reset_at it reports.
     reset_in_s: float = Field(1.0, ge=0)
+    entity_id: str | None = None
 
 
 def take_fault(faults: list[Fault], method: str, params: dict[str, Any]) -> Fault | None:
@@ -66,3 +71,7 @@ def _xml_ids_of(params: dict[str, Any]) -> set[str]:
                 if block.get(key) is not None:
                     found.add(str(block[key]))
     return found
+
+
+def _ids_of(params: dict[str, Any]) -> set[str]:
+    return {str(params[k]) for k in ("id", "ID", "taskId") if params.get(k) is not None}

@@ -8,8 +8,9 @@ import logging
 import time
 from typing import Any
 
-from connectors.bitrix24.emulator import catalog, crm
+from connectors.bitrix24.emulator import catalog, crm, records
 from connectors.bitrix24.emulator.batch import run_batch
+from connectors.bitrix24.emulator.entities import CRM_TYPES, EntityStore
 from connectors.bitrix24.emulator.envelope import ApiError, OperatingTime, Outcome
 from connectors.bitrix24.emulator.faults import Fault, take_fault
 from connectors.bitrix24.emulator.store import Method, ProductStore
@@ -18,6 +19,11 @@ from connectors.bitrix24.ratelimit import LeakyBucket
 logger = logging.getLogger(__name__)
 
 _METHODS: dict[str, Method] = {**catalog.METHODS, **crm.METHODS}
+_ENTITY_METHODS: dict[str, records.EntityMethod] = records.METHODS
+
+
+class UnknownEntity(ValueError):
+    """An admin request named an entity the emulator does not keep."""
 
 
 class Portal:
@@ -29,13 +35,15 @@ class Portal:
         self.catalog_iblock_id = catalog_iblock_id
         self.bucket = LeakyBucket(rate_per_s, burst)
         self.store = ProductStore(catalog_iblock_id)
+        self.entities = EntityStore()
         self.calls: list[dict[str, Any]] = []
         self.faults: list[Fault] = []
         self._operating = OperatingTime()
 
     def reset(self) -> None:
-        """Back to an empty portal: no products, calls or faults, a drained bucket."""
+        """Back to an empty portal: no products, entities, calls or faults, a drained bucket."""
         self.store = ProductStore(self.catalog_iblock_id)
+        self.entities = EntityStore()
         self.calls.clear()
         self.faults.clear()
         self._operating.reset()
@@ -59,7 +67,8 @@ class Portal:
     async def _run(self, method: str, params: dict[str, Any], start: float, *,
                    batch: bool = False) -> Outcome:
         handler = _METHODS.get(method)
-        if handler is None and not batch:
+        entity_handler = _ENTITY_METHODS.get(method)
+        if handler is None and entity_handler is None and not batch:
             return Outcome(404, error=ApiError(404, "ERROR_METHOD_NOT_FOUND",
                                                "Method not found!"))
         fault = take_fault(self.faults, method, params)
@@ -75,8 +84,10 @@ class Portal:
         try:
             if batch:
                 result, total, nxt = await run_batch(params, self._run, self.record), None, None
-            else:
+            elif handler is not None:
                 result, total, nxt = handler(self.store, params)
+            else:
+                result, total, nxt = entity_handler(self.entities, params)
             out = Outcome(200, result=result, total=total, next=nxt)
         except ApiError as exc:
             out = Outcome(exc.status, error=exc)
@@ -91,3 +102,28 @@ class Portal:
         if out.error is None:
             out.time = self._operating.block(method, start, time.time())
         return out
+
+    def put_entity(self, entity: str, ident: int, fields: dict[str, Any]) -> dict[str, Any]:
+        """Admin seeding: create or overwrite an entity as a user edit would (version = now)."""
+        if entity in CRM_TYPES:
+            return self.entities.put_crm(entity, ident, fields)
+        if entity == "task":
+            return self.entities.put_task(ident, fields)
+        if entity == "product":
+            product = self.store.put(ident, fields)
+            self.entities.log_change("product", ident, "upsert", product["timestampX"])
+            return dict(product)
+        if entity.startswith("item:") and entity[5:].isdigit() and int(entity[5:]) > 0:
+            return self.entities.put_item(int(entity[5:]), ident, fields)
+        raise UnknownEntity(entity)
+
+    def delete_entity(self, entity: str, ident: int) -> bool:
+        """Admin removal, as a user deleting it; whether it existed."""
+        if entity == "product":
+            existed = self.store.products.pop(ident, None) is not None
+            if existed:
+                self.entities.log_change("product", ident, "delete", None)
+            return existed
+        if self.entities.table(entity) is None:
+            raise UnknownEntity(entity)
+        return self.entities.delete(entity, ident)

@@ -4,7 +4,11 @@ the loose value coercions a portal applies to what arrives as strings."""
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
+from datetime import datetime
 from typing import Any
+
+from connectors.bitrix24.emulator.envelope import legacy_error
 
 PAGE_SIZE = 50
 
@@ -47,6 +51,19 @@ def paginate(rows: list[Any], start: Any) -> tuple[list[Any], int | None, int | 
     return page, len(rows), nxt
 
 
+def renamed_filter(raw: Any, rename: Callable[[str], str]) -> dict[str, Any]:
+    """A list method's ``filter`` with field names mapped to the store's (operators kept);
+    a legacy error when it is not a map."""
+    raw = raw or {}
+    if not isinstance(raw, dict):
+        raise legacy_error("Parameter 'filter' must be array.")
+    out = {}
+    for key, value in raw.items():
+        op, name = split_op(key)
+        out[op + rename(name)] = value
+    return out
+
+
 def split_op(key: Any) -> tuple[str, str]:
     """("", "xmlId") for "xmlId", (">=", "id") for ">=id"."""
     match = _FILTER_OP.match(str(key))
@@ -82,13 +99,41 @@ def matches(product: dict[str, Any], flt: dict[str, Any]) -> bool:
 
 
 def sort_key(value: Any) -> tuple[int, Any]:
-    """Sort key of a field value: numbers first, then text case-insensitively, then nulls."""
+    """Sort key of a field value: numbers, then dates (by instant), then text
+    case-insensitively, then nulls."""
     number = _number(value)
     if number is not None:
         return (0, number)
     if value is None:
-        return (2, "")
-    return (1, str(value).lower())
+        return (3, "")
+    instant = as_instant(value)
+    if instant is not None:
+        return (1, instant)
+    return (2, str(value).lower())
+
+
+def sort_rows(rows: list[dict[str, Any]], order: dict[str, Any]) -> list[dict[str, Any]]:
+    """``rows`` sorted by an ``order`` map of field -> ASC/DESC (first field first)."""
+    # Stable sorts applied last key first give a multi-key order with mixed directions.
+    for name, direction in reversed(list(order.items())):
+        rows.sort(key=lambda row, n=name: sort_key(row.get(n)),
+                  reverse=str(direction).upper() == "DESC")
+    return rows
+
+
+def as_instant(value: Any) -> float | None:
+    """An ISO 8601 date-time (as the portal writes them) as epoch seconds, else None.
+
+    Portal dates carry the portal's offset; comparing instants rather than strings keeps
+    ``>DATE_MODIFY`` filters right whatever offset a client sends back.
+    """
+    if not isinstance(value, str) or len(value) < 10 or value[4:5] != "-":
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return (parsed if parsed.tzinfo else parsed.astimezone()).timestamp()
 
 
 def _number(value: Any) -> float | None:
@@ -108,7 +153,11 @@ def _equal(actual: Any, expected: Any) -> bool:
     if actual is None or expected is None:
         return (actual or "") == (expected or "")
     if isinstance(actual, str) and isinstance(expected, str):
-        return actual == expected
+        if actual == expected:
+            return True
+        # The same instant written with another offset is the same date.
+        instant = as_instant(actual)
+        return instant is not None and instant == as_instant(expected)
     a, b = _number(actual), _number(expected)
     if a is not None and b is not None:
         return a == b
@@ -121,6 +170,8 @@ def _compare(actual: Any, expected: Any, op: str) -> bool:
     if actual is None:
         return False
     a, b = _number(actual), _number(expected)
+    if a is None or b is None:
+        a, b = as_instant(actual), as_instant(expected)
     left, right = (a, b) if a is not None and b is not None else (str(actual), str(expected))
     return {">": left > right, ">=": left >= right, "<": left < right, "<=": left <= right}[op]
 

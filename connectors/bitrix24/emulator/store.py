@@ -7,7 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 from connectors.bitrix24.emulator.envelope import iso
-from connectors.bitrix24.emulator.query import as_int, matches, sort_key
+from connectors.bitrix24.emulator.query import as_int, matches, sort_rows
 
 _INT_FIELDS = frozenset({
     "id", "iblockId", "iblockSectionId", "sort", "measure", "vatId", "createdBy",
@@ -51,12 +51,22 @@ class ProductStore:
     def find(self, flt: dict[str, Any], order: dict[str, Any] | None) -> list[dict[str, Any]]:
         """Products passing ``flt``, sorted by ``order`` (default: id ascending)."""
         rows = [p for p in self.products.values() if matches(p, flt)]
-        keys = list((order or {"id": "ASC"}).items())
-        # Stable sorts applied last key first give a multi-key order with mixed directions.
-        for name, direction in reversed(keys):
-            rows.sort(key=lambda p, n=name: sort_key(p.get(n)),
-                      reverse=str(direction).upper() == "DESC")
-        return rows
+        return sort_rows(rows, order or {"id": "ASC"})
+
+    def put(self, product_id: int, fields: dict[str, Any]) -> dict[str, Any]:
+        """Create or overwrite product ``product_id`` (admin seeding); the stored product.
+
+        ``timestampX`` becomes now unless ``fields`` name it.
+        """
+        if product_id not in self.products:
+            created = self.add({})
+            del self.products[created["id"]]
+            self._next_id = max(self._next_id - 1, product_id + 1)
+            self.products[product_id] = {**created, "id": product_id, "xmlId": str(product_id)}
+        product = self.update(product_id, fields)
+        if "timestampX" in fields:
+            product["timestampX"] = fields["timestampX"]
+        return product
 
 
 #: A REST method over the store: params -> (result, total, next).

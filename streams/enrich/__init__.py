@@ -1,0 +1,1 @@
+"""Bitrix24 enrichment: events (ids only) in, full entities out; the cursor poller."""

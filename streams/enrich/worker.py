@@ -1,0 +1,115 @@
+"""The Bitrix24 enrichment worker: raw.bitrix24.event -> raw.bitrix24.<entity>, plus the
+cursor poller as a timer when ``settings.bitrix24.poll_enabled``.
+
+Consumer group ``<streams.sink_group>-enrich-bitrix24``. Batches are taken with
+``noack_take`` and acknowledged only after every record they produced (entities,
+tombstones, DLQ records) was acknowledged by the broker and the published versions were
+stored; an error the code does not handle stops the process (fail-stop), so the batch is
+replayed by the partition's next owner.
+"""
+
+from __future__ import annotations
+
+import logging
+from urllib.parse import urlsplit
+
+import faust
+
+from connectors.bitrix24.events import ENTITIES
+from mmstream.db.engine import async_engine
+from mmstream.kafka.admin import require_topics
+from mmstream.kafka.producer import AckedProducer
+from mmstream.settings import Settings
+from mmstream.topics import load_catalog
+from streams.app import create_app, source_topic
+from streams.records import SourceRecord
+from streams.worker import fatal, is_shutdown
+
+log = logging.getLogger(__name__)
+
+EVENT_TOPIC = "raw.bitrix24.event"
+#: The dead-letter topic the enrichment needs (to be declared in topics.yaml, co-partitioned
+#: with the bitrix24 group).
+DLQ_TOPIC = "dlq.enrich.bitrix24"
+
+
+def group_id(settings: Settings) -> str:
+    """The enrichment's consumer group."""
+    return f"{settings.streams.sink_group}-enrich-bitrix24"
+
+
+def build_enrich(settings: Settings, *, dlq_topic: str | None = None) -> faust.App:
+    """The enrichment worker; ``dlq_topic`` is the physical DLQ name (default: the
+    prefixed ``dlq.enrich.bitrix24``)."""
+    from connectors.bitrix24.client import Bitrix24Client
+    from connectors.metered import MeteredTransport
+    from streams.egress.retry import RetryPolicy
+    from streams.enrich.bitrix24 import Enricher
+    from streams.enrich.fetch import Fetcher
+    from streams.enrich.poller import CursorPoller
+
+    catalog = load_catalog(settings.topics_file)
+    app = create_app(settings, group_id(settings))
+    events = source_topic(app, settings, catalog, EVENT_TOPIC)
+    dlq = dlq_topic or settings.topic(DLQ_TOPIC)
+    topics = {entity: settings.topic(f"raw.bitrix24.{entity}") for entity in ENTITIES}
+    bx = settings.bitrix24
+    portal = urlsplit(bx.webhook_url.get_secret_value()).netloc
+    deps: dict[str, object] = {}
+
+    def ensure_deps() -> None:
+        if deps:
+            return
+        require_topics(settings, [settings.topic(EVENT_TOPIC), *topics.values(), dlq])
+        engine = async_engine(settings)
+        client = Bitrix24Client(bx, transport=MeteredTransport("bitrix24"))
+        producer = AckedProducer(settings.kafka, client_id=f"{group_id(settings)}-out")
+        fetcher = Fetcher(client, RetryPolicy.from_settings(settings.retry), bx.enrich_batch_max)
+        deps["enricher"] = Enricher(engine, fetcher, producer, topics, dlq, origin=portal)
+        deps["poller"] = CursorPoller(engine, client, producer,
+                                      event_topic=settings.topic(EVENT_TOPIC), portal=portal,
+                                      entities=bx.poll_entities, iblock_id=bx.product_iblock_id)
+
+    # A few `batch` calls per take: at the portal's ~2 calls/s a take of streams.batch_max
+    # events could keep the consumer from polling long enough to be dropped from its group.
+    take = min(settings.streams.batch_max, 4 * bx.enrich_batch_max)
+
+    @app.agent(events, name="enrich.bitrix24")
+    async def enrich(stream):
+        try:
+            ensure_deps()
+            enricher: Enricher = deps["enricher"]  # type: ignore[assignment]
+            async for batch in stream.noack_take(take, within=settings.streams.batch_within_s):
+                await enricher.handle([SourceRecord.from_event(e) for e in batch])
+                for event in batch:
+                    await stream.ack(event)
+        except BaseException as exc:  # noqa: BLE001
+            if is_shutdown(exc):
+                raise
+            fatal("enrich.bitrix24")
+
+    if bx.poll_enabled:
+        @app.timer(interval=bx.poll_interval_s)
+        async def poll() -> None:
+            # Every worker ticks; the advisory lock lets one of them poll the portal.
+            try:
+                ensure_deps()
+                poller: CursorPoller = deps["poller"]  # type: ignore[assignment]
+                published = await poller.poll_once()
+            except Exception as exc:  # noqa: BLE001 — the next tick resumes from the cursor
+                log.warning("bitrix24 poll failed", extra={"error": f"{type(exc).__name__}: "
+                                                                    f"{exc}"[:300]})
+                return
+            if published is None:
+                log.debug("bitrix24 poll skipped: another worker holds the portal's lock")
+
+    return app
+
+
+def run(settings: Settings, metrics_port: int | None = None) -> None:
+    """Run the enrichment worker in the foreground until SIGINT/SIGTERM (for
+    ``mmctl worker enrich-bitrix24``)."""
+    from streams.worker import run as run_worker
+
+    port = settings.streams.metrics_port if metrics_port is None else metrics_port
+    run_worker(build_enrich(settings), settings, port)
