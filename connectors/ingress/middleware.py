@@ -106,7 +106,7 @@ class _MaxBody:
     def __init__(self, limit: Callable[[Settings], int]) -> None:
         self.limit = limit
 
-    def __call__(self) -> None:
+    async def __call__(self) -> None:  # async: a plain def would run in the thread pool
         return None
 
 

@@ -54,7 +54,7 @@ _EVENT_BODY = {
 }
 
 
-def _source(request: Request) -> None:
+async def _source(request: Request) -> None:
     request.scope.setdefault("state", {})["source"] = "bitrix24"
 
 

@@ -63,7 +63,7 @@ _OBJECT = PathParam(description="1С object: " + ", ".join(o.name for o in OBJEC
                     + "; or its OData entity set, e.g. Catalog_Номенклатура; `products` = Номенклатура")
 
 
-def _source(request: Request) -> None:
+async def _source(request: Request) -> None:
     request.scope.setdefault("state", {})["source"] = "onec"
 
 
