@@ -229,6 +229,11 @@ class Settings(BaseSettings):
             )
         if self.retry.base_delay_s > self.retry.max_delay_s:
             raise ValueError("retry.base_delay_s must not exceed retry.max_delay_s")
+        if len(self.bitrix24.application_tokens) > 1:
+            # Enrichment, polling and egress reach one portal (webhook_url); accepting events
+            # of a second portal would fetch its ids from the wrong one.
+            raise ValueError("bitrix24.application_tokens names several portals, but this deployment "
+                             "talks to one (bitrix24.webhook_url): run one deployment per portal")
         return self
 
     def require_database_url(self) -> str:

@@ -272,3 +272,12 @@ def test_settings_env_names_and_values(tmp_path):
     # Unset optional values are left out rather than sent as "None".
     assert "None" not in env.values()
     assert "MM_DATABASE_URL" not in settings_env(Settings(_env_file=None))
+
+
+def test_events_of_a_second_portal_are_refused_at_configuration():
+    # One deployment reaches one portal: a second portal's event ids would be fetched from
+    # the wrong portal, so the settings refuse the combination outright.
+    one = Settings(_env_file=None, bitrix24={"application_tokens": {"m1": "t1"}})
+    assert list(one.bitrix24.application_tokens) == ["m1"]
+    with pytest.raises(ValueError, match="one deployment per portal"):
+        Settings(_env_file=None, bitrix24={"application_tokens": {"m1": "t1", "m2": "t2"}})
