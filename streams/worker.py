@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import faust
 
@@ -71,17 +73,12 @@ def build_sink(settings: Settings) -> faust.App:
 
     @app.agent(raw, name="sink.product")
     async def sink_product(stream):
-        try:
+        async with fail_stop("sink.product"):
             sink = await ensure_deps()
             async for events in stream.noack_take(settings.streams.batch_max,
                                                   within=settings.streams.batch_within_s):
                 await sink.handle([SourceRecord.from_event(e) for e in events])
-                for event in events:
-                    await stream.ack(event)
-        except BaseException as exc:  # noqa: BLE001
-            if is_shutdown(exc):
-                raise
-            fatal("sink.product")
+                await ack_all(stream, events)
 
     @app.timer(interval=settings.streams.outbox_sweep_interval_s)
     async def sweep_outbox() -> None:
@@ -112,7 +109,7 @@ def build_egress(settings: Settings) -> faust.App:
 
     @app.agent(topic, name="egress.bitrix24.product")
     async def egress_product(stream):
-        try:
+        async with fail_stop("egress.bitrix24.product"):
             require_topics(settings, [settings.topic("egress.bitrix24.product"),
                                       settings.topic("dlq.egress.bitrix24.product")])
             egress = ProductEgress(
@@ -126,14 +123,27 @@ def build_egress(settings: Settings) -> faust.App:
             async for events in stream.noack_take(100, within=settings.streams.batch_within_s):
                 for event in events:
                     await egress.deliver(SourceRecord.from_event(event))
-                for event in events:
-                    await stream.ack(event)
-        except BaseException as exc:  # noqa: BLE001
-            if is_shutdown(exc):
-                raise
-            fatal("egress.bitrix24.product")
+                await ack_all(stream, events)
 
     return app
+
+
+@asynccontextmanager
+async def fail_stop(what: str) -> AsyncIterator[None]:
+    """Run an agent's body: an error it does not handle ends the process (see :func:`fatal`)
+    instead of acknowledging a half-done batch; shutdown signals pass through."""
+    try:
+        yield
+    except BaseException as exc:  # noqa: BLE001 — everything but shutdown is fatal here
+        if is_shutdown(exc):
+            raise
+        fatal(what)
+
+
+async def ack_all(stream, events) -> None:
+    """Acknowledge a processed batch (Faust commits acknowledged offsets only)."""
+    for event in events:
+        await stream.ack(event)
 
 
 def is_shutdown(exc: BaseException) -> bool:

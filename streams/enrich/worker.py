@@ -23,7 +23,7 @@ from mmstream.settings import Settings
 from mmstream.topics import load_catalog
 from streams.app import create_app, source_topic
 from streams.records import SourceRecord
-from streams.worker import fatal, is_shutdown
+from streams.worker import ack_all, fail_stop
 
 log = logging.getLogger(__name__)
 
@@ -76,17 +76,12 @@ def build_enrich(settings: Settings, *, dlq_topic: str | None = None) -> faust.A
 
     @app.agent(events, name="enrich.bitrix24")
     async def enrich(stream):
-        try:
+        async with fail_stop("enrich.bitrix24"):
             ensure_deps()
             enricher: Enricher = deps["enricher"]  # type: ignore[assignment]
             async for batch in stream.noack_take(take, within=settings.streams.batch_within_s):
                 await enricher.handle([SourceRecord.from_event(e) for e in batch])
-                for event in batch:
-                    await stream.ack(event)
-        except BaseException as exc:  # noqa: BLE001
-            if is_shutdown(exc):
-                raise
-            fatal("enrich.bitrix24")
+                await ack_all(stream, batch)
 
     if bx.poll_enabled:
         @app.timer(interval=bx.poll_interval_s)
