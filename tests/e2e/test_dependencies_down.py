@@ -46,7 +46,9 @@ def test_sink_waits_out_a_database_outage(pipeline, tmp_path):
         assert rows == [(10, 10)]
         assert pipeline.sql("SELECT count(*) FROM outbox") == [(10,)]
         sink_log = pipeline.procs["sink"].log_path.read_text()
-        assert "product merge failed, retrying" in sink_log
+        # The outage hits whichever database step the sink is in (the merge of the next batch,
+        # or publishing the previous batch's outbox): either way it waited and retried.
+        assert "failed, retrying" in sink_log
         assert '"error_code": "database_unavailable"' in sink_log
     finally:
         pipeline.stop()
