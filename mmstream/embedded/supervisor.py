@@ -20,10 +20,11 @@ from pathlib import Path
 from mmstream.db.migrate import upgrade
 from mmstream.embedded.broker import EmbeddedBroker
 from mmstream.embedded.env import settings_env
-from mmstream.embedded.ports import ensure_port_free
+from mmstream.embedded.ports import ensure_port_free, free_port
 from mmstream.embedded.postgres import EmbeddedPostgres
 from mmstream.embedded.process import wait_http
 from mmstream.embedded.status import StatusBoard
+from mmstream.embedded.status_page import StatusPage
 from mmstream.errors import ConfigurationError
 from mmstream.kafka.admin import apply
 from mmstream.settings import Settings, mask_url
@@ -90,7 +91,9 @@ def run_stack(settings: Settings, *, demo: bool, workers: int) -> None:
                  ("127.0.0.1", emb.bitrix24_port, "Bitrix24 emulator", "MM_EMBEDDED__BITRIX24_PORT"),
                  ("127.0.0.1", emb.onec_port, "1C emulator", "MM_EMBEDDED__ONEC_PORT"),
                  ("127.0.0.1", emb.sink_metrics_port, "sink metrics", "MM_EMBEDDED__SINK_METRICS_PORT"),
-                 ("127.0.0.1", emb.egress_metrics_port, "egress metrics", "MM_EMBEDDED__EGRESS_METRICS_PORT")]
+                 ("127.0.0.1", emb.egress_metrics_port, "egress metrics", "MM_EMBEDDED__EGRESS_METRICS_PORT"),
+                 ("127.0.0.1", emb.enrich_metrics_port, "enrichment metrics", "MM_EMBEDDED__ENRICH_METRICS_PORT"),
+                 ("127.0.0.1", emb.status_port, "status page", "MM_EMBEDDED__STATUS_PORT")]
         for host, port, what, setting in ports:
             ensure_port_free(host, port, what, setting)
 
@@ -138,25 +141,36 @@ def run_stack(settings: Settings, *, demo: bool, workers: int) -> None:
         _wait_http(onec, f"http://127.0.0.1:{emb.onec_port}/health")
         _say(f"Emulators  Bitrix24 http://127.0.0.1:{emb.bitrix24_port}  1C http://127.0.0.1:{emb.onec_port}")
 
-        sinks = [Child(f"sink-{i}", ["worker", "sink", "--metrics-port",
-                                     str(emb.sink_metrics_port if i == 0 else 0)], env, log_dir)
-                 for i in range(workers)]
+        # Every worker serves metrics (the status page adds them up); extra sinks on free ports.
+        sink_ports = [emb.sink_metrics_port, *(free_port() for _ in range(workers - 1))]
+        sinks = [Child(f"sink-{i}", ["worker", "sink", "--metrics-port", str(port)], env, log_dir)
+                 for i, port in enumerate(sink_ports)]
         egress = Child("egress", ["worker", "egress", "--metrics-port", str(emb.egress_metrics_port)],
                        env, log_dir)
-        enrich = Child("enrich-bitrix24", ["worker", "enrich-bitrix24", "--metrics-port", "0"], env, log_dir)
+        enrich = Child("enrich-bitrix24", ["worker", "enrich-bitrix24", "--metrics-port",
+                                           str(emb.enrich_metrics_port)], env, log_dir)
+        entity_port = free_port()
+        entities = Child("sink-entities", ["worker", "sink-entities", "--metrics-port",
+                                           str(entity_port)], env, log_dir)
         bridge = Child("bridge", ["bridge"], env, log_dir)
-        children += [*sinks, egress, enrich, bridge]
+        children += [*sinks, entities, egress, enrich, bridge]
         if settings.odata.enabled:
             children.append(Child("odata-poller", ["poll", "onec-odata"], env, log_dir))
         bridge_url = f"http://{settings.ingress.host}:{settings.ingress.port}"
         _wait_http(bridge, f"{bridge_url}/health/ready")
         _say(f"Bridge     {bridge_url}  (OpenAPI: {bridge_url}/docs)")
-        _say(f"Workers    {workers} sink, 1 egress, 1 Bitrix24 enrichment  (logs in {log_dir})")
+        _say(f"Workers    {workers} product sink, 1 entity sink, 1 egress, 1 Bitrix24 enrichment"
+             f"  (logs in {log_dir})")
+        worker_metrics = [f"http://127.0.0.1:{port}/metrics"
+                          for port in (*sink_ports, entity_port, emb.egress_metrics_port,
+                                       emb.enrich_metrics_port)]
+        page = StatusPage([f"{bridge_url}/metrics", *worker_metrics])
+        _say(f"Status     http://127.0.0.1:{emb.status_port}/status  (charts: throughput, lag, DLQ)")
         _say("Ctrl-C stops everything.\n")
 
-        board = StatusBoard(settings, bridge_url, [f"http://127.0.0.1:{emb.sink_metrics_port}/metrics",
-                                                   f"http://127.0.0.1:{emb.egress_metrics_port}/metrics"])
-        asyncio.run(_foreground(settings, bridge_url, board, children, demo))
+        board = StatusBoard(settings, bridge_url, worker_metrics)
+        asyncio.run(_foreground(settings, bridge_url, board, children, demo,
+                                page=page, page_port=emb.status_port))
     except KeyboardInterrupt:
         interrupted = True
     finally:
@@ -169,10 +183,13 @@ def run_stack(settings: Settings, *, demo: bool, workers: int) -> None:
             _say("stopped.")
 
 
-async def _foreground(settings: Settings, bridge_url: str, board, children: list[Child], demo: bool) -> None:
+async def _foreground(settings: Settings, bridge_url: str, board, children: list[Child], demo: bool,
+                      *, page: StatusPage | None = None, page_port: int = 0) -> None:
     from mmstream.embedded.demo import DemoLoad
 
     tasks = [asyncio.create_task(board.run())]
+    if page is not None:
+        tasks.append(asyncio.create_task(page.serve("127.0.0.1", page_port)))
     if demo:
         tasks.append(asyncio.create_task(DemoLoad(settings, bridge_url).run()))
     try:

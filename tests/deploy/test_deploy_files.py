@@ -1,31 +1,39 @@
 """Static checks of the deployment files: nothing here starts a container or a cluster.
 
 What they guard: the YAML parses, the Kubernetes topics are generated from topics.yaml and
-not edited apart from it, the alert rules only use metrics the code exports, every client
-bootstraps from all three brokers, and no secret value is written into a deployment file.
+not edited apart from it, the alert rules and Grafana dashboards only use metrics the code
+exports, every alert links to an existing runbook section, KEDA scales the workers on the
+right consumer groups, every client bootstraps from all three brokers, and no secret value
+is written into a deployment file.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import json
 import re
 from pathlib import Path
 
 import pytest
 import yaml
+from prometheus_client import REGISTRY
 from prometheus_client.metrics import MetricWrapperBase
 
 import mmstream.metrics
 from mmstream.settings import AuthSettings, Bitrix24Settings, Settings
 from mmstream.topics import effective_specs, load_catalog
+from streams.enrich.worker import group_id as enrich_group_id
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
 K8S = DEPLOY / "k8s"
 COMPOSE = ROOT / "docker-compose.kafka.yml"
 TOPICS = ROOT / "topics.yaml"
+DASHBOARDS = DEPLOY / "grafana" / "dashboards"
+RUNBOOK = ROOT / "docs" / "runbook.md"
 
-APP_SERVICES = ("bridge", "worker-sink", "worker-egress")
+APP_SERVICES = ("bridge", "worker-sink", "worker-sink-entities", "worker-enrich-bitrix24",
+                "worker-egress")
 BROKERS = ("kafka-1", "kafka-2", "kafka-3")
 # Environment variable names whose values are secrets.
 SECRET_NAME = re.compile(r"SECRET|PASSWORD|PASSWD|TOKEN|WEBHOOK|API_KEY|PRIVATE_KEY|CREDENTIAL"
@@ -115,20 +123,30 @@ def test_topics_cluster_is_the_one_the_apps_bootstrap_from():
 
 _SUFFIXES = {"counter": ("_total", "_created"), "gauge": ("",),
              "histogram": ("_bucket", "_sum", "_count", "_created"),
+             "gaugehistogram": ("_bucket", "_gsum", "_gcount"),
              "summary": ("", "_sum", "_count", "_created"), "info": ("_info",),
-             "stateset": ("",), "enum": ("",)}
+             "stateset": ("",), "enum": ("",), "unknown": ("",)}
 _PROMQL_WORDS = {"by", "without", "on", "ignoring", "group_left", "group_right", "bool", "and",
                  "or", "unless", "offset", "inf", "nan"}
+# Series Prometheus writes itself for every target.
+_SYNTHETIC = {"up", "scrape_duration_seconds", "scrape_samples_scraped",
+              "scrape_samples_post_metric_relabeling", "scrape_series_added"}
 
 
 def exported_metric_names() -> set[str]:
-    """Sample names the project's metrics produce (a Counter `x` is exported as `x_total`)."""
-    names = set()
-    for obj in vars(mmstream.metrics).values():
-        if isinstance(obj, MetricWrapperBase):
-            for family in obj.describe():
-                names |= {family.name + suffix for suffix in _SUFFIXES[family.type]}
+    """Sample names the code's processes export: everything registered in the registry
+    mmstream.metrics registers into (a Counter `x` is exported as `x_total`), which includes
+    prometheus_client's process and platform collectors."""
+    assert any(isinstance(o, MetricWrapperBase) for o in vars(mmstream.metrics).values())
+    names = set(_SYNTHETIC)
+    for family in REGISTRY.collect():
+        names |= {family.name + suffix for suffix in _SUFFIXES[family.type]}
     return names
+
+
+def project_metrics() -> list[MetricWrapperBase]:
+    """The metric objects declared in mmstream/metrics.py."""
+    return [o for o in vars(mmstream.metrics).values() if isinstance(o, MetricWrapperBase)]
 
 
 def promql_metric_names(expr: str) -> set[str]:
@@ -152,12 +170,30 @@ def test_promql_name_extraction():
     expr = ('sum by (stage, reason) (increase(mm_dlq_records_total{stage=~"sink|x"}[15m])) > 0 '
             'or (sum(mm_up) unless sum(mm_up offset 15m)) / on(job) group_left up')
     assert promql_metric_names(expr) == {"mm_dlq_records_total", "mm_up", "up"}
+    grafana = ('time() - max by (group) (mm_consumer_lag_updated_timestamp_seconds) '
+               '+ histogram_quantile(0.99, sum by (le, agent) (rate(mm_agent_batch_size_bucket'
+               '[$__rate_interval]))) * 1e3 + deriv(sum(mm_consumer_lag{group=~"$group"})[15m:1m])')
+    assert promql_metric_names(grafana) == {"mm_consumer_lag_updated_timestamp_seconds",
+                                            "mm_agent_batch_size_bucket", "mm_consumer_lag"}
+
+
+def test_exported_names_see_every_declared_metric():
+    exported = exported_metric_names()
+    # A name that is not exported must fail the check (the test can fail).
+    assert "mm_no_such_metric_total" not in exported
+    assert {"mm_consumer_lag", "mm_outbox_backlog", "mm_egress_circuit_state",
+            "mm_cash_sla_deviations_total", "mm_agent_batch_duration_seconds_bucket",
+            "process_resident_memory_bytes", "up"} <= exported
+
+
+def _alert_rules() -> list[dict]:
+    return [r for g in _docs(DEPLOY / "prometheus" / "alerts.yml")[0]["groups"] for r in g["rules"]]
 
 
 def test_alert_rules_reference_only_exported_metrics():
     exported = exported_metric_names()
     assert {"mm_ingress_requests_total", "mm_up", "mm_ingress_request_duration_seconds_bucket"} <= exported
-    rules = [r for g in _docs(DEPLOY / "prometheus" / "alerts.yml")[0]["groups"] for r in g["rules"]]
+    rules = _alert_rules()
     assert rules
     for rule in rules:
         used = promql_metric_names(rule["expr"])
@@ -166,12 +202,125 @@ def test_alert_rules_reference_only_exported_metrics():
         assert not unknown, f"{rule['alert']} uses metrics mmstream.metrics does not export: {unknown}"
 
 
+def test_the_issue_alerts_exist():
+    # lag growing, DLQ growing, circuit open, OVERLOAD_LIMIT, ingress 5xx, outbox age, cash SLA
+    used = {name for r in _alert_rules() for name in promql_metric_names(r["expr"])}
+    assert {"mm_consumer_lag", "mm_dlq_records_total", "mm_egress_circuit_state",
+            "mm_egress_errors_total", "mm_ingress_requests_total", "mm_outbox_oldest_age_seconds",
+            "mm_cash_sla_deviations_total"} <= used
+    overload = [r for r in _alert_rules() if "bitrix24_overload_limit" in r["expr"]]
+    assert overload and overload[0]["labels"]["severity"] == "critical"
+
+
+def _slug(heading: str) -> str:
+    """The anchor GitHub/GitLab give a Markdown heading."""
+    text = re.sub(r"[^\w\- ]", "", heading.strip().lower())
+    return text.replace(" ", "-")
+
+
+def test_every_alert_links_to_its_runbook_section():
+    anchors = {_slug(m) for m in re.findall(r"^#{1,6}\s+(.+)$", RUNBOOK.read_text("utf-8"), re.M)}
+    for rule in _alert_rules():
+        url = rule["annotations"].get("runbook_url", "")
+        path, _, anchor = url.partition("#")
+        assert path == "docs/runbook.md", f"{rule['alert']}: runbook_url {url!r}"
+        assert anchor in anchors, f"{rule['alert']}: no section #{anchor} in docs/runbook.md"
+        assert rule["annotations"].get("summary"), rule["alert"]
+
+
+def test_runbook_uses_the_mmctl_commands():
+    text = RUNBOOK.read_text("utf-8")
+    for command in ("mmctl groups describe", "mmctl groups reset", "--to-datetime", "--execute",
+                    "mmctl dlq list", "mmctl dlq show", "mmctl dlq replay", "mmctl health",
+                    "mmctl topics diff", "mmctl topics apply"):
+        assert command in text, command
+
+
+# ---- Grafana dashboards ------------------------------------------------------------------
+
+def _dashboards() -> dict[str, dict]:
+    return {p.stem: json.loads(p.read_text("utf-8")) for p in sorted(DASHBOARDS.glob("*.json"))}
+
+
+def _panels(dashboard: dict) -> list[dict]:
+    out = []
+    for panel in dashboard["panels"]:
+        out.append(panel)
+        out += panel.get("panels", [])  # collapsed rows hold their panels
+    return out
+
+
+def test_dashboards_exist_and_are_provisioned(compose):
+    dashboards = _dashboards()
+    assert set(dashboards) == {"ingress", "pipeline", "egress", "consumer-groups"}
+    assert len({d["uid"] for d in dashboards.values()}) == len(dashboards)
+    provider = _docs(DEPLOY / "grafana" / "provisioning" / "dashboards" / "mmstream.yml")[0]
+    path = provider["providers"][0]["options"]["path"]
+    mounts = compose["services"]["grafana"]["volumes"]
+    assert f"./deploy/grafana/dashboards:{path}:ro" in mounts
+    datasource = _docs(DEPLOY / "grafana" / "provisioning" / "datasources" / "prometheus.yml")[0]
+    uid = datasource["datasources"][0]["uid"]
+    for name, dashboard in dashboards.items():
+        for panel in _panels(dashboard):
+            if panel.get("type") == "row":
+                continue
+            assert panel["datasource"]["uid"] == uid, f"{name}: {panel['title']}"
+            assert panel["targets"], f"{name}: {panel['title']} has no query"
+
+
+def test_dashboards_reference_only_exported_metrics():
+    exported = exported_metric_names()
+    seen = set()
+    for name, dashboard in _dashboards().items():
+        for panel in _panels(dashboard):
+            for target in panel.get("targets", []):
+                used = promql_metric_names(target["expr"])
+                assert used, f"{name}: {panel['title']}: no metric in {target['expr']!r}"
+                unknown = used - exported
+                assert not unknown, f"{name}: {panel['title']} uses unexported metrics {unknown}"
+                seen |= used
+        for var in dashboard.get("templating", {}).get("list", []):
+            query = var.get("query")
+            query = query.get("query", "") if isinstance(query, dict) else (query or "")
+            metric = re.match(r"\s*label_values\(\s*([a-zA-Z_:][\w:]*)\s*,", query)
+            if metric:
+                assert metric.group(1) in exported, f"{name}: variable {var['name']}"
+    # The issue's list: ingress, agents, sink skips, outbox, egress, circuit, DLQ, lag, cash.
+    assert {"mm_ingress_requests_total", "mm_produce_duration_seconds_bucket",
+            "mm_agent_records_total", "mm_sink_records_total", "mm_outbox_backlog",
+            "mm_egress_calls_total", "mm_egress_retries_total",
+            "mm_egress_rate_limit_wait_seconds_sum", "mm_egress_circuit_state",
+            "mm_dlq_records_total", "mm_consumer_lag", "mm_cash_sla_deviations_total"} <= seen
+
+
+# ---- metric naming -----------------------------------------------------------------------
+
+# Labels whose values would be ids or free text: unbounded series.
+_UNBOUNDED_LABELS = {"id", "request_id", "event_id", "entity_id", "key", "offset", "message",
+                     "error", "url", "path", "user", "subject", "instance_id"}
+
+
+def test_project_metrics_follow_prometheus_conventions():
+    for metric in project_metrics():
+        family = metric.describe()[0]
+        name = family.name
+        assert name.startswith("mm_"), name
+        assert re.fullmatch(r"[a-z][a-z0-9_]*", name), name
+        if re.search(r"_(duration|latency|age|wait|time|delay)(_|$)", name):
+            assert name.endswith(("_seconds", "_timestamp_seconds")), f"{name}: time in seconds"
+        if family.type == "gauge":
+            assert not name.endswith("_total"), f"{name}: _total is for counters"
+        labels = set(metric._labelnames)  # noqa: SLF001 — the public API has no accessor
+        assert not labels & _UNBOUNDED_LABELS, f"{name}: unbounded labels {labels & _UNBOUNDED_LABELS}"
+
+
 def test_prometheus_loads_the_alert_rules():
     config = _docs(DEPLOY / "prometheus" / "prometheus.yml")[0]
     for rule_file in config["rule_files"]:
         assert (DEPLOY / "prometheus" / rule_file).is_file()
     jobs = {j["job_name"] for j in config["scrape_configs"]}
-    assert {"mm-bridge", "mm-worker-sink", "mm-worker-egress"} <= jobs
+    assert {"mm-bridge", "mm-worker-sink", "mm-worker-sink-entities", "mm-worker-enrich-bitrix24",
+            "mm-worker-egress"} <= jobs
 
 
 # ---- docker-compose.kafka.yml -------------------------------------------------------------
@@ -224,6 +373,8 @@ def test_compose_dependencies_are_consistent(compose):
     assert services["bridge"]["deploy"]["replicas"] == 2
     assert services["init"]["command"] == ["mmctl migrate && mmctl topics apply"]
     assert services["worker-sink"]["command"][:2] == ["worker", "sink"]
+    assert services["worker-sink-entities"]["command"][:2] == ["worker", "sink-entities"]
+    assert services["worker-enrich-bitrix24"]["command"][:2] == ["worker", "enrich-bitrix24"]
     assert services["worker-egress"]["command"][:2] == ["worker", "egress"]
 
 
@@ -311,7 +462,7 @@ def _by_kind(docs: list[dict], kind: str) -> dict[str, dict]:
 
 def test_workloads_are_wired_to_config_and_secret(k8s_docs):
     workloads = [*_by_kind(k8s_docs, "Deployment").values(), *_by_kind(k8s_docs, "Job").values()]
-    assert len(workloads) == 4
+    assert len(workloads) == 6
     for doc in workloads:
         spec = doc["spec"]
         if doc["kind"] == "Deployment":
@@ -341,12 +492,15 @@ def test_bridge_probes_service_hpa_and_pdbs(k8s_docs):
     assert hpa["spec"]["metrics"][0]["resource"]["name"] == "cpu"
 
     pdbs = _by_kind(k8s_docs, "PodDisruptionBudget").values()
-    for name in ("mm-bridge", "mm-worker-sink", "mm-worker-egress"):
+    for name in ("mm-bridge", "mm-worker-sink", "mm-worker-sink-entities",
+                 "mm-worker-enrich-bitrix24", "mm-worker-egress"):
         labels = deployments[name]["spec"]["template"]["metadata"]["labels"]
         assert any(p["spec"]["selector"]["matchLabels"].items() <= labels.items() for p in pdbs), name
 
 
 @pytest.mark.parametrize("name,role,port", [("mm-worker-sink", "sink", 9101),
+                                            ("mm-worker-sink-entities", "sink-entities", 9104),
+                                            ("mm-worker-enrich-bitrix24", "enrich-bitrix24", 9103),
                                             ("mm-worker-egress", "egress", 9102)])
 def test_workers_expose_metrics_and_liveness(k8s_docs, name, role, port):
     container = _by_kind(k8s_docs, "Deployment")[name]["spec"]["template"]["spec"]["containers"][0]
@@ -355,6 +509,59 @@ def test_workers_expose_metrics_and_liveness(k8s_docs, name, role, port):
     probe = container["livenessProbe"]
     assert str(port) in " ".join(probe["exec"]["command"]) if "exec" in probe \
         else probe["tcpSocket"]["port"] in (port, "metrics")
+
+
+# ---- KEDA: workers scale on consumer lag ---------------------------------------------------
+
+# Deployment -> (its consumer group as the code derives it from the settings, topic role).
+_WORKER_GROUPS = {"mm-worker-sink": (lambda s: s.streams.sink_group, "raw"),
+                  "mm-worker-sink-entities": (lambda s: s.streams.entity_sink_group, "raw"),
+                  # No setting of its own: the sink group plus a suffix.
+                  "mm-worker-enrich-bitrix24": (enrich_group_id, "raw"),
+                  "mm-worker-egress": (lambda s: s.streams.egress_group, "egress")}
+
+
+def test_workers_scale_on_consumer_lag_with_keda(k8s_docs, monkeypatch):
+    deployments = _by_kind(k8s_docs, "Deployment")
+    scaled = _by_kind(k8s_docs, "ScaledObject")
+    config = next(d for d in k8s_docs if d["kind"] == "ConfigMap")["data"]
+    catalog = load_catalog(TOPICS)
+    defaults = Settings(_env_file=None)
+    for key, value in config.items():
+        monkeypatch.setenv(key, value)
+    deployed = Settings(_env_file=None)  # what the pods read from the ConfigMap
+    [absent] = [r["expr"] for r in _alert_rules() if r["alert"] == "MMComponentAbsent"]
+    assert set(scaled) == set(_WORKER_GROUPS)
+    for name, obj in scaled.items():
+        assert obj["apiVersion"] == "keda.sh/v1alpha1"
+        spec = obj["spec"]
+        target = spec["scaleTargetRef"]["name"]
+        assert target == name and target in deployments
+        # KEDA owns the replica count: a `replicas` in the Deployment would fight it.
+        assert "replicas" not in deployments[target]["spec"], target
+        group_of, role = _WORKER_GROUPS[name]
+        partitions = max(s.partitions for s in catalog.topics.values() if s.role == role)
+        assert 1 <= spec["minReplicaCount"] <= spec["maxReplicaCount"] <= partitions, name
+        [trigger] = spec["triggers"]
+        meta = trigger["metadata"]
+        assert trigger["type"] == "kafka"
+        group = group_of(deployed)
+        assert meta["consumerGroup"] == group, name
+        # The alert rules name components by the default groups (mm_up's label).
+        assert group == group_of(defaults), name
+        assert f'absent(mm_up{{component="{group}"}})' in absent, name
+        assert meta["bootstrapServers"] == config["MM_KAFKA__BOOTSTRAP_SERVERS"], name
+        assert meta["offsetResetPolicy"] == "earliest"  # the workers' auto.offset.reset
+        assert int(meta["lagThreshold"]) > 0
+        if "topic" in meta:
+            assert meta["topic"] in catalog.topics, meta["topic"]
+
+
+def test_no_hpa_competes_with_keda(k8s_docs):
+    scaled = {o["spec"]["scaleTargetRef"]["name"] for o in _by_kind(k8s_docs, "ScaledObject").values()}
+    hpas = {h["spec"]["scaleTargetRef"]["name"] for h in _by_kind(k8s_docs, "HorizontalPodAutoscaler").values()}
+    assert hpas == {"mm-bridge"}
+    assert not hpas & scaled
 
 
 def test_migration_job_migrates_then_applies_topics(k8s_docs):

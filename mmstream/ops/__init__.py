@@ -1,0 +1,1 @@
+"""Operator tooling behind `mmctl groups` and `mmctl health`: I/O here, printing in the CLI."""

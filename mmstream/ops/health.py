@@ -1,0 +1,187 @@
+"""`mmctl health`: is each dependency reachable right now? For scripts, probes and people.
+
+Every check has its own time limit and they run in parallel, so the whole answer comes
+within about one limit. Targets are probed for reachability only — no API call that would
+spend the target's rate budget — and shown without secrets (the Bitrix24 webhook code, URL
+passwords). Circuit states live in the egress workers; they are read from their /metrics.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx
+from prometheus_client.parser import text_string_to_metric_families
+
+from mmstream.errors import classify
+from mmstream.settings import Settings, mask_url
+
+OK, DEGRADED, DOWN, NA = "ok", "degraded", "down", "n/a"
+_SEVERITY = {NA: 0, OK: 0, DEGRADED: 1, DOWN: 2}
+_CIRCUIT = {0: (OK, "closed"), 1: (DEGRADED, "half-open: probing the target"),
+            2: (DOWN, "open: calls to the target are suspended")}
+
+
+@dataclass(frozen=True)
+class Check:
+    """One line of the health report."""
+
+    name: str
+    status: str
+    detail: str
+    target: str = ""
+    latency_ms: float | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return asdict(self)
+
+
+def overall(checks: list[Check]) -> str:
+    """The worst status: down > degraded > ok (n/a counts as ok: not configured here)."""
+    worst = max((_SEVERITY[c.status] for c in checks), default=0)
+    return {0: OK, 1: DEGRADED, 2: DOWN}[worst]
+
+
+def mask_webhook(url: str) -> str:
+    """A Bitrix24 webhook URL with its secret code (the last path segment) hidden."""
+    parts = urlsplit(mask_url(url))
+    segments = parts.path.rstrip("/").split("/")
+    if len(segments) > 1 and segments[-1]:
+        segments[-1] = "***"
+    return urlunsplit(parts._replace(path="/".join(segments) + "/", query=""))
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.hostname + (f":{parts.port}" if parts.port else ""),
+                       "/", "", ""))
+
+
+def _timed(name: str, target: str, probe: Callable[[], tuple[str, str]]) -> Check:
+    started = time.monotonic()
+    try:
+        status, detail = probe()
+    except Exception as exc:  # noqa: BLE001 — any failure of a probe is the answer "down"
+        status, detail = DOWN, str(classify(exc)).splitlines()[0][:300]
+    return Check(name, status, detail, target, round((time.monotonic() - started) * 1000, 1))
+
+
+def check_broker(settings: Settings, timeout_s: float) -> Check:
+    """Metadata from the cluster, and whether every declared topic exists."""
+    from confluent_kafka.admin import AdminClient
+
+    from mmstream.topics import effective_specs, load_catalog
+
+    def probe() -> tuple[str, str]:
+        admin = AdminClient({**settings.kafka.client_config(), "socket.timeout.ms": int(timeout_s * 1000),
+                             "logger": logging.getLogger("librdkafka")})
+        md = admin.list_topics(timeout=timeout_s)
+        declared = [s.name for s in effective_specs(settings, load_catalog(settings.topics_file))]
+        missing = [n for n in declared if n not in md.topics]
+        detail = f"{len(md.brokers)} broker(s), {len(declared) - len(missing)}/{len(declared)} declared topics"
+        if missing:
+            return DEGRADED, f"{detail}; missing {missing[:5]}{' …' if len(missing) > 5 else ''} " \
+                             "(run `mmctl topics apply`)"
+        return OK, detail
+
+    return _timed("broker", settings.kafka.bootstrap_servers, probe)
+
+
+def check_database(settings: Settings, timeout_s: float) -> Check:
+    """A connection, and the schema at the newest migration."""
+    from alembic.script import ScriptDirectory
+    from sqlalchemy import create_engine, pool, text
+
+    if settings.database_url is None:
+        return Check("database", DOWN, "not configured: set DATABASE_URL")
+    url = settings.require_database_url()
+
+    def probe() -> tuple[str, str]:
+        engine = create_engine(url, poolclass=pool.NullPool,
+                               connect_args={"connect_timeout": max(1, int(timeout_s))})
+        try:
+            with engine.connect() as conn:
+                current = conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+        finally:
+            engine.dispose()
+        heads = ScriptDirectory(str(settings.migrations_dir)).get_heads()
+        if current not in heads:
+            return DEGRADED, f"migration {current}, code expects {', '.join(heads)} (run `mmctl migrate`)"
+        return OK, f"migration {current}"
+
+    return _timed("database", mask_url(url), probe)
+
+
+def check_http(name: str, shown: str, url: str, timeout_s: float, *, need_ok: bool = False) -> Check:
+    """Reachability: any HTTP answer counts, unless ``need_ok`` (our own services)."""
+    def probe() -> tuple[str, str]:
+        resp = httpx.get(url, timeout=timeout_s, follow_redirects=False)
+        if need_ok and resp.status_code != 200:
+            return DOWN, f"HTTP {resp.status_code}"
+        return OK, f"reachable (HTTP {resp.status_code})"
+
+    return _timed(name, shown, probe)
+
+
+def check_registry(settings: Settings, timeout_s: float) -> Check:
+    """The schema registry answers its subjects list."""
+    if not settings.schema_registry_url:
+        return Check("schema-registry", NA, "not configured (SCHEMA_REGISTRY_URL)")
+    base = settings.schema_registry_url.rstrip("/")
+    return check_http("schema-registry", mask_url(base), f"{base}/subjects", timeout_s, need_ok=True)
+
+
+def check_circuits(settings: Settings, urls: list[str], timeout_s: float) -> list[Check]:
+    """One check per target circuit found on the egress workers' /metrics.
+
+    Explicitly configured URLs that do not answer are "down"; the embedded default that does
+    not answer means no egress worker runs here ("n/a").
+    """
+    explicit = bool(urls)
+    urls = urls or [f"http://127.0.0.1:{settings.embedded.egress_metrics_port}/metrics"]
+    states: dict[str, int] = {}
+    out: list[Check] = []
+    for url in urls:
+        try:
+            body = httpx.get(url, timeout=timeout_s).text
+        except httpx.HTTPError as exc:
+            if explicit:
+                out.append(Check("circuits", DOWN, f"egress metrics unreachable: {exc}", mask_url(url)))
+            continue
+        for family in text_string_to_metric_families(body):
+            for sample in family.samples:
+                if sample.name == "mm_egress_circuit_state":
+                    target = sample.labels.get("target", "?")
+                    states[target] = max(states.get(target, 0), int(sample.value))
+    for target, value in sorted(states.items()):
+        status, detail = _CIRCUIT.get(value, (DEGRADED, f"unknown state {value}"))
+        out.append(Check(f"circuit:{target}", status, detail))
+    if not out:
+        out.append(Check("circuits", NA, "no egress worker metrics reachable" if not explicit
+                         else "no circuits reported"))
+    return out
+
+
+def run_checks(settings: Settings, timeout_s: float = 5.0,
+               metrics_urls: list[str] | None = None) -> list[Check]:
+    """Every check, in parallel; the report in a fixed order."""
+    b24 = settings.bitrix24.webhook_url.get_secret_value()
+    jobs: list[Callable[[], Check | list[Check]]] = [
+        lambda: check_broker(settings, timeout_s),
+        lambda: check_database(settings, timeout_s),
+        lambda: check_registry(settings, timeout_s),
+        lambda: check_http("bitrix24", mask_webhook(b24), _origin(b24), timeout_s),
+        lambda: check_http("onec", mask_url(settings.onec.base_url), settings.onec.base_url, timeout_s),
+        lambda: check_circuits(settings, list(metrics_urls or settings.ops.circuit_metrics_urls),
+                               timeout_s),
+    ]
+    with ThreadPoolExecutor(max_workers=len(jobs)) as pool:
+        results = [f.result() for f in [pool.submit(job) for job in jobs]]
+    return [c for r in results for c in (r if isinstance(r, list) else [r])]
