@@ -1,8 +1,11 @@
 """Outbox relay: publishes committed outbox entries to the norm and egress topics.
 
-Entries are published per source partition, to the same partition number downstream, by
-the worker that owns that source partition (co-partitioning keeps one writer per
-partition). A PostgreSQL advisory lock per partition keeps a worker that is losing the
+Entries are published per source partition by the worker that owns that source partition
+(co-partitioning keeps one writer per partition): products to the same partition number
+downstream; canonical entities by their canonical id (murmur2, the partitioner the bridge
+uses too, so a 1С entity keyed by its Ref_Key lands on the partition number it came from,
+and an entity whose raw key was a Bitrix24 id lands where its canonical id belongs).
+A deletion on a compacted normalized topic is followed by a tombstone. A PostgreSQL advisory lock per partition keeps a worker that is losing the
 partition in a rebalance from publishing concurrently with its new owner. Publishing is
 at least once with stable event ids (``ce_id``); consumers dedupe by it.
 """
@@ -10,27 +13,46 @@ at least once with stable event ids (``ce_id``); consumers dedupe by it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from mmstream.avro_gen import avro_record
 from mmstream.avro_serde import AvroEncoder
 from mmstream.envelope import REQUEST_ID, CloudEvent
 from mmstream.kafka.producer import AckedProducer, OutRecord
-from mmstream.metrics import OUTBOX_PUBLISHED
+from mmstream.metrics import OUTBOX_BACKLOG, OUTBOX_OLDEST_AGE, OUTBOX_PUBLISHED
+from mmstream.models.base import Canonical
 
 OUTBOX_ID = "mm.outbox_id"
 VERSION = "mm.version"
 
 _PENDING = text(
-    "SELECT id, event_id, entity, entity_id, change, version, payload, headers, created_at "
+    "SELECT id, event_id, entity, entity_id, change, version, payload, payload::text AS payload_text, "
+    "headers, created_at "
     "FROM outbox WHERE source_topic = :topic AND source_partition = :partition "
     "AND published_at IS NULL ORDER BY id LIMIT :limit"
 )
+_PENDING_MANY = text(
+    "SELECT o.id, event_id, entity, entity_id, change, version, payload, "
+    "payload::text AS payload_text, headers, created_at, o.source_partition "
+    "FROM outbox o JOIN unnest(CAST(:topics AS text[]), CAST(:parts AS integer[])) AS w(t, p) "
+    "ON o.source_topic = w.t AND o.source_partition = w.p "
+    "WHERE published_at IS NULL ORDER BY o.id LIMIT :limit"
+)
 _MARK = text("UPDATE outbox SET published_at = now() WHERE id = ANY(:ids)")
+# Served by the partial index outbox_pending; bounded by a statement timeout so a slow
+# database cannot stall the sweep that calls it.
+_BACKLOG = text(
+    "SELECT entity, count(*) AS n, EXTRACT(EPOCH FROM now() - min(created_at)) AS age "
+    "FROM outbox WHERE published_at IS NULL AND (source_topic, source_partition) IN "
+    "(SELECT * FROM unnest(CAST(:topics AS text[]), CAST(:partitions AS integer[]))) GROUP BY entity"
+)
 
 
 @dataclass(frozen=True)
@@ -40,6 +62,11 @@ class Route:
     norm_topic: str
     encoder: AvroEncoder
     egress_topics: tuple[str, ...]
+    # Canonical entities: the payload is the merged row, re-read through the model so the
+    # Avro record has exact decimals and real instants; published by key.
+    model: type[Canonical] | None = None
+    # The normalized topic is compacted: a deletion is followed by a tombstone.
+    tombstones: bool = False
 
 
 class OutboxRelay:
@@ -52,6 +79,7 @@ class OutboxRelay:
         self.routes = routes
         self.page = page
         self._locks: dict[tuple[str, int], asyncio.Lock] = {}
+        self._measured: set[str] = set()
 
     async def flush(self, source_topic: str, partition: int, *, wait: bool = True) -> int:
         """Publish every pending entry of the partition; returns how many were published.
@@ -84,6 +112,55 @@ class OutboxRelay:
                 if len(rows) < self.page:
                     return published
 
+    async def flush_many(self, partitions: list[tuple[str, int]]) -> int:
+        """Publish every pending entry of several source partitions in one transaction per
+        page (a batch of mixed entities touches many partitions; one round trip each would
+        cost more than the merge). Same guarantees as :meth:`flush`: each partition's lock is
+        held, its entries go out in outbox order."""
+        pairs = sorted(set(partitions))
+        if len(pairs) == 1:
+            return await self.flush(*pairs[0])
+        published = 0
+        async with contextlib.AsyncExitStack() as stack:
+            for pair in pairs:  # sorted: two callers never wait on each other in a cycle
+                await stack.enter_async_context(self._locks.setdefault(pair, asyncio.Lock()))
+            topics = [t for t, _ in pairs]
+            parts = [p for _, p in pairs]
+            while True:
+                async with self.engine.begin() as conn:
+                    for t, p in pairs:
+                        await conn.execute(text("SELECT pg_advisory_xact_lock(hashtext(:t), :p)"),
+                                           {"t": t, "p": p})
+                    rows = (await conn.execute(_PENDING_MANY, {"topics": topics, "parts": parts,
+                                                               "limit": self.page})).all()
+                    if not rows:
+                        return published
+                    records = [rec for row in rows
+                               for rec in self._records(row, row.source_partition)]
+                    await self.producer.send_many(records)
+                    await conn.execute(_MARK, {"ids": [row.id for row in rows]})
+                for row in rows:
+                    OUTBOX_PUBLISHED.labels(row.entity).inc()
+                published += len(rows)
+                if len(rows) < self.page:
+                    return published
+
+    async def measure_backlog(self, owned: list[tuple[str, int]]) -> dict[str, int]:
+        """Set mm_outbox_backlog / mm_outbox_oldest_age_seconds from the entries of the given
+        (owned) source partitions; entities with nothing pending drop to 0. Returns entity ->
+        backlog."""
+        async with self.engine.begin() as conn:
+            await conn.execute(text("SET LOCAL statement_timeout = 5000"))
+            rows = (await conn.execute(_BACKLOG, {"topics": [t for t, _ in owned],
+                                                  "partitions": [p for _, p in owned]})).all()
+        pending = {row.entity: (int(row.n), float(row.age or 0)) for row in rows}
+        for entity in {*self._measured, *pending}:
+            n, age = pending.get(entity, (0, 0.0))
+            OUTBOX_BACKLOG.labels(entity).set(n)
+            OUTBOX_OLDEST_AGE.labels(entity).set(max(0.0, age))
+        self._measured |= set(pending)
+        return {entity: n for entity, (n, _) in pending.items()}
+
     def _records(self, row, partition: int) -> list[OutRecord]:
         route = self.routes[row.entity]
         created: datetime = row.created_at
@@ -98,11 +175,22 @@ class OutboxRelay:
         )
         extra = [(OUTBOX_ID, str(row.id).encode()), (VERSION, row.version.encode())]
         key = row.entity_id.encode()
-        norm_value = route.encoder.encode({**row.payload, "event_id": str(row.event_id), "changed_at": created})
-        out = [OutRecord(route.norm_topic, norm_value, key,
-                         [*_with_type(event.headers(), "application/avro"), *extra], partition)]
+        envelope = {"event_id": str(row.event_id), "changed_at": created}
+        if route.model is None:
+            target: int | None = partition
+            norm_value = route.encoder.encode({**row.payload, **envelope})
+        else:
+            target = None  # by key
+            payload = json.loads(row.payload_text, parse_float=Decimal)
+            entity = route.model.model_validate(payload)
+            norm_value = route.encoder.encode({**avro_record(entity), **envelope,
+                                               "revision": payload.get("revision", 0)})
+        norm_headers = [*_with_type(event.headers(), "application/avro"), *extra]
+        out = [OutRecord(route.norm_topic, norm_value, key, norm_headers, target)]
+        if route.tombstones and row.change == "delete":
+            out.append(OutRecord(route.norm_topic, None, key, norm_headers, target))
         egress_value = json.dumps({**row.payload, "event_id": str(row.event_id)}, ensure_ascii=False).encode()
-        out += [OutRecord(t, egress_value, key, [*event.headers(), *extra], partition)
+        out += [OutRecord(t, egress_value, key, [*event.headers(), *extra], target)
                 for t in route.egress_topics]
         return out
 

@@ -63,7 +63,8 @@ WITH fresh AS (
 ), outboxed AS (
     INSERT INTO outbox (event_id, entity, entity_id, change, version, source_topic,
                         source_partition, source_offset, payload, headers)
-    SELECT n.event_id, 'product', n.id::text, 'upsert', n.version, n.source_topic,
+    SELECT n.event_id, 'product', n.id::text,
+           CASE WHEN n.deleted THEN 'delete' ELSE 'upsert' END, n.version, n.source_topic,
            n.source_partition, n.source_offset,
            jsonb_build_object(
                'id', n.id, 'source', n.source, 'version', n.version, 'code', n.code,

@@ -1,0 +1,141 @@
+"""Canonical model -> Avro schema. The models are the single description of an entity; the
+committed ``avro/<entity>.avsc`` files are generated from them (``make avro``) and a test
+fails when a committed schema differs from what its model generates.
+
+Type mapping (chosen for standard consumers — kcat, Connect, ksqlDB, Spark):
+UUID -> string/uuid, Decimal -> bytes/decimal (precision 20, scale from the field's
+``json_schema_extra={"scale": n}``, default 4), datetime -> long/timestamp-micros (UTC),
+date -> int/date, dict[str, str] -> map of strings, tuple[Model, ...] -> array of records,
+Literal -> string (enums break BACKWARD compatibility when a value is added), ``X | None``
+-> union with null first and a null default.
+"""
+
+from __future__ import annotations
+
+import types
+import typing
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+from uuid import UUID
+
+from pydantic import BaseModel
+from pydantic.fields import FieldInfo
+from pydantic_core import PydanticUndefined
+
+NAMESPACE = "ru.mastermobile.stream.norm"
+DECIMAL_PRECISION = 20
+DEFAULT_SCALE = 4
+
+# Set by the sink and the outbox relay on every record, not by the model.
+ENVELOPE_FIELDS: tuple[dict[str, Any], ...] = (
+    {"name": "event_id", "type": {"type": "string", "logicalType": "uuid"},
+     "doc": "stable id of this change (also the ce_id header)"},
+    {"name": "changed_at", "type": {"type": "long", "logicalType": "timestamp-millis"},
+     "doc": "when the pipeline recorded the change"},
+    {"name": "revision", "type": "long", "default": 0,
+     "doc": "per-entity change counter (1 = first version); keep the highest per id"},
+)
+
+
+def record_name(entity: str) -> str:
+    """``customer_order`` -> ``CustomerOrder``."""
+    return "".join(part.capitalize() for part in entity.split("_"))
+
+
+def _scale(info: FieldInfo | None) -> int:
+    extra = info.json_schema_extra if info is not None else None
+    if isinstance(extra, dict) and isinstance(extra.get("scale"), int):
+        return extra["scale"]
+    return DEFAULT_SCALE
+
+
+def _type(tp: Any, info: FieldInfo | None, named: set[str]) -> Any:
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        rest = [a for a in args if a is not type(None)]
+        if len(rest) != 1:
+            raise TypeError(f"unsupported union {tp!r}: only X | None")
+        return ["null", _type(rest[0], info, named)]
+    if origin is typing.Literal:
+        return "string"
+    if origin is typing.Annotated:
+        return _type(args[0], info, named)
+    if origin in (tuple, list):
+        return {"type": "array", "items": _type(args[0], None, named)}
+    if origin is dict:
+        return {"type": "map", "values": _type(args[1], None, named)}
+    if isinstance(tp, type) and issubclass(tp, BaseModel):
+        if tp.__name__ in named:
+            return f"{NAMESPACE}.{tp.__name__}"
+        named.add(tp.__name__)
+        return {"type": "record", "name": tp.__name__, "namespace": NAMESPACE,
+                "doc": (tp.__doc__ or "").strip().split("\n")[0],
+                "fields": [_field(n, f, named) for n, f in tp.model_fields.items()]}
+    simple = {str: "string", bool: "boolean", int: "long", float: "double"}
+    if tp in simple:
+        return simple[tp]
+    if tp is UUID:
+        return {"type": "string", "logicalType": "uuid"}
+    if tp is Decimal:
+        return {"type": "bytes", "logicalType": "decimal", "precision": DECIMAL_PRECISION,
+                "scale": _scale(info)}
+    if tp is datetime:
+        return {"type": "long", "logicalType": "timestamp-micros"}
+    if tp is date:
+        return {"type": "int", "logicalType": "date"}
+    raise TypeError(f"no Avro mapping for {tp!r}")
+
+
+def _default(info: FieldInfo) -> Any:
+    if info.default_factory is not None:
+        value = info.default_factory()  # type: ignore[call-arg]
+    else:
+        value = info.default
+    if isinstance(value, tuple):
+        return list(value)
+    if isinstance(value, (UUID, Decimal, datetime, date)):
+        raise TypeError("defaults of logical types are not portable; use None")
+    return value
+
+
+def _field(name: str, info: FieldInfo, named: set[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {"name": name, "type": _type(info.annotation, info, named)}
+    if info.description:
+        out["doc"] = info.description
+    if not info.is_required() and (info.default is not PydanticUndefined
+                                   or info.default_factory is not None):
+        out["default"] = _default(info)
+    return out
+
+
+def schema_for(model: type[BaseModel], entity: str, doc: str | None = None) -> dict[str, Any]:
+    """The Avro schema of ``model`` as published on ``norm.<entity>``."""
+    named: set[str] = set()
+    fields = [_field(n, f, named) for n, f in model.model_fields.items()]
+    return {"type": "record", "name": record_name(entity), "namespace": NAMESPACE,
+            "doc": doc or (model.__doc__ or "").strip().split("\n")[0],
+            "fields": fields + [dict(f) for f in ENVELOPE_FIELDS]}
+
+
+def avro_record(entity: BaseModel) -> dict[str, Any]:
+    """``entity`` as the dict fastavro writes with :func:`schema_for`'s schema: decimals
+    quantized to their field's scale (fastavro refuses more digits than the scale), lines as
+    lists. Envelope fields are the caller's."""
+    out: dict[str, Any] = {}
+    for name, info in type(entity).model_fields.items():
+        out[name] = _avro_value(getattr(entity, name), info)
+    return out
+
+
+def _avro_value(value: Any, info: FieldInfo | None) -> Any:
+    if isinstance(value, Decimal):
+        return value.quantize(Decimal(1).scaleb(-_scale(info)))
+    if isinstance(value, BaseModel):
+        return avro_record(value)
+    if isinstance(value, (tuple, list)):
+        return [_avro_value(v, None) for v in value]
+    if isinstance(value, dict):
+        return {k: _avro_value(v, None) for k, v in value.items()}
+    return value

@@ -1,0 +1,80 @@
+"""The one id crosswalk: canonical id <-> the object's id in another system.
+
+Normalizers are pure, so an object born in Bitrix24 gets a *derived* canonical id
+(:func:`mmstream.models.base.derived_id`). Once we know that Bitrix24 object 42 is the 1С
+counterparty G (egress created it, or it came back carrying G), the crosswalk maps
+(counterparty, bitrix24, 42) to G, and :func:`resolve` rewrites the derived id of 42 to G
+wherever a record uses it — as its own id or as a reference. Egress and the sink share it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from uuid import UUID
+
+from sqlalchemy import bindparam, text
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.dialects.postgresql import UUID as PG_UUID
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from mmstream.models.base import Canonical, derived_id
+
+_LINK = text(
+    "INSERT INTO crosswalk (system, entity, canonical_id, external_id, derived_id) "
+    "VALUES (:system, :entity, :canonical_id, :external_id, :derived_id) ON CONFLICT DO NOTHING")
+_EXTERNAL = text("SELECT external_id FROM crosswalk "
+                 "WHERE system = :system AND entity = :entity AND canonical_id = :canonical_id")
+_ALIASES = text("SELECT derived_id, canonical_id FROM crosswalk "
+                "WHERE derived_id = ANY(:ids) AND canonical_id <> derived_id::text"
+                ).bindparams(bindparam("ids", type_=ARRAY(PG_UUID(as_uuid=True))))
+
+
+async def link(conn: AsyncConnection, entity: str, system: str, canonical_id: str,
+               external_id: str) -> None:
+    """Record that ``canonical_id`` is ``external_id`` in ``system`` (idempotent)."""
+    await conn.execute(_LINK, {"system": system, "entity": entity, "canonical_id": canonical_id,
+                               "external_id": external_id,
+                               "derived_id": derived_id(entity, system, external_id)})
+
+
+async def external_id(conn: AsyncConnection, entity: str, system: str,
+                      canonical_id: str) -> str | None:
+    """The object's id in ``system``, if known."""
+    return await conn.scalar(_EXTERNAL, {"system": system, "entity": entity,
+                                         "canonical_id": canonical_id})
+
+
+def ref_fields(model: type[Canonical]) -> dict[str, str]:
+    """Reference fields of ``model`` -> the entity they point at (``json_schema_extra.ref``)."""
+    out = {}
+    for name, info in model.model_fields.items():
+        extra = info.json_schema_extra
+        if isinstance(extra, dict) and isinstance(extra.get("ref"), str):
+            out[name] = extra["ref"]
+    return out
+
+
+async def resolve(conn: AsyncConnection, entities: Iterable[Canonical]) -> list[Canonical]:
+    """Rewrite derived ids (own id and references) that the crosswalk maps to canonical ids,
+    and record the external ids the entities carry."""
+    items = list(entities)
+    wanted: set[UUID] = set()
+    for ent in items:
+        wanted.add(ent.id)
+        wanted.update(v for f in ref_fields(type(ent)) if isinstance(v := getattr(ent, f), UUID))
+    aliases: dict[UUID, UUID] = {}
+    if wanted:
+        rows = (await conn.execute(_ALIASES, {"ids": list(wanted)})).all()
+        aliases = {row.derived_id: UUID(row.canonical_id) for row in rows}
+    out = []
+    for ent in items:
+        update = {f: aliases[v] for f in ref_fields(type(ent))
+                  if isinstance(v := getattr(ent, f), UUID) and v in aliases}
+        if ent.id in aliases:
+            update["id"] = aliases[ent.id]
+        ent = ent.model_copy(update=update) if update else ent
+        for system, ext in ent.external_ids.items():
+            if system != "onec" or ext != str(ent.id):
+                await link(conn, ent.ENTITY, system, str(ent.id), ext)
+        out.append(ent)
+    return out

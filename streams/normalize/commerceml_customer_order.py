@@ -1,0 +1,120 @@
+"""CommerceML orders (``Документ`` of the exchange with a site, as connectors/commerceml/
+orders.py publishes them on raw.onec.customer_order) -> canonical CustomerOrder. Pure; no
+TOPICS: onec_customer_order.py claims the topic and hands ``"_source": "commerceml"`` here.
+
+Ids: an order, buyer or item ``Ид`` that is a GUID is the 1С Ref_Key (1С created the object);
+any other ``Ид`` (a site's own: ``36``, ``1#admin#admin``, ``ORDER_DELIVERY``) is the id of an
+object born at the site, so its canonical id is derived from it. The buyer's name and tax
+numbers in the order are not turned into a counterparty version: that would overwrite the
+1С catalog's richer record with a few fields.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+from mmstream.models.base import derived_id
+from mmstream.models.customer_order import CustomerOrder
+from mmstream.models.lines import GoodsLine
+from streams.normalize.oddities import Unnormalizable, decimal, onec_datetime, text
+from streams.normalize.registry import Context
+
+SOURCE = "commerceml"
+BUYER_ROLE = "покупатель"
+
+
+def canonical_id(entity: str, raw: str) -> tuple[UUID, dict[str, str]]:
+    """(canonical id, external_ids) of a CommerceML ``Ид``: a GUID is 1С's own id."""
+    try:
+        guid = UUID(raw)
+    except ValueError:
+        return derived_id(entity, SOURCE, raw), {SOURCE: raw}
+    if guid.int == 0:
+        raise Unnormalizable(f"{entity} id: the empty GUID is not an object")
+    return guid, {"onec": str(guid)}
+
+
+def requisites(value: Any) -> dict[str, str]:
+    """ЗначенияРеквизитов ``[{"name", "values"}]`` -> name -> first value (case kept)."""
+    if value in (None, "", []):
+        return {}
+    if not isinstance(value, list):
+        raise Unnormalizable("requisites: expected a list")
+    out: dict[str, str] = {}
+    for item in value:
+        if not isinstance(item, dict):
+            raise Unnormalizable("requisites: an entry must be an object")
+        values = item.get("values") or []
+        out.setdefault(text(item.get("name")), text(values[0]) if values else "")
+    return out
+
+
+def _moment(day: Any, time: Any, ctx: Context) -> Any:
+    day, time = text(day), text(time)
+    if not day:
+        return None
+    stamp = day if "T" in day else f"{day}T{time or '00:00:00'}"
+    return onec_datetime(stamp, ctx.onec_tz, "date")
+
+
+def _buyer(counterparties: Any) -> UUID | None:
+    if counterparties in (None, "", []):
+        return None
+    if not isinstance(counterparties, list) or not all(isinstance(c, dict) for c in counterparties):
+        raise Unnormalizable("counterparties: expected a list of objects")
+    buyers = [c for c in counterparties if text(c.get("role")).casefold() == BUYER_ROLE]
+    # One counterparty without a role is the buyer; several without one say nothing.
+    chosen = buyers or (counterparties if len(counterparties) == 1 else [])
+    if len(chosen) != 1 or not text(chosen[0].get("id")):
+        return None
+    return canonical_id("counterparty", text(chosen[0].get("id")))[0]
+
+
+def _line(index: int, item: Any) -> GoodsLine:
+    if not isinstance(item, dict):
+        raise Unnormalizable(f"items.{index}: a line must be an object")
+    product = text(item.get("product_id"))
+    characteristic = text(item.get("characteristic_id"))
+    return GoodsLine(
+        section="Товары",
+        line_number=index + 1,
+        product_id=canonical_id("product", product)[0] if product else None,
+        characteristic_id=canonical_id("characteristic", characteristic)[0] if characteristic else None,
+        content=text(item.get("name")),
+        quantity=decimal(item.get("quantity"), f"items.{index}.quantity"),
+        price=decimal(item.get("price"), f"items.{index}.price"),
+        amount=decimal(item.get("amount"), f"items.{index}.amount"),
+    )
+
+
+def to_order(doc: dict[str, Any], ctx: Context) -> CustomerOrder:
+    """One CommerceML order record -> its canonical version (Unnormalizable names the field)."""
+    raw_id, version = text(doc.get("id")), text(doc.get("version"))
+    if not raw_id:
+        raise Unnormalizable("id: a CommerceML order without Ид")
+    if not version:
+        raise Unnormalizable("version: missing")
+    order_id, external = canonical_id("customer_order", raw_id)
+    deleted = doc.get("deleted") is True
+    moment = _moment(doc.get("date"), doc.get("time"), ctx)
+    if moment is None and not deleted:
+        raise Unnormalizable("date: a CommerceML order without Дата")
+    req = requisites(doc.get("requisites"))
+    items = doc.get("items") or []
+    if not isinstance(items, list):
+        raise Unnormalizable("items: expected a list")
+    return CustomerOrder(
+        id=order_id, source=SOURCE, version=version, deleted=deleted, external_ids=external,
+        # The site numbers its own orders; 1С's number, when sent back, is the document's.
+        number=req.get("Номер по 1С") or text(doc.get("number")),
+        date=moment,
+        posted=req.get("Проведен", "").casefold() == "true",
+        amount=decimal(doc.get("amount"), "amount"),
+        currency=text(doc.get("currency")),
+        comment=text(doc.get("comment")),
+        operation=text(doc.get("operation")),
+        counterparty_id=_buyer(doc.get("counterparties")),
+        status=req.get("Статус заказа", ""),
+        lines=tuple(_line(i, item) for i, item in enumerate(items)),
+    )

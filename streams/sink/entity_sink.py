@@ -1,0 +1,148 @@
+"""The entity sink: normalize a batch of raw records of any entity, merge the canonical
+versions into PostgreSQL, dead-letter what cannot be normalized or stored, publish the
+outbox, and only then let the caller acknowledge the batch."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from mmstream.envelope import REQUEST_ID
+from mmstream.errors import InvalidRecord, classify
+from mmstream.kafka.producer import AckedProducer
+from mmstream.metrics import DLQ_RECORDS, SINK_BATCH_LATENCY, SINK_BATCH_SIZE, SINK_RECORDS
+from mmstream.models.base import Canonical
+from streams import crosswalk
+from streams.backoff import retry_transient
+from streams.dlq.records import Failure, dead_letter
+from streams.normalize.oddities import Unnormalizable
+from streams.normalize.registry import Context, Normalizer
+from streams.outbox.relay import OutboxRelay
+from streams.records import SourceRecord
+from streams.sink.entity_store import Incoming, MergeCounts, merge
+
+log = logging.getLogger(__name__)
+_KEEP_HEADERS = (REQUEST_ID, "ce_id", "ce_source")
+STAGE = "normalize"
+
+
+def decode(record: SourceRecord) -> dict[str, Any]:
+    """The raw record's JSON object. A null value (a deletion on Bitrix24 raw topics) becomes
+    ``{"_deleted": true, "_key": <key>}`` so the normalizer can name what was deleted."""
+    if record.value is None:
+        return {"_deleted": True, "_key": (record.key or b"").decode("utf-8", "replace")}
+    try:
+        value = json.loads(record.value)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise Unnormalizable(f"not JSON: {exc}") from exc
+    if not isinstance(value, dict):
+        raise Unnormalizable(f"expected a JSON object, got {type(value).__name__}")
+    return value
+
+
+class EntitySink:
+    """Handles one batch of raw records of any registered topic; idempotent under replay."""
+
+    def __init__(self, engine: AsyncEngine, producer: AckedProducer, relay: OutboxRelay,
+                 dlq_topic: str, normalizers: Mapping[str, Normalizer], ctx: Context) -> None:
+        """``normalizers`` maps the *physical* raw topic name to its normalizer."""
+        self.engine = engine
+        self.producer = producer
+        self.relay = relay
+        self.dlq_topic = dlq_topic
+        self.normalizers = normalizers
+        self.ctx = ctx
+
+    def normalize(self, rec: SourceRecord) -> list[Incoming]:
+        """The canonical versions of one raw record (raises InvalidRecord when it has none)."""
+        headers = rec.header_map
+        entities = self.normalizers[rec.topic](decode(rec), headers, self.ctx)
+        kept = {k: headers[k] for k in _KEEP_HEADERS if k in headers}
+        return [Incoming(e, rec.topic, rec.partition, rec.offset, kept) for e in entities]
+
+    async def handle(self, records: list[SourceRecord]) -> MergeCounts:
+        """Process the batch completely. Returns only when every effect is durable."""
+        started = time.perf_counter()
+        good: list[tuple[SourceRecord, list[Incoming]]] = []
+        dead: list[tuple[SourceRecord, BaseException]] = []
+        for rec in records:
+            try:
+                good.append((rec, self.normalize(rec)))
+            except InvalidRecord as exc:
+                dead.append((rec, exc))
+        normalized = time.perf_counter()
+        counts, by_entity = await self._merge(good, dead)
+        if dead:
+            await self._dead_letter(dead)
+        merged = time.perf_counter()
+        touched = sorted({(r.topic, r.partition) for r in records})
+        await retry_transient(lambda: self.relay.flush_many(touched), what="outbox publish",
+                              entity="entity")
+        published = time.perf_counter()
+        for entity, c in by_entity.items():
+            SINK_BATCH_SIZE.labels(entity).observe(c.total)
+            SINK_RECORDS.labels(entity, "upserted").inc(c.changed)
+            for reason, n in c.skips().items():
+                SINK_RECORDS.labels(entity, reason).inc(n)
+        SINK_BATCH_LATENCY.labels("entities").observe(time.perf_counter() - started)
+        log.info("batch stored", extra={
+            "records": len(records), "changed": counts.changed, "duplicates": counts.duplicate,
+            "stale": counts.stale, "not_owner": counts.not_owner, "unchanged": counts.unchanged,
+            "invalid": len(dead), "normalize_s": round(normalized - started, 3),
+            "merge_s": round(merged - normalized, 3), "publish_s": round(published - merged, 3),
+            "offsets": {f"{r.topic}/{r.partition}": r.offset for r in records}})
+        return counts
+
+    async def _store(self, items: list[Incoming]) -> dict[str, MergeCounts]:
+        by_model: dict[type[Canonical], list[Incoming]] = defaultdict(list)
+        async with self.engine.begin() as conn:
+            resolved = await crosswalk.resolve(conn, [i.entity for i in items])
+            for inc, ent in zip(items, resolved, strict=True):
+                by_model[type(ent)].append(Incoming(ent, inc.source_topic, inc.source_partition,
+                                                    inc.source_offset, inc.headers))
+            return {model.ENTITY: await merge(conn, model, batch)
+                    for model, batch in by_model.items()}
+
+    async def _merge(self, good, dead) -> tuple[MergeCounts, dict[str, MergeCounts]]:
+        totals = MergeCounts()
+        by_entity: dict[str, MergeCounts] = defaultdict(MergeCounts)
+
+        def add(result: dict[str, MergeCounts]) -> None:
+            for entity, c in result.items():
+                totals.add(c)
+                by_entity[entity].add(c)
+
+        items = [inc for _, incs in good for inc in incs]
+        try:
+            add(await retry_transient(lambda: self._store(items), what="entity merge",
+                                      entity="entity"))
+            return totals, by_entity
+        except Exception as exc:  # noqa: BLE001 — a permanent error: find the bad record(s)
+            log.warning("batch merge failed permanently, merging record by record",
+                        extra={"error": str(exc)[:500], "batch": len(items)})
+        for rec, incs in good:
+            try:
+                add(await retry_transient(lambda incs=incs: self._store(incs),
+                                          what="entity merge (single)", entity="entity"))
+            except Exception as exc:  # noqa: BLE001
+                dead.append((rec, exc))
+        return totals, by_entity
+
+    async def _dead_letter(self, dead: list[tuple[SourceRecord, BaseException]]) -> None:
+        now = datetime.now(UTC)
+        out = [dead_letter(rec, Failure(exc, 1, now, now), stage=STAGE, topic=self.dlq_topic)
+               for rec, exc in dead]
+        await retry_transient(lambda: self.producer.send_many(out), what="dlq publish",
+                              entity="entity")
+        for rec, exc in dead:
+            DLQ_RECORDS.labels(STAGE, classify(exc).code).inc()
+            log.warning("record dead-lettered", extra={
+                "stage": STAGE, "error": str(exc)[:500], "source_topic": rec.topic,
+                "source_partition": rec.partition, "source_offset": rec.offset})
