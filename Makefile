@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: run test bench install topics-apply lint openapi clean help
+.PHONY: run test bench install topics-apply lint openapi avro catalog clean help
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/'
@@ -34,6 +34,12 @@ clean:  ## remove the virtualenv and the embedded data
 
 lint: $(STAMP)  ## static checks (ruff)
 	$(BIN)/ruff check mmstream streams connectors tests
+
+avro: $(STAMP)  ## regenerate avro/<entity>.avsc from the canonical models (a test fails when stale)
+	$(BIN)/python scripts/gen_avro.py
+
+catalog: $(STAMP)  ## regenerate docs/topic-catalog.md from topics.yaml and avro/ (a test fails when stale)
+	$(BIN)/python scripts/gen_topic_catalog.py
 
 openapi: $(STAMP)  ## regenerate openapi.yaml from the bridge (a test fails when it is stale)
 	$(BIN)/python scripts/gen_openapi.py

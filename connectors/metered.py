@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import time
+
 import httpx
 
-from mmstream.metrics import EGRESS_CALLS
+from mmstream.metrics import EGRESS_CALL_LATENCY, EGRESS_CALLS
 
 
 class MeteredTransport(httpx.AsyncBaseTransport):
@@ -18,6 +20,7 @@ class MeteredTransport(httpx.AsyncBaseTransport):
         # The API method is the last path segment (Bitrix24: .../catalog.product.add.json):
         # a closed set chosen by our code, so the label stays bounded.
         method = request.url.path.rsplit("/", 1)[-1].removesuffix(".json") or "root"
+        started = time.perf_counter()
         try:
             response = await self.inner.handle_async_request(request)
         except httpx.TimeoutException:
@@ -26,6 +29,8 @@ class MeteredTransport(httpx.AsyncBaseTransport):
         except httpx.TransportError:
             EGRESS_CALLS.labels(self.target, method, "error").inc()
             raise
+        finally:
+            EGRESS_CALL_LATENCY.labels(self.target, method).observe(time.perf_counter() - started)
         EGRESS_CALLS.labels(self.target, method, str(response.status_code)).inc()
         return response
 

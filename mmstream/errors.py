@@ -56,6 +56,24 @@ class InvalidRecord(PermanentError):
     code = "invalid_record"
 
 
+class CircuitOpen(TransientError):
+    """A target's circuit breaker is open: recent calls failed, so none are made for a while.
+
+    Nothing was sent. Retry after ``retry_after`` seconds; if it stays open, check the
+    target's health and the ``mm_circuit_state`` gauge.
+    """
+
+    code = "circuit_open"
+
+    def __init__(self, target: str, retry_after: float) -> None:
+        super().__init__(f"circuit for {target} is open; retry in {retry_after:.1f} s")
+        self.target = target
+        self.retry_after = retry_after
+
+    def __reduce__(self):
+        return (type(self), (self.target, self.retry_after))
+
+
 class TopicMissing(ConfigurationError):
     """A topic the code needs does not exist. Run `mmctl topics apply` against the cluster."""
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import AliasChoices, BaseModel, Field, SecretStr, model_validator
@@ -89,6 +90,8 @@ class StreamsSettings(BaseModel):
     """Faust workers: consumer groups and batching."""
 
     sink_group: str = "mm-sink"
+    # The entity sink (every entity but products, which keep their own sink).
+    entity_sink_group: str = "mm-sink-entities"
     egress_group: str = "mm-egress"
     batch_max: int = Field(1000, gt=0)
     batch_within_s: float = Field(0.5, gt=0)
@@ -98,6 +101,14 @@ class StreamsSettings(BaseModel):
     metrics_host: str = "127.0.0.1"
     # How often a worker re-publishes outbox entries left behind by a crash.
     outbox_sweep_interval_s: float = Field(2.0, gt=0)
+    # How often each worker recomputes its group's consumer lag (mm_consumer_lag).
+    lag_interval_s: float = Field(10.0, gt=0)
+    # Changes of different entities an egress worker delivers at once, over all its agents
+    # (one entity's changes always go one after the other). Their Bitrix24 calls share
+    # `batch` calls, so this is what fills a batch: above 50 (the commands of one batch
+    # call) the default portal budget is used to the full. Each holds a database connection
+    # for its entity lock: a worker opens up to 2 x (egress_concurrency + 2) connections.
+    egress_concurrency: int = Field(64, ge=1, le=200)
 
 
 class RetrySettings(BaseModel):
@@ -107,17 +118,109 @@ class RetrySettings(BaseModel):
     base_delay_s: float = Field(0.5, gt=0)
     max_delay_s: float = Field(30.0, gt=0)
     budget_s: float = Field(300.0, gt=0)
+    # In-line attempts before a change leaves its partition for the delayed retry path
+    # (egress_parked): a failing entity must not hold up the others of its partition.
+    inline_attempts: int = Field(3, ge=1)
+    inline_budget_s: float = Field(5.0, gt=0)
+    # How often the delayed path looks for parked changes that are due, and how long a
+    # worker holds a claimed one before another worker may take it over.
+    parked_poll_s: float = Field(1.0, gt=0)
+    parked_lease_s: float = Field(120.0, gt=0)
+
+
+class CircuitSettings(BaseModel):
+    """A circuit breaker per target: opened by consecutive transient failures (or at once by
+    a target-wide block), closed again by one successful probe after the cool-down."""
+
+    failure_threshold: int = Field(5, ge=1)
+    cool_down_s: float = Field(30.0, gt=0)
+    # Each failed probe doubles the cool-down up to this.
+    max_cool_down_s: float = Field(300.0, gt=0)
+
+
+class Bitrix24OAuthSettings(BaseModel):
+    """A Bitrix24 OAuth application (``auth_mode = "oauth"``).
+
+    The initial tokens seed the token table once; from then on the table holds the current
+    pair (every refresh rotates both tokens, and the old refresh token stops working).
+    """
+
+    client_id: str = ""
+    client_secret: SecretStr = SecretStr("")
+    # The portal: a domain (https assumed) or a base URL such as http://127.0.0.1:8081.
+    portal: str = ""
+    access_token: SecretStr = SecretStr("")
+    refresh_token: SecretStr = SecretStr("")
+    # The vendor's token endpoint (GET with query parameters, as documented).
+    token_url: str = "https://oauth.bitrix.info/oauth/token/"  # noqa: S105 — a URL, not a secret
+    # Refresh this long before the recorded expiry instead of waiting for expired_token.
+    refresh_margin_s: float = Field(60.0, ge=0)
+
+
+class CourierObjectSettings(BaseModel):
+    """Where the portal keeps the couriers' objects (streams/normalize/bitrix24_{task,item,deal}).
+
+    Field names are as the get methods answer them: tasks.task and crm.item camelCase
+    (``xmlId``, ``ufCrm5_Collected``), crm.deal UPPER_CASE (``UF_CRM_MM_ADDRESS``). The
+    ``*_fields`` maps name a canonical field -> the portal field holding it; unmapped fields
+    stay empty.
+    """
+
+    # Where we write our canonical id when we create a delivery task. XML_ID is answered by
+    # tasks.task.get without a select (a UF_* task field would need one).
+    task_id_field: str = "xmlId"
+    task_fields: dict[str, str] = {}
+    # Smart process (entityTypeId) whose items are delivery tasks; None: deliveries are tasks.
+    delivery_entity_type_id: int | None = Field(None, ge=128)
+    delivery_item_id_field: str = "xmlId"
+    delivery_item_fields: dict[str, str] = {}
+    # Deal funnels (CATEGORY_ID) couriers start instant orders and returns in; None: unused.
+    instant_order_category_id: int | None = Field(None, ge=0)
+    return_category_id: int | None = Field(None, ge=0)
+    # A deal field holding our canonical id when we created the deal (else the id is derived).
+    deal_id_field: str = "ORIGIN_ID"
+    deal_fields: dict[str, str] = {}
+    # Smart process of returns started by couriers; None: returns are deals only.
+    return_entity_type_id: int | None = Field(None, ge=128)
+    return_item_id_field: str = "xmlId"
+    return_item_fields: dict[str, str] = {}
+
+    @model_validator(mode="after")
+    def _distinct(self) -> CourierObjectSettings:
+        # One funnel or smart process holding two kinds of object cannot be told apart.
+        if (self.instant_order_category_id is not None
+                and self.instant_order_category_id == self.return_category_id):
+            raise ValueError("instant_order_category_id and return_category_id must differ")
+        if (self.delivery_entity_type_id is not None
+                and self.delivery_entity_type_id == self.return_entity_type_id):
+            raise ValueError("delivery_entity_type_id and return_entity_type_id must differ")
+        return self
 
 
 class Bitrix24Settings(BaseModel):
-    """A Bitrix24 portal reached through an incoming webhook."""
+    """A Bitrix24 portal reached through an incoming webhook or an OAuth application."""
 
     # https://PORTAL/rest/USER_ID/CODE/ — the webhook code is a secret.
     webhook_url: SecretStr = SecretStr("http://127.0.0.1:8081/rest/1/devwebhookcode/")
+    auth_mode: Literal["webhook", "oauth"] = "webhook"
+    oauth: Bitrix24OAuthSettings = Bitrix24OAuthSettings()
     rate_per_s: float = Field(2.0, gt=0)
     burst: int = Field(50, ge=1)
+    # This worker's share of the portal budget is rate/N and burst/N over the N workers of
+    # the egress group: N from here, else from the group's member count (1 if unknown).
+    budget_workers: int | None = Field(None, ge=1)
+    # After QUERY_LIMIT_EXCEEDED the rate drops by this factor, then regains this fraction
+    # of the full rate per second without refusals.
+    budget_backoff_factor: float = Field(0.5, gt=0, lt=1)
+    budget_recovery_per_s: float = Field(0.05, gt=0)
+    circuit: CircuitSettings = CircuitSettings()
     timeout_s: float = Field(60.0, gt=0)
+    # Egress packs concurrent calls into one `batch` call: a batch leaves when 50 commands
+    # wait or this long after the first one.
+    pack_linger_s: float = Field(0.05, gt=0)
     product_iblock_id: int = 14
+    # Dates without an offset (some list methods) are wall-clock times of the portal.
+    portal_timezone: str = "Europe/Moscow"
     # Outbound events: member_id -> application_token of each portal we accept events from.
     application_tokens: dict[str, SecretStr] = {}
     # Bitrix24 sends near-duplicate events for one change ~2 s apart: one per window passes.
@@ -128,14 +231,26 @@ class Bitrix24Settings(BaseModel):
     poll_enabled: bool = False
     poll_interval_s: float = Field(60.0, gt=0)
     poll_entities: list[str] = ["deal", "lead", "contact", "company", "task", "product"]
+    # Delivery tasks, instant orders and returns in the portal.
+    couriers: CourierObjectSettings = CourierObjectSettings()
 
 
 class OneCSettings(BaseModel):
     """The 1C HTTP service we call for egress to 1C."""
 
     base_url: str = "http://127.0.0.1:8082/trade/hs/mm/"
+    # 1С dates carry no zone: they are wall-clock times of the base's time zone.
+    timezone: str = "Europe/Moscow"
     username: str = "integration"
     password: SecretStr = SecretStr("")
+    # Seconds for the whole call; posting a large document in 1С can take a while.
+    timeout_s: float = Field(60.0, gt=0)
+    connect_timeout_s: float = Field(5.0, gt=0)
+    # The base's standard OData interface, used to post documents (…/Document_X(guid'…')/Post)
+    # where the base publishes it. Empty: the same publication as base_url
+    # (http://host/trade/hs/mm/ -> http://host/trade/odata/standard.odata/).
+    odata_url: str = ""
+    circuit: CircuitSettings = CircuitSettings()
 
 
 class ODataSettings(BaseModel):
@@ -168,6 +283,16 @@ class CommerceMLSettings(BaseModel):
     max_session_bytes: int = Field(2 << 30, gt=0)
 
 
+class OpsSettings(BaseModel):
+    """Operator tooling (`mmctl groups`, DLQ replay): who is recorded in the audit trail."""
+
+    # Defaults to the OS user running mmctl; set it where that is a shared account (a pod).
+    actor: str | None = None
+    # /metrics of the egress workers, where `mmctl health` reads circuit states (they live
+    # in those processes). Empty: the embedded stack's egress worker, if it runs.
+    circuit_metrics_urls: list[str] = []
+
+
 class EmbeddedSettings(BaseModel):
     """Ports and data folder of the embedded stack that ``mmctl run`` starts."""
 
@@ -179,6 +304,9 @@ class EmbeddedSettings(BaseModel):
     registry_port: int = 8083
     sink_metrics_port: int = 9101
     egress_metrics_port: int = 9102
+    enrich_metrics_port: int = 9103
+    # The status page (charts of throughput, lag and DLQ counts) of `mmctl run`.
+    status_port: int = 8084
     workers: int = Field(1, ge=1)
     demo: bool = True
     # Changes per second the demo posts. Bitrix24's default budget is 2 calls/s, so a
@@ -220,6 +348,7 @@ class Settings(BaseSettings):
     odata: ODataSettings = ODataSettings()
     commerceml: CommerceMLSettings = CommerceMLSettings()
     embedded: EmbeddedSettings = EmbeddedSettings()
+    ops: OpsSettings = OpsSettings()
 
     @model_validator(mode="after")
     def _check_consistency(self) -> Settings:

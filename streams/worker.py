@@ -10,6 +10,7 @@ partition next, instead of being acknowledged half-done.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 from collections.abc import AsyncIterator
@@ -56,7 +57,8 @@ def build_sink(settings: Settings) -> faust.App:
                 raise ConfigurationError("SCHEMA_REGISTRY_URL is not set: the sink needs a schema "
                                          "registry to publish Avro to norm topics")
             names = [settings.topic(n) for n in ("raw.onec.product", "norm.product",
-                                                 "egress.bitrix24.product", "dlq.sink.product")]
+                                                 "egress.bitrix24.product", "dlq.sink.product",
+                                                 "raw.bitrix24.product")]
             require_topics(settings, names)
             schema = catalog["norm.product"].schema
             encoder = await retry_transient(
@@ -66,7 +68,8 @@ def build_sink(settings: Settings) -> faust.App:
             engine = async_engine(settings)
             producer = AckedProducer(settings.kafka, client_id=f"{settings.streams.sink_group}-out")
             relay = OutboxRelay(engine, producer, {"product": Route(
-                settings.topic("norm.product"), encoder, (settings.topic("egress.bitrix24.product"),))})
+                settings.topic("norm.product"), encoder, (settings.topic("egress.bitrix24.product"),),
+                tombstones=True)})  # norm.product is compacted: a deletion ends in a tombstone
             deps["relay"] = relay
             deps["sink"] = ProductSink(engine, producer, relay, settings.topic("dlq.sink.product"))
         return deps["sink"]  # type: ignore[return-value]
@@ -77,55 +80,137 @@ def build_sink(settings: Settings) -> faust.App:
             sink = await ensure_deps()
             async for events in stream.noack_take(settings.streams.batch_max,
                                                   within=settings.streams.batch_within_s):
-                await sink.handle([SourceRecord.from_event(e) for e in events])
-                await ack_all(stream, events)
+                with metrics.observe_batch("sink.product", len(events)):
+                    await sink.handle([SourceRecord.from_event(e) for e in events])
+                    await ack_all(stream, events)
+
+    echoes = source_topic(app, settings, catalog, "raw.bitrix24.product")
+
+    @app.agent(echoes, name="sink.product.bitrix24")
+    async def product_echoes(stream):
+        # What Bitrix24 says about products (mostly our own writes coming back): recognized
+        # and counted, never passed downstream — 1С owns products.
+        from streams.sink.product_echo import ProductEcho
+
+        async with fail_stop("sink.product.bitrix24"):
+            echo = ProductEcho(async_engine(settings))
+            async for events in stream.noack_take(settings.streams.batch_max,
+                                                  within=settings.streams.batch_within_s):
+                with metrics.observe_batch("sink.product.bitrix24", len(events)):
+                    await echo.handle([SourceRecord.from_event(e) for e in events])
+                    await ack_all(stream, events)
 
     @app.timer(interval=settings.streams.outbox_sweep_interval_s)
     async def sweep_outbox() -> None:
-        # Safety net: publish entries a crash left behind on partitions we own now.
-        relay = deps.get("relay")
-        if relay is None:
-            return
-        try:
-            for tp in app.consumer.assignment():
-                if tp.topic == raw.get_topic_name():
-                    await relay.flush(tp.topic, tp.partition, wait=False)  # type: ignore[attr-defined]
-        except Exception:  # noqa: BLE001 — the next sweep or batch retries
-            log.warning("outbox sweep failed", exc_info=True)
+        await sweep_owned_outboxes(app, deps.get("relay"), {raw.get_topic_name()})
 
     return app
 
 
+#: Egress records an agent takes at once (at most; fewer when the topic is quiet).
+EGRESS_TAKE = 500
+
+
 def build_egress(settings: Settings) -> faust.App:
-    """The Bitrix24 egress worker for products."""
+    """The egress worker: one agent per egress topic (``streams/egress/actions.py``), all
+    sharing one Bitrix24 client (one portal budget) and one 1С client."""
     from connectors.bitrix24.client import Bitrix24Client
     from connectors.metered import MeteredTransport
-    from streams.egress.bitrix24_product import ProductEgress
+    from connectors.onec.client import OneCClient
+    from streams.egress.actions import ACTIONS, Targets, action_for, uncovered
+    from streams.egress.delivery import EntityEgress
     from streams.egress.retry import RetryPolicy
 
     catalog = load_catalog(settings.topics_file)
     app = create_app(settings, settings.streams.egress_group)
-    topic = source_topic(app, settings, catalog, "egress.bitrix24.product")
+    missing, unknown = uncovered(catalog)
+    if missing or unknown:  # a test keeps the shipped topic file and ACTIONS in step
+        log.error("egress topics without an action are not consumed: %s; actions without a "
+                  "topic are not run: %s", missing, unknown)
+    names = [n for n in catalog.topics if n in ACTIONS]
+    deps: dict[str, EntityEgress] = {}
+    shared: dict[str, object] = {}
 
-    @app.agent(topic, name="egress.bitrix24.product")
-    async def egress_product(stream):
-        async with fail_stop("egress.bitrix24.product"):
-            require_topics(settings, [settings.topic("egress.bitrix24.product"),
-                                      settings.topic("dlq.egress.bitrix24.product")])
-            egress = ProductEgress(
-                async_engine(settings),
-                Bitrix24Client(settings.bitrix24, transport=MeteredTransport("bitrix24")),
-                AckedProducer(settings.kafka, client_id=f"{settings.streams.egress_group}-out"),
-                RetryPolicy.from_settings(settings.retry),
-                settings.topic("dlq.egress.bitrix24.product"),
+    def targets() -> Targets:
+        if "targets" not in shared:
+            shared["targets"] = Targets(
+                settings=settings,
+                bitrix24=Bitrix24Client.for_worker(settings, group=settings.streams.egress_group,
+                                                   transport=MeteredTransport("bitrix24"), pack=True),
+                onec=OneCClient(settings.onec, transport=MeteredTransport("onec")),
+                producer=AckedProducer(settings.kafka, client_id=f"{settings.streams.egress_group}-out"),
             )
-            # Events are delivered one by one in partition order: per-product order holds.
-            async for events in stream.noack_take(100, within=settings.streams.batch_within_s):
-                for event in events:
-                    await egress.deliver(SourceRecord.from_event(event))
-                await ack_all(stream, events)
+        return shared["targets"]
+
+    # Deliveries in flight, over all agents of this worker: what fills `batch` calls, and
+    # what bounds the worker's PostgreSQL connections (see engine()).
+    slots = asyncio.Semaphore(settings.streams.egress_concurrency)
+
+    def engine():
+        if "engine" not in shared:
+            # Each delivery in flight holds one connection for its entity lock and needs at
+            # most one more at a time: pool + overflow (2 x (concurrency + 2)) never starves.
+            shared["engine"] = async_engine(settings,
+                                            pool_size=settings.streams.egress_concurrency + 2)
+        return shared["engine"]
+
+    def ensure_egress(name: str) -> EntityEgress:
+        if name not in deps:
+            dlq = name.replace("egress.", "dlq.egress.", 1)
+            require_topics(settings, [settings.topic(name), settings.topic(dlq)])
+            t = targets()
+            deps[name] = EntityEgress(
+                engine(), action_for(name, t), t.producer,
+                RetryPolicy.from_settings(settings.retry), settings.topic(dlq),
+                inline_attempts=settings.retry.inline_attempts,
+                inline_budget_s=settings.retry.inline_budget_s,
+                lease_s=settings.retry.parked_lease_s,
+            )
+        return deps[name]
+
+    def add_agent(name: str) -> None:
+        async def deliver(stream):
+            async with fail_stop(name):
+                egress = ensure_egress(name)
+                # One entity's changes go one after the other in partition order; different
+                # entities' changes go at once, so their calls share `batch` calls.
+                # Large takes: a take is delivered as a whole before the next, and its last
+                # wave runs below the worker's concurrency (fewer commands per `batch` call).
+                async for events in stream.noack_take(EGRESS_TAKE,
+                                                      within=settings.streams.batch_within_s):
+                    with metrics.observe_batch(name, len(events)):
+                        await egress.deliver_all([SourceRecord.from_event(e) for e in events],
+                                                 slots=slots)
+                        await ack_all(stream, events)
+
+        deliver.__name__ = deliver.__qualname__ = name.replace(".", "_")
+        app.agent(source_topic(app, settings, catalog, name), name=name)(deliver)
+
+    for name in names:
+        add_agent(name)
+
+    @app.timer(interval=settings.retry.parked_poll_s)
+    async def retry_parked() -> None:
+        # The delayed path: parked changes are durable in PostgreSQL, so any worker of the
+        # group may retry them; a claim is a lease, so a dead worker's claims expire.
+        for egress in list(deps.values()):
+            try:
+                async with fail_stop_soft(f"{egress.name} retry"):
+                    while await egress.retry_parked():
+                        pass  # a released head lets the next change of its entity go at once
+            except Exception:  # noqa: BLE001 — the next tick retries; nothing was acknowledged
+                log.warning("delayed retry pass failed", exc_info=True)
 
     return app
+
+
+@asynccontextmanager
+async def fail_stop_soft(what: str) -> AsyncIterator[None]:
+    """Log a timer's failure with its name; the timer runs again on its next tick."""
+    try:
+        yield
+    except Exception:
+        log.warning("%s failed; the next tick retries", what, exc_info=True)
 
 
 @asynccontextmanager
@@ -138,6 +223,23 @@ async def fail_stop(what: str) -> AsyncIterator[None]:
         if is_shutdown(exc):
             raise
         fatal(what)
+
+
+async def sweep_owned_outboxes(app: faust.App, relay, topics: set[str]) -> None:
+    """Safety net run by a timer: publish outbox entries a crash left behind on the
+    partitions of ``topics`` this worker owns now, then gauge what is still pending."""
+    if relay is None:  # the first batch has not built the dependencies yet
+        return
+    owned = [(tp.topic, tp.partition) for tp in app.consumer.assignment() if tp.topic in topics]
+    try:
+        for t, p in owned:
+            await relay.flush(t, p, wait=False)
+    except Exception:  # noqa: BLE001 — the next sweep or batch retries
+        log.warning("outbox sweep failed", exc_info=True)
+    try:  # after the flush: what is still pending is the backlog (mm_outbox_backlog)
+        await relay.measure_backlog(owned)
+    except Exception:  # noqa: BLE001 — a gauge can wait for the next sweep
+        log.warning("outbox backlog not measured", exc_info=True)
 
 
 async def ack_all(stream, events) -> None:
@@ -168,6 +270,10 @@ def run(app: faust.App, settings: Settings, metrics_port: int) -> None:
     uvloop.install()
     metrics.serve(metrics_port, settings.streams.metrics_host)
     metrics.UP.labels(app.conf.id).set(1)
+    if metrics_port:  # lag is a metric: only where someone can scrape it
+        from mmstream.kafka.lag_exporter import LagExporter
+
+        LagExporter.for_app(app, settings, settings.streams.lag_interval_s).start()
     worker = Worker(app, loglevel=settings.log_level, quiet=True, redirect_stdouts=False,
                     override_logging=False, console_port=0)
     worker.spinner = None  # it writes terminal escapes into the JSON log stream

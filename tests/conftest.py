@@ -77,6 +77,7 @@ def settings(kafka_bootstrap, db_url, unique) -> Settings:
             "produce_timeout_s": 3.0,
         },
         streams={"sink_group": f"sink-{unique}", "egress_group": f"egress-{unique}",
+                 "entity_sink_group": f"sink-entities-{unique}",
                  "batch_within_s": 0.2},
         retry={"base_delay_s": 0.05, "max_delay_s": 0.5, "max_attempts": 6, "budget_s": 30},
     )

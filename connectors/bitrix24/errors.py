@@ -84,11 +84,14 @@ class OverloadLimit(Bitrix24Error):
     """HTTP 503 ``OVERLOAD_LIMIT``: the vendor blocked REST for this portal by hand.
 
     Retrying does not lift it and hammering makes it worse: an operator must contact
-    Bitrix24 support.
+    Bitrix24 support. So it trips the portal's circuit at once (no call leaves until a probe
+    after the cool-down succeeds) and alerts; the change itself is retriable — it waits on
+    the delayed path like every change refused by the open circuit, instead of being the
+    one change of the outage sent to the DLQ.
     """
 
     code = "bitrix24_overload_limit"
-    retriable = False
+    retriable = True
     alert = True
 
 

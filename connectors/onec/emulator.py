@@ -1,11 +1,13 @@
 """Emulator of a 1C:УТ base for the embedded stack and tests: the standard OData interface
-(read-only, JSON, basic auth, ``$filter $orderby $top $skip``) and the integration HTTP
-service our egress calls (writes carry an Idempotency-Key).
+(JSON, basic auth, ``$filter $orderby $top $skip``; documents' ``/Post`` and ``/Unpost``
+actions) and the integration HTTP service our egress calls (emulator_service.py, the
+contract in http_service.openapi.yaml).
 
 Admin endpoints change the base as a user would: ``PUT /_emulator/odata/{EntitySet}``
 writes records (each write gets a new DataVersion, as in 1С), ``DELETE`` removes one (it
-vanishes without a tombstone, as in 1С), ``POST /_emulator/faults`` makes OData requests
-slow or fail.
+vanishes without a tombstone, as in 1С), ``PUT /_emulator/rules`` sets the
+change-prohibition date. ``/_emulator/faults`` makes requests slow or fail
+(emulator_faults.py), ``/_emulator/calls`` lists the requests served.
 """
 
 from __future__ import annotations
@@ -13,20 +15,38 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import re
 import secrets
 from collections.abc import Iterable
+from dataclasses import asdict
+from datetime import datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 from fastapi import FastAPI, Header, Request
-from fastapi.responses import JSONResponse
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from connectors.onec import emulator_service
+from connectors.onec.emulator_faults import CallLog, Fault, FaultSpec, take_fault
 from connectors.onec.emulator_query import ODataQueryError, apply_query
 from connectors.onec.objects import OBJECTS, lookup
 from connectors.onec.records import RecordRejected, identity
 
 ODATA_PREFIX = "/trade/odata/standard.odata/"
 DEFAULT_ENTITY_SETS = tuple(obj.odata_name for obj in OBJECTS)
+# Document_X(guid'…'): the address of one document in the standard interface.
+_DOCUMENT_ADDRESS = re.compile(r"^(?P<set>Document_\w+)\(guid'(?P<ref>[0-9a-fA-F-]{36})'\)$")
+
+
+class RulesSpec(BaseModel):
+    """Body of ``PUT /_emulator/rules``: the base's rules the service and ``/Post`` obey."""
+
+    closed_before: datetime | None = None
+    strict_references: bool = False
 
 
 def _odata_error(status: int, code: str, message: str, headers: dict | None = None) -> JSONResponse:
@@ -70,12 +90,16 @@ class ODataBase:
 
 
 def create_app(seed_file: Path | None = None, *, entity_sets: Iterable[str] = DEFAULT_ENTITY_SETS,
-               username: str | None = None, password: str | None = None) -> FastAPI:
+               username: str | None = None, password: str | None = None,
+               service_username: str | None = None, service_password: str | None = None) -> FastAPI:
     """An in-memory 1C base.
 
     ``seed_file`` is an OData ``{"odata.metadata": "…#EntitySet", "value": [...]}`` document
-    (entity set from its metadata, Catalog_Номенклатура when it names none). With a
-    ``username`` the OData interface requires basic auth with that user and ``password``.
+    (entity set from its metadata, Catalog_Номенклатура when it names none). Infobase users:
+    ``username``/``password`` (the OData reader) and ``service_username``/``service_password``
+    (the integration user of the HTTP service); with any configured, every interface
+    requires basic auth of one of them, as a base authenticates any of its users. The HTTP
+    service's state is ``app.state.service``, the call log ``app.state.calls``.
     """
     app = FastAPI(title="1C emulator")
     base = ODataBase(entity_sets)
@@ -84,16 +108,64 @@ def create_app(seed_file: Path | None = None, *, entity_sets: Iterable[str] = DE
         target = str(doc.get("odata.metadata", "")).rpartition("#")[2] or "Catalog_Номенклатура"
         for rec in doc["value"]:
             base.load(target, rec)
-    faults: list[dict[str, Any]] = []
+    faults: list[Fault] = []
+    calls = CallLog()
+    service = emulator_service.HttpService(base)
     documents: dict[str, dict] = {}
     app.state.base = base
+    app.state.service = service
+    app.state.calls = calls
+    app.state.faults = faults
+    users = {name: secret or "" for name, secret in ((username, password),
+                                                      (service_username, service_password))
+             if name is not None}
 
     def authorized(request: Request) -> bool:
-        if username is None:
+        if not users:
             return True
-        expected = base64.b64encode(f"{username}:{password or ''}".encode()).decode()
         given = request.headers.get("authorization", "")
-        return secrets.compare_digest(given.encode(), f"Basic {expected}".encode())
+        return any(secrets.compare_digest(given.encode(), _basic(name, secret).encode())
+                   for name, secret in users.items())
+
+    def unauthorized() -> JSONResponse:
+        return _odata_error(401, "401", "Не пройдена аутентификация",
+                            {"WWW-Authenticate": 'Basic realm="1C:Enterprise"'})
+
+    async def odata_fault(request: Request, operation: str) -> JSONResponse | None:
+        fault = take_fault(faults, "odata", operation)
+        if fault is None:
+            return None
+        request.state.fault = True  # for the call log
+        await asyncio.sleep(fault.delay_s)
+        if not fault.status:
+            return None
+        return _odata_error(fault.status, "-1", fault.message or "Ошибка сервера (эмулятор)",
+                            fault.retry_after_header())
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        # Unknown paths of the HTTP service answer in the contract's shape, as 1С's would.
+        if request.url.path.startswith(emulator_service.SERVICE_PREFIX):
+            code = "not_found" if exc.status_code == 404 else "validation_failed"
+            status = exc.status_code if exc.status_code in (404,) else 400
+            return emulator_service.error(status, code, str(exc.detail))
+        return _odata_error(exc.status_code, str(exc.status_code), str(exc.detail))
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> Response:
+        return emulator_service.error(400, "validation_failed", "the request is not valid",
+                                      details={"errors": [{"field": ".".join(map(str, e["loc"])),
+                                                           "problem": e["msg"]} for e in exc.errors()]})
+
+    @app.middleware("http")
+    async def log_odata_calls(request: Request, call_next):
+        response = await call_next(request)
+        path = request.url.path
+        if path.startswith(ODATA_PREFIX):
+            operation = "odata_get" if request.method == "GET" else "odata_" + path.rsplit("/", 1)[-1].lower()
+            calls.record("odata", operation, request.method, unquote(path), response.status_code,
+                         fault=getattr(request.state, "fault", False))
+        return response
 
     @app.get("/health")
     async def health() -> dict:
@@ -102,13 +174,10 @@ def create_app(seed_file: Path | None = None, *, entity_sets: Iterable[str] = DE
     @app.get(ODATA_PREFIX + "{entity_set}")
     async def odata_list(entity_set: str, request: Request) -> JSONResponse:
         if not authorized(request):
-            return _odata_error(401, "401", "Не пройдена аутентификация",
-                                {"WWW-Authenticate": 'Basic realm="1C:Enterprise"'})
-        fault = _next_fault(faults)
-        if fault is not None:
-            await asyncio.sleep(fault.get("delay_s", 0))
-            if fault.get("status"):
-                return _odata_error(fault["status"], "-1", "Ошибка сервера (эмулятор)")
+            return unauthorized()
+        failed = await odata_fault(request, "odata_get")
+        if failed is not None:
+            return failed
         if entity_set not in base.sets:
             return _odata_error(404, "9", f"Не найден объект {entity_set}")
         params = request.query_params
@@ -122,6 +191,37 @@ def create_app(seed_file: Path | None = None, *, entity_sets: Iterable[str] = DE
             return _odata_error(400, "-1", str(exc))
         return JSONResponse({"odata.metadata": f"{request.base_url}{ODATA_PREFIX[1:]}$metadata#{entity_set}",
                              "value": rows})
+
+    @app.post(ODATA_PREFIX + "{address}/{action}")
+    async def odata_action(address: str, action: str, request: Request) -> Response:
+        # POST Document_X(guid'…')/Post?PostingModeOperational=false, and /Unpost.
+        if not authorized(request):
+            return unauthorized()
+        failed = await odata_fault(request, "odata_" + action.lower())
+        if failed is not None:
+            return failed
+        match = _DOCUMENT_ADDRESS.match(address)
+        if action not in ("Post", "Unpost") or match is None:
+            return _odata_error(400, "-1", f"Неизвестное действие {address}/{action}")
+        entity_set, ref = match["set"], match["ref"].lower()
+        record = base.sets.get(entity_set, {}).get(ref)
+        if record is None:
+            return _odata_error(404, "9", f"Не найден объект {entity_set}(guid'{ref}')")
+        if action == "Unpost":
+            base.write(entity_set, {**record, "Posted": False})
+            return Response(status_code=200)
+        if params_flag(request, "PostingModeOperational") is None:
+            return _odata_error(400, "-1", "PostingModeOperational must be true or false")
+        if record.get("DeletionMark"):
+            return _odata_error(500, "-1", "Ошибка при вызове метода контекста (Записать): "
+                                "Не удалось провести документ: объект помечен на удаление")
+        try:
+            service.check_period(emulator_service.date_of(record))
+        except emulator_service.Refused as exc:
+            return _odata_error(500, "-1", "Ошибка при вызове метода контекста (Записать): "
+                                f"Не удалось провести документ. {exc.message}")
+        base.write(entity_set, {**record, "Posted": True})
+        return Response(status_code=200)
 
     @app.put("/_emulator/odata/{entity_set}")
     async def admin_write(entity_set: str, request: Request) -> JSONResponse:
@@ -145,22 +245,55 @@ def create_app(seed_file: Path | None = None, *, entity_sets: Iterable[str] = DE
         return JSONResponse({"deleted": removed is not None}, status_code=200 if removed else 404)
 
     @app.post("/_emulator/faults")
-    async def add_fault(request: Request) -> dict:
-        # {"status": 503, "delay_s": 0.2, "count": 1, "after": 0}: after `after` good requests,
-        # the next `count` OData requests (-1: all) wait `delay_s` and fail with `status`.
-        fault = {"status": None, "delay_s": 0.0, "count": 1, "after": 0, **(await request.json())}
-        faults.append(fault)
-        return fault
+    async def add_fault(spec: FaultSpec) -> dict:
+        faults.append(Fault(**spec.model_dump()))
+        return {"faults": [asdict(f) for f in faults]}
+
+    @app.get("/_emulator/faults")
+    async def list_faults() -> dict:
+        return {"faults": [asdict(f) for f in faults]}
 
     @app.delete("/_emulator/faults")
     async def clear_faults() -> dict:
+        cleared = len(faults)
         faults.clear()
-        return {"faults": 0}
+        return {"faults": 0, "cleared": cleared}
 
-    @app.put("/trade/hs/mm/documents/{doc_id}")
+    @app.get("/_emulator/calls")
+    async def list_calls(interface: str | None = None, operation: str | None = None) -> list[dict]:
+        return calls.list(interface=interface, operation=operation)
+
+    @app.delete("/_emulator/calls")
+    async def clear_calls() -> dict:
+        return {"cleared": calls.clear()}
+
+    @app.get("/_emulator/rules")
+    async def get_rules() -> dict:
+        return RulesSpec(closed_before=service.closed_before,
+                         strict_references=service.strict_references).model_dump(mode="json")
+
+    @app.put("/_emulator/rules")
+    async def put_rules(spec: RulesSpec) -> dict:
+        service.closed_before = spec.closed_before.replace(tzinfo=None) if spec.closed_before else None
+        service.strict_references = spec.strict_references
+        return spec.model_dump(mode="json")
+
+    @app.get("/_emulator/operations")
+    async def list_operations() -> list[dict]:
+        return [service.current(stored.result) for stored in service.results.values()]
+
+    @app.post("/_emulator/reset")
+    async def reset() -> dict:
+        service.reset()
+        faults.clear()
+        return {"calls_cleared": calls.clear()}
+
+    emulator_service.mount(app, service, faults=faults, calls=calls, authorized=authorized)
+
+    @app.put("/trade/hs/mm/documents/{doc_id}", include_in_schema=False)
     async def put_document(doc_id: str, request: Request,
                            idempotency_key: str = Header(..., alias="Idempotency-Key")) -> JSONResponse:
-        # Same key -> same answer, no second write: the contract our egress relies on.
+        # The first placeholder of the service, kept for its existing test; not in the contract.
         previous = documents.get(idempotency_key)
         if previous is not None:
             return JSONResponse(previous, status_code=200)
@@ -171,6 +304,16 @@ def create_app(seed_file: Path | None = None, *, entity_sets: Iterable[str] = DE
     return app
 
 
+def _basic(username: str, password: str) -> str:
+    return "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode()
+
+
+def params_flag(request: Request, name: str) -> bool | None:
+    """A boolean query option (absent: false, as 1С defaults it); None when unreadable."""
+    value = request.query_params.get(name, "false").lower()
+    return {"true": True, "false": False}.get(value)
+
+
 def _whole(params: Any, name: str) -> int | None:
     value = params.get(name)
     if value is None:
@@ -178,17 +321,3 @@ def _whole(params: Any, name: str) -> int | None:
     if not value.isdigit():
         raise ODataQueryError(f"{name} must be a whole number")
     return int(value)
-
-
-def _next_fault(faults: list[dict[str, Any]]) -> dict[str, Any] | None:
-    if not faults:
-        return None
-    fault = faults[0]
-    if fault["after"] > 0:
-        fault["after"] -= 1
-        return None
-    if fault["count"] > 0:
-        fault["count"] -= 1
-        if fault["count"] == 0:
-            faults.pop(0)
-    return fault

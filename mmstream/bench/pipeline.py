@@ -20,7 +20,8 @@ from dataclasses import dataclass
 
 import psycopg
 
-from mmstream.bench.processes import BenchError, Child, describe, mmctl
+from mmstream.bench.processes import BenchError, Child, mmctl
+from mmstream.bench.processes import attempt as run_attempt
 from mmstream.bench.producing import produce_all
 from mmstream.bench.report import Measurement, Series
 from mmstream.bench.services import BenchServices
@@ -82,7 +83,8 @@ class Run:
         return self.first_batch_done_at - self.spawned_at
 
 
-def _pg(url: str) -> str:
+def pg_dsn(url: str) -> str:
+    """A SQLAlchemy psycopg URL as a plain libpq DSN."""
     return url.replace("postgresql+psycopg://", "postgresql://")
 
 
@@ -118,7 +120,7 @@ def run_sink(services: BenchServices, settings: Settings, mix: ProductMix, param
     child = services.children.add(mmctl(label, ["worker", "sink", "--metrics-port", "0"],
                                         services.child_env(s), services.log_dir).start())
     try:
-        with psycopg.connect(_pg(db), autocommit=True) as conn:
+        with psycopg.connect(pg_dsn(db), autocommit=True) as conn:
             deadline = time.monotonic() + params.timeout_s
             while True:
                 child.check_alive()
@@ -226,17 +228,7 @@ def run(services: BenchServices, params: PipelineParams, say) -> list[Measuremen
     ceiling = Series("merge ceiling")
 
     def attempt(series: list[Series], fn, what: str):
-        # A failed run marks its series and is not retried (it would likely fail again and
-        # cost the whole time-out once more); the other series go on.
-        if series[0].error:
-            return None
-        try:
-            return fn()
-        except Exception as exc:  # noqa: BLE001 — recorded in the report with its reason
-            for s in series:
-                s.error = describe(exc)
-            say(f"  {what} FAILED: {describe(exc).splitlines()[0]}")
-            return None
+        return run_attempt(series, fn, what, say)
 
     for rep in range(params.repetitions):
         r = attempt([noop_total, noop_steady, noop_start],

@@ -127,3 +127,20 @@ class ChildSet:
                 child.popen.kill()
                 child.popen.wait()
         self._children.clear()
+
+
+def attempt(series: list, fn, what: str, say):
+    """Run one measurement; a failure marks ``series`` (``Series`` objects) with its reason.
+
+    A failed run is not retried in later repetitions: it would likely fail again and cost
+    its whole time-out once more, while the other series go on.
+    """
+    if series[0].error:
+        return None
+    try:
+        return fn()
+    except Exception as exc:  # noqa: BLE001 — recorded in the report with its reason
+        for s in series:
+            s.error = describe(exc)
+        say(f"  {what} FAILED: {describe(exc).splitlines()[0]}")
+        return None

@@ -15,7 +15,7 @@ import traceback
 from dataclasses import asdict
 from pathlib import Path
 
-from mmstream.bench import ingress, pipeline
+from mmstream.bench import egress, entities, ingress, latency, pipeline
 from mmstream.bench.cpu import CpuWatch
 from mmstream.bench.processes import BenchError, describe
 from mmstream.bench.report import Report
@@ -23,16 +23,30 @@ from mmstream.bench.services import BenchServices
 from mmstream.settings import Settings
 
 
-def _params(quick: bool) -> tuple[pipeline.PipelineParams, ingress.IngressParams]:
+def _params(quick: bool) -> tuple[pipeline.PipelineParams, ingress.IngressParams,
+                                  entities.EntityParams, egress.EgressParams,
+                                  latency.LatencyParams]:
     # Sized so that `make bench` takes about 4-5 minutes and `--quick` under a minute on the
     # quiet 2-core development machine (a busy machine stretches both: the report says so).
     if quick:
         return (pipeline.PipelineParams(records=10_000, repetitions=1, timeout_s=90),
                 ingress.IngressParams(single_requests=3_000, batch_records=10_000, repetitions=1,
-                                      warmup_requests=300, timeout_s=90))
+                                      warmup_requests=300, timeout_s=90),
+                entities.EntityParams(records=10_000, repetitions=1, timeout_s=150),
+                # The default budget's burst (50 requests) carries ~1,250 changes: a steady
+                # window needs well more than that, and the ceiling more than burst / rate.
+                egress.EgressParams(records=3_000, ceiling_s=40, repetitions=1, timeout_s=180),
+                latency.LatencyParams(rate_per_s=10, duration_s=15, warmup=20, repetitions=1,
+                                      timeout_s=90))
     return (pipeline.PipelineParams(records=50_000, repetitions=3, timeout_s=180),
             ingress.IngressParams(single_requests=15_000, batch_records=40_000, repetitions=3,
-                                  warmup_requests=1_000, timeout_s=180))
+                                  warmup_requests=1_000, timeout_s=180),
+            entities.EntityParams(records=30_000, repetitions=3, timeout_s=300),
+            # 2 commands per change: past the burst, 5,000 changes keep the default budget
+            # busy for over a minute.
+            egress.EgressParams(records=5_000, ceiling_s=60, repetitions=2, timeout_s=400),
+            latency.LatencyParams(rate_per_s=10, duration_s=60, warmup=50, repetitions=3,
+                                  timeout_s=180))
 
 
 def _say(line: str) -> None:
@@ -40,14 +54,18 @@ def _say(line: str) -> None:
 
 
 def run_benchmarks(settings: Settings, *, out_dir: str | Path = "bench-results",
-                   quick: bool = False) -> Report:
-    """Run all benchmarks; print the table; write ``bench-<UTC>.json`` and ``latest.json``."""
-    pipe_params, ingress_params = _params(quick)
+                   quick: bool = False, only: set[str] | None = None) -> Report:
+    """Run the benchmarks (all, or the sections named in ``only``); print the table; write
+    ``bench-<UTC>.json`` and ``latest.json``."""
+    pipe_params, ingress_params, entity_params, egress_params, latency_params = _params(quick)
     report = Report(quick=quick, parameters={
         "repetitions": pipe_params.repetitions,
         "statistic": "median of the repetitions; ratio = median / baseline median",
         "pipeline": asdict(pipe_params),
         "ingress": asdict(ingress_params),
+        "entities": asdict(entity_params),
+        "egress": asdict(egress_params),
+        "latency": asdict(latency_params),
         "log_level": settings.log_level,
         "streams.batch_max": settings.streams.batch_max,
         "streams.batch_within_s": settings.streams.batch_within_s,
@@ -71,10 +89,20 @@ def run_benchmarks(settings: Settings, *, out_dir: str | Path = "bench-results",
         sections = [
             ("pipeline", f"pipeline: one sink worker draining {pipe_params.records:,} raw records",
              lambda: pipeline.run(services, pipe_params, _say)),
+            ("entities", f"entities: one entity sink worker draining {entity_params.records:,} "
+             "mixed raw records vs plain upsert", lambda: entities.run(services, entity_params, _say)),
             ("ingress", "ingress: bridge vs baselines",
              lambda: ingress.run(services, ingress_params, _say)),
+            ("egress", f"egress: one egress worker delivering {egress_params.records:,} product "
+             "changes to the Bitrix24 emulator vs the packed-client ceiling",
+             lambda: egress.run(services, egress_params, _say)),
+            ("latency", f"latency: 1С POST -> Bitrix24 create at {latency_params.rate_per_s:g} "
+             "products/s through bridge, sink, egress and the emulator",
+             lambda: latency.run(services, latency_params, _say)),
         ]
         for name, title, section in sections:
+            if only and name not in only:
+                continue
             _say(f"\n{title}")
             watch = CpuWatch()
             try:

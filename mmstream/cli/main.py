@@ -61,10 +61,11 @@ def bridge(host: str | None, port: int | None) -> None:
 
 
 @cli.command()
-@click.argument("role", type=click.Choice(["sink", "egress", "enrich-bitrix24"]))
+@click.argument("role", type=click.Choice(["sink", "sink-entities", "egress", "enrich-bitrix24"]))
 @click.option("--metrics-port", type=int, default=None, help="Prometheus port (0: off).")
 def worker(role: str, metrics_port: int | None) -> None:
-    """Run a Faust worker: the product sink, the Bitrix24 egress or the Bitrix24 enrichment."""
+    """Run a Faust worker: the product sink, the entity sink (every other entity), the
+    Bitrix24 egress or the Bitrix24 enrichment."""
     from streams import worker as workers
 
     settings = _settings(f"worker-{role}")
@@ -73,6 +74,11 @@ def worker(role: str, metrics_port: int | None) -> None:
         from streams.enrich.worker import run as run_enrich
 
         run_enrich(settings, port)
+        return
+    if role == "sink-entities":
+        from streams.sink.entity_worker import build_entity_sink
+
+        workers.run(build_entity_sink(settings), settings, port)
         return
     app = workers.build_sink(settings) if role == "sink" else workers.build_egress(settings)
     workers.run(app, settings, port)
@@ -96,8 +102,12 @@ def emulate_bitrix24(port: int | None, rate: float | None, burst: int | None) ->
 
     settings = _settings("emulator-bitrix24")
     path = urlsplit(settings.bitrix24.webhook_url.get_secret_value()).path
+    oauth = settings.bitrix24.oauth  # the emulator accepts the configured OAuth application
     app = create_app(webhook_path=path, rate_per_s=rate or settings.bitrix24.rate_per_s,
-                     burst=burst or settings.bitrix24.burst)
+                     burst=burst or settings.bitrix24.burst,
+                     **({"oauth_client_id": oauth.client_id,
+                         "oauth_client_secret": oauth.client_secret.get_secret_value()}
+                        if oauth.client_id else {}))
     serve(app, "127.0.0.1", port or settings.embedded.bitrix24_port, "Bitrix24 emulator",
           "MM_EMBEDDED__BITRIX24_PORT")
 
@@ -113,7 +123,10 @@ def emulate_onec(port: int | None) -> None:
     # Basic auth on the emulated OData only when a password is configured (as a real
     # publication would have one); the dev default has none.
     password = settings.odata.password.get_secret_value()
-    app = create_app(username=settings.odata.username if password else None, password=password or None)
+    service_password = settings.onec.password.get_secret_value()
+    app = create_app(username=settings.odata.username if password else None, password=password or None,
+                     service_username=settings.onec.username if service_password else None,
+                     service_password=service_password or None)
     serve(app, "127.0.0.1", port or settings.embedded.onec_port, "1C emulator", "MM_EMBEDDED__ONEC_PORT")
 
 
@@ -158,31 +171,49 @@ def topics() -> None:
 
 
 @topics.command("diff")
-def topics_diff() -> None:
-    """Show what `topics apply` would create, and drift it will not fix."""
-    from mmstream.kafka.admin import admin_client, plan
+@click.option("--output", "-o", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@click.option("--exit-code", is_flag=True, help="Exit 1 when the cluster differs from the file (for CI).")
+def topics_diff(output: str, exit_code: bool) -> None:
+    """Compare the topic file with the cluster: missing topics, partition counts, configs,
+    and undeclared topics in our namespaces. Changes nothing."""
+    from mmstream.kafka.admin import KEY_ORDER_WARNING, admin_client, plan
+    from mmstream.ops.render import as_json
+    from mmstream.ops.topics import has_changes, plan_dict, plan_lines
     from mmstream.topics import load_catalog
 
     settings = _settings("mmctl")
     p = plan(settings, load_catalog(settings.topics_file), admin_client(settings))
-    for spec in p.create:
-        click.echo(f"+ {spec.name} partitions={spec.partitions} rf={spec.replication_factor}")
-    for line in p.drift:
-        click.echo(f"~ {line}")
-    click.echo(f"{len(p.ok)} up to date, {len(p.create)} to create, {len(p.drift)} drifted")
+    click.echo(as_json(plan_dict(p)) if output == "json" else "\n".join(plan_lines(p)))
+    if p.grow:
+        click.echo(f"warning: {KEY_ORDER_WARNING}", err=True)
+    if exit_code and has_changes(p):
+        sys.exit(1)
 
 
 @topics.command("apply")
-def topics_apply() -> None:
-    """Create every declared topic that is missing (never deletes, never shrinks)."""
-    from mmstream.kafka.admin import apply
+@click.option("--output", "-o", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@click.option("--no-increase", is_flag=True, help="Report partition increases, do not make them.")
+@click.option("--allow-delete", is_flag=True,
+              help="Also delete topics in our namespaces that the file does not declare.")
+def topics_apply(output: str, no_increase: bool, allow_delete: bool) -> None:
+    """Make the cluster match the topic file: create missing topics, increase partitions (with
+    a warning about key ordering), set drifted configs. Never shrinks; never deletes without
+    --allow-delete."""
+    from mmstream.kafka.admin import KEY_ORDER_WARNING, admin_client, apply, plan
+    from mmstream.ops.render import as_json
+    from mmstream.ops.topics import plan_dict, plan_lines
     from mmstream.topics import load_catalog
 
     settings = _settings("mmctl")
-    p = apply(settings, load_catalog(settings.topics_file))
-    click.echo(f"created {len(p.create)}, up to date {len(p.ok)}, drifted {len(p.drift)}")
-    for line in p.drift:
-        click.echo(f"~ {line}")
+    catalog, admin = load_catalog(settings.topics_file), admin_client(settings)
+    if plan(settings, catalog, admin).grow and not no_increase:
+        click.echo(f"warning: {KEY_ORDER_WARNING}", err=True)
+    p = apply(settings, catalog, admin, increase_partitions=not no_increase, update_configs=True,
+              allow_delete=allow_delete)
+    if output == "json":
+        click.echo(as_json({**plan_dict(p), "applied": True, "deleted": allow_delete}))
+    else:
+        click.echo("\n".join(["applied:", *plan_lines(p, allow_delete=allow_delete)]))
 
 
 @cli.command()
@@ -206,14 +237,33 @@ def show_config() -> None:
 @cli.command()
 @click.option("--out", default="bench-results", help="Folder for the JSON report.")
 @click.option("--quick", is_flag=True, help="Smaller loads (a smoke run).")
-def bench(out: str, quick: bool) -> None:
+@click.option("--only", "only", multiple=True,
+              type=click.Choice(["pipeline", "entities", "ingress", "egress", "latency"]),
+              help="Run only this section (repeatable); default: all.")
+def bench(out: str, quick: bool, only: tuple[str, ...]) -> None:
     """Run the benchmarks; prints and writes a JSON report with ratios to baselines."""
     from mmstream.bench.runner import run_benchmarks
 
     settings = get_settings()
     log.setup("bench", "WARNING", "console")
-    run_benchmarks(settings, out_dir=out, quick=quick)
+    run_benchmarks(settings, out_dir=out, quick=quick, only=set(only))
 
+
+from mmstream.cli.dlq import dlq  # noqa: E402 — its own module; imports its work lazily
+
+cli.add_command(dlq)
+
+from mmstream.cli.groups import groups  # noqa: E402 — its own module; imports its work lazily
+
+cli.add_command(groups)
+
+from mmstream.cli.health import health  # noqa: E402 — its own module; imports its work lazily
+
+cli.add_command(health)
+
+from mmstream.cli.schemas import schemas  # noqa: E402 — its own module; imports its work lazily
+
+cli.add_command(schemas)
 
 if __name__ == "__main__":
     cli()

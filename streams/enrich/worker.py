@@ -19,6 +19,7 @@ from connectors.bitrix24.events import ENTITIES
 from mmstream.db.engine import async_engine
 from mmstream.kafka.admin import require_topics
 from mmstream.kafka.producer import AckedProducer
+from mmstream.metrics import observe_batch
 from mmstream.settings import Settings
 from mmstream.topics import load_catalog
 from streams.app import create_app, source_topic
@@ -62,7 +63,9 @@ def build_enrich(settings: Settings, *, dlq_topic: str | None = None) -> faust.A
             return
         require_topics(settings, [settings.topic(EVENT_TOPIC), *topics.values(), dlq])
         engine = async_engine(settings)
-        client = Bitrix24Client(bx, transport=MeteredTransport("bitrix24"))
+        # Replicas of this group share the portal budget (split by the group's member count).
+        client = Bitrix24Client.for_worker(settings, group=group_id(settings),
+                                           transport=MeteredTransport("bitrix24"))
         producer = AckedProducer(settings.kafka, client_id=f"{group_id(settings)}-out")
         fetcher = Fetcher(client, RetryPolicy.from_settings(settings.retry), bx.enrich_batch_max)
         deps["enricher"] = Enricher(engine, fetcher, producer, topics, dlq, origin=portal)
@@ -80,8 +83,9 @@ def build_enrich(settings: Settings, *, dlq_topic: str | None = None) -> faust.A
             ensure_deps()
             enricher: Enricher = deps["enricher"]  # type: ignore[assignment]
             async for batch in stream.noack_take(take, within=settings.streams.batch_within_s):
-                await enricher.handle([SourceRecord.from_event(e) for e in batch])
-                await ack_all(stream, batch)
+                with observe_batch("enrich.bitrix24", len(batch)):
+                    await enricher.handle([SourceRecord.from_event(e) for e in batch])
+                    await ack_all(stream, batch)
 
     if bx.poll_enabled:
         @app.timer(interval=bx.poll_interval_s)

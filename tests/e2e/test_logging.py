@@ -39,8 +39,9 @@ def test_request_id_travels_and_secrets_stay_out_of_logs(pipeline):
         return [l for l in lines[name] if all(l.get(k) == v for k, v in fields.items())]
 
     assert mentions("bridge", request_id="req-trace-42", event_id=event_id, message="record accepted")
-    assert mentions("egress", request_id="req-trace-42", event_id=event_id, message="bitrix24 call failed, retrying")
-    assert mentions("egress", request_id="req-trace-42", event_id=event_id, message="delivered to bitrix24")
+    assert mentions("egress", request_id="req-trace-42", event_id=event_id, message="target call failed, retrying")
+    assert mentions("egress", request_id="req-trace-42", event_id=event_id, message="delivered",
+                    target="bitrix24")
 
     secrets = [
         pipeline.settings.bitrix24.webhook_url.get_secret_value().rstrip("/").rsplit("/", 1)[-1],

@@ -98,3 +98,23 @@ def test_stale_replay_never_overwrites_newer_row(pipeline):
     pipeline.wait_sql("SELECT 1 FROM product WHERE id = %s", lambda r: len(r) == 1, 60, marker["Ref_Key"])
     assert _product_rows(pipeline, old["Ref_Key"]) == [("AAAAAgAAAAA=", "новое", False)]
     assert pipeline.sql("SELECT count(*) FROM outbox WHERE entity_id = %s", old["Ref_Key"]) == [(2,)]
+
+
+def test_concurrent_changes_share_batch_calls(pipeline):
+    """Changes of different products are delivered at once and their calls packed into
+    `batch` calls: far fewer requests of the portal's budget than commands."""
+    pipeline.start_all()
+    records = [onec_product(Description=f"Товар {i}") for i in range(30)]
+    for record in records:
+        assert pipeline.post_product(record).status_code == 202
+
+    _wait_calls(pipeline, "catalog.product.add", len(records), timeout_s=90)
+    products = pipeline.emulator_products()
+    assert sorted(p["xmlId"] for p in products) == sorted(r["Ref_Key"] for r in records)
+    calls = pipeline.emulator_calls()
+    commands = [c for c in calls if c["in_batch"]]
+    requests = [c for c in calls if not c["in_batch"]]
+    assert {c["method"] for c in requests} == {"batch"}
+    assert len(commands) >= 2 * len(records)  # a lookup and a create each
+    assert max(len(c["params"]["cmd"]) for c in requests) > 1
+    assert len(requests) < len(commands) / 2

@@ -281,3 +281,26 @@ def test_events_of_a_second_portal_are_refused_at_configuration():
     assert list(one.bitrix24.application_tokens) == ["m1"]
     with pytest.raises(ValueError, match="one deployment per portal"):
         Settings(_env_file=None, bitrix24={"application_tokens": {"m1": "t1", "m2": "t2"}})
+
+
+def test_courier_objects_are_read_from_nested_variables(monkeypatch):
+    monkeypatch.setenv("MM_BITRIX24__COURIERS__INSTANT_ORDER_CATEGORY_ID", "3")
+    monkeypatch.setenv("MM_BITRIX24__COURIERS__DELIVERY_ENTITY_TYPE_ID", "180")
+    monkeypatch.setenv("MM_BITRIX24__COURIERS__DEAL_FIELDS",
+                       '{"delivery_address": "UF_CRM_MM_ADDRESS"}')
+    couriers = Settings().bitrix24.couriers
+    assert (couriers.instant_order_category_id, couriers.delivery_entity_type_id) == (3, 180)
+    assert couriers.deal_fields == {"delivery_address": "UF_CRM_MM_ADDRESS"}
+    assert couriers.task_id_field == "xmlId" and couriers.return_category_id is None
+
+
+@pytest.mark.parametrize("env", [
+    {"INSTANT_ORDER_CATEGORY_ID": "3", "RETURN_CATEGORY_ID": "3"},
+    {"DELIVERY_ENTITY_TYPE_ID": "180", "RETURN_ENTITY_TYPE_ID": "180"},
+    {"DELIVERY_ENTITY_TYPE_ID": "2"},  # a deal, not a smart process
+])
+def test_courier_objects_that_cannot_be_told_apart_are_refused(monkeypatch, env):
+    for name, value in env.items():
+        monkeypatch.setenv(f"MM_BITRIX24__COURIERS__{name}", value)
+    with pytest.raises(ValidationError):
+        Settings()

@@ -35,20 +35,20 @@ class Proc:
         )
         return self
 
-    def kill(self, sig: int = signal.SIGKILL) -> None:
-        """Send a signal and wait for the process to end."""
+    def kill(self, sig: int = signal.SIGKILL, grace_s: float = 15.0) -> None:
+        """Send a signal and wait for the process to end (SIGKILL after ``grace_s``)."""
         self.stopped = True
         if self.popen and self.popen.poll() is None:
             self.popen.send_signal(sig)
             try:
-                self.popen.wait(15)
+                self.popen.wait(grace_s)
             except subprocess.TimeoutExpired:
                 self.popen.kill()
                 self.popen.wait()
 
-    def stop(self) -> None:
+    def stop(self, grace_s: float = 15.0) -> None:
         """Graceful stop (SIGTERM), SIGKILL after a grace period."""
-        self.kill(signal.SIGTERM)
+        self.kill(signal.SIGTERM, grace_s)
 
     def alive(self) -> bool:
         return self.popen is not None and self.popen.poll() is None

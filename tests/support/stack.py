@@ -62,16 +62,28 @@ class Pipeline:
         wait_http(f"{self.emulator_url}/health", proc)
         return self
 
+    def start_onec_emulator(self) -> Pipeline:
+        """The 1С emulator (HTTP service + OData) that ``settings.onec`` points at."""
+        port = self.settings.embedded.onec_port
+        proc = self._start("onec", ["emulate", "onec", "--port", str(port)])
+        wait_http(f"{self.onec_url}/health", proc)
+        return self
+
     def start_bridge(self) -> Pipeline:
         proc = self._start("bridge", ["bridge"])
         wait_http(f"{self.bridge_url}/health/ready", proc)
         return self
 
-    def start_sink(self) -> Proc:
-        return self._start("sink", ["worker", "sink", "--metrics-port", "0"])
+    def start_sink(self, name: str = "sink", *, metrics_port: int = 0) -> Proc:
+        """A sink worker; give each one its own ``name`` to run several in one group."""
+        return self._start(name, ["worker", "sink", "--metrics-port", str(metrics_port)])
 
-    def start_egress(self) -> Proc:
-        return self._start("egress", ["worker", "egress", "--metrics-port", "0"])
+    def start_entity_sink(self) -> Proc:
+        return self._start("sink-entities", ["worker", "sink-entities", "--metrics-port", "0"])
+
+    def start_egress(self, name: str = "egress", *, metrics_port: int = 0) -> Proc:
+        """An egress worker; give each one its own ``name`` to run several in one group."""
+        return self._start(name, ["worker", "egress", "--metrics-port", str(metrics_port)])
 
     def start_all(self) -> Pipeline:
         self.start_emulator()
@@ -103,6 +115,12 @@ class Pipeline:
         return httpx.post(f"{self.bridge_url}/v1/onec/products", json=record, headers=headers,
                           timeout=30, **kwargs)
 
+    def post_onec(self, object_name: str, record: dict, **kwargs) -> httpx.Response:
+        """POST one 1С record of any object (``Склады``, ``ЗаказКлиента``...) to the bridge."""
+        headers = {"Authorization": f"Bearer {self.token}", **kwargs.pop("headers", {})}
+        return httpx.post(f"{self.bridge_url}/v1/onec/{object_name}", json=record,
+                          headers=headers, timeout=30, **kwargs)
+
     # -- emulator ----------------------------------------------------------------------
     @property
     def emulator_url(self) -> str:
@@ -117,6 +135,17 @@ class Pipeline:
 
     def inject_fault(self, **fault) -> None:
         httpx.post(f"{self.emulator_url}/_emulator/faults", json=fault, timeout=10).raise_for_status()
+
+    @property
+    def onec_url(self) -> str:
+        return f"http://127.0.0.1:{self.settings.embedded.onec_port}"
+
+    def onec_calls(self) -> list[dict]:
+        """The requests the 1С emulator served, oldest first."""
+        return httpx.get(f"{self.onec_url}/_emulator/calls", timeout=10).json()
+
+    def inject_onec_fault(self, **fault) -> None:
+        httpx.post(f"{self.onec_url}/_emulator/faults", json=fault, timeout=10).raise_for_status()
 
     # -- database ----------------------------------------------------------------------
     def sql(self, query: str, *params) -> list[tuple]:
@@ -141,13 +170,16 @@ def pipeline(settings, registry_url, tmp_path):
     settings = settings.model_copy(update={
         "schema_registry_url": registry_url,
         "ingress": settings.ingress.model_copy(update={"port": free_port()}),
-        "embedded": settings.embedded.model_copy(update={"bitrix24_port": free_port()}),
+        "embedded": settings.embedded.model_copy(update={"bitrix24_port": free_port(),
+                                                         "onec_port": free_port()}),
     })
     bx = settings.bitrix24.model_copy(update={
         "webhook_url": type(settings.bitrix24.webhook_url)(
             f"http://127.0.0.1:{settings.embedded.bitrix24_port}/rest/1/testhook{uuid.uuid4().hex[:6]}/"),
         "rate_per_s": 50.0, "timeout_s": 5.0})
-    settings = settings.model_copy(update={"bitrix24": bx})
+    onec = settings.onec.model_copy(update={
+        "base_url": f"http://127.0.0.1:{settings.embedded.onec_port}/trade/hs/mm/", "timeout_s": 5.0})
+    settings = settings.model_copy(update={"bitrix24": bx, "onec": onec})
     pipe = Pipeline(settings, tmp_path)
     yield pipe
     pipe.stop()

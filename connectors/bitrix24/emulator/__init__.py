@@ -15,7 +15,10 @@ string values), smart-process items (``crm.item.get/list``: camelCase) and tasks
 
 Admin endpoints (no auth: a loopback test tool) inject faults and inspect what arrived:
 ``POST/GET/DELETE /_emulator/faults``, ``GET /_emulator/calls``, ``GET /_emulator/products``,
-``POST /_emulator/reset``, ``GET/PUT /_emulator/limits``; seed entities as a user would edit
+``POST /_emulator/reset``, ``GET/PUT /_emulator/limits``, OAuth (``/oauth/token/``, REST at
+``/rest/{method}.json`` with ``auth``; ``POST /_emulator/oauth/tokens`` issues a pair,
+``POST /_emulator/oauth/expire`` expires every access token, ``GET /_emulator/oauth``
+counts refreshes); seed entities as a user would edit
 them with ``PUT/DELETE /_emulator/entities/{entity}/{id}`` (entity: deal, lead, contact,
 company, task, product, ``item:<entityTypeId>``) and read what changed when at
 ``GET /_emulator/changes``; plus ``GET /health``.

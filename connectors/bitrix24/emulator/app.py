@@ -12,7 +12,8 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from connectors.bitrix24.emulator.envelope import ApiError
-from connectors.bitrix24.emulator.faults import Fault, FaultSpec
+from connectors.bitrix24.emulator.faults import Fault, FaultSpec, take_fault
+from connectors.bitrix24.emulator.oauth import OAuthServer
 from connectors.bitrix24.emulator.php import php_parse
 from connectors.bitrix24.emulator.portal import Portal, UnknownEntity
 from connectors.bitrix24.ratelimit import LeakyBucket
@@ -31,16 +32,56 @@ def create_app(
     rate_per_s: float = 2.0,
     burst: int = 50,
     catalog_iblock_id: int = 14,
+    oauth_client_id: str = "local.mmstream.emulator",
+    oauth_client_secret: str = "dev-only-oauth-secret",  # noqa: S107 — the emulator's own
+    oauth_token_ttl_s: float = 3600.0,
 ) -> FastAPI:
-    """A FastAPI app emulating one Bitrix24 portal reached at ``{webhook_path}{method}.json``.
+    """A FastAPI app emulating one Bitrix24 portal reached at ``{webhook_path}{method}.json``
+    (incoming webhook) and at ``/rest/{method}.json`` with an ``auth`` token (OAuth
+    application ``oauth_client_id``; tokens from ``/oauth/token/`` or, for tests, from
+    ``POST /_emulator/oauth/tokens``).
 
     ``rate_per_s``/``burst`` size the portal's leaky bucket; ``catalog_iblock_id`` is the
     product catalog that ``crm.product.*`` reads and writes when no CATALOG_ID is given.
-    The emulator state is ``app.state.emulator``.
+    The emulator state is ``app.state.emulator``; the OAuth server ``app.state.oauth``.
     """
     emu = Portal(webhook_path, rate_per_s, burst, catalog_iblock_id)
+    oauth = OAuthServer(oauth_client_id, oauth_client_secret, oauth_token_ttl_s)
     app = FastAPI(title="Bitrix24 REST emulator", docs_url=None, redoc_url=None)
     app.state.emulator = emu
+    app.state.oauth = oauth
+
+    def rest_endpoint(request: Request) -> str:
+        return str(request.base_url).rstrip("/") + "/rest/"
+
+    @app.api_route("/oauth/token/", methods=["GET", "POST"])
+    @app.api_route("/oauth/token", methods=["GET", "POST"], include_in_schema=False)
+    async def token(request: Request) -> JSONResponse:
+        try:
+            params = await _read_params(request)
+        except ApiError as exc:
+            return JSONResponse(exc.body(), status_code=exc.status)
+        # Faults with method "oauth.token" hit the token endpoint.
+        fault = take_fault(emu.faults, "oauth.token", {})
+        if fault is not None:
+            status, body = fault.status, {"error": fault.error,
+                                          "error_description": fault.description}
+        else:
+            status, body = oauth.grant(params, rest_endpoint(request))
+        emu.record("oauth.token", {"grant_type": params.get("grant_type")}, status)
+        return JSONResponse(body, status_code=status)
+
+    @app.post("/_emulator/oauth/tokens")
+    async def issue_tokens(request: Request) -> dict[str, Any]:
+        return oauth.issue(rest_endpoint(request))
+
+    @app.post("/_emulator/oauth/expire")
+    async def expire_tokens() -> dict[str, int]:
+        return {"expired": oauth.expire_all()}
+
+    @app.get("/_emulator/oauth")
+    async def oauth_stats() -> dict[str, int]:
+        return oauth.stats()
 
     @app.get("/health")
     async def health() -> dict[str, str]:
@@ -71,6 +112,27 @@ def create_app(
     async def list_products() -> list[dict[str, Any]]:
         return [dict(p) for p in emu.store.products.values()]
 
+    @app.post("/_emulator/users")
+    async def put_user(fields: dict[str, Any]) -> dict[str, Any]:
+        # REST cannot create users without an invitation: tests seed them here.
+        return emu.directory.put_user(fields)
+
+    @app.get("/_emulator/directory/{kind}")
+    async def list_directory(kind: str) -> JSONResponse:
+        if kind == "user":
+            return JSONResponse(list(emu.directory.users.values()))
+        if kind not in emu.directory.rows:
+            return JSONResponse({"error": f"unknown kind {kind!r}: store, priceType, price "
+                                          "or user"}, status_code=404)
+        return JSONResponse(list(emu.directory.rows[kind].values()))
+
+    @app.get("/_emulator/entities/{entity}")
+    async def list_entities(entity: str) -> JSONResponse:
+        table = emu.entities.table(entity)
+        if table is None:
+            return _unknown_entity(entity)
+        return JSONResponse([dict(r) for r in table.values()])
+
     @app.put("/_emulator/entities/{entity}/{ident}")
     async def put_entity(entity: str, ident: int, fields: dict[str, Any]) -> JSONResponse:
         try:
@@ -93,6 +155,7 @@ def create_app(
     @app.post("/_emulator/reset")
     async def reset() -> dict[str, bool]:
         emu.reset()
+        oauth.reset()
         return {"ok": True}
 
     @app.get("/_emulator/limits")
@@ -107,6 +170,9 @@ def create_app(
     @app.api_route("/{path:path}", methods=["GET", "POST"])
     async def rest(request: Request, path: str) -> JSONResponse:
         full = "/" + path
+        oauth_method = full[len("/rest/"):] if full.startswith("/rest/") else ""
+        if oauth_method and "/" not in oauth_method and not full.startswith(emu.webhook_path):
+            return await _oauth_rest(request, _method_of(oauth_method))
         if not full.startswith(emu.webhook_path) or "/" in full[len(emu.webhook_path):]:
             emu.record(_method_of(full.rsplit("/", 1)[-1]), None, 401)
             return JSONResponse(
@@ -119,6 +185,20 @@ def create_app(
         except ApiError as exc:
             emu.record(method, None, exc.status)
             return JSONResponse(exc.body(), status_code=exc.status)
+        status, body = await emu.handle(method, params)
+        return JSONResponse(body, status_code=status)
+
+    async def _oauth_rest(request: Request, method: str) -> JSONResponse:
+        try:
+            params = await _read_params(request)
+        except ApiError as exc:
+            emu.record(method, None, exc.status)
+            return JSONResponse(exc.body(), status_code=exc.status)
+        # The token is not a method parameter, and stays out of the call log.
+        refused = oauth.check(params.pop("auth", None))
+        if refused is not None:
+            emu.record(method, params, refused.status)
+            return JSONResponse(refused.body(), status_code=refused.status)
         status, body = await emu.handle(method, params)
         return JSONResponse(body, status_code=status)
 

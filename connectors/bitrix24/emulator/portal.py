@@ -8,7 +8,7 @@ import logging
 import time
 from typing import Any
 
-from connectors.bitrix24.emulator import catalog, crm, records
+from connectors.bitrix24.emulator import catalog, crm, crm_writes, directory, records, work_writes
 from connectors.bitrix24.emulator.batch import run_batch
 from connectors.bitrix24.emulator.entities import CRM_TYPES, EntityStore
 from connectors.bitrix24.emulator.envelope import ApiError, OperatingTime, Outcome
@@ -19,7 +19,9 @@ from connectors.bitrix24.ratelimit import LeakyBucket
 logger = logging.getLogger(__name__)
 
 _METHODS: dict[str, Method] = {**catalog.METHODS, **crm.METHODS}
-_ENTITY_METHODS: dict[str, records.EntityMethod] = records.METHODS
+_ENTITY_METHODS: dict[str, records.EntityMethod] = {**records.METHODS, **crm_writes.METHODS,
+                                                    **work_writes.METHODS}
+_DIRECTORY_METHODS: dict[str, directory.DirectoryMethod] = directory.METHODS
 
 
 class UnknownEntity(ValueError):
@@ -36,6 +38,7 @@ class Portal:
         self.bucket = LeakyBucket(rate_per_s, burst)
         self.store = ProductStore(catalog_iblock_id)
         self.entities = EntityStore()
+        self.directory = directory.Directory(lambda ident: ident in self.store.products)
         self.calls: list[dict[str, Any]] = []
         self.faults: list[Fault] = []
         self._operating = OperatingTime()
@@ -44,6 +47,7 @@ class Portal:
         """Back to an empty portal: no products, entities, calls or faults, a drained bucket."""
         self.store = ProductStore(self.catalog_iblock_id)
         self.entities = EntityStore()
+        self.directory = directory.Directory(lambda ident: ident in self.store.products)
         self.calls.clear()
         self.faults.clear()
         self._operating.reset()
@@ -68,7 +72,8 @@ class Portal:
                    batch: bool = False) -> Outcome:
         handler = _METHODS.get(method)
         entity_handler = _ENTITY_METHODS.get(method)
-        if handler is None and entity_handler is None and not batch:
+        directory_handler = _DIRECTORY_METHODS.get(method)
+        if handler is None and entity_handler is None and directory_handler is None and not batch:
             return Outcome(404, error=ApiError(404, "ERROR_METHOD_NOT_FOUND",
                                                "Method not found!"))
         fault = take_fault(self.faults, method, params)
@@ -86,6 +91,8 @@ class Portal:
                 result, total, nxt = await run_batch(params, self._run, self.record), None, None
             elif handler is not None:
                 result, total, nxt = handler(self.store, params)
+            elif directory_handler is not None:
+                result, total, nxt = directory_handler(self.directory, params)
             else:
                 result, total, nxt = entity_handler(self.entities, params)
             out = Outcome(200, result=result, total=total, next=nxt)

@@ -145,10 +145,13 @@ def test_a_refusal_penalizes_the_client_bucket():
                               {"select": ["id", "iblockId"], "filter": {"iblockId": 14}})
             with pytest.raises(QueryLimitExceeded):
                 await client.call("catalog.product.get", {"id": 1})
-            return client.bucket.try_acquire()
+            return client.bucket.rate_per_s, client.bucket.try_acquire()
 
-    # Held full for one drain interval (0.5 s), then one more slot's worth (0.5 s).
-    assert run(scenario()) == pytest.approx(1.0, abs=0.05)
+    rate, wait = run(scenario())
+    # The rate halves (2/s -> 1/s) and the bucket is held full for one drain interval at the
+    # new rate (1 s), then one more slot's worth (1 s).
+    assert rate == pytest.approx(1.0, abs=0.01)
+    assert wait == pytest.approx(2.0, abs=0.05)
 
 
 def test_the_client_limiter_keeps_calls_under_the_portal_limit():

@@ -4,18 +4,15 @@ poller, batch gets, admin seeding and the change log."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 from datetime import datetime
 from pathlib import Path
 
-import httpx
 import pytest
 
-from connectors.bitrix24.client import Bitrix24Client
 from connectors.bitrix24.emulator import create_app
 from connectors.bitrix24.errors import InvalidRequest
-from mmstream.settings import Bitrix24Settings
+from tests.connectors.bitrix24.conftest import run_in_process
 
 HOOK = "/rest/1/entitytest/"
 BASE = "http://portal.test"
@@ -32,17 +29,7 @@ def app():
 
 
 def run(app, scenario):
-    async def main():
-        client = Bitrix24Client(Bitrix24Settings(webhook_url=BASE + HOOK, rate_per_s=1e6, burst=1000),
-                                transport=httpx.ASGITransport(app=app))
-        admin = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=BASE)
-        try:
-            return await scenario(client, admin)
-        finally:
-            await client.aclose()
-            await admin.aclose()
-
-    return asyncio.run(main())
+    return run_in_process(app, HOOK, scenario, BASE)
 
 
 async def put(admin, entity, ident, fields):

@@ -51,7 +51,7 @@ CASES = [
     (503, body("QUERY_LIMIT_EXCEEDED", "Too many requests"), QueryLimitExceeded, True, False),
     (429, body("OPERATION_TIME_LIMIT", "Method is blocked due to operation time limit."),
      OperationTimeLimit, True, False),
-    (503, body("OVERLOAD_LIMIT", "REST API is blocked due to overload"), OverloadLimit, False,
+    (503, body("OVERLOAD_LIMIT", "REST API is blocked due to overload"), OverloadLimit, True,
      True),
     (401, body("expired_token", "The access token provided has expired."), ExpiredToken, True,
      False),

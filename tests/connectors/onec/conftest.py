@@ -90,3 +90,34 @@ def odata(settings) -> OData:
     settings = settings.model_copy(update={"odata": settings.odata.model_copy(update={
         "base_url": BASE, "username": "odata", "password": SecretStr("secret"), "page_size": 2})})
     return OData(settings)
+
+
+SERVICE_USER, SERVICE_PASSWORD = "integration", "s3cret-1c"
+
+
+@pytest.fixture
+def onec_service():
+    """(base URL of the HTTP service, app) of a 1С emulator served over real HTTP (uvicorn
+    on a free loopback port, in a background thread), with the integration user."""
+    import threading
+    import time
+
+    import uvicorn
+
+    from mmstream.embedded.ports import free_port
+
+    app = create_app(service_username=SERVICE_USER, service_password=SERVICE_PASSWORD)
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
+                                           access_log=False))
+    thread = threading.Thread(target=server.run, name="onec-emulator", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 15
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "the 1С emulator did not start"
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}", app
+    finally:
+        server.should_exit = True
+        thread.join(15)

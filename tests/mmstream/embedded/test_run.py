@@ -25,6 +25,7 @@ def _env(tmp_path) -> dict[str, str]:
         "MM_EMBEDDED__BITRIX24_PORT": free_port(), "MM_EMBEDDED__ONEC_PORT": free_port(),
         "MM_EMBEDDED__REGISTRY_PORT": free_port(), "MM_EMBEDDED__SINK_METRICS_PORT": free_port(),
         "MM_EMBEDDED__EGRESS_METRICS_PORT": free_port(), "MM_INGRESS__PORT": free_port(),
+        "MM_EMBEDDED__ENRICH_METRICS_PORT": free_port(), "MM_EMBEDDED__STATUS_PORT": free_port(),
     }
     env.update({k: str(v) for k, v in ports.items()})
     env.update({"MM_EMBEDDED__DATA_DIR": str(tmp_path / "data"), "MM_EMBEDDED__DEMO_RATE_PER_S": "20",
@@ -62,6 +63,10 @@ def test_run_moves_the_demo_load_and_ctrl_c_stops_everything(tmp_path):
         assert upserted > 0 and delivered > 0, text
         bridge = f"http://127.0.0.1:{env['MM_INGRESS__PORT']}"
         assert httpx.get(f"{bridge}/health/ready", timeout=5).status_code == 200
+        status = f"http://127.0.0.1:{env['MM_EMBEDDED__STATUS_PORT']}/status"
+        assert f"Status     {status} " in text  # the status page's URL is printed
+        page = httpx.get(f"{status}.json", timeout=5).json()
+        assert page["sources"] and all(page["sources"].values()), page["sources"]
     finally:
         proc.send_signal(signal.SIGINT)
         code = proc.wait(60)

@@ -88,7 +88,6 @@ def test_retry_after_is_a_floor():
         InvalidRequest(400, "", "Not found"),
         AuthFailed(401, "NO_AUTH_FOUND", ""),
         AccessDenied(403, "ACCESS_DENIED", ""),
-        OverloadLimit(503, "OVERLOAD_LIMIT", ""),
         PortalDeleted(403, "PORTAL_DELETED", ""),
         InvalidRecord("bad payload"),
         ValueError("a bug"),
@@ -106,6 +105,9 @@ def test_permanent_errors_are_never_retried(error):
         ServerError(500, "INTERNAL_SERVER_ERROR", ""),
         TransportError(None, "ConnectError", ""),
         OperationTimeLimit(429, "OPERATION_TIME_LIMIT", ""),
+        # Waits behind the open circuit instead of going to the DLQ (the circuit stops the
+        # hammering, the alert calls the operator).
+        OverloadLimit(503, "OVERLOAD_LIMIT", ""),
         BrokerUnavailable("no ack"),
         ConnectionResetError("reset by peer"),
         TimeoutError(),

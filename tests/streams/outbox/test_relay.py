@@ -60,7 +60,8 @@ class Harness:
         self.engine = create_async_engine(settings.require_database_url())
         self.producer = AckedProducer(settings.kafka, client_id=f"{settings.streams.sink_group}-out")
         self.relay = OutboxRelay(self.engine, self.producer,
-                                 {"product": Route(self.norm, self.encoder, (self.egress,))}, page=page)
+                                 {"product": Route(self.norm, self.encoder, (self.egress,),
+                                                   tombstones=True)}, page=page)
         self.offset = 0
 
     async def store(self, partition: int, *products: Product, headers: dict | None = None) -> None:
@@ -121,8 +122,15 @@ def test_flush_publishes_every_pending_entry_to_norm_and_egress_on_the_same_part
     rows = outbox_rows(relay_settings)
     assert len(rows) == 3 and all(r[5] is not None for r in rows)  # all marked published
 
-    norm = count_records(relay_settings, "norm.product", expect_at_least=3)
+    published_norm = count_records(relay_settings, "norm.product", expect_at_least=4)
     egress = count_records(relay_settings, "egress.bitrix24.product", expect_at_least=3)
+    # The deletion is followed at once by a tombstone, so compaction can forget the product.
+    ordered = sorted(published_norm, key=lambda m: m.offset())
+    (tomb,) = [m for m in ordered if m.value() is None]
+    before = ordered[ordered.index(tomb) - 1]
+    assert tomb.key() == before.key() == str(b.id).encode()
+    assert dict(tomb.headers())["ce_type"] == b"ru.mastermobile.product.delete.v1"
+    norm = [m for m in published_norm if m.value() is not None]
     assert len(norm) == 3 and len(egress) == 3
     assert {m.partition() for m in norm + egress} == {3}  # co-partitioned: same number as the source
     # Outbox order is partition order downstream.
@@ -141,7 +149,8 @@ def test_flush_publishes_every_pending_entry_to_norm_and_egress_on_the_same_part
             headers = decode_headers(msg.headers())
             assert headers["ce_id"] == str(event_id)
             assert headers["ce_specversion"] == "1.0"
-            assert headers["ce_type"] == "ru.mastermobile.product.upsert.v1"
+            change = "delete" if payload["deleted"] else "upsert"
+            assert headers["ce_type"] == f"ru.mastermobile.product.{change}.v1"
             assert headers["ce_subject"] == entity_id
             assert headers["ce_source"] == "/mastermobile-stream/sink"
             assert datetime.fromisoformat(headers["ce_time"]) == created_at
@@ -312,3 +321,50 @@ def test_flush_with_wait_publishes_once_the_other_holder_lets_go(relay_settings)
     assert still_pending == [(1,)]
     assert published == 1
     assert len(count_records(relay_settings, "norm.product", expect_at_least=1)) == 1
+
+
+# ------------------------------------------------------------------ backlog gauges
+
+
+def test_backlog_gauges_count_pending_entries_of_the_owned_partitions_only(relay_settings):
+    from prometheus_client import REGISTRY
+
+    def gauge(name: str) -> float | None:
+        return REGISTRY.get_sample_value(name, {"entity": "product"})
+
+    async def scenario(h: Harness):
+        await h.store(1, product(), product())
+        await h.store(2, product())
+        owned_one = await h.relay.measure_backlog([(h.raw, 1)])
+        one = gauge("mm_outbox_backlog"), gauge("mm_outbox_oldest_age_seconds")
+        both = await h.relay.measure_backlog([(h.raw, 1), (h.raw, 2)])
+        other_topic = await h.relay.measure_backlog([(h.settings.topic("raw.onec.warehouse"), 1)])
+        await h.relay.flush(h.raw, 1)
+        await h.relay.flush(h.raw, 2)
+        drained = await h.relay.measure_backlog([(h.raw, 1), (h.raw, 2)])
+        return owned_one, one, both, other_topic, drained
+
+    owned_one, (backlog, age), both, other_topic, drained = run(relay_settings, scenario)
+    assert owned_one == {"product": 2} and backlog == 2 and age >= 0
+    assert both == {"product": 3}
+    assert other_topic == {}
+    # Nothing pending: the entity's gauges drop to 0 instead of keeping the last value.
+    assert drained == {} and gauge("mm_outbox_backlog") == 0 and gauge("mm_outbox_oldest_age_seconds") == 0
+
+
+def test_flush_many_publishes_several_partitions_in_pages_keeping_each_order(relay_settings):
+    first = [product(f"первый {i}") for i in range(3)]
+    second = [product(f"второй {i}") for i in range(4)]
+
+    async def scenario(h: Harness):
+        await h.store(1, *first)
+        await h.store(4, *second)
+        await h.store(2, product("не тронут"))  # a partition the caller did not name
+        return await h.relay.flush_many([(h.raw, 4), (h.raw, 1)])
+
+    assert run(relay_settings, scenario, page=3) == 7
+    assert sql(relay_settings, "SELECT source_partition FROM outbox WHERE published_at IS NULL") == [(2,)]
+    norm = count_records(relay_settings, "norm.product", expect_at_least=7)
+    for partition, expected in ((1, first), (4, second)):
+        mine = sorted((m for m in norm if m.partition() == partition), key=lambda m: m.offset())
+        assert [m.key() for m in mine] == [str(p.id).encode() for p in expected]

@@ -1,0 +1,441 @@
+"""Packing commands into Bitrix24 ``batch`` calls and mapping the answers back per command.
+
+One ``batch`` call carries up to 50 commands (``"method?query"`` strings, ``halt=0``) and
+costs ONE request of the portal's budget, so packing is what makes 2 requests/s carry
+100 operations/s. The answer is always HTTP 200; each command's outcome sits in
+``result`` / ``result_error`` keyed by the command's name. But PHP encodes a map keyed
+``0..n-1`` as a JSON list, and real answers show ``result_error`` as a LIST with empty codes
+(fixtures ``crm_get_batch_*``), so an error cannot always be tied to its command. The
+mapping here never guesses: a command without its own answer gets a classified error
+only when the answer proves it failed and all candidate errors are of one class; else
+:class:`UnmatchedCommand` (retriable). Only failed commands are worth re-running, and a
+create is never re-run blindly: :func:`upsert_by_external_key` looks the entity up by its
+external key first, every time, so a create that executed without our seeing it is found.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+from urllib.parse import quote
+
+from connectors.bitrix24.errors import Bitrix24Error, error_from_response
+
+log = logging.getLogger(__name__)
+
+#: Commands per ``batch`` call that Bitrix24 accepts.
+MAX_COMMANDS = 50
+
+
+class BatchClient(Protocol):
+    """What the packer needs of :class:`~connectors.bitrix24.client.Bitrix24Client`."""
+
+    async def call(self, method: str, params: dict[str, Any] | None = None) -> Any:
+        """One REST call."""
+
+    def observe(self, method: str, err: Bitrix24Error) -> None:
+        """Let a per-command error steer the budget."""
+
+
+class UnmatchedCommand(Bitrix24Error):
+    """A ``batch`` answer holds no result for this command and no error that is provably
+    its own (``result_error`` came as a list). Retriable: run it again on its own or, for a
+    create, look the entity up by its external key first."""
+
+    code = "bitrix24_batch_unmatched"
+    retriable = True
+
+
+@dataclass(frozen=True)
+class Command:
+    """One REST call to run inside a ``batch``."""
+
+    method: str
+    params: dict[str, Any] = field(default_factory=dict)
+
+    def text(self) -> str:
+        """The ``method?query`` string of the ``cmd`` map (PHP ``http_build_query``)."""
+        query = encode_query(self.params)
+        return f"{self.method}?{query}" if query else self.method
+
+
+@dataclass(frozen=True)
+class Ok:
+    """The command succeeded; ``total``/``next`` for list methods."""
+
+    result: Any
+    total: int | None = None
+    next: int | None = None
+
+
+@dataclass(frozen=True)
+class Failed:
+    """The command failed; ``error.retriable`` says whether running it again may help."""
+
+    error: Exception
+
+
+Outcome = Ok | Failed
+
+
+def encode_query(params: Mapping[str, Any]) -> str:
+    """``params`` as PHP's ``http_build_query`` writes them: ``filter[xmlId]=…&select[0]=id``.
+
+    None values are left out (as PHP does); booleans become 1/0; pass ``"Y"``/``"N"`` for
+    Bitrix24's boolean fields.
+    """
+    pairs: list[tuple[str, str]] = []
+    _flatten("", params, pairs)
+    return "&".join(f"{quote(k, safe='[]')}={quote(v, safe='')}" for k, v in pairs)
+
+
+def _flatten(prefix: str, value: Any, out: list[tuple[str, str]]) -> None:
+    if isinstance(value, Mapping):
+        for k, v in value.items():
+            _flatten(f"{prefix}[{k}]" if prefix else str(k), v, out)
+    elif isinstance(value, (list, tuple)):
+        for i, v in enumerate(value):
+            _flatten(f"{prefix}[{i}]", v, out)
+    elif value is None:
+        return
+    elif isinstance(value, bool):
+        out.append((prefix, "1" if value else "0"))
+    else:
+        out.append((prefix, str(value)))
+
+
+def map_results(answer: Any, commands: Mapping[str, Command]) -> dict[str, Outcome]:
+    """The outcome of every command of a ``batch`` answer (the call's ``result``).
+
+    ``commands`` maps the names sent in ``cmd`` to the commands; per-command errors are
+    classified by :func:`~connectors.bitrix24.errors.error_from_response` (no HTTP status
+    of their own: an empty code counts as a 400 refusal).
+    """
+    names = list(commands)
+    if not isinstance(answer, dict):
+        err = UnmatchedCommand(200, "", "batch answered without a result map", method="batch")
+        return {name: Failed(err) for name in names}
+    results = _section(answer.get("result"), names)
+    totals = _section(answer.get("result_total"), names)
+    nexts = _section(answer.get("result_next"), names)
+    raw_errors = answer.get("result_error")
+    out: dict[str, Outcome] = {}
+    for name in names:
+        if name in results:
+            out[name] = Ok(results[name], _int(totals.get(name)), _int(nexts.get(name)))
+    if isinstance(raw_errors, dict):
+        for name in names:
+            if name not in out and name in raw_errors:
+                out[name] = Failed(_classify(raw_errors[name], commands[name].method))
+        errors_left: list[Any] = []
+    else:
+        errors_left = list(raw_errors or [])
+    missing = [name for name in names if name not in out]
+    for name, outcome in _unmatched(missing, errors_left, commands).items():
+        out[name] = outcome
+    return out
+
+
+def _section(section: Any, names: list[str]) -> dict[str, Any]:
+    if isinstance(section, dict):
+        return {k: section[k] for k in names if k in section}
+    if isinstance(section, list) and section and names[:len(section)] == [
+            str(i) for i in range(len(section))]:
+        # A JSON list is PHP's map keyed 0..m-1: it belongs to commands named "0".."m-1".
+        return {str(i): v for i, v in enumerate(section)}
+    return {}
+
+
+def _unmatched(missing: list[str], errors: list[Any], commands: Mapping[str, Command]
+               ) -> dict[str, Outcome]:
+    if not missing:
+        return {}
+    classified = [_classify(e, commands[missing[0]].method) for e in errors]
+    kinds = {type(e) for e in classified}
+    if len(classified) == len(missing) and len(kinds) == 1:
+        # As many errors as commands without a result: each of them failed, and all the
+        # errors are of one class, so each command's class is known even though its own
+        # text is not.
+        texts = sorted({e.description or e.error for e in classified})
+        cls = kinds.pop()
+        return {name: Failed(cls(None, classified[0].error,
+                                 "one of: " + " | ".join(texts) if len(texts) > 1 else texts[0],
+                                 method=commands[name].method))
+                for name in missing}
+    if errors:
+        log.warning("batch errors cannot be matched to commands",
+                    extra={"commands": len(missing), "errors": len(errors)})
+    texts = sorted({e.description or e.error for e in classified})
+    detail = ("answer has no result for it; unmatched errors: " + " | ".join(texts)
+              if texts else "answer has neither a result nor an error for it")
+    return {name: Failed(UnmatchedCommand(None, "", detail[:500], method=commands[name].method))
+            for name in missing}
+
+
+def _classify(raw: Any, method: str) -> Bitrix24Error:
+    body = raw if isinstance(raw, dict) else {"error": "", "error_description": str(raw)}
+    return error_from_response(400, body, method=method)
+
+
+def _int(value: Any) -> int | None:
+    try:
+        return None if value is None else int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+async def execute(client: BatchClient, commands: Mapping[str, Command]) -> dict[str, Outcome]:
+    """Run ``commands`` (any names) in ``batch`` calls of up to 50; the outcome per name.
+
+    Never raises for Bitrix24 errors: a failed ``batch`` call (transport, 5xx, rate limit,
+    open circuit) fails every command it carried with that error. References between
+    commands (``$result[…]``) are not supported: commands are renamed on the wire.
+    """
+    names = list(commands)
+    out: dict[str, Outcome] = {}
+    for start in range(0, len(names), MAX_COMMANDS):
+        chunk = names[start:start + MAX_COMMANDS]
+        out.update(await _run_chunk(client, [commands[n] for n in chunk], chunk))
+    return out
+
+
+async def _run_chunk(client: BatchClient, commands: Sequence[Command], names: Sequence[str]
+                     ) -> dict[str, Outcome]:
+    # Our own names on the wire: never numeric, so PHP keeps them as map keys.
+    wire = {f"c{i}": command for i, command in enumerate(commands)}
+    try:
+        answer = await client.call("batch", {"halt": 0, "cmd": {k: c.text() for k, c in wire.items()}})
+    except Exception as exc:  # noqa: BLE001 — the caller decides per command from its class
+        return {name: Failed(exc) for name in names}
+    mapped = map_results(answer, wire)
+    out: dict[str, Outcome] = {}
+    for (key, command), name in zip(wire.items(), names, strict=True):
+        outcome = mapped[key]
+        if isinstance(outcome, Failed) and isinstance(outcome.error, Bitrix24Error):
+            client.observe(command.method, outcome.error)
+        out[name] = outcome
+    return out
+
+
+class BatchPacker:
+    """Packs commands submitted by concurrent coroutines into ``batch`` calls.
+
+    ``await packer.submit(command)`` resolves to that command's outcome. A batch leaves when
+    50 commands wait or ``linger_s`` after the first one; while a batch waits for the
+    portal's budget, the next one fills up, so under the rate limit batches run full.
+    """
+
+    def __init__(self, client: BatchClient, *, linger_s: float = 0.05, max_in_flight: int = 2,
+                 max_commands: int = MAX_COMMANDS) -> None:
+        if not 1 <= max_commands <= MAX_COMMANDS:
+            raise ValueError(f"max_commands must be within 1..{MAX_COMMANDS}")
+        self.client = client
+        self.linger_s = linger_s
+        self.max_commands = max_commands
+        self._pending: list[tuple[Command, asyncio.Future[Outcome]]] = []
+        self._wake = asyncio.Event()
+        self._slots = asyncio.Semaphore(max_in_flight)
+        self._loop_task: asyncio.Task[None] | None = None
+        self._in_flight: set[asyncio.Task[None]] = set()
+
+    async def submit(self, command: Command) -> Outcome:
+        """Queue ``command``; its outcome once its batch answered."""
+        future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
+        self._pending.append((command, future))
+        self._wake.set()
+        if self._loop_task is None or self._loop_task.done():
+            self._loop_task = asyncio.get_running_loop().create_task(self._run())
+        return await future
+
+    async def aclose(self) -> None:
+        """Stop packing; commands still queued fail with CancelledError."""
+        if self._loop_task is not None:
+            self._loop_task.cancel()
+        for task in list(self._in_flight):
+            task.cancel()
+        for _, future in self._pending:
+            future.cancel()
+        self._pending.clear()
+
+    async def _run(self) -> None:
+        while True:
+            await self._wake.wait()
+            if len(self._pending) < self.max_commands:
+                await asyncio.sleep(self.linger_s)
+            await self._slots.acquire()
+            chunk, self._pending = (self._pending[:self.max_commands],
+                                    self._pending[self.max_commands:])
+            if not self._pending:
+                self._wake.clear()
+            if not chunk:
+                self._slots.release()
+                continue
+            task = asyncio.get_running_loop().create_task(self._flush(chunk))
+            self._in_flight.add(task)
+            task.add_done_callback(self._in_flight.discard)
+
+    async def _flush(self, chunk: list[tuple[Command, asyncio.Future[Outcome]]]) -> None:
+        try:
+            names = [str(i) for i in range(len(chunk))]
+            outcomes = await _run_chunk(self.client, [c for c, _ in chunk], names)
+            for name, (_, future) in zip(names, chunk, strict=True):
+                if not future.done():
+                    future.set_result(outcomes[name])
+        except BaseException as exc:
+            # A bug or a cancellation must not leave submitters waiting forever.
+            for _, future in chunk:
+                if not future.done():
+                    future.set_exception(exc if isinstance(exc, Exception)
+                                         else asyncio.CancelledError())
+            raise
+        finally:
+            self._slots.release()
+
+
+# ---- create-or-update by external key ----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EntityKind:
+    """How one Bitrix24 entity family is found by its external key, added and updated.
+
+    ``key_field`` holds the 1С GUID (``xmlId``, ``ORIGIN_ID`` or a ``UF_*`` field) both in
+    the list filter and in the add fields. ``common`` parameters go into every command
+    (``entityTypeId`` of a smart process); ``scope`` filter fields into lookups and adds
+    (``iblockId`` of the catalog).
+    """
+
+    name: str
+    list_method: str
+    add_method: str
+    update_method: str
+    key_field: str
+    id_field: str
+    rows_at: str | None
+    added_id_at: tuple[str, ...]
+    common: dict[str, Any] = field(default_factory=dict)
+    scope: dict[str, Any] = field(default_factory=dict)
+    select: tuple[str, ...] = ()
+
+    def find(self, key: str) -> Command:
+        """List the entities whose external key is ``key``, oldest first."""
+        return Command(self.list_method, {
+            **self.common,
+            "select": [self.id_field, *self.select, self.key_field],
+            "filter": {**self.scope, self.key_field: key},
+            "order": {self.id_field: "ASC"},
+        })
+
+    def add(self, key: str, fields: Mapping[str, Any]) -> Command:
+        """Create the entity with external key ``key``."""
+        return Command(self.add_method, {**self.common,
+                                         "fields": {**self.scope, **fields, self.key_field: key}})
+
+    def update(self, ident: int, fields: Mapping[str, Any]) -> Command:
+        """Overwrite ``fields`` of entity ``ident``."""
+        return Command(self.update_method, {**self.common, "id": ident, "fields": dict(fields)})
+
+    def found_id(self, result: Any) -> int | None:
+        """The lowest id a :meth:`find` result lists (duplicates: the oldest wins), or None."""
+        rows = result.get(self.rows_at) if self.rows_at and isinstance(result, dict) else result
+        ids = [int(r[self.id_field]) for r in rows or []
+               if isinstance(r, dict) and str(r.get(self.id_field, "")).isdigit()]
+        if len(ids) > 1:
+            log.warning("duplicate bitrix24 entities for one external key",
+                        extra={"entity": self.name, "count": len(ids)})
+        return min(ids) if ids else None
+
+    def added_id(self, result: Any) -> int:
+        """The id an :meth:`add` answered."""
+        node = result
+        for part in self.added_id_at:
+            node = node.get(part) if isinstance(node, dict) else None
+        try:
+            return int(node)  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            raise Bitrix24Error(200, "", f"{self.add_method} answered without an id",
+                                method=self.add_method) from None
+
+
+def catalog_product(iblock_id: int) -> EntityKind:
+    """Catalog products of iblock ``iblock_id``, keyed by ``xmlId``."""
+    return EntityKind("product", "catalog.product.list", "catalog.product.add",
+                      "catalog.product.update", key_field="xmlId", id_field="id",
+                      rows_at="products", added_id_at=("element", "id"),
+                      scope={"iblockId": iblock_id}, select=("iblockId",))
+
+
+def crm_entity(entity: str, key_field: str = "ORIGIN_ID") -> EntityKind:
+    """Legacy CRM entities (``company``, ``contact``, ``deal``, ``lead``), keyed by
+    ``ORIGIN_ID`` or a ``UF_CRM_*`` field."""
+    return EntityKind(entity, f"crm.{entity}.list", f"crm.{entity}.add", f"crm.{entity}.update",
+                      key_field=key_field, id_field="ID", rows_at=None, added_id_at=())
+
+
+def crm_item(entity_type_id: int, key_field: str = "xmlId") -> EntityKind:
+    """Smart-process items of type ``entity_type_id``, keyed by ``xmlId``."""
+    return EntityKind(f"item:{entity_type_id}", "crm.item.list", "crm.item.add",
+                      "crm.item.update", key_field=key_field, id_field="id", rows_at="items",
+                      added_id_at=("item", "id"), common={"entityTypeId": entity_type_id})
+
+
+@dataclass(frozen=True)
+class Upserted:
+    """The entity exists in Bitrix24 as ``id``; ``created`` when this call added it."""
+
+    id: int
+    created: bool
+
+
+async def upsert_by_external_key(client: BatchClient, kind: EntityKind,
+                                 items: Mapping[str, Mapping[str, Any]],
+                                 known: Mapping[str, int] | None = None
+                                 ) -> dict[str, Upserted | Failed]:
+    """Create or update each of ``items`` (external key -> fields) in two rounds of batches.
+
+    Round one looks up every key not in ``known`` (the id crosswalk); round two updates what
+    exists and adds the rest. A key whose lookup failed is not written at all, so a retry of
+    a failed or unanswered create always starts with the lookup and finds the entity the
+    lost attempt created. Store the returned ids in the crosswalk.
+    """
+    ids = {k: v for k, v in (known or {}).items() if k in items}
+    out: dict[str, Upserted | Failed] = {}
+    lookups = {k: kind.find(k) for k in items if k not in ids}
+    to_add: list[str] = []
+    for key, outcome in (await execute(client, lookups)).items():
+        if isinstance(outcome, Failed):
+            out[key] = outcome
+            continue
+        try:
+            found = kind.found_id(outcome.result)
+        except (TypeError, ValueError, AttributeError) as exc:
+            out[key] = Failed(Bitrix24Error(200, "", f"unreadable lookup answer: {exc}",
+                                            method=kind.list_method))
+            continue
+        if found is None:
+            to_add.append(key)
+        else:
+            ids[key] = found
+    writes = {k: kind.update(ident, items[k]) for k, ident in ids.items()}
+    writes.update({k: kind.add(k, items[k]) for k in to_add})
+    for key, outcome in (await execute(client, writes)).items():
+        if isinstance(outcome, Failed):
+            out[key] = outcome
+        elif key in ids:
+            out[key] = Upserted(ids[key], created=False)
+        else:
+            try:
+                out[key] = Upserted(kind.added_id(outcome.result), created=True)
+            except Bitrix24Error as exc:
+                out[key] = Failed(exc)
+    return out
+
+
+__all__ = [
+    "MAX_COMMANDS", "BatchPacker", "Command", "EntityKind", "Failed", "Ok", "Outcome",
+    "UnmatchedCommand", "Upserted", "catalog_product", "crm_entity", "crm_item", "encode_query",
+    "execute", "map_results", "upsert_by_external_key",
+]

@@ -1,0 +1,82 @@
+"""Which action delivers each egress topic, and the clients actions share.
+
+One egress worker runs an agent per ``egress.<target>.<entity>`` topic listed here; all
+agents of a worker share one Bitrix24 client (so one portal budget) and one 1С client (one
+circuit breaker per base). A topic declared in ``topics.yaml`` without an action here is a
+configuration error (:func:`check_coverage`), not a silently unconsumed stream.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from mmstream.errors import ConfigurationError
+from mmstream.topics import TopicCatalog
+
+if TYPE_CHECKING:
+    from connectors.bitrix24.client import Bitrix24Client
+    from connectors.onec.client import OneCClient
+    from mmstream.kafka.producer import AckedProducer
+    from mmstream.settings import Settings
+    from streams.egress.delivery import Action
+
+#: egress topic (logical name) -> "module:Class" of its action. Imported lazily so the
+#: worker only loads what it runs.
+ACTIONS: dict[str, str] = {
+    "egress.bitrix24.product": "streams.egress.bitrix24_product:ProductAction",
+    # -- flow 1: master data 1С -> Bitrix24 --
+    "egress.bitrix24.counterparty": "streams.egress.bitrix24_master:CounterpartyAction",
+    "egress.bitrix24.warehouse": "streams.egress.bitrix24_master:WarehouseAction",
+    "egress.bitrix24.price_type": "streams.egress.bitrix24_master:PriceTypeAction",
+    "egress.bitrix24.price": "streams.egress.bitrix24_master:PriceAction",
+    "egress.bitrix24.employee": "streams.egress.bitrix24_master:EmployeeAction",
+    # -- flow 2: deliveries --
+    # -- flow 3: instant orders and returns --
+    # -- flow 4: cash operations --
+}
+
+
+@dataclass
+class Targets:
+    """What actions call: the target clients of this worker, its producer (for events
+    such as SLA deviations) and the settings."""
+
+    settings: Settings
+    bitrix24: Bitrix24Client
+    onec: OneCClient
+    producer: AckedProducer
+
+
+def action_for(topic: str, targets: Targets) -> Action:
+    """The action delivering egress topic ``topic`` (logical name)."""
+    try:
+        ref = ACTIONS[topic]
+    except KeyError:
+        raise ConfigurationError(f"no egress action for topic {topic}: add it to "
+                                 "streams/egress/actions.py ACTIONS") from None
+    module, _, name = ref.partition(":")
+    return getattr(importlib.import_module(module), name)(targets)
+
+
+def egress_topics(catalog: TopicCatalog) -> list[str]:
+    """The declared egress topics (logical names), in file order."""
+    return [name for name, spec in catalog.topics.items() if spec.role == "egress"]
+
+
+def uncovered(catalog: TopicCatalog) -> tuple[list[str], list[str]]:
+    """(declared egress topics without an action, actions without a declared topic)."""
+    declared = set(egress_topics(catalog))
+    return sorted(declared - ACTIONS.keys()), sorted(ACTIONS.keys() - declared)
+
+
+def check_coverage(catalog: TopicCatalog) -> None:
+    """Refuse a topic file whose egress topics do not all have an action (and the reverse):
+    an egress topic nobody consumes would look healthy while nothing reaches the target."""
+    missing, unknown = uncovered(catalog)
+    if missing or unknown:
+        raise ConfigurationError(
+            "egress topics and actions disagree: "
+            + (f"no action for {missing} (streams/egress/actions.py); " if missing else "")
+            + (f"no topic for {unknown} (topics.yaml)" if unknown else ""))

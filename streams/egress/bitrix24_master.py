@@ -1,0 +1,401 @@
+"""Master data 1С -> Bitrix24 (flow 1): counterparties, warehouses, price types, prices and
+the couriers' user mapping.
+
+Every action is create-or-update by an external key holding our canonical id, looked up
+before any create (the crosswalk first, then the portal), so a retry after a timeout whose
+call did execute updates instead of creating twice:
+
+* counterparty -> ``crm.company`` (a partner or legal entity) or ``crm.contact`` (a person),
+  key ``ORIGIN_ID``; crosswalk external id ``company:42`` / ``contact:7`` as the Bitrix24
+  normalizers write it;
+* warehouse -> ``catalog.store``, key ``xmlId``;
+* price type -> ``catalog.priceType``, key ``xmlId``;
+* price -> ``catalog.price``, key (product, price type) — the pair is unique for a price;
+* employee -> an existing Bitrix24 user (users cannot be created over REST), crosswalk
+  external id ``user:7``.
+
+Echo: the entity sink publishes every change, whatever system it came from. 1С owns every
+field of these entities, so a version from Bitrix24 can only have added ids (the ownership
+merge refuses the rest): it is never written back (None, no call).
+
+The field mappings are pure functions; the actions do the I/O.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from decimal import Decimal, InvalidOperation
+from typing import Any, ClassVar
+
+from connectors.bitrix24.errors import InvalidRequest
+from streams.egress.actions import Targets
+from streams.egress.delivery import Change, Crosswalk, DependencyPending
+
+log = logging.getLogger(__name__)
+
+TARGET = "bitrix24"
+#: ORIGINATOR_ID of the CRM records we create: which integration owns ORIGIN_ID.
+ORIGINATOR = "mmstream"
+#: The Bitrix24 user field the 1С user's GUID is matched against before the e-mails.
+USER_KEY_FIELD = "XML_ID"
+
+_CURRENCIES = {"руб": "RUB", "руб.": "RUB", "rur": "RUB", "rub": "RUB", "643": "RUB",
+               "usd": "USD", "840": "USD", "eur": "EUR", "978": "EUR"}
+
+
+# -- pure mapping -------------------------------------------------------------------------
+
+
+def is_echo(payload: dict[str, Any]) -> bool:
+    """Whether the change came from Bitrix24 itself (1С owns every field written here)."""
+    return payload.get("source") == TARGET
+
+
+def crm_kind(payload: dict[str, Any]) -> str:
+    """``contact`` for a person (a contact, or a legal entity 1С marks as an individual,
+    ЮрФизЛицо = ФизЛицо), else ``company``."""
+    if payload.get("kind") == "contact" or payload.get("legal_form") == "individual":
+        return "contact"
+    return "company"
+
+
+def crm_key(kind: str, ident: Any) -> str:
+    """``company:42``: the crosswalk external id of a CRM record (contacts and companies
+    share numbers, so the kind is part of it)."""
+    return f"{kind}:{int(ident)}"
+
+
+def parse_crm_key(key: str | None) -> tuple[str, int] | None:
+    """(``company``, 42) from ``company:42``; None for None or another shape."""
+    kind, _, number = (key or "").partition(":")
+    return (kind, int(number)) if kind and number.isdigit() else None
+
+
+def split_person_name(name: str) -> dict[str, str]:
+    """A 1С full name, «Фамилия Имя Отчество», as LAST_NAME / NAME / SECOND_NAME; a single
+    word is the NAME (Bitrix24 shows NAME first)."""
+    parts = name.split()
+    if len(parts) == 1:
+        return {"NAME": parts[0], "LAST_NAME": "", "SECOND_NAME": ""}
+    return {"LAST_NAME": parts[0] if parts else "", "NAME": parts[1] if len(parts) > 1 else "",
+            "SECOND_NAME": " ".join(parts[2:])}
+
+
+def multifield_values(current: list[dict[str, Any]] | None,
+                      wanted: list[str]) -> list[dict[str, Any]]:
+    """The multi-field value list that turns ``current`` (the portal's values, with ids)
+    into ``wanted``: a kept value is left out, a gone one is sent with its id and an empty
+    VALUE (removes it), a new one without an id (adds it) — the portal adds every value
+    without an id, so sending the plain list on each update would duplicate them."""
+    have = [v for v in current or [] if isinstance(v, dict)]
+    have_values = {str(v.get("VALUE", "")).strip() for v in have}
+    wanted = [w.strip() for w in wanted if w and w.strip()]
+    out: list[dict[str, Any]] = [{"ID": str(v["ID"]), "VALUE": ""} for v in have
+                                 if str(v.get("VALUE", "")).strip() not in wanted]
+    out += [{"VALUE": w, "VALUE_TYPE": "WORK"} for w in dict.fromkeys(wanted)
+            if w not in have_values]
+    return out
+
+
+def counterparty_fields(payload: dict[str, Any], kind: str, *,
+                        company_id: int | None = None,
+                        assigned_by_id: int | None = None) -> dict[str, Any]:
+    """Canonical counterparty -> ``crm.company`` or ``crm.contact`` fields (UPPER_CASE),
+    without the multi-fields. INN/KPP live in Bitrix24 requisites, not on the record."""
+    name = str(payload.get("name") or payload.get("full_name") or "").strip()
+    fields: dict[str, Any] = {
+        "ORIGIN_ID": str(payload["id"]),
+        "ORIGINATOR_ID": ORIGINATOR,
+        "COMMENTS": payload.get("comment") or "",
+        "ADDRESS": payload.get("address") or "",
+    }
+    if kind == "company":
+        fields["TITLE"] = name
+        if payload.get("is_customer"):
+            fields["COMPANY_TYPE"] = "CUSTOMER"
+        elif payload.get("is_supplier"):
+            fields["COMPANY_TYPE"] = "SUPPLIER"
+    else:
+        fields.update(split_person_name(name))
+        fields["TYPE_ID"] = "CLIENT"
+        if company_id is not None:
+            fields["COMPANY_ID"] = company_id
+    if assigned_by_id is not None:
+        fields["ASSIGNED_BY_ID"] = assigned_by_id
+    return fields
+
+
+def store_fields(payload: dict[str, Any]) -> dict[str, Any]:
+    """Canonical warehouse -> ``catalog.store`` fields (the 1С GUID is the xmlId). The
+    portal requires an address: a warehouse without one shows its name there."""
+    phones = payload.get("phones") or []
+    name = str(payload.get("name") or "")
+    return {
+        "title": name,
+        "address": payload.get("address") or name,
+        "xmlId": str(payload["id"]),
+        "code": payload.get("code") or "",
+        "active": "N" if payload.get("deleted") else "Y",
+        "phone": phones[0] if phones else "",
+        "description": payload.get("comment") or "",
+    }
+
+
+def price_type_fields(payload: dict[str, Any]) -> dict[str, Any]:
+    """Canonical price type -> ``catalog.priceType`` fields. ``base`` is left to the portal:
+    exactly one type is its base, an administrator's choice."""
+    return {"name": str(payload.get("name") or ""), "xmlId": str(payload["id"])}
+
+
+def currency_code(payload: dict[str, Any], default: str = "RUB") -> str:
+    """The ISO code of the price's currency: CommerceML text (``руб``) mapped, an ISO code
+    kept; a 1С currency reference (no code in the row) is the default currency."""
+    raw = str(payload.get("currency") or "").strip()
+    if not raw:
+        return default
+    mapped = _CURRENCIES.get(raw.lower())
+    if mapped:
+        return mapped
+    return raw.upper() if len(raw) == 3 and raw.isalpha() and raw.isascii() else default
+
+
+def price_fields(payload: dict[str, Any], product_id: int, price_type_id: int) -> dict[str, Any]:
+    """Canonical price -> ``catalog.price`` fields for a product and price type of the portal."""
+    try:
+        amount = Decimal(str(payload.get("price")))
+    except InvalidOperation:
+        raise ValueError(f"price {payload.get('price')!r} is not a number") from None
+    return {"productId": product_id, "catalogGroupId": price_type_id,
+            "price": float(amount), "currency": currency_code(payload)}
+
+
+def user_lookups(payload: dict[str, Any], key_field: str = USER_KEY_FIELD) -> list[dict[str, Any]]:
+    """``user.get`` filters to try in order: our GUID in ``key_field``, then each e-mail."""
+    filters = [{key_field: str(payload["id"])}]
+    filters += [{"EMAIL": e.strip()} for e in payload.get("emails") or [] if e and e.strip()]
+    return filters
+
+
+# -- actions ------------------------------------------------------------------------------
+
+
+class _MasterAction:
+    """What the master-data actions share: the portal client."""
+
+    target: ClassVar[str] = TARGET
+    entity: ClassVar[str]
+
+    def __init__(self, targets: Targets) -> None:
+        self.client = targets.bitrix24
+
+
+class CounterpartyAction(_MasterAction):
+    """A 1С counterparty as a Bitrix24 company or contact (:func:`crm_kind`), keyed by
+    ``ORIGIN_ID`` = canonical id. The kind is decided when the record is created; later
+    changes update that record. Groups (``is_folder``) have no Bitrix24 counterpart. A
+    deletion leaves the record (its deals and history belong to the managers): nothing is
+    called. The manager and the partner company are linked when the crosswalk already
+    knows them; their absence does not hold the counterparty back."""
+
+    entity: ClassVar[str] = "counterparty"
+
+    async def apply(self, change: Change, xwalk: Crosswalk) -> str | None:
+        """Create or update the company/contact; ``company:<id>`` or ``contact:<id>``."""
+        payload = change.payload
+        if is_echo(payload) or payload.get("is_folder"):
+            return None
+        known = await xwalk.external_id(self.entity, self.target, change.entity_id)
+        if change.deleted or payload.get("kind") is None:
+            return known
+        parsed = parse_crm_key(known)
+        kind = parsed[0] if parsed else crm_kind(payload)
+        current = await self._current(kind, parsed[1] if parsed else None, change.entity_id)
+        fields = counterparty_fields(payload, kind,
+                                     company_id=await self._company_of(payload, kind, xwalk),
+                                     assigned_by_id=await self._user_of(payload, xwalk))
+        for multi, values in (("PHONE", payload.get("phones")), ("EMAIL", payload.get("emails"))):
+            delta = multifield_values((current or {}).get(multi), list(values or []))
+            if delta:
+                fields[multi] = delta
+        if current is None:
+            ident = int(await self.client.call(f"crm.{kind}.add", {"fields": fields}))
+        else:
+            ident = int(current["ID"])
+            await self.client.call(f"crm.{kind}.update", {"id": ident, "fields": fields})
+        key = crm_key(kind, ident)
+        if known != key:
+            await xwalk.link(self.entity, self.target, change.entity_id, key)
+        return key
+
+    async def _current(self, kind: str, ident: int | None,
+                       origin: str) -> dict[str, Any] | None:
+        """The portal's record (with its multi-field ids), by id or by ORIGIN_ID."""
+        if ident is not None:
+            try:
+                return await self.client.call(f"crm.{kind}.get", {"id": ident})
+            except InvalidRequest:
+                # Deleted by a user in Bitrix24: the lookup by key below decides.
+                log.warning("crosswalked %s %s is gone from the portal", kind, ident)
+        found = await self.client.call(f"crm.{kind}.list", {
+            "filter": {"ORIGIN_ID": origin}, "select": ["ID", "PHONE", "EMAIL"],
+            "order": {"ID": "ASC"}})
+        return found[0] if found else None
+
+    async def _company_of(self, payload: dict[str, Any], kind: str,
+                          xwalk: Crosswalk) -> int | None:
+        if kind != "contact":
+            return None
+        parsed = parse_crm_key(await xwalk.external_id(self.entity, self.target,
+                                                       payload.get("partner_id")))
+        return parsed[1] if parsed and parsed[0] == "company" else None
+
+    async def _user_of(self, payload: dict[str, Any], xwalk: Crosswalk) -> int | None:
+        parsed = parse_crm_key(await xwalk.external_id("employee", self.target,
+                                                       payload.get("manager_id")))
+        return parsed[1] if parsed and parsed[0] == "user" else None
+
+
+class _XmlIdAction(_MasterAction):
+    """Create-or-update of a ``catalog.*`` row keyed by ``xmlId`` (warehouses, price types):
+    the crosswalk, else a ``list`` by xmlId, else ``add``. A deletion creates nothing; it
+    deactivates a known row where the family has an active flag."""
+
+    family: ClassVar[str]
+    many: ClassVar[str]
+    #: Canonical row -> the portal's fields (a pure mapping function).
+    fields: ClassVar[Callable[[dict[str, Any]], dict[str, Any]]]
+    #: Whether a deletion is written as an update (``active: N``) rather than left alone.
+    deletes_in_place: ClassVar[bool] = False
+
+    async def apply(self, change: Change, xwalk: Crosswalk) -> str | None:
+        """Create or update the row; its Bitrix24 id."""
+        payload = change.payload
+        if is_echo(payload) or payload.get("is_folder"):
+            return None
+        known = await xwalk.external_id(self.entity, self.target, change.entity_id)
+        if change.deleted:
+            # A deletion may name no more than the id: only the active flag is written.
+            if known is not None and self.deletes_in_place:
+                await self.client.call(f"catalog.{self.family}.update",
+                                       {"id": int(known), "fields": {"active": "N"}})
+            return known
+        if known is None:
+            found = await self.client.call(f"catalog.{self.family}.list", {
+                "filter": {"xmlId": change.entity_id}, "select": ["id", "xmlId"]})
+            rows = found.get(self.many) or []
+            known = str(rows[0]["id"]) if rows else None
+            if known is not None:
+                await xwalk.link(self.entity, self.target, change.entity_id, known)
+        if known is None:
+            added = await self.client.call(f"catalog.{self.family}.add",
+                                           {"fields": self.fields(payload)})
+            known = str(added[self.family]["id"])
+            await xwalk.link(self.entity, self.target, change.entity_id, known)
+            return known
+        await self.client.call(f"catalog.{self.family}.update",
+                               {"id": int(known), "fields": self.fields(payload)})
+        return known
+
+
+class WarehouseAction(_XmlIdAction):
+    """A 1С warehouse as a ``catalog.store``; a deletion deactivates it."""
+
+    entity: ClassVar[str] = "warehouse"
+    family: ClassVar[str] = "store"
+    many: ClassVar[str] = "stores"
+    deletes_in_place: ClassVar[bool] = True
+    fields = staticmethod(store_fields)
+
+
+class PriceTypeAction(_XmlIdAction):
+    """A 1С price type as a ``catalog.priceType``. A price type has no active flag and
+    deleting it would delete its prices: a deletion is left to an administrator."""
+
+    entity: ClassVar[str] = "price_type"
+    family: ClassVar[str] = "priceType"
+    many: ClassVar[str] = "priceTypes"
+    fields = staticmethod(price_type_fields)
+
+
+class PriceAction(_MasterAction):
+    """A product's price by one price type as a ``catalog.price``.
+
+    Both the product and the price type must be in Bitrix24 already:
+    :meth:`Crosswalk.require` raises :class:`DependencyPending` until their flows have
+    delivered them, and the change waits on the delayed path. The price row is found by its
+    natural key (product, price type), so no crosswalk entry can go stale. Prices of
+    product variants (``characteristic_id``) are not delivered: the product flow does not
+    create variants. A deleted price (unposted document) is not removed: the portal keeps
+    the last price until 1С sets a new one.
+    """
+
+    entity: ClassVar[str] = "price"
+
+    async def apply(self, change: Change, xwalk: Crosswalk) -> str | None:
+        """Set the price; its Bitrix24 price id."""
+        payload = change.payload
+        if is_echo(payload) or change.deleted or payload.get("characteristic_id"):
+            return None
+        product = await xwalk.require("product", self.target, payload.get("product_id"),
+                                      "price of a product")
+        price_type = await xwalk.require("price_type", self.target,
+                                         payload.get("price_type_id"), "price by a price type")
+        if product is None or price_type is None or payload.get("price") is None:
+            return None
+        fields = price_fields(payload, int(product), int(price_type))
+        found = await self.client.call("catalog.price.list", {
+            "filter": {"productId": int(product), "catalogGroupId": int(price_type)},
+            "select": ["id", "productId", "catalogGroupId"]})
+        rows = found.get("prices") or []
+        if rows:
+            ident = str(rows[0]["id"])
+            await self.client.call("catalog.price.update", {"id": int(ident), "fields": fields})
+        else:
+            added = await self.client.call("catalog.price.add", {"fields": fields})
+            ident = str(added["price"]["id"])
+            await xwalk.link(self.entity, self.target, change.entity_id, ident)
+        return ident
+
+
+class EmployeeAction(_MasterAction):
+    """Links a 1С user (couriers are users) to their Bitrix24 user: found by ``XML_ID`` =
+    the 1С GUID, else by e-mail; the crosswalk then maps the employee to ``user:<id>``.
+    Nothing is written to the portal.
+
+    A user with no Bitrix24 account raises :class:`DependencyPending`, not a permanent
+    error: accounts are made by people (an invitation accepted), usually after 1С has the
+    user, and the delayed path then links it without anyone replaying anything. Flows
+    that need the courier (delivery tasks) wait behind the same crosswalk. If no account
+    appears within the retry budget the change reaches the DLQ saying what was looked up:
+    invite the user (or set their XML_ID / e-mail), then replay it. Persons and employees
+    (not users), deletions and users 1С marks inactive need no account: None.
+    """
+
+    entity: ClassVar[str] = "employee"
+
+    def __init__(self, targets: Targets, *, key_field: str = USER_KEY_FIELD) -> None:
+        super().__init__(targets)
+        self.key_field = key_field
+
+    async def apply(self, change: Change, xwalk: Crosswalk) -> str | None:
+        """Find and link the user; ``user:<id>``."""
+        payload = change.payload
+        if (is_echo(payload) or change.deleted or payload.get("kind") != "user"
+                or payload.get("is_active") is False):
+            return None
+        known = await xwalk.external_id(self.entity, self.target, change.entity_id)
+        if known is not None:
+            return known
+        lookups = user_lookups(payload, self.key_field)
+        for flt in lookups:
+            users = await self.client.call("user.get", {"FILTER": {**flt, "ACTIVE": True}})
+            if users:
+                key = f"user:{int(users[0]['ID'])}"
+                await xwalk.link(self.entity, self.target, change.entity_id, key)
+                return key
+        tried = ", ".join(f"{k}={v}" for flt in lookups for k, v in flt.items())
+        raise DependencyPending(
+            f"employee {change.entity_id} ({payload.get('name') or 'no name'}) has no active "
+            f"Bitrix24 user (looked up {tried}): invite the user or set their "
+            f"{self.key_field}/e-mail in Bitrix24, then replay the change")

@@ -1,0 +1,384 @@
+"""Delivering canonical changes to a target system, once and in order per entity.
+
+One :class:`EntityEgress` per ``egress.<target>.<entity>`` topic runs the part every flow
+shares; an :class:`Action` says what one change means for the target (which calls, which
+external key). The shared part:
+
+* **once**: ``egress_delivery`` remembers the last outbox id delivered per entity, so a
+  replay or a redelivery after a rebalance is skipped; actions make their writes
+  idempotent themselves (look up by external key before a create, ``Idempotency-Key`` on
+  1С writes), so a timeout followed by a retry never creates twice.
+* **in order per entity, without blocking the partition**: a change that keeps failing
+  transiently after a few in-line attempts is parked on the delayed, sequenced path
+  (:mod:`streams.egress.sequencer`); later changes of the same entity wait behind it,
+  other entities flow on.
+* **one writer per entity**: two workers can hold the same partition at once (one still
+  finishing its batch after a rebalance while the new owner replays from the committed
+  offset). Every delivery runs under a PostgreSQL advisory lock of its entity: the second
+  worker waits, then sees the change delivered and skips it.
+* **nothing dropped silently**: what cannot be delivered (permanent error, retries
+  exhausted, malformed record) goes to the flow's DLQ with the original bytes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, ClassVar, Protocol
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from mmstream import log as logctx
+from mmstream.envelope import REQUEST_ID
+from mmstream.errors import InvalidRecord, TransientError, classify
+from mmstream.kafka.producer import AckedProducer
+from mmstream.metrics import DLQ_RECORDS, EGRESS_DELIVERIES, EGRESS_RETRIES
+from streams import crosswalk
+from streams.backoff import retry_transient
+from streams.dlq.records import Failure, dead_letter
+from streams.egress.retry import RetryPolicy
+from streams.egress.sequencer import Parked, Sequencer
+from streams.outbox.relay import OUTBOX_ID
+from streams.records import SourceRecord
+
+log = logging.getLogger(__name__)
+
+# Held for one delivery (transaction scope: a dead worker's lock ends with its connection).
+_LOCK = text("SELECT pg_advisory_xact_lock(hashtext('egress.' || :target || '.' || :entity), "
+             "hashtext(:id))")
+_LAST = text("SELECT last_outbox_id FROM egress_delivery "
+             "WHERE target = :target AND entity = :entity AND entity_id = :id")
+_DELIVERED = text(
+    "INSERT INTO egress_delivery (target, entity, entity_id, last_outbox_id, last_event_id, external_id) "
+    "VALUES (:target, :entity, :id, :outbox_id, :event_id, :ext) "
+    "ON CONFLICT (target, entity, entity_id) DO UPDATE SET "
+    "last_outbox_id = GREATEST(egress_delivery.last_outbox_id, excluded.last_outbox_id), "
+    "last_event_id = excluded.last_event_id, "
+    "external_id = COALESCE(excluded.external_id, egress_delivery.external_id), delivered_at = now()"
+)
+
+
+class DependencyPending(TransientError):
+    """The change refers to an object the target does not know yet (a price whose product
+    has not been created in Bitrix24, a task whose courier has no user mapping yet). It is
+    retried on the delayed path until the other flow has delivered it; if that never
+    happens the change reaches the DLQ with this reason — deliver the dependency, then
+    replay it."""
+
+    code = "dependency_pending"
+
+
+@dataclass(frozen=True)
+class Change:
+    """One change of a canonical entity as the outbox published it on an egress topic."""
+
+    entity: str
+    entity_id: str
+    #: The merged row (canonical field names; references are canonical ids).
+    payload: dict[str, Any]
+    #: ``upsert`` or ``delete`` (from the CloudEvent type).
+    change: str
+    outbox_id: int
+    event_id: str
+
+    @property
+    def deleted(self) -> bool:
+        """True for a deletion (soft delete in the table, tombstone on the norm topic)."""
+        return self.change == "delete" or bool(self.payload.get("deleted"))
+
+    @classmethod
+    def parse(cls, entity: str, record: SourceRecord) -> Change:
+        """Read an egress record; :class:`InvalidRecord` when it is not one."""
+        headers = record.header_map
+        try:
+            payload = json.loads(record.value or b"")
+            ce_type = headers.get("ce_type", "")
+            parts = ce_type.split(".")
+            change = parts[-2] if len(parts) >= 2 and parts[-1].startswith("v") else "upsert"
+            return cls(entity=entity, entity_id=str(payload["id"]), payload=payload,
+                       change=change, outbox_id=int(headers[OUTBOX_ID]),
+                       event_id=headers.get("ce_id") or str(payload.get("event_id") or ""))
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise InvalidRecord(f"not an egress {entity} record: {exc}") from exc
+
+
+class Crosswalk:
+    """The id crosswalk as actions see it (each call its own short transaction)."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+
+    async def external_id(self, entity: str, system: str, canonical_id: str | None) -> str | None:
+        """The object's id in ``system``, if known (None for a None reference)."""
+        if not canonical_id:
+            return None
+
+        async def lookup() -> str | None:
+            async with self.engine.connect() as conn:
+                return await crosswalk.external_id(conn, entity, system, str(canonical_id))
+
+        return await retry_transient(lookup, what="crosswalk lookup", entity=entity)
+
+    async def require(self, entity: str, system: str, canonical_id: str | None,
+                      what: str) -> str | None:
+        """Like :meth:`external_id`, but a reference the target does not know yet raises
+        :class:`DependencyPending` (None stays None: no reference)."""
+        if not canonical_id:
+            return None
+        found = await self.external_id(entity, system, canonical_id)
+        if found is None:
+            raise DependencyPending(f"{what}: {entity} {canonical_id} is not in {system} yet")
+        return found
+
+    async def link(self, entity: str, system: str, canonical_id: str, external_id: str) -> None:
+        """Record that ``canonical_id`` is ``external_id`` in ``system`` (idempotent)."""
+
+        async def write() -> None:
+            async with self.engine.begin() as conn:
+                await crosswalk.link(conn, entity, system, str(canonical_id), str(external_id))
+
+        await retry_transient(write, what="crosswalk link", entity=entity)
+
+
+class Action(Protocol):
+    """What one change of ``entity`` means for ``target``.
+
+    ``apply`` makes the target reflect the change and returns the object's id there (or
+    None when the change needs nothing from this target, e.g. a status the target does not
+    track). It must be idempotent: it may run again after a timeout whose call did execute.
+    Errors are classified by :func:`mmstream.errors.classify`: transient ones are retried
+    (in line, then on the delayed path), permanent ones go to the DLQ.
+    """
+
+    target: ClassVar[str]
+    entity: ClassVar[str]
+
+    async def apply(self, change: Change, xwalk: Crosswalk) -> str | None:
+        """Deliver ``change``; the target's id of the object, or None."""
+
+
+class EntityEgress:
+    """Delivers the changes of one ``egress.<target>.<entity>`` topic through its action."""
+
+    def __init__(self, engine: AsyncEngine, action: Action, producer: AckedProducer,
+                 policy: RetryPolicy, dlq_topic: str, *, inline_attempts: int = 3,
+                 inline_budget_s: float = 5.0, lease_s: float = 120.0,
+                 on_delivered: Callable[[Change, str | None], Awaitable[None]] | None = None) -> None:
+        self.engine = engine
+        self.action = action
+        self.target = action.target
+        self.entity = action.entity
+        self.producer = producer
+        self.policy = policy
+        self.dlq_topic = dlq_topic
+        self.inline_attempts = inline_attempts
+        self.inline_budget_s = inline_budget_s
+        self.sequencer = Sequencer(engine, self.target, lease_s)
+        self.xwalk = Crosswalk(engine)
+        self.on_delivered = on_delivered
+
+    @property
+    def name(self) -> str:
+        """The agent / topic role name, ``egress.<target>.<entity>``."""
+        return f"egress.{self.target}.{self.entity}"
+
+    async def deliver_all(self, records: list[SourceRecord], *, concurrency: int = 16,
+                          slots: asyncio.Semaphore | None = None) -> list[str]:
+        """Deliver a batch: each entity's changes in order, up to ``concurrency`` entities at
+        once (or as many as ``slots`` — a semaphore the worker's agents share — lets through).
+        Returns the outcomes in record order. Raises only what :meth:`deliver` raises (after
+        the other deliveries of the batch have finished), so a fail-stop never leaves a
+        delivery half-done in the background."""
+        queues: dict[bytes | None, list[int]] = {}
+        for i, record in enumerate(records):
+            # Records without a key cannot be told apart: each is its own queue.
+            queues.setdefault(record.key if record.key else f"#{i}".encode(), []).append(i)
+        outcomes: list[str] = [""] * len(records)
+        slots = slots if slots is not None else asyncio.Semaphore(concurrency)
+
+        async def run(indexes: list[int]) -> None:
+            async with slots:
+                for i in indexes:
+                    outcomes[i] = await self.deliver(records[i])
+
+        results = await asyncio.gather(*(run(ix) for ix in queues.values()), return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+        return outcomes
+
+    async def deliver(self, record: SourceRecord) -> str:
+        """Deliver one change; returns the outcome (delivered, skipped, parked, dead_lettered)."""
+        headers = record.header_map
+        with logctx.bind(event_id=headers.get("ce_id", ""), request_id=headers.get(REQUEST_ID, "")):
+            # The key is the entity id (the relay keys egress records by canonical id).
+            async with self._exclusive(record.key.decode(errors="replace") if record.key else None):
+                outcome = await self._deliver(record)
+        EGRESS_DELIVERIES.labels(self.target, self.entity, outcome).inc()
+        return outcome
+
+    @asynccontextmanager
+    async def _exclusive(self, entity_id: str | None) -> AsyncIterator[None]:
+        """Run the block under the entity's delivery lock (see the module docstring)."""
+        if not entity_id:  # not an egress record: it is dead-lettered, nothing to serialize
+            yield
+            return
+        conn = await retry_transient(lambda: self._lock(entity_id), what="egress lock",
+                                     entity=self.entity)
+        try:
+            yield
+        finally:
+            await conn.close()  # ends the transaction: releases the lock
+
+    async def _lock(self, entity_id: str) -> AsyncConnection:
+        conn = await self.engine.connect()
+        try:
+            await conn.begin()
+            await conn.execute(_LOCK, {"target": self.target, "entity": self.entity, "id": entity_id})
+        except BaseException:
+            await conn.close()
+            raise
+        return conn
+
+    async def _delivered_already(self, change: Change) -> bool:
+        async def lookup():
+            async with self.engine.connect() as conn:
+                return await conn.scalar(_LAST, {"target": self.target, "entity": self.entity,
+                                                 "id": change.entity_id})
+
+        last = await retry_transient(lookup, what="egress delivery lookup", entity=self.entity)
+        return last is not None and last >= change.outbox_id
+
+    async def _deliver(self, record: SourceRecord) -> str:
+        first = datetime.now(UTC)
+        try:
+            change = Change.parse(self.entity, record)
+        except InvalidRecord as exc:
+            await self._dead_letter(record, exc, 1, first)
+            return "dead_lettered"
+        if await self._delivered_already(change):
+            return "skipped"  # a replay of something already delivered
+        if await retry_transient(lambda: self.sequencer.blocked(self.entity, change.entity_id),
+                                 what="parking lookup", entity=self.entity):
+            # An earlier change of this entity is parked: never overtake it.
+            await retry_transient(lambda: self.sequencer.park(record, self.entity, change.entity_id),
+                                  what="parking", entity=self.entity)
+            log.info("parked behind an earlier change", extra={"entity_id": change.entity_id,
+                                                                "entity": self.entity})
+            return "parked"
+        attempt, started = 0, time.monotonic()
+        while True:
+            attempt += 1
+            try:
+                external_id = await self.action.apply(change, self.xwalk)
+                break
+            except Exception as exc:  # noqa: BLE001 — the policy decides via classify()
+                err = classify(exc)
+                elapsed = time.monotonic() - started
+                if not self.policy.should_retry(exc, attempt, elapsed):
+                    await self._dead_letter(record, exc, attempt, first)
+                    return "dead_lettered"
+                delay = self.policy.delay(attempt, retry_after=err.retry_after)
+                EGRESS_DELIVERIES.labels(self.target, self.entity, "retried").inc()
+                EGRESS_RETRIES.labels(self.target, self.entity, err.code).inc()
+                if attempt >= self.inline_attempts or elapsed + delay > self.inline_budget_s:
+                    # Leave the partition: the delayed path retries it, in order.
+                    await retry_transient(lambda exc=exc, delay=delay, n=attempt: self.sequencer.park(
+                        record, self.entity, change.entity_id, attempts=n, error=exc,
+                        first_failure=first, retry_in_s=delay), what="parking", entity=self.entity)
+                    self._log_failure("target call keeps failing, parked for a delayed retry",
+                                      change, err.code, exc, attempt, delay)
+                    return "parked"
+                self._log_failure("target call failed, retrying", change, err.code, exc, attempt, delay)
+                await asyncio.sleep(delay)
+        await self._record_delivery(change, external_id)
+        log.info("delivered", extra={"target": self.target, "entity": self.entity,
+                                     "entity_id": change.entity_id, "external_id": external_id,
+                                     "attempts": attempt})
+        return "delivered"
+
+    def _log_failure(self, message: str, change: Change, code: str, exc: BaseException,
+                     attempt: int, delay: float) -> None:
+        log.warning(message, extra={
+            "target": self.target, "entity": self.entity, "entity_id": change.entity_id,
+            "error_code": code, "error": str(exc)[:300], "attempt": attempt,
+            "retry_in_s": round(delay, 2)})
+
+    async def _record_delivery(self, change: Change, external_id: str | None) -> None:
+        params = {"target": self.target, "entity": self.entity, "id": change.entity_id,
+                  "outbox_id": change.outbox_id, "event_id": change.event_id or None,
+                  "ext": external_id}
+
+        async def write() -> None:
+            async with self.engine.begin() as conn:
+                await conn.execute(_DELIVERED, params)
+
+        await retry_transient(write, what="egress delivery record", entity=self.entity)
+        if self.on_delivered is not None:
+            await self.on_delivered(change, external_id)
+
+    async def retry_parked(self) -> int:
+        """One pass of the delayed path: try every due head of this entity once. Returns how
+        many were released (delivered, skipped or dead-lettered)."""
+        released = 0
+        for parked in await self.sequencer.claim_due(entity=self.entity):
+            headers = parked.record.header_map
+            with logctx.bind(event_id=headers.get("ce_id", ""),
+                             request_id=headers.get(REQUEST_ID, "")):
+                async with self._exclusive(parked.entity_id):
+                    outcome = await self._retry(parked)
+            EGRESS_DELIVERIES.labels(self.target, self.entity, outcome).inc()
+            released += outcome != "parked"
+        return released
+
+    async def _retry(self, parked: Parked) -> str:
+        record, now = parked.record, datetime.now(UTC)
+        first = parked.first_failure or now
+        try:
+            change = Change.parse(self.entity, record)
+        except InvalidRecord as exc:
+            await self._dead_letter(record, exc, parked.attempts + 1, first)
+            await self.sequencer.release(parked)
+            return "dead_lettered"
+        if await self._delivered_already(change):
+            await self.sequencer.release(parked)
+            return "skipped"
+        attempts = parked.attempts + 1
+        try:
+            external_id = await self.action.apply(change, self.xwalk)
+        except Exception as exc:  # noqa: BLE001 — the policy decides via classify()
+            err = classify(exc)
+            if not self.policy.should_retry(exc, attempts, (now - first).total_seconds()):
+                await self._dead_letter(record, exc, attempts, first)
+                await self.sequencer.release(parked)
+                return "dead_lettered"
+            delay = self.policy.delay(attempts, retry_after=err.retry_after)
+            EGRESS_RETRIES.labels(self.target, self.entity, err.code).inc()
+            await self.sequencer.reschedule(parked, attempts=attempts, error=exc,
+                                            first_failure=first, retry_in_s=delay)
+            self._log_failure("parked change failed again", change, err.code, exc, attempts, delay)
+            return "parked"
+        await self._record_delivery(change, external_id)
+        await self.sequencer.release(parked)
+        log.info("delivered from the delayed path", extra={
+            "target": self.target, "entity": self.entity, "entity_id": change.entity_id,
+            "external_id": external_id, "attempts": attempts})
+        return "delivered"
+
+    async def _dead_letter(self, record: SourceRecord, exc: BaseException, attempts: int,
+                           first: datetime) -> None:
+        out = dead_letter(record, Failure(exc, attempts, first, datetime.now(UTC)),
+                          stage="egress", topic=self.dlq_topic)
+        await retry_transient(lambda: self.producer.send(out), what="dlq publish", entity=self.entity)
+        DLQ_RECORDS.labels("egress", classify(exc).code).inc()
+        log.error("egress record dead-lettered", extra={
+            "target": self.target, "entity": self.entity, "error": str(exc)[:500],
+            "attempts": attempts, "source_partition": record.partition,
+            "source_offset": record.offset})
