@@ -61,3 +61,9 @@ def bind(**fields: str) -> Iterator[None]:
         yield
     finally:
         _context.reset(token)
+
+
+def current(name: str) -> str:
+    """A field of the bound log context ("" when unbound): how code deep in a delivery
+    passes the request id on to the records it produces."""
+    return str(_context.get().get(name, ""))

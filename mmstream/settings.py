@@ -105,10 +105,13 @@ class StreamsSettings(BaseModel):
     lag_interval_s: float = Field(10.0, gt=0)
     # Changes of different entities an egress worker delivers at once, over all its agents
     # (one entity's changes always go one after the other). Their Bitrix24 calls share
-    # `batch` calls, so this is what fills a batch: above 50 (the commands of one batch
-    # call) the default portal budget is used to the full. Each holds a database connection
-    # for its entity lock: a worker opens up to 2 x (egress_concurrency + 2) connections.
-    egress_concurrency: int = Field(64, ge=1, le=200)
+    # `batch` calls, so this is what fills a batch: a change costs one command per round
+    # trip, and two batch calls of 50 are in flight, so ~100 and more keep the default
+    # portal budget full. Deliveries hold a lease row, not a connection.
+    egress_concurrency: int = Field(200, ge=1, le=2000)
+    # Database connections of an egress worker (pool, and as many again in overflow): the
+    # deliveries in flight share them for their short statements.
+    egress_db_pool: int = Field(10, ge=1, le=100)
 
 
 class RetrySettings(BaseModel):
@@ -253,6 +256,29 @@ class OneCSettings(BaseModel):
     circuit: CircuitSettings = CircuitSettings()
 
 
+class FlowSettings(BaseModel):
+    """What the delivery, courier-document and cash flows decide (streams/egress/deliveries.py,
+    courier_documents.py, cash.py)."""
+
+    # Orders with a delivery address become delivery tasks; without one the customer collects
+    # the goods, so there is nothing for a courier to do.
+    delivery_needs_address: bool = True
+    # Bitrix24 user a new delivery task is given to until a dispatcher assigns a courier.
+    delivery_responsible_id: int = Field(1, ge=1)
+    # Deal fields (UPPER_CASE user fields) the status of a courier's instant order or return,
+    # and the number of the 1С document made of it, are written back to.
+    deal_status_field: str = "UF_CRM_MM_STATUS"
+    deal_document_field: str = "UF_CRM_MM_ONEC_NUMBER"
+    # What 1С makes of an instant order: a customer order or straight away a shipment.
+    instant_order_document: Literal["order", "shipment"] = "order"
+    # Post the 1С documents the middleware creates (instant orders, returns).
+    post_documents: bool = True
+    # Cash documents (ПКО, РКО, advance reports) 1С holds unposted are posted by the
+    # middleware; one posted later than its document date + this SLA is a deviation.
+    post_cash_documents: bool = True
+    cash_sla_s: float = Field(900.0, gt=0)
+
+
 class ODataSettings(BaseModel):
     """Pulling changes from a 1C base's standard OData interface (УТ 11)."""
 
@@ -345,6 +371,7 @@ class Settings(BaseSettings):
     retry: RetrySettings = RetrySettings()
     bitrix24: Bitrix24Settings = Bitrix24Settings()
     onec: OneCSettings = OneCSettings()
+    flows: FlowSettings = FlowSettings()
     odata: ODataSettings = ODataSettings()
     commerceml: CommerceMLSettings = CommerceMLSettings()
     embedded: EmbeddedSettings = EmbeddedSettings()

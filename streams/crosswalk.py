@@ -37,11 +37,41 @@ async def link(conn: AsyncConnection, entity: str, system: str, canonical_id: st
                                "derived_id": derived_id(entity, system, external_id)})
 
 
+_UNLINK_OTHER = text("DELETE FROM crosswalk WHERE system = :system AND entity = :entity "
+                     "AND canonical_id = :canonical_id AND external_id <> :external_id")
+
+
+async def relink(conn: AsyncConnection, entity: str, system: str, canonical_id: str,
+                 external_id: str) -> None:
+    """Like :func:`link`, but an older link of ``canonical_id`` in ``system`` is replaced:
+    for egress, which has just found or created the object there (the one it knew was
+    deleted by a user), so its word is the latest."""
+    params = {"system": system, "entity": entity, "canonical_id": canonical_id,
+              "external_id": external_id}
+    await conn.execute(_UNLINK_OTHER, params)
+    await link(conn, entity, system, canonical_id, external_id)
+
+
 async def external_id(conn: AsyncConnection, entity: str, system: str,
                       canonical_id: str) -> str | None:
     """The object's id in ``system``, if known."""
     return await conn.scalar(_EXTERNAL, {"system": system, "entity": entity,
                                          "canonical_id": canonical_id})
+
+
+# By derived_id (indexed): it is a function of (entity, system, external id).
+_CANONICAL = text("SELECT canonical_id FROM crosswalk WHERE derived_id = :derived "
+                  "AND system = :system AND entity = :entity AND external_id = :external_id "
+                  "ORDER BY canonical_id LIMIT 1")
+
+
+async def canonical_id(conn: AsyncConnection, entity: str, system: str,
+                       external_id: str) -> str | None:
+    """The canonical id of ``system``'s object ``external_id``, if known (the reverse of
+    :func:`external_id`: egress reading Bitrix24 records that name other objects)."""
+    return await conn.scalar(_CANONICAL, {"system": system, "entity": entity,
+                                          "external_id": external_id,
+                                          "derived": derived_id(entity, system, external_id)})
 
 
 def ref_fields(model: type[Canonical]) -> dict[str, str]:

@@ -109,6 +109,8 @@ def build_sink(settings: Settings) -> faust.App:
 
 #: Egress records an agent takes at once (at most; fewer when the topic is quiet).
 EGRESS_TAKE = 500
+#: Takes an agent delivers at once (the next starts while the last one drains).
+EGRESS_TAKES_IN_FLIGHT = 2
 
 
 def build_egress(settings: Settings) -> faust.App:
@@ -141,16 +143,12 @@ def build_egress(settings: Settings) -> faust.App:
             )
         return shared["targets"]
 
-    # Deliveries in flight, over all agents of this worker: what fills `batch` calls, and
-    # what bounds the worker's PostgreSQL connections (see engine()).
+    # Deliveries in flight, over all agents of this worker: what fills `batch` calls.
     slots = asyncio.Semaphore(settings.streams.egress_concurrency)
 
     def engine():
         if "engine" not in shared:
-            # Each delivery in flight holds one connection for its entity lock and needs at
-            # most one more at a time: pool + overflow (2 x (concurrency + 2)) never starves.
-            shared["engine"] = async_engine(settings,
-                                            pool_size=settings.streams.egress_concurrency + 2)
+            shared["engine"] = async_engine(settings, pool_size=settings.streams.egress_db_pool)
         return shared["engine"]
 
     def ensure_egress(name: str) -> EntityEgress:
@@ -169,18 +167,39 @@ def build_egress(settings: Settings) -> faust.App:
 
     def add_agent(name: str) -> None:
         async def deliver(stream):
+            running: set[asyncio.Task] = set()
             async with fail_stop(name):
                 egress = ensure_egress(name)
                 # One entity's changes go one after the other in partition order; different
-                # entities' changes go at once, so their calls share `batch` calls.
-                # Large takes: a take is delivered as a whole before the next, and its last
-                # wave runs below the worker's concurrency (fewer commands per `batch` call).
-                async for events in stream.noack_take(EGRESS_TAKE,
-                                                      within=settings.streams.batch_within_s):
-                    with metrics.observe_batch(name, len(events)):
-                        await egress.deliver_all([SourceRecord.from_event(e) for e in events],
-                                                 slots=slots)
-                        await ack_all(stream, events)
+                # entities' changes go at once, so their calls share `batch` calls. Takes
+                # overlap: while one drains (its last deliveries cannot fill a batch call),
+                # the next one starts; each take is acknowledged when it is done, and Faust
+                # commits only offsets below the first unacknowledged one.
+                takes = asyncio.Semaphore(EGRESS_TAKES_IN_FLIGHT)
+
+                async def settle(events) -> None:
+                    try:
+                        with metrics.observe_batch(name, len(events)):
+                            await egress.deliver_all(
+                                [SourceRecord.from_event(e) for e in events], slots=slots)
+                            await ack_all(stream, events)
+                    except BaseException as exc:  # noqa: BLE001 — as fail_stop, off the agent
+                        if is_shutdown(exc):
+                            raise
+                        fatal(name)
+                    finally:
+                        takes.release()
+
+                try:
+                    async for events in stream.noack_take(EGRESS_TAKE,
+                                                          within=settings.streams.batch_within_s):
+                        await takes.acquire()
+                        task = asyncio.create_task(settle(events))
+                        running.add(task)
+                        task.add_done_callback(running.discard)
+                finally:
+                    for task in running:  # shutdown: unacknowledged takes are replayed
+                        task.cancel()
 
         deliver.__name__ = deliver.__qualname__ = name.replace(".", "_")
         app.agent(source_topic(app, settings, catalog, name), name=name)(deliver)

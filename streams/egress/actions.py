@@ -33,8 +33,17 @@ ACTIONS: dict[str, str] = {
     "egress.bitrix24.price": "streams.egress.bitrix24_master:PriceAction",
     "egress.bitrix24.employee": "streams.egress.bitrix24_master:EmployeeAction",
     # -- flow 2: deliveries --
+    "egress.bitrix24.delivery_task": "streams.egress.deliveries:DeliveryTaskAction",
+    "egress.onec.delivery_task": "streams.egress.deliveries:DeliveryConfirmation",
     # -- flow 3: instant orders and returns --
+    "egress.onec.instant_order": "streams.egress.courier_documents:InstantOrderToOneC",
+    "egress.bitrix24.instant_order": "streams.egress.courier_documents:InstantOrderStatus",
+    "egress.onec.return": "streams.egress.courier_documents:ReturnToOneC",
+    "egress.bitrix24.return": "streams.egress.courier_documents:ReturnStatus",
     # -- flow 4: cash operations --
+    "egress.onec.cash_receipt": "streams.egress.cash:CashReceiptPosting",
+    "egress.onec.cash_expense": "streams.egress.cash:CashExpensePosting",
+    "egress.onec.advance_report": "streams.egress.cash:AdvanceReportPosting",
 }
 
 

@@ -14,8 +14,13 @@ external key). The shared part:
   other entities flow on.
 * **one writer per entity**: two workers can hold the same partition at once (one still
   finishing its batch after a rebalance while the new owner replays from the committed
-  offset). Every delivery runs under a PostgreSQL advisory lock of its entity: the second
-  worker waits, then sees the change delivered and skips it.
+  offset), and a worker's delayed-retry timer may pick an entity its agent is delivering.
+  Every delivery holds its entity's lease (a row in ``egress_lease``): the second comer
+  waits, then sees the change delivered and skips it. A lease is a row, not a lock held on
+  an open connection, so the deliveries in flight are not bounded by the database's
+  connections (they fill ``batch`` calls: the portal's budget is only reached with ~100+
+  in flight). A worker that dies leaves its leases to expire (``lease_s``); until then
+  those entities wait.
 * **nothing dropped silently**: what cannot be delivered (permanent error, retries
   exhausted, malformed record) goes to the flow's DLQ with the original bytes.
 """
@@ -26,6 +31,7 @@ import asyncio
 import json
 import logging
 import time
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -33,7 +39,7 @@ from datetime import UTC, datetime
 from typing import Any, ClassVar, Protocol
 
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from mmstream import log as logctx
 from mmstream.envelope import REQUEST_ID
@@ -50,9 +56,17 @@ from streams.records import SourceRecord
 
 log = logging.getLogger(__name__)
 
-# Held for one delivery (transaction scope: a dead worker's lock ends with its connection).
-_LOCK = text("SELECT pg_advisory_xact_lock(hashtext('egress.' || :target || '.' || :entity), "
-             "hashtext(:id))")
+# A lease is taken when free or expired; each acquisition has its own holder id, so two
+# deliveries of one worker exclude each other too.
+_ACQUIRE = text(
+    "INSERT INTO egress_lease (target, entity, entity_id, holder, expires_at) "
+    "VALUES (:target, :entity, :id, :holder, now() + make_interval(secs => :ttl)) "
+    "ON CONFLICT (target, entity, entity_id) DO UPDATE SET holder = excluded.holder, "
+    "expires_at = excluded.expires_at WHERE egress_lease.expires_at < now() RETURNING holder")
+_RELEASE = text("DELETE FROM egress_lease WHERE target = :target AND entity = :entity "
+                "AND entity_id = :id AND holder = :holder")
+#: How long a waiting delivery sleeps at most between tries for a busy lease.
+LEASE_POLL_MAX_S = 0.5
 _LAST = text("SELECT last_outbox_id FROM egress_delivery "
              "WHERE target = :target AND entity = :entity AND entity_id = :id")
 _DELIVERED = text(
@@ -63,6 +77,12 @@ _DELIVERED = text(
     "last_event_id = excluded.last_event_id, "
     "external_id = COALESCE(excluded.external_id, egress_delivery.external_id), delivered_at = now()"
 )
+
+
+# Tables whose rows may name the 1С object (names are fixed here, never taken from records).
+_ONEC_TABLES = {name: text(f"SELECT external_ids->>'onec' FROM {name} WHERE id = CAST(:id AS uuid)")  # noqa: S608
+                for name in ("counterparty", "warehouse", "employee", "organization",
+                             "shipment", "customer_order")}
 
 
 class DependencyPending(TransientError):
@@ -126,6 +146,15 @@ class Crosswalk:
 
         return await retry_transient(lookup, what="crosswalk lookup", entity=entity)
 
+    async def canonical_id(self, entity: str, system: str, external_id: str) -> str | None:
+        """The canonical id of ``system``'s object ``external_id``, if known."""
+
+        async def lookup() -> str | None:
+            async with self.engine.connect() as conn:
+                return await crosswalk.canonical_id(conn, entity, system, str(external_id))
+
+        return await retry_transient(lookup, what="crosswalk lookup", entity=entity)
+
     async def require(self, entity: str, system: str, canonical_id: str | None,
                       what: str) -> str | None:
         """Like :meth:`external_id`, but a reference the target does not know yet raises
@@ -137,12 +166,36 @@ class Crosswalk:
             raise DependencyPending(f"{what}: {entity} {canonical_id} is not in {system} yet")
         return found
 
+    async def require_onec(self, entity: str, canonical_id: str | None, what: str) -> str | None:
+        """The 1С Ref_Key of a canonical object that 1С holds: an object born in 1С has it
+        as its canonical id (its row carries ``external_ids.onec``), one born elsewhere has
+        it once the crosswalk maps it. :class:`DependencyPending` when 1С does not hold it
+        (e.g. a customer created only in Bitrix24); None stays None."""
+        if not canonical_id:
+            return None
+        found = await self.external_id(entity, "onec", canonical_id)
+        if found is None:
+            if entity not in _ONEC_TABLES:
+                raise ValueError(f"no table of 1С objects for {entity!r}")
+
+            async def lookup() -> str | None:
+                async with self.engine.connect() as conn:
+                    return await conn.scalar(_ONEC_TABLES[entity], {"id": str(canonical_id)})
+
+            found = await retry_transient(lookup, what="1С id lookup", entity=entity)
+        if found is None:
+            raise DependencyPending(f"{what}: {entity} {canonical_id} is not in 1С (create or "
+                                    "link it in 1С, then replay)")
+        return found
+
     async def link(self, entity: str, system: str, canonical_id: str, external_id: str) -> None:
-        """Record that ``canonical_id`` is ``external_id`` in ``system`` (idempotent)."""
+        """Record that ``canonical_id`` is ``external_id`` in ``system`` (idempotent). An
+        older link of ``canonical_id`` there is replaced: actions link what they have just
+        found or created in the target, so a record a user deleted there is forgotten."""
 
         async def write() -> None:
             async with self.engine.begin() as conn:
-                await crosswalk.link(conn, entity, system, str(canonical_id), str(external_id))
+                await crosswalk.relink(conn, entity, system, str(canonical_id), str(external_id))
 
         await retry_transient(write, what="crosswalk link", entity=entity)
 
@@ -180,6 +233,9 @@ class EntityEgress:
         self.dlq_topic = dlq_topic
         self.inline_attempts = inline_attempts
         self.inline_budget_s = inline_budget_s
+        self.lease_s = lease_s
+        #: The last take's completion per entity key (see deliver_all).
+        self._tails: dict[bytes, asyncio.Future[None]] = {}
         self.sequencer = Sequencer(engine, self.target, lease_s)
         self.xwalk = Crosswalk(engine)
         self.on_delivered = on_delivered
@@ -196,19 +252,35 @@ class EntityEgress:
         Returns the outcomes in record order. Raises only what :meth:`deliver` raises (after
         the other deliveries of the batch have finished), so a fail-stop never leaves a
         delivery half-done in the background."""
-        queues: dict[bytes | None, list[int]] = {}
+        queues: dict[bytes, list[int]] = {}
         for i, record in enumerate(records):
             # Records without a key cannot be told apart: each is its own queue.
             queues.setdefault(record.key if record.key else f"#{i}".encode(), []).append(i)
         outcomes: list[str] = [""] * len(records)
         slots = slots if slots is not None else asyncio.Semaphore(concurrency)
+        # Takes may overlap (the worker starts the next while this one drains): an entity's
+        # changes of this take wait for its changes of the earlier take. Chained here,
+        # before the first await, so the order is the order of the calls.
+        loop = asyncio.get_running_loop()
+        chain = {key: (self._tails.get(key), loop.create_future()) for key in queues}
+        for key, (_, done) in chain.items():
+            self._tails[key] = done
 
-        async def run(indexes: list[int]) -> None:
-            async with slots:
-                for i in indexes:
-                    outcomes[i] = await self.deliver(records[i])
+        async def run(key: bytes, indexes: list[int]) -> None:
+            before, done = chain[key]
+            try:
+                if before is not None:
+                    await asyncio.shield(before)
+                async with slots:
+                    for i in indexes:
+                        outcomes[i] = await self.deliver(records[i])
+            finally:
+                done.set_result(None)
+                if self._tails.get(key) is done:
+                    del self._tails[key]
 
-        results = await asyncio.gather(*(run(ix) for ix in queues.values()), return_exceptions=True)
+        results = await asyncio.gather(*(run(k, ix) for k, ix in queues.items()),
+                                       return_exceptions=True)
         for result in results:
             if isinstance(result, BaseException):
                 raise result
@@ -226,26 +298,32 @@ class EntityEgress:
 
     @asynccontextmanager
     async def _exclusive(self, entity_id: str | None) -> AsyncIterator[None]:
-        """Run the block under the entity's delivery lock (see the module docstring)."""
+        """Run the block holding the entity's lease (see the module docstring)."""
         if not entity_id:  # not an egress record: it is dead-lettered, nothing to serialize
             yield
             return
-        conn = await retry_transient(lambda: self._lock(entity_id), what="egress lock",
-                                     entity=self.entity)
+        params = {"target": self.target, "entity": self.entity, "id": entity_id,
+                  "holder": uuid.uuid4(), "ttl": self.lease_s}
+
+        async def acquire() -> Any:
+            async with self.engine.begin() as conn:
+                return await conn.scalar(_ACQUIRE, params)
+
+        async def release() -> None:
+            async with self.engine.begin() as conn:
+                await conn.execute(_RELEASE, params)
+
+        wait = 0.01
+        while await retry_transient(acquire, what="egress lease", entity=self.entity) is None:
+            await asyncio.sleep(wait)  # another delivery of this entity is in flight
+            wait = min(wait * 2, LEASE_POLL_MAX_S)
         try:
             yield
         finally:
-            await conn.close()  # ends the transaction: releases the lock
-
-    async def _lock(self, entity_id: str) -> AsyncConnection:
-        conn = await self.engine.connect()
-        try:
-            await conn.begin()
-            await conn.execute(_LOCK, {"target": self.target, "entity": self.entity, "id": entity_id})
-        except BaseException:
-            await conn.close()
-            raise
-        return conn
+            # Shielded: a delivery cancelled at shutdown still frees its entity at once
+            # rather than after lease_s.
+            await asyncio.shield(retry_transient(release, what="egress lease release",
+                                                 entity=self.entity))
 
     async def _delivered_already(self, change: Change) -> bool:
         async def lookup():

@@ -23,6 +23,7 @@ from mmstream.models.delivery_task import DeliveryTask
 from mmstream.models.return_ import Return
 from streams.normalize import bitrix24_courier as b24
 from streams.normalize.bitrix24_crm import counterparty_ref
+from streams.normalize.derive_delivery_task import status_version
 from streams.normalize.oddities import b24_datetime, text
 from streams.normalize.registry import Context
 
@@ -67,7 +68,7 @@ def _delivery(record: Mapping[str, Any], type_id: int, ctx: Context) -> list[Del
     fields = ctx.couriers.delivery_item_fields
     amount, currency = b24.money(b24.mapped(record, fields, "collected_amount"),
                                  fields.get("collected_amount", "collected_amount"))
-    return [DeliveryTask(
+    task = DeliveryTask(
         id=ident,
         **b24.version(record, "updatedTime", ctx),
         external_ids={"bitrix24": _key(record, type_id)},
@@ -78,7 +79,9 @@ def _delivery(record: Mapping[str, Any], type_id: int, ctx: Context) -> list[Del
         failed_at=_outcome_time(record, fields, "failed_at", "failure", ctx),
         collected_amount=amount,
         collected_currency=currency,
-    )]
+    )
+    status = status_version(task)
+    return [task] if status is None else [task, status]
 
 
 def _return(record: Mapping[str, Any], type_id: int, ctx: Context) -> Return:

@@ -4,7 +4,9 @@ DeliveryTask versions carrying what the courier did. Pure.
 Only tasks we created are delivery tasks: we write our canonical id into the task (XML_ID by
 default, ``couriers.task_id_field``). Any other task is of no interest: no entity, no error.
 The version carries the Bitrix24-owned fields only (courier, status code, comment, times,
-money collected); the sink keeps the 1С and middleware fields of the task as they are.
+money collected); the sink keeps the 1С and middleware fields of the task as they are. The
+delivery status the middleware derives from it follows as a version of its own
+(:func:`~streams.normalize.derive_delivery_task.status_version`).
 
 A deleted task (tombstone) gives nothing: its key (``task:42``) does not name our id, and the
 delivery status is the middleware's to decide, not a deletion of the delivery.
@@ -17,6 +19,7 @@ from typing import Any
 
 from mmstream.models.delivery_task import DeliveryTask
 from streams.normalize import bitrix24_courier as b24
+from streams.normalize.derive_delivery_task import status_version
 from streams.normalize.oddities import b24_datetime, text
 from streams.normalize.registry import Context
 
@@ -44,7 +47,7 @@ def normalize(value: dict[str, Any] | None, headers: Mapping[str, str],
         delivered = b24_datetime(record.get("closedDate"), ctx.portal_tz, "closedDate")
     amount, currency = b24.money(b24.mapped(record, fields, "collected_amount"),
                                  fields.get("collected_amount", "collected_amount"))
-    return [DeliveryTask(
+    task = DeliveryTask(
         id=ident,
         **b24.version(record, "changedDate", ctx),
         external_ids={"bitrix24": f"task:{number}"},
@@ -55,4 +58,6 @@ def normalize(value: dict[str, Any] | None, headers: Mapping[str, str],
         failed_at=b24.mapped_time(record, fields, "failed_at", ctx),
         collected_amount=amount,
         collected_currency=currency,
-    )]
+    )
+    status = status_version(task)
+    return [task] if status is None else [task, status]

@@ -89,3 +89,51 @@ def _task(*, order_id: UUID | None, shipment_id: UUID | None, version: str, numb
         number=number.strip(), counterparty_id=counterparty_id, warehouse_id=warehouse_id,
         delivery_address=delivery_address.strip(), amount_to_collect=amount_to_collect,
         planned_from=planned_from, planned_to=planned_to)
+
+
+def needs_delivery(delivery_address: str, *, address_required: bool = True) -> bool:
+    """Whether a customer order asks for a courier: it names a delivery address (an order
+    without one is collected by the customer). ``address_required=False`` makes every
+    order a delivery."""
+    return bool(delivery_address.strip()) or not address_required
+
+
+#: tasks.task status codes -> the delivery status (1 new, 2 pending, 3 in progress,
+#: 4 awaiting control, 5 completed, 6 deferred, 7 declined).
+_TASK_STATUSES = {"1": "assigned", "2": "assigned", "3": "in_progress", "4": "in_progress",
+                  "5": "delivered", "6": "in_progress", "7": "failed"}
+
+
+def delivery_status(courier_status: str, *, delivered: bool = False,
+                    failed: bool = False) -> str | None:
+    """The delivery status the middleware derives from what the courier's object shows: a
+    task status code or a smart-process stage (``DT133_10:SUCCESS``). An explicit outcome
+    (the portal's delivered/failed fields) wins; None when the status says nothing."""
+    if failed:
+        return "failed"
+    if delivered:
+        return "delivered"
+    status = courier_status.strip()
+    if status in _TASK_STATUSES:
+        return _TASK_STATUSES[status]
+    if ":" in status:  # a smart-process stage
+        tail = status.rsplit(":", 1)[-1].upper()
+        if tail == "SUCCESS":
+            return "delivered"
+        if tail == "FAIL":
+            return "failed"
+        return "assigned" if tail in ("NEW", "PREPARATION") else "in_progress"
+    return None
+
+
+def status_version(task: DeliveryTask) -> DeliveryTask | None:
+    """The middleware's version of a task's status after a Bitrix24 version of it (same
+    stamp, so an older courier change never sets the status back); None when the courier's
+    status says nothing. Only ``status`` is the middleware's: the merge keeps every other
+    field as its owner wrote it."""
+    status = delivery_status(task.courier_status, delivered=task.delivered_at is not None,
+                             failed=task.failed_at is not None)
+    if status is None:
+        return None
+    return DeliveryTask(id=task.id, source="middleware", version=f"{task.version}:{status}",
+                        source_stamp=task.source_stamp, status=status)

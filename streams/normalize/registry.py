@@ -35,6 +35,8 @@ class Context:
     portal_tz: ZoneInfo = field(default_factory=lambda: ZoneInfo("Europe/Moscow"))
     # Which Bitrix24 tasks, items and deals are couriers' objects, and their field names.
     couriers: CourierObjectSettings = field(default_factory=CourierObjectSettings, hash=False)
+    # Only customer orders with a delivery address become delivery tasks (settings.flows).
+    delivery_needs_address: bool = True
 
 
 Normalizer = Callable[[dict[str, Any], Mapping[str, str], Context], list[Canonical]]

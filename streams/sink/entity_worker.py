@@ -76,7 +76,8 @@ def build_entity_sink(settings: Settings) -> faust.App:
             found = normalizers()
             ctx = Context(onec_tz=ZoneInfo(settings.onec.timezone),
                           portal_tz=ZoneInfo(settings.bitrix24.portal_timezone),
-                          couriers=settings.bitrix24.couriers)
+                          couriers=settings.bitrix24.couriers,
+                          delivery_needs_address=settings.flows.delivery_needs_address)
             deps["relay"] = relay
             deps["sink"] = EntitySink(engine, producer, relay, settings.topic(DLQ),
                                       {p: found[n] for p, n in physical.items()}, ctx)

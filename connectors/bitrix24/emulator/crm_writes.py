@@ -139,6 +139,41 @@ def _crm_write_methods(entity: str) -> dict[str, EntityMethod]:
             f"crm.{entity}.delete": delete}
 
 
+_ROW_FLOATS = ("PRICE", "QUANTITY", "DISCOUNT_RATE", "DISCOUNT_SUM", "TAX_RATE")
+
+
+def _rows_set(store: EntityStore, params: dict[str, Any]):
+    # Replaces every row of the deal, as the portal does; numbers come back as floats.
+    ident = _existing_id(store, "deal", params)
+    rows = params.get("rows") or []
+    if not isinstance(rows, list):
+        raise legacy_error("Parameter 'rows' must be array.")
+    stored = []
+    for n, row in enumerate(rows, 1):
+        if not isinstance(row, dict):
+            raise legacy_error("Parameter 'rows' must be array.")
+        fields = {str(k).upper(): v for k, v in row.items()}
+        out = {"ID": str(ident * 1000 + n), "OWNER_ID": str(ident), "OWNER_TYPE": "D",
+               "PRODUCT_ID": as_int(fields.get("PRODUCT_ID")) or 0,
+               "PRODUCT_NAME": str(fields.get("PRODUCT_NAME") or ""),
+               "MEASURE_CODE": as_int(fields.get("MEASURE_CODE")) or 796,
+               "MEASURE_NAME": str(fields.get("MEASURE_NAME") or "шт")}
+        for name in _ROW_FLOATS:
+            given = fields.get(name)
+            out[name] = float(given) if given not in (None, "") else (1.0 if name == "QUANTITY" else 0.0)
+        out["TAX_INCLUDED"] = "Y" if fields.get("TAX_INCLUDED") in ("Y", True) else "N"
+        stored.append(out)
+    store.deal_rows[ident] = stored
+    return True, None, None
+
+
+def _rows_get(store: EntityStore, params: dict[str, Any]):
+    ident = _existing_id(store, "deal", params)
+    return [dict(r) for r in store.deal_rows.get(ident, [])], None, None
+
+
 METHODS: dict[str, EntityMethod] = {
-    name: fn for entity in CRM_TYPES for name, fn in _crm_write_methods(entity).items()
+    **{name: fn for entity in CRM_TYPES for name, fn in _crm_write_methods(entity).items()},
+    "crm.deal.productrows.set": _rows_set,
+    "crm.deal.productrows.get": _rows_get,
 }

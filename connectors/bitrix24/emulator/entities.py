@@ -68,6 +68,8 @@ class EntityStore:
         self.crm: dict[str, dict[int, dict[str, Any]]] = {t: {} for t in CRM_TYPES}
         self.items: dict[int, dict[int, dict[str, Any]]] = {}
         self.tasks: dict[int, dict[str, Any]] = {}
+        #: Product rows of deals (crm.deal.productrows.*), by deal id.
+        self.deal_rows: dict[int, list[dict[str, Any]]] = {}
         #: What changed when: {"entity", "id", "change", "version", "at"} per admin write.
         self.changes: list[dict[str, Any]] = []
         self._clock = clock

@@ -77,3 +77,10 @@ def run_in_process(app: Any, hook: str, scenario, base: str = "http://portal.tes
             await admin.aclose()
 
     return asyncio.run(main())
+
+
+async def raw_call(admin: httpx.AsyncClient, hook: str, method: str,
+                   params: dict[str, Any]) -> tuple[int, Any]:
+    """(status, body) of a REST call to the emulator, without the client's error mapping."""
+    resp = await admin.post(f"{hook}{method}.json", json=params)
+    return resp.status_code, resp.json()

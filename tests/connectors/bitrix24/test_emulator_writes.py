@@ -8,7 +8,7 @@ import pytest
 
 from connectors.bitrix24.emulator import create_app
 from connectors.bitrix24.errors import InvalidRequest
-from tests.connectors.bitrix24.conftest import run_in_process
+from tests.connectors.bitrix24.conftest import raw_call, run_in_process
 
 HOOK = "/rest/1/writetest/"
 BASE = "http://portal.test"
@@ -24,9 +24,7 @@ def run(app, scenario):
 
 
 async def raw(admin, method, params):
-    """(status, body) of a REST call, without the client's error mapping."""
-    resp = await admin.post(f"{HOOK}{method}.json", json=params)
-    return resp.status_code, resp.json()
+    return await raw_call(admin, HOOK, method, params)
 
 
 @pytest.mark.parametrize("entity,fields", [

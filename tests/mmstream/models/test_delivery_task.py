@@ -61,22 +61,26 @@ def test_1c_and_courier_versions_round_trip(avro_round_trip):
     back = avro_round_trip(onec)
     assert back["amount_to_collect"] == Decimal("4590.10") and back["number"] == "ЗК-1"
     assert back["planned_from"] == datetime(2024, 6, 3, 10, tzinfo=MSK)
-    (courier,) = from_task({"id": "42", "status": "5", "xmlId": str(onec.id),
-                            "changedDate": "2024-06-03T12:00:00+03:00",
-                            "closedDate": "2024-06-03T11:58:00+03:00"}, {}, Context())
+    courier, status = from_task({"id": "42", "status": "5", "xmlId": str(onec.id),
+                                 "changedDate": "2024-06-03T12:00:00+03:00",
+                                 "closedDate": "2024-06-03T11:58:00+03:00"}, {}, Context())
     back = avro_round_trip(courier)
     assert back["id"] == onec.id and back["external_ids"] == {"bitrix24": "task:42"}
     assert back["delivered_at"] == datetime.fromisoformat("2024-06-03T11:58:00+03:00")
+    back = avro_round_trip(status)
+    assert (back["id"], back["source"], back["status"]) == (onec.id, "middleware", "delivered")
+    assert back["source_stamp"] == datetime.fromisoformat("2024-06-03T12:00:00+03:00")
 
 
 def test_three_owners_merge_without_overwriting_each_other(db_url):
-    """On real PostgreSQL through the generic sink: 1С's order data, the courier's report and
-    a later 1С change each keep to their own fields."""
+    """On real PostgreSQL through the generic sink: 1С's order data, the courier's report,
+    the status the middleware derives from it and a later 1С change each keep to their own
+    fields."""
     first = delivery_task_from_order(order_id=ORDER, version="v1",
                                      delivery_address="ул. Мира, 1")
-    (courier,) = from_task({"id": "42", "status": "5", "xmlId": str(first.id),
-                            "changedDate": "2024-06-03T12:00:00+03:00",
-                            "closedDate": "2024-06-03T11:58:00+03:00"}, {}, Context())
+    courier, status = from_task({"id": "42", "status": "5", "xmlId": str(first.id),
+                                 "changedDate": "2024-06-03T12:00:00+03:00",
+                                 "closedDate": "2024-06-03T11:58:00+03:00"}, {}, Context())
     # A Bitrix24 version that also carries a 1С field (as a careless mapping would).
     courier = courier.model_copy(update={"delivery_address": "адрес от курьера"})
     later = delivery_task_from_order(order_id=ORDER, version="v2",
@@ -100,5 +104,7 @@ def test_three_owners_merge_without_overwriting_each_other(db_url):
     delivered = datetime.fromisoformat("2024-06-03T11:58:00+03:00")
     both = {"onec": str(ORDER), "bitrix24": "task:42"}
     assert row() == [("ул. Мира, 1", "5", delivered, "new", both)]
-    asyncio.run(apply(2, later))
-    assert row() == [("ул. Мира, 2", "5", delivered, "new", both)]
+    asyncio.run(apply(2, status))
+    assert row() == [("ул. Мира, 1", "5", delivered, "delivered", both)]
+    asyncio.run(apply(3, later))
+    assert row() == [("ул. Мира, 2", "5", delivered, "delivered", both)]

@@ -51,22 +51,31 @@ def test_real_items_without_our_id_are_not_delivery_tasks(bitrix24_items):
 
 def test_real_item_with_our_id_and_a_mapped_uf_date(bitrix24_items):
     item = bitrix24_items[1]  # Cyrillic title, ufCrm11_1712074666 with an offset
-    (out,) = normalize(delivery(item, assignedById=5, stageId="DT180_3:PREPARATION"), {},
-                       ctx(**DELIVERY, delivery_item_fields={"delivered_at": "ufCrm11_1712074666"}))
+    out, status = normalize(delivery(item, assignedById=5, stageId="DT180_3:PREPARATION"), {},
+                            ctx(**DELIVERY,
+                                delivery_item_fields={"delivered_at": "ufCrm11_1712074666"}))
     assert isinstance(out, DeliveryTask) and out.id == OURS
     assert out.external_ids == {"bitrix24": f"item:180:{item['id']}"}
     assert out.delivered_at == datetime.fromisoformat("2024-05-29T03:00:00+03:00")
     assert out.courier_status == "DT180_3:PREPARATION"
     assert out.courier_id == derived_id("employee", "bitrix24", "user:5")
     assert out.source_stamp == datetime.fromisoformat(STAMP)
+    # The portal's explicit delivery date wins over the stage; the status is the
+    # middleware's own version at the courier's stamp.
+    assert (status.id, status.source, status.status) == (OURS, "middleware", "delivered")
+    assert (status.version, status.source_stamp) == (f"{STAMP}:delivered", out.source_stamp)
 
 
-@pytest.mark.parametrize(("stage", "delivered", "failed"), [
-    ("DT180_3:SUCCESS", True, False), ("DT180_3:FAIL", False, True), ("DT180_3:NEW", False, False)])
-def test_final_stage_dates_the_outcome(stage, delivered, failed):
+@pytest.mark.parametrize(("stage", "delivered", "failed", "derived"), [
+    ("DT180_3:SUCCESS", True, False, "delivered"), ("DT180_3:FAIL", False, True, "failed"),
+    ("DT180_3:NEW", False, False, "assigned")])
+def test_final_stage_dates_the_outcome(stage, delivered, failed, derived):
     moved = "2024-05-21T16:00:00+03:00"
-    (out,) = normalize(delivery({"id": 5}, stageId=stage, movedTime=moved), {}, ctx(**DELIVERY))
+    out, status = normalize(delivery({"id": 5}, stageId=stage, movedTime=moved), {},
+                            ctx(**DELIVERY))
     assert (out.delivered_at is not None, out.failed_at is not None) == (delivered, failed)
+    assert (status.source, status.status, status.version) == ("middleware", derived,
+                                                              f"{STAMP}:{derived}")
 
 
 def test_money_field_and_empty_list_oddities():
@@ -76,6 +85,7 @@ def test_money_field_and_empty_list_oddities():
     assert (out.collected_amount, out.collected_currency) == (Decimal("2500"), "RUB")
     assert out.courier_comment == ""
     assert out.courier_id is None  # user 0: nobody
+    # No stage: the courier's status says nothing, so no status version follows.
 
 
 def test_real_added_item_as_a_courier_return(bitrix24_item_added):

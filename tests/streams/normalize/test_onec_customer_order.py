@@ -1,5 +1,6 @@
 """Customer orders: УТ 11 ЗаказКлиента, УТ 10.3 ЗаказПокупателя and the real CommerceML
-sample orders, all on raw.onec.customer_order."""
+sample orders, all on raw.onec.customer_order. A 1С order with a delivery address also
+gives its delivery task."""
 
 from __future__ import annotations
 
@@ -11,9 +12,12 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from mmstream.models.base import derived_id
+from mmstream.models.customer_order import CustomerOrder
+from mmstream.models.delivery_task import DeliveryTask
+from streams.normalize.derive_delivery_task import delivery_task_id
 from streams.normalize.oddities import Unnormalizable
 from streams.normalize.onec_customer_order import normalize
-from streams.normalize.registry import normalizers
+from streams.normalize.registry import Context, normalizers
 
 MSK = ZoneInfo("Europe/Moscow")
 
@@ -23,7 +27,7 @@ def test_one_module_claims_the_topic_for_both_sources():
 
 
 def test_ut11_order(ut11_order, ctx):
-    (doc,) = normalize(ut11_order, {}, ctx)
+    doc, _task = normalize(ut11_order, {}, ctx)
     assert doc.id == UUID("5f0c1a10-0000-11ee-8000-000c29b45b09") and doc.source == "onec"
     assert (doc.number, doc.posted, doc.status) == ("УТ-000123", True, "КОтгрузке")
     assert doc.date == datetime(2024, 3, 5, 9, 15, tzinfo=MSK)
@@ -37,8 +41,21 @@ def test_ut11_order(ut11_order, ctx):
     assert doc.delivery_address == "г. Москва, ул. Тверская, д. 1"
 
 
+def test_ut11_order_with_a_delivery_address_gives_its_delivery_task(ut11_order, ctx):
+    order, task = normalize(ut11_order, {}, ctx)
+    assert isinstance(order, CustomerOrder) and isinstance(task, DeliveryTask)
+    assert task.id == delivery_task_id(order.id) and task.order_id == order.id
+    assert (task.source, task.version, task.deleted) == ("onec", "order:AAAAAQAAAAA=", False)
+    assert task.delivery_address == "г. Москва, ул. Тверская, д. 1"
+    assert (task.number, task.amount_to_collect) == ("УТ-000123", Decimal("1234.5"))
+    assert (task.counterparty_id, task.warehouse_id) == (order.counterparty_id,
+                                                         order.warehouse_id)
+    assert task.planned_from == datetime(2024, 3, 6, tzinfo=MSK)  # the wanted shipment date
+    assert task.status == "new"
+
+
 def test_ut11_lines_in_line_number_order_with_vat_forms(ut11_order, ctx):
-    (doc,) = normalize(ut11_order, {}, ctx)
+    doc, _task = normalize(ut11_order, {}, ctx)
     first, second = doc.lines
     assert (first.line_number, second.line_number) == (1, 2)
     assert first.characteristic_id == UUID("33333333-0000-11ee-8000-000c29b45b09")
@@ -58,6 +75,25 @@ def test_ut103_order(ut103_order, ctx):
     (line,) = doc.lines
     assert (line.section, line.content) == ("Услуги", "Доставка до подъезда")
     assert (line.vat_rate, line.vat_percent) == ("НДС18_118", Decimal(18))
+
+
+def test_order_without_an_address_gives_a_task_only_when_no_address_is_needed(ut103_order):
+    """УТ 10.3 fixture: no АдресДоставки, the customer collects the order."""
+    (order,) = normalize(ut103_order, {}, Context())
+    assert order.delivery_address == ""
+    order, task = normalize(ut103_order, {}, Context(delivery_needs_address=False))
+    assert task.id == delivery_task_id(order.id) and task.delivery_address == ""
+    assert (task.number, task.amount_to_collect) == ("ТД000045", Decimal(118))
+
+
+def test_order_marked_for_deletion_deletes_its_task(ut11_order, ctx):
+    order, task = normalize({**ut11_order, "DeletionMark": True}, {}, ctx)
+    assert order.deleted and task.deleted and task.id == delivery_task_id(order.id)
+    # A record saying only that the order vanished cannot tell whether it had a task.
+    gone = {"Ref_Key": ut11_order["Ref_Key"], "DataVersion": "deleted:AAAAAQAAAAA=",
+            "DeletionMark": True, "_deleted": True}
+    (order,) = normalize(gone, {}, ctx)
+    assert isinstance(order, CustomerOrder) and order.deleted
 
 
 def test_a_warehouse_group_of_another_type_is_not_a_warehouse(ut103_order, ctx):

@@ -1,0 +1,297 @@
+"""Instant orders and returns started by couriers in Bitrix24 (flow 3): documents in 1С, and
+their status back in Bitrix24.
+
+* :class:`InstantOrderToOneC` / :class:`ReturnToOneC` -> 1С: once the courier's deal reaches
+  a final success stage (``C3:WON``), the 1С document is created through the HTTP service,
+  with ``Idempotency-Key`` ``<entity>:<canonical id>`` and ``ref_key`` = our canonical id, so
+  a retry after a timeout answers the first result and the document 1С later pushes back is
+  the same entity. The goods are the deal's product rows (``crm.deal.productrows.get``),
+  each product mapped to its 1С GUID by the crosswalk; the customer must be one 1С holds.
+  1С's answer is published on ``raw.onec.result`` *before* the delivery is recorded, so the
+  entity sink merges it (the document's number, posted flag, and the middleware's status
+  ``recorded``) like any other source; a crash in between repeats the call, and 1С replays
+  the same answer.
+* :class:`InstantOrderStatus` / :class:`ReturnStatus` -> Bitrix24: the status (and 1С
+  number) are written to the deal's fields (``flows.deal_status_field``,
+  ``flows.deal_document_field``). Changes made in Bitrix24 itself are not written back.
+
+Returns started as smart-process items carry no product rows this flow can read: they go to
+the DLQ saying so (:class:`ReturnWithoutGoods`) instead of reaching 1С without goods.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any, ClassVar
+from zoneinfo import ZoneInfo
+
+from connectors.onec.client import WriteResult, onec_datetime
+from mmstream.errors import PermanentError
+from streams.egress.actions import Targets
+from streams.egress.delivery import Change, Crosswalk, DependencyPending
+from streams.egress.events import event_record, publish
+from streams.egress.values import currency, money
+from streams.normalize.bitrix24_courier import stage_outcome
+
+log = logging.getLogger(__name__)
+
+RESULT_TOPIC = "raw.onec.result"
+#: Middleware statuses after which nothing more goes to 1С.
+DONE = ("recorded", "cancelled")
+
+
+class ReturnWithoutGoods(PermanentError):
+    """The courier's return has no goods this flow can read (a smart-process item, or a deal
+    without product rows): 1С refuses a return without lines. Add the goods to the deal in
+    Bitrix24, then replay the record."""
+
+    code = "return_without_goods"
+
+
+class NotACourierDeal(PermanentError):
+    """The record names no Bitrix24 deal (``external_ids.bitrix24`` is not ``deal:<id>``),
+    so there is nothing to read the goods from or to write the status to."""
+
+    code = "not_a_courier_deal"
+
+
+# -- pure mapping -------------------------------------------------------------------------
+
+
+def deal_id(payload: dict[str, Any]) -> int | None:
+    """42 from ``external_ids.bitrix24`` = ``deal:42``; None for another record kind."""
+    key = str((payload.get("external_ids") or {}).get("bitrix24") or "")
+    kind, _, number = key.partition(":")
+    return int(number) if kind == "deal" and number.isdigit() else None
+
+
+def ready_for_onec(payload: dict[str, Any], stage_field: str) -> bool:
+    """Whether the courier finished the deal (a final success stage) and 1С has no document
+    of it yet."""
+    if payload.get("deleted") or payload.get("status", "new") in DONE:
+        return False
+    return stage_outcome(str(payload.get(stage_field) or "")) == "success"
+
+
+def goods_lines(rows: list[dict[str, Any]], products: dict[int, str]) -> list[dict[str, Any]]:
+    """Deal product rows -> the contract's GoodsLine list (``products``: Bitrix24 product id
+    -> 1С GUID). Rows with no quantity are left out (Bitrix24 keeps them as placeholders)."""
+    lines = []
+    for row in rows:
+        quantity = Decimal(str(row.get("QUANTITY") or 0))
+        if quantity <= 0:
+            continue
+        price = Decimal(str(row.get("PRICE") or 0))
+        lines.append({"product_id": products[int(row["PRODUCT_ID"])], "quantity": float(quantity),
+                      "price": float(price), "amount": float(price * quantity)})
+    return lines
+
+
+def instant_order_body(payload: dict[str, Any], *, customer: str, lines: list[dict[str, Any]],
+                       document_type: str, tz: ZoneInfo, post: bool,
+                       now: datetime | None = None) -> dict[str, Any]:
+    """Canonical instant order -> the contract's InstantOrder."""
+    moment = payload.get("closed_at") or payload.get("created_at")
+    when = datetime.fromisoformat(moment) if moment else (now or datetime.now(UTC))
+    body: dict[str, Any] = {
+        "source_id": str(payload["id"]), "ref_key": str(payload["id"]),
+        "document_type": document_type, "date": onec_datetime(when, tz),
+        "counterparty_id": customer, "currency": currency(payload.get("currency")),
+        "lines": lines, "post": post,
+    }
+    if (amount := money(payload.get("amount"))) is not None:
+        body["amount"] = amount
+    for name in ("delivery_address", "comment"):
+        if payload.get(name):
+            body[name] = str(payload[name])[:1024]
+    return body
+
+
+def return_body(payload: dict[str, Any], *, customer: str, lines: list[dict[str, Any]],
+                shipment: str | None, tz: ZoneInfo, post: bool,
+                now: datetime | None = None) -> dict[str, Any]:
+    """Canonical return (the courier's fields) -> the contract's Return."""
+    moment = payload.get("reported_at")
+    when = datetime.fromisoformat(moment) if moment else (now or datetime.now(UTC))
+    body: dict[str, Any] = {
+        "source_id": str(payload["id"]), "ref_key": str(payload["id"]),
+        "date": onec_datetime(when, tz), "counterparty_id": customer,
+        "currency": currency(payload.get("courier_currency")), "lines": lines, "post": post,
+    }
+    if shipment:
+        body["shipment_id"] = shipment
+    if (amount := money(payload.get("courier_amount"))) is not None:
+        body["amount"] = amount
+    if payload.get("courier_comment"):
+        body["comment"] = str(payload["courier_comment"])[:1024]
+    return body
+
+
+def result_value(entity: str, entity_id: str, result: WriteResult) -> dict[str, Any]:
+    """What ``raw.onec.result`` carries for one answer (streams/normalize/onec_result.py)."""
+    doc = result.document
+    return {"entity": entity, "id": entity_id, "status": "recorded",
+            "idempotency_key": result.idempotency_key, "operation": result.operation,
+            "answered_at": result.created_at,
+            "document": {"type": doc.type, "ref_key": doc.ref_key, "number": doc.number,
+                         "date": doc.date, "posted": doc.posted}}
+
+
+def status_fields(status: str, number: str, *, status_field: str,
+                  document_field: str) -> dict[str, Any]:
+    """The deal fields showing the middleware's status and the 1С document number."""
+    fields: dict[str, Any] = {status_field: status}
+    if number:
+        fields[document_field] = number
+    return fields
+
+
+# -- actions ------------------------------------------------------------------------------
+
+
+class _ToOneC:
+    """What the two document actions share: both clients, the result topic, settings."""
+
+    target: ClassVar[str] = "onec"
+    entity: ClassVar[str]
+
+    def __init__(self, targets: Targets) -> None:
+        self.onec = targets.onec
+        self.bitrix24 = targets.bitrix24
+        self.producer = targets.producer
+        self.flows = targets.settings.flows
+        self.tz = ZoneInfo(targets.settings.onec.timezone)
+        self.result_topic = targets.settings.topic(RESULT_TOPIC)
+
+    async def _lines(self, deal: int, xwalk: Crosswalk) -> list[dict[str, Any]]:
+        rows = await self.bitrix24.call("crm.deal.productrows.get", {"id": deal}) or []
+        # Placeholder rows (no quantity) are no goods: their products need no 1С match.
+        rows = [r for r in rows if Decimal(str(r.get("QUANTITY") or 0)) > 0]
+        products: dict[int, str] = {}
+        for row in rows:
+            number = int(row.get("PRODUCT_ID") or 0)
+            if number in products:
+                continue
+            canonical = await xwalk.canonical_id("product", "bitrix24", str(number))
+            if canonical is None:
+                raise DependencyPending(
+                    f"deal {deal}: product {number} ({row.get('PRODUCT_NAME') or 'no name'}) "
+                    "is not a product from 1С; pick a 1С product in the deal, then replay")
+            products[number] = canonical
+        return goods_lines(rows, products)
+
+    async def _answered(self, change: Change, result: WriteResult) -> str:
+        value = result_value(self.entity, change.entity_id, result)
+        await publish(self.producer, event_record(
+            self.result_topic, "onec.result", self.entity, change.entity_id, value,
+            dedupe=result.idempotency_key), self.entity)
+        log.info("1С recorded the document", extra={
+            "entity": self.entity, "entity_id": change.entity_id,
+            "document": json.dumps(value["document"], ensure_ascii=False),
+            "replayed": result.replayed})
+        return result.document.ref_key
+
+
+class InstantOrderToOneC(_ToOneC):
+    """A courier's instant order as a 1С customer order or shipment (module docstring)."""
+
+    entity: ClassVar[str] = "instant_order"
+
+    async def apply(self, change: Change, xwalk: Crosswalk) -> str | None:
+        """Create the 1С document once the deal is won; its Ref_Key."""
+        payload = change.payload
+        if payload.get("onec_document_id"):
+            return str(payload["onec_document_id"])
+        if not ready_for_onec(payload, "stage"):
+            return None
+        deal = deal_id(payload)
+        if deal is None:
+            raise NotACourierDeal(f"instant order {change.entity_id} names no Bitrix24 deal")
+        customer = await xwalk.require_onec("counterparty", payload.get("counterparty_id"),
+                                            "customer of an instant order")
+        if customer is None:
+            raise DependencyPending(f"deal {deal}: the instant order names no customer yet")
+        lines = await self._lines(deal, xwalk)
+        if not lines:
+            raise DependencyPending(f"deal {deal}: no goods in the instant order yet")
+        body = instant_order_body(payload, customer=customer, lines=lines,
+                                  document_type=self.flows.instant_order_document, tz=self.tz,
+                                  post=self.flows.post_documents)
+        result = await self.onec.create_instant_order(f"instant_order:{change.entity_id}", body)
+        return await self._answered(change, result)
+
+
+class ReturnToOneC(_ToOneC):
+    """A courier's return as a 1С ВозвратТоваровОтКлиента (module docstring). Returns born
+    in 1С are 1С's already: nothing to create."""
+
+    entity: ClassVar[str] = "return"
+
+    async def apply(self, change: Change, xwalk: Crosswalk) -> str | None:
+        """Create the 1С return once the courier's deal is won; its Ref_Key."""
+        payload = change.payload
+        external = payload.get("external_ids") or {}
+        if "bitrix24" not in external or "onec" in external or payload.get("number"):
+            return None
+        if not ready_for_onec(payload, "courier_stage"):
+            return None
+        deal = deal_id(payload)
+        if deal is None:
+            raise ReturnWithoutGoods(f"return {change.entity_id} started as "
+                                     f"{external.get('bitrix24')}: its goods cannot be read")
+        customer = await xwalk.require_onec("counterparty", payload.get("courier_counterparty_id"),
+                                            "customer of a return")
+        if customer is None:
+            raise DependencyPending(f"deal {deal}: the return names no customer yet")
+        shipment = await xwalk.require_onec("shipment", payload.get("courier_shipment_id"),
+                                            "shipment of a return")
+        lines = await self._lines(deal, xwalk)
+        if not lines:
+            raise ReturnWithoutGoods(f"deal {deal}: the return has no goods")
+        body = return_body(payload, customer=customer, lines=lines, shipment=shipment,
+                           tz=self.tz, post=self.flows.post_documents)
+        result = await self.onec.create_return(f"return:{change.entity_id}", body)
+        return await self._answered(change, result)
+
+
+class _StatusToDeal:
+    """The middleware's status and the 1С number, written to the courier's deal."""
+
+    target: ClassVar[str] = "bitrix24"
+    entity: ClassVar[str]
+    number_field: ClassVar[str]
+
+    def __init__(self, targets: Targets) -> None:
+        self.client = targets.bitrix24
+        self.flows = targets.settings.flows
+
+    async def apply(self, change: Change, xwalk: Crosswalk) -> str | None:
+        """Update the deal; ``deal:<id>``. None for Bitrix24's own changes, deletions and
+        records of other kinds (returns born in 1С have no deal)."""
+        payload = change.payload
+        deal = deal_id(payload)
+        if payload.get("source") == "bitrix24" or change.deleted or deal is None:
+            return None
+        fields = status_fields(str(payload.get("status") or ""),
+                               str(payload.get(self.number_field) or ""),
+                               status_field=self.flows.deal_status_field,
+                               document_field=self.flows.deal_document_field)
+        await self.client.call("crm.deal.update", {"id": deal, "fields": fields})
+        return f"deal:{deal}"
+
+
+class InstantOrderStatus(_StatusToDeal):
+    """An instant order's status and 1С number on its deal."""
+
+    entity: ClassVar[str] = "instant_order"
+    number_field: ClassVar[str] = "onec_number"
+
+
+class ReturnStatus(_StatusToDeal):
+    """A return's status and 1С number on its deal."""
+
+    entity: ClassVar[str] = "return"
+    number_field: ClassVar[str] = "number"
