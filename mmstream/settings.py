@@ -129,6 +129,9 @@ class RetrySettings(BaseModel):
     # worker holds a claimed one before another worker may take it over.
     parked_poll_s: float = Field(1.0, gt=0)
     parked_lease_s: float = Field(120.0, gt=0)
+    # A delivery's hold on its entity (egress_lease), renewed every third of it while the
+    # delivery runs: a killed worker's entities wait at most this long for another worker.
+    delivery_lease_s: float = Field(15.0, ge=3)
 
 
 class CircuitSettings(BaseModel):

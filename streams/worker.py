@@ -162,6 +162,7 @@ def build_egress(settings: Settings) -> faust.App:
                 inline_attempts=settings.retry.inline_attempts,
                 inline_budget_s=settings.retry.inline_budget_s,
                 lease_s=settings.retry.parked_lease_s,
+                delivery_lease_s=settings.retry.delivery_lease_s,
             )
         return deps[name]
 
@@ -206,6 +207,17 @@ def build_egress(settings: Settings) -> faust.App:
 
     for name in names:
         add_agent(name)
+
+    @app.timer(interval=settings.retry.delivery_lease_s / 3)
+    async def renew_leases() -> None:
+        # A delivery may outlast its lease (a slow target, long backoff): renewing keeps
+        # other workers out while this one lives; a killed worker stops renewing.
+        for egress in list(deps.values()):
+            try:
+                await egress.renew_leases()
+            except Exception:  # noqa: BLE001 — the next tick renews; a lapse lets another
+                # worker in, which egress_delivery and the actions' idempotent writes absorb
+                log.warning("egress lease renewal failed", exc_info=True)
 
     @app.timer(interval=settings.retry.parked_poll_s)
     async def retry_parked() -> None:

@@ -19,8 +19,9 @@ external key). The shared part:
   waits, then sees the change delivered and skips it. A lease is a row, not a lock held on
   an open connection, so the deliveries in flight are not bounded by the database's
   connections (they fill ``batch`` calls: the portal's budget is only reached with ~100+
-  in flight). A worker that dies leaves its leases to expire (``lease_s``); until then
-  those entities wait.
+  in flight). Leases are short and renewed while their delivery runs
+  (:meth:`EntityEgress.renew_leases`): a worker that dies leaves its entities to another
+  after at most ``delivery_lease_s``.
 * **nothing dropped silently**: what cannot be delivered (permanent error, retries
   exhausted, malformed record) goes to the flow's DLQ with the original bytes.
 """
@@ -39,7 +40,7 @@ from datetime import UTC, datetime
 from typing import Any, ClassVar, Protocol
 
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from mmstream import log as logctx
 from mmstream.envelope import REQUEST_ID
@@ -63,12 +64,36 @@ _ACQUIRE = text(
     "VALUES (:target, :entity, :id, :holder, now() + make_interval(secs => :ttl)) "
     "ON CONFLICT (target, entity, entity_id) DO UPDATE SET holder = excluded.holder, "
     "expires_at = excluded.expires_at WHERE egress_lease.expires_at < now() RETURNING holder")
+_RENEW = text("UPDATE egress_lease SET expires_at = now() + make_interval(secs => :ttl) "
+              "WHERE holder = ANY(CAST(:holders AS uuid[]))")
 _RELEASE = text("DELETE FROM egress_lease WHERE target = :target AND entity = :entity "
                 "AND entity_id = :id AND holder = :holder")
 #: How long a waiting delivery sleeps at most between tries for a busy lease.
 LEASE_POLL_MAX_S = 0.5
-_LAST = text("SELECT last_outbox_id FROM egress_delivery "
-             "WHERE target = :target AND entity = :entity AND entity_id = :id")
+# Read in the lease's transaction, after it is taken (a fresh snapshot: what an earlier
+# holder committed is seen): the last change delivered, and whether changes are parked.
+_STATE = text(
+    "SELECT (SELECT last_outbox_id FROM egress_delivery WHERE target = :target "
+    "AND entity = :entity AND entity_id = :id), EXISTS (SELECT 1 FROM egress_parked "
+    "WHERE target = :target AND entity = :entity AND entity_id = :id), "
+    "(SELECT external_id FROM crosswalk WHERE system = :target AND entity = :entity "
+    "AND canonical_id = :id)")
+
+
+@dataclass
+class Held:
+    """An entity's lease while a delivery holds it, and the entity's state read with it."""
+
+    params: dict[str, Any] | None = None
+    last_outbox_id: int | None = None
+    parked: bool = False
+    released: bool = False
+    #: The delivery's crosswalk (its own entity's link read with the lease).
+    xwalk: Crosswalk | None = None
+
+    def delivered(self, outbox_id: int) -> bool:
+        """Whether the change with ``outbox_id`` (or a later one) was delivered already."""
+        return self.last_outbox_id is not None and self.last_outbox_id >= outbox_id
 _DELIVERED = text(
     "INSERT INTO egress_delivery (target, entity, entity_id, last_outbox_id, last_event_id, external_id) "
     "VALUES (:target, :entity, :id, :outbox_id, :event_id, :ext) "
@@ -130,15 +155,29 @@ class Change:
 
 
 class Crosswalk:
-    """The id crosswalk as actions see it (each call its own short transaction)."""
+    """The id crosswalk as actions see it.
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    One per delivery: what the delivery's own entity is known as was read with its lease
+    (``known``), and the links an action makes are kept until the delivery ends, then
+    written in the transaction that records it (or releases the lease) — fewer round trips
+    per change. A crash before that loses nothing: every action finds its object by the
+    external key before creating one. Without ``deferred`` each call is its own short
+    transaction."""
+
+    def __init__(self, engine: AsyncEngine, *, deferred: bool = False,
+                 known: dict[tuple[str, str, str], str | None] | None = None) -> None:
         self.engine = engine
+        self.deferred = deferred
+        self._known: dict[tuple[str, str, str], str | None] = dict(known or {})
+        self.pending: list[tuple[str, str, str, str]] = []
 
     async def external_id(self, entity: str, system: str, canonical_id: str | None) -> str | None:
         """The object's id in ``system``, if known (None for a None reference)."""
         if not canonical_id:
             return None
+        cached = (entity, system, str(canonical_id))
+        if cached in self._known:
+            return self._known[cached]
 
         async def lookup() -> str | None:
             async with self.engine.connect() as conn:
@@ -193,11 +232,21 @@ class Crosswalk:
         older link of ``canonical_id`` there is replaced: actions link what they have just
         found or created in the target, so a record a user deleted there is forgotten."""
 
+        self._known[(entity, system, str(canonical_id))] = str(external_id)
+        if self.deferred:
+            self.pending.append((entity, system, str(canonical_id), str(external_id)))
+            return
+
         async def write() -> None:
             async with self.engine.begin() as conn:
                 await crosswalk.relink(conn, entity, system, str(canonical_id), str(external_id))
 
         await retry_transient(write, what="crosswalk link", entity=entity)
+
+    async def flush(self, conn: AsyncConnection) -> None:
+        """Write the deferred links in the caller's transaction."""
+        for entity, system, canonical_id, external_id in self.pending:
+            await crosswalk.relink(conn, entity, system, canonical_id, external_id)
 
 
 class Action(Protocol):
@@ -223,6 +272,7 @@ class EntityEgress:
     def __init__(self, engine: AsyncEngine, action: Action, producer: AckedProducer,
                  policy: RetryPolicy, dlq_topic: str, *, inline_attempts: int = 3,
                  inline_budget_s: float = 5.0, lease_s: float = 120.0,
+                 delivery_lease_s: float = 15.0,
                  on_delivered: Callable[[Change, str | None], Awaitable[None]] | None = None) -> None:
         self.engine = engine
         self.action = action
@@ -233,11 +283,12 @@ class EntityEgress:
         self.dlq_topic = dlq_topic
         self.inline_attempts = inline_attempts
         self.inline_budget_s = inline_budget_s
-        self.lease_s = lease_s
+        self.delivery_lease_s = delivery_lease_s
+        #: Leases this instance holds now (renewed by renew_leases).
+        self._holding: set[uuid.UUID] = set()
         #: The last take's completion per entity key (see deliver_all).
         self._tails: dict[bytes, asyncio.Future[None]] = {}
         self.sequencer = Sequencer(engine, self.target, lease_s)
-        self.xwalk = Crosswalk(engine)
         self.on_delivered = on_delivered
 
     @property
@@ -291,60 +342,63 @@ class EntityEgress:
         headers = record.header_map
         with logctx.bind(event_id=headers.get("ce_id", ""), request_id=headers.get(REQUEST_ID, "")):
             # The key is the entity id (the relay keys egress records by canonical id).
-            async with self._exclusive(record.key.decode(errors="replace") if record.key else None):
-                outcome = await self._deliver(record)
+            key = record.key.decode(errors="replace") if record.key else None
+            async with self._exclusive(key) as held:
+                outcome = await self._deliver(record, held)
         EGRESS_DELIVERIES.labels(self.target, self.entity, outcome).inc()
         return outcome
 
     @asynccontextmanager
-    async def _exclusive(self, entity_id: str | None) -> AsyncIterator[None]:
+    async def _exclusive(self, entity_id: str | None) -> AsyncIterator[Held]:
         """Run the block holding the entity's lease (see the module docstring)."""
         if not entity_id:  # not an egress record: it is dead-lettered, nothing to serialize
-            yield
+            yield Held(xwalk=Crosswalk(self.engine))
             return
-        params = {"target": self.target, "entity": self.entity, "id": entity_id,
-                  "holder": uuid.uuid4(), "ttl": self.lease_s}
+        holder = uuid.uuid4()
+        held = Held(params={"target": self.target, "entity": self.entity, "id": entity_id,
+                            "holder": holder, "ttl": self.delivery_lease_s})
 
-        async def acquire() -> Any:
+        async def acquire() -> bool:
             async with self.engine.begin() as conn:
-                return await conn.scalar(_ACQUIRE, params)
+                if await conn.scalar(_ACQUIRE, held.params) is None:
+                    return False
+                row = (await conn.execute(_STATE, held.params)).one()
+            held.last_outbox_id, held.parked = row[0], bool(row[1])
+            held.xwalk = Crosswalk(self.engine, deferred=True, known={
+                (self.entity, self.target, entity_id): row[2]})
+            return True
 
         async def release() -> None:
             async with self.engine.begin() as conn:
-                await conn.execute(_RELEASE, params)
+                if held.xwalk is not None:
+                    await held.xwalk.flush(conn)
+                await conn.execute(_RELEASE, held.params)
 
         wait = 0.01
-        while await retry_transient(acquire, what="egress lease", entity=self.entity) is None:
+        while not await retry_transient(acquire, what="egress lease", entity=self.entity):
             await asyncio.sleep(wait)  # another delivery of this entity is in flight
             wait = min(wait * 2, LEASE_POLL_MAX_S)
+        self._holding.add(holder)
         try:
-            yield
+            yield held
         finally:
-            # Shielded: a delivery cancelled at shutdown still frees its entity at once
-            # rather than after lease_s.
-            await asyncio.shield(retry_transient(release, what="egress lease release",
-                                                 entity=self.entity))
+            self._holding.discard(holder)
+            if not held.released:
+                # Shielded: a delivery cancelled at shutdown still frees its entity at once
+                # rather than after lease_s.
+                await asyncio.shield(retry_transient(release, what="egress lease release",
+                                                     entity=self.entity))
 
-    async def _delivered_already(self, change: Change) -> bool:
-        async def lookup():
-            async with self.engine.connect() as conn:
-                return await conn.scalar(_LAST, {"target": self.target, "entity": self.entity,
-                                                 "id": change.entity_id})
-
-        last = await retry_transient(lookup, what="egress delivery lookup", entity=self.entity)
-        return last is not None and last >= change.outbox_id
-
-    async def _deliver(self, record: SourceRecord) -> str:
+    async def _deliver(self, record: SourceRecord, held: Held) -> str:
         first = datetime.now(UTC)
         try:
             change = Change.parse(self.entity, record)
         except InvalidRecord as exc:
             await self._dead_letter(record, exc, 1, first)
             return "dead_lettered"
-        if await self._delivered_already(change):
+        if held.delivered(change.outbox_id):
             return "skipped"  # a replay of something already delivered
-        if await retry_transient(lambda: self.sequencer.blocked(self.entity, change.entity_id),
-                                 what="parking lookup", entity=self.entity):
+        if held.parked:
             # An earlier change of this entity is parked: never overtake it.
             await retry_transient(lambda: self.sequencer.park(record, self.entity, change.entity_id),
                                   what="parking", entity=self.entity)
@@ -355,7 +409,7 @@ class EntityEgress:
         while True:
             attempt += 1
             try:
-                external_id = await self.action.apply(change, self.xwalk)
+                external_id = await self.action.apply(change, held.xwalk)
                 break
             except Exception as exc:  # noqa: BLE001 — the policy decides via classify()
                 err = classify(exc)
@@ -376,7 +430,7 @@ class EntityEgress:
                     return "parked"
                 self._log_failure("target call failed, retrying", change, err.code, exc, attempt, delay)
                 await asyncio.sleep(delay)
-        await self._record_delivery(change, external_id)
+        await self._record_delivery(change, external_id, held)
         log.info("delivered", extra={"target": self.target, "entity": self.entity,
                                      "entity_id": change.entity_id, "external_id": external_id,
                                      "attempts": attempt})
@@ -389,18 +443,43 @@ class EntityEgress:
             "error_code": code, "error": str(exc)[:300], "attempt": attempt,
             "retry_in_s": round(delay, 2)})
 
-    async def _record_delivery(self, change: Change, external_id: str | None) -> None:
+    async def _record_delivery(self, change: Change, external_id: str | None,
+                               held: Held, *, release: bool = True) -> None:
+        """Remember the delivery; the lease ends in the same transaction (unless the
+        caller still has work under it)."""
         params = {"target": self.target, "entity": self.entity, "id": change.entity_id,
                   "outbox_id": change.outbox_id, "event_id": change.event_id or None,
                   "ext": external_id}
 
         async def write() -> None:
             async with self.engine.begin() as conn:
+                if held.xwalk is not None:
+                    await held.xwalk.flush(conn)
                 await conn.execute(_DELIVERED, params)
+                if release and held.params is not None:
+                    await conn.execute(_RELEASE, held.params)
+            held.released = release and held.params is not None
+            if held.xwalk is not None:
+                held.xwalk.pending.clear()
 
         await retry_transient(write, what="egress delivery record", entity=self.entity)
         if self.on_delivered is not None:
             await self.on_delivered(change, external_id)
+
+    async def renew_leases(self) -> int:
+        """Extend the leases of the deliveries in flight (the worker calls this every third
+        of ``delivery_lease_s``); how many were renewed."""
+        holders = [str(h) for h in self._holding]
+        if not holders:
+            return 0
+
+        async def renew() -> int:
+            async with self.engine.begin() as conn:
+                result = await conn.execute(_RENEW, {"holders": holders,
+                                                     "ttl": self.delivery_lease_s})
+                return result.rowcount
+
+        return await retry_transient(renew, what="egress lease renewal", entity=self.entity)
 
     async def retry_parked(self) -> int:
         """One pass of the delayed path: try every due head of this entity once. Returns how
@@ -410,13 +489,13 @@ class EntityEgress:
             headers = parked.record.header_map
             with logctx.bind(event_id=headers.get("ce_id", ""),
                              request_id=headers.get(REQUEST_ID, "")):
-                async with self._exclusive(parked.entity_id):
-                    outcome = await self._retry(parked)
+                async with self._exclusive(parked.entity_id) as held:
+                    outcome = await self._retry(parked, held)
             EGRESS_DELIVERIES.labels(self.target, self.entity, outcome).inc()
             released += outcome != "parked"
         return released
 
-    async def _retry(self, parked: Parked) -> str:
+    async def _retry(self, parked: Parked, held: Held) -> str:
         record, now = parked.record, datetime.now(UTC)
         first = parked.first_failure or now
         try:
@@ -425,12 +504,12 @@ class EntityEgress:
             await self._dead_letter(record, exc, parked.attempts + 1, first)
             await self.sequencer.release(parked)
             return "dead_lettered"
-        if await self._delivered_already(change):
+        if held.delivered(change.outbox_id):
             await self.sequencer.release(parked)
             return "skipped"
         attempts = parked.attempts + 1
         try:
-            external_id = await self.action.apply(change, self.xwalk)
+            external_id = await self.action.apply(change, held.xwalk)
         except Exception as exc:  # noqa: BLE001 — the policy decides via classify()
             err = classify(exc)
             if not self.policy.should_retry(exc, attempts, (now - first).total_seconds()):
@@ -443,7 +522,9 @@ class EntityEgress:
                                             first_failure=first, retry_in_s=delay)
             self._log_failure("parked change failed again", change, err.code, exc, attempts, delay)
             return "parked"
-        await self._record_delivery(change, external_id)
+        # The parked head goes before the lease: a change arriving meanwhile must not see
+        # it still parked and queue behind it.
+        await self._record_delivery(change, external_id, held, release=False)
         await self.sequencer.release(parked)
         log.info("delivered from the delayed path", extra={
             "target": self.target, "entity": self.entity, "entity_id": change.entity_id,

@@ -114,3 +114,35 @@ def test_a_dead_workers_lease_expires_and_a_live_one_is_waited_for(settings):
     blocked, outcome = asyncio.run(main())
     assert blocked and outcome == "delivered"
     assert target.applied == [1, 2]
+
+
+def test_a_long_delivery_keeps_its_lease_by_renewing_it(settings):
+    target = SlowTarget(delay_s=1.5)
+    thing = str(uuid.uuid4())
+
+    def expiry():
+        with pg(settings) as conn:
+            row = conn.execute("SELECT expires_at - now() FROM egress_lease WHERE entity_id = %s",
+                               (thing,)).fetchone()
+        return row[0].total_seconds() if row else None
+
+    async def main():
+        engine = async_engine(settings)
+        producer = AckedProducer(settings.kafka, client_id="lease-test")
+        try:
+            worker = EntityEgress(engine, target, producer,
+                                  RetryPolicy.from_settings(settings.retry),
+                                  "dlq.egress.test.thing", delivery_lease_s=1.0)
+            running = asyncio.create_task(worker.deliver(record(thing, 1)))
+            await asyncio.sleep(0.8)
+            before = expiry()
+            renewed = await worker.renew_leases()
+            after = expiry()
+            return before, renewed, after, await running, await worker.renew_leases()
+        finally:
+            producer.close()
+            await engine.dispose()
+
+    before, renewed, after, outcome, idle = asyncio.run(main())
+    assert renewed == 1 and after > before  # pushed out again while the delivery runs
+    assert outcome == "delivered" and idle == 0  # nothing held once it is done
