@@ -1,4 +1,7 @@
-"""1С РеализацияТоваровУслуг (УТ 11, УТ 10.3, БП 3.0 OData / JSON push) -> canonical Shipment."""
+"""1С РеализацияТоваровУслуг (УТ 11, УТ 10.3, БП 3.0 OData / JSON push) -> canonical Shipment.
+
+A shipment with a delivery address that ships no customer order also gives its own
+delivery task (flow 2); a shipment of an order is delivered by the order's task."""
 
 from __future__ import annotations
 
@@ -6,7 +9,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from mmstream.models.base import Canonical
+from mmstream.models.delivery_task import DeliveryTask
 from mmstream.models.shipment import Shipment
+from streams.normalize.derive_delivery_task import delivery_task_from_shipment, needs_delivery
 from streams.normalize.oddities import text
 from streams.normalize.onec_common import first_ref
 from streams.normalize.onec_document import deletion, goods_lines, header, includes_vat, ref_to
@@ -23,7 +28,7 @@ def normalize(value: dict[str, Any], headers: Mapping[str, str], ctx: Context) -
     fields, deleted = header(value, ctx)
     if deleted:
         return deletion(Shipment, fields)
-    return [Shipment(
+    shipment = Shipment(
         **fields,
         counterparty_id=ref_to(value, "counterparty", "Контрагент"),
         partner_id=first_ref(value, "Партнер_Key"),
@@ -34,4 +39,18 @@ def normalize(value: dict[str, Any], headers: Mapping[str, str], ctx: Context) -
         delivery_address=text(value.get("АдресДоставки")),
         amount_includes_vat=includes_vat(value),
         lines=goods_lines(value, *SECTIONS),
-    )]
+    )
+    return [shipment, *delivery_of(shipment, ctx)]
+
+
+def delivery_of(shipment: Shipment, ctx: Context) -> list[DeliveryTask]:
+    """The delivery task of a shipment without an order (none for a shipment of an order,
+    or one the customer collects)."""
+    if shipment.order_id is not None or not needs_delivery(
+            shipment.delivery_address, address_required=ctx.delivery_needs_address):
+        return []
+    return [delivery_task_from_shipment(
+        shipment_id=shipment.id, version=shipment.version, number=shipment.number,
+        counterparty_id=shipment.counterparty_id, warehouse_id=shipment.warehouse_id,
+        delivery_address=shipment.delivery_address, amount_to_collect=shipment.amount,
+        deleted=shipment.deleted)]

@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from connectors.onec.records import deletion_record
+from streams.normalize.derive_delivery_task import delivery_task_id
 from streams.normalize.oddities import Unnormalizable
 from streams.normalize.onec_shipment import normalize
 from streams.normalize.registry import Context, normalizers
@@ -151,3 +152,24 @@ def test_line_rejections_name_section_and_field(bp30_shipments, ctx, change, fie
 def test_not_an_object_is_refused(ctx):
     with pytest.raises(Unnormalizable, match="JSON object"):
         normalize(["Ref_Key"], {}, ctx)  # type: ignore[arg-type]
+
+
+def test_a_shipment_without_an_order_to_deliver_gives_its_own_delivery_task(bp30_shipments, ctx):
+    record = {**bp30_shipments[0], "АдресДоставки": "г. Москва, ул. Тверская, д. 1"}
+    shipment, task = normalize(record, {}, ctx)
+    assert task.id == delivery_task_id(None, shipment.id)
+    assert (task.shipment_id, task.order_id) == (shipment.id, None)
+    assert (task.number, task.delivery_address) == ("0000-000001", "г. Москва, ул. Тверская, д. 1")
+    assert task.amount_to_collect == Decimal("150129") and task.version == "shipment:AAAACgAAAAA="
+    marked = normalize({**record, "DeletionMark": True}, {}, ctx)[1]
+    assert marked.deleted  # a shipment without an order takes its own task with it
+
+
+def test_a_shipment_of_an_order_or_without_an_address_gives_no_task(bp30_shipments, ctx):
+    record = {**bp30_shipments[0], "АдресДоставки": "г. Москва, ул. Тверская, д. 1",
+              "ЗаказКлиента_Key": "5f0c1a10-0000-11ee-8000-000c29b45b09"}
+    assert [type(e).__name__ for e in normalize(record, {}, ctx)] == ["Shipment"]
+    assert [type(e).__name__ for e in normalize(bp30_shipments[0], {}, ctx)] == ["Shipment"]
+    everything = Context(delivery_needs_address=False)
+    assert [type(e).__name__ for e in normalize(bp30_shipments[0], {}, everything)] == [
+        "Shipment", "DeliveryTask"]
