@@ -91,7 +91,10 @@ def classify(exc: BaseException) -> MMStreamError:
     import psycopg
     import sqlalchemy.exc as sa_exc
 
-    if isinstance(exc, (psycopg.OperationalError, sa_exc.OperationalError, sa_exc.InterfaceError)):
+    # sa_exc.TimeoutError: no pooled connection came free in time (the deliveries in
+    # flight outnumber the pool) — a wait, not a fault of the record.
+    if isinstance(exc, (psycopg.OperationalError, sa_exc.OperationalError, sa_exc.InterfaceError,
+                        sa_exc.TimeoutError)):
         return _wrap(DatabaseUnavailable, exc)
     if isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated:
         return _wrap(DatabaseUnavailable, exc)

@@ -9,6 +9,7 @@ wherever a record uses it — as its own id or as a reference. Egress and the si
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from uuid import UUID
 
@@ -18,6 +19,8 @@ from sqlalchemy.dialects.postgresql import UUID as PG_UUID
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from mmstream.models.base import Canonical, derived_id
+
+log = logging.getLogger(__name__)
 
 _LINK = text(
     "INSERT INTO crosswalk (system, entity, canonical_id, external_id, derived_id) "
@@ -37,6 +40,8 @@ async def link(conn: AsyncConnection, entity: str, system: str, canonical_id: st
                                "derived_id": derived_id(entity, system, external_id)})
 
 
+_OWNER = text("SELECT canonical_id FROM crosswalk WHERE system = :system AND entity = :entity "
+              "AND external_id = :external_id")
 _UNLINK_OTHER = text("DELETE FROM crosswalk WHERE system = :system AND entity = :entity "
                      "AND canonical_id = :canonical_id AND external_id <> :external_id")
 
@@ -48,6 +53,13 @@ async def relink(conn: AsyncConnection, entity: str, system: str, canonical_id: 
     deleted by a user), so its word is the latest."""
     params = {"system": system, "entity": entity, "canonical_id": canonical_id,
               "external_id": external_id}
+    owner = await conn.scalar(_OWNER, params)
+    if owner is not None and owner != canonical_id:
+        # The object is another canonical id's already: keep both links as they are (a
+        # merge of two identities is a person's decision, not egress's).
+        log.warning("crosswalk: %s %s in %s is linked to %s already; %s keeps its link",
+                    entity, external_id, system, owner, canonical_id)
+        return
     await conn.execute(_UNLINK_OTHER, params)
     await link(conn, entity, system, canonical_id, external_id)
 

@@ -174,16 +174,23 @@ def build_egress(settings: Settings) -> faust.App:
                 # One entity's changes go one after the other in partition order; different
                 # entities' changes go at once, so their calls share `batch` calls. Takes
                 # overlap: while one drains (its last deliveries cannot fill a batch call),
-                # the next one starts; each take is acknowledged when it is done, and Faust
-                # commits only offsets below the first unacknowledged one.
+                # the next one starts. Takes are acknowledged in take order, each once it is
+                # done: Faust commits the acknowledged offsets as a run, and an offset
+                # acknowledged while an earlier one is still open can be committed past it
+                # (faust-streaming 0.15 only checks for a head gap of more than one offset).
                 takes = asyncio.Semaphore(EGRESS_TAKES_IN_FLIGHT)
+                last_acked: asyncio.Future[None] | None = None
 
-                async def settle(events) -> None:
+                async def settle(events, before: asyncio.Future[None] | None,
+                                 acked: asyncio.Future[None]) -> None:
                     try:
                         with metrics.observe_batch(name, len(events)):
                             await egress.deliver_all(
                                 [SourceRecord.from_event(e) for e in events], slots=slots)
+                            if before is not None:
+                                await before
                             await ack_all(stream, events)
+                        acked.set_result(None)
                     except BaseException as exc:  # noqa: BLE001 — as fail_stop, off the agent
                         if is_shutdown(exc):
                             raise
@@ -195,7 +202,9 @@ def build_egress(settings: Settings) -> faust.App:
                     async for events in stream.noack_take(EGRESS_TAKE,
                                                           within=settings.streams.batch_within_s):
                         await takes.acquire()
-                        task = asyncio.create_task(settle(events))
+                        acked = asyncio.get_running_loop().create_future()
+                        task = asyncio.create_task(settle(events, last_acked, acked))
+                        last_acked = acked
                         running.add(task)
                         task.add_done_callback(running.discard)
                 finally:

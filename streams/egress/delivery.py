@@ -63,7 +63,9 @@ _ACQUIRE = text(
     "INSERT INTO egress_lease (target, entity, entity_id, holder, expires_at) "
     "VALUES (:target, :entity, :id, :holder, now() + make_interval(secs => :ttl)) "
     "ON CONFLICT (target, entity, entity_id) DO UPDATE SET holder = excluded.holder, "
-    "expires_at = excluded.expires_at WHERE egress_lease.expires_at < now() RETURNING holder")
+    "expires_at = excluded.expires_at WHERE egress_lease.expires_at < now() "
+    # A retry of an acquisition whose commit went unanswered finds its own lease.
+    "OR egress_lease.holder = excluded.holder RETURNING holder")
 _RENEW = text("UPDATE egress_lease SET expires_at = now() + make_interval(secs => :ttl) "
               "WHERE holder = ANY(CAST(:holders AS uuid[]))")
 _RELEASE = text("DELETE FROM egress_lease WHERE target = :target AND entity = :entity "
@@ -316,22 +318,40 @@ class EntityEgress:
         chain = {key: (self._tails.get(key), loop.create_future()) for key in queues}
         for key, (_, done) in chain.items():
             self._tails[key] = done
+            # Nobody may wait on it: a failure it carries is still seen (raised below).
+            done.add_done_callback(lambda f: f.cancelled() or f.exception())
 
         async def run(key: bytes, indexes: list[int]) -> None:
             before, done = chain[key]
             try:
                 if before is not None:
+                    # A failed earlier change of the entity fails this one too: a later
+                    # change must never overtake it (the process is stopping anyway).
                     await asyncio.shield(before)
                 async with slots:
                     for i in indexes:
                         outcomes[i] = await self.deliver(records[i])
+            except asyncio.CancelledError:
+                done.cancel()
+                raise
+            except BaseException as exc:
+                if not done.done():
+                    done.set_exception(exc)
+                raise
             finally:
-                done.set_result(None)
+                if not done.done():
+                    done.set_result(None)
+
+        try:
+            results = await asyncio.gather(*(run(k, ix) for k, ix in queues.items()),
+                                           return_exceptions=True)
+        finally:
+            # Cancelled before a run started: its followers must not wait forever.
+            for key, (_, done) in chain.items():
+                if not done.done():
+                    done.cancel()
                 if self._tails.get(key) is done:
                     del self._tails[key]
-
-        results = await asyncio.gather(*(run(k, ix) for k, ix in queues.items()),
-                                       return_exceptions=True)
         for result in results:
             if isinstance(result, BaseException):
                 raise result

@@ -27,6 +27,7 @@ from mmstream.errors import (
     psycopg.errors.DeadlockDetected("deadlock detected"),
     sa_exc.OperationalError("SELECT 1", {}, psycopg.OperationalError("server closed")),
     sa_exc.InterfaceError("SELECT 1", {}, Exception("connection already closed")),
+    sa_exc.TimeoutError("QueuePool limit of size 10 overflow 10 reached"),
 ], ids=lambda e: type(e).__name__)
 def test_database_connection_errors_are_database_unavailable(exc):
     err = classify(exc)

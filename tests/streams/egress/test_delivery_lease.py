@@ -146,3 +146,37 @@ def test_a_long_delivery_keeps_its_lease_by_renewing_it(settings):
     before, renewed, after, outcome, idle = asyncio.run(main())
     assert renewed == 1 and after > before  # pushed out again while the delivery runs
     assert outcome == "delivered" and idle == 0  # nothing held once it is done
+
+
+class FailingFirst(EntityEgress):
+    """An egress whose delivery of offset 1 fails the way a fail-stop error does (after a
+    while), to see what a later take of the same entity does meanwhile."""
+
+    async def deliver(self, record: SourceRecord) -> str:
+        if record.offset == 1:
+            await asyncio.sleep(0.3)
+            raise RuntimeError("dead-letter topic refused the record")
+        return await super().deliver(record)
+
+
+def test_a_later_take_never_overtakes_a_failed_change_of_its_entity(settings):
+    target = SlowTarget(delay_s=0)
+    thing, other = str(uuid.uuid4()), str(uuid.uuid4())
+
+    async def main():
+        engine = async_engine(settings)
+        producer = AckedProducer(settings.kafka, client_id="lease-test")
+        try:
+            worker = FailingFirst(engine, target, producer,
+                                  RetryPolicy.from_settings(settings.retry), "dlq.egress.test.thing")
+            first = asyncio.create_task(worker.deliver_all([record(thing, 1)]))
+            await asyncio.sleep(0)  # the first take chains its entity before the second
+            second = worker.deliver_all([record(thing, 2), record(other, 3)])
+            return await asyncio.gather(first, second, return_exceptions=True)
+        finally:
+            producer.close()
+            await engine.dispose()
+
+    first, second = asyncio.run(main())
+    assert isinstance(first, RuntimeError) and isinstance(second, RuntimeError)
+    assert target.applied == [3]  # the other entity went on; change 2 did not overtake 1

@@ -171,6 +171,28 @@ def test_crosswalk_rewrites_derived_ids_to_canonical(db_url):
     assert ext == "42"
 
 
+def test_relink_replaces_a_stale_link_but_never_takes_another_ids_object(db_url):
+    mine, theirs = str(uuid.uuid4()), str(uuid.uuid4())
+
+    async def main():
+        engine = create_async_engine(db_url)
+        try:
+            async with engine.begin() as conn:
+                await crosswalk.link(conn, "warehouse", "bitrix24", mine, "42")
+                await crosswalk.link(conn, "warehouse", "bitrix24", theirs, "7")
+            async with engine.begin() as conn:  # 42 was deleted in the portal: now 43
+                await crosswalk.relink(conn, "warehouse", "bitrix24", mine, "43")
+            async with engine.begin() as conn:  # 7 is another id's object already
+                await crosswalk.relink(conn, "warehouse", "bitrix24", mine, "7")
+            async with engine.connect() as conn:
+                return [await crosswalk.external_id(conn, "warehouse", "bitrix24", c)
+                        for c in (mine, theirs)]
+        finally:
+            await engine.dispose()
+
+    assert asyncio.run(main()) == ["43", "7"]
+
+
 @pytest.mark.parametrize("bad", ["\x00"])
 def test_nul_is_refused_before_the_database(bad):
     from streams.normalize.oddities import Unnormalizable, text
