@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from mmstream.settings import Settings
-from tests.support.services import Databases, start_broker, start_postgres
+from tests.support.services import Databases, drop_topics, start_broker, start_postgres
 
 pytest_plugins = ["tests.support.stack"]
 
@@ -62,8 +62,9 @@ def unique() -> str:
 
 @pytest.fixture
 def settings(kafka_bootstrap, db_url, unique) -> Settings:
-    """Settings pointing at the test services, with a random topic prefix and groups."""
-    return Settings(
+    """Settings pointing at the test services, with a random topic prefix and groups; the
+    test's topics are deleted afterwards."""
+    made = Settings(
         _env_file=None,
         database_url=db_url,
         kafka={
@@ -81,3 +82,5 @@ def settings(kafka_bootstrap, db_url, unique) -> Settings:
                  "batch_within_s": 0.2},
         retry={"base_delay_s": 0.05, "max_delay_s": 0.5, "max_attempts": 6, "budget_s": 30},
     )
+    yield made
+    drop_topics(made)

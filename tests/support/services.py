@@ -13,7 +13,7 @@ from mmstream.db.migrate import upgrade
 from mmstream.embedded.broker import EmbeddedBroker
 from mmstream.embedded.ports import free_port
 from mmstream.embedded.postgres import EmbeddedPostgres
-from mmstream.settings import sqlalchemy_url
+from mmstream.settings import Settings, sqlalchemy_url
 
 TEMPLATE_DB = "mm_test_template"
 
@@ -72,3 +72,25 @@ def start_broker(tmp: Path) -> tuple[str, EmbeddedBroker | None]:
         return given, None
     broker = EmbeddedBroker(free_port(), log_path=tmp / "broker.log").start()
     return broker.bootstrap, broker
+
+
+def drop_topics(settings: Settings, timeout_s: float = 20.0) -> int:
+    """Delete the topics of one test (its random prefix) from the session's broker.
+
+    The embedded broker keeps every topic in memory and answers full-metadata requests
+    with all of them; without this, every client of later tests pays for the topics of
+    all earlier ones. Best effort: a test never fails on its cleanup."""
+    from mmstream.kafka.admin import admin_client, existing_topics
+
+    prefix = settings.kafka.topic_prefix
+    if not prefix:
+        return 0
+    try:
+        admin = admin_client(settings)
+        names = [t for t in existing_topics(admin, timeout_s) if t.startswith(prefix)]
+        if names:
+            for future in admin.delete_topics(names, operation_timeout=timeout_s).values():
+                future.result(timeout=timeout_s)
+        return len(names)
+    except Exception:  # noqa: BLE001 — cleanup only
+        return 0
