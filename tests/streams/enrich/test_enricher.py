@@ -28,20 +28,25 @@ def poll(ref: EventRef) -> EventRef:
 
 def test_a_change_is_published_once_however_often_it_is_seen(harness):
     put = harness.portal.put_entity
-    put("deal", 5, {"TITLE": "v1", "DATE_MODIFY": "2026-02-01T10:00:00+03:00"})
+    # DATE_CREATE given: a deal restored from the recycle bin keeps it (the emulator would
+    # stamp a re-created record with the current second).
+    created = "2026-02-01T09:00:00+03:00"
+    put("deal", 5, {"TITLE": "v1", "DATE_MODIFY": "2026-02-01T10:00:00+03:00", "DATE_CREATE": created})
 
     async def scenario(p):
         results = [await p.enricher.handle([event_record(DEAL5)])]            # published
         results.append(await p.enricher.handle([event_record(poll(DEAL5))]))  # same version: skip
         # Another change within the same second: same DATE_MODIFY, other content.
-        put("deal", 5, {"TITLE": "v2", "DATE_MODIFY": "2026-02-01T10:00:00+03:00"})
+        put("deal", 5, {"TITLE": "v2", "DATE_MODIFY": "2026-02-01T10:00:00+03:00",
+                        "DATE_CREATE": created})
         results.append(await p.enricher.handle([event_record(poll(DEAL5))]))
         harness.portal.delete_entity("deal", 5)
         results.append(await p.enricher.handle([event_record(poll(DEAL5))]))  # gone: tombstone
         results.append(await p.enricher.handle([event_record(
             EventRef("deal", "5", "DELETE", "ONCRMDEALDELETE"))]))           # tombstoned already
         # Restored from the recycle bin with its old content: published again.
-        put("deal", 5, {"TITLE": "v2", "DATE_MODIFY": "2026-02-01T10:00:00+03:00"})
+        put("deal", 5, {"TITLE": "v2", "DATE_MODIFY": "2026-02-01T10:00:00+03:00",
+                        "DATE_CREATE": created})
         results.append(await p.enricher.handle([event_record(poll(DEAL5))]))
         return results
 
