@@ -21,8 +21,6 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from mmstream.errors import classify
 from streams.records import SourceRecord
 
-_BLOCKED = text("SELECT EXISTS (SELECT 1 FROM egress_parked "
-                "WHERE target = :target AND entity = :entity AND entity_id = :entity_id)")
 _PARK = text(
     "INSERT INTO egress_parked (target, entity, entity_id, source_topic, source_partition, "
     "source_offset, record_key, record_value, record_headers, attempts, first_failure, "
@@ -85,12 +83,6 @@ class Sequencer:
         self.engine = engine
         self.target = target
         self.lease_s = lease_s
-
-    async def blocked(self, entity: str, entity_id: str) -> bool:
-        """Whether earlier changes of this entity are parked (this one must wait behind)."""
-        async with self.engine.connect() as conn:
-            return bool(await conn.scalar(_BLOCKED, {"target": self.target, "entity": entity,
-                                                     "entity_id": entity_id}))
 
     async def park(self, record: SourceRecord, entity: str, entity_id: str, *, attempts: int = 0,
                    error: BaseException | None = None, first_failure: datetime | None = None,
