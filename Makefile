@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: run test bench install topics-apply lint openapi avro catalog clean help
+.PHONY: run test chaos bench install topics-apply lint openapi avro catalog clean help
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/'
@@ -22,6 +22,9 @@ run: $(STAMP)  ## start the embedded stack (broker, PostgreSQL, bridge, workers,
 
 test: $(STAMP)  ## run the test suite against a broker and PostgreSQL it starts itself
 	$(BIN)/python -m pytest $(ARGS)
+
+chaos: $(STAMP)  ## the fault and abuse scenarios (<= 20 min; ARGS=--quick <= 5 min), report in chaos-results/latest.json
+	$(BIN)/python -m pytest tests/chaos --chaos $(ARGS)
 
 bench: $(STAMP)  ## run the benchmarks, JSON report in bench-results/
 	$(BIN)/mmctl bench $(ARGS)

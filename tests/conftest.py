@@ -13,7 +13,7 @@ import pytest
 from mmstream.settings import Settings
 from tests.support.services import Databases, drop_topics, start_broker, start_postgres
 
-pytest_plugins = ["tests.support.stack"]
+pytest_plugins = ["tests.support.stack", "tests.chaos.report"]
 
 
 @pytest.fixture(scope="session")
