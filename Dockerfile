@@ -45,12 +45,17 @@ ENV PATH=/opt/venv/bin:$PATH \
     MM_MIGRATIONS_DIR=/app/migrations \
     MM_STREAMS__METRICS_HOST=0.0.0.0 \
     MM_INGRESS__HOST=0.0.0.0 \
-    MM_LOG_FORMAT=json
+    MM_LOG_FORMAT=json \
+    MM_COMMERCEML__WORK_DIR=/var/lib/mmstream/commerceml
 
 # A fixed numeric uid/gid so Kubernetes' runAsNonRoot can verify it without a passwd lookup.
+# /var/lib/mmstream/commerceml: the CommerceML exchange's scratch space (MM_COMMERCEML__WORK_DIR
+# in the deployments), owned by the app user so a volume mounted there is writable.
 RUN groupadd --system --gid 10001 mm \
  && useradd --system --uid 10001 --gid mm --home-dir /app --no-create-home \
-            --shell /usr/sbin/nologin mm
+            --shell /usr/sbin/nologin mm \
+ && mkdir -p /var/lib/mmstream/commerceml \
+ && chown -R 10001:10001 /var/lib/mmstream
 
 COPY --from=build /opt/venv /opt/venv
 

@@ -4,7 +4,8 @@ fails when a committed schema differs from what its model generates.
 
 Type mapping (chosen for standard consumers — kcat, Connect, ksqlDB, Spark):
 UUID -> string/uuid, Decimal -> bytes/decimal (precision 20, scale from the field's
-``json_schema_extra={"scale": n}``, default 4), datetime -> long/timestamp-micros (UTC),
+``json_schema_extra={"scale": n}``, default 4: the same rule the models' bound check uses,
+:mod:`mmstream.models.bounds`, so every entity that can be built can be written), datetime -> long/timestamp-micros (UTC),
 date -> int/date, dict[str, str] -> map of strings, tuple[Model, ...] -> array of records,
 Literal -> string (enums break BACKWARD compatibility when a value is added), ``X | None``
 -> union with null first and a null default.
@@ -23,9 +24,11 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
+# DEFAULT_SCALE re-exported: normalizers import the Avro constants from here.
+from mmstream.models.bounds import DECIMAL_PRECISION, decimal_scale
+from mmstream.models.bounds import DEFAULT_SCALE as DEFAULT_SCALE
+
 NAMESPACE = "ru.mastermobile.stream.norm"
-DECIMAL_PRECISION = 20
-DEFAULT_SCALE = 4
 
 # Set by the sink and the outbox relay on every record, not by the model.
 ENVELOPE_FIELDS: tuple[dict[str, Any], ...] = (
@@ -44,10 +47,8 @@ def record_name(entity: str) -> str:
 
 
 def _scale(info: FieldInfo | None) -> int:
-    extra = info.json_schema_extra if info is not None else None
-    if isinstance(extra, dict) and isinstance(extra.get("scale"), int):
-        return extra["scale"]
-    return DEFAULT_SCALE
+    # One rule for the schema and for the model's bound check (mmstream.models.bounds).
+    return decimal_scale(info)
 
 
 def _type(tp: Any, info: FieldInfo | None, named: set[str]) -> Any:

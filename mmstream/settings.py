@@ -7,12 +7,16 @@ Secrets are ``SecretStr`` so they print masked in logs, reprs and ``mmctl config
 
 from __future__ import annotations
 
+import re
+import tempfile
+from collections.abc import Iterator
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import AliasChoices, BaseModel, Field, SecretStr, model_validator
+from pydantic import AliasChoices, BaseModel, Field, SecretStr, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -66,6 +70,31 @@ class IngressSettings(BaseModel):
     client_burst: int = Field(400, ge=1)
     # How long an Idempotency-Key and its answer are remembered.
     idempotency_ttl_s: int = Field(86_400, gt=0)
+    # How long a 1С exchange message number (X-1C-Message-No) and its answer are remembered:
+    # 1С re-sends a message until acknowledged, within hours, never months later.
+    exchange_message_retention_s: int = Field(30 * 86_400, gt=0)
+    # How often the bridge deletes expired idempotency keys and old exchange message numbers,
+    # and how many rows one DELETE takes (it loops until nothing expired is left).
+    purge_interval_s: float = Field(60.0, gt=0)
+    purge_batch_rows: int = Field(5000, gt=0)
+    # The largest record the bridge publishes (value + key + headers): the raw topics'
+    # max.message.bytes and the producer's message.max.bytes (both 1,000,000 by default).
+    # A bigger record is refused 413 record_too_large (a 503 would make 1С re-send it forever).
+    max_record_bytes: int = Field(1_000_000, gt=0)
+    # JSON bodies nested deeper than this are refused 400 json_too_deep (records are ~4 deep).
+    max_json_depth: int = Field(64, ge=2, le=500)
+    # Bitrix24 event forms are a few hundred bytes; anything far bigger is not Bitrix24.
+    event_max_body_bytes: int = Field(64 * 1024, gt=0)
+    # Bridge database connections (idempotency keys, exchange numbers, event dedupe):
+    # a stalled PostgreSQL must give a quick 503, not hang requests and fill the pool.
+    db_connect_timeout_s: int = Field(5, ge=1)
+    db_statement_timeout_s: float = Field(10.0, gt=0)
+    db_pool_timeout_s: float = Field(5.0, gt=0)
+    # Rate limit of requests no verified caller can be named for (forged Bitrix24 events,
+    # junk, refused credentials): one bucket per client address, apart from the verified
+    # callers' buckets, so a flood of junk never uses up a real portal's or source's budget.
+    unverified_rate_per_s: float = Field(20.0, gt=0)
+    unverified_burst: int = Field(40, ge=1)
 
 
 class ApiKey(BaseModel):
@@ -132,6 +161,25 @@ class RetrySettings(BaseModel):
     # A delivery's hold on its entity (egress_lease), renewed every third of it while the
     # delivery runs: a killed worker's entities wait at most this long for another worker.
     delivery_lease_s: float = Field(15.0, ge=3)
+    # The longest one egress write to a target may take (the egress worker's client timeouts
+    # are capped to it): a write starts only while the lease outlasts it, so a stalled
+    # worker's write cannot land after another worker took the entity (streams/egress/
+    # fencing.py). Unset: half the lease. Must stay below 3/5 of the lease (lease
+    # statements get a fifth each).
+    delivery_write_timeout_s: float | None = Field(None, gt=0)
+
+    @model_validator(mode="after")
+    def _write_fits_the_lease(self) -> RetrySettings:
+        if (self.delivery_write_timeout_s is not None
+                and self.delivery_write_timeout_s >= self.delivery_lease_s * 0.6):
+            raise ValueError("retry.delivery_write_timeout_s must be below 3/5 of "
+                             "retry.delivery_lease_s")
+        return self
+
+    @property
+    def write_timeout_s(self) -> float:
+        """The egress write timeout in force (see ``delivery_write_timeout_s``)."""
+        return self.delivery_write_timeout_s or self.delivery_lease_s / 2
 
 
 class CircuitSettings(BaseModel):
@@ -227,7 +275,10 @@ class Bitrix24Settings(BaseModel):
     product_iblock_id: int = 14
     # Dates without an offset (some list methods) are wall-clock times of the portal.
     portal_timezone: str = "Europe/Moscow"
-    # Outbound events: member_id -> application_token of each portal we accept events from.
+    # Outbound events: member_id -> application_token of THE portal we accept events from.
+    # One portal per deployment: enrichment, polling and egress reach one portal
+    # (webhook_url / oauth.portal), so a second portal's events would be fetched from the
+    # wrong one. A mapping (not two fields) so the env form names the member_id with it.
     application_tokens: dict[str, SecretStr] = {}
     # Bitrix24 sends near-duplicate events for one change ~2 s apart: one per window passes.
     event_dedupe_window_s: float = Field(10.0, ge=0)
@@ -236,9 +287,22 @@ class Bitrix24Settings(BaseModel):
     # Lossless fallback: cursor polling by DATE_MODIFY (Bitrix24 never re-sends events).
     poll_enabled: bool = False
     poll_interval_s: float = Field(60.0, gt=0)
-    poll_entities: list[str] = ["deal", "lead", "contact", "company", "task", "product"]
+    poll_entities: list[str] = ["deal", "contact", "company", "task", "product"]
     # Delivery tasks, instant orders and returns in the portal.
     couriers: CourierObjectSettings = CourierObjectSettings()
+
+    @field_validator("application_tokens")
+    @classmethod
+    def _one_portal(cls, tokens: dict[str, SecretStr]) -> dict[str, SecretStr]:
+        if len(tokens) > 1:
+            # A custom error: its message is the whole line `mmctl` prints (no "Value error,").
+            raise PydanticCustomError(
+                "one_portal",
+                "this deployment serves one Bitrix24 portal, but {count} are configured "
+                "({members}); enrichment, polling and egress reach one portal, so run one "
+                "deployment per portal",
+                {"count": len(tokens), "members": ", ".join(sorted(tokens))})
+        return tokens
 
 
 class OneCSettings(BaseModel):
@@ -301,15 +365,30 @@ class CommerceMLSettings(BaseModel):
     """The stock 1C "exchange with site" (CommerceML 2.x) endpoint of the bridge."""
 
     username: str = "site"
-    password: SecretStr = SecretStr("dev-only-commerceml")
+    # No default: unset, the endpoint is off (answers 404 commerceml_disabled). The embedded
+    # stack (`mmctl run`) sets a development value.
+    password: SecretStr | None = None
     # Told to 1C in `init`: 1C splits larger files into chunks of this size.
     file_limit_bytes: int = Field(8 * 1024 * 1024, gt=0)
     use_zip: bool = True
-    work_dir: Path = REPO_ROOT / ".data" / "commerceml"
+    # Scratch space for files being imported (large ones spill here). Not inside the package:
+    # site-packages is read-only in the image; deployments mount a volume and set
+    # MM_COMMERCEML__WORK_DIR.
+    work_dir: Path = Field(default_factory=lambda: Path(tempfile.gettempdir()) / "mmstream-commerceml")
     session_ttl_s: int = Field(3600, gt=0)
-    # Caps on what one uploaded file and one exchange session may store.
+    # Caps on what one uploaded file and one exchange session may store, on what all sessions
+    # together may store, and on how many sessions may be open at once (a new checkauth
+    # beyond it is refused 503 too_many_sessions until one expires).
     max_file_bytes: int = Field(1 << 30, gt=0)
     max_session_bytes: int = Field(2 << 30, gt=0)
+    max_total_bytes: int = Field(4 << 30, gt=0)
+    max_sessions: int = Field(100, gt=0)
+    # Zip archives: at most this many entries, this many bytes unpacked in all, and no
+    # member (over 1 MiB) unpacking to more than ratio × its packed size. 1С's XML packs
+    # 10-30×; a zip bomb packs thousands×.
+    max_zip_members: int = Field(50_000, gt=0)
+    max_unpacked_bytes: int = Field(2 << 30, gt=0)
+    max_zip_ratio: int = Field(200, gt=1)
 
 
 class OpsSettings(BaseModel):
@@ -360,6 +439,10 @@ class Settings(BaseSettings):
     schema_registry_url: str | None = Field(
         None, validation_alias=AliasChoices("MM_SCHEMA_REGISTRY_URL", "SCHEMA_REGISTRY_URL")
     )
+    # "embedded": a child of `mmctl run` (or `mmctl bench`), which may run on the development
+    # secrets. Everything else is production and refuses them (check_secrets). Never set
+    # MM_PROFILE in a deployment.
+    profile: Literal["production", "embedded"] = "production"
     log_level: str = "INFO"
     log_format: str = Field("json", pattern="^(json|console)$")
     service_name: str = "mmstream"
@@ -388,11 +471,6 @@ class Settings(BaseSettings):
             )
         if self.retry.base_delay_s > self.retry.max_delay_s:
             raise ValueError("retry.base_delay_s must not exceed retry.max_delay_s")
-        if len(self.bitrix24.application_tokens) > 1:
-            # Enrichment, polling and egress reach one portal (webhook_url); accepting events
-            # of a second portal would fetch its ids from the wrong one.
-            raise ValueError("bitrix24.application_tokens names several portals, but this deployment "
-                             "talks to one (bitrix24.webhook_url): run one deployment per portal")
         return self
 
     def require_database_url(self) -> str:
@@ -410,6 +488,23 @@ class Settings(BaseSettings):
         """The physical name of a topic declared in topics.yaml."""
         return f"{self.kafka.topic_prefix}{name}"
 
+    def check_secrets(self, role: SecretRole) -> None:
+        """Refuse a development, placeholder or short secret that ``role`` relies on
+        (design.md invariant 11), naming the setting and never its value. Called by every
+        long-running production command before it connects anywhere; the embedded stack's
+        children (profile "embedded") may run on the development values."""
+        from mmstream.errors import ConfigurationError
+
+        if self.profile == "embedded":
+            return
+        problems = secret_problems(self, role)
+        if problems:
+            raise ConfigurationError(
+                f"refusing to start {role} with unfit secrets: {'; '.join(problems)}. Set real "
+                "values (MM_* variables or the deployment's Secret); only `mmctl run`, the "
+                "embedded stack, runs with the development defaults"
+            )
+
 
 def sqlalchemy_url(url: str) -> str:
     """Normalise postgres:// and postgresql:// URLs to the psycopg 3 driver."""
@@ -419,19 +514,172 @@ def sqlalchemy_url(url: str) -> str:
     return url
 
 
+# Query parameters that carry a credential (libpq's password, OAuth and API tokens).
+_SECRET_QUERY = frozenset({"password", "passwd", "pass", "secret", "client_secret", "token",
+                           "access_token", "refresh_token", "auth", "api_key", "apikey", "key",
+                           "sig", "signature"})
+# Bitrix24 incoming webhooks: https://PORTAL/rest/USER_ID/CODE/ — the CODE is the secret.
+_WEBHOOK_CODE = re.compile(r"(/rest/[^/]+/)([^/]+)")
+
+
 def mask_url(url: str) -> str:
-    """The URL with any password replaced, for logs and status output."""
-    parts = urlsplit(url)
-    if parts.password is not None:
-        parts = parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@"))
+    """The URL with every credential in it replaced by ***, for logs and status output: the
+    userinfo password, credential query parameters and a Bitrix24 webhook code."""
+    try:
+        parts = urlsplit(url)
+        password = parts.password
+    except ValueError:  # not a URL after all (a bad port, an unclosed [): show nothing of it
+        return "***"
+    if password is not None:
+        userinfo, _, host = parts.netloc.rpartition("@")
+        parts = parts._replace(netloc=f"{userinfo.split(':', 1)[0]}:***@{host}")
     if parts.query:
-        # libpq URLs may carry the password as a query parameter too.
         query = "&".join(
-            f"{k}=***" if k.lower() == "password" else (f"{k}={v}" if sep else k)
+            f"{k}=***" if k.lower() in _SECRET_QUERY else (f"{k}={v}" if sep else k)
             for k, sep, v in (item.partition("=") for item in parts.query.split("&"))
         )
         parts = parts._replace(query=query)
+    parts = parts._replace(path=_WEBHOOK_CODE.sub(r"\1***", parts.path, count=1))
     return urlunsplit(parts)
+
+
+def masked_config(settings: Settings) -> dict:
+    """The settings as JSON-ready data for `mmctl config`: secrets as stars, and the URLs
+    that carry credentials (database, webhook, and any base URL with a password in it)
+    readable with those credentials masked."""
+
+    def walk(value: object) -> object:
+        if isinstance(value, dict):
+            return {k: walk(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [walk(v) for v in value]
+        if isinstance(value, str) and "://" in value:
+            return mask_url(value)
+        return value
+
+    data = walk(settings.model_dump(mode="json"))
+    if settings.database_url is not None:
+        data["database_url"] = mask_url(settings.database_url.get_secret_value())
+    data["bitrix24"]["webhook_url"] = mask_url(settings.bitrix24.webhook_url.get_secret_value())
+    return data
+
+
+# ---- secrets policy (design.md invariant 11) ---------------------------------------------
+
+# The long-running production commands; each checks the secrets it relies on at start.
+SecretRole = Literal["bridge", "sink", "egress", "enrich", "poll-odata", "registry"]
+
+# Minimum lengths in bytes. Keys this deployment mints itself (the bearer-token key, API keys,
+# the CommerceML password) and the portal's application tokens and OAuth secrets (32+
+# characters as Bitrix24 issues them): 32, i.e. 256 bits for HS256. Credentials whose format
+# another system sets: a Bitrix24 webhook code is 16 characters; the passwords of the 1С,
+# OData and Kafka users are chosen by those systems' admins: 16. The database password is
+# checked for development and placeholder values only (it may as well be absent: peer or
+# certificate authentication).
+MINTED_SECRET_BYTES = 32
+ISSUED_SECRET_BYTES = 16
+
+# Parts that mark a value as a development default or a template's placeholder (the built-in
+# defaults all contain "dev-only" or "devwebhookcode"; the k8s template's say REPLACE_ME).
+_PLACEHOLDER_PARTS = ("dev-only", "devwebhookcode", "change-me", "changeme", "change_me",
+                      "replace-me", "replace_me", "replaceme", "placeholder", "example",
+                      "secret", "password", "passwd", "xxx", "todo", "fixme", "dummy",
+                      "insecure", "default")
+_PLACEHOLDER_VALUES = frozenset({"postgres", "admin", "root", "mmstream", "test", "dev", "guest",
+                                 "qwerty", "letmein", "123456", "12345678", "123456789"})
+_TEMPLATE_MARK = re.compile(r"<[^>]*>|\$\{[^}]*\}|\{\{.*\}\}")
+# What marks a whole URL (the database's) as a template: its other words may be a real host.
+_URL_PLACEHOLDER = re.compile(r"replace[-_]?me|change[-_]?me|placeholder|dev-only|<[^>]*>|\$\{",
+                              re.IGNORECASE)
+
+
+def secret_weakness(value: str, min_bytes: int = MINTED_SECRET_BYTES) -> str | None:
+    """Why ``value`` is unfit as a production secret (a phrase without the value), or None."""
+    lowered = value.strip().lower()
+    if not lowered:
+        return "is not set"
+    if (lowered in _PLACEHOLDER_VALUES or any(p in lowered for p in _PLACEHOLDER_PARTS)
+            or _TEMPLATE_MARK.search(value)):
+        return "is a development or placeholder value"
+    if len(value.encode()) < min_bytes:
+        return f"is shorter than {min_bytes} bytes"
+    if min_bytes >= ISSUED_SECRET_BYTES and len(set(value)) < 8:
+        return "has too few distinct characters to be random"
+    return None
+
+
+def _plain(secret: SecretStr | str | None) -> str:
+    if secret is None:
+        return ""
+    return secret.get_secret_value() if isinstance(secret, SecretStr) else secret
+
+
+def _url_password(url: str) -> str:
+    try:
+        parts = urlsplit(url)
+        password = parts.password or ""
+    except ValueError:
+        return ""
+    for key, _, value in (item.partition("=") for item in parts.query.split("&")):
+        if key.lower() == "password":
+            password = password or value
+    return password
+
+
+def _webhook_code(url: str) -> str:
+    try:
+        match = _WEBHOOK_CODE.search(urlsplit(url).path)
+    except ValueError:
+        match = None
+    return match.group(2) if match else url  # no /rest/USER/CODE/: judge the whole value
+
+
+def _role_secrets(s: Settings, role: SecretRole) -> Iterator[tuple[str, str, int, bool]]:
+    """(setting name, value, minimum bytes, required) of every secret ``role`` relies on."""
+    if s.kafka.sasl_mechanism:
+        yield "kafka.sasl_password", _plain(s.kafka.sasl_password), ISSUED_SECRET_BYTES, True
+    if s.database_url is not None:
+        yield "the password in database_url", _url_password(_plain(s.database_url)), 0, False
+    if role == "bridge":
+        yield "auth.jwt_secret", _plain(s.auth.jwt_secret), MINTED_SECRET_BYTES, True
+        for name, key in s.auth.api_keys.items():
+            yield f"auth.api_keys.{name}.key", _plain(key.key), MINTED_SECRET_BYTES, True
+        # Unset: the CommerceML endpoint is off; set: it must be a real password.
+        yield "commerceml.password", _plain(s.commerceml.password), MINTED_SECRET_BYTES, False
+        for member, token in s.bitrix24.application_tokens.items():
+            yield (f"bitrix24.application_tokens.{member}", _plain(token), MINTED_SECRET_BYTES,
+                   True)
+    if role in ("egress", "enrich"):
+        bx = s.bitrix24
+        if bx.auth_mode == "webhook":
+            yield ("bitrix24.webhook_url (its code)", _webhook_code(_plain(bx.webhook_url)),
+                   ISSUED_SECRET_BYTES, True)
+        else:
+            oauth = bx.oauth
+            yield "bitrix24.oauth.client_secret", _plain(oauth.client_secret), MINTED_SECRET_BYTES, True
+            # Seeds of the token table, needed once: unset later on is fine.
+            yield "bitrix24.oauth.access_token", _plain(oauth.access_token), MINTED_SECRET_BYTES, False
+            yield "bitrix24.oauth.refresh_token", _plain(oauth.refresh_token), MINTED_SECRET_BYTES, False
+    if role == "egress":
+        # Empty: the 1С service is called without Basic auth (a publication without one).
+        yield "onec.password", _plain(s.onec.password), ISSUED_SECRET_BYTES, False
+    if role == "poll-odata":
+        yield "odata.password", _plain(s.odata.password), ISSUED_SECRET_BYTES, False
+
+
+def secret_problems(settings: Settings, role: SecretRole) -> list[str]:
+    """'<setting> <why>' for each secret of ``role`` unfit for production; never a value."""
+    problems = []
+    db_url = _plain(settings.database_url)
+    if db_url and _URL_PLACEHOLDER.search(db_url):
+        problems.append("database_url is a development or placeholder value")
+    for name, value, min_bytes, required in _role_secrets(settings, role):
+        if not value and not required:
+            continue
+        reason = secret_weakness(value, min_bytes)
+        if reason:
+            problems.append(f"{name} {reason}")
+    return problems
 
 
 @lru_cache(maxsize=1)

@@ -14,12 +14,16 @@ from mmstream.models.catalog import entity_models  # noqa: E402
 from streams.sink.entity_table import ddl  # noqa: E402
 
 MIGRATION = ROOT / "migrations" / "versions" / "0007_entities.py"
+# Entities whose tables later migrations create (0007 must not create them too).
+LATER = {"stock": "0015_stock.py", "contract": "0016_commerceml_fields.py"}
 
 
 def block() -> str:
     """The generated ``ENTITY_TABLES`` literal."""
     lines = ["ENTITY_TABLES: dict[str, str] = {"]
     for name, model in sorted(entity_models().items()):
+        if name in LATER:
+            continue
         lines.append(f'    "{name}": """\n{ddl(model)}\n""",')
     lines.append("}")
     return "\n".join(lines)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -21,7 +22,7 @@ import faust
 from mmstream import metrics
 from mmstream.avro_serde import AvroEncoder
 from mmstream.db.engine import async_engine
-from mmstream.errors import ConfigurationError
+from mmstream.errors import ConfigurationError, classify
 from mmstream.kafka.admin import require_topics
 from mmstream.kafka.producer import AckedProducer
 from mmstream.settings import Settings
@@ -35,8 +36,13 @@ EXIT_FATAL = 70
 
 
 def fatal(what: str) -> None:
-    """Log the current exception and end the process at once (fail-stop, no ack)."""
-    log.critical("unhandled error in %s: exiting so the batch is replayed", what, exc_info=True)
+    """Log the current exception and end the process at once (fail-stop, no ack).
+
+    Stages dead-letter what is a record's fault (design.md invariant 9); what reaches here
+    is the database's, the broker's or the settings' (``error_code`` says which) or a bug."""
+    exc = sys.exc_info()[1]
+    log.critical("unhandled error in %s: exiting so the batch is replayed", what, exc_info=True,
+                 extra={"error_code": classify(exc).code if exc is not None else "unknown"})
     logging.shutdown()
     os._exit(EXIT_FATAL)
 
@@ -58,7 +64,7 @@ def build_sink(settings: Settings) -> faust.App:
                                          "registry to publish Avro to norm topics")
             names = [settings.topic(n) for n in ("raw.onec.product", "norm.product",
                                                  "egress.bitrix24.product", "dlq.sink.product",
-                                                 "raw.bitrix24.product")]
+                                                 "raw.bitrix24.product", "dlq.relay")]
             require_topics(settings, names)
             schema = catalog["norm.product"].schema
             encoder = await retry_transient(
@@ -69,7 +75,8 @@ def build_sink(settings: Settings) -> faust.App:
             producer = AckedProducer(settings.kafka, client_id=f"{settings.streams.sink_group}-out")
             relay = OutboxRelay(engine, producer, {"product": Route(
                 settings.topic("norm.product"), encoder, (settings.topic("egress.bitrix24.product"),),
-                tombstones=True)})  # norm.product is compacted: a deletion ends in a tombstone
+                tombstones=True)},  # norm.product is compacted: a deletion ends in a tombstone
+                dlq_topic=settings.topic("dlq.relay"))
             deps["relay"] = relay
             deps["sink"] = ProductSink(engine, producer, relay, settings.topic("dlq.sink.product"))
         return deps["sink"]  # type: ignore[return-value]
@@ -116,11 +123,11 @@ EGRESS_TAKES_IN_FLIGHT = 2
 def build_egress(settings: Settings) -> faust.App:
     """The egress worker: one agent per egress topic (``streams/egress/actions.py``), all
     sharing one Bitrix24 client (one portal budget) and one 1С client."""
-    from connectors.bitrix24.client import Bitrix24Client
     from connectors.metered import MeteredTransport
     from connectors.onec.client import OneCClient
     from streams.egress.actions import ACTIONS, Targets, action_for, check_coverage
     from streams.egress.delivery import EntityEgress
+    from streams.egress.fencing import FencedBitrix24Client, FencedTransport, lease_engine
     from streams.egress.retry import RetryPolicy
 
     catalog = load_catalog(settings.topics_file)
@@ -132,13 +139,24 @@ def build_egress(settings: Settings) -> faust.App:
     deps: dict[str, EntityEgress] = {}
     shared: dict[str, object] = {}
 
+    # A write must end inside its entity's lease (streams/egress/fencing.py): the target
+    # clients' timeouts are capped to the write timeout; their writes are fenced.
+    write_s = settings.retry.write_timeout_s
+    capped = settings.model_copy(update={
+        "bitrix24": settings.bitrix24.model_copy(
+            update={"timeout_s": min(settings.bitrix24.timeout_s, write_s)}),
+        "onec": settings.onec.model_copy(update={
+            "timeout_s": min(settings.onec.timeout_s, write_s),
+            "connect_timeout_s": min(settings.onec.connect_timeout_s, write_s)})})
+
     def targets() -> Targets:
         if "targets" not in shared:
             shared["targets"] = Targets(
                 settings=settings,
-                bitrix24=Bitrix24Client.for_worker(settings, group=settings.streams.egress_group,
-                                                   transport=MeteredTransport("bitrix24"), pack=True),
-                onec=OneCClient(settings.onec, transport=MeteredTransport("onec")),
+                bitrix24=FencedBitrix24Client.for_worker(
+                    capped, group=settings.streams.egress_group,
+                    transport=MeteredTransport("bitrix24"), pack=True),
+                onec=OneCClient(capped.onec, transport=FencedTransport(MeteredTransport("onec"))),
                 producer=AckedProducer(settings.kafka, client_id=f"{settings.streams.egress_group}-out"),
             )
         return shared["targets"]
@@ -149,6 +167,9 @@ def build_egress(settings: Settings) -> faust.App:
     def engine():
         if "engine" not in shared:
             shared["engine"] = async_engine(settings, pool_size=settings.streams.egress_db_pool)
+            # Renewals and the checks before writes: their own pool, with a pool timeout
+            # (and statement timeout) well below the lease.
+            shared["lease_engine"] = lease_engine(settings)
         return shared["engine"]
 
     def ensure_egress(name: str) -> EntityEgress:
@@ -163,6 +184,7 @@ def build_egress(settings: Settings) -> faust.App:
                 inline_budget_s=settings.retry.inline_budget_s,
                 lease_s=settings.retry.parked_lease_s,
                 delivery_lease_s=settings.retry.delivery_lease_s,
+                write_timeout_s=write_s, lease_engine=shared["lease_engine"],
             )
         return deps[name]
 
@@ -220,13 +242,17 @@ def build_egress(settings: Settings) -> faust.App:
     @app.timer(interval=settings.retry.delivery_lease_s / 3)
     async def renew_leases() -> None:
         # A delivery may outlast its lease (a slow target, long backoff): renewing keeps
-        # other workers out while this one lives; a killed worker stops renewing.
-        for egress in list(deps.values()):
+        # other workers out while this one lives; a killed worker stops renewing. All at
+        # once: each is bounded by a fifth of the lease, one after the other would not be.
+        async def renew(egress: EntityEgress) -> None:
             try:
                 await egress.renew_leases()
-            except Exception:  # noqa: BLE001 — the next tick renews; a lapse lets another
-                # worker in, which egress_delivery and the actions' idempotent writes absorb
+            except Exception:  # noqa: BLE001 — the next tick renews; a lease that could not
+                # be renewed in time was fenced by renew_leases (no write of its delivery
+                # lands after another worker took the entity)
                 log.warning("egress lease renewal failed", exc_info=True)
+
+        await asyncio.gather(*(renew(egress) for egress in list(deps.values())))
 
     @app.timer(interval=settings.retry.parked_poll_s)
     async def retry_parked() -> None:

@@ -3,6 +3,7 @@ and a random topic prefix / group names for every test."""
 
 from __future__ import annotations
 
+import secrets
 import shutil
 import tempfile
 import uuid
@@ -60,13 +61,23 @@ def unique() -> str:
     return uuid.uuid4().hex[:8]
 
 
+@pytest.fixture(scope="session")
+def session_secrets() -> dict[str, str]:
+    """Strong random secrets for this session: `mmctl bridge` / `mmctl worker` run as
+    production processes in the tests and refuse the development defaults (design.md
+    invariant 11). Hex, so no placeholder word can turn up in them by chance."""
+    return {name: secrets.token_hex(24) for name in ("jwt", "webhook")}
+
+
 @pytest.fixture
-def settings(kafka_bootstrap, db_url, unique) -> Settings:
+def settings(kafka_bootstrap, db_url, unique, session_secrets) -> Settings:
     """Settings pointing at the test services, with a random topic prefix and groups; the
     test's topics are deleted afterwards."""
     made = Settings(
         _env_file=None,
         database_url=db_url,
+        auth={"jwt_secret": session_secrets["jwt"]},
+        bitrix24={"webhook_url": f"http://127.0.0.1:8081/rest/1/{session_secrets['webhook']}/"},
         kafka={
             "bootstrap_servers": kafka_bootstrap,
             "topic_prefix": f"t{unique}.",

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Mapping, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 from urllib.parse import quote
@@ -28,6 +29,13 @@ log = logging.getLogger(__name__)
 
 #: Commands per ``batch`` call that Bitrix24 accepts.
 MAX_COMMANDS = 50
+#: A submitter's send-by time (event loop clock): its command is not sent in a batch
+#: formed later (a fenced egress write must not leave after its lease's safe end).
+SEND_BY: ContextVar[float | None] = ContextVar("bitrix24_send_by", default=None)
+
+
+class SendDeadlinePassed(TimeoutError):
+    """The command was not sent: its send-by time passed while it waited to be packed."""
 
 
 class BatchClient(Protocol):
@@ -240,10 +248,13 @@ class BatchPacker:
         self._slots = asyncio.Semaphore(max_in_flight)
         self._loop_task: asyncio.Task[None] | None = None
         self._in_flight: set[asyncio.Task[None]] = set()
+        self._send_by: dict[asyncio.Future[Outcome], float] = {}
 
     async def submit(self, command: Command) -> Outcome:
         """Queue ``command``; its outcome once its batch answered."""
         future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
+        if SEND_BY.get() is not None:
+            self._send_by[future] = SEND_BY.get()
         self._pending.append((command, future))
         self._wake.set()
         if self._loop_task is None or self._loop_task.done():
@@ -270,12 +281,24 @@ class BatchPacker:
                                     self._pending[self.max_commands:])
             if not self._pending:
                 self._wake.clear()
+            chunk = [entry for entry in chunk if self._sendable(entry[1])]
             if not chunk:
                 self._slots.release()
                 continue
             task = asyncio.get_running_loop().create_task(self._flush(chunk))
             self._in_flight.add(task)
             task.add_done_callback(self._in_flight.discard)
+
+    def _sendable(self, future: asyncio.Future[Outcome]) -> bool:
+        """Whether a queued command still goes out: not when its submitter gave up
+        (cancelled) or its send-by time passed."""
+        send_by = self._send_by.pop(future, None)
+        if future.done():
+            return False
+        if send_by is not None and asyncio.get_running_loop().time() > send_by:
+            future.set_exception(SendDeadlinePassed("not sent: its send-by time passed"))
+            return False
+        return True
 
     async def _flush(self, chunk: list[tuple[Command, asyncio.Future[Outcome]]]) -> None:
         try:
@@ -435,7 +458,7 @@ async def upsert_by_external_key(client: BatchClient, kind: EntityKind,
 
 
 __all__ = [
-    "MAX_COMMANDS", "BatchPacker", "Command", "EntityKind", "Failed", "Ok", "Outcome",
+    "MAX_COMMANDS", "SEND_BY", "BatchPacker", "SendDeadlinePassed", "Command", "EntityKind", "Failed", "Ok", "Outcome",
     "UnmatchedCommand", "Upserted", "catalog_product", "crm_entity", "crm_item", "encode_query",
     "execute", "map_results", "upsert_by_external_key",
 ]

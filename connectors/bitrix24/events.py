@@ -10,7 +10,7 @@ the fallback poller alike, read by the enrichment worker. Pure: no I/O.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -22,7 +22,9 @@ KINDS = ("ADD", "UPDATE", "DELETE")
 #: The kind of the records the cursor poller publishes (a change seen by listing).
 POLL = "POLL"
 
-_CRM = {"DEAL": "deal", "LEAD": "lead", "CONTACT": "contact", "COMPANY": "company"}
+# Leads are in none of the four flows and nothing reads them: their events are answered
+# `unsupported_event` rather than accepted into a topic nobody consumes (design invariant 10).
+_CRM = {"DEAL": "deal", "CONTACT": "contact", "COMPANY": "company"}
 #: Event name -> (entity, kind). Names are compared upper-case.
 SUPPORTED: dict[str, tuple[str, str]] = {
     **{f"ONCRM{name}{kind}": (entity, kind) for name, entity in _CRM.items() for kind in KINDS},
@@ -30,7 +32,7 @@ SUPPORTED: dict[str, tuple[str, str]] = {
     **{f"CATALOG.PRODUCT.ON.{kind}": ("product", kind) for kind in KINDS},
     **{f"ONTASK{kind}": ("task", kind) for kind in KINDS},
 }
-ENTITIES = ("deal", "lead", "contact", "company", "item", "product", "task")
+ENTITIES = ("deal", "contact", "company", "item", "product", "task")
 
 # Application lifecycle callbacks reach the same handler URL when an app is (re)installed.
 _LIFECYCLE = {"ONAPPINSTALL", "ONAPPUNINSTALL", "ONAPPUPDATE", "ONAPPTEST"}
@@ -154,6 +156,59 @@ def portal_auth(form: dict[str, Any]) -> PortalAuth:
                                 field="auth[application_token]")
     return PortalAuth(member, token, *(_text(auth.get(f)) for f in
                                         ("domain", "client_endpoint", "server_endpoint")))
+
+
+@dataclass(frozen=True)
+class AuthorizationCode:
+    """The OAuth 2.0 redirect to the application after a user authorised it: a one-time
+    ``code`` (valid 30 s) for the token endpoint, and which portal it came from."""
+
+    code: str = field(repr=False)
+    domain: str
+    member_id: str
+    state: str = ""
+    scope: str = ""
+    server_domain: str = ""
+
+
+@dataclass(frozen=True)
+class AppInstall:
+    """The ``ONAPPINSTALL`` event: the installed portal, its application token and the
+    application's first OAuth pair."""
+
+    member_id: str
+    application_token: str = field(repr=False)
+    access_token: str = field(repr=False)
+    refresh_token: str = field(repr=False)
+    domain: str = ""
+    client_endpoint: str = ""
+    expires: str = ""
+
+
+def authorization_code(params: Any) -> AuthorizationCode | None:
+    """The authorization-code redirect in query or form ``params``, or None when the request
+    is not one (``code``, ``domain`` and ``member_id`` all present as text)."""
+    if not isinstance(params, dict):
+        return None
+    code, domain, member = (params.get(f) for f in ("code", "domain", "member_id"))
+    if not all(isinstance(v, str) and v for v in (code, domain, member)) or "event" in params:
+        return None
+    return AuthorizationCode(code, domain, member, *(_text(params.get(f)) for f in
+                                                     ("state", "scope", "server_domain")))
+
+
+def app_install(form: dict[str, Any]) -> AppInstall:
+    """The ``ONAPPINSTALL`` form's portal and tokens, or MissingPortalAuth naming the field
+    that is missing (an install without its tokens cannot be used)."""
+    auth = portal_auth(form)
+    block = form["auth"]
+    for name in ("access_token", "refresh_token"):
+        if not isinstance(block.get(name), str) or not block[name]:
+            raise MissingPortalAuth(f"auth[{name}] is missing", reason=f"no_{name}",
+                                    field=f"auth[{name}]")
+    return AppInstall(auth.member_id, auth.application_token, block["access_token"],
+                      block["refresh_token"], auth.domain, auth.client_endpoint,
+                      _text(block.get("expires")))
 
 
 def classify(name: str, form: dict[str, Any]) -> EventRef:

@@ -18,6 +18,8 @@ from connectors.errors import ConnectorError
 
 MAX_FIELDS = 200
 MAX_DEPTH = 6
+# Bitrix24's keys are short (``auth[application_token]``, ``data[FIELDS][ENTITY_TYPE_ID]``).
+MAX_KEY_CHARS = 200
 
 _KEY = re.compile(r"^([^\[\]]+)((?:\[[^\[\]]*\])*)$")
 _SEGMENT = re.compile(r"\[([^\[\]]*)\]")
@@ -27,6 +29,12 @@ class MalformedForm(ConnectorError):
     """The body is not a form Bitrix24 could have sent (encoding, size or key structure)."""
 
     code = "bitrix24_malformed_form"
+
+
+class FormTooLarge(MalformedForm):
+    """The form is over a bound (fields, nesting, key length): refused before it is built."""
+
+    code = "bitrix24_form_too_large"
 
 
 def parse_php_form(raw: bytes | str, *, max_fields: int = MAX_FIELDS,
@@ -39,7 +47,7 @@ def parse_php_form(raw: bytes | str, *, max_fields: int = MAX_FIELDS,
     except UnicodeDecodeError:
         raise MalformedForm("the form is not UTF-8") from None
     except ValueError:
-        raise MalformedForm(f"the form has more than {max_fields} fields") from None
+        raise FormTooLarge(f"the form has more than {max_fields} fields") from None
     root: dict[str, Any] = {}
     for key, value in pairs:
         path = _path(key, max_depth)
@@ -48,12 +56,16 @@ def parse_php_form(raw: bytes | str, *, max_fields: int = MAX_FIELDS,
 
 
 def _path(key: str, max_depth: int) -> list[str]:
+    if len(key) > MAX_KEY_CHARS:
+        raise FormTooLarge(f"form key {key[:80]!r}… is longer than {MAX_KEY_CHARS} characters")
+    if key.count("[") > max_depth:  # before the regex: bounds its work on a hostile key
+        raise FormTooLarge(f"form key {key[:80]!r} is nested deeper than {max_depth}")
     match = _KEY.match(key)
     if match is None:
         raise MalformedForm(f"unreadable form key {key[:80]!r}")
     path = [match.group(1), *_SEGMENT.findall(match.group(2))]
     if len(path) > max_depth:
-        raise MalformedForm(f"form key {key[:80]!r} is nested deeper than {max_depth}")
+        raise FormTooLarge(f"form key {key[:80]!r} is nested deeper than {max_depth}")
     return path
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -82,6 +83,10 @@ class TokenStore(Protocol):
     async def seed(self, portal: str, pair: TokenPair) -> TokenPair:
         """Store ``pair`` unless a pair is stored already; the stored pair."""
 
+    async def install(self, portal: str, pair: TokenPair) -> None:
+        """Store ``pair`` in place of any stored one: an (re)install issued it, and the
+        previous pair may be revoked."""
+
     async def rotate(self, portal: str, failed_access: str, fetch: Fetch) -> TokenPair:
         """Replace the pair whose access token is ``failed_access`` by ``fetch(refresh)``.
 
@@ -103,6 +108,10 @@ class MemoryTokenStore:
     async def seed(self, portal: str, pair: TokenPair) -> TokenPair:
         return self._pairs.setdefault(portal, pair)
 
+    async def install(self, portal: str, pair: TokenPair) -> None:
+        async with self._lock:
+            self._pairs[portal] = pair
+
     async def rotate(self, portal: str, failed_access: str, fetch: Fetch) -> TokenPair:
         async with self._lock:
             current = self._pairs.get(portal)
@@ -123,6 +132,16 @@ _SEED = text(
     "(portal, access_token, refresh_token, expires_at, client_endpoint, member_id) "
     "VALUES (:portal, :access, :refresh, :expires_at, :endpoint, :member) "
     "ON CONFLICT (portal) DO NOTHING"
+)
+_INSTALL = text(
+    "INSERT INTO bitrix24_oauth_token "
+    "(portal, access_token, refresh_token, expires_at, client_endpoint, member_id) "
+    "VALUES (:portal, :access, :refresh, :expires_at, :endpoint, :member) "
+    "ON CONFLICT (portal) DO UPDATE SET access_token = EXCLUDED.access_token, "
+    "refresh_token = EXCLUDED.refresh_token, expires_at = EXCLUDED.expires_at, "
+    "client_endpoint = COALESCE(EXCLUDED.client_endpoint, bitrix24_oauth_token.client_endpoint), "
+    "member_id = COALESCE(EXCLUDED.member_id, bitrix24_oauth_token.member_id), "
+    "generation = bitrix24_oauth_token.generation + 1, updated_at = now()"
 )
 _UPDATE = text(
     "UPDATE bitrix24_oauth_token SET access_token = :access, refresh_token = :refresh, "
@@ -148,6 +167,12 @@ class PgTokenStore:
             await conn.execute(_SEED, _params(portal, pair))
             row = (await conn.execute(_LOAD, {"portal": portal})).first()
         return _pair(row) or pair
+
+    async def install(self, portal: str, pair: TokenPair) -> None:
+        # An upsert takes the row lock: a worker refreshing meanwhile finishes first, and
+        # its pair (of the old installation) is then replaced by the installed one.
+        async with self.engine.begin() as conn:
+            await conn.execute(_INSTALL, _params(portal, pair))
 
     async def rotate(self, portal: str, failed_access: str, fetch: Fetch) -> TokenPair:
         # The row stays locked while the token endpoint answers: the other workers wait
@@ -189,12 +214,44 @@ async def request_refresh(http: httpx.AsyncClient, oauth: Bitrix24OAuthSettings,
                           ) -> TokenPair:
     """Exchange ``refresh_token`` at the token endpoint; the new pair or a Bitrix24Error
     (``invalid_grant`` → AuthFailed: the refresh token is spent or revoked)."""
-    params = {
-        "grant_type": "refresh_token",
-        "client_id": oauth.client_id,
-        "client_secret": oauth.client_secret.get_secret_value(),
-        "refresh_token": refresh_token,
-    }
+    return await _grant(http, oauth, {"grant_type": "refresh_token",
+                                      "refresh_token": refresh_token}, now)
+
+
+async def request_authorization_code(http: httpx.AsyncClient, oauth: Bitrix24OAuthSettings,
+                                     code: str, *, now: Callable[[], float] = time.time
+                                     ) -> TokenPair:
+    """Exchange the one-time ``code`` of an install redirect for the application's first
+    pair (``grant_type=authorization_code``); a Bitrix24Error as :func:`request_refresh`."""
+    return await _grant(http, oauth, {"grant_type": "authorization_code", "code": code}, now)
+
+
+class _TokenUrlRedact(logging.Filter):
+    """Masks the client secret, tokens and one-time code in httpx's "HTTP Request" lines."""
+
+    _SECRET = re.compile(r"([?&](?:client_secret|code|refresh_token|access_token)=)[^&\s\"']+")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        masked = self._SECRET.sub(r"\1***", message)
+        if masked != message:
+            record.msg, record.args = masked, None
+        return True
+
+
+def _mask_token_urls() -> None:
+    # The token endpoint takes its secrets in the query (GET, as documented) and httpx logs
+    # request URLs at INFO, whichever client sends them.
+    httpx_log = logging.getLogger("httpx")
+    if not any(isinstance(f, _TokenUrlRedact) for f in httpx_log.filters):
+        httpx_log.addFilter(_TokenUrlRedact())
+
+
+async def _grant(http: httpx.AsyncClient, oauth: Bitrix24OAuthSettings, grant: dict[str, str],
+                 now: Callable[[], float]) -> TokenPair:
+    _mask_token_urls()
+    params = {"grant_type": grant["grant_type"], "client_id": oauth.client_id,
+              "client_secret": oauth.client_secret.get_secret_value(), **grant}
     try:
         response = await http.get(oauth.token_url, params=params)
     except (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError,
@@ -285,4 +342,4 @@ class OAuthSession:
 
 
 __all__ = ["MemoryTokenStore", "OAuthSession", "PgTokenStore", "TokenPair", "TokenStore",
-           "request_refresh"]
+           "request_authorization_code", "request_refresh"]

@@ -15,17 +15,20 @@ from typing import BinaryIO
 from connectors.commerceml.errors import DocumentRejected, InvalidEntry
 from connectors.commerceml.orders import order_record
 from connectors.commerceml.parser import Context, Entry, entries
-from connectors.commerceml.records import Record, offer_records, product_record
+from connectors.commerceml.records import Record, offer_records, price_type_record, product_record
 
 MAX_PROBLEMS = 10
 
 
 def entry_records(entry: Entry) -> list[Record]:
     """The records of one entry (an offer gives zero or more, the others exactly one)."""
+    # Every kind the parser yields is handled here: an entry never vanishes unread.
     if entry.kind == "product":
         return [product_record(entry)]
     if entry.kind == "offer":
         return offer_records(entry)
+    if entry.kind == "price_type":
+        return [price_type_record(entry)]
     return [order_record(entry)]
 
 
@@ -72,6 +75,11 @@ def check(stream: BinaryIO) -> Summary:
             summary.empty_offers += 1
         summary.records.update(r.entity for r in out)
     summary.sections = ctx.sections
+    if ctx.stray_documents:
+        places = sorted(set(ctx.stray_documents))
+        raise DocumentRejected(
+            f"{len(ctx.stray_documents)} <Документ> element(s) at a place no CommerceML layout "
+            f"puts orders ({', '.join(places[:3])}); nothing was published", places[:MAX_PROBLEMS])
     if invalid:
         raise DocumentRejected(f"{invalid} of {sum(summary.entries.values())} entries are invalid; "
                                f"nothing was published. First: {'; '.join(problems)}", problems)

@@ -39,6 +39,26 @@ class TooLarge(CommerceMLError):
     code = "too_large"
 
 
+class ArchiveTooLarge(TooLarge):
+    """A zip archive over a cap before anything is unpacked: too many entries, too many bytes
+    unpacked in all, or a member packed far tighter than any XML (a zip bomb)."""
+
+    code = "archive_too_large"
+
+
+class StorageFull(CommerceMLError):
+    """The exchange's storage is full (all sessions' files over max_total_bytes) or too many
+    sessions are open (max_sessions): 1С retries the exchange later."""
+
+    code = "storage_full"
+
+
+class ExchangeDisabled(CommerceMLError):
+    """No password is configured (MM_COMMERCEML__PASSWORD): the endpoint is off."""
+
+    code = "commerceml_disabled"
+
+
 class FileNotUploaded(CommerceMLError):
     """``import`` names a file that this session never uploaded (nor any archive it sent)."""
 
@@ -50,6 +70,19 @@ class InvalidDocument(CommerceMLError, InvalidRecord):
     or a root other than ``КоммерческаяИнформация``. Nothing of it is published."""
 
     code = "invalid_document"
+
+
+class BrokenArchive(InvalidDocument):
+    """The upload starts like a zip archive but cannot be read as one (maybe truncated)."""
+
+    code = "broken_archive"
+
+
+class DuplicateMember(InvalidDocument):
+    """A zip archive holds two entries of the same name: which one to import is ambiguous
+    (and repeating one big member is how a small zip unpacks to a lot)."""
+
+    code = "duplicate_member"
 
 
 class IncompleteDocument(InvalidDocument):

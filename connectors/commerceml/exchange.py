@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter
-from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import datetime
 from typing import BinaryIO
@@ -24,10 +23,10 @@ from typing import BinaryIO
 from connectors.commerceml import auth, document, files
 from connectors.commerceml.errors import (
     BadRequest,
+    BrokenArchive,
     CommerceMLError,
     FileNotUploaded,
     IncompleteDocument,
-    InvalidDocument,
     NoSession,
 )
 from connectors.commerceml.orders import orders_document
@@ -67,6 +66,7 @@ class Exchange:
         self.producer = producer
         self.topics = topics
         self.request_id = request_id
+        self.limits = files.ZipLimits.of(self.cfg)
 
     # -- authentication
 
@@ -107,10 +107,10 @@ class Exchange:
         known = await self.store.file(session, filename)
         if not files.worth_keeping(filename, data[:64], known is not None and not known.processed):
             log.info("commerceml upload acknowledged and dropped", extra={
-                "session": session.id, "filename": filename, "bytes": len(data)})
+                "session": session.id, "file": filename, "bytes": len(data)})
             return None
         stored = await self.store.append(session, filename, data)
-        log.info("commerceml chunk stored", extra={"session": session.id, "filename": filename,
+        log.info("commerceml chunk stored", extra={"session": session.id, "file": filename,
                                                    "chunk": stored.chunks, "size": stored.size})
         return stored
 
@@ -125,17 +125,24 @@ class Exchange:
     # -- sale
 
     async def sale_file(self, session: Session, filename: str, data: bytes) -> Reply:
-        """1С's changed orders: published as soon as the uploaded file is complete."""
+        """1С's changed orders: published as soon as the uploaded file is complete. A chunk
+        that leaves the file visibly incomplete is only stored: the file is parsed once, when
+        its end has come (files.looks_complete), not at every chunk."""
         stored = await self.upload(session, filename, data)
         if stored is None:
+            return SUCCESS
+        head, tail = await self.store.edges(session, stored, files.EDGE_BYTES)
+        if not files.looks_complete(head, tail):
+            log.info("commerceml orders file incomplete, waiting for more chunks",
+                     extra={"session": session.id, "file": filename, "size": stored.size})
             return SUCCESS
         with files.spool(self.cfg.work_dir) as spooled:
             await self._read_into(session, stored, spooled)
             try:
-                await self._publish_any(session, filename, spooled)
+                await self._publish_any(session, filename, spooled, sale=True)
             except IncompleteDocument:
                 log.info("commerceml orders file incomplete, waiting for more chunks",
-                         extra={"session": session.id, "filename": filename, "size": stored.size})
+                         extra={"session": session.id, "file": filename, "size": stored.size})
                 return SUCCESS
             except CommerceMLError:
                 # Refused for good: a re-sent file under this name must start over.
@@ -180,7 +187,7 @@ class Exchange:
             for archive in await self.store.archives(session):
                 with files.spool(self.cfg.work_dir) as packed:
                     await self._read_into(session, archive, packed)
-                    if await asyncio.to_thread(files.extract, packed, filename, spooled):
+                    if await asyncio.to_thread(files.extract, packed, filename, spooled, self.limits):
                         return archive, spooled
         except BaseException:
             spooled.close()
@@ -189,36 +196,44 @@ class Exchange:
         raise FileNotUploaded(f"{filename} was not uploaded in this session "
                               "(neither as a file nor inside an archive)")
 
-    async def _publish_any(self, session: Session, filename: str, spooled: BinaryIO) -> None:
+    async def _publish_any(self, session: Session, filename: str, spooled: BinaryIO,
+                           sale: bool = False) -> None:
         """Publish an XML document, or every XML document of an archive — all of them checked
-        before any is published."""
+        before any is published. Members are read straight from the archive as streams
+        (twice: check, then publish), never unpacked whole into memory."""
         if not files.is_zip(spooled):
-            await self._publish(session, filename, spooled)
+            await self._publish(session, filename, spooled, sale=sale)
             return
         try:
-            names = await asyncio.to_thread(files.xml_members, spooled)
-        except InvalidDocument as exc:
+            with files.open_archive(spooled, self.limits) as zf:
+                members = files.xml_infos(zf)
+                summaries = []
+                for info in members:
+                    with files.member(zf, info) as stream:
+                        summaries.append(await asyncio.to_thread(document.check, stream))
+                for info, summary in zip(members, summaries, strict=True):
+                    with files.member(zf, info) as stream:
+                        await self._publish(session, files.member_name(info), stream, summary,
+                                            sale=sale)
+        except BrokenArchive as exc:
             # A zip cannot tell "truncated" from "broken": to the sale direction it is
             # incomplete (more chunks may come), to an import a failure all the same.
             raise IncompleteDocument(str(exc)) from None
-        with ExitStack() as stack:
-            members = []
-            for name in names:
-                member = stack.enter_context(files.spool(self.cfg.work_dir))
-                await asyncio.to_thread(files.extract, spooled, name, member)
-                members.append((name, member, await asyncio.to_thread(document.check, member)))
-            for name, member, summary in members:
-                await self._publish(session, name, member, summary)
 
     async def _publish(self, session: Session, filename: str, stream: BinaryIO,
-                       summary: document.Summary | None = None) -> Counter:
+                       summary: document.Summary | None = None, sale: bool = False) -> Counter:
         if summary is None:
             summary = await asyncio.to_thread(document.check, stream)
+        if sale and not summary.entries["order"]:
+            # 1С answers "success" to our "success" either way: an orders file that gave no
+            # order must at least be visible (an unknown layout would otherwise pass unseen).
+            log.warning("commerceml orders file holds no order (Документ)", extra={
+                "session": session.id, "file": filename, **summary.as_log()})
         stream.seek(0)
         target = Target(self.producer, self.topics, session.principal, self.request_id,
                         self.settings.ingress.max_batch_records, self.settings.ingress.retry_after_s)
         counts = await publish_all(document.records(stream), target)
         log.info("commerceml file imported", extra={
-            "session": session.id, "filename": filename, **summary.as_log(),
+            "session": session.id, "file": filename, **summary.as_log(),
             "published": dict(counts)})
         return counts

@@ -1,6 +1,7 @@
 """Orders of the ``sale`` direction. Pure functions.
 
-1С sends changed orders as ``Документ`` elements (``type=sale&mode=file``); each becomes a
+1С sends changed orders as ``Документ`` elements (``type=sale&mode=file``; under the root in
+2.x, each inside a ``Контейнер`` in 3.x — parser.py reads both); each becomes a
 ``raw.onec.customer_order`` record keyed by the document's ``Ид``::
 
     {"_source": "commerceml", "id": Ид, "number": Номер, "date": Дата, "time": Время,

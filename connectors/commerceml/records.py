@@ -11,7 +11,8 @@ same CloudEvents id (``ce_id``), and downstream dedupe drops it. Ids: an ``Ид`
     {"_source": "commerceml", "id": Ид before '#', "characteristic_id": after '#' | null,
      "cml_id": Ид, "deleted": Статус = Удален (element or attribute) | ПометкаУдаления,
      "name": Наименование, "code": Код, "article": Артикул, "barcode": Штрихкод,
-     "description": Описание,
+     "description": Описание, "full_name": ПолноеНаименование (element; 1С mostly sends the
+     requisite "Полное наименование" instead, kept in "requisites"),
      "unit": {"code": @Код, "name": text, "full_name": @НаименованиеПолное,
               "international": @МеждународноеСокращение} | null,      (БазоваяЕдиница)
      "groups": [{"id", "name"}],                  (Группы/Ид, names from the Классификатор)
@@ -39,6 +40,17 @@ per warehouse::
      "warehouse_id": id | null, "warehouse_name": from Склады | null,
      "quantity": decimal string, "version"}
 
+``raw.onec.price_type`` (``ТипыЦен/ТипЦены`` of the ``ПакетПредложений`` or, 2.08+ and 3.x,
+of the ``Классификатор``), key the type's ``Ид`` (a GUID, or its name in УТ exports)::
+
+    {"_source", "id": Ид, "name": Наименование, "code": Код, "currency": Валюта (as sent),
+     "description": Описание,
+     "tax": {"name": Налог/Наименование, "included": Налог/УчтеноВСумме ("true"/"false"),
+             "excise": Налог/Акциз} | null, "deleted", "version"}
+
+A pure "exchange with site" setup declares price types only here: without these records
+every price would wait for a price type that never comes.
+
 Orders (``Документ``) are mapped in orders.py.
 """
 
@@ -60,7 +72,7 @@ MAX_ID_CHARS = 256
 _DELETED = "удален"
 
 TOPICS = {"product": "raw.onec.product", "price": "raw.onec.price", "stock": "raw.onec.stock",
-          "customer_order": "raw.onec.customer_order"}
+          "customer_order": "raw.onec.customer_order", "price_type": "raw.onec.price_type"}
 
 
 @dataclass(frozen=True)
@@ -173,6 +185,8 @@ def product_record(entry: Entry) -> Record:
         "id": product, "characteristic_id": characteristic, "cml_id": cml_id, "deleted": deleted,
         "name": name, "code": child_text(elem, "Код"), "article": child_text(elem, "Артикул"),
         "barcode": child_text(elem, "Штрихкод"), "description": child_text(elem, "Описание"),
+        # 1С writes the full name as a requisite; some exports as this element.
+        "full_name": child_text(elem, "ПолноеНаименование"),
         "unit": unit_of(elem.find("БазоваяЕдиница")),
         "groups": [{"id": g, "name": ctx.groups.get(g)} for g in group_ids],
         "properties": _properties(elem.find("ЗначенияСвойств"), ctx),
@@ -184,6 +198,26 @@ def product_record(entry: Entry) -> Record:
         "images": [text(p) for p in elem.findall("Картинка") if text(p)],
     }
     return make_record("product", product, content)
+
+
+def price_type_record(entry: Entry) -> Record:
+    """A ``ТипЦены`` declaration -> a ``raw.onec.price_type`` record keyed by its ``Ид``."""
+    elem = entry.element
+    type_id = child_text(elem, "Ид")
+    if not type_id:
+        raise InvalidEntry("a price type (ТипЦены) without <Ид>")
+    if len(type_id) > MAX_ID_CHARS:
+        raise InvalidEntry(f"the <Ид> of a price type is longer than {MAX_ID_CHARS} characters")
+    tax = elem.find("Налог")
+    return make_record("price_type", type_id, {
+        "id": type_id, "name": child_text(elem, "Наименование"), "code": child_text(elem, "Код"),
+        "currency": child_text(elem, "Валюта"), "description": child_text(elem, "Описание"),
+        "tax": None if tax is None else {
+            "name": child_text(tax, "Наименование"),
+            "included": child_text(tax, "УчтеноВСумме").lower() or None,
+            "excise": child_text(tax, "Акциз").lower() or None},
+        "deleted": is_deleted(elem),
+    })
 
 
 def offer_records(entry: Entry) -> list[Record]:

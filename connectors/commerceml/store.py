@@ -9,12 +9,32 @@ from dataclasses import dataclass
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from connectors.commerceml.errors import TooLarge
+from connectors.commerceml.errors import StorageFull, TooLarge
 
 # Caps on what one exchange may park in the database (1С's catalog exports with pictures
-# reach hundreds of MiB; beyond these something is wrong).
+# reach hundreds of MiB; beyond these something is wrong), on what all of them together may
+# park, and on how many sessions may be open (each checkauth opens one).
 MAX_FILE_BYTES = 1 << 30
 MAX_SESSION_BYTES = 2 << 30
+MAX_TOTAL_BYTES = 4 << 30
+MAX_SESSIONS = 100
+# Transaction-level advisory locks: the session count and the total size are checked and
+# changed by one transaction at a time, across every bridge replica.
+_SESSIONS_LOCK = "SELECT pg_advisory_xact_lock(hashtext('commerceml_sessions'))"
+_QUOTA_LOCK = "SELECT pg_advisory_xact_lock(hashtext('commerceml_quota'))"
+_PURGE_EXPIRED = "DELETE FROM commerceml_session WHERE expires_at < now()"
+# The purge job's statement (connectors/ingress/purge.py): a bounded batch of expired sessions.
+PURGE_SESSIONS = text(
+    "DELETE FROM commerceml_session WHERE id IN (SELECT id FROM commerceml_session "
+    "WHERE expires_at < now() ORDER BY expires_at LIMIT :rows FOR UPDATE SKIP LOCKED)"
+)
+# The least recently used sessions (expiry slides forward on every request) holding no file
+# still to import.
+_EVICT_IDLE = (
+    "DELETE FROM commerceml_session WHERE id IN (SELECT s.id FROM commerceml_session s "
+    "WHERE NOT EXISTS (SELECT 1 FROM commerceml_file f WHERE f.session_id = s.id "
+    "AND f.processed_at IS NULL) ORDER BY s.expires_at LIMIT :n) RETURNING id"
+)
 ZIP_MAGIC = b"PK\x03\x04"
 
 
@@ -49,18 +69,38 @@ class ExchangeStore:
     """Async access to the exchange tables."""
 
     def __init__(self, engine: AsyncEngine, session_ttl_s: int, *,
-                 max_file_bytes: int = MAX_FILE_BYTES, max_session_bytes: int = MAX_SESSION_BYTES) -> None:
+                 max_file_bytes: int = MAX_FILE_BYTES, max_session_bytes: int = MAX_SESSION_BYTES,
+                 max_total_bytes: int = MAX_TOTAL_BYTES, max_sessions: int = MAX_SESSIONS) -> None:
         self.engine = engine
         self.ttl_s = session_ttl_s
         self.max_file_bytes = max_file_bytes
         self.max_session_bytes = max_session_bytes
+        self.max_total_bytes = max_total_bytes
+        self.max_sessions = max_sessions
 
     # -- sessions
 
     async def open_session(self, cookie_hash: bytes, principal: str) -> Session:
-        """Create a session; sessions that expired are purged (with their files) on the way."""
+        """Create a session; sessions that expired are purged (with their files) on the way.
+
+        At max_sessions live sessions the least recently used IDLE one (no file waiting to be
+        imported) is evicted: 1С logs in again for every exchange, and refusing a login until
+        an abandoned session expires (an hour) would stop a healthy exchange. StorageFull only
+        when every open session holds an upload in progress (evicting one would break it)."""
         async with self.engine.begin() as conn:
-            await conn.execute(text("DELETE FROM commerceml_session WHERE expires_at < now()"))
+            await conn.execute(text(_SESSIONS_LOCK))
+            await conn.execute(text(_PURGE_EXPIRED))
+            live = (await conn.execute(text(
+                "SELECT count(*) AS n, ceil(extract(epoch FROM min(expires_at) - now())) AS wait "
+                "FROM commerceml_session"))).one()
+            if live.n >= self.max_sessions:
+                evicted = (await conn.execute(text(_EVICT_IDLE),
+                                              {"n": live.n - self.max_sessions + 1})).all()
+                if len(evicted) == live.n - self.max_sessions + 1:
+                    live = None
+            if live is not None and live.n >= self.max_sessions:
+                raise StorageFull(f"{live.n} exchange sessions are open, the most allowed "
+                                  f"(max_sessions); the oldest expires in {int(live.wait or 0)} s")
             row = (await conn.execute(text(
                 "INSERT INTO commerceml_session (cookie_hash, principal, expires_at) "
                 "VALUES (:h, :p, now() + make_interval(secs => :ttl)) RETURNING id"),
@@ -91,6 +131,8 @@ class ExchangeStore:
         """Append one chunk. A file that was imported already starts over (1С sends a new
         file under the same name). TooLarge when the file or the session would exceed its cap."""
         async with self.engine.begin() as conn:
+            # First, so that every append takes its locks in the same order.
+            await conn.execute(text(_QUOTA_LOCK))
             await conn.execute(text(
                 "INSERT INTO commerceml_file (session_id, filename) VALUES (:s, :f) "
                 "ON CONFLICT DO NOTHING"), {"s": session.id, "f": filename})
@@ -111,6 +153,14 @@ class ExchangeStore:
                 {"s": session.id})).scalar_one()
             if total - row.size + size + len(data) > self.max_session_bytes:
                 raise TooLarge(f"the files of this exchange would exceed {self.max_session_bytes} bytes")
+            everything = await self._total(conn)
+            if everything - row.size + size + len(data) > self.max_total_bytes:
+                # Expired sessions' files count until purged: purge, then look again.
+                await conn.execute(text(_PURGE_EXPIRED))
+                everything = await self._total(conn)
+                if everything - row.size + size + len(data) > self.max_total_bytes:
+                    raise StorageFull(f"the exchange storage is full: all sessions' files would exceed "
+                                      f"{self.max_total_bytes} bytes (max_total_bytes); retry later")
             await conn.execute(text(
                 "INSERT INTO commerceml_file_chunk (session_id, filename, seq, data) "
                 "VALUES (:s, :f, :seq, :d)"), {"s": session.id, "f": filename, "seq": chunks, "d": data})
@@ -119,6 +169,10 @@ class ExchangeStore:
                 "processed_at = NULL WHERE session_id = :s AND filename = :f"),
                 {"s": session.id, "f": filename, "size": size + len(data), "chunks": chunks + 1})
         return StoredFile(filename, size + len(data), chunks + 1, False)
+
+    @staticmethod
+    async def _total(conn) -> int:
+        return (await conn.execute(text("SELECT coalesce(sum(size), 0) FROM commerceml_file"))).scalar_one()
 
     async def file(self, session: Session, filename: str) -> StoredFile | None:
         """The stored file of that name, or None."""
@@ -148,6 +202,23 @@ class ExchangeStore:
                     "SELECT data FROM commerceml_file_chunk WHERE session_id = :s AND filename = :f "
                     "AND seq = :seq"), {"s": session.id, "f": stored.filename, "seq": seq})).scalar_one()
             yield data
+
+    async def edges(self, session: Session, stored: StoredFile, size: int) -> tuple[bytes, bytes]:
+        """The first and the last ``size`` bytes of a stored file (the last from its last two
+        chunks, so a short last chunk still shows what precedes it)."""
+        last = stored.chunks - 1
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(text(
+                "SELECT seq, substring(data FROM 1 FOR :n) AS head, "
+                "substring(data FROM greatest(length(data) - :n + 1, 1)) AS tail "
+                "FROM commerceml_file_chunk WHERE session_id = :s AND filename = :f "
+                "AND seq IN (0, :before, :last) ORDER BY seq"),
+                {"s": session.id, "f": stored.filename, "n": size, "before": last - 1,
+                 "last": last})).all()
+        if not rows:
+            return b"", b""
+        tails = b"".join(bytes(r.tail) for r in rows if r.seq >= last - 1)
+        return bytes(rows[0].head), tails[-size:]
 
     async def mark_processed(self, session: Session, filename: str) -> None:
         """Record that the file was imported (its next chunk starts a new file)."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from contextlib import asynccontextmanager
 
@@ -14,12 +16,13 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from connectors.ingress import openapi, routes_bitrix24, routes_commerceml, routes_onec
 from connectors.ingress.auth import Authenticate, authenticated, authenticates_itself
+from connectors.ingress.database import bridge_engine
 from connectors.ingress.errors import ApiError, ErrorKind
 from connectors.ingress.health import ReadinessCheck
 from connectors.ingress.idempotency import Idempotency
 from connectors.ingress.middleware import BodyLimit, RequestContext, error_body
-from connectors.ingress.ratelimit import RateLimit
-from mmstream.db.engine import async_engine
+from connectors.ingress.purge import run_purge
+from connectors.ingress.ratelimit import Limits, RateLimit
 from mmstream.kafka.admin import require_topics
 from mmstream.kafka.producer import AckedProducer
 from mmstream.metrics import UP
@@ -41,8 +44,11 @@ Retry-After and stores nothing.
 - **X-Request-Id**: sent or generated, echoed on every answer, carried in the Kafka headers
   of the records and in every log line.
 - **Idempotency-Key** on any POST: a re-sent request gets the first answer again.
-- **Limits**: bodies up to `ingress.max_body_bytes` unless a route says more (413); per-client
-  rate limit (429 + Retry-After), per bridge replica.
+- **Limits**: bodies up to `ingress.max_body_bytes` unless a route says otherwise (413);
+  records up to `ingress.max_record_bytes` (413 `record_too_large`); JSON up to
+  `ingress.max_json_depth` levels (400 `json_too_deep`); per-caller rate limit (429 +
+  Retry-After), per bridge replica: by token subject or API key, by portal for verified
+  Bitrix24 events, by session for CommerceML, and by address, apart, for unverified requests.
 """
 _OPEN = authenticates_itself()
 
@@ -69,17 +75,29 @@ def create_app(settings: Settings, *, producer: AckedProducer | None = None) -> 
         app.state.producer = producer or AckedProducer(settings.kafka, client_id="mm-bridge")
         # Idempotency keys, exchange message numbers, event dedupe and CommerceML sessions
         # live in PostgreSQL so that every bridge replica sees them.
-        app.state.engine = async_engine(settings) if settings.database_url else None
+        # Connect and statement timeouts: a stalled PostgreSQL gives 503s, not hung requests.
+        app.state.engine = bridge_engine(settings) if settings.database_url else None
+        # Bitrix24 event dedupe holds its claim's transaction while the event is published
+        # (a near-duplicate must wait for the outcome: Bitrix24 never re-sends). Its own pool,
+        # so that a stalled broker can never take the connections 1С's pushes need.
+        app.state.event_engine = bridge_engine(settings) if settings.database_url else None
+        purge = (asyncio.create_task(run_purge(app.state.engine, settings), name="bridge-purge")
+                 if app.state.engine is not None else None)
         UP.labels("bridge").set(1)
         log.info("bridge ready", extra={"topics": list(topics.values())})
         try:
             yield
         finally:
             UP.labels("bridge").set(0)
+            if purge is not None:
+                purge.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await purge
             if producer is None:
                 app.state.producer.close()
-            if app.state.engine is not None:
-                await app.state.engine.dispose()
+            for engine in (app.state.engine, app.state.event_engine):
+                if engine is not None:
+                    await engine.dispose()
 
     app = FastAPI(
         title="MasterMobile Stream ingress bridge",
@@ -93,11 +111,14 @@ def create_app(settings: Settings, *, producer: AckedProducer | None = None) -> 
                        "the cluster; keep them off the public ingress."}],
     )
     app.state.settings = settings
+    # Rate-limit buckets, shared by the middleware and the routes that limit themselves once
+    # they verified their caller (Bitrix24 events); see ratelimit.py.
+    app.state.limits = Limits(settings)
     # Added innermost first. A request passes: request id and log context -> who is calling
     # -> rate limit -> body limit -> idempotency key -> routing (auth check, route).
     app.add_middleware(Idempotency, settings=settings)
     app.add_middleware(BodyLimit, settings=settings)
-    app.add_middleware(RateLimit, settings=settings)
+    app.add_middleware(RateLimit, settings=settings, limits=app.state.limits)
     app.add_middleware(Authenticate, settings=settings)
     app.add_middleware(RequestContext)
     app.include_router(routes_onec.router)

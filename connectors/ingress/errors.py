@@ -32,6 +32,9 @@ class ErrorKind(Enum):
     METHOD_NOT_ALLOWED = (405, "method_not_allowed")
     INVALID_JSON = (400, "invalid_json")
     BODY_TOO_LARGE = (413, "body_too_large")
+    RECORD_TOO_LARGE = (413, "record_too_large")
+    FORM_TOO_LARGE = (413, "form_too_large")
+    JSON_TOO_DEEP = (400, "json_too_deep")
     UNSUPPORTED_MEDIA_TYPE = (415, "unsupported_media_type")
     VALIDATION_FAILED = (422, "validation_failed")
     BATCH_TOO_LARGE = (413, "batch_too_large")
@@ -44,6 +47,12 @@ class ErrorKind(Enum):
     BROKER_UNAVAILABLE = (503, "broker_unavailable")
     DATABASE_UNAVAILABLE = (503, "database_unavailable")
     UNSUPPORTED_EVENT = (422, "unsupported_event")
+    # Bitrix24: an event or install from a portal this deployment does not serve, a wrong
+    # application token for the one it serves, an install a webhook deployment never expects.
+    UNKNOWN_PORTAL = (403, "unknown_portal")
+    INVALID_APPLICATION_TOKEN = (401, "invalid_application_token")
+    INSTALL_NOT_EXPECTED = (409, "install_not_expected")
+    TOKEN_ENDPOINT_UNAVAILABLE = (502, "token_endpoint_unavailable")
     INTERNAL = (500, "internal_error")
 
     @property

@@ -13,9 +13,9 @@ key) in PostgreSQL (table ``ingress_idempotency``, migration 0002) so every repl
 - the same key with another request: 422 ``idempotency_key_reused``;
 - the same key while the first request still runs: 409 ``idempotency_in_progress``.
 
-Keys are remembered ``ingress.idempotency_ttl_s``; expired rows are purged opportunistically
-(at most once a minute per replica, when a key is claimed). The body is buffered in memory,
-so keyed requests are limited to ``ingress.max_body_bytes`` even on routes that allow more.
+Keys are remembered ``ingress.idempotency_ttl_s``; expired rows are deleted by the bridge's
+purge job (purge.py, every ``ingress.purge_interval_s``, in batches until none is left).
+The body is buffered in memory, so keyed requests are limited to ``ingress.max_body_bytes`` even on routes that allow more.
 Requests without a bearer token or API key (routes that authenticate themselves) are passed
 through untouched: there is no verified principal to scope their keys to.
 

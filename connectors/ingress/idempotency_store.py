@@ -1,7 +1,8 @@
 """The ``ingress_idempotency`` table (migration 0002): claims, stored answers, expiry.
 
 One row per (principal, path, Idempotency-Key). A request claims its key (status NULL) for a
-lease, then stores its answer or releases the key; expired rows are purged opportunistically.
+lease, then stores its answer or releases the key; expired rows are deleted by the bridge's
+purge job (purge.py).
 See idempotency.py for the rules the middleware applies on top.
 """
 
@@ -9,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import time
 import uuid
 from dataclasses import dataclass
 
@@ -20,7 +20,6 @@ from connectors.ingress.errors import ApiError, ErrorKind
 from mmstream.settings import Settings
 
 HEADER = "Idempotency-Key"
-_PURGE_EVERY_S = 60.0
 
 _CLAIM = text("""
     INSERT INTO ingress_idempotency (principal, path, key, fingerprint, claim, lease_until, expires_at)
@@ -44,10 +43,11 @@ _SAVE = text("""
 _RELEASE = text("""
     DELETE FROM ingress_idempotency
      WHERE principal = :principal AND path = :path AND key = :key AND claim = :claim""")
-# Bounded, so one purge after a long quiet spell does not hold up the request that runs it.
-_PURGE = text("""
+#: Deletes expired keys, a batch at a time (the bridge's purge job, purge.py, loops it).
+PURGE = text("""
     DELETE FROM ingress_idempotency WHERE ctid = ANY(ARRAY(
-        SELECT ctid FROM ingress_idempotency WHERE expires_at < now() LIMIT 1000))""")
+        SELECT ctid FROM ingress_idempotency WHERE expires_at < now()
+         LIMIT :rows FOR UPDATE SKIP LOCKED))""")
 
 
 @dataclass(frozen=True)
@@ -94,15 +94,11 @@ class IdempotencyStore:
     def __init__(self, *, ttl_s: float, lease_s: float) -> None:
         self.ttl_s = ttl_s
         self.lease_s = lease_s
-        self._purged_at = float("-inf")
 
     async def claim(self, engine: AsyncEngine, ident: dict, fp: bytes) -> Claimed | Answer:
         """Claim the key, or the stored answer; ApiError 409 (in flight) / 422 (reused)."""
         claim = str(uuid.uuid4())
         async with engine.begin() as conn:
-            if time.monotonic() - self._purged_at > _PURGE_EVERY_S:
-                self._purged_at = time.monotonic()
-                await conn.execute(_PURGE)
             # Loop: a row seen taken may be released (a 5xx) before we read it.
             for _ in range(3):
                 taken = await conn.execute(_CLAIM, {**ident, "fingerprint": fp, "claim": claim,

@@ -21,6 +21,7 @@ from collections.abc import Callable
 from fastapi import Depends, params
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from connectors.ingress.errors import ApiError, ErrorKind
 from mmstream import log as mmlog
@@ -76,6 +77,13 @@ class RequestContext:
         with mmlog.bind(request_id=request_id):
             try:
                 await self.app(scope, receive, send_with_id)
+            except ClientDisconnect:
+                # The client left before its body was read (a timeout, a slow-client attack):
+                # nobody is there to answer and nothing was stored; not a server error.
+                # 499, as nginx counts it.
+                log.info("client disconnected before sending its whole request")
+                if not started_response:
+                    status = 499
             except Exception:
                 log.exception("unhandled error in the bridge")
                 if started_response:

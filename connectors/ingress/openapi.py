@@ -55,7 +55,8 @@ _RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait before retrying.
                                 "schema": {"type": "integer", "minimum": 1}}}
 # component name -> (status, description, extra headers)
 _RESPONSES: dict[str, tuple[int, str, dict]] = {
-    "BadRequest": (400, "The body or a header cannot be read (`invalid_json`, `bad_request`).", {}),
+    "BadRequest": (400, "The body or a header cannot be read (`invalid_json`, `bad_request`), or "
+                   "its JSON is nested deeper than `ingress.max_json_depth` (`json_too_deep`).", {}),
     "Unauthenticated": (401, "No valid bearer token or X-API-Key (`unauthenticated`).",
                         {"WWW-Authenticate": {"schema": {"type": "string"}}}),
     "Forbidden": (403, "The caller lacks the role this route needs (`forbidden`).", {}),
@@ -64,7 +65,9 @@ _RESPONSES: dict[str, tuple[int, str, dict]] = {
     "IdempotencyInProgress": (409, "A request with this Idempotency-Key is still being processed "
                               "(`idempotency_in_progress`); retry for its answer.", _RETRY_AFTER),
     "BodyTooLarge": (413, "The body is larger than the route's limit (`body_too_large`); "
-                     "`ingress.max_body_bytes` unless the route says otherwise.", {}),
+                     "`ingress.max_body_bytes` unless the route says otherwise; a record larger "
+                     "than Kafka takes, `ingress.max_record_bytes` (`record_too_large`); a form "
+                     "with too many or too deep fields (`form_too_large`).", {}),
     "UnsupportedMediaType": (415, "The body's content type is not one this route reads "
                              "(`unsupported_media_type`).", {}),
     "ValidationFailed": (422, "The request is not valid (`validation_failed`), or its "

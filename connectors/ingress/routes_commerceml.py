@@ -6,26 +6,35 @@ and everything after with the session cookie from that answer; the cookie grants
 role for these routes only. Answers are the protocol's plain text: ``success`` or
 ``failure\\n<reason>`` — 1С reads the first line, so errors cannot use the bridge's JSON
 body; the status code still tells what went wrong (401 credentials or session, 400 bad
-request or document, 404 file never uploaded, 413 over ``file_limit``, 422 invalid
-entries, 503 Kafka or PostgreSQL unavailable, with Retry-After: 1С repeats the exchange).
+request or document, 404 file never uploaded or the exchange off, 413 over ``file_limit``
+or a cap, 422 invalid entries, 503 Kafka or PostgreSQL unavailable, storage full or too
+many sessions, with Retry-After: 1С repeats the exchange), and the X-Error-Code header
+names the error for machines. Internal error text (database drivers') stays in the log.
+
+Without ``MM_COMMERCEML__PASSWORD`` the exchange is off: every request answers 404
+``commerceml_disabled``, and the bridge logs so at start.
 """
 
 from __future__ import annotations
 
 import logging
+from contextlib import asynccontextmanager
 
 from fastapi import APIRouter, Request
 from fastapi.responses import PlainTextResponse, Response
 
 from connectors.commerceml.errors import (
+    ArchiveTooLarge,
     BadCredentials,
     BadRequest,
     CommerceMLError,
     DocumentRejected,
+    ExchangeDisabled,
     FileNotUploaded,
     InvalidDocument,
     InvalidEntry,
     NoSession,
+    StorageFull,
     TooLarge,
 )
 from connectors.commerceml.exchange import SUCCESS, Exchange, Reply, lines
@@ -38,10 +47,27 @@ from mmstream import log as mmlog
 from mmstream.errors import ConfigurationError, DatabaseUnavailable, classify
 
 log = logging.getLogger(__name__)
-router = APIRouter(tags=["1C exchange (CommerceML 2.x)"])
+
+
+@asynccontextmanager
+async def _announce(app):
+    """Say at start whether the exchange is on: an unset password turns it off."""
+    cfg = app.state.settings.commerceml
+    if cfg.password is None:
+        log.warning("commerceml exchange is off: no password is set (MM_COMMERCEML__PASSWORD); "
+                    "/1c_exchange answers 404 commerceml_disabled")
+    else:
+        log.info("commerceml exchange is on", extra={"user": cfg.username, "work_dir": str(cfg.work_dir)})
+    yield
+
+
+router = APIRouter(tags=["1C exchange (CommerceML 2.x)"], lifespan=_announce)
 
 # Most specific first: InvalidEntry/DocumentRejected before the InvalidDocument family.
 _KINDS: list[tuple[type[CommerceMLError], ErrorKind]] = [
+    (ExchangeDisabled, ErrorKind.NOT_FOUND),
+    (StorageFull, ErrorKind.DATABASE_UNAVAILABLE),
+    (ArchiveTooLarge, ErrorKind.BODY_TOO_LARGE),
     (BadCredentials, ErrorKind.UNAUTHENTICATED),
     (NoSession, ErrorKind.UNAUTHENTICATED),
     (BadRequest, ErrorKind.BAD_REQUEST),
@@ -61,13 +87,18 @@ _ROUTE = {
         200: {"description": "`success` (checkauth: `success`, cookie name, cookie value; init: "
                              "`zip=yes|no`, `file_limit=<bytes>`) as text; sale query: the orders as "
                              "CommerceML XML", "content": {**_TEXT, "application/xml": {}}},
-        **{status: {"description": f"`failure`, the reason, `request_id=…` ({what})", "content": _TEXT}
-           for status, what in ((400, "unknown type or mode, bad filename, not a CommerceML document"),
+        **{status: {"description": f"`failure`, the reason, `request_id=…` ({what}); the header "
+                                   "X-Error-Code names the error", "content": _TEXT}
+           for status, what in ((400, "unknown type or mode, bad filename, not a CommerceML document, "
+                                      "nested too deep, a DOCTYPE, duplicate archive members"),
                                 (401, "wrong credentials at checkauth, or no valid session cookie"),
-                                (404, "import of a file this session never uploaded"),
-                                (413, "more than file_limit bytes in one request"),
+                                (404, "import of a file this session never uploaded; the exchange is "
+                                      "off (no password configured)"),
+                                (413, "more than file_limit bytes in one request, a file, session "
+                                      "or archive over its cap (zip bomb)"),
                                 (422, "invalid entries; nothing of the file was published"),
-                                (503, "Kafka or PostgreSQL unavailable; Retry-After"))},
+                                (503, "Kafka or PostgreSQL unavailable, storage full or too many "
+                                      "sessions; Retry-After"))},
     },
     "response_class": PlainTextResponse,
     # 1С authenticates by the protocol (Basic, then the cookie), and uploads up to file_limit.
@@ -88,10 +119,14 @@ def _kind(exc: CommerceMLError) -> ErrorKind:
 
 
 def _failure(request: Request, kind: ErrorKind, message: str,
-             headers: dict[str, str] | None = None) -> Response:
-    log.warning("commerceml exchange failed", extra={"code": kind.code, "reason": message})
+             headers: dict[str, str] | None = None, code: str | None = None) -> Response:
+    """The protocol's ``failure`` answer; the status and the X-Error-Code header (the
+    error's own code, or the kind's) tell a machine what went wrong."""
+    code = code or kind.code
+    log.warning("commerceml exchange failed", extra={"code": code, "reason": message})
     reply = lines("failure", message, f"request_id={request.state.request_id}")
-    return Response(reply.body, status_code=kind.status, media_type=reply.media_type, headers=headers)
+    return Response(reply.body, status_code=kind.status, media_type=reply.media_type,
+                    headers={**(headers or {}), "X-Error-Code": code})
 
 
 async def _body(request: Request, limit: int) -> bytes:
@@ -148,25 +183,36 @@ async def exchange_with_site(request: Request) -> Response:
     state = request.app.state
     cml_type = request.query_params.get("type", "").strip().lower()
     mode = request.query_params.get("mode", "").strip().lower()
+    retry = {"Retry-After": str(state.settings.ingress.retry_after_s)}
     try:
-        if state.engine is None:
-            raise ConfigurationError("the exchange needs PostgreSQL: set DATABASE_URL on the bridge")
         cml = state.settings.commerceml
+        if cml.password is None:
+            raise ExchangeDisabled("the 1С exchange is off on this bridge (no password is configured)")
+        if state.engine is None:
+            return _failure(request, ErrorKind.DATABASE_UNAVAILABLE,
+                            "the exchange needs PostgreSQL: set DATABASE_URL on the bridge", retry)
         store = ExchangeStore(state.engine, cml.session_ttl_s, max_file_bytes=cml.max_file_bytes,
-                              max_session_bytes=cml.max_session_bytes)
+                              max_session_bytes=cml.max_session_bytes,
+                              max_total_bytes=cml.max_total_bytes, max_sessions=cml.max_sessions)
         exchange = Exchange(state.settings, store, state.producer, state.topics,
                             request.state.request_id)
         reply = await _serve(request, exchange, cml_type, mode)
     except CommerceMLError as exc:
         kind = _kind(exc)
-        return _failure(request, kind, str(exc), _CHALLENGE if kind.status == 401 else None)
+        headers = _CHALLENGE if kind.status == 401 else retry if kind.status == 503 else None
+        return _failure(request, kind, str(exc), headers, exc.code)
     except ApiError as exc:  # the broker did not acknowledge (publish.py): 503 + Retry-After
         return _failure(request, exc.kind, exc.message, exc.headers)
     except Exception as exc:  # every answer to 1С must be a protocol answer
         err = classify(exc)
-        retry = {"Retry-After": str(state.settings.ingress.retry_after_s)}
+        # The detail (driver messages name hosts, users, tables) stays in the log: the
+        # client may not even be authenticated yet.
         if isinstance(err, (DatabaseUnavailable, ConfigurationError)):
-            return _failure(request, ErrorKind.DATABASE_UNAVAILABLE, str(err), retry)
+            log.error("commerceml exchange: database unavailable", extra={
+                "error": str(err), "error_type": type(exc).__name__})
+            return _failure(request, ErrorKind.DATABASE_UNAVAILABLE, "the exchange's database is "
+                            "unavailable; retry later (the bridge log has the detail under this "
+                            "request id)", retry)
         log.exception("unhandled error in the commerceml exchange")
         return _failure(request, ErrorKind.INTERNAL, "internal error; see the bridge log for this request id")
     return Response(reply.body, media_type=reply.media_type)

@@ -8,6 +8,7 @@ message numbers (connectors/onec/exchange.py): a re-sent message is answered, no
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from typing import Any
@@ -19,7 +20,8 @@ from fastapi.responses import JSONResponse
 from connectors.ingress.auth import require_role
 from connectors.ingress.body import read_json
 from connectors.ingress.errors import ApiError, ErrorKind
-from connectors.ingress.publish import Accepted, onec_event, publish
+from connectors.ingress.idempotency_store import claim_lease_s
+from connectors.ingress.publish import Accepted, onec_event, publish, too_large
 from connectors.onec import exchange
 from connectors.onec.objects import OBJECTS, OneCObject, accepted_names, lookup
 from connectors.onec.records import (
@@ -116,7 +118,8 @@ async def post_record(request: Request, object_name: str = _OBJECT) -> JSONRespo
         raise ApiError(ErrorKind.VALIDATION_FAILED, f"the record is not a valid {obj.name} record",
                        details=exc.details) from None
     (delivered,) = await publish(request.app.state.producer, request.app.state.topics[obj.topic],
-                                 [accepted], settings.ingress.retry_after_s)
+                                 [accepted], settings.ingress.retry_after_s,
+                                 settings.ingress.max_record_bytes)
     INGRESS_RECORDS.labels("onec", obj.entity, "accepted").inc()
     return JSONResponse(
         status_code=202,
@@ -170,22 +173,10 @@ async def _publish_message(request: Request, obj: OneCObject, items: list,
     if engine is None:
         raise ApiError(ErrorKind.DATABASE_UNAVAILABLE, "exchange message numbers need the bridge's "
                        "database, and none is configured (DATABASE_URL)", headers=retry)
-    # The lock holder publishes within the produce timeout; waiting longer means it is stuck.
-    lock_timeout_s = settings.kafka.produce_timeout_s + 5.0
+    # A claim blocks the number for the longest a publish can take, as an Idempotency-Key.
+    lease_s = claim_lease_s(settings)
     try:
-        async with exchange.receive(engine, message, lock_timeout_s=lock_timeout_s) as slot:
-            if slot.previous is not None:
-                INGRESS_RECORDS.labels("onec", obj.entity, "duplicate").inc(len(items))
-                log.info("exchange message received again; answered without publishing",
-                         extra={"node": message.node, "message_no": message.number, "object": obj.name})
-                return JSONResponse(status_code=200, content={
-                    **slot.previous, "duplicate_message": True,
-                    "original_request_id": slot.previous.get("request_id"),
-                    "request_id": request.state.request_id})
-            status, body = await _publish_batch(request, obj, items)
-            body["duplicate_message"] = False
-            if body["accepted"]:
-                await slot.remember(body)
+        claimed = await exchange.claim(engine, message, lease_s=lease_s)
     except exchange.ExchangeMessageConflict as exc:
         log.error("exchange message number reused", extra={"detail": str(exc)})
         raise ApiError(ErrorKind.CONFLICT, str(exc)) from None
@@ -196,10 +187,47 @@ async def _publish_message(request: Request, obj: OneCObject, items: list,
             raise
         raise ApiError(ErrorKind.DATABASE_UNAVAILABLE, "the exchange message store is unavailable; "
                        "retry later", headers=retry) from exc
+    if not isinstance(claimed, exchange.Claimed):
+        INGRESS_RECORDS.labels("onec", obj.entity, "duplicate").inc(len(items))
+        log.info("exchange message received again; answered without publishing",
+                 extra={"node": message.node, "message_no": message.number, "object": obj.name})
+        return JSONResponse(status_code=200, content={
+            **claimed, "duplicate_message": True,
+            "original_request_id": claimed.get("request_id"),
+            "request_id": request.state.request_id})
+    # No database connection is held from here until the broker answered.
+    try:
+        status, body = await _publish_batch(request, obj, items)
+    except BaseException:
+        # Shielded: a cancelled request must still give its number back.
+        await asyncio.shield(_give_back(engine, message, claimed))
+        raise
+    body["duplicate_message"] = False
+    if not body["accepted"]:
+        await _give_back(engine, message, claimed)
+        return JSONResponse(status_code=status, content=body)
+    try:
+        if not await exchange.remember(engine, message, claimed, body):
+            log.warning("exchange message claim was taken over before its answer was stored",
+                        extra={"node": message.node, "message_no": message.number})
+    except Exception:
+        # The records are in Kafka: answer so. A re-send after the lease publishes again
+        # (same event ids, absorbed downstream).
+        log.warning("could not store the answer of an exchange message", exc_info=True,
+                    extra={"node": message.node, "message_no": message.number})
     return JSONResponse(status_code=status, content=body)
 
 
+async def _give_back(engine, message: exchange.ExchangeMessage, claimed: exchange.Claimed) -> None:
+    try:
+        await exchange.release(engine, message, claimed)
+    except Exception:
+        log.warning("could not release an exchange message claim; it ends with its lease",
+                    exc_info=True, extra={"node": message.node, "message_no": message.number})
+
+
 async def _publish_batch(request: Request, obj: OneCObject, items: list) -> tuple[int, dict[str, Any]]:
+    settings = request.app.state.settings
     results: list[dict[str, Any]] = [{} for _ in items]
     accepted: list[tuple[int, Accepted]] = []
     for index, item in enumerate(items):
@@ -211,9 +239,13 @@ async def _publish_batch(request: Request, obj: OneCObject, items: list) -> tupl
                 "details": exc.details}}
             continue
         raw = json.dumps(item, ensure_ascii=False, separators=(",", ":")).encode()
-        accepted.append((index, _accept(request, record, raw)))
+        acc = _accept(request, record, raw)
+        if (reason := too_large(acc, settings.ingress.max_record_bytes)) is not None:
+            results[index] = {"index": index, "status": "rejected", "error": {
+                "code": ErrorKind.RECORD_TOO_LARGE.code, "message": reason, "details": []}}
+            continue
+        accepted.append((index, acc))
     if accepted:
-        settings = request.app.state.settings
         delivered = await publish(request.app.state.producer, request.app.state.topics[obj.topic],
                                   [a for _, a in accepted], settings.ingress.retry_after_s)
         for (index, acc), dlv in zip(accepted, delivered, strict=True):

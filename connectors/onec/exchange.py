@@ -6,15 +6,21 @@ twice is normal. A batch post may carry ``X-1C-Exchange-Node`` + ``X-1C-Message-
 answer to a message that published something is stored in ``onec_exchange_message`` and a
 re-send gets that answer back (``duplicate_message: true``) without touching Kafka.
 
-Concurrency: a transaction-scoped advisory lock per message serializes identical messages,
-so of two arriving at once the second waits for the first and then sees its row (a wait
-longer than the publish could take ends in :class:`ExchangeMessageBusy`). The row is written
-only after the broker acknowledged every record, in the same transaction as the lock.
+Concurrency: a request claims the message's number in a short transaction (a row whose
+response is an in-flight marker), publishes with no database connection held, then stores
+its answer in the row (or deletes the row when nothing was published). Of two identical
+messages arriving at once the second is told the message is busy (409 + Retry-After) and
+gets the stored answer when it retries. A claim whose request died is taken over after its
+lease (the longest a publish can take).
 
 Crash window: a crash (or a lost database connection) after the publish was acknowledged
-and before the row committed leaves no row. 1С then re-sends, and the message is published
-a second time with the same event ids; downstream dedupe by (entity, id, DataVersion)
-absorbs it. The opposite order (row first) would lose the message on such a crash.
+and before the answer was stored leaves the claim, taken over after its lease. 1С then
+re-sends, and the message is published a second time with the same event ids; downstream
+dedupe by (entity, id, DataVersion) absorbs it. The opposite order (answer first) would lose
+the message on such a crash.
+
+Retention: numbers are kept ``ingress.exchange_message_retention_s`` (the bridge's purge
+job, connectors/ingress/purge.py); 1С re-sends within hours, never after weeks.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -32,7 +39,7 @@ import psycopg
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from connectors.errors import ConnectorError
 from mmstream.errors import DatabaseUnavailable, classify
@@ -40,9 +47,6 @@ from mmstream.errors import DatabaseUnavailable, classify
 NODE_HEADER = "X-1C-Exchange-Node"
 NUMBER_HEADER = "X-1C-Message-No"
 
-# Namespaces these advisory locks away from every other advisory lock on the database.
-_LOCK_CLASS = 0x31434558
-_LOCK_NOT_AVAILABLE = "55P03"
 _NUMBER_RE = re.compile(r"^[0-9]{1,18}$")
 _MAX_NODE = 150
 
@@ -115,60 +119,101 @@ def body_digest(raw: bytes) -> str:
     return hashlib.sha256(raw).hexdigest()
 
 
-class MessageSlot:
-    """The locked place of one message: its earlier answer, or the means to store this one."""
+@dataclass(frozen=True)
+class Claimed:
+    """This request owns the message number until it remembers or releases it."""
 
-    def __init__(self, conn: AsyncConnection, message: ExchangeMessage, previous: dict | None) -> None:
-        self._conn = conn
-        self._message = message
-        #: The stored answer when this message was received before, else None.
-        self.previous = previous
+    claim: str
 
-    async def remember(self, response: dict[str, Any]) -> None:
-        """Store the answer; call only after the broker acknowledged the records."""
-        await self._conn.execute(
-            text("INSERT INTO onec_exchange_message "
-                 "(principal, node, message_no, object, body_sha256, response) "
-                 "VALUES (:principal, :node, :number, :object, :digest, CAST(:response AS jsonb)) "
-                 "ON CONFLICT DO NOTHING"),
-            {**self._message.key_params(), "digest": self._message.body_sha256,
-             "response": json.dumps(response, ensure_ascii=False)},
-        )
+
+# A message being published is a row whose response is only this marker (a stored answer
+# never has the key); its received_at is when the claim was taken.
+_IN_FLIGHT = "_in_flight"
+_CLAIM = text("""
+    INSERT INTO onec_exchange_message AS m
+           (principal, node, message_no, object, body_sha256, response, received_at)
+    VALUES (:principal, :node, :number, :object, :digest,
+            jsonb_build_object('_in_flight', CAST(:claim AS text)), now())
+    ON CONFLICT (principal, node, message_no, object) DO UPDATE
+       SET body_sha256 = excluded.body_sha256, response = excluded.response,
+           received_at = excluded.received_at
+     WHERE m.response -> '_in_flight' IS NOT NULL
+       AND m.received_at <= now() - make_interval(secs => CAST(:lease_s AS double precision))
+    RETURNING 1""")
+_EXISTING = text("""
+    SELECT body_sha256, response FROM onec_exchange_message
+     WHERE principal = :principal AND node = :node AND message_no = :number AND object = :object""")
+_REMEMBER = text("""
+    UPDATE onec_exchange_message SET response = CAST(:response AS jsonb), received_at = now()
+     WHERE principal = :principal AND node = :node AND message_no = :number AND object = :object
+       AND response ->> '_in_flight' = :claim""")
+_RELEASE = text("""
+    DELETE FROM onec_exchange_message
+     WHERE principal = :principal AND node = :node AND message_no = :number AND object = :object
+       AND response ->> '_in_flight' = :claim""")
+#: Deletes message numbers older than the retention, a batch at a time (see purge.py).
+PURGE = text("""
+    DELETE FROM onec_exchange_message WHERE ctid = ANY(ARRAY(
+        SELECT ctid FROM onec_exchange_message
+         WHERE received_at < now() - make_interval(secs => CAST(:keep_s AS double precision))
+         LIMIT :rows FOR UPDATE SKIP LOCKED))""")
+
+
+async def claim(engine: AsyncEngine, message: ExchangeMessage, *, lease_s: float) -> Claimed | dict:
+    """Claim the message for publishing (:class:`Claimed`), or its stored answer (a dict).
+
+    One short transaction: no connection is held while the caller publishes (a slow broker
+    must not empty the bridge's pool). A message another request is publishing gives
+    :class:`ExchangeMessageBusy`, unless that claim's lease (the longest a publish can take)
+    ran out: its request died, and this one takes over.
+    """
+    claim_id = str(uuid.uuid4())
+    params = {**message.key_params(), "digest": message.body_sha256, "claim": claim_id,
+              "lease_s": lease_s}
+    async with _database(message):
+        async with engine.begin() as conn:
+            # Loop: a row seen in flight may be released (a failed publish) before we read it.
+            for _ in range(3):
+                if (await conn.execute(_CLAIM, params)).first() is not None:
+                    return Claimed(claim_id)
+                row = (await conn.execute(_EXISTING, message.key_params())).first()
+                if row is None:
+                    continue
+                if _IN_FLIGHT in row.response:
+                    break
+                if row.body_sha256 != message.body_sha256:
+                    raise ExchangeMessageConflict(
+                        f"message {message.number} of node {message.node!r} ({message.object_name}) "
+                        "was received before with a different body; the node's numbering looks reset")
+                return row.response
+    raise ExchangeMessageBusy(f"message {message.number} of node {message.node!r} is being published "
+                              "by another request; retry shortly")
+
+
+async def remember(engine: AsyncEngine, message: ExchangeMessage, claimed: Claimed,
+                   response: dict[str, Any]) -> bool:
+    """Store the answer; call only after the broker acknowledged the records. False when the
+    claim was taken over meanwhile (the records are in Kafka either way)."""
+    async with _database(message):
+        async with engine.begin() as conn:
+            done = await conn.execute(_REMEMBER, {**message.key_params(), "claim": claimed.claim,
+                                                  "response": json.dumps(response, ensure_ascii=False)})
+            return done.rowcount == 1
+
+
+async def release(engine: AsyncEngine, message: ExchangeMessage, claimed: Claimed) -> None:
+    """Give the number back (nothing was published), so a re-send runs at once."""
+    async with _database(message):
+        async with engine.begin() as conn:
+            await conn.execute(_RELEASE, {**message.key_params(), "claim": claimed.claim})
 
 
 @asynccontextmanager
-async def receive(engine: AsyncEngine, message: ExchangeMessage, *,
-                  lock_timeout_s: float) -> AsyncIterator[MessageSlot]:
-    """Hold the message's lock for the block; the slot says whether it was seen before.
-
-    Database failures become DatabaseUnavailable (retriable); errors of the block pass
-    through unchanged and roll the transaction back, so nothing is remembered.
-    """
+async def _database(message: ExchangeMessage) -> AsyncIterator[None]:
+    """Database failures as DatabaseUnavailable (retriable) or the project's classification."""
     try:
-        async with engine.begin() as conn:
-            # SET takes no bind parameters; the value is a number we computed.
-            await conn.execute(text(f"SET LOCAL lock_timeout = '{max(1, int(lock_timeout_s * 1000))}ms'"))
-            await conn.execute(
-                text("SELECT pg_advisory_xact_lock(:cls, hashtext(:principal || chr(31) || :node "
-                     "|| chr(31) || CAST(:number AS text) || chr(31) || :object))"),
-                {"cls": _LOCK_CLASS, **message.key_params()},
-            )
-            row = (await conn.execute(
-                text("SELECT body_sha256, response FROM onec_exchange_message WHERE principal = :principal "
-                     "AND node = :node AND message_no = :number AND object = :object"),
-                message.key_params(),
-            )).first()
-            if row is not None and row.body_sha256 != message.body_sha256:
-                raise ExchangeMessageConflict(
-                    f"message {message.number} of node {message.node!r} ({message.object_name}) was "
-                    "received before with a different body; the node's numbering looks reset")
-            yield MessageSlot(conn, message, None if row is None else row.response)
+        yield
     except PoolTimeout as exc:
-        # Every pooled connection is busy holding a message lock: transient, like a slow database.
         raise DatabaseUnavailable(f"no database connection free: {exc}") from exc
     except (SQLAlchemyError, psycopg.Error) as exc:
-        if getattr(getattr(exc, "orig", exc), "sqlstate", None) == _LOCK_NOT_AVAILABLE:
-            raise ExchangeMessageBusy(
-                f"message {message.number} of node {message.node!r} is being published by another "
-                "request; retry shortly") from exc
         raise classify(exc) from exc

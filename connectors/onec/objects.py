@@ -59,6 +59,8 @@ OBJECTS: tuple[OneCObject, ...] = (
     OneCObject("Номенклатура", "catalog", "product"),
     OneCObject("Контрагенты", "catalog", "counterparty"),
     OneCObject("Партнеры", "catalog", "counterparty", (UT11,)),
+    # Contracts are owned by a counterparty (Owner_Key) but change on their own: own entity.
+    OneCObject("ДоговорыКонтрагентов", "catalog", "contract"),
     OneCObject("Склады", "catalog", "warehouse"),
     OneCObject("Организации", "catalog", "organization"),
     OneCObject("ВидыЦен", "catalog", "price_type", (UT11,)),

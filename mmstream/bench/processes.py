@@ -14,7 +14,7 @@ import sys
 import time
 from pathlib import Path
 
-from mmstream.embedded.process import stop_process
+from mmstream.embedded.process import spawn, stop_process
 from mmstream.embedded.process import wait_http as _wait_http
 from mmstream.errors import ConfigurationError, MMStreamError
 
@@ -47,7 +47,8 @@ class Child:
         """Spawn the process (stdout and stderr to its log file)."""
         with open(self.log_path, "ab") as log:  # the child keeps its own descriptor
             self.started_at = time.time()
-            self.popen = subprocess.Popen(
+            # Dies with the bench runner, however it ends: no worker keeps a port afterwards.
+            self.popen = spawn(
                 [sys.executable, "-m", self.module, *self.args],
                 env={**os.environ, **self.env},
                 stdout=log,

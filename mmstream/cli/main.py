@@ -9,17 +9,30 @@ import click
 
 from mmstream import log
 from mmstream.errors import MMStreamError
-from mmstream.settings import Settings, get_settings
+from mmstream.settings import SecretRole, Settings, get_settings, masked_config
 
 
 class _Group(click.Group):
     """Prints project errors as one clear line (exit 2) instead of a traceback."""
 
     def invoke(self, ctx: click.Context):
+        from pydantic import ValidationError
+        from pydantic_settings import SettingsError
+
         try:
             return super().invoke(ctx)
         except MMStreamError as exc:
             click.echo(f"mmctl: {exc}", err=True)
+            sys.exit(2)
+        except ValidationError as exc:
+            # Named fields and reasons only: pydantic's own message repeats the input, which
+            # may be a secret.
+            reasons = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}"
+                                for e in exc.errors(include_url=False, include_input=False))
+            click.echo(f"mmctl: invalid settings: {reasons}", err=True)
+            sys.exit(2)
+        except SettingsError as exc:
+            click.echo(f"mmctl: invalid settings: {exc}", err=True)
             sys.exit(2)
 
 
@@ -34,6 +47,28 @@ def _settings(service: str) -> Settings:
     return settings
 
 
+def _production_settings(service: str, role: SecretRole) -> Settings:
+    """The settings of a long-running production process, refused (exit 2, naming the
+    setting) when a secret it relies on is a development, placeholder or short value — before
+    anything connects (design.md invariant 11)."""
+    settings = get_settings()
+    settings.check_secrets(role)
+    log.setup(service, settings.log_level, settings.log_format)
+    return settings
+
+
+# Whose secrets each worker relies on (Settings.check_secrets): the sinks only the broker's
+# and the database's; egress and enrichment also the portal's (and egress 1С's).
+_WORKER_SECRETS: dict[str, SecretRole] = {"sink": "sink", "sink-entities": "sink",
+                                          "egress": "egress", "enrich-bitrix24": "enrich"}
+
+
+def _embedded(settings: Settings) -> Settings:
+    """Mark settings as the embedded stack's: its children (settings_env carries MM_PROFILE)
+    may run on the development secrets."""
+    return settings.model_copy(update={"profile": "embedded"})
+
+
 @cli.command()
 @click.option("--no-demo", is_flag=True, help="Do not feed the demo load.")
 @click.option("--workers", type=int, default=None, help="Sink workers to start (default 1).")
@@ -41,7 +76,7 @@ def run(no_demo: bool, workers: int | None) -> None:
     """Start the embedded stack in the foreground; Ctrl-C stops everything it started."""
     from mmstream.embedded.supervisor import run_stack
 
-    settings = get_settings()
+    settings = _embedded(get_settings())
     log.setup("mmctl-run", "WARNING", "console")  # the console is for the status line
     run_stack(settings, demo=settings.embedded.demo and not no_demo,
               workers=workers or settings.embedded.workers)
@@ -55,7 +90,7 @@ def bridge(host: str | None, port: int | None) -> None:
     from connectors.ingress.app import create_app
     from mmstream.embedded.serve import serve
 
-    settings = _settings("bridge")
+    settings = _production_settings("bridge", "bridge")
     serve(create_app(settings), host or settings.ingress.host, port or settings.ingress.port,
           "ingress bridge", "MM_INGRESS__PORT")
 
@@ -68,8 +103,15 @@ def worker(role: str, metrics_port: int | None) -> None:
     Bitrix24 egress or the Bitrix24 enrichment."""
     from streams import worker as workers
 
-    settings = _settings(f"worker-{role}")
+    settings = _production_settings(f"worker-{role}", _WORKER_SECRETS[role])
     port = settings.streams.metrics_port if metrics_port is None else metrics_port
+    from mmstream.topics import load_catalog
+    from streams.readers import require_readers
+
+    try:  # every declared topic has a reader, or no worker starts (invariant 10)
+        require_readers(load_catalog(settings.topics_file))
+    except MMStreamError as exc:
+        raise SystemExit(f"mmctl: refusing to start worker {role}: {exc}") from None
     if role == "enrich-bitrix24":
         from streams.enrich.worker import run as run_enrich
 
@@ -140,7 +182,7 @@ def poll_onec_odata() -> None:
     """Pull the configured entity sets from 1C's standard OData interface (MM_ODATA__*)."""
     from connectors.onec.odata.runner import run_poller
 
-    run_poller(_settings("odata-poller"))
+    run_poller(_production_settings("odata-poller", "poll-odata"))
 
 
 @cli.command()
@@ -150,7 +192,7 @@ def registry(port: int | None) -> None:
     from connectors.registry.app import create_app
     from mmstream.embedded.serve import serve
 
-    settings = _settings("schema-registry")
+    settings = _production_settings("schema-registry", "registry")
     serve(create_app(settings.require_database_url()), "127.0.0.1",
           port or settings.embedded.registry_port, "schema registry", "MM_EMBEDDED__REGISTRY_PORT")
 
@@ -230,8 +272,8 @@ def token(roles: tuple[str, ...], subject: str, ttl: int) -> None:
 
 @cli.command("config")
 def show_config() -> None:
-    """Print the effective settings (secrets masked)."""
-    click.echo(json.dumps(json.loads(get_settings().model_dump_json()), indent=2, ensure_ascii=False))
+    """Print the effective settings (secrets masked, credentials in URLs too)."""
+    click.echo(json.dumps(masked_config(get_settings()), indent=2, ensure_ascii=False))
 
 
 @cli.command()
@@ -244,7 +286,8 @@ def bench(out: str, quick: bool, only: tuple[str, ...]) -> None:
     """Run the benchmarks; prints and writes a JSON report with ratios to baselines."""
     from mmstream.bench.runner import run_benchmarks
 
-    settings = get_settings()
+    # A development tool on its own services: its children run as the embedded stack's.
+    settings = _embedded(get_settings())
     log.setup("bench", "WARNING", "console")
     run_benchmarks(settings, out_dir=out, quick=quick, only=set(only))
 

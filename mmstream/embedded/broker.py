@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from mmstream.embedded.ports import ensure_port_free
-from mmstream.embedded.process import stop_process
+from mmstream.embedded.process import spawn, stop_process
 from mmstream.errors import ConfigurationError
 
 log = logging.getLogger(__name__)
@@ -45,12 +45,15 @@ class EmbeddedBroker:
         ensure_port_free(self.host, self.port, "embedded Kafka broker", "MM_EMBEDDED__KAFKA_PORT")
         url = f"tcp://{self.host}:{self.port}"
         out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
-        self._proc = subprocess.Popen(
+        self._proc = spawn(
             [str(broker_binary()), "broker", "--listener-url", url, "--advertised-listener-url", url],
+            death_signal=signal.SIGINT,  # as stop(): SIGTERM would wait for connected clients
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
+        if out is not subprocess.DEVNULL:
+            out.close()  # the broker keeps its own descriptor
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self._proc.poll() is not None:

@@ -1,4 +1,9 @@
-"""Settings -> MM_* environment, to hand a resolved configuration to child processes."""
+"""Settings -> MM_* environment, to hand a resolved configuration to child processes.
+
+The profile travels too: settings marked embedded (`mmctl run`) give their children
+``MM_PROFILE=embedded``, which lets them run on the development secrets; anything else gives
+``production``, whose processes refuse them (Settings.check_secrets).
+"""
 
 from __future__ import annotations
 

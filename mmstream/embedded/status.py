@@ -8,6 +8,8 @@ import sys
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
+from mmstream.embedded.console import say
+from mmstream.embedded.flows import CourierProbe, flow_counts, flows_text
 from mmstream.kafka.lag import LagProbe
 from mmstream.settings import Settings
 from mmstream.topics import load_catalog
@@ -24,8 +26,10 @@ def _sum(families: dict, name: str, **labels: str) -> float:
 class StatusBoard:
     """Scrapes the bridge and worker metrics and prints one line a second."""
 
-    def __init__(self, settings: Settings, bridge_url: str, worker_metrics: list[str]) -> None:
+    def __init__(self, settings: Settings, bridge_url: str, worker_metrics: list[str],
+                 onec_emulator_url: str | None = None) -> None:
         self.settings = settings
+        self.courier = CourierProbe(onec_emulator_url)
         self.urls = [f"{bridge_url}/metrics", *worker_metrics]
         catalog = load_catalog(settings.topics_file)
         self.raw = settings.topic("raw.onec.product")
@@ -50,7 +54,8 @@ class StatusBoard:
                     families.setdefault(fam.name, []).extend(fam.samples)
         return families
 
-    def line(self, f: dict, sink_lag: int | str, egress_lag: int | str) -> str:
+    def line(self, f: dict, sink_lag: int | str, egress_lag: int | str,
+             courier: dict[str, float] | None = None) -> str:
         return (
             f"accepted {_sum(f, 'mm_ingress_records', outcome='accepted'):.0f} "
             f"rejected {_sum(f, 'mm_ingress_records', outcome='rejected'):.0f} | "
@@ -61,7 +66,8 @@ class StatusBoard:
             f"egress ok {_sum(f, 'mm_egress_deliveries', outcome='delivered'):.0f} "
             f"retried {_sum(f, 'mm_egress_deliveries', outcome='retried'):.0f} "
             f"DLQ {_sum(f, 'mm_dlq_records'):.0f} | "
-            f"lag sink {sink_lag} egress {egress_lag}"
+            f"lag sink {sink_lag} egress {egress_lag} | "
+            + flows_text(flow_counts((s for samples in f.values() for s in samples), courier))
         )
 
     async def run(self) -> None:
@@ -75,11 +81,12 @@ class StatusBoard:
                                                         [self.egress])
             except Exception:  # noqa: BLE001 — a group with no commits yet
                 sink_lag = egress_lag = "?"
-            text = self.line(await self.scrape(), sink_lag, egress_lag)
+            async with httpx.AsyncClient(timeout=2) as client:
+                courier = await self.courier.counts(client)
+            text = self.line(await self.scrape(), sink_lag, egress_lag, courier)
             if self.tty:
-                sys.stdout.write("\r\x1b[2K" + text)
-                sys.stdout.flush()
+                say("\r\x1b[2K" + text, end="")
             elif tick % 5 == 0:
-                print(text, flush=True)
+                say(text)
             tick += 1
             await asyncio.sleep(1.0)

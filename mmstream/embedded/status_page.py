@@ -25,6 +25,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse
 from starlette.routing import Route
 
+from mmstream.embedded.flows import CourierProbe, flow_counts
 from mmstream.embedded.status_page_html import HTML
 
 # Counters shown as rates: series name -> (sample name, required labels, label naming the series).
@@ -46,10 +47,13 @@ class Sample:
     lag: dict[str, float] = field(default_factory=dict)  # group -> records behind
     dlq: dict[tuple[str, str], float] = field(default_factory=dict)  # (stage, reason) -> count
     up: dict[str, bool] = field(default_factory=dict)  # endpoint -> answered
+    flows: dict[str, float] = field(default_factory=dict)  # flow -> changes completed at the target
 
 
-def summarize(families_by_url: dict[str, list | None], t: float) -> Sample:
-    """One Sample from parsed metric families per endpoint (None: the endpoint did not answer)."""
+def summarize(families_by_url: dict[str, list | None], t: float,
+              courier: dict[str, float] | None = None) -> Sample:
+    """One Sample from parsed metric families per endpoint (None: the endpoint did not answer)
+    and the courier flows' counts (flows.CourierProbe)."""
     sample = Sample(t)
     partition_lag: dict[tuple[str, str, str], float] = {}
     for url, families in families_by_url.items():
@@ -69,6 +73,8 @@ def summarize(families_by_url: dict[str, list | None], t: float) -> Sample:
                         sample.counters[key] = sample.counters.get(key, 0.0) + s.value
     for (group, _, _), lag in partition_lag.items():
         sample.lag[group] = sample.lag.get(group, 0.0) + lag
+    sample.flows = flow_counts((s for families in families_by_url.values() for family in families or []
+                                for s in family.samples), courier)
     return sample
 
 
@@ -87,8 +93,10 @@ def _columns(rows: list[dict[str, float]]) -> dict[str, list[float | None]]:
 class StatusPage:
     """Samples the metrics endpoints and serves the page and its JSON."""
 
-    def __init__(self, metrics_urls: list[str], *, interval_s: float = 2.0, history: int = 300) -> None:
+    def __init__(self, metrics_urls: list[str], *, interval_s: float = 2.0, history: int = 300,
+                 onec_emulator_url: str | None = None) -> None:
         self.metrics_urls = metrics_urls
+        self.courier = CourierProbe(onec_emulator_url)
         self.interval_s = interval_s
         self.samples: deque[Sample] = deque(maxlen=history + 1)
         self._server: uvicorn.Server | None = None
@@ -99,10 +107,11 @@ class StatusPage:
         client = client or httpx.AsyncClient(timeout=2.0)
         try:
             bodies = await asyncio.gather(*(self._scrape(client, url) for url in self.metrics_urls))
+            courier = await self.courier.counts(client)
         finally:
             if own:
                 await client.aclose()
-        sample = summarize(dict(zip(self.metrics_urls, bodies, strict=True)), time.time())
+        sample = summarize(dict(zip(self.metrics_urls, bodies, strict=True)), time.time(), courier)
         self.samples.append(sample)
         return sample
 
@@ -121,7 +130,8 @@ class StatusPage:
         if not samples:
             return {"updated_at": None, "interval_s": self.interval_s, "sources": {},
                     "throughput": {"t": [], "series": {}}, "lag": {"t": [], "series": {}, "current": {}},
-                    "dlq": {"t": [], "series": {}, "total": 0, "by_reason": []}, "totals": {}}
+                    "dlq": {"t": [], "series": {}, "total": 0, "by_reason": []}, "totals": {},
+                    "flows": flow_counts([])}
         last = samples[-1]
         pairs = list(zip(samples, samples[1:], strict=False))
         return {
@@ -138,6 +148,7 @@ class StatusPage:
                     "by_reason": [{"stage": st, "reason": r, "count": n}
                                   for (st, r), n in sorted(last.dlq.items(), key=lambda kv: -kv[1])]},
             "totals": last.counters,
+            "flows": last.flows,
         }
 
     def app(self) -> Starlette:

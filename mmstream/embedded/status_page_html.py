@@ -29,6 +29,7 @@ HTML = """<!doctype html>
 <div class="meta">Charts refresh every few seconds from <a href="status.json">status.json</a>.
   <span id="updated"></span> <span id="err"></span></div>
 <div class="grid">
+  <div class="card"><h2>Completed at the target, per flow</h2><table id="flows"><tbody></tbody></table></div>
   <div class="card"><h2>Throughput (events/s)</h2><svg id="throughput" viewBox="0 0 600 200" preserveAspectRatio="none"></svg><div class="legend" id="throughput-legend"></div></div>
   <div class="card"><h2>Consumer lag per group (records)</h2><svg id="lag" viewBox="0 0 600 200" preserveAspectRatio="none"></svg><div class="legend" id="lag-legend"></div></div>
   <div class="card"><h2>Dead-lettered records (total <span id="dlq-total" class="big">0</span>)</h2><svg id="dlq" viewBox="0 0 600 200" preserveAspectRatio="none"></svg><table id="dlq-table"><thead><tr><th>stage</th><th>reason</th><th>records</th></tr></thead><tbody></tbody></table></div>
@@ -110,6 +111,7 @@ function render(d) {
   document.getElementById("dlq-total").textContent = fmt(d.dlq.total);
   rows("dlq-table", d.dlq.by_reason.map(r => [[r.stage], [r.reason], [fmt(r.count), "n"]]));
   rows("sources", Object.entries(d.sources).map(([url, up]) => [[url], [up ? "up" : "down", up ? "up" : "down"]]));
+  rows("flows", Object.entries(d.flows || {}).map(([k, v]) => [[k], [fmt(v), "n"]]));
   rows("totals", Object.entries(d.totals).map(([k, v]) => [[k], [fmt(v), "n"]]));
   if (d.updated_at) document.getElementById("updated").textContent = "Updated " + new Date(d.updated_at * 1000).toLocaleTimeString() + ".";
 }

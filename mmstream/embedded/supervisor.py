@@ -3,7 +3,8 @@
 Starts the broker and PostgreSQL (unless configured to use existing ones), migrates,
 creates the topics, starts the schema registry, the emulators, the bridge and the workers
 as child processes, feeds the demo load and prints a live status line. Ctrl-C stops
-everything it started, in reverse order.
+everything it started, in reverse order. Every child is also told by the kernel to stop when
+the supervisor dies (process.spawn), so even a SIGKILL or a crash leaves no process behind.
 """
 
 from __future__ import annotations
@@ -19,10 +20,12 @@ from pathlib import Path
 
 from mmstream.db.migrate import upgrade
 from mmstream.embedded.broker import EmbeddedBroker
+from mmstream.embedded.console import say
+from mmstream.embedded.dev_settings import follow_emulators, with_demo_portal
 from mmstream.embedded.env import settings_env
 from mmstream.embedded.ports import ensure_port_free, free_port
 from mmstream.embedded.postgres import EmbeddedPostgres
-from mmstream.embedded.process import wait_http
+from mmstream.embedded.process import spawn, wait_http
 from mmstream.embedded.status import StatusBoard
 from mmstream.embedded.status_page import StatusPage
 from mmstream.errors import ConfigurationError
@@ -39,11 +42,12 @@ class Child:
     def __init__(self, name: str, args: list[str], env: dict[str, str], log_dir: Path) -> None:
         self.name = name
         self.log_path = log_dir / f"{name}.log"
-        self.popen = subprocess.Popen(
-            [sys.executable, "-m", "mmstream.cli.main", *args],
-            env={**os.environ, **env}, stdout=open(self.log_path, "ab"), stderr=subprocess.STDOUT,
-            start_new_session=True,  # Ctrl-C reaches the supervisor only; it stops children in order
-        )
+        with open(self.log_path, "ab") as log_file:  # the child keeps its own descriptor
+            self.popen = spawn(
+                [sys.executable, "-m", "mmstream.cli.main", *args], death_signal=signal.SIGKILL,
+                env={**os.environ, **env}, stdout=log_file, stderr=subprocess.STDOUT,
+                start_new_session=True,  # Ctrl-C reaches the supervisor only; it stops children in order
+            )
 
     def terminate(self) -> None:
         if self.popen.poll() is None:
@@ -85,6 +89,7 @@ def run_stack(settings: Settings, *, demo: bool, workers: int) -> None:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGHUP, on_signal)  # the terminal closed: stop in order as for Ctrl-C
     try:
         # Check every port first so a clash is reported before anything starts.
         ports = [(settings.ingress.host, settings.ingress.port, "ingress bridge", "MM_INGRESS__PORT"),
@@ -109,14 +114,30 @@ def run_stack(settings: Settings, *, demo: bool, workers: int) -> None:
         else:
             _say(f"Kafka      {kafka.bootstrap_servers}")
         updates["kafka"] = kafka
+        if settings.commerceml.password is None:
+            # Without a password the 1С exchange is off; the development stack keeps it on
+            # (with its scratch files under the data folder).
+            from pydantic import SecretStr
+
+            cml_dev = {"password": SecretStr("dev-only-commerceml")}
+            if "work_dir" not in settings.commerceml.model_fields_set:
+                cml_dev["work_dir"] = emb.data_dir / "commerceml"
+            updates["commerceml"] = settings.commerceml.model_copy(update=cml_dev)
         if settings.database_url is None:
             pg = EmbeddedPostgres(emb.data_dir / "postgres", emb.postgres_port).start()
             stoppers.append(pg.stop)
             from pydantic import SecretStr
 
             updates["database_url"] = SecretStr(pg.url("postgres"))
-            _say(f"PostgreSQL embedded on 127.0.0.1:{emb.postgres_port}, data in {emb.data_dir / 'postgres'}")
-        settings = settings.model_copy(update=updates)
+            _say(f"PostgreSQL embedded on 127.0.0.1:{emb.postgres_port}, data in "
+                 f"{pg.data_dir if pg.relocated else emb.data_dir / 'postgres'}")
+            if pg.relocated:
+                _say(f"           (linked from {pg.requested_dir}: its folder is private, and the server's"
+                     " own user cannot enter it; deleting the link discards the data)")
+        # The clients follow the emulators' ports; the demo plays the portal and its couriers.
+        settings = follow_emulators(settings.model_copy(update=updates))
+        if demo:
+            settings = with_demo_portal(settings)
         db_url = settings.require_database_url()
         if settings.database_url is not None and "database_url" not in updates:
             _say(f"PostgreSQL {mask_url(db_url)}")
@@ -164,16 +185,19 @@ def run_stack(settings: Settings, *, demo: bool, workers: int) -> None:
         worker_metrics = [f"http://127.0.0.1:{port}/metrics"
                           for port in (*sink_ports, entity_port, emb.egress_metrics_port,
                                        emb.enrich_metrics_port)]
-        page = StatusPage([f"{bridge_url}/metrics", *worker_metrics])
+        onec_emulator = f"http://127.0.0.1:{emb.onec_port}"
+        page = StatusPage([f"{bridge_url}/metrics", *worker_metrics], onec_emulator_url=onec_emulator)
         _say(f"Status     http://127.0.0.1:{emb.status_port}/status  (charts: throughput, lag, DLQ)")
         _say("Ctrl-C stops everything.\n")
 
-        board = StatusBoard(settings, bridge_url, worker_metrics)
+        board = StatusBoard(settings, bridge_url, worker_metrics, onec_emulator)
         asyncio.run(_foreground(settings, bridge_url, board, children, demo,
                                 page=page, page_port=emb.status_port))
     except KeyboardInterrupt:
         interrupted = True
     finally:
+        # Nothing here may raise before the children are stopped: _say never does, even when
+        # stdout is a pipe whose reader is gone (`| tee` ended by the same Ctrl-C).
         if children or stoppers:
             _say("\nstopping…" if interrupted else "stopping…")
         _stop_children(children)
@@ -191,7 +215,10 @@ async def _foreground(settings: Settings, bridge_url: str, board, children: list
     if page is not None:
         tasks.append(asyncio.create_task(page.serve("127.0.0.1", page_port)))
     if demo:
+        from mmstream.embedded.demo_couriers import CourierDemo
+
         tasks.append(asyncio.create_task(DemoLoad(settings, bridge_url).run()))
+        tasks.append(asyncio.create_task(CourierDemo(settings, bridge_url).run()))
     try:
         while True:
             for child in children:  # a crashed child stops the stack, with its log named
@@ -207,4 +234,4 @@ async def _foreground(settings: Settings, bridge_url: str, board, children: list
 
 
 def _say(line: str) -> None:
-    print(line, flush=True)
+    say(line)

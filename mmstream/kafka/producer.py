@@ -1,7 +1,8 @@
 """An asyncio-friendly, acknowledged producer on confluent-kafka (librdkafka).
 
 ``send`` resolves only when the broker acknowledged the record with acks=all, or raises a
-project error: BrokerUnavailable (retriable: timeouts, brokers down) or PermanentError.
+project error: BrokerUnavailable (retriable: timeouts, brokers down), ValueRejected (the broker
+refused the record itself: too large) or BrokerRefused (the cluster refused the write).
 Idempotence and transactions stay off: the embedded broker does not support them and the
 pipeline's guarantees come from idempotent sinks instead (see design.md).
 """
@@ -16,7 +17,7 @@ from dataclasses import dataclass
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
-from mmstream.errors import BrokerUnavailable, MMStreamError, PermanentError
+from mmstream.errors import BrokerRefused, BrokerUnavailable, MMStreamError, ValueRejected
 from mmstream.settings import KafkaSettings
 
 log = logging.getLogger(__name__)
@@ -55,7 +56,11 @@ def delivery_error(err: KafkaError) -> MMStreamError:
         KafkaError.NOT_ENOUGH_REPLICAS_AFTER_APPEND,
         KafkaError.REQUEST_TIMED_OUT,
     )
-    cls = BrokerUnavailable if transient else PermanentError
+    # The record itself is what the broker refused (too large, malformed): the record's
+    # fault, dead-lettered by the stage. Any other refusal is the cluster's (authorization,
+    # configuration): never dead-lettered, the worker stops.
+    record_fault = err.code() in (KafkaError.MSG_SIZE_TOO_LARGE, KafkaError.INVALID_RECORD)
+    cls = BrokerUnavailable if transient else ValueRejected if record_fault else BrokerRefused
     return cls(f"kafka delivery failed: {err.name()}: {err.str()}")
 
 

@@ -13,7 +13,11 @@ Conventions (checked by tests):
   the entity: ``Field(None, json_schema_extra={"ref": "counterparty"})``.
 * money and quantities are ``Decimal``; instants are timezone-aware ``datetime``; calendar
   days are ``date``; every field has a ``description`` (the analysts' catalog shows it).
-* tabular sections (lines) are ``tuple[<LineModel>, ...]`` of a frozen ``BaseModel``.
+* tabular sections (lines) are ``tuple[<LineModel>, ...]`` of a frozen ``Bounded`` model;
+* every value fits what Avro and PostgreSQL carry (:mod:`mmstream.models.bounds`: decimals
+  within their ``decimal(20, scale)``, 64-bit ints, UTF-8 text without NUL, datetimes with a
+  UTC instant): building an entity out of bounds raises ``OutOfBounds``, an InvalidRecord,
+  so the sink dead-letters the record instead of the relay failing on it later.
 """
 
 from __future__ import annotations
@@ -23,7 +27,9 @@ from datetime import datetime
 from typing import ClassVar, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
+
+from mmstream.models.bounds import Bounded
 
 Source = Literal["onec", "commerceml", "bitrix24", "middleware"]
 """Systems a version can come from. ``commerceml`` is 1С's exchange: it owns what 1С owns."""
@@ -52,8 +58,9 @@ def derived_id(entity: str, system: str, external_id: str | int) -> UUID:
     return uuid.uuid5(ID_NAMESPACE, f"{system}:{entity}:{external_id}")
 
 
-class Canonical(BaseModel):
-    """One version of one business object, whichever system it came from."""
+class Canonical(Bounded):
+    """One version of one business object, whichever system it came from (every value within
+    what Avro and PostgreSQL carry: :mod:`mmstream.models.bounds`)."""
 
     model_config = ConfigDict(frozen=True)
 

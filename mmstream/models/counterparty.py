@@ -17,14 +17,15 @@ from datetime import date
 from typing import ClassVar, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
 from mmstream.models.base import Canonical
+from mmstream.models.bounds import Bounded
 
 CounterpartyKind = Literal["partner", "legal_entity", "contact"]
 
 
-class Contract(BaseModel):
+class Contract(Bounded):
     """A contract with the counterparty (1С ДоговорыКонтрагентов), when the record carries it."""
 
     model_config = ConfigDict(frozen=True)

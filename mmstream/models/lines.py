@@ -11,7 +11,9 @@ from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
+
+from mmstream.models.bounds import Bounded
 
 MONEY_SCALE = 2
 """1С sums are Number(15, 2); prices and quantities keep the default Avro scale (4)."""
@@ -22,7 +24,7 @@ def money(description: str) -> Any:
     return Field(None, description=description, json_schema_extra={"scale": MONEY_SCALE})
 
 
-class GoodsLine(BaseModel):
+class GoodsLine(Bounded):
     """One line of a goods or services tabular section (Товары, Услуги)."""
 
     model_config = ConfigDict(frozen=True)
@@ -58,7 +60,7 @@ class GoodsLine(BaseModel):
     cancelled: bool = Field(False, description="the line is cancelled (УТ 11 Отменено)")
 
 
-class PaymentLine(BaseModel):
+class PaymentLine(Bounded):
     """One line of a cash document's payment breakdown (РасшифровкаПлатежа)."""
 
     model_config = ConfigDict(frozen=True)

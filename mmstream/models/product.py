@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
+
+from mmstream.models.bounds import Bounded
 
 
-class Product(BaseModel):
-    """One product version. The canonical id is the 1C Ref_Key (1C owns master data)."""
+class Product(Bounded):
+    """One product version. The canonical id is the 1C Ref_Key (1C owns master data).
+    Building one with a value the pipeline cannot carry raises OutOfBounds (InvalidRecord)."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -17,8 +20,11 @@ class Product(BaseModel):
     version: str = Field(description="source version (1C DataVersion, opaque)")
     code: str = Field("", description="1C Code")
     name: str = Field(description="short name (1C Description)")
-    full_name: str = Field("", description="full name (НаименованиеПолное)")
+    full_name: str = Field("", description="full name (НаименованиеПолное; CommerceML "
+                                           "requisite 'Полное наименование')")
     article: str = Field("", description="article / SKU (Артикул)")
+    barcode: str = Field("", description="barcode, EAN as 1С holds it (CommerceML Штрихкод "
+                                         "element or requisite); empty when none is sent")
     parent_id: UUID | None = Field(None, description="group the product belongs to")
     unit_id: UUID | None = Field(None, description="unit of measure (ЕдиницаИзмерения_Key)")
     is_folder: bool = Field(False, description="a group of products, not a product")

@@ -126,6 +126,12 @@ def build_plan(settings: Settings, catalog: TopicCatalog, cluster: dict[str, int
 def _destination_problem(settings: Settings, catalog: TopicCatalog, cluster: dict[str, int],
                          entry: DlqEntry) -> str | None:
     topic, partition = entry.source_topic, entry.source_partition
+    if entry.stage == "relay":
+        # Its value is the stored change (the merged row), not the raw record its source
+        # headers name: sent there, the normalizer would read the wrong thing.
+        return ("a relay DLQ record holds the stored change, not the raw record: fix the cause, "
+                "then let the relay publish the row again (UPDATE outbox SET published_at = NULL, "
+                "headers = headers - 'mm.dead_letter' WHERE id = <its mm.outbox_id header>)")
     if not topic or partition is None:
         return "no dlq.source.topic / dlq.source.partition header"
     prefix = settings.kafka.topic_prefix

@@ -21,7 +21,11 @@ external key). The shared part:
   connections (they fill ``batch`` calls: the portal's budget is only reached with ~100+
   in flight). Leases are short and renewed while their delivery runs
   (:meth:`EntityEgress.renew_leases`): a worker that dies leaves its entities to another
-  after at most ``delivery_lease_s``.
+  after at most ``delivery_lease_s``. A worker that merely stalls (its renewals do not get
+  through) is *fenced* (:mod:`streams.egress.fencing`): the lease's holder id is a fencing
+  token checked before every target write and in the transaction that records the
+  delivery, so a holder that lost its lease neither writes nor records; it starts over and
+  finds the change delivered by the new holder.
 * **nothing dropped silently**: what cannot be delivered (permanent error, retries
   exhausted, malformed record) goes to the flow's DLQ with the original bytes.
 """
@@ -50,6 +54,7 @@ from mmstream.metrics import DLQ_RECORDS, EGRESS_DELIVERIES, EGRESS_RETRIES
 from streams import crosswalk
 from streams.backoff import retry_transient
 from streams.dlq.records import Failure, dead_letter
+from streams.egress.fencing import CURRENT, Fence, LeaseLost
 from streams.egress.retry import RetryPolicy
 from streams.egress.sequencer import Parked, Sequencer
 from streams.outbox.relay import OUTBOX_ID
@@ -66,8 +71,16 @@ _ACQUIRE = text(
     "expires_at = excluded.expires_at WHERE egress_lease.expires_at < now() "
     # A retry of an acquisition whose commit went unanswered finds its own lease.
     "OR egress_lease.holder = excluded.holder RETURNING holder")
+# The holder is the fencing token: a takeover replaces it, so a renewal (or a confirmation)
+# that matches no row means the lease is lost. Matching the holder alone is enough: while the
+# row carries our holder nobody else took the entity, even if it was past its expiry.
 _RENEW = text("UPDATE egress_lease SET expires_at = now() + make_interval(secs => :ttl) "
-              "WHERE holder = ANY(CAST(:holders AS uuid[]))")
+              "WHERE holder = ANY(CAST(:holders AS uuid[])) RETURNING holder")
+_CONFIRM = text("UPDATE egress_lease SET expires_at = now() + make_interval(secs => :ttl) "
+                "WHERE target = :target AND entity = :entity AND entity_id = :id "
+                "AND holder = :holder RETURNING holder")
+_HOLDER = text("SELECT holder FROM egress_lease WHERE target = :target AND entity = :entity "
+               "AND entity_id = :id")
 _RELEASE = text("DELETE FROM egress_lease WHERE target = :target AND entity = :entity "
                 "AND entity_id = :id AND holder = :holder")
 #: How long a waiting delivery sleeps at most between tries for a busy lease.
@@ -92,6 +105,8 @@ class Held:
     released: bool = False
     #: The delivery's crosswalk (its own entity's link read with the lease).
     xwalk: Crosswalk | None = None
+    #: The lease's fencing token and known lifetime (None without a lease).
+    fence: Fence | None = None
 
     def delivered(self, outbox_id: int) -> bool:
         """Whether the change with ``outbox_id`` (or a later one) was delivered already."""
@@ -152,8 +167,10 @@ class Change:
             return cls(entity=entity, entity_id=str(payload["id"]), payload=payload,
                        change=change, outbox_id=int(headers[OUTBOX_ID]),
                        event_id=headers.get("ce_id") or str(payload.get("event_id") or ""))
-        except (ValueError, KeyError, TypeError, AttributeError) as exc:
-            raise InvalidRecord(f"not an egress {entity} record: {exc}") from exc
+        except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
+            # RecursionError: JSON nested deeper than the parser goes is a poison record too.
+            raise InvalidRecord(f"not an egress {entity} record: {type(exc).__name__}: "
+                                f"{str(exc)[:200]}") from exc
 
 
 class Crosswalk:
@@ -274,7 +291,8 @@ class EntityEgress:
     def __init__(self, engine: AsyncEngine, action: Action, producer: AckedProducer,
                  policy: RetryPolicy, dlq_topic: str, *, inline_attempts: int = 3,
                  inline_budget_s: float = 5.0, lease_s: float = 120.0,
-                 delivery_lease_s: float = 15.0,
+                 delivery_lease_s: float = 15.0, write_timeout_s: float | None = None,
+                 lease_engine: AsyncEngine | None = None,
                  on_delivered: Callable[[Change, str | None], Awaitable[None]] | None = None) -> None:
         self.engine = engine
         self.action = action
@@ -286,8 +304,17 @@ class EntityEgress:
         self.inline_attempts = inline_attempts
         self.inline_budget_s = inline_budget_s
         self.delivery_lease_s = delivery_lease_s
-        #: Leases this instance holds now (renewed by renew_leases).
-        self._holding: set[uuid.UUID] = set()
+        # Lease statements (renewals, confirmations before writes) end well inside the lease:
+        # a stalled one must not outlive what it protects (their own pool, short timeouts).
+        self.lease_engine = lease_engine or engine
+        self.lease_op_timeout_s = delivery_lease_s / 5
+        #: The longest a target write may take: a write starts only while the lease outlasts
+        #: it by a margin (the egress clients' timeouts are capped to it).
+        self.write_timeout_s = delivery_lease_s / 2 if write_timeout_s is None else write_timeout_s
+        if self.write_timeout_s + 2 * self.lease_op_timeout_s >= delivery_lease_s:
+            raise ValueError("write_timeout_s must be below 3/5 of delivery_lease_s")
+        #: Leases this instance holds now (renewed by renew_leases), by holder.
+        self._holding: dict[uuid.UUID, Fence] = {}
         #: The last take's completion per entity key (see deliver_all).
         self._tails: dict[bytes, asyncio.Future[None]] = {}
         self.sequencer = Sequencer(engine, self.target, lease_s)
@@ -363,8 +390,19 @@ class EntityEgress:
         with logctx.bind(event_id=headers.get("ce_id", ""), request_id=headers.get(REQUEST_ID, "")):
             # The key is the entity id (the relay keys egress records by canonical id).
             key = record.key.decode(errors="replace") if record.key else None
-            async with self._exclusive(key) as held:
-                outcome = await self._deliver(record, held)
+            while True:
+                try:
+                    async with self._exclusive(key) as held:
+                        outcome = await self._deliver(record, held)
+                    break
+                except LeaseLost as exc:
+                    # Nothing was written or recorded after the loss: start over. The next
+                    # take waits for the new holder and finds the change delivered (or
+                    # delivers it, if the new holder came for an older one).
+                    EGRESS_DELIVERIES.labels(self.target, self.entity, "fenced").inc()
+                    log.warning("egress lease lost, delivery starts over", extra={
+                        "target": self.target, "entity": self.entity, "entity_id": key,
+                        "reason": str(exc)})
         EGRESS_DELIVERIES.labels(self.target, self.entity, outcome).inc()
         return outcome
 
@@ -378,11 +416,17 @@ class EntityEgress:
         held = Held(params={"target": self.target, "entity": self.entity, "id": entity_id,
                             "holder": holder, "ttl": self.delivery_lease_s})
 
+        loop = asyncio.get_running_loop()
+
         async def acquire() -> bool:
+            # Sent after this instant, so the database's expires_at is later than ours.
+            started = loop.time()
             async with self.engine.begin() as conn:
                 if await conn.scalar(_ACQUIRE, held.params) is None:
                     return False
                 row = (await conn.execute(_STATE, held.params)).one()
+            held.fence = Fence(held.params, started + self.delivery_lease_s,
+                               self.write_timeout_s, self.lease_op_timeout_s, self._confirm)
             held.last_outbox_id, held.parked = row[0], bool(row[1])
             held.xwalk = Crosswalk(self.engine, deferred=True, known={
                 (self.entity, self.target, entity_id): row[2]})
@@ -398,11 +442,13 @@ class EntityEgress:
         while not await retry_transient(acquire, what="egress lease", entity=self.entity):
             await asyncio.sleep(wait)  # another delivery of this entity is in flight
             wait = min(wait * 2, LEASE_POLL_MAX_S)
-        self._holding.add(holder)
+        self._holding[holder] = held.fence
+        token = CURRENT.set(held.fence)
         try:
             yield held
         finally:
-            self._holding.discard(holder)
+            CURRENT.reset(token)
+            self._holding.pop(holder, None)
             if not held.released:
                 # Shielded: a delivery cancelled at shutdown still frees its entity at once
                 # rather than after lease_s.
@@ -420,7 +466,8 @@ class EntityEgress:
             return "skipped"  # a replay of something already delivered
         if held.parked:
             # An earlier change of this entity is parked: never overtake it.
-            await retry_transient(lambda: self.sequencer.park(record, self.entity, change.entity_id),
+            await retry_transient(lambda: self.sequencer.park(record, self.entity, change.entity_id,
+                                                              lease=held.params),
                                   what="parking", entity=self.entity)
             log.info("parked behind an earlier change", extra={"entity_id": change.entity_id,
                                                                 "entity": self.entity})
@@ -429,10 +476,14 @@ class EntityEgress:
         while True:
             attempt += 1
             try:
-                external_id = await self.action.apply(change, held.xwalk)
+                external_id = await self._apply(change, held)
                 break
+            except LeaseLost:
+                raise
             except Exception as exc:  # noqa: BLE001 — the policy decides via classify()
                 err = classify(exc)
+                if err.infrastructure and not err.retriable:
+                    raise  # the database or broker refuses the statement: stop, replay later
                 elapsed = time.monotonic() - started
                 if not self.policy.should_retry(exc, attempt, elapsed):
                     await self._dead_letter(record, exc, attempt, first)
@@ -442,9 +493,11 @@ class EntityEgress:
                 EGRESS_RETRIES.labels(self.target, self.entity, err.code).inc()
                 if attempt >= self.inline_attempts or elapsed + delay > self.inline_budget_s:
                     # Leave the partition: the delayed path retries it, in order.
+                    # The failures' span by the monotonic clock: the database dates them.
                     await retry_transient(lambda exc=exc, delay=delay, n=attempt: self.sequencer.park(
                         record, self.entity, change.entity_id, attempts=n, error=exc,
-                        first_failure=first, retry_in_s=delay), what="parking", entity=self.entity)
+                        failing_for_s=time.monotonic() - started, retry_in_s=delay,
+                        lease=held.params), what="parking", entity=self.entity)
                     self._log_failure("target call keeps failing, parked for a delayed retry",
                                       change, err.code, exc, attempt, delay)
                     return "parked"
@@ -455,6 +508,39 @@ class EntityEgress:
                                      "entity_id": change.entity_id, "external_id": external_id,
                                      "attempts": attempt})
         return "delivered"
+
+    async def _apply(self, change: Change, held: Held) -> str | None:
+        """Run the action as its own task, so losing the lease can cancel it (the renewal
+        fences it) without cancelling the delivery, which then starts over."""
+        fence = held.fence
+        if fence is None:
+            return await self.action.apply(change, held.xwalk)
+        fence.raise_if_fenced()
+        # The task copies this context: the action's writes see the fence (CURRENT).
+        task = asyncio.ensure_future(self.action.apply(change, held.xwalk))
+        fence.task = task
+        try:
+            return await task
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if fence.fenced is not None and (current is None or not current.cancelling()):
+                raise LeaseLost(fence.fenced) from None
+            raise
+        finally:
+            fence.task = None
+
+    async def _confirm(self, fence: Fence) -> bool:
+        """Confirm and extend ``fence``'s lease (before a write): False when it was taken."""
+        started = asyncio.get_running_loop().time()
+
+        async def op() -> bool:
+            async with self.lease_engine.begin() as conn:
+                return await conn.scalar(_CONFIRM, fence.params) is not None
+
+        held = await asyncio.wait_for(op(), self.lease_op_timeout_s)
+        if held:
+            fence.renewed(started)
+        return held
 
     def _log_failure(self, message: str, change: Change, code: str, exc: BaseException,
                      attempt: int, delay: float) -> None:
@@ -473,6 +559,12 @@ class EntityEgress:
 
         async def write() -> None:
             async with self.engine.begin() as conn:
+                # The fence, first (it locks the lease row until the commit): a holder that
+                # lost its lease records nothing; the change stays for the new holder.
+                if held.params is not None and await conn.scalar(_CONFIRM, held.params) is None:
+                    if held.fence is not None:
+                        held.fence.fence("lease taken over before the delivery was recorded")
+                    raise LeaseLost("lease taken over before the delivery was recorded")
                 if held.xwalk is not None:
                     await held.xwalk.flush(conn)
                 await conn.execute(_DELIVERED, params)
@@ -489,17 +581,48 @@ class EntityEgress:
     async def renew_leases(self) -> int:
         """Extend the leases of the deliveries in flight (the worker calls this every third
         of ``delivery_lease_s``); how many were renewed."""
-        holders = [str(h) for h in self._holding]
-        if not holders:
+        fences = dict(self._holding)
+        if not fences:
             return 0
+        started = asyncio.get_running_loop().time()
 
-        async def renew() -> int:
-            async with self.engine.begin() as conn:
-                result = await conn.execute(_RENEW, {"holders": holders,
+        async def renew() -> tuple[set[str], set[str]]:
+            """(renewed holders, holders whose entity another holder now has). A holder
+            that is neither released its lease meanwhile (its delivery was recorded while
+            this ran) or let it expire: neither is a takeover, and a write after an expiry
+            is refused by its own check (:meth:`_confirm`)."""
+            async with self.lease_engine.begin() as conn:
+                result = await conn.execute(_RENEW, {"holders": [str(h) for h in fences],
                                                      "ttl": self.delivery_lease_s})
-                return result.rowcount
+                renewed = {str(row[0]) for row in result}
+                taken = set()
+                for holder, fence in fences.items():
+                    if str(holder) not in renewed and fence is not None:
+                        now_held = await conn.scalar(_HOLDER, fence.params)
+                        if now_held is not None and str(now_held) != str(holder):
+                            taken.add(str(holder))
+                return renewed, taken
 
-        return await retry_transient(renew, what="egress lease renewal", entity=self.entity)
+        try:
+            # One try, bounded well inside the lease: the next tick is the retry.
+            renewed, taken = await asyncio.wait_for(renew(), self.lease_op_timeout_s)
+        except Exception as exc:
+            # Fence what the next tick (in a third of the lease, its statement bounded by
+            # lease_op_timeout_s) cannot renew before it ends: their actions in flight are
+            # cancelled. (A write they start meanwhile is checked on its own.)
+            for fence in fences.values():
+                if fence is not None and fence.remaining() < (
+                        self.delivery_lease_s / 3 + self.lease_op_timeout_s):
+                    fence.fence(f"lease cannot be renewed before it ends: {exc!r}"[:300])
+            raise
+        for holder, fence in fences.items():
+            if fence is None:
+                continue
+            if str(holder) in renewed:
+                fence.renewed(started)
+            elif str(holder) in taken:
+                fence.fence("lease taken over (renewal found another holder)")
+        return len(renewed)
 
     async def retry_parked(self) -> int:
         """One pass of the delayed path: try every due head of this entity once. Returns how
@@ -509,14 +632,25 @@ class EntityEgress:
             headers = parked.record.header_map
             with logctx.bind(event_id=headers.get("ce_id", ""),
                              request_id=headers.get(REQUEST_ID, "")):
-                async with self._exclusive(parked.entity_id) as held:
-                    outcome = await self._retry(parked, held)
+                try:
+                    async with self._exclusive(parked.entity_id) as held:
+                        outcome = await self._retry(parked, held)
+                except LeaseLost as exc:
+                    # The new holder has the entity; the head is due again at once.
+                    await retry_transient(lambda p=parked: self.sequencer.unclaim(p),
+                                          what="parking", entity=self.entity)
+                    log.warning("egress lease lost during a delayed retry", extra={
+                        "target": self.target, "entity": self.entity,
+                        "entity_id": parked.entity_id, "reason": str(exc)})
+                    outcome = "fenced"
             EGRESS_DELIVERIES.labels(self.target, self.entity, outcome).inc()
-            released += outcome != "parked"
+            released += outcome not in ("parked", "fenced")
         return released
 
     async def _retry(self, parked: Parked, held: Held) -> str:
-        record, now = parked.record, datetime.now(UTC)
+        # The database's clock (the claim's now()): first_failure was dated by it too, so a
+        # worker whose clock is off neither spends the budget early nor stretches it.
+        record, now = parked.record, parked.claimed_at or datetime.now(UTC)
         first = parked.first_failure or now
         try:
             change = Change.parse(self.entity, record)
@@ -529,9 +663,13 @@ class EntityEgress:
             return "skipped"
         attempts = parked.attempts + 1
         try:
-            external_id = await self.action.apply(change, held.xwalk)
+            external_id = await self._apply(change, held)
+        except LeaseLost:
+            raise
         except Exception as exc:  # noqa: BLE001 — the policy decides via classify()
             err = classify(exc)
+            if err.infrastructure and not err.retriable:
+                raise  # the database or broker refuses the statement: stop, replay later
             if not self.policy.should_retry(exc, attempts, (now - first).total_seconds()):
                 await self._dead_letter(record, exc, attempts, first)
                 await self.sequencer.release(parked)

@@ -33,7 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from connectors.bitrix24.event_dedupe import mark_fetched
 from connectors.bitrix24.events import KINDS, EventRef
 from mmstream.envelope import REQUEST_ID, CloudEvent, change_id, now_iso
-from mmstream.errors import InvalidRecord, classify
+from mmstream.errors import InvalidRecord, classify, dead_letterable
 from mmstream.kafka.producer import AckedProducer, OutRecord
 from mmstream.metrics import DLQ_RECORDS
 from streams.backoff import retry_transient
@@ -101,29 +101,35 @@ class Enricher:
             [g.ref for g in groups.values() if g.ref.kind != "DELETE"])
         last = await retry_transient(lambda: self._last_published(list(groups)),
                                      what="published versions", entity="bitrix24")
-        out: list[OutRecord] = []
-        rows: list[tuple[str, str, str]] = []
-        skipped = tombstones = 0
+        skipped = 0
+        built: list[tuple[_Group, OutRecord, tuple[str, str, str]]] = []
         for key, group in groups.items():
             outcome = outcomes.get(key)
             if isinstance(outcome, Failed):
                 dead += [(rec, outcome.error, outcome.attempts) for rec, _ in group.records]
                 continue
             entity = outcome.entity if isinstance(outcome, Fetched) else None
-            version = DELETED if entity is None else version_of(group.ref, entity)
-            dig = "" if entity is None else digest(entity)
+            try:
+                version = DELETED if entity is None else version_of(group.ref, entity)
+                dig = "" if entity is None else digest(entity)
+                record = self._record(group, entity, version, dig)
+            except Exception as exc:  # noqa: BLE001 — pure: an entity we cannot write is its own fault
+                if not dead_letterable(exc):
+                    raise
+                dead += [(rec, exc, 1) for rec, _ in group.records]
+                continue
             if last.get(key) == (version, dig):
                 skipped += 1
                 continue
-            if entity is None:
-                tombstones += 1
-            out.append(self._record(group, entity, version, dig))
-            rows.append((key, version, dig))
+            built.append((group, record, (key, version, dig)))
+        built = await self._send(built, dead)
+        tombstones = sum(1 for _, record, _ in built if record.value is None)
+        rows = [row for _, _, row in built]
         now = datetime.now(UTC)
-        out += [dead_letter(rec, Failure(exc, attempts, started, now), stage=STAGE,
-                            topic=self.dlq_topic) for rec, exc, attempts in dead]
+        out = [dead_letter(rec, Failure(exc, attempts, started, now), stage=STAGE,
+                           topic=self.dlq_topic) for rec, exc, attempts in dead]
         if out:
-            await retry_transient(lambda: self.producer.send_many(out), what="enrich publish",
+            await retry_transient(lambda: self.producer.send_many(out), what="enrich dlq publish",
                                   entity="bitrix24")
         if rows:
             await retry_transient(lambda: self._store(rows), what="published versions",
@@ -137,6 +143,24 @@ class Enricher:
         log.info("bitrix24 events enriched", extra={
             "records": len(records), "entities": len(groups), **result.__dict__})
         return result
+
+    async def _send(self, built, dead) -> list:
+        """Publish the entities; one the broker refuses for itself (too large, …) goes to
+        ``dead`` with the reason instead of failing the batch. Returns what was published."""
+        try:
+            await retry_transient(lambda: self.producer.send_many([r for _, r, _ in built]),
+                                  what="enrich publish", entity="bitrix24")
+            return built
+        except Exception as exc:  # noqa: BLE001 — dead_letterable decides
+            if not dead_letterable(exc):
+                raise
+            if len(built) == 1:
+                dead += [(rec, exc, 1) for rec, _ in built[0][0].records]
+                return []
+        sent = []
+        for item in built:  # rare: one record at a time finds the one the broker refuses
+            sent += await self._send([item], dead)
+        return sent
 
     def _record(self, group: _Group, entity: dict[str, Any] | None, version: str,
                 dig: str) -> OutRecord:
@@ -187,9 +211,13 @@ def _group(records: list[SourceRecord]
             if rec.key != ref.key.encode():
                 # Keyed otherwise, it would sit in another partition than its entity's path.
                 raise InvalidRecord(f"record key {rec.key!r} is not the entity key {ref.key!r}")
-        except (ValueError, InvalidRecord) as exc:
-            dead.append((rec, exc if isinstance(exc, InvalidRecord)
-                         else InvalidRecord(f"not JSON: {exc}"), 1))
+        except (ValueError, RecursionError) as exc:  # JSON too broken or too deep to read
+            dead.append((rec, InvalidRecord(f"not JSON: {type(exc).__name__}: {exc}"), 1))
+            continue
+        except Exception as exc:  # noqa: BLE001 — reading a record is pure: its own fault
+            if not dead_letterable(exc):
+                raise
+            dead.append((rec, exc, 1))
             continue
         group = groups.setdefault(ref.key, _Group(ref, doc))
         group.ref, group.event = ref, doc

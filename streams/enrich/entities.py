@@ -60,7 +60,7 @@ def _crm(name: str) -> EntitySpec:
 
 
 SPECS: dict[str, EntitySpec] = {
-    **{name: _crm(name) for name in ("deal", "lead", "contact", "company")},
+    **{name: _crm(name) for name in ("deal", "contact", "company")},
     "item": EntitySpec("item", "crm.item.get", "item", "updatedTime", Listing(
         "crm.item.list", "updatedTime", "id", {"updatedTime": "ASC", "id": "ASC"},
         ["id", "updatedTime"], "items", "id", "updatedTime")),

@@ -72,7 +72,7 @@ def parse_entities(names: list[str]) -> list[tuple[str, str | None]]:
         entity, _, type_id = name.partition(":")
         if entity not in SPECS or (entity == "item") != bool(type_id) or (
                 type_id and not _ID.match(type_id)):
-            raise ValueError(f"cannot poll {name!r}: use deal, lead, contact, company, task, "
+            raise ValueError(f"cannot poll {name!r}: use deal, contact, company, task, "
                              "product or item:<entityTypeId>")
         out.append((entity, type_id or None))
     return out

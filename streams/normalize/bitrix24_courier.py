@@ -16,6 +16,7 @@ from typing import Any
 from uuid import UUID
 
 from mmstream.models.base import derived_id
+from mmstream.models.lines import MONEY_SCALE
 from streams.normalize.oddities import Unnormalizable, b24_datetime, decimal, integer, text
 from streams.normalize.registry import Context
 
@@ -76,7 +77,7 @@ def user_ref(value: Any, field: str) -> UUID | None:
 
 def money(value: Any, field: str) -> tuple[Decimal | None, str]:
     """A Bitrix24 money field ``"100|RUB"`` (or a bare number) -> (amount, currency)."""
-    amount = decimal(value, field)
+    amount = decimal(value, field, MONEY_SCALE)
     if amount is None:
         return None, ""
     _, _, currency = str(value).partition("|")

@@ -20,6 +20,7 @@ from typing import Any
 
 from mmstream.models.base import Canonical, derived_id
 from mmstream.models.instant_order import InstantOrder
+from mmstream.models.lines import MONEY_SCALE
 from mmstream.models.return_ import Return
 from streams.normalize import bitrix24_courier as b24
 from streams.normalize.bitrix24_crm import counterparty_ref
@@ -66,7 +67,7 @@ def _instant_order(record: Mapping[str, Any], ctx: Context) -> InstantOrder:
         title=text(record.get("TITLE")),
         stage=text(record.get("STAGE_ID")),
         closed=closed,
-        amount=decimal(record.get("OPPORTUNITY"), "OPPORTUNITY"),
+        amount=decimal(record.get("OPPORTUNITY"), "OPPORTUNITY", MONEY_SCALE),
         currency=text(record.get("CURRENCY_ID")),
         counterparty_id=_customer(record),
         courier_id=b24.user_ref(record.get("ASSIGNED_BY_ID"), "ASSIGNED_BY_ID"),
@@ -86,7 +87,7 @@ def _return(record: Mapping[str, Any], ctx: Context) -> Return:
         courier_id=b24.user_ref(record.get("ASSIGNED_BY_ID"), "ASSIGNED_BY_ID"),
         courier_stage=text(record.get("STAGE_ID")),
         courier_comment=text(record.get("COMMENTS")),
-        courier_amount=decimal(record.get("OPPORTUNITY"), "OPPORTUNITY"),
+        courier_amount=decimal(record.get("OPPORTUNITY"), "OPPORTUNITY", MONEY_SCALE),
         courier_currency=text(record.get("CURRENCY_ID")),
         courier_counterparty_id=_customer(record),
         courier_shipment_id=b24.mapped_guid(record, fields, "shipment_id"),

@@ -7,6 +7,12 @@ any other ``Ид`` (a site's own: ``36``, ``1#admin#admin``, ``ORDER_DELIVERY``)
 object born at the site, so its canonical id is derived from it. The buyer's name and tax
 numbers in the order are not turned into a counterparty version: that would overwrite the
 1С catalog's richer record with a few fields.
+
+Text: 1С and sites pretty-print long values over several indented lines. Names and numbers
+become one line; the comment (free text the buyer typed) keeps its line breaks but loses
+the indentation and blank lines. The buyer's comment is ``<Комментарий>``; some sites send
+it only as a requisite (``Комментарий``, ``Комментарий покупателя``/``клиента``). The
+currency is stored as its ISO code (commerceml_currency.py), not 1С's ``руб``.
 """
 
 from __future__ import annotations
@@ -16,12 +22,27 @@ from uuid import UUID
 
 from mmstream.models.base import derived_id
 from mmstream.models.customer_order import CustomerOrder
-from mmstream.models.lines import GoodsLine
+from mmstream.models.lines import MONEY_SCALE, GoodsLine
+from streams.normalize.commerceml_currency import iso_currency
 from streams.normalize.oddities import Unnormalizable, decimal, onec_datetime, text
 from streams.normalize.registry import Context
 
 SOURCE = "commerceml"
 BUYER_ROLE = "покупатель"
+_COMMENT_REQUISITES = ("Комментарий", "Комментарий покупателя", "Комментарий клиента",
+                       "Комментарии")
+
+
+def one_line(value: Any) -> str:
+    """Every run of whitespace (line breaks and XML indentation included) as one space."""
+    return " ".join(text(value).split())
+
+
+def free_text(value: Any) -> str:
+    """Free text without the XML indentation: each line stripped and its inner runs of spaces
+    collapsed, blank lines dropped, the remaining line breaks kept."""
+    lines = (" ".join(line.split()) for line in text(value).splitlines())
+    return "\n".join(line for line in lines if line)
 
 
 def canonical_id(entity: str, raw: str) -> tuple[UUID, dict[str, str]]:
@@ -46,6 +67,9 @@ def requisites(value: Any) -> dict[str, str]:
         if not isinstance(item, dict):
             raise Unnormalizable("requisites: an entry must be an object")
         values = item.get("values") or []
+        if not isinstance(values, list):  # the bridge writes a list; anything else is not ours
+            raise Unnormalizable(f"requisites: values of {text(item.get('name'))[:40]!r} "
+                                 "must be a list")
         out.setdefault(text(item.get("name")), text(values[0]) if values else "")
     return out
 
@@ -81,10 +105,10 @@ def _line(index: int, item: Any) -> GoodsLine:
         line_number=index + 1,
         product_id=canonical_id("product", product)[0] if product else None,
         characteristic_id=canonical_id("characteristic", characteristic)[0] if characteristic else None,
-        content=text(item.get("name")),
+        content=one_line(item.get("name")),
         quantity=decimal(item.get("quantity"), f"items.{index}.quantity"),
         price=decimal(item.get("price"), f"items.{index}.price"),
-        amount=decimal(item.get("amount"), f"items.{index}.amount"),
+        amount=decimal(item.get("amount"), f"items.{index}.amount", MONEY_SCALE),
     )
 
 
@@ -107,14 +131,22 @@ def to_order(doc: dict[str, Any], ctx: Context) -> CustomerOrder:
     return CustomerOrder(
         id=order_id, source=SOURCE, version=version, deleted=deleted, external_ids=external,
         # The site numbers its own orders; 1С's number, when sent back, is the document's.
-        number=req.get("Номер по 1С") or text(doc.get("number")),
+        number=one_line(req.get("Номер по 1С") or doc.get("number")),
         date=moment,
         posted=req.get("Проведен", "").casefold() == "true",
-        amount=decimal(doc.get("amount"), "amount"),
-        currency=text(doc.get("currency")),
-        comment=text(doc.get("comment")),
-        operation=text(doc.get("operation")),
+        amount=decimal(doc.get("amount"), "amount", MONEY_SCALE),
+        currency=iso_currency(doc.get("currency"), "currency"),
+        comment=free_text(doc.get("comment")) or _requisite_comment(req),
+        operation=one_line(doc.get("operation")),
         counterparty_id=_buyer(doc.get("counterparties")),
-        status=req.get("Статус заказа", ""),
+        status=one_line(req.get("Статус заказа", "")),
         lines=tuple(_line(i, item) for i, item in enumerate(items)),
     )
+
+
+def _requisite_comment(req: dict[str, str]) -> str:
+    folded = {name.casefold(): value for name, value in req.items()}
+    for name in _COMMENT_REQUISITES:
+        if folded.get(name.casefold()):
+            return free_text(folded[name.casefold()])
+    return ""

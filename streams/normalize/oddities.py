@@ -18,6 +18,7 @@ from uuid import UUID
 from zoneinfo import ZoneInfo
 
 from mmstream.errors import InvalidRecord
+from mmstream.models.bounds import DEFAULT_SCALE, fit_decimal, int_problem, shown, text_problem
 
 EMPTY_REF = UUID(int=0)
 EMPTY_DATE = "0001-01-01T00:00:00"
@@ -89,34 +90,58 @@ def b24_datetime(value: Any, tz: ZoneInfo, field: str = "date") -> datetime | No
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=tz)
 
 
-def decimal(value: Any, field: str = "number") -> Decimal | None:
+def decimal(value: Any, field: str = "number", scale: int = DEFAULT_SCALE) -> Decimal | None:
     """A number as 1С or Bitrix24 sends it (number, ``"12.50"``, ``"12,50"``, ``""``) -> Decimal.
 
     Floats go through ``str`` so 0.1 stays 0.1; ``"100|RUB"`` (Bitrix24 money fields) -> 100.
+    The number must fit the Avro ``decimal(20, scale)`` of its canonical field (``scale``:
+    :data:`MONEY_SCALE` for sums, the default 4 for quantities, prices, percents): refused
+    here it is named by its source field; digits past the scale are rounded by the model.
     """
+    out = _number(value, field)
+    if out is None:
+        return None
+    reason = fit_decimal(out, scale)[1]
+    if reason is not None:
+        raise Unnormalizable(f"{field}: {reason}")
+    return out
+
+
+def _number(value: Any, field: str) -> Decimal | None:
     if value in (None, "", [], {}):
         return None
     if isinstance(value, bool):
         raise Unnormalizable(f"{field}: a boolean is not a number")
+    if isinstance(value, (dict, list)):
+        raise Unnormalizable(f"{field}: expected a number, got {type(value).__name__}")
+    if isinstance(value, int) and value.bit_length() > 128:  # str() of it may even raise
+        raise Unnormalizable(f"{field}: {shown(value)} is out of range")
     text = str(value).strip().replace("\u00a0", "").replace(" ", "")
     text = text.split("|", 1)[0].replace(",", ".")
     try:
         out = Decimal(text)
     except InvalidOperation as exc:
-        raise Unnormalizable(f"{field}: not a number: {str(value)[:40]!r}") from exc
+        raise Unnormalizable(f"{field}: not a number: {shown(value)!r}") from exc
     if not out.is_finite():
-        raise Unnormalizable(f"{field}: not a finite number: {str(value)[:40]!r}")
+        raise Unnormalizable(f"{field}: not a finite number: {shown(value)!r}")
     return out
 
 
 def integer(value: Any, field: str = "id") -> int | None:
-    """An id or count sent as a number or a string (``"42"``) -> int; empty -> None."""
-    number = decimal(value, field)
+    """An id or count sent as a number or a string (``"42"``) -> int; empty -> None.
+    Whole numbers beyond 64 bits are refused (Avro long, PostgreSQL bigint)."""
+    number = _number(value, field)
     if number is None:
         return None
+    if number.adjusted() > 19:  # checked before int(): 1E+999999999 would fill the memory
+        raise Unnormalizable(f"{field}: {shown(number)} is outside the 64-bit integer range")
     if number != number.to_integral_value():
-        raise Unnormalizable(f"{field}: not a whole number: {value!r}")
-    return int(number)
+        raise Unnormalizable(f"{field}: not a whole number: {shown(value)!r}")
+    out = int(number)
+    reason = int_problem(out)
+    if reason is not None:
+        raise Unnormalizable(f"{field}: {reason}")
+    return out
 
 
 def yes_no(value: Any, field: str = "flag") -> bool | None:
@@ -143,12 +168,14 @@ def obj(value: Any) -> dict[str, Any] | None:
 
 
 def text(value: Any) -> str:
-    """A string field: None/[] -> ""; stripped; NUL refused (PostgreSQL cannot store it)."""
+    """A string field: None/[] -> ""; stripped; NUL and unpaired surrogates refused
+    (PostgreSQL cannot store the one, UTF-8 cannot encode the other)."""
     if value in (None, [], {}):
         return ""
     out = str(value).strip()
-    if "\x00" in out:
-        raise Unnormalizable("text must not contain the NUL character")
+    reason = text_problem(out)
+    if reason is not None:  # the value shown (escaped) tells the sender which field it is
+        raise Unnormalizable(f"text {shown(out)!r} {reason}")
     return out
 
 

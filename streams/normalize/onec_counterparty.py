@@ -6,8 +6,11 @@ explicit object name, else the fields only one of them has — Контраге�
 in УТ 11 ``Партнер_Key``), Партнеры the relationship flags ``Клиент`` / ``Конкурент`` /
 ``ПрочиеОтношения``.
 
-Contracts: 1С keeps them in their own catalog (ДоговорыКонтрагентов), which the bridge
-does not take; a Контрагенты record our push extension enriches with a ``Договоры`` (or
+Contracts: 1С keeps them in their own catalog (ДоговорыКонтрагентов); the bridge takes it
+as its own entity (raw.onec.contract -> :mod:`streams.normalize.onec_contract`, each contract
+naming its counterparty), since a contract record carries nothing else of the counterparty
+and a counterparty version built from it would blank the rest. Besides, a Контрагенты record
+our push extension enriches with a ``Договоры`` (or
 ``ДоговорыКонтрагента``) list — lines with ``LineNumber``, ``Ref_Key``, ``Номер``/``Code``,
 ``Description``, ``Дата``, ``СрокДействия``/``ДатаОкончанияДействия``, ``ВидДоговора``,
 ``Организация_Key``, ``ВалютаВзаиморасчетов_Key``, ``DeletionMark`` — fills ``contracts``.

@@ -18,7 +18,7 @@ from uuid import UUID
 
 from connectors.onec.objects import lookup
 from mmstream.models.base import Canonical
-from mmstream.models.lines import GoodsLine, PaymentLine
+from mmstream.models.lines import MONEY_SCALE, GoodsLine, PaymentLine
 from streams.normalize.oddities import (
     Unnormalizable,
     composite_ref,
@@ -89,7 +89,7 @@ def header(value: Any, ctx: Context) -> tuple[dict[str, Any], bool]:
         date=moment,
         posted=bool(yes_no(record.get("Posted"), "Posted")),
         organization_id=first_ref(record, "Организация_Key"),
-        amount=decimal(record.get("СуммаДокумента"), "СуммаДокумента"),
+        amount=decimal(record.get("СуммаДокумента"), "СуммаДокумента", MONEY_SCALE),
         currency_id=first_ref(record, "Валюта_Key", "ВалютаДокумента_Key"),
         responsible_id=first_ref(record, "Ответственный_Key", "Менеджер_Key"),
         comment=text(record.get("Комментарий")),
@@ -160,11 +160,11 @@ def _goods_line(name: str, line: Mapping[str, Any]) -> GoodsLine:
         unit_id=first_ref(line, "ЕдиницаИзмерения_Key", "Упаковка_Key"),
         quantity=decimal(line.get("Количество"), "Количество"),
         price=decimal(line.get("Цена"), "Цена"),
-        amount=decimal(line.get("Сумма"), "Сумма"),
+        amount=decimal(line.get("Сумма"), "Сумма", MONEY_SCALE),
         vat_rate=rate,
         vat_rate_id=rate_id,
         vat_percent=percent,
-        vat_amount=decimal(line.get("СуммаНДС"), "СуммаНДС"),
+        vat_amount=decimal(line.get("СуммаНДС"), "СуммаНДС", MONEY_SCALE),
         warehouse_id=ref_to(line, "warehouse", "Склад"),
         order_id=ref_to(line, "customer_order", "ЗаказКлиента", "Заказ"),
         cancelled=bool(yes_no(line.get("Отменено"), "Отменено")),
@@ -203,7 +203,7 @@ def _payment_line(line: Mapping[str, Any]) -> PaymentLine:
         base_document_kind=base_kind,
         counterparty_id=ref_to(line, "counterparty", "Партнер", "Контрагент"),
         contract_id=first_ref(line, "Договор_Key", "ДоговорКонтрагента_Key"),
-        amount=decimal(amount, "Сумма"),
+        amount=decimal(amount, "Сумма", MONEY_SCALE),
     )
 
 

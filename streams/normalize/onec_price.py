@@ -19,17 +19,17 @@ characteristic, price type), the same for both shapes.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
 from mmstream.avro_gen import DECIMAL_PRECISION, DEFAULT_SCALE
-from mmstream.models.base import Canonical, derived_id
+from mmstream.models.base import Canonical
 from mmstream.models.price import Price, price_id
-from mmstream.models.price_type import PriceType
 from streams.normalize import onec_common as common
+from streams.normalize.commerceml_currency import iso_currency
+from streams.normalize.commerceml_price_type import named_type, one_line, type_id
 from streams.normalize.oddities import (
     Unnormalizable,
     composite_ref,
@@ -96,25 +96,21 @@ def from_commerceml(record: Mapping[str, Any]) -> list[Canonical]:
     version = text(record.get("version"))
     if not version:
         raise Unnormalizable("version: missing")
-    type_guid = _guid(type_key)
-    type_id = type_guid or derived_id("price_type", "commerceml", type_key)
-    currency = text(record.get("currency"))
+    ptype, is_guid = type_id(type_key)
+    currency = iso_currency(record.get("currency"), "currency")
     price = Price(
-        id=price_id(product, characteristic, type_id), source="commerceml", version=version,
+        id=price_id(product, characteristic, ptype), source="commerceml", version=version,
         deleted=bool(yes_no(record.get("deleted"), "deleted")),
-        product_id=product, characteristic_id=characteristic, price_type_id=type_id,
+        product_id=product, characteristic_id=characteristic, price_type_id=ptype,
         price=_required(_fits(decimal(record.get("price"), "price"), "price"), "price"),
         currency=currency, unit=text(record.get("unit")),
         ratio=_fits(decimal(record.get("ratio"), "ratio"), "ratio"),
     )
-    type_name = text(record.get("price_type_name"))
-    if type_guid is not None or not type_name:
+    type_name = one_line(record.get("price_type_name"))
+    if is_guid or not type_name:
         return [price]
-    digest = hashlib.sha256(f"{type_key}\x1f{type_name}\x1f{currency}".encode()).hexdigest()
-    price_type = PriceType(id=type_id, source="commerceml", version=f"h:{digest[:32]}",
-                           external_ids={"commerceml": type_key}, name=type_name,
-                           currency=currency)
-    return [price_type, price]
+    # The same PriceType the type's own declaration record gives (commerceml_price_type).
+    return [named_type(type_key, type_name, currency), price]
 
 
 def _recorder(record: Mapping[str, Any]) -> UUID | None:
@@ -122,13 +118,6 @@ def _recorder(record: Mapping[str, Any]) -> UUID | None:
     # ``StandardODATA.Document_УстановкаЦенНоменклатуры``; our push may say ``Recorder_Key``).
     # The type adds nothing the price needs.
     return composite_ref(dict(record), "Recorder")[0]
-
-
-def _guid(raw: str) -> UUID | None:
-    try:
-        return UUID(raw)
-    except ValueError:
-        return None
 
 
 def _required(value: Any, field: str) -> Any:

@@ -1,8 +1,9 @@
 """1С ВидыЦен (УТ 11) and ТипыЦенНоменклатуры (УТ 10.3) -> canonical PriceType. Pure.
 
 Both name one thing and share ``raw.onec.price_type``; their fields differ but do not
-conflict, so no need to tell them apart. CommerceML price types come with the prices
-(:mod:`streams.normalize.onec_price`).
+conflict, so no need to tell them apart. CommerceML price types (``"_source":
+"commerceml"``: the ``ТипыЦен`` declarations of the exchange with a site) share the topic and
+are mapped by :mod:`streams.normalize.commerceml_price_type`.
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ from typing import Any
 
 from mmstream.models.price_type import PriceType
 from streams.normalize import onec_common as common
-from streams.normalize.oddities import decimal, ref, text, yes_no
+from streams.normalize.commerceml_price_type import to_price_type as from_commerceml
+from streams.normalize.oddities import Unnormalizable, decimal, ref, text, yes_no
 from streams.normalize.registry import Context
 
 TOPICS = ("raw.onec.price_type",)
@@ -21,6 +23,10 @@ TOPICS = ("raw.onec.price_type",)
 def normalize(value: dict[str, Any], headers: Mapping[str, str], ctx: Context) -> list[PriceType]:
     """One ВидыЦен / ТипыЦенНоменклатуры record -> one PriceType."""
     record = common.record_of(value)
+    if record.get("_source") == "commerceml":
+        return [from_commerceml(record)]
+    if record.get("_source") not in (None, "onec"):
+        raise Unnormalizable(f"_source: unknown price type source {str(record['_source'])[:40]!r}")
     ident = common.identity(record)
     if common.is_deletion(record):
         return [PriceType(**ident, name="")]

@@ -8,6 +8,13 @@ and an entity whose raw key was a Bitrix24 id lands where its canonical id belon
 A deletion on a compacted normalized topic is followed by a tombstone. A PostgreSQL advisory lock per partition keeps a worker that is losing the
 partition in a rebalance from publishing concurrently with its new owner. Publishing is
 at least once with stable event ids (``ce_id``); consumers dedupe by it.
+
+A row whose records cannot be built (a value the Avro schema cannot carry, a payload the
+model refuses) must not hold up its partition, whose rows go out in outbox order: it is
+sent to the relay DLQ with the reason and marked (``published_at`` set, the reason under
+``mm.dead_letter`` in its ``headers``), and the rest of the page is published
+(design.md invariant 9). Errors of the database or broker are raised: the caller waits
+them out, nothing is dead-lettered for them.
 """
 
 from __future__ import annotations
@@ -15,8 +22,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 
 from sqlalchemy import text
@@ -25,27 +33,41 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from mmstream.avro_gen import avro_record
 from mmstream.avro_serde import AvroEncoder
 from mmstream.envelope import REQUEST_ID, CloudEvent
+from mmstream.errors import classify, dead_letterable
 from mmstream.kafka.producer import AckedProducer, OutRecord
-from mmstream.metrics import OUTBOX_BACKLOG, OUTBOX_OLDEST_AGE, OUTBOX_PUBLISHED
+from mmstream.metrics import DLQ_RECORDS, OUTBOX_BACKLOG, OUTBOX_OLDEST_AGE, OUTBOX_PUBLISHED
 from mmstream.models.base import Canonical
+from streams.dlq.records import Failure, dead_letter
+from streams.records import SourceRecord
 
+log = logging.getLogger(__name__)
 OUTBOX_ID = "mm.outbox_id"
 VERSION = "mm.version"
+#: Key in ``outbox.headers`` of a row that went to the relay DLQ instead of its topics.
+DEAD_LETTER = "mm.dead_letter"
+STAGE = "relay"
+#: Largest payload a relay DLQ record carries (the broker's default limit is 1 MB).
+_DLQ_VALUE_MAX = 512 * 1024
 
 _PENDING = text(
     "SELECT id, event_id, entity, entity_id, change, version, payload, payload::text AS payload_text, "
-    "headers, created_at "
+    "headers, created_at, source_topic, source_partition, source_offset "
     "FROM outbox WHERE source_topic = :topic AND source_partition = :partition "
     "AND published_at IS NULL ORDER BY id LIMIT :limit"
 )
 _PENDING_MANY = text(
     "SELECT o.id, event_id, entity, entity_id, change, version, payload, "
-    "payload::text AS payload_text, headers, created_at, o.source_partition "
+    "payload::text AS payload_text, headers, created_at, o.source_topic, o.source_partition, "
+    "o.source_offset "
     "FROM outbox o JOIN unnest(CAST(:topics AS text[]), CAST(:parts AS integer[])) AS w(t, p) "
     "ON o.source_topic = w.t AND o.source_partition = w.p "
     "WHERE published_at IS NULL ORDER BY o.id LIMIT :limit"
 )
 _MARK = text("UPDATE outbox SET published_at = now() WHERE id = ANY(:ids)")
+_MARK_DEAD = text(
+    "UPDATE outbox SET published_at = now(), "
+    "headers = headers || jsonb_build_object(CAST(:key AS text), CAST(:reason AS text)) WHERE id = :id"
+)
 # Served by the partial index outbox_pending; bounded by a statement timeout so a slow
 # database cannot stall the sweep that calls it.
 _BACKLOG = text(
@@ -73,10 +95,11 @@ class OutboxRelay:
     """Publishes pending outbox rows of one source partition at a time."""
 
     def __init__(self, engine: AsyncEngine, producer: AckedProducer, routes: dict[str, Route],
-                 *, page: int = 2000) -> None:
+                 *, dlq_topic: str, page: int = 2000) -> None:
         self.engine = engine
         self.producer = producer
         self.routes = routes
+        self.dlq_topic = dlq_topic
         self.page = page
         self._locks: dict[tuple[str, int], asyncio.Lock] = {}
         self._measured: set[str] = set()
@@ -103,9 +126,7 @@ class OutboxRelay:
                                                           "limit": self.page})).all()
                     if not rows:
                         return published
-                    records = [rec for row in rows for rec in self._records(row, partition)]
-                    await self.producer.send_many(records)
-                    await conn.execute(_MARK, {"ids": [row.id for row in rows]})
+                    await self._publish(conn, rows, lambda row: partition)
                 for row in rows:
                     OUTBOX_PUBLISHED.labels(row.entity).inc()
                 published += len(rows)
@@ -135,10 +156,7 @@ class OutboxRelay:
                                                                "limit": self.page})).all()
                     if not rows:
                         return published
-                    records = [rec for row in rows
-                               for rec in self._records(row, row.source_partition)]
-                    await self.producer.send_many(records)
-                    await conn.execute(_MARK, {"ids": [row.id for row in rows]})
+                    await self._publish(conn, rows, lambda row: row.source_partition)
                 for row in rows:
                     OUTBOX_PUBLISHED.labels(row.entity).inc()
                 published += len(rows)
@@ -160,6 +178,46 @@ class OutboxRelay:
             OUTBOX_OLDEST_AGE.labels(entity).set(max(0.0, age))
         self._measured |= set(pending)
         return {entity: n for entity, (n, _) in pending.items()}
+
+    async def _publish(self, conn, rows, partition_of) -> None:
+        """Send a page's records (and the DLQ records of rows that cannot be built or that
+        the broker refuses), then mark every row of the page in the caller's transaction."""
+        built: list[tuple[object, list[OutRecord]]] = []
+        dead: list[tuple[object, BaseException]] = []
+        for row in rows:
+            try:
+                built.append((row, self._records(row, partition_of(row))))
+            except Exception as exc:  # noqa: BLE001 — dead_letterable decides
+                if not dead_letterable(exc):
+                    raise
+                dead.append((row, exc))
+        try:
+            await self.producer.send_many([r for _, records in built for r in records])
+        except Exception as exc:  # noqa: BLE001 — dead_letterable decides
+            if not dead_letterable(exc):
+                raise
+            # Rare: the broker refused a record itself (too large). Row by row, in outbox
+            # order, finds it; rows sent twice carry the same ce_id (consumers dedupe).
+            for row, records in built:
+                try:
+                    await self.producer.send_many(records)
+                except Exception as one:  # noqa: BLE001 — dead_letterable decides
+                    if not dead_letterable(one):
+                        raise
+                    dead.append((row, one))
+        now = datetime.now(UTC)
+        await self.producer.send_many([
+            dead_letter(_as_source(row), Failure(exc, 1, now, now), stage=STAGE, topic=self.dlq_topic)
+            for row, exc in dead])
+        await conn.execute(_MARK, {"ids": [row.id for row in rows]})
+        for row, exc in dead:
+            code = classify(exc).code
+            await conn.execute(_MARK_DEAD, {"key": DEAD_LETTER, "reason": f"{code}: {str(exc)[:500]}",
+                                            "id": row.id})
+            DLQ_RECORDS.labels(STAGE, code).inc()
+            log.warning("outbox row dead-lettered", extra={
+                "stage": STAGE, "error": str(exc)[:500], "entity": row.entity,
+                "entity_id": row.entity_id, "outbox_id": row.id})
 
     def _records(self, row, partition: int) -> list[OutRecord]:
         route = self.routes[row.entity]
@@ -193,6 +251,23 @@ class OutboxRelay:
         out += [OutRecord(t, egress_value, key, [*event.headers(), *extra], target)
                 for t in route.egress_topics]
         return out
+
+
+def _as_source(row) -> SourceRecord:
+    """The outbox row as the DLQ envelope's source: its payload (the merged row, JSON) and
+    headers, keyed by the entity id; the coordinates are those of the raw record that made
+    the change, so an operator can trace it."""
+    headers = [(k, str(v).encode()) for k, v in (row.headers or {}).items()]
+    headers += [(OUTBOX_ID, str(row.id).encode()), (VERSION, row.version.encode()),
+                ("mm.event_id", str(row.event_id).encode()), ("mm.entity", row.entity.encode()),
+                ("mm.change", row.change.encode()), ("content-type", b"application/json")]
+    value: bytes | None = row.payload_text.encode()
+    if len(value) > _DLQ_VALUE_MAX:
+        # Too large for the broker (perhaps why it is here): the row keeps it in the outbox.
+        value = None
+        headers.append(("mm.payload_omitted", f"too large; outbox id {row.id} keeps it".encode()))
+    return SourceRecord(row.source_topic, row.source_partition, row.source_offset,
+                        row.entity_id.encode(), value, headers)
 
 
 def _with_type(headers: list[tuple[str, bytes]], content_type: str) -> list[tuple[str, bytes]]:

@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from mmstream.envelope import REQUEST_ID
-from mmstream.errors import InvalidRecord, classify
+from mmstream.errors import classify, dead_letterable
 from mmstream.kafka.producer import AckedProducer
 from mmstream.metrics import DLQ_RECORDS, SINK_BATCH_LATENCY, SINK_BATCH_SIZE, SINK_RECORDS
 from mmstream.models.base import Canonical
@@ -27,10 +27,13 @@ from streams.normalize.registry import Context, Normalizer
 from streams.outbox.relay import OutboxRelay
 from streams.records import SourceRecord
 from streams.sink.entity_store import Incoming, MergeCounts, merge
+from streams.sink.isolate import store_isolating
 
 log = logging.getLogger(__name__)
 _KEEP_HEADERS = (REQUEST_ID, "ce_id", "ce_source")
 STAGE = "normalize"
+#: A record whose canonical versions the database refused (dlq.normalize, this stage).
+MERGE_STAGE = "merge"
 
 
 def decode(record: SourceRecord) -> dict[str, Any]:
@@ -40,8 +43,9 @@ def decode(record: SourceRecord) -> dict[str, Any]:
         return {"_deleted": True, "_key": (record.key or b"").decode("utf-8", "replace")}
     try:
         value = json.loads(record.value)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise Unnormalizable(f"not JSON: {exc}") from exc
+    except (ValueError, RecursionError) as exc:
+        # ValueError covers JSONDecodeError, bad UTF-8 and integers too long to convert.
+        raise Unnormalizable(f"not JSON: {type(exc).__name__}: {str(exc)[:200]}") from exc
     if not isinstance(value, dict):
         raise Unnormalizable(f"expected a JSON object, got {type(value).__name__}")
     return value
@@ -71,12 +75,14 @@ class EntitySink:
         """Process the batch completely. Returns only when every effect is durable."""
         started = time.perf_counter()
         good: list[tuple[SourceRecord, list[Incoming]]] = []
-        dead: list[tuple[SourceRecord, BaseException]] = []
+        dead: list[tuple[SourceRecord, BaseException, str]] = []
         for rec in records:
             try:
                 good.append((rec, self.normalize(rec)))
-            except InvalidRecord as exc:
-                dead.append((rec, exc))
+            except Exception as exc:  # noqa: BLE001 — normalizers are pure: any error is the record's
+                if not dead_letterable(exc):
+                    raise
+                dead.append((rec, exc, STAGE))
         normalized = time.perf_counter()
         counts, by_entity = await self._merge(good, dead)
         if dead:
@@ -119,30 +125,23 @@ class EntitySink:
                 totals.add(c)
                 by_entity[entity].add(c)
 
-        items = [inc for _, incs in good for inc in incs]
-        try:
-            add(await retry_transient(lambda: self._store(items), what="entity merge",
-                                      entity="entity"))
-            return totals, by_entity
-        except Exception as exc:  # noqa: BLE001 — a permanent error: find the bad record(s)
-            log.warning("batch merge failed permanently, merging record by record",
-                        extra={"error": str(exc)[:500], "batch": len(items)})
-        for rec, incs in good:
-            try:
-                add(await retry_transient(lambda incs=incs: self._store(incs),
-                                          what="entity merge (single)", entity="entity"))
-            except Exception as exc:  # noqa: BLE001
-                dead.append((rec, exc))
+        # The unit of isolation is the raw record: all its canonical versions go or none.
+        results, bad = await store_isolating(
+            good, lambda part: self._store([inc for _, incs in part for inc in incs]),
+            what="entity merge", entity="entity")
+        for result in results:
+            add(result)
+        dead += [(rec, exc, MERGE_STAGE) for (rec, _), exc in bad]
         return totals, by_entity
 
-    async def _dead_letter(self, dead: list[tuple[SourceRecord, BaseException]]) -> None:
+    async def _dead_letter(self, dead: list[tuple[SourceRecord, BaseException, str]]) -> None:
         now = datetime.now(UTC)
-        out = [dead_letter(rec, Failure(exc, 1, now, now), stage=STAGE, topic=self.dlq_topic)
-               for rec, exc in dead]
+        out = [dead_letter(rec, Failure(exc, 1, now, now), stage=stage, topic=self.dlq_topic)
+               for rec, exc, stage in dead]
         await retry_transient(lambda: self.producer.send_many(out), what="dlq publish",
                               entity="entity")
-        for rec, exc in dead:
-            DLQ_RECORDS.labels(STAGE, classify(exc).code).inc()
+        for rec, exc, stage in dead:
+            DLQ_RECORDS.labels(stage, classify(exc).code).inc()
             log.warning("record dead-lettered", extra={
-                "stage": STAGE, "error": str(exc)[:500], "source_topic": rec.topic,
+                "stage": stage, "error": str(exc)[:500], "source_topic": rec.topic,
                 "source_partition": rec.partition, "source_offset": rec.offset})

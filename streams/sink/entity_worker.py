@@ -28,6 +28,7 @@ from streams.worker import _async, ack_all, fail_stop, sweep_owned_outboxes
 
 log = logging.getLogger(__name__)
 DLQ = "dlq.normalize"
+RELAY_DLQ = "dlq.relay"
 
 
 def raw_topics(catalog: TopicCatalog) -> list[str]:
@@ -66,13 +67,13 @@ def build_entity_sink(settings: Settings) -> faust.App:
                 raise ConfigurationError("SCHEMA_REGISTRY_URL is not set: the sink needs a schema "
                                          "registry to publish Avro to norm topics")
             norm = [f"norm.{e}" for e in entity_models()]
-            require_topics(settings, [settings.topic(n) for n in [*logical, *norm, DLQ]])
+            require_topics(settings, [settings.topic(n) for n in [*logical, *norm, DLQ, RELAY_DLQ]])
             table = await retry_transient(_async(lambda: routes(settings, catalog)),
                                           what="schema registration", entity="entity")
             engine = async_engine(settings)
             producer = AckedProducer(settings.kafka,
                                      client_id=f"{settings.streams.entity_sink_group}-out")
-            relay = OutboxRelay(engine, producer, table)
+            relay = OutboxRelay(engine, producer, table, dlq_topic=settings.topic(RELAY_DLQ))
             found = normalizers()
             ctx = Context(onec_tz=ZoneInfo(settings.onec.timezone),
                           portal_tz=ZoneInfo(settings.bitrix24.portal_timezone),

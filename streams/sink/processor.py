@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from mmstream.envelope import REQUEST_ID
-from mmstream.errors import InvalidRecord, classify
+from mmstream.errors import InvalidRecord, classify, dead_letterable
 from mmstream.kafka.producer import AckedProducer
 from mmstream.metrics import DLQ_RECORDS, SINK_BATCH_LATENCY, SINK_BATCH_SIZE, SINK_RECORDS
 from streams.backoff import retry_transient
@@ -18,6 +18,7 @@ from streams.dlq.records import Failure, dead_letter
 from streams.normalize.onec_product import parse
 from streams.outbox.relay import OutboxRelay
 from streams.records import SourceRecord
+from streams.sink.isolate import store_isolating
 from streams.sink.product_store import IncomingProduct, MergeResult, merge
 
 log = logging.getLogger(__name__)
@@ -46,7 +47,9 @@ class ProductSink:
                 headers = rec.header_map
                 good.append((rec, IncomingProduct(parse(rec.value), rec.topic, rec.partition, rec.offset,
                                                   {k: headers[k] for k in _KEEP_HEADERS if k in headers})))
-            except InvalidRecord as exc:
+            except Exception as exc:  # noqa: BLE001 — parsing is pure: any error is the record's
+                if not dead_letterable(exc):
+                    raise
                 dead.append((rec, exc))
         result = await self._merge(good, dead)
         if dead:
@@ -67,37 +70,33 @@ class ProductSink:
         return result
 
     async def _merge(self, good, dead) -> MergeResult:
-        async def whole_batch() -> MergeResult:
+        async def store(part) -> MergeResult:
             async with self.engine.begin() as conn:
-                return await merge(conn, [inc for _, inc in good])
+                return await merge(conn, [inc for _, inc in part])
 
-        try:
-            return await retry_transient(whole_batch, what="product merge", entity="product")
-        except Exception as exc:  # noqa: BLE001 — a permanent error: find the bad record(s)
-            log.warning("batch merge failed permanently, merging one by one",
-                        extra={"error": str(exc), "batch": len(good)})
-        totals = MergeResult(0, 0, 0, 0)
-        for rec, inc in good:
-            async def one(inc=inc) -> MergeResult:
-                async with self.engine.begin() as conn:
-                    return await merge(conn, [inc])
-
-            try:
-                r = await retry_transient(one, what="product merge (single)", entity="product")
-            except Exception as exc:  # noqa: BLE001
-                dead.append((rec, exc))
-                continue
-            totals = MergeResult(totals.total + r.total, totals.new_versions + r.new_versions,
-                                 totals.upserted + r.upserted, totals.duplicates + r.duplicates)
-        return totals
+        results, bad = await store_isolating(good, store, what="product merge", entity="product")
+        dead += [(rec, _Merge(exc)) for (rec, _), exc in bad]
+        return MergeResult(*(sum(getattr(r, f) for r in results)
+                             for f in ("total", "new_versions", "upserted", "duplicates")))
 
     async def _dead_letter(self, dead: list[tuple[SourceRecord, BaseException]]) -> None:
         now = datetime.now(UTC)
-        out = [dead_letter(rec, Failure(exc, 1, now, now), stage="sink", topic=self.dlq_topic)
-               for rec, exc in dead]
+        # What the database refused is named as the merge stage's; the rest (parsing) as "sink".
+        staged = [(rec, exc.error, "merge") if isinstance(exc, _Merge) else (rec, exc, "sink")
+                  for rec, exc in dead]
+        out = [dead_letter(rec, Failure(exc, 1, now, now), stage=stage, topic=self.dlq_topic)
+               for rec, exc, stage in staged]
         await retry_transient(lambda: self.producer.send_many(out), what="dlq publish", entity="product")
-        for rec, exc in dead:
-            DLQ_RECORDS.labels("sink", classify(exc).code).inc()
+        for rec, exc, stage in staged:
+            DLQ_RECORDS.labels(stage, classify(exc).code).inc()
             log.warning("record dead-lettered", extra={
-                "stage": "sink", "error": str(exc)[:500], "source_topic": rec.topic,
+                "stage": stage, "error": str(exc)[:500], "source_topic": rec.topic,
                 "source_partition": rec.partition, "source_offset": rec.offset})
+
+
+class _Merge(Exception):  # noqa: N818 — a marker, never raised
+    """Wraps an error of the merge stage in the dead list (which stage it failed at)."""
+
+    def __init__(self, error: BaseException) -> None:
+        super().__init__(str(error))
+        self.error = error

@@ -49,7 +49,7 @@ class ProductEcho:
             try:
                 value = json.loads(rec.value) if rec.value is not None else {"_deleted": True}
                 parsed = parse(value) if isinstance(value, dict) else None
-            except (ValueError, InvalidRecord) as exc:
+            except (ValueError, RecursionError, InvalidRecord) as exc:  # deep JSON: RecursionError
                 # Nothing downstream depends on it: count and log instead of a DLQ entry.
                 outcomes["invalid"] += 1
                 log.warning("unreadable Bitrix24 product", extra={

@@ -20,15 +20,15 @@ from mmstream.models.product import Product
 
 _COLUMNS = (
     "seq", "source_topic", "source_partition", "source_offset", "id", "source", "version",
-    "code", "name", "full_name", "article", "parent_id", "unit_id", "is_folder", "is_service",
-    "deleted", "event_id", "headers",
+    "code", "name", "full_name", "article", "barcode", "parent_id", "unit_id", "is_folder",
+    "is_service", "deleted", "event_id", "headers",
 )
 
 _CREATE_TEMP = """
 CREATE TEMP TABLE IF NOT EXISTS incoming_product (
     seq integer, source_topic text, source_partition integer, source_offset bigint,
     id uuid, source text, version text, code text, name text, full_name text, article text,
-    parent_id uuid, unit_id uuid, is_folder boolean, is_service boolean, deleted boolean,
+    barcode text, parent_id uuid, unit_id uuid, is_folder boolean, is_service boolean, deleted boolean,
     event_id uuid, headers jsonb
 ) ON COMMIT DELETE ROWS
 """
@@ -47,15 +47,15 @@ WITH fresh AS (
 ), latest AS (
     SELECT DISTINCT ON (id) * FROM new_rows ORDER BY id, seq DESC
 ), upserted AS (
-    INSERT INTO product AS p (id, source, version, code, name, full_name, article, parent_id,
-                              unit_id, is_folder, is_service, deleted, event_id)
-    SELECT id, source, version, code, name, full_name, article, parent_id, unit_id,
+    INSERT INTO product AS p (id, source, version, code, name, full_name, article, barcode,
+                              parent_id, unit_id, is_folder, is_service, deleted, event_id)
+    SELECT id, source, version, code, name, full_name, article, barcode, parent_id, unit_id,
            is_folder, is_service, deleted, event_id
     FROM latest
     ON CONFLICT (id) DO UPDATE SET
         source = excluded.source, version = excluded.version, code = excluded.code,
         name = excluded.name, full_name = excluded.full_name, article = excluded.article,
-        parent_id = excluded.parent_id, unit_id = excluded.unit_id,
+        barcode = excluded.barcode, parent_id = excluded.parent_id, unit_id = excluded.unit_id,
         is_folder = excluded.is_folder, is_service = excluded.is_service,
         deleted = excluded.deleted, event_id = excluded.event_id, updated_at = now()
     WHERE p.version IS DISTINCT FROM excluded.version
@@ -69,7 +69,7 @@ WITH fresh AS (
            jsonb_build_object(
                'id', n.id, 'source', n.source, 'version', n.version, 'code', n.code,
                'name', n.name, 'full_name', n.full_name, 'article', n.article,
-               'parent_id', n.parent_id, 'unit_id', n.unit_id, 'is_folder', n.is_folder,
+               'barcode', n.barcode, 'parent_id', n.parent_id, 'unit_id', n.unit_id, 'is_folder', n.is_folder,
                'is_service', n.is_service, 'deleted', n.deleted),
            n.headers
     FROM new_rows n
@@ -121,7 +121,7 @@ def _row(seq: int, rec: IncomingProduct) -> tuple:
     p = rec.product
     return (
         seq, rec.source_topic, rec.source_partition, rec.source_offset, p.id, p.source,
-        p.version, p.code, p.name, p.full_name, p.article, p.parent_id, p.unit_id, p.is_folder,
+        p.version, p.code, p.name, p.full_name, p.article, p.barcode, p.parent_id, p.unit_id, p.is_folder,
         p.is_service, p.deleted, change_id("product", str(p.id), p.version),
         json.dumps(rec.headers, ensure_ascii=False),
     )

@@ -426,7 +426,7 @@ def test_k8s_has_no_literal_secrets(k8s_docs):
             assert not leaked, f"ConfigMap {name} holds secret keys {leaked}"
         if kind == "Secret":
             for key, value in {**doc.get("stringData", {}), **doc.get("data", {})}.items():
-                assert str(value).startswith(PLACEHOLDER), f"Secret {name}: {key} is not a placeholder"
+                assert PLACEHOLDER in str(value), f"Secret {name}: {key} is not a placeholder"
         pod = (doc.get("spec", {}).get("template") or {}).get("spec")
         for container in (pod or {}).get("containers", []):
             for env in container.get("env", []):
@@ -569,3 +569,97 @@ def test_migration_job_migrates_then_applies_topics(k8s_docs):
     container = job["spec"]["template"]["spec"]["containers"][0]
     assert " ".join(container["command"] + container["args"]).endswith(
         "mmctl migrate && mmctl topics apply")
+
+
+# ---- secrets have no working default (design.md invariant 11) -----------------------------
+
+# Which production role relies on each secret the deployments hand over.
+SECRET_ROLES = {"DATABASE_URL": "registry", "MM_AUTH__JWT_SECRET": "bridge",
+                "MM_BITRIX24__WEBHOOK_URL": "egress", "MM_BITRIX24__APPLICATION_TOKENS": "bridge",
+                "MM_ONEC__PASSWORD": "egress", "MM_COMMERCEML__PASSWORD": "bridge"}
+
+
+def _settings_from_env(monkeypatch, env: dict[str, str]) -> Settings:
+    import os
+
+    for key in list(os.environ):
+        if key.upper().startswith("MM_") or key.upper() in ("DATABASE_URL", "SCHEMA_REGISTRY_URL"):
+            monkeypatch.delenv(key)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    return Settings(_env_file=None)
+
+
+def test_the_k8s_template_placeholders_are_refused_at_start(k8s_docs, monkeypatch):
+    from pydantic import ValidationError
+
+    from mmstream.errors import ConfigurationError
+
+    template = next(d for d in k8s_docs if d["kind"] == "Secret")
+    assert set(template["stringData"]) <= set(SECRET_ROLES)
+    for key, value in template["stringData"].items():
+        try:
+            settings = _settings_from_env(monkeypatch, {key: value})
+        except ValidationError:
+            continue  # not even a well-formed setting: the process does not start either
+        with pytest.raises(ConfigurationError) as err:
+            settings.check_secrets(SECRET_ROLES[key])
+        assert "placeholder" in str(err.value), (key, str(err.value))
+
+
+def test_k8s_template_names_every_secret_the_flows_need(k8s_docs):
+    template = next(d for d in k8s_docs if d["kind"] == "Secret")
+    assert set(template["stringData"]) == set(SECRET_ROLES) - {"MM_COMMERCEML__PASSWORD"}
+
+
+def _references(value: str) -> list[str]:
+    return re.findall(r"\$\{[^}]*\}", value)
+
+
+def test_compose_secrets_are_required_and_have_no_default(compose):
+    seen = set()
+    for name, svc in compose["services"].items():
+        for key, value in _env(svc).items():
+            if not SECRET_NAME.search(key) or value is None:
+                continue
+            refs = _references(value)
+            assert refs, f"{name}: {key} takes no variable"
+            for ref in refs:
+                # ${VAR:?message} only: ${VAR:-default} / ${VAR-default} would be a working
+                # default, a bare ${VAR} an empty secret.
+                assert re.fullmatch(r"\$\{\w+:\?[^}]+\}", ref), f"{name}: {key} uses {ref}"
+            seen.add(key)
+    assert {"DATABASE_URL", "MM_AUTH__JWT_SECRET", "MM_BITRIX24__WEBHOOK_URL",
+            "MM_BITRIX24__APPLICATION_TOKENS", "MM_ONEC__PASSWORD"} <= seen
+
+
+def test_app_services_get_every_secret_their_flow_needs(compose):
+    for name in APP_SERVICES:
+        env = _env(compose["services"][name])
+        for key in ("DATABASE_URL", "MM_AUTH__JWT_SECRET", "MM_BITRIX24__WEBHOOK_URL",
+                    "MM_BITRIX24__APPLICATION_TOKENS", "MM_ONEC__PASSWORD"):
+            assert env.get(key), f"{name} lacks {key}"
+
+
+def test_no_deployment_claims_the_embedded_profile(compose, k8s_docs):
+    # MM_PROFILE=embedded lets a process run on the development secrets: `mmctl run` only.
+    texts = [COMPOSE.read_text(encoding="utf-8"), (ROOT / "Dockerfile").read_text(encoding="utf-8"),
+             *(p.read_text(encoding="utf-8") for p in K8S.iterdir())]
+    assert not [t for t in texts if "MM_PROFILE" in t]
+
+
+def test_commerceml_work_dir_is_a_writable_volume(compose, k8s_docs):
+    work_dir = "/var/lib/mmstream/commerceml"
+    bridge = compose["services"]["bridge"]
+    assert _env(bridge)["MM_COMMERCEML__WORK_DIR"] == work_dir
+    assert any(v.split(":")[1] == work_dir for v in bridge["volumes"])
+    assert "commerceml-work" in compose["volumes"]
+    pod = _by_kind(k8s_docs, "Deployment")["mm-bridge"]["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert {"name": "MM_COMMERCEML__WORK_DIR", "value": work_dir} in container["env"]
+    mount = next(m for m in container["volumeMounts"] if m["mountPath"] == work_dir)
+    volume = next(v for v in pod["volumes"] if v["name"] == mount["name"])
+    assert "emptyDir" in volume  # writable although the root filesystem is read-only
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    dockerfile = (ROOT / "Dockerfile").read_text(encoding="utf-8")
+    assert "chown -R 10001:10001 /var/lib/mmstream" in dockerfile

@@ -10,13 +10,16 @@ import sqlalchemy.exc as sa_exc
 from mmstream.errors import (
     BrokerUnavailable,
     ConfigurationError,
+    DatabaseRefused,
     DatabaseUnavailable,
     InvalidRecord,
     MMStreamError,
     PermanentError,
     TopicMissing,
     TransientError,
+    ValueRejected,
     classify,
+    dead_letterable,
 )
 
 
@@ -42,12 +45,47 @@ def test_an_invalidated_connection_is_database_unavailable():
     assert type(classify(exc)) is DatabaseUnavailable
 
 
-def test_a_database_error_on_a_live_connection_is_permanent():
-    exc = sa_exc.IntegrityError("INSERT", {}, psycopg.errors.UniqueViolation("duplicate key"))
+@pytest.mark.parametrize("exc", [
+    sa_exc.IntegrityError("INSERT", {}, psycopg.errors.UniqueViolation("duplicate key")),
+    psycopg.errors.InvalidTextRepresentation("invalid input syntax for type uuid"),
+    psycopg.errors.NumericValueOutOfRange("numeric field overflow"),
+    psycopg.errors.StringDataRightTruncation("value too long for type character varying(10)"),
+    psycopg.errors.CheckViolation("violates check constraint"),
+    sa_exc.DataError("INSERT", {}, psycopg.errors.NumericValueOutOfRange("overflow")),
+], ids=lambda e: type(e).__name__)
+def test_a_value_the_database_refuses_is_the_records_fault(exc):
     err = classify(exc)
-    assert type(err) is PermanentError and err.retriable is False
-    data = psycopg.errors.InvalidTextRepresentation("invalid input syntax for type uuid")
-    assert type(classify(data)) is PermanentError
+    assert type(err) is ValueRejected and isinstance(err, InvalidRecord)
+    assert err.retriable is False and err.infrastructure is False
+    assert err.code == "value_rejected" and dead_letterable(exc)
+
+
+@pytest.mark.parametrize("exc", [
+    psycopg.errors.UndefinedTable('relation "outbox" does not exist'),
+    psycopg.errors.UndefinedColumn('column "x" does not exist'),
+    psycopg.errors.InsufficientPrivilege("permission denied for table outbox"),
+    sa_exc.ProgrammingError("SELECT", {}, psycopg.errors.SyntaxError("syntax error")),
+], ids=lambda e: type(e).__name__)
+def test_a_statement_the_database_refuses_for_no_record_stops_the_worker(exc):
+    err = classify(exc)
+    assert type(err) is DatabaseRefused
+    assert err.retriable is False and err.infrastructure is True
+    assert not dead_letterable(exc)
+
+
+@pytest.mark.parametrize("exc", [
+    psycopg.OperationalError("connection refused"), psycopg.InterfaceError("the connection is closed"),
+    BrokerUnavailable("no ack"), ConfigurationError("no db"), TopicMissing("raw"),
+], ids=lambda e: type(e).__name__)
+def test_infrastructure_errors_are_never_dead_lettered(exc):
+    assert classify(exc).infrastructure is True
+    assert not dead_letterable(exc)
+
+
+@pytest.mark.parametrize("exc", [ValueError("bad"), InvalidRecord("x"), ArithmeticError("overflow")],
+                         ids=lambda e: type(e).__name__)
+def test_record_and_unknown_errors_are_dead_lettered(exc):
+    assert dead_letterable(exc)
 
 
 @pytest.mark.parametrize("exc", [ConnectionError("reset"), ConnectionRefusedError(111, "refused"),

@@ -304,3 +304,158 @@ def test_courier_objects_that_cannot_be_told_apart_are_refused(monkeypatch, env)
         monkeypatch.setenv(f"MM_BITRIX24__COURIERS__{name}", value)
     with pytest.raises(ValidationError):
         Settings()
+
+
+# ------------------------------------------------------------------ secrets policy (invariant 11)
+
+STRONG = "9f1c2a7be04d4c61a8d3f5e2b7c90a1d"  # 32 random hex characters
+
+
+def strong_settings(**overrides) -> Settings:
+    """Every secret of every role set to a real-looking value."""
+    values = {
+        "database_url": "postgresql://mm:Zq8vR2kLm4Tx9wPb@db.internal:5432/mm",
+        "kafka": {"sasl_mechanism": "PLAIN", "sasl_username": "svc",
+                  "sasl_password": "Kf7Qm2Vx9Lp4Rt8Z", "security_protocol": "SASL_SSL"},
+        "auth": {"jwt_secret": STRONG, "api_keys": {"onec": {"key": STRONG[::-1]}}},
+        "commerceml": {"password": "c0" + STRONG[2:]},
+        "bitrix24": {"webhook_url": "https://portal.bitrix24.ru/rest/1/4w0ohv1o5r6z4cgt/",
+                     "application_tokens": {"member": STRONG}},
+        "onec": {"password": "Qm7Vx2Lp9Rt4Zk8W"},
+        "odata": {"password": "Lp9Rt4Zk8WQm7Vx2"},
+    }
+    values.update(overrides)
+    return Settings(_env_file=None, **values)
+
+
+ROLES = ("bridge", "sink", "egress", "enrich", "poll-odata", "registry")
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_real_secrets_pass_every_role(role):
+    strong_settings().check_secrets(role)
+
+
+@pytest.mark.parametrize("role,setting", [("bridge", "auth.jwt_secret"),
+                                          ("egress", "bitrix24.webhook_url"),
+                                          ("enrich", "bitrix24.webhook_url")])
+def test_the_development_defaults_are_refused_in_production(role, setting):
+    with pytest.raises(ConfigurationError) as err:
+        Settings(_env_file=None).check_secrets(role)
+    assert setting in str(err.value) and "development or placeholder" in str(err.value)
+    for default in ("dev-only-change-me", "devwebhookcode"):
+        assert default not in str(err.value)  # the message names the setting, never the value
+
+
+def test_the_embedded_profile_may_run_on_the_development_defaults():
+    for role in ROLES:
+        Settings(_env_file=None, profile="embedded").check_secrets(role)
+
+
+def test_the_embedded_mark_travels_to_child_processes_and_production_is_the_default(monkeypatch):
+    assert Settings(_env_file=None).profile == "production"
+    env = settings_env(Settings(_env_file=None).model_copy(update={"profile": "embedded"}))
+    assert env["MM_PROFILE"] == "embedded"
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    Settings(_env_file=None).check_secrets("bridge")
+
+
+@pytest.mark.parametrize("value,reason", [
+    ("a" * 16 + "0123456789abcde", "shorter than 32 bytes"),             # 31 bytes
+    ("change-me-" + STRONG, "placeholder"),
+    ("CHANGEME" + STRONG, "placeholder"),
+    ("<your jwt secret, 32 random bytes at least>", "placeholder"),
+    ("${JWT_SECRET}" + STRONG, "placeholder"),
+    ("REPLACE_ME: at least 32 random bytes", "placeholder"),           # the k8s template's
+    ("my-super-secret-key-" + STRONG, "placeholder"),
+    ("x" * 40, "placeholder"),
+    ("ab" * 20, "too few distinct characters"),
+    ("", "not set"),
+])
+def test_weak_jwt_secrets_are_refused(value, reason):
+    with pytest.raises(ConfigurationError) as err:
+        strong_settings(auth={"jwt_secret": value}).check_secrets("bridge")
+    assert "auth.jwt_secret " in str(err.value) and reason in str(err.value)
+    if value:
+        assert value not in str(err.value)
+
+
+def test_a_32_byte_secret_is_accepted_and_31_is_not():
+    strong_settings(auth={"jwt_secret": STRONG}).check_secrets("bridge")
+    with pytest.raises(ConfigurationError, match="shorter than 32 bytes"):
+        strong_settings(auth={"jwt_secret": STRONG[:31]}).check_secrets("bridge")
+
+
+@pytest.mark.parametrize("role,overrides,setting", [
+    ("bridge", {"auth": {"jwt_secret": STRONG, "api_keys": {"onec": {"key": "short-key-1"}}}},
+     "auth.api_keys.onec.key"),
+    ("bridge", {"commerceml": {"password": "dev-only-commerceml"}}, "commerceml.password"),
+    ("bridge", {"commerceml": {"password": "1c-exchange"}}, "commerceml.password"),
+    ("bridge", {"bitrix24": {"application_tokens": {"m": "placeholder-token-0123456789abcdef"}}},
+     "bitrix24.application_tokens.m"),
+    ("egress", {"bitrix24": {"webhook_url": "https://portal.bitrix24.ru/rest/1/abc123/"}},
+     "bitrix24.webhook_url"),
+    ("egress", {"bitrix24": {"auth_mode": "oauth", "oauth": {"client_id": "app.1",
+                                                              "client_secret": "changeme"}}},
+     "bitrix24.oauth.client_secret"),
+    ("enrich", {"bitrix24": {"auth_mode": "oauth", "oauth": {"client_id": "app.1"}}},
+     "bitrix24.oauth.client_secret"),
+    ("egress", {"onec": {"password": "password"}}, "onec.password"),
+    ("poll-odata", {"odata": {"password": "odata"}}, "odata.password"),
+    ("sink", {"kafka": {"sasl_mechanism": "PLAIN", "sasl_username": "svc"}}, "kafka.sasl_password"),
+    ("registry", {"database_url": "postgresql://mm:postgres@db/mm"}, "database_url"),
+    ("sink", {"database_url": "postgresql://mm:<password>@db/mm"}, "database_url"),
+])
+def test_each_secret_in_scope_is_checked_for_the_roles_relying_on_it(role, overrides, setting):
+    with pytest.raises(ConfigurationError) as err:
+        strong_settings(**overrides).check_secrets(role)
+    assert setting in str(err.value)
+
+
+def test_optional_secrets_may_stay_unset():
+    # No CommerceML password: the endpoint is off; no 1С / OData password: no Basic auth; a
+    # database URL without password: peer or certificate authentication.
+    strong_settings(commerceml={"password": None}, onec={"password": ""}, odata={"password": ""},
+                    database_url="postgresql://mm@db/mm").check_secrets("bridge")
+    strong_settings(onec={"password": ""}).check_secrets("egress")
+
+
+def test_roles_check_only_the_secrets_they_rely_on():
+    # A sink never calls Bitrix24, the bridge never uses the webhook: no deployment has to
+    # hand every secret to every process.
+    weak_hook = strong_settings(bitrix24={"webhook_url": "http://127.0.0.1:8081/rest/1/devwebhookcode/"})
+    weak_hook.check_secrets("sink")
+    weak_hook.check_secrets("bridge")
+
+
+def test_every_built_in_secret_default_is_refused():
+    from mmstream.settings import secret_weakness
+
+    defaults = Settings(_env_file=None)
+    for value in (defaults.auth.jwt_secret.get_secret_value(), "devwebhookcode",
+                  "dev-only-commerceml", "dev-only-oauth-secret"):
+        assert secret_weakness(value) == "is a development or placeholder value"
+
+
+# ------------------------------------------------------------------ masking URLs
+
+
+@pytest.mark.parametrize("given,hidden", [
+    ("https://portal.bitrix24.ru/rest/1/4w0ohv1o5r6z4cgt/", "4w0ohv1o5r6z4cgt"),
+    ("https://portal/rest/1/4w0ohv1o5r6z4cgt/crm.deal.get.json", "4w0ohv1o5r6z4cgt"),
+    ("http://integration:Qm7Vx2Lp9Rt4@1c.local/trade/hs/mm/", "Qm7Vx2Lp9Rt4"),
+    ("http://u:p@ss@host/x", "p@ss"),
+    ("https://oauth.bitrix.info/oauth/token/?client_secret=Zk8W&refresh_token=Rt4Z", "Zk8W"),
+    ("https://oauth.bitrix.info/oauth/token/?client_secret=Zk8W&refresh_token=Rt4Z", "Rt4Z"),
+    ("http://[::1:Qm7Vx/", "Qm7Vx"),  # unparseable: nothing of it is shown
+])
+def test_mask_url_hides_every_credential(given, hidden):
+    assert hidden not in mask_url(given)
+
+
+def test_mask_url_keeps_what_identifies_the_endpoint():
+    assert mask_url("https://portal.bitrix24.ru/rest/7/4w0ohv1o5r6z4cgt/") == \
+        "https://portal.bitrix24.ru/rest/7/***/"
+    assert mask_url("http://integration:pw@1c.local:8080/trade/hs/mm/?x=1") == \
+        "http://integration:***@1c.local:8080/trade/hs/mm/?x=1"

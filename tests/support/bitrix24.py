@@ -17,6 +17,7 @@ from confluent_kafka import Consumer, TopicPartition
 from pydantic import SecretStr
 
 from mmstream.embedded.ports import free_port
+from mmstream.embedded.process import spawn
 from mmstream.settings import Settings
 from streams.enrich.worker import group_id
 from tests.support.processes import Proc, eventually
@@ -123,9 +124,9 @@ class _PythonProc(Proc):
     def start(self) -> _PythonProc:
         self.stopped = False
         log = open(self.log_path, "ab")
-        self.popen = subprocess.Popen([sys.executable, "-c", self.code],
-                                      env={**os.environ, **self.env}, stdout=log,
-                                      stderr=subprocess.STDOUT, start_new_session=True)
+        self.popen = spawn([sys.executable, "-c", self.code],
+                           env={**os.environ, **self.env}, stdout=log,
+                           stderr=subprocess.STDOUT, start_new_session=True)
         return self
 
 
@@ -230,7 +231,7 @@ def enrich_settings(settings: Settings, folder: Path, **bitrix24) -> Settings:
         "embedded": settings.embedded.model_copy(update={"bitrix24_port": port}),
     })
     return with_tokens(settings, **{
-        "webhook_url": SecretStr(f"http://127.0.0.1:{port}/rest/1/hook{uuid.uuid4().hex[:6]}/"),
+        "webhook_url": SecretStr(f"http://127.0.0.1:{port}/rest/1/{uuid.uuid4().hex}/"),
         "rate_per_s": 50.0, "timeout_s": 5.0, **bitrix24})
 
 

@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+from mmstream.embedded.process import spawn
 from mmstream.embedded.process import wait_http as _wait_http
 from mmstream.errors import ConfigurationError
 
@@ -27,12 +28,13 @@ class Proc:
     def start(self) -> Proc:
         """Start (or restart) the process."""
         self.stopped = False
-        log = open(self.log_path, "ab")
-        self.popen = subprocess.Popen(
-            [sys.executable, "-m", "mmstream.cli.main", *self.args],
-            env={**os.environ, **self.env}, stdout=log, stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        with open(self.log_path, "ab") as log:  # the child keeps its own descriptor
+            # Killed with the test session, so a killed pytest leaves no worker behind.
+            self.popen = spawn(
+                [sys.executable, "-m", "mmstream.cli.main", *self.args], death_signal=signal.SIGKILL,
+                env={**os.environ, **self.env}, stdout=log, stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         return self
 
     def kill(self, sig: int = signal.SIGKILL, grace_s: float = 15.0) -> None:

@@ -61,6 +61,10 @@ def start_postgres(tmp: Path) -> tuple[str, EmbeddedPostgres | None]:
     given = os.environ.get("TEST_DATABASE_URL")
     if given:
         return given.replace("postgresql+psycopg://", "postgresql://"), None
+    # As root the server runs as its own user, which must pass through this folder (ours, made
+    # by the tests) to reach its data; a private folder above it makes the server's data move
+    # out instead (mmstream/embedded/pg_access.py).
+    tmp.chmod(0o711)
     server = EmbeddedPostgres(tmp / "pgdata", free_port(), durable=False).start()
     return server.url("postgres"), server
 

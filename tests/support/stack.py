@@ -175,7 +175,8 @@ def pipeline(settings, registry_url, tmp_path):
     })
     bx = settings.bitrix24.model_copy(update={
         "webhook_url": type(settings.bitrix24.webhook_url)(
-            f"http://127.0.0.1:{settings.embedded.bitrix24_port}/rest/1/testhook{uuid.uuid4().hex[:6]}/"),
+            # 32 random hex characters: egress refuses a short or placeholder webhook code.
+            f"http://127.0.0.1:{settings.embedded.bitrix24_port}/rest/1/{uuid.uuid4().hex}/"),
         "rate_per_s": 50.0, "timeout_s": 5.0})
     onec = settings.onec.model_copy(update={
         "base_url": f"http://127.0.0.1:{settings.embedded.onec_port}/trade/hs/mm/", "timeout_s": 5.0})

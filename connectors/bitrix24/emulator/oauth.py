@@ -3,6 +3,8 @@
 As the vendor's server: ``/oauth/token/?grant_type=refresh_token&client_id&client_secret&
 refresh_token`` answers a NEW pair and revokes the old refresh token AND the access token
 issued with it (a second refresh with the old one gets ``invalid_grant``); an access token
+lives ``ttl_s``; ``grant_type=authorization_code&code`` spends a one-time code from
+:meth:`OAuthServer.authorize` (what the portal appends to the install redirect); an access token
 lives ``ttl_s``; REST calls with an expired one get HTTP 401 ``expired_token``, with an unknown
 or revoked one ``invalid_token``. Tests expire every token on demand to provoke refreshes.
 """
@@ -34,6 +36,7 @@ class OAuthServer:
         """Forget every token and the counters."""
         self._access: dict[str, float] = {}  # live access token -> expiry (epoch s)
         self._refresh: dict[str, str] = {}  # live refresh token -> its access token
+        self._codes: set[str] = set()  # authorization codes not spent yet
         #: Successful refresh grants (a test counts them to prove single flight).
         self.refreshes = 0
         #: Refused refresh grants (spent or unknown refresh token).
@@ -53,14 +56,28 @@ class OAuthServer:
             "refresh_token": refresh,
         }
 
+    def authorize(self) -> str:
+        """A one-time authorization code, as the portal issues on an install redirect."""
+        code = secrets.token_hex(16)
+        self._codes.add(code)
+        return code
+
     def grant(self, params: dict[str, Any], client_endpoint: str) -> tuple[int, dict[str, Any]]:
         """Answer a token endpoint request: (HTTP status, JSON body)."""
-        if params.get("grant_type") != "refresh_token":
-            return 400, {"error": "unsupported_grant_type",
-                         "error_description": "grant_type must be refresh_token"}
+        grant_type = params.get("grant_type")
+        if grant_type not in ("refresh_token", "authorization_code"):
+            return 400, {"error": "unsupported_grant_type", "error_description":
+                         "grant_type must be refresh_token or authorization_code"}
         if params.get("client_id") != self.client_id or \
                 params.get("client_secret") != self.client_secret:
             return 401, {"error": "invalid_client", "error_description": "Invalid client"}
+        if grant_type == "authorization_code":
+            code = str(params.get("code") or "")
+            if code not in self._codes:
+                self.refused += 1
+                return 400, {"error": "invalid_grant", "error_description": "Invalid grant"}
+            self._codes.discard(code)  # one use only, as at the vendor
+            return 200, self.issue(client_endpoint)
         old_access = self._refresh.pop(str(params.get("refresh_token") or ""), None)
         if old_access is None:
             self.refused += 1

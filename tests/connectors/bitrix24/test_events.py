@@ -14,13 +14,15 @@ from connectors.bitrix24.events import (
     MissingPortalAuth,
     NotAnEvent,
     UnsupportedEvent,
+    app_install,
+    authorization_code,
     classify,
     cloud_event,
     epoch_iso,
     event_name,
     portal_auth,
 )
-from connectors.bitrix24.form import MalformedForm, parse_php_form
+from connectors.bitrix24.form import FormTooLarge, MalformedForm, parse_php_form
 from mmstream.errors import InvalidRecord
 from tests.support.bitrix24 import (
     APP_TOKEN,
@@ -87,6 +89,19 @@ def test_too_many_fields_is_refused():
         parse_php_form("&".join(f"f{i}=1" for i in range(201)))
 
 
+@pytest.mark.parametrize("body", [
+    "&".join(f"data[FIELDS][F{i}]=x" for i in range(5000)),  # thousands of fields
+    "data" + "[a]" * 100_000 + "=x",                          # a key nested 100,000 deep
+    "data[" + "k" * 100_000 + "]=x",                          # one 100 kB key
+    "a[1][2][3][4][5][6]=deep",
+])
+def test_forms_over_a_bound_are_too_large_not_just_malformed(body):
+    """Bounds are their own error (the bridge answers 413 form_too_large), checked before the
+    form is built: a hostile key costs a count, not a parse."""
+    with pytest.raises(FormTooLarge):
+        parse_php_form(body)
+
+
 @pytest.mark.parametrize(("event", "entity", "kind"), [
     (name, entity, kind) for name, (entity, kind) in sorted(SUPPORTED.items())])
 def test_every_supported_event_is_classified(event, entity, kind):
@@ -99,8 +114,8 @@ def test_every_supported_event_is_classified(event, entity, kind):
 
 
 def test_event_names_are_case_insensitive():
-    form = parse_php_form(event_body("onCrmLeadAdd", 5))
-    assert classify(event_name(form), form).key == "lead:5"
+    form = parse_php_form(event_body("onCrmCompanyAdd", 5))
+    assert classify(event_name(form), form).key == "company:5"
 
 
 def test_task_delete_reads_fields_before_when_after_is_undefined():
@@ -184,3 +199,39 @@ def test_record_round_trip_and_stable_event_id():
 def test_invalid_event_records(doc):
     with pytest.raises(InvalidRecord):
         EventRef.from_record(doc)
+
+
+def test_authorization_code_redirect_is_recognised_from_query_or_form():
+    query = {"code": "c0de", "state": "s", "domain": DOMAIN, "member_id": MEMBER_ID,
+             "scope": "crm", "server_domain": "oauth.bitrix.info"}
+    for params in (query, parse_php_form(php_form(query))):
+        found = authorization_code(params)
+        assert (found.code, found.domain, found.member_id, found.state, found.server_domain) == \
+            ("c0de", DOMAIN, MEMBER_ID, "s", "oauth.bitrix.info")
+        assert "c0de" not in repr(found)  # the one-time code stays out of logs
+
+
+@pytest.mark.parametrize("params", [
+    {}, {"code": "c"}, {"code": "c", "domain": DOMAIN}, {"code": "", "domain": DOMAIN,
+                                                         "member_id": MEMBER_ID},
+    {"code": "c", "domain": DOMAIN, "member_id": MEMBER_ID, "event": "ONCRMDEALADD"},
+    {"code": ["c"], "domain": DOMAIN, "member_id": MEMBER_ID}, "code=c",
+])
+def test_what_is_not_an_authorization_code_redirect(params):
+    assert authorization_code(params) is None
+
+
+def test_onappinstall_carries_the_portal_and_its_tokens():
+    found = app_install(parse_php_form(install_body()))
+    assert (found.member_id, found.application_token, found.domain) == (MEMBER_ID, APP_TOKEN, DOMAIN)
+    assert found.access_token == "s6p6eclrvim6da22ft9ch94ekreb52lv"
+    assert found.refresh_token == "4s386p3q0tr8dy89xvmt96234v3dljg8"
+    assert APP_TOKEN not in repr(found) and found.refresh_token not in repr(found)
+
+
+def test_onappinstall_without_its_refresh_token_is_refused():
+    form = parse_php_form(install_body())
+    del form["auth"]["refresh_token"]
+    with pytest.raises(MissingPortalAuth) as err:
+        app_install(form)
+    assert err.value.field == "auth[refresh_token]"

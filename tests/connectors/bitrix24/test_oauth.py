@@ -15,7 +15,12 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from connectors.bitrix24.client import Bitrix24Client
 from connectors.bitrix24.errors import AuthFailed
-from connectors.bitrix24.oauth import MemoryTokenStore, PgTokenStore
+from connectors.bitrix24.oauth import (
+    MemoryTokenStore,
+    PgTokenStore,
+    TokenPair,
+    request_authorization_code,
+)
 from mmstream.settings import Bitrix24Settings
 
 CLIENT_ID = "local.mmstream.emulator"
@@ -213,3 +218,29 @@ def test_a_token_about_to_expire_is_refreshed_before_the_call(db_url):
         calls = httpx.get(f"{base}/_emulator/calls", timeout=10).json()
         assert [c["status"] for c in calls if c["method"] == "catalog.product.list"] == [
             200, 401, 200, 200]
+
+
+def test_an_authorization_code_is_exchanged_once_and_installed_over_the_stored_pair(
+        emulator, db_url, engines, caplog):
+    base, app = emulator
+    oauth = settings_for(base, issue(base)).oauth
+    code = app.state.oauth.authorize()
+    caplog.set_level(logging.DEBUG)
+
+    async def scenario():
+        store = PgTokenStore(engines())
+        await store.seed("portal", TokenPair("old-access", "old-refresh"))
+        async with httpx.AsyncClient() as http:
+            pair = await request_authorization_code(http, oauth, code)
+            await store.install("portal", pair)
+            with pytest.raises(AuthFailed):  # one use only
+                await request_authorization_code(http, oauth, code)
+        return pair
+
+    pair = asyncio.run(scenario())
+    assert app.state.oauth.check(pair.access_token) is None
+    assert pair.member_id and pair.client_endpoint == f"{base}/rest/"
+    assert stored(db_url) == ("portal", pair.access_token, 2)
+    messages = "\n".join(r.getMessage() for r in caplog.records)
+    assert "oauth/token/" in messages
+    assert CLIENT_SECRET not in messages and code not in messages

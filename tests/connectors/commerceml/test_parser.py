@@ -23,9 +23,10 @@ def test_the_real_import_xml_holds_an_offer_package_without_prices():
     ctx = Context()
     found = list(entries(io.BytesIO(samples.IMPORT.read_bytes()), ctx))
     assert ctx.sections == ["Классификатор", "ПакетПредложений"]
-    assert [e.kind for e in found] == ["offer"] * 19
+    # Its declared price type is published (a pure exchange with a site declares it nowhere else).
+    assert [e.kind for e in found] == ["price_type"] + ["offer"] * 19
     summary = check(io.BytesIO(samples.IMPORT.read_bytes()))
-    assert summary.records == {} and summary.empty_offers == 19
+    assert summary.records == {"price_type": 1} and summary.empty_offers == 19
 
 
 def test_classifier_groups_properties_and_price_types():
@@ -42,8 +43,8 @@ def test_classifier_groups_properties_and_price_types():
 
 def test_real_offers_give_one_price_per_priced_offer():
     summary = check(io.BytesIO(samples.OFFERS.read_bytes()))
-    assert summary.entries == {"offer": 103}
-    assert summary.records == {"price": 84}
+    assert summary.entries == {"offer": 103, "price_type": 1}
+    assert summary.records == {"price": 84, "price_type": 1}
     assert summary.empty_offers == 19
 
 
@@ -72,7 +73,7 @@ def test_namespace_is_optional():
     namespaced = samples.with_namespace(data)
     assert b"urn:1C.ru:commerceml_2" in namespaced
     assert _values(namespaced) == _values(data)
-    assert len(_values(namespaced)) == 84
+    assert len(_values(namespaced)) == 84 + 1  # the prices and their declared price type
 
 
 def test_a_truncated_file_is_incomplete():

@@ -100,41 +100,45 @@ def test_repeat_passes_once_the_pending_event_was_fetched(bridge, bridge_setting
 
     from connectors.bitrix24.event_dedupe import mark_fetched
 
-    assert post(bridge, event_body("ONCRMLEADUPDATE", 7)).json()["status"] == "accepted"
-    assert post(bridge, event_body("ONCRMLEADUPDATE", 7)).json()["status"] == "duplicate"
+    assert post(bridge, event_body("ONCRMCOMPANYUPDATE", 7)).json()["status"] == "accepted"
+    assert post(bridge, event_body("ONCRMCOMPANYUPDATE", 7)).json()["status"] == "duplicate"
 
     async def fetched():
         engine = create_async_engine(bridge_settings.require_database_url())
         async with engine.begin() as conn:
-            await mark_fetched(conn, [(MEMBER_ID, "lead:7", "UPDATE")])
+            await mark_fetched(conn, [(MEMBER_ID, "company:7", "UPDATE")])
         await engine.dispose()
 
     asyncio.run(fetched())
-    assert post(bridge, event_body("ONCRMLEADUPDATE", 7)).json()["status"] == "accepted"
-    assert post(bridge, event_body("ONCRMLEADUPDATE", 7)).json()["status"] == "duplicate"
+    assert post(bridge, event_body("ONCRMCOMPANYUPDATE", 7)).json()["status"] == "accepted"
+    assert post(bridge, event_body("ONCRMCOMPANYUPDATE", 7)).json()["status"] == "duplicate"
     assert len(count_records(bridge_settings, TOPIC, expect_at_least=2)) == 2
 
 
 def test_dedupe_fails_open_when_the_database_is_unreachable(bridge, bridge_settings):
-    engine = bridge.app.state.engine
-    bridge.app.state.engine = create_async_engine("postgresql+psycopg://nobody@127.0.0.1:1/none")
+    engine = bridge.app.state.event_engine
+    bridge.app.state.event_engine = create_async_engine("postgresql+psycopg://nobody@127.0.0.1:1/none")
     try:
         statuses = [post(bridge, event_body("ONCRMCONTACTUPDATE", 5)).json()["status"]
                     for _ in range(2)]
     finally:
-        bridge.app.state.engine = engine
+        bridge.app.state.event_engine = engine
     # Bitrix24 never re-sends: publishing a duplicate beats losing the event.
     assert statuses == ["accepted", "accepted"]
     assert len(count_records(bridge_settings, TOPIC, expect_at_least=2)) == 2
 
 
-def test_unknown_portal_is_forbidden(bridge):
-    check(post(bridge, event_body("ONCRMDEALUPDATE", 1, member_id="0" * 32)), 403, "forbidden")
+def test_unknown_portal_is_refused_naming_the_one_served(bridge):
+    resp = post(bridge, event_body("ONCRMDEALUPDATE", 1, member_id="0" * 32))
+    check(resp, 403, "unknown_portal")
+    assert resp.json()["error"]["message"] == (
+        f"this deployment serves one Bitrix24 portal (member_id {MEMBER_ID}); run one "
+        "deployment per portal")
 
 
-def test_wrong_application_token(bridge):
+def test_wrong_application_token_of_the_served_portal_has_its_own_code(bridge):
     check(post(bridge, event_body("ONCRMDEALUPDATE", 1, token=APP_TOKEN[:-1] + "0")),
-          401, "unauthenticated")
+          401, "invalid_application_token")
 
 
 def test_missing_application_token(bridge):
@@ -143,12 +147,18 @@ def test_missing_application_token(bridge):
     check(post(bridge, body), 401, "unauthenticated", "no_token")
 
 
-def test_install_callback(bridge):
-    check(post(bridge, install_body()), 422, "unsupported_event", "lifecycle")
+def test_install_callback_at_a_webhook_deployment(bridge):
+    check(post(bridge, install_body()), 409, "install_not_expected")
 
 
 def test_unknown_event(bridge):
     check(post(bridge, event_body("ONCRMACTIVITYADD", 9)), 422, "unsupported_event", "unknown_event")
+
+
+@pytest.mark.parametrize("event", ["ONCRMLEADADD", "ONCRMLEADUPDATE", "ONCRMLEADDELETE"])
+def test_lead_events_are_not_accepted_into_a_topic_nobody_reads(bridge, event):
+    # Leads are in none of the flows: accepting them would acknowledge records that are lost.
+    check(post(bridge, event_body(event, 9)), 422, "unsupported_event", "unknown_event")
 
 
 def test_supported_event_without_an_id(bridge):

@@ -18,6 +18,7 @@ from mmstream.embedded.broker import EmbeddedBroker
 from mmstream.embedded.ports import free_port
 from mmstream.kafka.admin import apply
 from mmstream.topics import load_catalog
+from tests.support.processes import eventually
 from tests.support.stack import onec_product
 from tests.support.topics import count_records
 
@@ -123,14 +124,18 @@ def test_a_key_in_flight_is_409_and_a_crashed_claim_is_taken_over(bridge, bridge
     assert keys_published(bridge_settings, 1) == [crashed["Ref_Key"]]
 
 
-def test_expired_keys_are_reusable_and_purged(bridge, bridge_settings, token):
-    put_row(bridge_settings, "old", b"something else", status=202, lease="-2 days", expires="-1 day")
-    put_row(bridge_settings, "stale", b"x", status=202, lease="-2 days", expires="-1 second")
-    record = onec_product()
-    assert post(bridge, token, encoded(record), "old").status_code == 202
-    rows = sql(bridge_settings, "SELECT key, status, expires_at > now() + interval '23 hours' "
-               "FROM ingress_idempotency ORDER BY key")
-    assert rows == [("old", 202, True)]  # "stale" purged, "old" renewed with the new answer
+def test_expired_keys_are_reusable_and_purged(bridge_settings, token):
+    settings = bridge_settings.model_copy(update={"ingress": bridge_settings.ingress.model_copy(
+        update={"purge_interval_s": 0.3})})
+    with TestClient(create_app(settings), raise_server_exceptions=False) as bridge:
+        put_row(bridge_settings, "old", b"something else", status=202, lease="-2 days", expires="-1 day")
+        record = onec_product()
+        assert post(bridge, token, encoded(record), "old").status_code == 202
+        put_row(bridge_settings, "stale", b"x", status=202, lease="-2 days", expires="-1 second")
+        # The bridge's purge job deletes "stale"; "old" was renewed with the new answer.
+        eventually(lambda: sql(bridge_settings, "SELECT key, status, expires_at > now() + "
+                               "interval '23 hours' FROM ingress_idempotency ORDER BY key")
+                   == [("old", 202, True)], 30, message="the expired key is purged")
     assert keys_published(bridge_settings, 1) == [record["Ref_Key"]]
 
 

@@ -16,7 +16,6 @@ import pytest
 from connectors.onec import exchange
 from connectors.onec.objects import OBJECTS, lookup
 from mmstream.envelope import change_id, decode_headers
-from tests.support.processes import eventually
 from tests.support.stack import FIXTURES, onec_product
 from tests.support.topics import count_records
 
@@ -226,24 +225,46 @@ def test_malformed_exchange_headers(bridge, bridge_settings, token, headers):
     assert topic_keys(bridge_settings, "warehouse") == []
 
 
+def test_message_in_flight_is_busy_and_a_dead_claim_is_taken_over(bridge, bridge_settings, token):
+    """A number another request is publishing: 409 + Retry-After, nothing published; once that
+    claim's lease ran out (its request died) the message is taken over and published."""
+    records = [sample("РасходныйКассовыйОрдер")]
+    body = json.dumps(records, ensure_ascii=False).encode()
+    url = "/v1/onec/РасходныйКассовыйОрдер/batch"
+    headers = {**_message(token), "Content-Type": "application/json"}
+    with psycopg.connect(_libpq(bridge_settings)) as conn:
+        conn.execute("INSERT INTO onec_exchange_message (principal, node, message_no, object, "
+                     "body_sha256, response) VALUES (%s, 'ЦБ', 7, 'РасходныйКассовыйОрдер', %s, "
+                     "jsonb_build_object('_in_flight', 'another-request'))",
+                     (PRINCIPAL, exchange.body_digest(body)))
+    busy = bridge.post(url, content=body, headers=headers)
+    assert busy.status_code == 409, busy.text
+    assert busy.json()["error"]["code"] == "idempotency_in_progress"
+    assert int(busy.headers["retry-after"]) > 0
+    assert topic_keys(bridge_settings, "cash_expense") == []
+    with psycopg.connect(_libpq(bridge_settings)) as conn:
+        conn.execute("UPDATE onec_exchange_message SET received_at = now() - interval '1 hour'")
+    taken = bridge.post(url, content=body, headers=headers)
+    assert taken.status_code == 200 and taken.json()["duplicate_message"] is False, taken.text
+    again = bridge.post(url, content=body, headers=headers)
+    assert again.status_code == 200 and again.json()["duplicate_message"] is True, again.text
+    assert topic_keys(bridge_settings, "cash_expense", 1) == [records[0]["Ref_Key"]]
+
+
 def test_identical_messages_at_once_publish_once(bridge, bridge_settings, token):
-    """Both requests wait on the message's lock (held here); released, one publishes and
-    the other is answered as a duplicate. Without the lock both would publish."""
+    """Of identical messages sent at once one publishes; the others are told it is in flight
+    (409, retried by 1С) or answered as a duplicate. Nothing is published twice."""
     records = [sample("РасходныйКассовыйОрдер")]
     url, answers = "/v1/onec/РасходныйКассовыйОрдер/batch", []
-    with psycopg.connect(_libpq(bridge_settings)) as holder:
-        holder.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))",
-                       (exchange._LOCK_CLASS, "\x1f".join([PRINCIPAL, "ЦБ", "7", "РасходныйКассовыйОрдер"])))
-        threads = [threading.Thread(target=lambda: answers.append(
-            bridge.post(url, json=records, headers=_message(token)))) for _ in range(2)]
-        for thread in threads:
-            thread.start()
-        eventually(lambda: _waiting_locks(bridge_settings) == 2, 30, message="both requests wait on the lock")
-        holder.rollback()
-        for thread in threads:
-            thread.join(60)
-    assert sorted(a.status_code for a in answers) == [200, 200], [a.text for a in answers]
-    assert sorted(a.json()["duplicate_message"] for a in answers) == [False, True]
+    threads = [threading.Thread(target=lambda: answers.append(
+        bridge.post(url, json=records, headers=_message(token)))) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    outcomes = sorted((a.status_code, a.json().get("duplicate_message")) for a in answers)
+    assert outcomes.count((200, False)) == 1, [a.text for a in answers]
+    assert all(o in ((200, False), (200, True), (409, None)) for o in outcomes), outcomes
     assert topic_keys(bridge_settings, "cash_expense", 1) == [records[0]["Ref_Key"]]
 
 
@@ -254,9 +275,3 @@ def _libpq(settings) -> str:
 def _sql(settings, query: str) -> list[tuple]:
     with psycopg.connect(_libpq(settings)) as conn:
         return conn.execute(query).fetchall()
-
-
-def _waiting_locks(settings) -> int:
-    return _sql(settings, "SELECT count(*) FROM pg_locks l JOIN pg_database d ON d.oid = l.database "
-                          "WHERE l.locktype = 'advisory' AND NOT l.granted "
-                          "AND d.datname = current_database()")[0][0]

@@ -1,4 +1,4 @@
-"""Per-client rate limit: a leaky bucket per principal (per address without credentials),
+"""Per-client rate limit: a leaky bucket per principal (per address, apart, without credentials),
 429 + Retry-After over it, nothing published for a refused request, probes never limited."""
 
 from __future__ import annotations
@@ -51,7 +51,8 @@ def test_limiter_forgets_idle_clients_and_stays_bounded():
 def bridge_settings(settings):
     # A burst of 2 and a rate so low that no bucket drains during the test.
     s = settings.model_copy(update={"ingress": settings.ingress.model_copy(
-        update={"client_rate_per_s": 0.01, "client_burst": 2})})
+        update={"client_rate_per_s": 0.01, "client_burst": 2, "unverified_rate_per_s": 0.01,
+                "unverified_burst": 2})})
     apply(s, load_catalog(s.topics_file))
     return s
 
@@ -78,6 +79,9 @@ def test_over_the_burst_is_429_with_retry_after_per_principal(bridge, bridge_set
     assert sorted(r.key().decode() for r in records) == sorted(r["Ref_Key"] for r in [*first, third])
 
 
-def test_anonymous_callers_are_limited_by_address(bridge):
+def test_anonymous_callers_are_limited_by_address_apart_from_verified_ones(bridge, token):
     answers = [bridge.post(URL, json=onec_product()).status_code for _ in range(4)]
     assert answers == [401, 401, 429, 429]
+    # The same address with a valid token draws on its own bucket, untouched by the junk.
+    assert bridge.post(URL, json=onec_product(), headers={"Authorization": f"Bearer {token}"}
+                       ).status_code == 202

@@ -33,7 +33,8 @@ CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
 def served_bridge(settings, tmp_path):
     """(base URL, process) of a bridge process; its rate limit is out of the fuzzer's way."""
     settings = settings.model_copy(update={"ingress": settings.ingress.model_copy(
-        update={"port": free_port(), "client_rate_per_s": 100_000.0, "client_burst": 100_000})})
+        update={"port": free_port(), "client_rate_per_s": 100_000.0, "client_burst": 100_000,
+                "unverified_rate_per_s": 100_000.0, "unverified_burst": 100_000})})
     apply(settings, load_catalog(settings.topics_file))
     proc = Proc("bridge", ["bridge"], {**settings_env(settings), "MM_LOG_LEVEL": "INFO"}, tmp_path).start()
     url = f"http://{settings.ingress.host}:{settings.ingress.port}"

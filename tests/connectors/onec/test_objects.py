@@ -23,7 +23,8 @@ def test_every_object_goes_to_a_declared_raw_topic():
 
 
 def test_every_flow_entity_has_an_object():
-    assert entities() == sorted(["product", "counterparty", "warehouse", "organization", "price_type",
+    assert entities() == sorted(["product", "counterparty", "contract", "warehouse", "organization",
+                                 "price_type",
                                  "price", "employee", "customer_order", "shipment", "return",
                                  "cash_receipt", "cash_expense", "advance_report"])
 

@@ -11,6 +11,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from mmstream.embedded.flows import FLOWS
 from mmstream.embedded.ports import free_port
 from mmstream.embedded.status_page import StatusPage, _rates, summarize
 from mmstream.kafka.producer import AckedProducer, OutRecord
@@ -56,7 +57,9 @@ def test_rates_survive_a_counter_reset():
 def test_empty_page_has_the_full_shape():
     snap = StatusPage(["http://127.0.0.1:9/metrics"]).snapshot()
     assert snap["updated_at"] is None
-    assert set(snap) == {"updated_at", "interval_s", "sources", "throughput", "lag", "dlq", "totals"}
+    assert set(snap) == {"updated_at", "interval_s", "sources", "throughput", "lag", "dlq", "totals",
+                         "flows"}
+    assert snap["flows"] == dict.fromkeys(FLOWS, 0.0)
 
 
 class _Served:

@@ -102,6 +102,12 @@ def test_records_that_cannot_go_back_refuse_the_replay(source, cluster, why):
         plan([entry], cluster=CLUSTER if cluster is None else cluster)
 
 
+def test_a_relay_record_is_refused_because_it_holds_the_stored_change_not_the_raw_record():
+    out = parked(SETTINGS, dlq="dlq.relay", stage="relay", key="p1")
+    with pytest.raises(ReplayRefused, match="stored change.*mm.outbox_id"):
+        plan([as_entry(out)])
+
+
 def test_a_record_without_source_headers_is_refused():
     entry = DlqEntry.build(DLQ, 0, 0, b"k", b"{}", [("ce_id", b"x")], None)
     with pytest.raises(ReplayRefused, match="no dlq.source.topic"):

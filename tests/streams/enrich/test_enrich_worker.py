@@ -64,12 +64,12 @@ def test_deletes_and_vanished_entities_are_tombstones(enrich_stack):
     stack = enrich_stack.start_emulator().start_bridge()
     stack.put_entity("contact", 7, {"NAME": "Иван"})
     stack.post_event("ONCRMCONTACTDELETE", 7)       # deleted: no fetch needed
-    stack.post_event("ONCRMLEADUPDATE", 8)          # updated, then deleted before the fetch
+    stack.post_event("ONCRMCOMPANYUPDATE", 8)       # updated, then deleted before the fetch
     stack.post_event("ONTASKUPDATE", 9)             # tasks.task.get answers [] when gone
     stack.post_event("ONCRMDYNAMICITEMUPDATE", 10, entity_type_id=1220)
     stack.start_enrich()
 
-    topics = {"raw.bitrix24.contact": "contact:7", "raw.bitrix24.lead": "lead:8",
+    topics = {"raw.bitrix24.contact": "contact:7", "raw.bitrix24.company": "company:8",
               "raw.bitrix24.task": "task:9", "raw.bitrix24.item": "item:1220:10"}
     for topic, key in topics.items():
         (msg,) = wait_records(stack, topic, {key})[key]

@@ -14,6 +14,7 @@ from connectors.bitrix24.events import POLL, EventRef
 from mmstream.envelope import decode_headers
 from streams.dlq.records import failure_headers
 from streams.enrich.fetch import Failed, Fetched, Gone
+from streams.records import SourceRecord
 from tests.streams.enrich.harness import event_record
 from tests.support.bitrix24 import DLQ_TOPIC, MEMBER_ID
 from tests.support.topics import count_records
@@ -76,8 +77,8 @@ def test_events_of_one_key_in_a_batch_are_fetched_once(harness):
 
 
 def test_fetching_marks_pending_bridge_events(harness):
-    harness.portal.put_entity("lead", 3, {"TITLE": "x"})
-    lead = EventRef("lead", "3", "UPDATE", "ONCRMLEADUPDATE")
+    harness.portal.put_entity("company", 3, {"TITLE": "x"})
+    lead = EventRef("company", "3", "UPDATE", "ONCRMCOMPANYUPDATE")
 
     async def scenario(p):
         await p.enricher.handle([event_record(lead), event_record(poll(lead), member_id="")])
@@ -85,7 +86,7 @@ def test_fetching_marks_pending_bridge_events(harness):
     asyncio.run(harness.run(scenario))
     rows = harness.sql("SELECT member_id, entity_key, kind, fetched_at IS NOT NULL "
                        "FROM bitrix24_event_seen")
-    assert rows == [(MEMBER_ID, "lead:3", "UPDATE", True)]
+    assert rows == [(MEMBER_ID, "company:3", "UPDATE", True)]
 
 
 def test_batch_errors_that_cannot_be_matched_are_fetched_one_by_one(harness):
@@ -162,3 +163,45 @@ def _fault(method: str, status: int, error: str, times: int):
     from connectors.bitrix24.emulator import Fault
 
     return Fault(method=method, status=status, error=error, description=error, times=times)
+
+
+# ------------------------------------------------------------------ poison (invariant 9)
+
+
+def test_an_unreadable_event_record_is_dead_lettered_and_the_batch_goes_on(harness):
+    """JSON nested deeper than the parser goes is not a ValueError (RecursionError)."""
+    harness.portal.put_entity("deal", 5, {"TITLE": "fine"})
+    deep = SourceRecord("raw.bitrix24.event", 0, 0, b"deal:6", b"[" * 100_000, [])
+
+    async def scenario(p):
+        return await p.enricher.handle([deep, event_record(DEAL5, offset=1)])
+
+    result = asyncio.run(harness.run(scenario))
+    assert (result.published, result.dead_lettered) == (1, 1)
+    (dead,) = count_records(harness.settings, DLQ_TOPIC, expect_at_least=1)
+    failure = failure_headers(dead.headers())
+    assert failure["stage"] == "enrich" and "RecursionError" in failure["error.message"]
+    assert dead.value() == b"[" * 100_000
+    assert [m.key() for m in count_records(harness.settings, "raw.bitrix24.deal",
+                                           expect_at_least=1)] == [b"deal:5"]
+
+
+def test_an_entity_the_broker_refuses_is_dead_lettered_and_the_others_published(harness):
+    """A fetched deal too large to be a Kafka record (the portal's text fields are large)."""
+    harness.portal.put_entity("deal", 5, {"TITLE": "fine"})
+    harness.portal.put_entity("deal", 7, {"TITLE": "huge", "COMMENTS": "я" * 1_500_000})
+    huge = EventRef("deal", "7", "UPDATE", "ONCRMDEALUPDATE")
+
+    async def scenario(p):
+        return await p.enricher.handle([event_record(huge, offset=0), event_record(DEAL5, offset=1)])
+
+    result = asyncio.run(harness.run(scenario))
+    assert (result.published, result.dead_lettered) == (1, 1)
+    (dead,) = count_records(harness.settings, DLQ_TOPIC, expect_at_least=1)
+    failure = failure_headers(dead.headers())
+    assert dead.key() == b"deal:7" and failure["stage"] == "enrich"
+    assert failure["error.code"] == "value_rejected" and "MSG_SIZE_TOO_LARGE" in failure["error.message"]
+    assert [m.key() for m in count_records(harness.settings, "raw.bitrix24.deal",
+                                           expect_at_least=1)] == [b"deal:5"]
+    # Not remembered as published: a later change of deal 7 is fetched and tried again.
+    assert harness.sql("SELECT entity_key FROM bitrix24_published") == [("deal:5",)]

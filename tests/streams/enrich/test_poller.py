@@ -75,9 +75,9 @@ def test_one_poller_per_portal(harness):
 def test_every_entity_family_can_be_listed(harness):
     harness.settings = harness.settings.model_copy(update={"bitrix24": harness.settings.bitrix24
                                                    .model_copy(update={"poll_entities": [
-                                                       "lead", "contact", "company", "task",
+                                                       "deal", "contact", "company", "task",
                                                        "item:1220", "product"]})})
-    for entity in ("lead", "contact", "company", "task", "item:1220"):
+    for entity in ("deal", "contact", "company", "task", "item:1220"):
         harness.portal.put_entity(entity, 3, {"title": "x"} if entity.startswith("item") else {})
     harness.portal.put_entity("product", 9, {"name": "Кабель"})
 
@@ -86,6 +86,6 @@ def test_every_entity_family_can_be_listed(harness):
 
     assert asyncio.run(harness.run(scenario)) == 6
     keys = sorted(k for k, _ in sightings(harness, 6))
-    assert keys == ["company:3", "contact:3", "item:1220:3", "lead:3", "product:9", "task:3"]
+    assert keys == ["company:3", "contact:3", "deal:3", "item:1220:3", "product:9", "task:3"]
     cursors = dict(harness.sql("SELECT entity, since FROM bitrix24_poll_cursor"))
-    assert set(cursors) == {"lead", "contact", "company", "task", "item:1220", "product"}
+    assert set(cursors) == {"deal", "contact", "company", "task", "item:1220", "product"}

@@ -21,7 +21,29 @@ def _parse(**changes):
 def test_base_product_maps_to_the_canonical_product():
     p = _parse()
     assert str(p.id) == BASE["id"] and p.name == "Astra Linux Special Edition"
-    assert (p.code, p.article, p.full_name, p.version, p.deleted) == ("42", "ALSE-1", "ОС", "a" * 64, False)
+    assert (p.code, p.article, p.version, p.deleted) == ("42", "ALSE-1", "a" * 64, False)
+    # Описание is the description, not the full name (that is a requisite, below).
+    assert (p.full_name, p.barcode) == ("", "")
+
+
+def test_full_name_is_the_requisite_and_names_lose_the_xml_indentation():
+    p = _parse(name="Телевизор \"JVC\"\n\t\t\t\t\t21 дюйм", requisites=[
+        {"name": "ВидНоменклатуры", "values": ["Товар"]},
+        {"name": "Полное наименование", "values": ["Телевизор цветной\n\t\t\tAV-21"]}])
+    assert p.name == 'Телевизор "JVC" 21 дюйм'
+    assert p.full_name == "Телевизор цветной AV-21"
+
+
+def test_full_name_as_an_element_when_no_requisite_carries_it():
+    assert _parse(full_name="Астра Линукс\n   SE").full_name == "Астра Линукс SE"
+
+
+@pytest.mark.parametrize("changes", [
+    {"barcode": "4601234567893"},
+    {"barcode": "", "requisites": [{"name": "Штрихкод", "values": ["4601234567893"]}]},
+])
+def test_barcode_from_the_element_or_the_requisite(changes):
+    assert _parse(**changes).barcode == "4601234567893"
 
 
 def test_deletion_status_marks_the_product_deleted():

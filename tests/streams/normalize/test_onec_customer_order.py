@@ -109,7 +109,7 @@ def test_real_commerceml_orders(commerceml_orders, ctx):
     assert first.id == derived_id("customer_order", "commerceml", "36")
     assert first.source == "commerceml" and len(first.version) == 64
     assert first.date == datetime(2007, 10, 30, 15, 19, 27, tzinfo=MSK)
-    assert (first.amount, first.currency, first.operation) == (Decimal("6734.47"), "руб",
+    assert (first.amount, first.currency, first.operation) == (Decimal("6734.47"), "RUB",
                                                                 "Заказ товара")
     assert first.status == "[N] Принят" and first.posted is False
     assert first.counterparty_id == derived_id("counterparty", "commerceml", "1#admin# admin")

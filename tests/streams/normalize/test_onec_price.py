@@ -106,7 +106,7 @@ def test_inactive_and_vanished_records_are_deletions():
     ({"Цена": "дорого"}, "Цена: not a number"),
     ({"Цена": True}, "Цена: a boolean"),
     ({"Цена": "1.23456"}, r"does not fit decimal\(20,4\)"),
-    ({"Цена": "1e17"}, "does not fit"),
+    ({"Цена": "1e17"}, r"Цена: 1E\+17 exceeds decimal\(20,4\)"),
     ({"DataVersion": ""}, "DataVersion"),
     ({"_source": "excel"}, "unknown price source"),
 ])
@@ -132,13 +132,13 @@ def test_every_real_commerceml_price_normalizes(commerceml_offer_records):
     assert len(types) == 84 and len({(t.id, t.version) for t in types}) == 1  # duplicates
     price_type = types[0]
     assert (price_type.name, price_type.currency, price_type.external_ids) == (
-        "Отпускная цена", "руб", {"commerceml": "Отпускная цена"})
+        "Отпускная цена", "RUB", {"commerceml": "Отпускная цена"})
     assert sum(p.deleted for p in prices) == 6  # <Статус>Удален</Статус>
     first = prices[0]
     assert (first.product_id, first.characteristic_id) == (
         UUID("235ccc6d-ab81-11e4-944a-00155d020201"), UUID(VARIANT))
     assert (first.price, first.currency, first.unit, first.ratio, first.source) == (
-        Decimal("2042.66"), "руб", "шт", Decimal("1"), "commerceml")
+        Decimal("2042.66"), "RUB", "шт", Decimal("1"), "commerceml")
     assert first.valid_from is None and first.version == payloads[0]["version"]
 
 

@@ -11,7 +11,6 @@ import uuid
 from datetime import datetime
 
 import psycopg
-import pytest
 from confluent_kafka.schema_registry import SchemaRegistryClient
 from confluent_kafka.schema_registry.avro import AvroDeserializer
 from confluent_kafka.serialization import MessageField, SerializationContext
@@ -19,7 +18,6 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from mmstream.avro_serde import AvroEncoder
 from mmstream.envelope import change_id, decode_headers
-from mmstream.kafka.admin import apply
 from mmstream.kafka.producer import AckedProducer
 from mmstream.models.product import Product
 from mmstream.topics import load_catalog
@@ -28,13 +26,6 @@ from streams.sink.product_store import IncomingProduct, merge
 from tests.support.topics import count_records
 
 V1, V2 = "AAAAAQAAAAA=", "AAAAAgAAAAA="
-
-
-@pytest.fixture
-def relay_settings(settings, registry_url):
-    s = settings.model_copy(update={"schema_registry_url": registry_url})
-    apply(s, load_catalog(s.topics_file))
-    return s
 
 
 def pg_url(settings) -> str:
@@ -61,7 +52,8 @@ class Harness:
         self.producer = AckedProducer(settings.kafka, client_id=f"{settings.streams.sink_group}-out")
         self.relay = OutboxRelay(self.engine, self.producer,
                                  {"product": Route(self.norm, self.encoder, (self.egress,),
-                                                   tombstones=True)}, page=page)
+                                                   tombstones=True)},
+                                 dlq_topic=settings.topic("dlq.relay"), page=page)
         self.offset = 0
 
     async def store(self, partition: int, *products: Product, headers: dict | None = None) -> None:

@@ -53,3 +53,16 @@ def test_echo_drift_and_foreign_products_are_told_apart(db_url):
     assert links == [(str(ours), "1"), (str(edited), "2")]
     assert outbox == 2  # the two 1С versions; nothing from Bitrix24
     assert names == [("Мойка",), ("Мойка",)]
+
+
+def test_json_nested_too_deep_to_read_is_counted_invalid_not_raised(db_url):
+    # json.loads raises RecursionError (not a ValueError) for it: it stopped the agent.
+    async def main():
+        engine = create_async_engine(db_url)
+        try:
+            deep = SourceRecord("t.raw.bitrix24.product", 0, 0, b"product:1", b"[" * 100_000, [])
+            return await ProductEcho(engine).handle([deep])
+        finally:
+            await engine.dispose()
+
+    assert dict(asyncio.run(main())) == {"invalid": 1}
