@@ -7,7 +7,8 @@ Admin endpoints change the base as a user would: ``PUT /_emulator/odata/{EntityS
 writes records (each write gets a new DataVersion, as in 1С), ``DELETE`` removes one (it
 vanishes without a tombstone, as in 1С), ``PUT /_emulator/rules`` sets the
 change-prohibition date. ``/_emulator/faults`` makes requests slow or fail
-(emulator_faults.py), ``/_emulator/calls`` lists the requests served.
+(emulator_faults.py), ``/_emulator/storm`` hits a share of all requests with a mix of
+faults for a while, ``/_emulator/calls`` lists the requests served.
 """
 
 from __future__ import annotations
@@ -30,8 +31,9 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from connectors.bitrix24.emulator.faults import Storm, StormMiddleware, StormSpec
 from connectors.onec import emulator_service
-from connectors.onec.emulator_faults import CallLog, Fault, FaultSpec, take_fault
+from connectors.onec.emulator_faults import CallLog, Fault, FaultSpec, onec_storm_answer, take_fault
 from connectors.onec.emulator_query import ODataQueryError, apply_query
 from connectors.onec.objects import OBJECTS, lookup
 from connectors.onec.records import RecordRejected, identity
@@ -116,6 +118,8 @@ def create_app(seed_file: Path | None = None, *, entity_sets: Iterable[str] = DE
     app.state.service = service
     app.state.calls = calls
     app.state.faults = faults
+    app.state.storm = None
+    app.add_middleware(StormMiddleware, prefix="/trade/", answer=onec_storm_answer, holder=app.state)
     users = {name: secret or "" for name, secret in ((username, password),
                                                       (service_username, service_password))
              if name is not None}
@@ -164,7 +168,8 @@ def create_app(seed_file: Path | None = None, *, entity_sets: Iterable[str] = DE
         if path.startswith(ODATA_PREFIX):
             operation = "odata_get" if request.method == "GET" else "odata_" + path.rsplit("/", 1)[-1].lower()
             calls.record("odata", operation, request.method, unquote(path), response.status_code,
-                         fault=getattr(request.state, "fault", False))
+                         fault=getattr(request.state, "fault", False),
+                         storm=getattr(request.state, "storm", None))
         return response
 
     @app.get("/health")
@@ -259,6 +264,21 @@ def create_app(seed_file: Path | None = None, *, entity_sets: Iterable[str] = DE
         faults.clear()
         return {"faults": 0, "cleared": cleared}
 
+    @app.post("/_emulator/storm")
+    async def start_storm(spec: StormSpec) -> dict:
+        # The same storm as the Bitrix24 emulator's (kinds and mix in its StormSpec).
+        app.state.storm = Storm(spec)
+        return app.state.storm.status()
+
+    @app.get("/_emulator/storm")
+    async def storm_status() -> dict:
+        return app.state.storm.status() if app.state.storm else {"active": False}
+
+    @app.delete("/_emulator/storm")
+    async def stop_storm() -> dict:
+        storm, app.state.storm = app.state.storm, None
+        return {**storm.status(), "active": False} if storm else {"active": False}
+
     @app.get("/_emulator/calls")
     async def list_calls(interface: str | None = None, operation: str | None = None) -> list[dict]:
         return calls.list(interface=interface, operation=operation)
@@ -286,6 +306,7 @@ def create_app(seed_file: Path | None = None, *, entity_sets: Iterable[str] = DE
     async def reset() -> dict:
         service.reset()
         faults.clear()
+        app.state.storm = None
         return {"calls_cleared": calls.clear()}
 
     emulator_service.mount(app, service, faults=faults, calls=calls, authorized=authorized)

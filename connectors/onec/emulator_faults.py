@@ -92,6 +92,19 @@ def take_fault(faults: list[Fault], interface: str, operation: str) -> Fault | N
     return None
 
 
+def onec_storm_answer(kind: str, path: str) -> tuple[int, dict[str, Any], dict[str, str]]:
+    """The base's error answers for a storm's error kinds (see the Bitrix24 emulator's
+    ``StormSpec``): a busy or overloaded base is a 503 ``base_unavailable`` with Retry-After
+    in the HTTP service's shape, or an OData error on the standard interface."""
+    status, code, text = ((500, "internal_error", "Ошибка сервера (эмулятор)")
+                          if kind == "server_error" else
+                          (503, "base_unavailable", "База временно недоступна (эмулятор)"))
+    headers = {"Retry-After": "1"} if status == 503 else {}
+    if "/odata/" in path:
+        return status, {"odata.error": {"code": "-1", "message": {"lang": "ru", "value": text}}}, headers
+    return status, {"error": {"code": code, "message": text}}, headers
+
+
 class CallLog:
     """The last requests the emulator served, newest last (bounded: ``make run`` runs long)."""
 

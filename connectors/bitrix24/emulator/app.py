@@ -12,7 +12,15 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from connectors.bitrix24.emulator.envelope import ApiError
-from connectors.bitrix24.emulator.faults import Fault, FaultSpec, take_fault
+from connectors.bitrix24.emulator.faults import (
+    Fault,
+    FaultSpec,
+    Storm,
+    StormMiddleware,
+    StormSpec,
+    bitrix24_storm_answer,
+    take_fault,
+)
 from connectors.bitrix24.emulator.oauth import OAuthServer
 from connectors.bitrix24.emulator.php import php_parse
 from connectors.bitrix24.emulator.portal import Portal, UnknownEntity
@@ -50,6 +58,9 @@ def create_app(
     app = FastAPI(title="Bitrix24 REST emulator", docs_url=None, redoc_url=None)
     app.state.emulator = emu
     app.state.oauth = oauth
+    app.state.storm = None
+    app.add_middleware(StormMiddleware, prefix="/rest/", answer=bitrix24_storm_answer,
+                       holder=app.state)
 
     def rest_endpoint(request: Request) -> str:
         return str(request.base_url).rstrip("/") + "/rest/"
@@ -101,6 +112,20 @@ def create_app(
         cleared = len(emu.faults)
         emu.faults.clear()
         return {"cleared": cleared}
+
+    @app.post("/_emulator/storm")
+    async def start_storm(spec: StormSpec) -> dict[str, Any]:
+        app.state.storm = Storm(spec)
+        return app.state.storm.status()
+
+    @app.get("/_emulator/storm")
+    async def storm_status() -> dict[str, Any]:
+        return app.state.storm.status() if app.state.storm else {"active": False}
+
+    @app.delete("/_emulator/storm")
+    async def stop_storm() -> dict[str, Any]:
+        storm, app.state.storm = app.state.storm, None
+        return {**storm.status(), "active": False} if storm else {"active": False}
 
     @app.get("/_emulator/calls")
     async def list_calls(method: str | None = None) -> list[dict[str, Any]]:
@@ -156,6 +181,7 @@ def create_app(
     async def reset() -> dict[str, bool]:
         emu.reset()
         oauth.reset()
+        app.state.storm = None
         return {"ok": True}
 
     @app.get("/_emulator/limits")

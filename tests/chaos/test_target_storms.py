@@ -1,0 +1,117 @@
+"""Chaos: both targets storm for a while under the mixed load: Bitrix24 answers
+QUERY_LIMIT_EXCEEDED, OPERATION_TIME_LIMIT, OVERLOAD_LIMIT and 500, 1С answers 503 and 500,
+and both answer slowly, hold answers past the client's timeout and drop connections before
+or after executing the call (``POST /_emulator/storm`` of each emulator).
+
+Afterwards every accepted record is at its target or in a DLQ with its reason; replaying
+the DLQs (``mmctl dlq replay --all --execute``) delivers the rest; nothing is created,
+posted or confirmed twice, and no object at Bitrix24 is ever written an older version
+after a newer one (the emulator's call log is the order of writes).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+
+import httpx
+import pytest
+
+from tests.chaos.load import MixedLoad, account, chaos_stack, dlq_entries, settle
+
+pytestmark = pytest.mark.e2e
+
+#: Storm seconds by chaos mode.
+SIZES = {"short": 15, "quick": 20, "full": 60}
+B24_MIX = {"query_limit": 3, "operation_time_limit": 1, "overload_limit": 1, "server_error": 2,
+           "slow": 2, "timeout": 0.5, "reset": 1, "reset_after_write": 1}
+ONEC_MIX = {"query_limit": 2, "server_error": 2, "slow": 2, "timeout": 0.5, "reset": 1,
+            "reset_after_write": 1}
+
+
+@pytest.fixture
+def stack(pipeline):
+    # A short retry budget, so the storm outlasts some changes' retries and they land in a
+    # DLQ (the replay is part of the scenario); a short circuit cool-down for the same test
+    # length as production's proportions.
+    stack = chaos_stack(pipeline, max_attempts=6, budget_s=10)
+    quick = {"cool_down_s": 2.0, "max_cool_down_s": 8.0}
+    s = stack.settings
+    stack.settings = s.model_copy(update={
+        "bitrix24": s.bitrix24.model_copy(update={"circuit": s.bitrix24.circuit.model_copy(update=quick)}),
+        "onec": s.onec.model_copy(update={"circuit": s.onec.circuit.model_copy(update=quick)})})
+    yield stack
+    stack.stop()
+
+
+def storm(url: str, **spec) -> dict:
+    resp = httpx.post(f"{url}/_emulator/storm", json=spec, timeout=10)
+    resp.raise_for_status()
+    return resp.json()
+
+
+def calm(url: str) -> dict:
+    return httpx.delete(f"{url}/_emulator/storm", timeout=10).json()
+
+
+def replay_all(stack) -> dict[str, int]:
+    """``mmctl dlq replay <topic> --all --execute`` for every DLQ that holds records."""
+    replayed: dict[str, int] = {}
+    for topic in sorted({e.topic for e in dlq_entries(stack)}):
+        done = subprocess.run(
+            [sys.executable, "-m", "mmstream.cli.main", "dlq", "replay", topic, "--all",
+             "--execute", "--output", "json"],
+            env={**__import__("os").environ, **stack.env}, capture_output=True, text=True,
+            timeout=120)
+        assert done.returncode == 0, (topic, done.stdout, done.stderr)
+        replayed[topic] = json.loads(done.stdout)["records"]
+    return replayed
+
+
+def test_target_storms_end_delivered_or_dead_lettered_and_replay_delivers_the_rest(
+        stack, chaos_mode, chaos_report):
+    storm_s = SIZES[chaos_mode]
+    began = time.monotonic()
+    stack.start_everything()
+    load = MixedLoad(stack).start(pace_s=0.6)
+    try:
+        stack.wait_sql("SELECT count(*) FROM customer_order", lambda r: r[0][0] > 0, 90)
+        storm(stack.emulator_url, duration_s=storm_s, rate=0.5, mix=B24_MIX, slow_s=1.0,
+              timeout_s=6.0, seed=1)
+        storm(stack.onec_url, duration_s=storm_s, rate=0.5, mix=ONEC_MIX, slow_s=1.0,
+              timeout_s=6.0, seed=2)
+        time.sleep(storm_s)
+    finally:
+        load.stop()
+        dealt = {"bitrix24": calm(stack.emulator_url), "onec": calm(stack.onec_url)}
+    waited = settle(stack, load, timeout_s=240, quiet_s=30)
+    stack.assert_alive()
+    before = account(stack, load.offers)
+    entries = dlq_entries(stack)
+    no_reason = [e.coordinates for e in entries if e.code == "unknown" or not e.stage]
+
+    replayed = replay_all(stack)
+    waited += settle(stack, load, timeout_s=180, quiet_s=30)
+    after = account(stack, load.offers)
+    verdict = (before.lost == 0 and not no_reason and after.at_target == after.accepted
+               and after.accepted == after.offered and after.duplicated == 0
+               and not after.order_violations)
+    hits = {t: d.get("hits", {}) for t, d in dealt.items()}
+    chaos_report.record(
+        "target storms", verdict=verdict, **{**after.figures(),
+                                             "dead_lettered": before.dead_lettered},
+        seconds=time.monotonic() - began,
+        notes=f"{storm_s}s storm on both emulators (half the calls hit: {hits}); "
+              f"before replay {before.at_target} of {before.accepted} at target, "
+              f"{before.dead_lettered} DLQ records ({before.dlq_reasons}); replayed {sum(replayed.values())} DLQ records; "
+              f"settled in {waited:.0f}s",
+        storm_hits=hits, dlq_before=before.dlq_reasons, replayed=replayed,
+        lost_before_replay=before.lost_records, lost_after_replay=after.lost_records,
+        duplicates=after.duplicates, order_violations=after.order_violations,
+        dlq_without_reason=no_reason)
+    print(json.dumps({"duplicates": after.duplicates, "lost": after.lost_records,
+                      "order": after.order_violations}, ensure_ascii=False, indent=1))
+    assert verdict, (before.lost_records[:10], after.lost_records[:10], after.duplicates,
+                     after.order_violations[:10], no_reason[:5], stack.logs())
