@@ -184,6 +184,30 @@ class OneCClient:
         if response.status_code != 200:
             raise self._failure("ping", response)
 
+    async def document_posted(self, entity_set: str, ref_key: UUID | str) -> bool | None:
+        """Whether 1С holds the document posted: ``GET {odata}/Document_X(guid'…')?$select=Posted``;
+        None when 1С does not have it. Read before posting: a delivery that posted and then
+        died before recording it must not post the document a second time."""
+        if not _ENTITY_SET_RE.match(entity_set):
+            raise ValueError(f"not a document entity set: {entity_set!r}")
+        ref = _guid(ref_key, "ref_key")
+        path = quote(f"{entity_set}(guid'{ref}')", safe="()'/")
+        url = f"{self._odata}{path}?$format=json&$select=Posted"
+        with self._breaker.guard():
+            response = await self._send("odata_get", "GET", url, transport_error=lambda name: (
+                ODataTransportError(None, message=f"{name}: no answer from 1С", entity_set=entity_set)))
+            if response.status_code == 404:
+                return None
+            if not response.is_success:
+                body = _decode(response)
+                err = posting_error_from_response(response.status_code, body, entity_set=entity_set)
+                if isinstance(err, ODataServerError):
+                    err.retry_after = parse_retry_after(response.headers.get("retry-after"))
+                self._log_failure("odata_get", response.status_code, err)
+                raise err
+        body = _decode(response)
+        return bool(body.get("Posted")) if isinstance(body, dict) else None
+
     async def post_document(self, entity_set: str, ref_key: UUID | str, *, operational: bool = False) -> None:
         """Post a document through the standard OData interface:
         ``POST {odata}/Document_X(guid'…')/Post?PostingModeOperational=false``.

@@ -183,9 +183,18 @@ def create_app(seed_file: Path | None = None, *, entity_sets: Iterable[str] = DE
         failed = await odata_fault(request, "odata_get")
         if failed is not None:
             return failed
+        params = request.query_params
+        one = _DOCUMENT_ADDRESS.match(entity_set)
+        if one is not None:  # GET Document_X(guid'…'): the object itself, as 1С answers it
+            record = base.sets.get(one["set"], {}).get(one["ref"].lower())
+            if record is None:
+                return _odata_error(404, "9", f"Не найден объект {entity_set}")
+            fields = [f for f in (params.get("$select") or "").split(",") if f]
+            body = {k: v for k, v in record.items() if not fields or k in fields}
+            return JSONResponse({"odata.metadata": f"{request.base_url}{ODATA_PREFIX[1:]}"
+                                                   f"$metadata#{one['set']}/@Element", **body})
         if entity_set not in base.sets:
             return _odata_error(404, "9", f"Не найден объект {entity_set}")
-        params = request.query_params
         if params.get("$format") != "json":
             return _odata_error(400, "-1", "the emulator answers JSON only: send $format=json")
         try:

@@ -86,7 +86,10 @@ class _Posting:
         if not self.flows.post_cash_documents or not needs_posting(payload):
             return None
         try:
-            await self.client.post_document(self.entity_set, change.entity_id)
+            # Look before posting: a delivery that posted and died before recording it (its
+            # lease then passed to another worker) must not post the document twice.
+            if not await self.client.document_posted(self.entity_set, change.entity_id):
+                await self.client.post_document(self.entity_set, change.entity_id)
         except Exception as exc:
             if not classify(exc).retriable:
                 await self._deviation(change, "refused", datetime.now(UTC))

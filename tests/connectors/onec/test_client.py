@@ -292,6 +292,22 @@ def test_the_circuit_opens_after_repeated_server_errors_and_then_sends_nothing(o
     assert len(app.state.calls.list(operation="cash_document")) == 3
 
 
+def test_whether_a_document_is_posted_is_read_before_posting(onec_service):
+    url, app = onec_service
+
+    async def main():
+        async with make_client(url) as onec:
+            created = await onec.create_instant_order("ev-order-read", order_body(document_type="shipment"))
+            ref = created.document.ref_key
+            before = await onec.document_posted(SHIPMENTS, ref)
+            await onec.post_document(SHIPMENTS, ref)
+            after = await onec.document_posted(SHIPMENTS, ref)
+            missing = await onec.document_posted(SHIPMENTS, "00000000-0000-0000-0000-0000000000aa")
+            return before, after, missing
+
+    assert asyncio.run(main()) == (False, True, None)
+
+
 def test_documents_are_posted_through_odata(onec_service):
     url, app = onec_service
 
