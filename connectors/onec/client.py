@@ -188,11 +188,7 @@ class OneCClient:
         """Whether 1С holds the document posted: ``GET {odata}/Document_X(guid'…')?$select=Posted``;
         None when 1С does not have it. Read before posting: a delivery that posted and then
         died before recording it must not post the document a second time."""
-        if not _ENTITY_SET_RE.match(entity_set):
-            raise ValueError(f"not a document entity set: {entity_set!r}")
-        ref = _guid(ref_key, "ref_key")
-        path = quote(f"{entity_set}(guid'{ref}')", safe="()'/")
-        url = f"{self._odata}{path}?$format=json&$select=Posted"
+        url = self._document_url(entity_set, ref_key) + "?$format=json&$select=Posted"
         with self._breaker.guard():
             response = await self._send("odata_get", "GET", url, transport_error=lambda name: (
                 ODataTransportError(None, message=f"{name}: no answer from 1С", entity_set=entity_set)))
@@ -217,11 +213,8 @@ class OneCClient:
         :class:`~connectors.onec.errors.ODataPostingRefused` (permanent) when 1С refused,
         :class:`~connectors.onec.errors.ODataObjectLocked` (retriable) on a lock.
         """
-        if not _ENTITY_SET_RE.match(entity_set):
-            raise ValueError(f"not a document entity set: {entity_set!r}")
-        ref = _guid(ref_key, "ref_key")
-        path = quote(f"{entity_set}(guid'{ref}')/Post", safe="()'/")
-        url = f"{self._odata}{path}?PostingModeOperational={'true' if operational else 'false'}"
+        url = (self._document_url(entity_set, ref_key)
+               + f"/Post?PostingModeOperational={'true' if operational else 'false'}")
         with self._breaker.guard():
             response = await self._send("odata_post", "POST", url, transport_error=lambda name: (
                 ODataTransportError(None, message=f"{name}: no answer from 1С", entity_set=entity_set)))
@@ -235,6 +228,13 @@ class OneCClient:
             raise err
 
     # --- plumbing ------------------------------------------------------------------------
+
+    def _document_url(self, entity_set: str, ref_key: UUID | str) -> str:
+        """``{odata}Document_X(guid'…')``, the address of one document."""
+        if not _ENTITY_SET_RE.match(entity_set):
+            raise ValueError(f"not a document entity set: {entity_set!r}")
+        ref = _guid(ref_key, "ref_key")
+        return self._odata + quote(f"{entity_set}(guid'{ref}')", safe="()'/")
 
     async def _write(self, operation: Operation, path: str, key: str, body: Mapping[str, Any]) -> WriteResult:
         _check_key(key)
