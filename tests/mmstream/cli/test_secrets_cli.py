@@ -21,7 +21,7 @@ def _clean_env(**env: str) -> dict[str, str]:
     """The outer environment without MM_* / DATABASE_URL, plus ``env``."""
     base = {k: v for k, v in os.environ.items()
             if not k.upper().startswith("MM_") and k.upper() not in ("DATABASE_URL", "SCHEMA_REGISTRY_URL")}
-    return {**base, "MM_LOG_LEVEL": "WARNING", **env}
+    return {**base, "MM_LOG_LEVEL": "INFO", **env}
 
 
 def _mmctl(args: list[str], env: dict[str, str], cwd, timeout_s: float = 60) -> subprocess.CompletedProcess:
