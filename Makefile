@@ -4,10 +4,10 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: run test chaos bench install topics-apply lint openapi avro catalog clean help
+.PHONY: run test test-unit test-integration test-e2e chaos bench install topics-apply lint openapi avro catalog clickhouse-ddl clean help
 
 help:  ## list the targets
-	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/'
+	@grep -E '^[a-z0-9-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/'
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11) and "Python 3.11 is required (found %s)" % sys.version.split()[0])'
@@ -22,6 +22,17 @@ run: $(STAMP)  ## start the embedded stack (broker, PostgreSQL, bridge, workers,
 
 test: $(STAMP)  ## run the test suite against a broker and PostgreSQL it starts itself
 	$(BIN)/python -m pytest $(ARGS)
+
+# The tiers split `make test` (together they run every test once); tests/conftest.py marks a
+# test `integration` from the fixtures it uses.
+test-unit: $(STAMP)  ## the pure tests only: no broker, no PostgreSQL, no pipeline processes (< 2 min)
+	TEST_TIER=unit $(BIN)/python -m pytest -m "not integration and not e2e" $(ARGS)
+
+test-integration: $(STAMP)  ## the tests against the real broker / PostgreSQL, without the e2e ones
+	$(BIN)/python -m pytest -m "integration and not e2e" $(ARGS)
+
+test-e2e: $(STAMP)  ## the end-to-end tests: bridge, workers and emulators as processes
+	$(BIN)/python -m pytest -m e2e $(ARGS)
 
 chaos: $(STAMP)  ## the fault and abuse scenarios (<= 20 min; ARGS=--quick <= 5 min), report in chaos-results/latest.json
 	$(BIN)/python -m pytest tests/chaos --chaos $(ARGS)
@@ -43,6 +54,9 @@ avro: $(STAMP)  ## regenerate avro/<entity>.avsc from the canonical models (a te
 
 catalog: $(STAMP)  ## regenerate docs/topic-catalog.md from topics.yaml and avro/ (a test fails when stale)
 	$(BIN)/python scripts/gen_topic_catalog.py
+
+clickhouse-ddl: $(STAMP)  ## regenerate docs/analytics/clickhouse.sql from topics.yaml and avro/ (a test fails when stale)
+	$(BIN)/python scripts/gen_clickhouse_ddl.py
 
 openapi: $(STAMP)  ## regenerate openapi.yaml from the bridge (a test fails when it is stale)
 	$(BIN)/python scripts/gen_openapi.py

@@ -14,6 +14,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit, urlunsplit
+from uuid import UUID
 
 from pydantic import AliasChoices, BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_core import PydanticCustomError
@@ -305,6 +306,44 @@ class Bitrix24Settings(BaseModel):
         return tokens
 
 
+class OneCWriteVia(BaseModel):
+    """Which interface each flow writes 1С through (streams/egress/onec_odata.py, README):
+    ``http_service`` — our extension's HTTP service (http_service.openapi.yaml), the default;
+    ``odata`` — the standard OData interface a stock УТ publishes (no extension needed);
+    ``commerceml`` — instant orders and returns as orders of the stock exchange with site.
+    Env: ``MM_ONEC__WRITE_VIA__INSTANT_ORDER=odata`` (``…__RETURNS``, ``…__DELIVERY_STATUS``)."""
+
+    delivery_status: Literal["http_service", "odata"] = "http_service"
+    instant_order: Literal["http_service", "odata", "commerceml"] = "http_service"
+    # `return` is a Python keyword: the field is `returns`, settable as `return` too.
+    returns: Literal["http_service", "odata", "commerceml"] = Field(
+        "http_service", validation_alias=AliasChoices("returns", "return"))
+
+
+class ODataWriteSettings(BaseModel):
+    """What the OData write mode creates and changes in a stock base
+    (streams/egress/onec_odata.py). Entity sets left empty are the configuration's:
+    УТ 11 ЗаказКлиента / ВозвратТоваровОтКлиента, УТ 10.3 ЗаказПокупателя /
+    ВозвратТоваровОтПокупателя (connectors/onec/objects.py)."""
+
+    configuration: Literal["ut11", "ut103"] = "ut11"
+    order_entity_set: str = ""
+    shipment_entity_set: str = ""
+    return_entity_set: str = ""
+    # Constant fields every created document gets (a stock УТ 11 needs e.g. Организация_Key,
+    # Валюта_Key, Склад_Key, Партнер_Key, Соглашение_Key to post an order).
+    order_defaults: dict[str, str | int | float | bool] = {}
+    return_defaults: dict[str, str | int | float | bool] = {}
+    # Delivery confirmation: a line "<marker> <task>: <status>" appended to this text field
+    # of the order / shipment (a stock base has no delivery-status attribute) ...
+    delivery_comment_field: str = "Комментарий"
+    delivery_marker: str = "[MM доставка]"
+    # ... and optionally an enum field set per final status, e.g. Статус with
+    # {"delivered": "Закрыт"} for a УТ 11 ЗаказКлиента. Empty: not written.
+    delivery_status_field: str = ""
+    delivery_status_values: dict[str, str] = {}
+
+
 class OneCSettings(BaseModel):
     """The 1C HTTP service we call for egress to 1C."""
 
@@ -321,6 +360,9 @@ class OneCSettings(BaseModel):
     # (http://host/trade/hs/mm/ -> http://host/trade/odata/standard.odata/).
     odata_url: str = ""
     circuit: CircuitSettings = CircuitSettings()
+    # Per flow: the extension's HTTP service, the stock OData interface or CommerceML.
+    write_via: OneCWriteVia = OneCWriteVia()
+    odata_writes: ODataWriteSettings = ODataWriteSettings()
 
 
 class FlowSettings(BaseModel):
@@ -344,6 +386,11 @@ class FlowSettings(BaseModel):
     # middleware; one posted later than its document date + this SLA is a deviation.
     post_cash_documents: bool = True
     cash_sla_s: float = Field(900.0, gt=0)
+    # The SLA watch (streams/egress/cash_sla.py, a timer of the egress worker): how often it
+    # looks for cash documents still unposted past their SLA (0 = off), and how far back —
+    # older drafts (before the watch ran) are not raised, so a first start is no flood.
+    cash_sla_watch_interval_s: float = Field(60.0, ge=0)
+    cash_sla_watch_horizon_s: float = Field(7 * 86400.0, gt=0)
 
 
 class ODataSettings(BaseModel):
@@ -389,6 +436,10 @@ class CommerceMLSettings(BaseModel):
     max_zip_members: int = Field(50_000, gt=0)
     max_unpacked_bytes: int = Field(2 << 30, gt=0)
     max_zip_ratio: int = Field(200, gt=1)
+    # The names (property dictionaries, price types, warehouses, groups) kept for the later
+    # files of a session and per catalog, as JSON: a bigger set is not kept (logged), and
+    # later files resolve only what they declare themselves.
+    max_context_bytes: int = Field(32 << 20, gt=0)
 
 
 class OpsSettings(BaseModel):
@@ -420,6 +471,39 @@ class EmbeddedSettings(BaseModel):
     # Changes per second the demo posts. Bitrix24's default budget is 2 calls/s, so a
     # faster demo shows egress lag growing (true to life) rather than a steady state.
     demo_rate_per_s: float = Field(3.0, gt=0)
+
+
+class StockSettings(BaseModel):
+    """Couriers' walking warehouses (streams/egress/bitrix24_stock.py).
+
+    ``walking_warehouses`` maps a 1С warehouse (Склады Ref_Key) to the Bitrix24 user id of
+    the courier carrying it, e.g. ``MM_STOCK__WALKING_WAREHOUSES='{"<guid>": 7}'``. An instant
+    order assigned to that user reserves its goods from that warehouse. One warehouse per
+    courier: two would leave the reservation ambiguous."""
+
+    walking_warehouses: dict[str, int] = {}
+
+    @field_validator("walking_warehouses")
+    @classmethod
+    def _one_per_courier(cls, value: dict[str, int]) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for guid, user in value.items():
+            try:
+                key = str(UUID(guid))
+            except ValueError:
+                raise ValueError(f"walking_warehouses: {guid!r} is not a 1С warehouse GUID") from None
+            if user < 1:
+                raise ValueError(f"walking_warehouses: {guid}: {user} is not a Bitrix24 user id")
+            out[key] = user
+        users = list(out.values())
+        doubled = sorted({u for u in users if users.count(u) > 1})
+        if doubled:
+            raise ValueError(f"walking_warehouses: users {doubled} carry more than one warehouse")
+        return out
+
+    def warehouse_of(self, user_id: int) -> str | None:
+        """The walking warehouse (GUID) of Bitrix24 user ``user_id``, if they carry one."""
+        return next((guid for guid, user in self.walking_warehouses.items() if user == user_id), None)
 
 
 class Settings(BaseSettings):
@@ -457,6 +541,7 @@ class Settings(BaseSettings):
     retry: RetrySettings = RetrySettings()
     bitrix24: Bitrix24Settings = Bitrix24Settings()
     onec: OneCSettings = OneCSettings()
+    stock: StockSettings = StockSettings()
     flows: FlowSettings = FlowSettings()
     odata: ODataSettings = ODataSettings()
     commerceml: CommerceMLSettings = CommerceMLSettings()

@@ -269,7 +269,45 @@ def render() -> str:
                 + ", ".join(f"`{s.name}` (`avro/{s.schema}`)" for s in missing) + ".", ""]
     for spec in present:
         out += _entity_section(spec)
+    events = [s for s in catalog.topics.values() if s.role == "events" and s.schema
+              and (SCHEMAS_DIR / s.schema).exists()]
+    if events:
+        out += ["## Event topics", "",
+                "Alerting and report events of the middleware itself (not entity changes). Values "
+                "are JSON objects (UTF-8), not Avro: the committed Avro schema names their "
+                "fields and types (a JSON value per field, by name), so a consumer can check "
+                "them or load them into a typed table. Headers are CloudEvents 1.0 binary mode "
+                "as above (`ce_id` stable per event: a repeat after a restart has the same id).",
+                ""]
+        for spec in events:
+            out += _event_section(spec)
     return "\n".join(out).rstrip("\n") + "\n"
+
+
+def _event_section(spec: TopicSpec) -> list[str]:
+    """One event topic (JSON values described by an Avro schema)."""
+    record = json.loads((SCHEMAS_DIR / (spec.schema or "")).read_text(encoding="utf-8"))
+    schema = _Schema(record)
+    out = [
+        f"### {spec.name}",
+        "",
+        f"{spec.description[:1].upper()}{spec.description[1:]}." if spec.description else "",
+        "",
+        "| | |",
+        "|---|---|",
+        f"| topic | `${{MM_KAFKA__TOPIC_PREFIX}}{spec.name}` |",
+        f"| key | {_cell(spec.key)}; a UTF-8 string |",
+        f"| value | JSON object with the fields of `{record.get('namespace', '')}.{record['name']}` "
+        f"(`avro/{spec.schema}`) |",
+        f"| partitions | {spec.partitions} (by key) |",
+        f"| retention | {_retention(spec)} |",
+        "",
+        _cell(record.get("doc", "")),
+        "",
+        *schema.field_rows(record),
+        "",
+    ]
+    return out
 
 
 def main(argv: list[str]) -> int:

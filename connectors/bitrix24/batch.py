@@ -169,10 +169,15 @@ def _unmatched(missing: list[str], errors: list[Any], commands: Mapping[str, Com
         # text is not.
         texts = sorted({e.description or e.error for e in classified})
         cls = kinds.pop()
-        return {name: Failed(cls(None, classified[0].error,
-                                 "one of: " + " | ".join(texts) if len(texts) > 1 else texts[0],
-                                 method=commands[name].method))
-                for name in missing}
+        out: dict[str, Outcome] = {}
+        for name in missing:
+            err = cls(None, classified[0].error,
+                      "one of: " + " | ".join(texts) if len(texts) > 1 else texts[0],
+                      method=commands[name].method)
+            # "Not found" only when every error says so: then it is this command's too.
+            err.not_found = all(e.not_found for e in classified)
+            out[name] = Failed(err)
+        return out
     if errors:
         log.warning("batch errors cannot be matched to commands",
                     extra={"commands": len(missing), "errors": len(errors)})

@@ -329,6 +329,20 @@ class Bitrix24Client:
                            extra={"xml_id": xml_id, "count": len(products)})
         return min(int(p["id"]) for p in products)
 
+    async def product_at(self, product_id: int) -> dict[str, Any] | None:
+        """The catalog product ``product_id`` of the configured iblock as ``{id, iblockId,
+        xmlId}``, or None when there is none (a list, not ``get``: no id is an empty answer,
+        not an error)."""
+        result = await self.call(
+            "catalog.product.list",
+            {
+                "select": ["id", "iblockId", "xmlId"],
+                "filter": {"iblockId": self._settings.product_iblock_id, "id": product_id},
+            },
+        )
+        products = [p for p in _products(result) if str(p.get("id")) == str(product_id)]
+        return products[0] if products else None
+
     async def add_product(self, fields: dict[str, Any]) -> int:
         """Create a catalog product in the configured iblock; return its id."""
         payload = {"iblockId": self._settings.product_iblock_id, **fields}

@@ -11,6 +11,7 @@ else inspects statuses or codes.
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Any
 
@@ -141,10 +142,18 @@ class InvalidRequest(Bitrix24Error):
     """HTTP 400 (and other 4xx): the portal rejected this input. Retrying it cannot help.
 
     Legacy CRM methods send an empty ``error``; the text then sits in ``description``.
+
+    ``not_found`` marks the refusal of an id-addressed call (``*.update`` / ``*.get`` /
+    ``*.delete``) because the portal has no object with that id — deleted by a user, or
+    never there (a reset or replaced portal reissues ids): permanent for this call, but an
+    action that knows the object's external key can create it again. Decided per method
+    family by :func:`is_not_found`. A flag rather than a subclass: code that tells errors
+    apart by their class (enrichment's tombstones, the DLQ's ``error.class``) is unchanged.
     """
 
     code = "bitrix24_invalid_request"
     retriable = False
+    not_found = False
 
 
 class ServerError(Bitrix24Error):
@@ -189,6 +198,7 @@ _BY_CODE: dict[str, type[Bitrix24Error]] = {
     "ALLOWED_ONLY_INTRANET_USER": AccessDenied,
     # catalog.* controllers answer missing rights with numeric codes under HTTP 400.
     "200040300010": AccessDenied,
+    "200040300020": AccessDenied,  # MODIFY_PERMISSION_ACCESS_DENIED (catalog.store.update)
     "200040300030": AccessDenied,
     "200040300040": AccessDenied,
     "200040300043": AccessDenied,
@@ -198,6 +208,45 @@ _BY_CODE: dict[str, type[Bitrix24Error]] = {
     "ERROR_UNEXPECTED_ANSWER": ServerError,
     "PORTAL_DELETED": PortalDeleted,
 }
+
+
+# How each REST family says "no object with this id" (HTTP 400), as the portal answers:
+# method prefix (lower case) -> (error codes, description pattern or None for "any").
+# * catalog.product.*: code 0 (shared with "other errors", e.g. a section or VAT rate that
+#   does not exist), so the text decides: "product does not exist." (the controller's
+#   exists()), "Entity is not exists" (the REST integration base), or the Russian text
+#   of the docs' error table;
+# * catalog.store.*: 201100000000 (ErrorCode::STORE_ENTITY_NOT_EXISTS), whatever the text;
+# * catalog.priceType.*: 201000000000 (ErrorCode::PRICE_TYPE_ENTITY_NOT_EXISTS);
+# * catalog.price.*: code 0, "Price is not exists";
+# * legacy crm.company|contact|deal|lead.*: an empty code and the text "Not found".
+_NOT_FOUND: tuple[tuple[str, frozenset[str], re.Pattern[str] | None], ...] = (
+    ("catalog.product.", frozenset({"0", ""}), re.compile(
+        r"^(product does not exist|entity is not exists|товар с указанным идентификатором "
+        r"не существует)", re.IGNORECASE)),
+    ("catalog.store.", frozenset({"201100000000"}), None),
+    ("catalog.pricetype.", frozenset({"201000000000"}), None),
+    ("catalog.price.", frozenset({"0", ""}), re.compile(
+        r"^(price is not exists|entity is not exists)", re.IGNORECASE)),
+    *((f"crm.{kind}.", frozenset({""}), re.compile(r"^not found\.?$", re.IGNORECASE))
+      for kind in ("company", "contact", "deal", "lead")),
+)
+# Only calls that address one object by id can say that object is gone; an add's "does not
+# exist" is about something it refers to (a price's product), which recreating cannot fix.
+_BY_ID = (".update", ".get", ".delete")
+
+
+def is_not_found(method: str | None, status: int | None, error: str, description: str) -> bool:
+    """Whether Bitrix24's answer to ``method`` says the object it addresses by id does not
+    exist (module table above): per method family, by code and, where the code is shared
+    with other errors, by text."""
+    name = (method or "").lower()
+    if status != 400 or not name.endswith(_BY_ID):
+        return False
+    for prefix, codes, text in _NOT_FOUND:
+        if name.startswith(prefix) and name.count(".") == prefix.count("."):
+            return error.upper() in codes and (text is None or bool(text.match(description)))
+    return False
 
 
 def _by_status(status: int) -> type[Bitrix24Error]:
@@ -248,6 +297,8 @@ def error_from_response(
 
     cls = _BY_CODE.get(error.upper()) or _by_status(status)
     err = cls(status, error, description, method=method)
+    if cls is InvalidRequest and is_not_found(method, status, error, description):
+        err.not_found = True
     if cls is OperationTimeLimit and isinstance(body, dict):
         err.retry_after = _seconds_until_reset(body, time.time() if now is None else now)
     return err
@@ -278,4 +329,5 @@ __all__ = [
     "ServerError",
     "TransportError",
     "error_from_response",
+    "is_not_found",
 ]

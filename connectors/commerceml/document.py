@@ -32,9 +32,11 @@ def entry_records(entry: Entry) -> list[Record]:
     return [order_record(entry)]
 
 
-def records(stream: BinaryIO) -> Iterator[Record]:
-    """Every record of the document, in document order."""
-    for entry in entries(stream):
+def records(stream: BinaryIO, ctx: Context | None = None) -> Iterator[Record]:
+    """Every record of the document, in document order. ``ctx``: the names declared by
+    earlier files of the exchange (connectors/commerceml/context.py), filled in place with
+    this document's own declarations as they are read."""
+    for entry in entries(stream, ctx):
         yield from entry_records(entry)
 
 
@@ -48,11 +50,17 @@ class Summary:
     # Offers with neither prices nor stock (e.g. the product-like offers of some "import.xml"
     # files): they give no record, and the log says how many there were.
     empty_offers: int = 0
+    # The classifier (else catalog) Ид the document names, whether it holds only changes,
+    # and whether it holds a whole classifier: which stored names it relies on and updates.
+    catalog: str = ""
+    changes_only: bool = False
+    full_classifier: bool = False
 
     def as_log(self) -> dict:
         """A flat dict for a structured log line."""
         return {"sections": self.sections, "entries": dict(self.entries),
-                "records": dict(self.records), "empty_offers": self.empty_offers}
+                "records": dict(self.records), "empty_offers": self.empty_offers,
+                "catalog": self.catalog, "changes_only": self.changes_only}
 
 
 def check(stream: BinaryIO) -> Summary:
@@ -75,6 +83,8 @@ def check(stream: BinaryIO) -> Summary:
             summary.empty_offers += 1
         summary.records.update(r.entity for r in out)
     summary.sections = ctx.sections
+    summary.catalog, summary.changes_only = ctx.catalog_key, ctx.changes_only
+    summary.full_classifier = ctx.full_classifier
     if ctx.stray_documents:
         places = sorted(set(ctx.stray_documents))
         raise DocumentRejected(

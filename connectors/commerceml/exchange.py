@@ -5,7 +5,16 @@
 ``catalog``: ``checkauth`` (Basic) → ``init`` (``zip=…``, ``file_limit=…``) → ``file``
 (chunks of one file are appended) → ``import`` per XML file → maybe ``complete``.
 ``sale``: ``checkauth`` → ``init`` → ``query`` (our orders for 1С) → ``success`` (1С got
-them) → ``file`` (1С's changed orders, published as soon as the file is complete).
+them) → ``file`` (1С's changed orders, published as soon as the file is complete). A
+document of that file whose Ид the middleware exported is 1С's answer to it: it is
+published on ``raw.onec.exchange_result`` instead of as a customer order (orders.py).
+
+Names travel between the files of an exchange: CommerceML 3.x sends one package as several
+files (import.xml with the classifier, then offers.xml, prices.xml, rests.xml), each imported
+by its own request, maybe on another bridge replica. What a file declares (property
+dictionaries, price types, warehouses, groups) is kept in PostgreSQL with the session and
+seeds the context of its later files; a "changes only" package starts from its catalog's
+last full classifier (context.py). Over ``max_context_bytes`` nothing is kept.
 
 Answers are plain text lines (``success``, ``failure\\n<reason>``); errors are raised as
 CommerceMLError / ApiError and turned into ``failure`` answers by the route.
@@ -21,6 +30,7 @@ from datetime import datetime
 from typing import BinaryIO
 
 from connectors.commerceml import auth, document, files
+from connectors.commerceml import context as names
 from connectors.commerceml.errors import (
     BadRequest,
     BrokenArchive,
@@ -29,9 +39,11 @@ from connectors.commerceml.errors import (
     IncompleteDocument,
     NoSession,
 )
-from connectors.commerceml.orders import orders_document
+from connectors.commerceml.orders import QUERY_ENCODING, answer_record, orders_document
+from connectors.commerceml.parser import Context
 from connectors.commerceml.publishing import Target, publish_all
-from connectors.commerceml.store import ExchangeStore, Session, StoredFile
+from connectors.commerceml.records import Record
+from connectors.commerceml.store import ExchangeStore, ExportQueue, Session, StoredFile
 from mmstream.kafka.producer import AckedProducer
 from mmstream.settings import Settings
 
@@ -53,6 +65,16 @@ def lines(*parts: str) -> Reply:
 
 
 SUCCESS = lines("success")
+
+
+@dataclass(frozen=True)
+class _Known:
+    """The names a file starts from: the session's as stored (JSON, to tell a change), the
+    base its context is seeded with, and the catalog's stored names (None: not read)."""
+
+    session: str
+    base: Context
+    catalog: Context | None
 
 
 class Exchange:
@@ -158,16 +180,31 @@ class Exchange:
         if broken:
             log.error("orders for export that are not a <Документ> element were left out",
                       extra={"ids": [pending[i].id for i in broken]})
-        sent = [o.id for i, o in enumerate(pending) if i not in set(broken)]
+        left_out = set(broken)
+        sent = [o for i, o in enumerate(pending) if i not in left_out]
         await self.store.mark_sent(session, sent)
         log.info("commerceml orders sent to 1C", extra={"session": session.id, "orders": len(sent)})
-        return Reply(body, "application/xml; charset=utf-8")
+        return Reply(body, f"application/xml; charset={QUERY_ENCODING}")
 
     async def sale_success(self, session: Session) -> Reply:
         """1С confirms it took the orders of this session's ``query``."""
         count = await self.store.acknowledge_orders(session)
         log.info("commerceml orders acknowledged", extra={"session": session.id, "orders": count})
         return SUCCESS
+
+    async def _answers(self, batch: list[Record]) -> list[Record]:
+        """Orders whose Ид the middleware exported are 1С's answers to them: published on
+        their own topic, naming the exported entity, instead of as customer orders."""
+        ids = [r.key for r in batch if r.entity == "customer_order"]
+        if not ids:
+            return batch
+        ours = await ExportQueue(self.store.engine).entities(ids)
+        if not ours:
+            return batch
+        log.info("commerceml answers to exported documents", extra={
+            "documents": len(ours), "entities": dict(Counter(ours.values()))})
+        return [answer_record(r, ours[r.key]) if r.entity == "customer_order" and r.key in ours
+                else r for r in batch]
 
     # -- helpers
 
@@ -231,9 +268,61 @@ class Exchange:
                 "session": session.id, "file": filename, **summary.as_log()})
         stream.seek(0)
         target = Target(self.producer, self.topics, session.principal, self.request_id,
-                        self.settings.ingress.max_batch_records, self.settings.ingress.retry_after_s)
-        counts = await publish_all(document.records(stream), target)
+                        self.settings.ingress.max_batch_records, self.settings.ingress.retry_after_s,
+                        route=self._answers)
+        # Orders resolve nothing through a classifier: only catalog files carry names.
+        known = None if sale else await self._known_names(session, summary)
+        ctx = None if known is None else names.names(known.base)
+        counts = await publish_all(document.records(stream, ctx), target)
         log.info("commerceml file imported", extra={
             "session": session.id, "file": filename, **summary.as_log(),
             "published": dict(counts)})
+        if known is not None and ctx is not None:
+            await self._keep_names(session, filename, summary, known, ctx)
         return counts
+
+    async def _known_names(self, session: Session, summary: document.Summary) -> _Known:
+        """What earlier files declared: the session's names, over the catalog's last full
+        classifier when the document holds only changes (it names what that one declared)."""
+        session_names = names.from_json(await self.store.context(session))
+        catalog_names = None
+        if summary.catalog and (summary.changes_only or not summary.full_classifier):
+            catalog_names = names.from_json(await self.store.catalog_context(summary.catalog))
+        base = session_names
+        if summary.changes_only and catalog_names is not None:
+            base = names.merge(catalog_names, session_names)
+        return _Known(names.dump(session_names), base, catalog_names)
+
+    async def _keep_names(self, session: Session, filename: str, summary: document.Summary,
+                          known: _Known, ctx: Context) -> None:
+        """Store the names after this file for the session's later files and, for a file of
+        a known catalog, as that catalog's (a full classifier replaces what was kept;
+        anything else adds to it). Over max_context_bytes nothing is stored: later files
+        then resolve what they declare themselves, as a single file always does."""
+        def serialize() -> tuple[str, str | None, bool]:
+            data = names.dump(ctx)
+            catalog_data = None
+            if summary.catalog:
+                kept = ctx if summary.full_classifier or known.catalog is None \
+                    else names.merge(known.catalog, ctx)
+                catalog_data = names.dump(kept)
+            same = data == known.session and (catalog_data is None or known.catalog is not None
+                                              and catalog_data == names.dump(known.catalog))
+            return data, catalog_data, same
+
+        # A big classifier's names are megabytes of JSON: not on the event loop.
+        data, catalog_data, same = await asyncio.to_thread(serialize)
+        if same:
+            return
+        cap = self.cfg.max_context_bytes
+        size = max(len(data.encode()), len((catalog_data or "").encode()))
+        if size > cap:
+            log.warning("commerceml names not kept for later files: over max_context_bytes", extra={
+                "session": session.id, "file": filename, "bytes": size, "cap": cap,
+                "code": "context_too_large"})
+            return
+        await self.store.put_context(session, data, summary.catalog or None, catalog_data)
+        log.info("commerceml names kept for later files", extra={
+            "session": session.id, "file": filename, "bytes": len(data.encode()),
+            "catalog": summary.catalog, "properties": len(ctx.properties),
+            "price_types": len(ctx.price_types), "warehouses": len(ctx.warehouses)})

@@ -4,10 +4,14 @@ A document's root is ``КоммерческаяИнформация``; what it h
 children, not by the file name (the real УТ "import.xml" in the fixtures holds offers):
 
 - ``Классификатор``: groups, properties (and in 2.08+ price types and warehouses), read
-  whole — it is small and comes first — and kept as the :class:`Context` of what follows;
+  whole — it is small and comes first — and kept as the :class:`Context` of what follows
+  (a context given by the caller already holds what earlier files of the exchange declared:
+  connectors/commerceml/context.py; a re-declared property adds to its dictionary);
 - ``Каталог/Товары/Товар``: products, yielded one at a time as ``product`` entries;
-- ``ПакетПредложений``: ``ТипыЦен`` and ``Склады`` go to the context, each
-  ``Предложения/Предложение`` is yielded as an ``offer`` entry;
+- ``ПакетПредложений`` (or ``ИзмененияПакетаПредложений``, 1С's "changes only" package):
+  ``ТипыЦен`` and ``Склады`` go to the context, each ``Предложения/Предложение`` is yielded as
+  an ``offer`` entry. CommerceML 3.x splits one package over several files (``offers.xml``
+  without prices, ``prices.xml``, ``rests.xml``): each is a package of its own and read alike;
 - ``Документ`` (orders, the ``sale`` direction): yielded as ``order`` entries — directly
   under the root (CommerceML 2.x) or inside ``Контейнер`` elements (3.x: one container per
   document, ``КоммерческаяИнформация/Контейнер/Документ``);
@@ -44,6 +48,8 @@ ROOT = "КоммерческаяИнформация"
 _ENTRIES = {
     (ROOT, "Каталог", "Товары", "Товар"): "product",
     (ROOT, "ПакетПредложений", "Предложения", "Предложение"): "offer",
+    # 1С's "changes only" offers (prices and stock that changed): the same Предложение.
+    (ROOT, "ИзмененияПакетаПредложений", "Предложения", "Предложение"): "offer",
     (ROOT, "Документ"): "order",
     (ROOT, "Контейнер", "Документ"): "order",
 }
@@ -78,6 +84,13 @@ class Property:
 
     name: str
     values: dict[str, str]
+    # ТипЗначений: "Строка", "Число", "Справочник"…; '' when not declared. A "Справочник"
+    # property's values are ИдЗначения of its dictionary, never text.
+    value_type: str = ""
+
+    @property
+    def is_dictionary(self) -> bool:
+        return self.value_type.casefold() == "справочник"
 
 
 @dataclass(frozen=True)
@@ -98,9 +111,27 @@ class Context:
     price_types: dict[str, PriceType] = field(default_factory=dict)
     warehouses: dict[str, str] = field(default_factory=dict)
     sections: list[str] = field(default_factory=list)
+    # Of this document only (never carried to another file): the classifier it belongs to
+    # (``Классификатор/Ид``, else a section's ``ИдКлассификатора``), the catalog it names
+    # (``Каталог/Ид``, ``ИдКаталога``), and whether a section says it holds only changes
+    # (``СодержитТолькоИзменения="true"``, or ``ИзмененияПакетаПредложений``).
+    classifier_id: str = ""
+    catalog_ref: str = ""
+    changes_only: bool = False
     # Documents (``Документ``) found where no layout puts them: not read, so the document
     # check refuses the file rather than answer "success" for orders it never saw.
     stray_documents: list[str] = field(default_factory=list)
+
+
+    @property
+    def catalog_key(self) -> str:
+        """The id the names of this document belong to: its classifier's, else its catalog's."""
+        return self.classifier_id or self.catalog_ref
+
+    @property
+    def full_classifier(self) -> bool:
+        """The document holds a whole classifier (not only its changes)."""
+        return "Классификатор" in self.sections and not self.changes_only
 
 
 @dataclass(frozen=True)
@@ -166,6 +197,11 @@ class _RootReached(Exception):
     pass
 
 
+_DECLARING = ("Классификатор", "ПакетПредложений", "ИзмененияПакетаПредложений")
+_HEADED = (*_DECLARING, "Каталог")
+_CHANGES_ONLY = "СодержитТолькоИзменения"
+
+
 def _group_path(path: list[str]) -> bool:
     return path[-1] == "Группа" and len(path) > 3 and path[1] == "Классификатор" and path[-2] == "Группы"
 
@@ -176,7 +212,7 @@ def _declaration(path: list[str]) -> bool:
     if tag in ("Свойство", "СвойствоНоменклатуры"):
         return len(path) > 3 and path[1] == "Классификатор" and path[-2] == "Свойства"
     if (tag, path[-2] if len(path) > 1 else "") in (("ТипЦены", "ТипыЦен"), ("Склад", "Склады")):
-        return len(path) == 4 and path[1] in ("Классификатор", "ПакетПредложений")
+        return len(path) == 4 and path[1] in _DECLARING
     return False
 
 
@@ -237,6 +273,9 @@ class _Reader:
         path.append(tag)
         if len(path) == 2:
             self.ctx.sections.append(tag)
+            if tag in _HEADED and ((elem.get(_CHANGES_ONLY) or "").strip().lower() == "true"
+                                   or tag == "ИзмененияПакетаПредложений"):
+                self.ctx.changes_only = True
         if self.holders:
             self.held += 1
             if self.held > MAX_HELD_ELEMENTS:
@@ -257,6 +296,8 @@ class _Reader:
         entry's element only at the next event, i.e. once the consumer has moved on."""
         self._drop_pending()
         role = self.roles.pop()
+        if len(self.path) == 3 and role is None and self.path[1] in _HEADED:
+            self._read_header(elem)
         entry = None
         if role == "group":
             self._read_group(elem)
@@ -287,6 +328,20 @@ class _Reader:
             elem.clear()
             parent.remove(elem)
 
+    def _read_header(self, elem: ET.Element) -> None:
+        """A section's own ids (``Классификатор/Ид``, ``…/ИдКлассификатора``, ``Каталог/Ид``,
+        ``…/ИдКаталога``): the first of each kind is the document's."""
+        tag, ident = elem.tag, text(elem)
+        if not ident:
+            return
+        section = self.path[1]
+        if (tag == "ИдКлассификатора" or (tag == "Ид" and section == "Классификатор")) \
+                and not self.ctx.classifier_id:
+            self.ctx.classifier_id = ident
+        elif (tag == "ИдКаталога" or (tag == "Ид" and section == "Каталог")) \
+                and not self.ctx.catalog_ref:
+            self.ctx.catalog_ref = ident
+
     def _holder_tag(self) -> str:
         return next(tag for tag, role in zip(self.path, self.roles, strict=False) if role)
 
@@ -308,9 +363,22 @@ def _read_declaration(elem: ET.Element, ctx: Context) -> None:
     if not eid:
         return
     if elem.tag in ("Свойство", "СвойствоНоменклатуры"):
+        # ВариантыЗначений/Справочник (2.04+, 3.x) with ИдЗначения + Значение; 2.03's
+        # ТипыЗначений/ТипЗначений/ВариантыЗначений/ВариантЗначения with Ид + Значение.
         values = {child_text(v, "ИдЗначения"): child_text(v, "Значение")
                   for v in elem.iter("Справочник") if child_text(v, "ИдЗначения")}
-        ctx.properties[eid] = Property(child_text(elem, "Наименование"), values)
+        values.update((child_text(v, "Ид"), child_text(v, "Значение"))
+                      for v in elem.iter("ВариантЗначения") if child_text(v, "Ид"))
+        value_type = child_text(elem, "ТипЗначений") or child_text(elem, "ТипыЗначений/ТипЗначений/Тип")
+        known = ctx.properties.get(eid)
+        if known is not None:
+            # Declared before (an earlier file of the exchange, or a full classifier of the
+            # catalog): a "changes only" classifier re-declares a property with the values
+            # that changed; those it leaves out are still what they were.
+            values = {**known.values, **values}
+            value_type = value_type or known.value_type
+        ctx.properties[eid] = Property(child_text(elem, "Наименование") or (known.name if known else ""),
+                                       values, value_type)
     elif elem.tag == "ТипЦены":
         ctx.price_types[eid] = PriceType(child_text(elem, "Наименование"), child_text(elem, "Валюта"))
     else:

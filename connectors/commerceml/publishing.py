@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 from collections import Counter, defaultdict
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 
 from connectors.commerceml.records import Record
@@ -25,6 +25,9 @@ class Target:
     request_id: str
     batch_size: int
     retry_after_s: int
+    #: Looks at each batch before it is published and may replace records (the exchange
+    #: turns 1С's answers to exported documents into records of their own topic).
+    route: Callable[[list[Record]], Awaitable[list[Record]]] | None = None
 
 
 def accepted(record: Record, principal: str, request_id: str) -> Accepted:
@@ -51,6 +54,8 @@ async def publish_all(records: Iterator[Record], target: Target) -> Counter:
     ApiError 503 (publish.py) if the broker does not acknowledge; returns counts by entity."""
     counts: Counter = Counter()
     while batch := await asyncio.to_thread(_take, records, target.batch_size):
+        if target.route is not None:
+            batch = await target.route(batch)
         by_topic: dict[str, list[Record]] = defaultdict(list)
         for record in batch:
             by_topic[record.topic].append(record)

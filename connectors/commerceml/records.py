@@ -16,8 +16,11 @@ same CloudEvents id (``ce_id``), and downstream dedupe drops it. Ids: an ``Ид`
      "unit": {"code": @Код, "name": text, "full_name": @НаименованиеПолное,
               "international": @МеждународноеСокращение} | null,      (БазоваяЕдиница)
      "groups": [{"id", "name"}],                  (Группы/Ид, names from the Классификатор)
-     "properties": [{"id", "name", "values": [...], "labels": [...]}], (ЗначенияСвойств;
-                   labels resolve dictionary ids through the Классификатор)
+     "properties": [{"id", "name", "type", "values": [...], "labels": [...],
+                     "value_ids": [...]}],        (ЗначенияСвойств; "type" the declared
+                   ТипЗначений | null; labels resolve dictionary ids through the
+                   Классификатор (an unresolved one stays the id); value_ids[i] is the
+                   ИдЗначения when values[i] is a dictionary reference, else null)
      "characteristics": [{"name", "value"}],      (ХарактеристикиТовара)
      "requisites": [{"name", "values": [...]}],   (ЗначенияРеквизитов)
      "taxes": [{"name", "rate"}],                 (СтавкиНалогов)
@@ -58,6 +61,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -166,9 +170,25 @@ def _properties(elem: ET.Element | None, ctx: Context) -> list[dict[str, Any]]:
         if pid is None and not values:
             continue
         known = ctx.properties.get(pid or "")
-        out.append({"id": pid, "name": known.name if known else None, "values": values,
-                    "labels": [known.values.get(v, v) if known else v for v in values]})
+        out.append({"id": pid, "name": known.name if known else None,
+                    "type": (known.value_type or None) if known else None, "values": values,
+                    "labels": [known.values.get(v, v) if known else v for v in values],
+                    "value_ids": [v if _is_reference(known, v) else None for v in values]})
     return out
+
+
+_GUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+
+
+def _is_reference(known, value: str) -> bool:
+    """A value that names a dictionary entry: one of the property's ВариантыЗначений, any
+    value of a property declared ``Справочник`` (its dictionary may be in another file, e.g.
+    a classifier that ``СодержитТолькоИзменения``), or a GUID as the value of a property this
+    document does not declare (3.x sends the classifier in its own file; 1С writes no GUID
+    as the text of a string property)."""
+    if known is None:
+        return _GUID.fullmatch(value) is not None
+    return value in known.values or known.is_dictionary
 
 
 def product_record(entry: Entry) -> Record:

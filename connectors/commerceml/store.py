@@ -1,5 +1,12 @@
-"""The exchange's state in PostgreSQL (migration 0005): sessions, uploaded files (as
-chunks), and the orders recorded for export to 1С. Shared by every bridge replica."""
+"""The exchange's state in PostgreSQL (migrations 0005, 0019, 0023): sessions, uploaded files
+(as chunks), the names carried from one file of an exchange to the next, and the documents
+queued for export to 1С. Shared by every bridge replica.
+
+The export queue (``commerceml_order_export``) holds one row per exported ``Ид``
+(:class:`ExportQueue` fills it). A row is pending until 1С confirms, with ``mode=success``
+in the session whose ``query`` carried it, the very revision it got; a document changed in
+between (a new revision) stays pending and goes again, under the same Ид, so 1С updates
+its document rather than making a second one."""
 
 from __future__ import annotations
 
@@ -36,6 +43,21 @@ _EVICT_IDLE = (
     "AND f.processed_at IS NULL) ORDER BY s.expires_at LIMIT :n) RETURNING id"
 )
 ZIP_MAGIC = b"PK\x03\x04"
+# The names kept for later files (migration 0023): one row per session (cascaded with it),
+# and the last full classifier of at most this many catalogs (the least recently updated
+# go first). The size of each row is capped by CommerceMLSettings.max_context_bytes.
+MAX_CATALOG_CONTEXTS = 20
+_PUT_SESSION_CONTEXT = text(
+    "INSERT INTO commerceml_session_context (session_id, context, bytes) "
+    "VALUES (:s, CAST(:c AS jsonb), :n) ON CONFLICT (session_id) DO UPDATE "
+    "SET context = excluded.context, bytes = excluded.bytes, updated_at = now()")
+_PUT_CATALOG_CONTEXT = text(
+    "INSERT INTO commerceml_catalog_context (catalog_id, context, bytes) "
+    "VALUES (:k, CAST(:c AS jsonb), :n) ON CONFLICT (catalog_id) DO UPDATE "
+    "SET context = excluded.context, bytes = excluded.bytes, updated_at = now()")
+_EVICT_CATALOG_CONTEXTS = text(
+    "DELETE FROM commerceml_catalog_context WHERE catalog_id IN (SELECT catalog_id "
+    "FROM commerceml_catalog_context ORDER BY updated_at DESC, catalog_id OFFSET :keep)")
 
 
 @dataclass(frozen=True)
@@ -58,11 +80,47 @@ class StoredFile:
 
 @dataclass(frozen=True)
 class ExportOrder:
-    """An order recorded for 1С: the row id and its ``Документ`` element."""
+    """An order recorded for 1С: the row id, its ``Документ`` element and its revision."""
 
     id: int
     document_id: str
     document: str
+    revision: int = 1
+
+
+_PUT_EXPORT = text(
+    "INSERT INTO commerceml_order_export AS t (document_id, entity, document) "
+    "VALUES (:doc_id, :entity, :document) ON CONFLICT (document_id) DO UPDATE "
+    "SET document = excluded.document, entity = excluded.entity, revision = t.revision + 1, "
+    "acknowledged_at = NULL, updated_at = now() "
+    "WHERE t.document IS DISTINCT FROM excluded.document OR t.entity IS DISTINCT FROM excluded.entity "
+    "RETURNING revision")
+
+
+class ExportQueue:
+    """The egress side of the export queue: documents the middleware has for 1С."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+
+    async def put(self, document_id: str, entity: str, document: str) -> int | None:
+        """Queue (or re-queue) the document under its Ид. The revision queued, or None when
+        the same document is queued already (a retry): nothing changes, nothing is re-sent."""
+        async with self.engine.begin() as conn:
+            row = (await conn.execute(_PUT_EXPORT, {
+                "doc_id": document_id, "entity": entity, "document": document})).first()
+        return None if row is None else row.revision
+
+    async def entities(self, document_ids: list[str]) -> dict[str, str]:
+        """Ид -> entity of those among ``document_ids`` the middleware exported."""
+        if not document_ids:
+            return {}
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(text(
+                "SELECT document_id, entity FROM commerceml_order_export "
+                "WHERE document_id = ANY(:ids) AND entity IS NOT NULL"),
+                {"ids": document_ids})).all()
+        return {r.document_id: r.entity for r in rows}
 
 
 class ExchangeStore:
@@ -227,29 +285,61 @@ class ExchangeStore:
                 "UPDATE commerceml_file SET processed_at = now() WHERE session_id = :s AND filename = :f"),
                 {"s": session.id, "f": filename})
 
+    # -- names carried across files (connectors/commerceml/context.py)
+
+    async def context(self, session: Session) -> dict | None:
+        """The names stored for the session (JSON), or None."""
+        async with self.engine.connect() as conn:
+            return await conn.scalar(text(
+                "SELECT context FROM commerceml_session_context WHERE session_id = :s"),
+                {"s": session.id})
+
+    async def catalog_context(self, catalog_id: str) -> dict | None:
+        """The names of the catalog's last full classifier (and changes since), or None."""
+        async with self.engine.connect() as conn:
+            return await conn.scalar(text(
+                "SELECT context FROM commerceml_catalog_context WHERE catalog_id = :k"),
+                {"k": catalog_id})
+
+    async def put_context(self, session: Session, data: str, catalog_id: str | None = None,
+                          catalog_data: str | None = None) -> None:
+        """Store the session's names (JSON text) and, when given, the catalog's."""
+        async with self.engine.begin() as conn:
+            await conn.execute(_PUT_SESSION_CONTEXT, {"s": session.id, "c": data,
+                                                      "n": len(data.encode())})
+            if catalog_id and catalog_data is not None:
+                await conn.execute(_PUT_CATALOG_CONTEXT, {"k": catalog_id, "c": catalog_data,
+                                                          "n": len(catalog_data.encode())})
+                await conn.execute(_EVICT_CATALOG_CONTEXTS, {"keep": MAX_CATALOG_CONTEXTS})
+
     # -- orders for export
 
     async def pending_orders(self) -> list[ExportOrder]:
         """Orders 1С has not acknowledged yet (sent before or not), oldest first."""
         async with self.engine.connect() as conn:
             rows = (await conn.execute(text(
-                "SELECT id, document_id, document FROM commerceml_order_export "
+                "SELECT id, document_id, document, revision FROM commerceml_order_export "
                 "WHERE acknowledged_at IS NULL ORDER BY id"))).all()
         return [ExportOrder(*r) for r in rows]
 
-    async def mark_sent(self, session: Session, ids: list[int]) -> None:
-        """Record that these orders went to 1С in this session."""
-        if not ids:
+    async def mark_sent(self, session: Session, orders: list[ExportOrder]) -> None:
+        """Record that these orders, at the revisions read, went to 1С in this session."""
+        if not orders:
             return
         async with self.engine.begin() as conn:
             await conn.execute(text(
-                "UPDATE commerceml_order_export SET sent_session = :s, sent_at = now() "
-                "WHERE id = ANY(:ids)"), {"s": session.id, "ids": ids})
+                "UPDATE commerceml_order_export e SET sent_session = :s, sent_at = now(), "
+                "sent_revision = v.revision FROM unnest(CAST(:ids AS bigint[]), "
+                "CAST(:revisions AS bigint[])) AS v(id, revision) WHERE e.id = v.id"),
+                {"s": session.id, "ids": [o.id for o in orders],
+                 "revisions": [o.revision for o in orders]})
 
     async def acknowledge_orders(self, session: Session) -> int:
-        """1С confirmed (``mode=success``) what this session sent; returns how many."""
+        """1С confirmed (``mode=success``) what this session sent; returns how many. A row
+        changed since (another revision) is not what 1С confirmed: it stays pending."""
         async with self.engine.begin() as conn:
             result = await conn.execute(text(
                 "UPDATE commerceml_order_export SET acknowledged_at = now() "
-                "WHERE sent_session = :s AND acknowledged_at IS NULL"), {"s": session.id})
+                "WHERE sent_session = :s AND acknowledged_at IS NULL "
+                "AND sent_revision = revision"), {"s": session.id})
         return result.rowcount

@@ -1,5 +1,6 @@
 """The bridge's purge job: expired Idempotency-Keys, old 1С exchange message numbers and
-expired CommerceML exchange sessions (with their uploaded files).
+expired CommerceML exchange sessions (with their uploaded files and the names kept for their
+later files: ``commerceml_session_context`` goes with its session, ON DELETE CASCADE).
 
 Every ``ingress.purge_interval_s`` each replica deletes what has expired, ``purge_batch_rows``
 rows per statement (each its own short transaction, so no long lock or transaction is held),

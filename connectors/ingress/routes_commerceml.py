@@ -85,8 +85,10 @@ _ROUTE = {
                "import|query|success|complete",
     "responses": {
         200: {"description": "`success` (checkauth: `success`, cookie name, cookie value; init: "
-                             "`zip=yes|no`, `file_limit=<bytes>`) as text; sale query: the orders as "
-                             "CommerceML XML", "content": {**_TEXT, "application/xml": {}}},
+                             "`zip=yes|no`, `file_limit=<bytes>`) as text; sale query: the documents queued "
+                             "for 1С (couriers' instant orders and returns) as one CommerceML 2.08 "
+                             "document in windows-1251, re-sent until `success`",
+              "content": {**_TEXT, "application/xml": {}}},
         **{status: {"description": f"`failure`, the reason, `request_id=…` ({what}); the header "
                                    "X-Error-Code names the error", "content": _TEXT}
            for status, what in ((400, "unknown type or mode, bad filename, not a CommerceML document, "

@@ -1,5 +1,6 @@
-"""An async client of a 1С base for egress: our extension's HTTP service, and document
-posting through the standard OData interface.
+"""An async client of a 1С base for egress: our extension's HTTP service, and documents
+through the standard OData interface (read, create, change, post — the write mode of a
+stock base without the extension, streams/egress/onec_odata.py).
 
 Every write carries ``Idempotency-Key`` = the caller's stable event id, so repeating it
 after a timeout or a 5xx is safe: 1С answers the first result again (200) instead of
@@ -101,6 +102,14 @@ class WriteResult:
                                         number=str(doc["number"]), date=str(doc["date"]),
                                         posted=bool(doc["posted"])),
                    created_at=str(body["created_at"]), replayed=replayed, raw=body)
+
+
+class ODataDocumentMissing(ODataError):
+    """The base holds no document with this Ref_Key (PATCH answered 404): the order or
+    shipment a delivery names was deleted in 1С or never reached it. Repeating cannot
+    help; check the document in 1С, then replay."""
+
+    code = "onec_odata_document_missing"
 
 
 def circuit_verdict(exc: BaseException | None) -> Verdict:
@@ -226,6 +235,86 @@ class OneCClient:
                 err.retry_after = parse_retry_after(response.headers.get("retry-after"))
             self._log_failure("odata_post", response.status_code, err)
             raise err
+
+    # --- writes through the standard OData interface (a base without our extension) -------
+
+    async def get_document(self, entity_set: str, ref_key: UUID | str) -> dict[str, Any] | None:
+        """The document as 1С holds it (``GET {odata}/Document_X(guid'…')``), or None when
+        the base has no document with this Ref_Key: the look before a create."""
+        url = self._document_url(entity_set, ref_key) + "?$format=json"
+        with self._breaker.guard():
+            response = await self._odata_call("odata_get", "GET", url, entity_set)
+            if response.status_code == 404:
+                return None
+            self._odata_raise("odata_get", response, entity_set)
+        return self._odata_record("odata_get", response, entity_set)
+
+    async def create_document(self, entity_set: str, record: Mapping[str, Any]) -> dict[str, Any]:
+        """Create a document: ``POST {odata}/Document_X?$format=json`` with its fields
+        (``Ref_Key`` included: 1С gives the new object that reference); 1С answers 201 and
+        the record it wrote (Number, Date, Posted, DataVersion filled in)."""
+        if not _ENTITY_SET_RE.match(entity_set):
+            raise ValueError(f"not a document entity set: {entity_set!r}")
+        url = self._odata + quote(entity_set, safe="") + "?$format=json"
+        payload = json.dumps(self._jsonable(record), ensure_ascii=False).encode()
+        with self._breaker.guard():
+            response = await self._odata_call("odata_create", "POST", url, entity_set, content=payload,
+                                              headers={"Content-Type": "application/json; charset=utf-8"})
+            self._odata_raise("odata_create", response, entity_set)
+        created = self._odata_record("odata_create", response, entity_set)
+        log.info("1c odata write", extra={"operation": "odata_create", "entity_set": entity_set,
+                                          "ref_key": str(created.get("Ref_Key") or ""),
+                                          "number": str(created.get("Number") or "")})
+        return created
+
+    async def update_document(self, entity_set: str, ref_key: UUID | str,
+                              fields: Mapping[str, Any]) -> dict[str, Any]:
+        """Change fields of a document: ``PATCH {odata}/Document_X(guid'…')?$format=json``;
+        1С answers 200 and the record. A Ref_Key the base does not hold raises
+        :class:`ODataDocumentMissing` (404)."""
+        url = self._document_url(entity_set, ref_key) + "?$format=json"
+        payload = json.dumps(self._jsonable(fields), ensure_ascii=False).encode()
+        with self._breaker.guard():
+            response = await self._odata_call("odata_patch", "PATCH", url, entity_set, content=payload,
+                                              headers={"Content-Type": "application/json; charset=utf-8"})
+            if response.status_code == 404:
+                said = posting_error_from_response(404, _decode(response), entity_set=entity_set)
+                err = ODataDocumentMissing(404, said.odata_code, f"no document {str(ref_key).lower()}: "
+                                           f"{str(said).partition(']')[2].strip()}", entity_set=entity_set)
+                self._log_failure("odata_patch", 404, err)
+                raise err
+            self._odata_raise("odata_patch", response, entity_set)
+        updated = self._odata_record("odata_patch", response, entity_set)
+        log.info("1c odata write", extra={"operation": "odata_patch", "entity_set": entity_set,
+                                          "ref_key": str(ref_key).lower(), "fields": sorted(fields)})
+        return updated
+
+    async def _odata_call(self, operation: str, method: str, url: str, entity_set: str,
+                          **kwargs: Any) -> httpx.Response:
+        return await self._send(operation, method, url, transport_error=lambda name: (
+            ODataTransportError(None, message=f"{name}: no answer from 1С", entity_set=entity_set)),
+            **kwargs)
+
+    def _odata_raise(self, operation: str, response: httpx.Response, entity_set: str) -> None:
+        """Raise 1С's refusal of an OData request (inside the breaker's guard)."""
+        if response.is_success:
+            return
+        # /Post's classifier reads 1С's runtime text: a lock, a closed period, a refusal.
+        err = posting_error_from_response(response.status_code, _decode(response), entity_set=entity_set)
+        if isinstance(err, ODataServerError):
+            err.retry_after = parse_retry_after(response.headers.get("retry-after"))
+        self._log_failure(operation, response.status_code, err)
+        raise err
+
+    @staticmethod
+    def _odata_record(operation: str, response: httpx.Response, entity_set: str) -> dict[str, Any]:
+        body = _decode(response)
+        if not isinstance(body, dict) or "Ref_Key" not in body:
+            err = ODataServerError(response.status_code, "", f"{operation}: the answer is not a 1С record",
+                                   entity_set=entity_set)
+            EGRESS_ERRORS.labels(TARGET, err.code).inc()
+            raise err
+        return {k: v for k, v in body.items() if k != "odata.metadata"}
 
     # --- plumbing ------------------------------------------------------------------------
 
@@ -389,5 +478,5 @@ def _decode(response: httpx.Response) -> Any:
         return response.text
 
 
-__all__ = ["DocumentRef", "OneCClient", "Operation", "WriteResult",
+__all__ = ["DocumentRef", "ODataDocumentMissing", "OneCClient", "Operation", "WriteResult",
            "circuit_verdict", "odata_url_of", "onec_datetime"]

@@ -1,7 +1,14 @@
 """Emulator of a 1C:УТ base for the embedded stack and tests: the standard OData interface
-(JSON, basic auth, ``$filter $orderby $top $skip``; documents' ``/Post`` and ``/Unpost``
-actions) and the integration HTTP service our egress calls (emulator_service.py, the
+(JSON, basic auth, ``$filter $orderby $top $skip``; documents created with ``POST``,
+changed with ``PATCH``, and their ``/Post`` and ``/Unpost`` actions — 1С's answers and
+``odata.error`` bodies, a closed period and a duplicate Ref_Key included) and the integration HTTP service our egress calls (emulator_service.py, the
 contract in http_service.openapi.yaml).
+
+The Balance virtual table of an accumulation register
+(``GET AccumulationRegister_ТоварыНаСкладах/Balance(Period=…, Condition=…, Dimensions=…)``)
+is computed from the movements written to the register's set (RecordSets keyed by
+Recorder, or single movements; Receipt adds, Expense subtracts) or from balance rows written
+there: ``<Dimension>_Key`` and ``<Resource>Balance`` fields, zero rows left out.
 
 Admin endpoints change the base as a user would: ``PUT /_emulator/odata/{EntitySet}``
 writes records (each write gets a new DataVersion, as in 1С), ``DELETE`` removes one (it
@@ -18,12 +25,13 @@ import base64
 import json
 import re
 import secrets
+import uuid
 from collections.abc import Iterable
 from dataclasses import asdict
 from datetime import datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote
+from urllib.parse import quote, unquote
 
 from fastapi import FastAPI, Header, Request
 from fastapi.exceptions import RequestValidationError
@@ -34,8 +42,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from connectors.bitrix24.emulator.faults import Storm, StormMiddleware, StormSpec
 from connectors.onec import emulator_service
 from connectors.onec.emulator_faults import CallLog, Fault, FaultSpec, onec_storm_answer, take_fault
-from connectors.onec.emulator_query import ODataQueryError, apply_query
+from connectors.onec.emulator_query import ODataQueryError, apply_query, balance_rows
 from connectors.onec.objects import OBJECTS, lookup
+from connectors.onec.odata.query import parse_virtual_table
 from connectors.onec.records import RecordRejected, identity
 
 ODATA_PREFIX = "/trade/odata/standard.odata/"
@@ -64,10 +73,17 @@ class ODataBase:
         self._writes = 0x100  # above the small versions the captured fixtures carry
 
     def key(self, entity_set: str, record: dict[str, Any]) -> str:
-        """The record's identity: Ref_Key, or a register record's period and dimensions."""
+        """The record's identity: Ref_Key, a register record's period and dimensions, or
+        for an accumulation register's movements their recorder (a RecordSet replaces the
+        recorder's movements, as 1С writes them) or recorder and line (a single movement)."""
         obj = lookup(entity_set)
         if obj is None:
             return str(record["Ref_Key"]).lower()
+        if obj.accumulation and entity_set == obj.odata_name:
+            if isinstance(record.get("RecordSet"), list):
+                return "recorder:" + str(record["Recorder"]).lower()
+            if "RecordType" in record:
+                return f"movement:{str(record['Recorder']).lower()}|{record['LineNumber']}"
         return identity(obj, record)[0]
 
     def versioned(self, entity_set: str) -> bool:
@@ -140,10 +156,26 @@ def create_app(seed_file: Path | None = None, *, entity_sets: Iterable[str] = DE
         if fault is None:
             return None
         request.state.fault = True  # for the call log
+        if fault.after_write:
+            request.state.after_write = fault  # the write happens; its answer is lost later
+            return None
         await asyncio.sleep(fault.delay_s)
         if not fault.status:
             return None
         return _odata_error(fault.status, "-1", fault.message or "Ошибка сервера (эмулятор)",
+                            fault.retry_after_header())
+
+    async def answered(request: Request, response: Response) -> Response:
+        """The answer of a write that happened, unless an ``after_write`` fault loses it:
+        held ``delay_s`` (a client timing out), then replaced by the fault's status (a
+        proxy's gateway error) when it has one."""
+        fault = getattr(request.state, "after_write", None)
+        if fault is None:
+            return response
+        await asyncio.sleep(fault.delay_s)
+        if not fault.status:
+            return response
+        return _odata_error(fault.status, "-1", fault.message or "Ошибка шлюза (эмулятор)",
                             fault.retry_after_header())
 
     @app.exception_handler(StarletteHTTPException)
@@ -166,7 +198,7 @@ def create_app(seed_file: Path | None = None, *, entity_sets: Iterable[str] = DE
         response = await call_next(request)
         path = request.url.path
         if path.startswith(ODATA_PREFIX):
-            operation = "odata_get" if request.method == "GET" else "odata_" + path.rsplit("/", 1)[-1].lower()
+            operation = _odata_operation(request.method, path[len(ODATA_PREFIX):])
             calls.record("odata", operation, request.method, unquote(path), response.status_code,
                          fault=getattr(request.state, "fault", False),
                          storm=getattr(request.state, "storm", None))
@@ -206,6 +238,41 @@ def create_app(seed_file: Path | None = None, *, entity_sets: Iterable[str] = DE
         return JSONResponse({"odata.metadata": f"{request.base_url}{ODATA_PREFIX[1:]}$metadata#{entity_set}",
                              "value": rows})
 
+    @app.get(ODATA_PREFIX + "{entity_set}/{table:path}")
+    async def odata_virtual_table(entity_set: str, table: str, request: Request) -> JSONResponse:
+        # GET AccumulationRegister_X/Balance(Period=…, Condition=…, Dimensions=…): the
+        # balances computed from the register's movements (emulator_query.balance_rows).
+        if not authorized(request):
+            return unauthorized()
+        failed = await odata_fault(request, "odata_get")
+        if failed is not None:
+            return failed
+        try:
+            vt = parse_virtual_table(f"{entity_set}/{table}")
+        except ValueError as exc:
+            return _odata_error(400, "-1", f"Неверный адрес виртуальной таблицы: {exc}")
+        obj = lookup(vt.entity_set) if vt is not None else None
+        if vt is None or obj is None or not obj.accumulation or vt.entity_set not in base.sets:
+            return _odata_error(404, "9", f"Не найден объект {entity_set}/{table}")
+        if vt.table != "Balance":
+            return _odata_error(400, "-1", f"the emulator serves the Balance table only, not {vt.table}")
+        params = request.query_params
+        if params.get("$format") != "json":
+            return _odata_error(400, "-1", "the emulator answers JSON only: send $format=json")
+        # The register's resources in every configuration the objects map knows; the rows
+        # carry those the movements use (ВНаличии in УТ 11, Количество in УТ 10.3).
+        resources = tuple(dict.fromkeys(r for layout in obj.balances for r in layout.resources))
+        try:
+            rows = balance_rows(base.sets[vt.entity_set].values(), resources,
+                                dimensions=vt.dimensions, period=vt.moment("Period"),
+                                condition=vt.condition)
+            rows = apply_query(rows, filter=params.get("$filter"), orderby=params.get("$orderby"),
+                               top=_whole(params, "$top"), skip=_whole(params, "$skip"))
+        except ODataQueryError as exc:
+            return _odata_error(400, "-1", str(exc))
+        return JSONResponse({"odata.metadata": f"{request.base_url}{ODATA_PREFIX[1:]}$metadata#"
+                                               f"{vt.entity_set}_{vt.table}", "value": rows})
+
     @app.post(ODATA_PREFIX + "{address}/{action}")
     async def odata_action(address: str, action: str, request: Request) -> Response:
         # POST Document_X(guid'…')/Post?PostingModeOperational=false, and /Unpost.
@@ -235,7 +302,80 @@ def create_app(seed_file: Path | None = None, *, entity_sets: Iterable[str] = DE
             return _odata_error(500, "-1", "Ошибка при вызове метода контекста (Записать): "
                                 f"Не удалось провести документ. {exc.message}")
         base.write(entity_set, {**record, "Posted": True})
-        return Response(status_code=200)
+        return await answered(request, Response(status_code=200))
+
+    @app.post(ODATA_PREFIX + "{entity_set}")
+    async def odata_create(entity_set: str, request: Request) -> Response:
+        # POST Document_X?$format=json {fields}: 1С creates the object (Ref_Key given: with
+        # that reference) in write mode, unposted, and answers 201 with the record.
+        if not authorized(request):
+            return unauthorized()
+        failed = await odata_fault(request, "odata_create")
+        if failed is not None:
+            return failed
+        if not entity_set.startswith("Document_") or entity_set not in base.sets:
+            return _odata_error(404, "9", f"Не найден объект {entity_set}")
+        if request.query_params.get("$format") != "json":
+            return _odata_error(400, "-1", "the emulator answers JSON only: send $format=json")
+        fields = await _json_object(request)
+        if fields is None:
+            return _odata_error(400, "-1", "Ошибка разбора тела запроса: ожидается объект JSON")
+        ref = str(fields.get("Ref_Key") or uuid.uuid4()).lower()
+        if not _GUID.match(ref) or ref == _EMPTY_REF:
+            return _odata_error(400, "-1", f"Неверное значение свойства Ref_Key: {ref}")
+        if ref in base.sets[entity_set]:
+            return _odata_error(500, "-1", "Ошибка при вызове метода контекста (Записать): "
+                                f"Запись с такими ключевыми полями существует! ({entity_set}, {ref})")
+        date = str(fields.get("Date") or "")
+        try:
+            datetime.fromisoformat(date)
+            service.check_period(date)
+        except ValueError:
+            return _odata_error(400, "-1", f"Неверное значение свойства Date: {date!r}")
+        except emulator_service.Refused as exc:
+            return _odata_error(500, "-1", f"Ошибка при вызове метода контекста (Записать): {exc.message}")
+        service.numbers[entity_set] += 1
+        record = {"DeletionMark": False, "Number": f"ММ00-{service.numbers[entity_set]:06d}",
+                  **{k: v for k, v in fields.items() if k not in _SYSTEM_FIELDS},
+                  "Ref_Key": ref, "Posted": False}
+        stored = base.write(entity_set, record)
+        address = f"{entity_set}(guid'{ref}')"
+        return await answered(request, JSONResponse(
+            {"odata.metadata": f"{request.base_url}{ODATA_PREFIX[1:]}$metadata#{entity_set}/@Element",
+             **stored}, status_code=201, headers={"Location": f"{request.base_url}{ODATA_PREFIX[1:]}{quote(address, safe=_SAFE)}"}))
+
+    @app.patch(ODATA_PREFIX + "{address}")
+    async def odata_patch(address: str, request: Request) -> Response:
+        # PATCH Document_X(guid'…')?$format=json {fields}: 1С writes the changed fields and
+        # answers 200 with the record; 404 when the base holds no such object.
+        if not authorized(request):
+            return unauthorized()
+        failed = await odata_fault(request, "odata_patch")
+        if failed is not None:
+            return failed
+        match = _DOCUMENT_ADDRESS.match(address)
+        if match is None:
+            return _odata_error(400, "-1", f"Неверный адрес объекта {address}")
+        if request.query_params.get("$format") != "json":
+            return _odata_error(400, "-1", "the emulator answers JSON only: send $format=json")
+        entity_set, ref = match["set"], match["ref"].lower()
+        record = base.sets.get(entity_set, {}).get(ref)
+        if record is None:
+            return _odata_error(404, "9", f"Не найден объект {entity_set}(guid'{ref}')")
+        fields = await _json_object(request)
+        if fields is None:
+            return _odata_error(400, "-1", "Ошибка разбора тела запроса: ожидается объект JSON")
+        if str(fields.get("Ref_Key", ref)).lower() != ref:
+            return _odata_error(400, "-1", "Ref_Key в теле запроса не совпадает с адресом объекта")
+        try:
+            service.check_period(emulator_service.date_of(record))
+        except emulator_service.Refused as exc:
+            return _odata_error(500, "-1", f"Ошибка при вызове метода контекста (Записать): {exc.message}")
+        changed = {k: v for k, v in fields.items() if k not in _SYSTEM_FIELDS}
+        stored = base.write(entity_set, {**record, **changed})
+        return await answered(request, JSONResponse(
+            {"odata.metadata": f"{request.base_url}{ODATA_PREFIX[1:]}$metadata#{entity_set}/@Element",
+             **stored}))
 
     @app.put("/_emulator/odata/{entity_set}")
     async def admin_write(entity_set: str, request: Request) -> JSONResponse:
@@ -332,6 +472,33 @@ def create_app(seed_file: Path | None = None, *, entity_sets: Iterable[str] = DE
         return JSONResponse(answer, status_code=201)
 
     return app
+
+
+_GUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+_EMPTY_REF = "00000000-0000-0000-0000-000000000000"
+_SAFE = "()'"  # a header is latin-1: the Cyrillic of an address is percent-encoded
+# Set by 1С itself: a body's values for them are not written.
+_SYSTEM_FIELDS = frozenset({"Ref_Key", "DataVersion", "Posted", "odata.metadata"})
+
+
+def _odata_operation(method: str, rest: str) -> str:
+    """The call log's operation of an OData request: odata_get, odata_create, odata_patch,
+    odata_post, odata_unpost."""
+    if method == "GET":
+        return "odata_get"
+    if method == "PATCH":
+        return "odata_patch"
+    if "/" in rest:
+        return "odata_" + rest.rsplit("/", 1)[-1].lower()
+    return "odata_create"
+
+
+async def _json_object(request: Request) -> dict[str, Any] | None:
+    try:
+        body = json.loads(await request.body())
+    except (ValueError, UnicodeDecodeError):
+        return None
+    return body if isinstance(body, dict) else None
 
 
 def _basic(username: str, password: str) -> str:

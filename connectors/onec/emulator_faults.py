@@ -1,8 +1,8 @@
 """Injected failures of the 1С emulator and its call log (``/_emulator/faults``, ``/_emulator/calls``).
 
 A fault hits requests of one interface (``odata`` reads and ``/Post``, ``hs`` the HTTP
-service, ``*`` both) and optionally one operation (``odata_get``, ``odata_post``,
-``instant_order``, ``delivery_status``, …). ``after`` matching requests pass first; then
+service, ``*`` both) and optionally one operation (``odata_get``, ``odata_create``,
+``odata_patch``, ``odata_post``, ``instant_order``, ``delivery_status``, …). ``after`` matching requests pass first; then
 the next ``count`` (-1: all) are hit:
 
 - ``delay_s`` alone: latency — the request waits, then runs normally (a client timing out
@@ -10,7 +10,9 @@ the next ``count`` (-1: all) are hit:
 - ``status``: the request fails with that status (and ``code``, ``message``,
   ``retry_after``) and writes nothing;
 - ``after_write``: the request runs, then its answer is held ``delay_s`` (a timeout after a
-  successful write, the case idempotency keys exist for).
+  successful write, the case idempotency keys exist for); on the OData writes (create,
+  patch, ``/Post``) a ``status`` with it replaces the answer after the write — a gateway
+  losing 1С's answer, the case look-before-create exists for.
 """
 
 from __future__ import annotations

@@ -2,14 +2,16 @@
 
 The subset 1С's standard interface is used with here: comparisons (``eq ne gt ge lt le``)
 of a field with a literal (``guid'…'``, ``datetime'…'``, ``'text'``, numbers, ``true``,
-``false``, ``null``), combined with ``and``, ``or``, ``not`` and parentheses.
+``false``, ``null``), combined with ``and``, ``or``, ``not`` and parentheses; and the Balance
+virtual table of an accumulation register computed from its movements (:func:`balance_rows`).
 """
 
 from __future__ import annotations
 
 import operator
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
+from decimal import Decimal
 from typing import Any
 
 from connectors.errors import ConnectorError
@@ -145,3 +147,68 @@ def _sort_key(value: Any) -> tuple[bool, Any]:
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return (value is None, value)
     return (value is None, "" if value is None else str(value))
+
+
+# -- the Balance virtual table of an accumulation register ---------------------------------
+
+EMPTY_REF = "00000000-0000-0000-0000-000000000000"
+# Fields of a movement that are neither dimensions nor resources.
+_MOVEMENT_SYSTEM = frozenset({"Recorder", "Recorder_Type", "Period", "LineNumber", "Active",
+                              "RecordType", "RecordSet", "DataVersion", "odata.metadata"})
+_SIGN = {"Receipt": 1, "Expense": -1}
+
+
+def movements(records: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    """The single movements of stored records: a RecordSet (``Recorder`` + ``RecordSet[]``,
+    as the register's entity set holds them) gives its lines, anything else is itself."""
+    for doc in records:
+        lines = doc.get("RecordSet")
+        if isinstance(lines, list):
+            head = {k: v for k, v in doc.items() if k != "RecordSet"}
+            yield from ({**head, **line} for line in lines if isinstance(line, dict))
+        else:
+            yield doc
+
+
+def balance_rows(records: Iterable[dict[str, Any]], resources: tuple[str, ...], *,
+                 dimensions: tuple[str, ...] | None = None, period: str | None = None,
+                 condition: str | None = None) -> list[dict[str, Any]]:
+    """The rows of ``<register>/Balance(Period, Condition, Dimensions)`` as 1С computes them.
+
+    Active movements before ``period`` (all without it) that match ``condition`` are summed
+    per value of the dimensions: a Receipt adds its resources, an Expense subtracts them; a
+    record without RecordType is a balance row (``<resource>Balance``) and adds as it is.
+    A row holds the dimensions (``<name>_Key`` for a reference, the empty reference when a
+    movement lacks it) and ``<resource>Balance`` of each of the register's ``resources`` the
+    records use; rows whose every balance is zero are left out, as 1С leaves them out.
+    Without ``dimensions`` the rows are by every dimension the movements carry.
+    """
+    match = parse_filter(condition)
+    taken = [m for m in movements(records) if m.get("Active") is not False and match(m)]
+    used = tuple(r for r in resources if any(r in m or f"{r}Balance" in m for m in taken))
+    balance_fields = {f"{r}Balance" for r in used}
+    totals: dict[tuple[tuple[str, Any], ...], dict[str, Any]] = {}
+    for move in taken:
+        kind = move.get("RecordType")
+        if kind is not None and kind not in _SIGN:
+            raise ODataQueryError(f"RecordType must be Receipt or Expense, got {kind!r}")
+        if period is not None and kind is not None and str(move.get("Period") or "") >= period:
+            continue
+        if dimensions is None:
+            fields = sorted(f for f in move if f not in _MOVEMENT_SYSTEM and f not in used
+                            and f not in balance_fields)
+        else:
+            fields = [d if d in move else f"{d}_Key" for d in dimensions]
+        key = tuple((f, move.get(f, EMPTY_REF if f.endswith("_Key") else None)) for f in fields)
+        row = totals.setdefault(key, {**dict(key), **{f"{r}Balance": Decimal(0) for r in used}})
+        for name in used:
+            amount = move.get(name) if kind is not None else move.get(f"{name}Balance")
+            if isinstance(amount, (int, float)) and not isinstance(amount, bool):
+                # Decimal: 0.1 + 0.2 is 0.3 in 1С's fixed-point numbers, not 0.30000000000000004.
+                row[f"{name}Balance"] += _SIGN.get(kind, 1) * Decimal(str(amount))
+    return [{f: _number(v) if f in balance_fields else v for f, v in row.items()}
+            for row in totals.values() if any(row[f] for f in balance_fields)]
+
+
+def _number(value: Decimal) -> int | float:
+    return int(value) if value == value.to_integral_value() else float(value)

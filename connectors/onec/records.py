@@ -12,6 +12,18 @@ models only decide accept/reject and derive the key and version. Pure functions.
 * register records (ЦеныНоменклатуры): period, dimensions and ``DataVersion``. 1С registers
   have no DataVersion of their own: the sender (our 1С extension: the recorder's version;
   the OData poller: :func:`content_version`) supplies it;
+* accumulation-register balances (ТоварыНаСкладах, stock): ``Склад_Key``,
+  ``Номенклатура_Key`` (GUIDs, not the empty reference), the characteristic
+  (``Характеристика_Key`` in УТ 11, ``ХарактеристикаНоменклатуры_Key`` in УТ 10.3), at least
+  one quantity resource (``ВНаличииBalance`` / ``КоличествоBalance`` as the Balance table
+  answers, or ``ВНаличии`` / ``Количество`` of a balance snapshot our extension pushes) and an
+  optional ``Period`` (the balance moment). ``DataVersion`` is optional: a balance row has
+  none, so the content hash is its version. The key is the canonical stock id, so every
+  version of one stock row (and the middleware's reservations of it) share a partition.
+  **Movements are refused** (``register_movements_refused``): a RecordSet (``Recorder`` +
+  ``RecordSet[]``) or a single movement (``RecordType`` Receipt/Expense) is a delta whose
+  baseline we do not hold, and a re-posted document replaces its whole RecordSet, so
+  summing movements would drift from 1С's balance; send the Balance table or a snapshot;
 * every list-valued field is a tabular section: objects with a string ``LineNumber``;
 * a record with ``"_deleted": true`` is a deletion (the object vanished from 1С): only its
   identity and ``DataVersion`` are required (:func:`deletion_record` builds one).
@@ -42,6 +54,7 @@ from pydantic_core import PydanticCustomError
 
 from connectors.onec.objects import OneCObject
 from mmstream.errors import InvalidRecord
+from mmstream.models.stock import stock_id
 from streams.normalize.onec_product import OneCNomenclature, validation_details
 
 EMPTY_REF = UUID(int=0)
@@ -135,6 +148,48 @@ class PriceRecord(PriceIdentity):
     Active: StrictBool = True
 
 
+class StockBalanceIdentity(_Source):
+    """The identity of a stock balance row: warehouse, product, characteristic."""
+
+    warehouse: UUID = Field(alias="Склад_Key")
+    product: UUID = Field(alias="Номенклатура_Key")
+    characteristic: UUID | None = Field(None, alias="Характеристика_Key")  # УТ 11
+    characteristic_ut10: UUID | None = Field(None, alias="ХарактеристикаНоменклатуры_Key")
+
+
+def _quantity(value: Any) -> float | None:
+    # A JSON number as 1С's OData writes it; a string or a boolean is not a quantity.
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise PydanticCustomError("quantity", "expected a number")
+    return float(value)
+
+
+_Quantity = Annotated[float | None, BeforeValidator(_quantity)]
+
+
+class StockBalanceRecord(StockBalanceIdentity):
+    """A balance of an accumulation register of goods (ТоварыНаСкладах): a row of its
+    Balance virtual table, or a balance snapshot pushed by our 1С extension."""
+
+    DataVersion: StrictStr | None = Field(None, min_length=1, max_length=64)
+    Period: OneCDate = None
+    in_stock_balance: _Quantity = Field(None, alias="ВНаличииBalance")  # УТ 11
+    quantity_balance: _Quantity = Field(None, alias="КоличествоBalance")  # УТ 10.3
+    in_stock: _Quantity = Field(None, alias="ВНаличии")
+    quantity: _Quantity = Field(None, alias="Количество")
+    reserve_balance: _Quantity = Field(None, alias="ВРезервеСоСкладаBalance")
+
+
+#: Resources a stock balance must carry one of (Balance table names first).
+STOCK_QUANTITY_FIELDS = ("ВНаличииBalance", "КоличествоBalance", "ВНаличии", "Количество")
+#: Code of the refusal of accumulation-register movements (the details' ``code``).
+MOVEMENTS_REFUSED = "register_movements_refused"
+_STOCK_IDENT_FIELDS = ("Склад_Key", "Номенклатура_Key", "Характеристика_Key",
+                       "ХарактеристикаНоменклатуры_Key")
+
+
 class DeletionRecord(_Source):
     """What is left of an object that vanished from 1С: identity and the deletion version."""
 
@@ -168,6 +223,8 @@ def validate(obj: OneCObject, doc: Any) -> OneCRecord:
         raise RecordRejected(f"not a valid {obj.name} record",
                              [{"field": "(record)", "problem": "expected a JSON object"}])
     deleted = doc.get("_deleted") is True
+    if obj.accumulation:
+        return _validate_balance(obj, doc, deleted)
     details: list[dict[str, str]] = []
     version = None
     try:
@@ -193,6 +250,8 @@ def identity(obj: OneCObject, doc: dict[str, Any]) -> tuple[str, dict[str, Any]]
     period, ``<product>|<characteristic>|<price type>|<period>``, which УТ 11 and УТ 10.3
     records of the same price share although their field names differ.
     """
+    if obj.accumulation:
+        return _balance_identity(obj, doc)
     model: type[BaseModel] = PriceIdentity if obj.kind == "register" else RefIdentity
     try:
         ident = model.model_validate(doc)
@@ -218,6 +277,68 @@ def _price_key(obj: OneCObject, ident: PriceIdentity) -> str:
         raise RecordRejected(f"{obj.name} record without a usable identity", problems)
     characteristic = ident.characteristic or ident.characteristic_ut10 or EMPTY_REF
     return f"{ident.product}|{characteristic}|{price_type}|{ident.Period.isoformat()}"
+
+
+def movement_problems(doc: dict[str, Any]) -> list[dict[str, str]]:
+    """Why ``doc`` is an accumulation-register movement rather than a balance (empty: it is
+    not one). Each problem carries the code :data:`MOVEMENTS_REFUSED`."""
+    hint = ("stock holds balances: send rows of AccumulationRegister_ТоварыНаСкладах/Balance "
+            "(or a balance snapshot), not movements")
+    problems = []
+    if isinstance(doc.get("RecordSet"), list) or "Recorder" in doc:
+        problems.append({"field": "RecordSet", "problem": f"a register RecordSet; {hint}",
+                         "code": MOVEMENTS_REFUSED})
+    if "RecordType" in doc:
+        problems.append({"field": "RecordType", "problem": f"a Receipt/Expense movement; {hint}",
+                         "code": MOVEMENTS_REFUSED})
+    return problems
+
+
+def _validate_balance(obj: OneCObject, doc: dict[str, Any], deleted: bool) -> OneCRecord:
+    problems = movement_problems(doc)
+    if problems:
+        raise RecordRejected(f"not a {obj.name} balance", problems)
+    details: list[dict[str, str]] = []
+    version: str | None = None
+    try:
+        if deleted:
+            version = DeletionRecord.model_validate(doc).DataVersion
+        else:
+            version = StockBalanceRecord.model_validate(doc).DataVersion
+            if all(doc.get(f) is None for f in STOCK_QUANTITY_FIELDS):
+                details.append({"field": STOCK_QUANTITY_FIELDS[0], "problem": "a balance needs "
+                                "its quantity: " + ", ".join(STOCK_QUANTITY_FIELDS)})
+    except PydanticValidationError as exc:
+        details += validation_details(exc)
+    key, ident = None, {}
+    try:
+        key, ident = _balance_identity(obj, doc)
+    except RecordRejected as exc:
+        known = {d["field"] for d in details}
+        details += [d for d in exc.details if d["field"] not in known]
+    if details or key is None:
+        raise RecordRejected(f"not a valid {obj.name} balance", details)
+    return OneCRecord(obj=obj, key=key, version=version or content_version(doc), ident=ident,
+                      deleted=deleted)
+
+
+def _balance_identity(obj: OneCObject, doc: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    try:
+        ident = StockBalanceIdentity.model_validate(doc)
+    except PydanticValidationError as exc:
+        raise RecordRejected(f"{obj.name} balance without a usable identity",
+                             validation_details(exc)) from None
+    problems = [{"field": field, "problem": "the empty reference: a balance is by warehouse "
+                 "and product"} for field, value in (("Склад_Key", ident.warehouse),
+                                                     ("Номенклатура_Key", ident.product))
+                if value == EMPTY_REF]
+    if problems:
+        raise RecordRejected(f"{obj.name} balance without a usable identity", problems)
+    characteristic = ident.characteristic or ident.characteristic_ut10
+    if characteristic == EMPTY_REF:
+        characteristic = None
+    key = str(stock_id(ident.warehouse, ident.product, characteristic))
+    return key, {f: doc[f] for f in _STOCK_IDENT_FIELDS if f in doc}
 
 
 def _tabular_problems(doc: dict[str, Any]) -> list[dict[str, str]]:

@@ -308,5 +308,9 @@ from mmstream.cli.schemas import schemas  # noqa: E402 — its own module; impor
 
 cli.add_command(schemas)
 
+from mmstream.cli.export import export  # noqa: E402 — its own module; imports its work lazily
+
+cli.add_command(export)
+
 if __name__ == "__main__":
     cli()

@@ -10,7 +10,18 @@ moment is not part of it: a later balance is a newer version of the same stock r
 The warehouse is a reference, not a 1С-only notion, so a separate warehouse system can write
 the same rows later with its own ``source``. Couriers' "walking warehouses" are warehouses;
 which Bitrix24 user a warehouse belongs to is a property of the warehouse (a later
-``Warehouse.courier_id``), not of each stock row, so no courier field here. 1С owns every field.
+``Warehouse.courier_id``; today the settings' ``stock.walking_warehouses`` map), not of each
+stock row, so no courier field here. 1С owns every field but the couriers' reservation.
+
+Reservation (flow 3): an instant order a courier takes in Bitrix24 reserves its goods from
+the courier's walking warehouse before 1С has heard of it. 1С's balance fields (quantity,
+reserve, as_of) stay 1С's; the middleware writes ``order_reserve`` (the sum of such
+reservations made after ``as_of``) and ``order_reserve_at`` (the latest of them). A 1С balance
+as of a later moment has the order in it already, so it replaces them:
+:func:`effective_order_reserve` counts ``order_reserve`` only while ``order_reserve_at`` is
+after ``as_of``, and :func:`available` is quantity − reserve − that. A separate warehouse
+system would be one more source writing these rows (a connector and a normalizer), not a
+change of this entity.
 """
 
 from __future__ import annotations
@@ -42,6 +53,8 @@ class Stock(Canonical):
     """How much of a product (variant) a warehouse holds (and keeps reserved)."""
 
     ENTITY: ClassVar[str] = "stock"
+    FIELD_OWNERS: ClassVar[dict[str, str]] = {"order_reserve": "middleware",
+                                              "order_reserve_at": "middleware"}
 
     warehouse_id: UUID | None = Field(None, description="the warehouse (Склад_Key, CommerceML "
                                                         "ИдСклада / Склад/Ид); none for the "
@@ -63,3 +76,25 @@ class Stock(Canonical):
                                                      "say (CommerceML offers)")
     warehouse_name: str = Field("", description="warehouse name as the source wrote it "
                                                 "(CommerceML Склады/Склад/Наименование)")
+    order_reserve: Decimal | None = Field(None, description="quantity couriers' instant orders "
+                                                            "reserved after as_of (middleware; "
+                                                            "void once 1С answers with a later "
+                                                            "balance)")
+    order_reserve_at: datetime | None = Field(None, description="when the latest of those "
+                                                                "reservations was made")
+
+
+def effective_order_reserve(stock: Stock) -> Decimal:
+    """What the couriers' orders still hold of ``stock``: ``order_reserve`` while it is newer
+    than 1С's balance (``as_of``), else 0 — 1С's later balance has those orders in it."""
+    if not stock.order_reserve or stock.order_reserve_at is None:
+        return Decimal(0)
+    if stock.as_of is not None and stock.as_of >= stock.order_reserve_at:
+        return Decimal(0)
+    return stock.order_reserve
+
+
+def available(stock: Stock) -> Decimal:
+    """Quantity free to sell: on hand − 1С's reserve − the couriers' pending reservations."""
+    return ((stock.quantity or Decimal(0)) - (stock.reserve or Decimal(0))
+            - effective_order_reserve(stock))

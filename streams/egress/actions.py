@@ -32,6 +32,7 @@ ACTIONS: dict[str, str] = {
     "egress.bitrix24.price_type": "streams.egress.bitrix24_master:PriceTypeAction",
     "egress.bitrix24.price": "streams.egress.bitrix24_master:PriceAction",
     "egress.bitrix24.employee": "streams.egress.bitrix24_master:EmployeeAction",
+    "egress.bitrix24.stock": "streams.egress.bitrix24_stock:StockAction",
     # -- flow 2: deliveries --
     "egress.bitrix24.delivery_task": "streams.egress.deliveries:DeliveryTaskAction",
     "egress.onec.delivery_task": "streams.egress.deliveries:DeliveryConfirmation",
@@ -40,11 +41,46 @@ ACTIONS: dict[str, str] = {
     "egress.bitrix24.instant_order": "streams.egress.courier_documents:InstantOrderStatus",
     "egress.onec.return": "streams.egress.courier_documents:ReturnToOneC",
     "egress.bitrix24.return": "streams.egress.courier_documents:ReturnStatus",
+    "egress.stock.instant_order": "streams.egress.bitrix24_stock:InstantOrderReservation",
     # -- flow 4: cash operations --
     "egress.onec.cash_receipt": "streams.egress.cash:CashReceiptPosting",
     "egress.onec.cash_expense": "streams.egress.cash:CashExpensePosting",
     "egress.onec.advance_report": "streams.egress.cash:AdvanceReportPosting",
 }
+
+
+#: egress topics whose 1С side is selectable per flow (``onec.write_via``): topic ->
+#: (the ``OneCWriteVia`` field, {mode: "module:Class"}). ``http_service`` is ACTIONS' entry.
+WRITE_MODES: dict[str, tuple[str, dict[str, str]]] = {
+    "egress.onec.delivery_task": ("delivery_status", {
+        "odata": "streams.egress.deliveries:DeliveryConfirmationOData"}),
+    "egress.onec.instant_order": ("instant_order", {
+        "odata": "streams.egress.courier_documents:InstantOrderToOneCOData",
+        "commerceml": "streams.egress.commerceml_orders:InstantOrderToExchange"}),
+    "egress.onec.return": ("returns", {
+        "odata": "streams.egress.courier_documents:ReturnToOneCOData",
+        "commerceml": "streams.egress.commerceml_orders:ReturnToExchange"}),
+}
+
+
+def action_ref(topic: str, settings: Settings) -> str:
+    """``module:Class`` of the action delivering ``topic`` under these settings: the
+    flow's ``onec.write_via`` mode where it has one, else ACTIONS' entry."""
+    try:
+        ref = ACTIONS[topic]
+    except KeyError:
+        raise ConfigurationError(f"no egress action for topic {topic}: add it to "
+                                 "streams/egress/actions.py ACTIONS") from None
+    if topic in WRITE_MODES:
+        field, modes = WRITE_MODES[topic]
+        mode = getattr(settings.onec.write_via, field)
+        if mode != "http_service":
+            if mode not in modes:
+                raise ConfigurationError(f"MM_ONEC__WRITE_VIA__{field.upper()}={mode} is not "
+                                         f"offered for {topic} (choose from http_service, "
+                                         f"{', '.join(modes)})")
+            ref = modes[mode]
+    return ref
 
 
 @dataclass
@@ -59,14 +95,15 @@ class Targets:
 
 
 def action_for(topic: str, targets: Targets) -> Action:
-    """The action delivering egress topic ``topic`` (logical name)."""
-    try:
-        ref = ACTIONS[topic]
-    except KeyError:
-        raise ConfigurationError(f"no egress action for topic {topic}: add it to "
-                                 "streams/egress/actions.py ACTIONS") from None
+    """The action delivering egress topic ``topic`` (logical name). The module is imported
+    only now, so a mode's module (commerceml_orders) is needed only where it is chosen."""
+    ref = action_ref(topic, targets.settings)
     module, _, name = ref.partition(":")
-    return getattr(importlib.import_module(module), name)(targets)
+    try:
+        cls = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError) as exc:
+        raise ConfigurationError(f"the action {ref} chosen for {topic} cannot be loaded: {exc}") from exc
+    return cls(targets)
 
 
 def egress_topics(catalog: TopicCatalog) -> list[str]:

@@ -14,6 +14,11 @@ call did execute updates instead of creating twice:
 * employee -> an existing Bitrix24 user (users cannot be created over REST), crosswalk
   external id ``user:7``.
 
+Self-repair (streams/egress/relink.py): a crosswalked object a manager deleted in Bitrix24
+is created again, and a crosswalked id that now holds another object (a reset portal
+reissues ids: its key differs from ours) is relinked instead of overwritten — both after the
+look-up by external key, so never twice.
+
 Echo: the entity sink publishes every change, whatever system it came from. 1С owns every
 field of these entities, so a version from Bitrix24 can only have added ids (the ownership
 merge refuses the rest): it is never written back (None, no call).
@@ -23,6 +28,7 @@ The field mappings are pure functions; the actions do the I/O.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 from decimal import Decimal, InvalidOperation
@@ -31,6 +37,7 @@ from typing import Any, ClassVar
 from connectors.bitrix24.errors import InvalidRequest
 from streams.egress.actions import Targets
 from streams.egress.delivery import Change, Crosswalk, DependencyPending
+from streams.egress.relink import LinkState, claim, describe, link_state
 
 log = logging.getLogger(__name__)
 
@@ -180,6 +187,16 @@ def user_lookups(payload: dict[str, Any], key_field: str = USER_KEY_FIELD) -> li
 # -- actions ------------------------------------------------------------------------------
 
 
+async def first_row(client: Any, family: str, many: str,
+                    flt: dict[str, Any]) -> dict[str, Any] | None:
+    """The first ``catalog.<family>`` row (lowest id) passing ``flt`` as ``{id, xmlId}``,
+    or None: how a crosswalked id is checked and a row found by its xmlId."""
+    found = await client.call(f"catalog.{family}.list", {
+        "filter": flt, "select": ["id", "xmlId"], "order": {"id": "ASC"}})
+    rows = [r for r in (found or {}).get(many) or [] if isinstance(r, dict)]
+    return rows[0] if rows else None
+
+
 class _MasterAction:
     """What the master-data actions share: the portal client."""
 
@@ -210,7 +227,29 @@ class CounterpartyAction(_MasterAction):
             return known
         parsed = parse_crm_key(known)
         kind = parsed[0] if parsed else crm_kind(payload)
-        current = await self._current(kind, parsed[1] if parsed else None, change.entity_id)
+        linked = parsed[1] if parsed else None
+        try:
+            ident = await self._write(change, kind, linked, xwalk)
+        except InvalidRequest as exc:
+            if not exc.not_found or linked is None:
+                # Bad input; or the record found by ORIGIN_ID went meanwhile: retries decide.
+                raise
+            # Deleted in Bitrix24 between the read and the update: created again (after
+            # the look-up by ORIGIN_ID, so never twice).
+            log.warning(describe(LinkState.GONE, self.entity, change.entity_id, str(known),
+                                 None, "ORIGIN_ID"))
+            ident = await self._write(change, kind, None, xwalk)
+        key = crm_key(kind, ident)
+        if known != key:
+            await claim(xwalk, self.entity, self.target, change.entity_id, key)
+        return key
+
+    async def _write(self, change: Change, kind: str, linked: int | None,
+                     xwalk: Crosswalk) -> int:
+        """Update the record (the crosswalked one while it is ours, else the one with our
+        ORIGIN_ID) or add it; its id."""
+        payload = change.payload
+        current = await self._current(kind, linked, change.entity_id)
         fields = counterparty_fields(payload, kind,
                                      company_id=await self._company_of(payload, kind, xwalk),
                                      assigned_by_id=await self._user_of(payload, xwalk))
@@ -219,24 +258,28 @@ class CounterpartyAction(_MasterAction):
             if delta:
                 fields[multi] = delta
         if current is None:
-            ident = int(await self.client.call(f"crm.{kind}.add", {"fields": fields}))
-        else:
-            ident = int(current["ID"])
-            await self.client.call(f"crm.{kind}.update", {"id": ident, "fields": fields})
-        key = crm_key(kind, ident)
-        if known != key:
-            await xwalk.link(self.entity, self.target, change.entity_id, key)
-        return key
+            return int(await self.client.call(f"crm.{kind}.add", {"fields": fields}))
+        ident = int(current["ID"])
+        await self.client.call(f"crm.{kind}.update", {"id": ident, "fields": fields})
+        return ident
 
     async def _current(self, kind: str, ident: int | None,
                        origin: str) -> dict[str, Any] | None:
-        """The portal's record (with its multi-field ids), by id or by ORIGIN_ID."""
+        """The portal's record (with its multi-field ids): the crosswalked one while it is
+        there and ours, else the one with our ORIGIN_ID, else None."""
         if ident is not None:
             try:
-                return await self.client.call(f"crm.{kind}.get", {"id": ident})
-            except InvalidRequest:
-                # Deleted by a user in Bitrix24: the lookup by key below decides.
-                log.warning("crosswalked %s %s is gone from the portal", kind, ident)
+                record = await self.client.call(f"crm.{kind}.get", {"id": ident})
+            except InvalidRequest as exc:
+                if not exc.not_found:
+                    raise
+                record = None
+            # A record born in Bitrix24 has no ORIGIN_ID until our first update stamps it.
+            state = link_state(record, "ORIGIN_ID", origin, keyless_is_ours=True)
+            if state is LinkState.OURS:
+                return record
+            log.warning(describe(state, self.entity, origin, crm_key(kind, ident), record,
+                                 "ORIGIN_ID"))
         found = await self.client.call(f"crm.{kind}.list", {
             "filter": {"ORIGIN_ID": origin}, "select": ["ID", "PHONE", "EMAIL"],
             "order": {"ID": "ASC"}})
@@ -258,8 +301,9 @@ class CounterpartyAction(_MasterAction):
 
 class _XmlIdAction(_MasterAction):
     """Create-or-update of a ``catalog.*`` row keyed by ``xmlId`` (warehouses, price types):
-    the crosswalk, else a ``list`` by xmlId, else ``add``. A deletion creates nothing; it
-    deactivates a known row where the family has an active flag."""
+    the crosswalked row while it is there and ours, else a ``list`` by xmlId, else ``add``
+    (and the crosswalk relinked). A deletion creates nothing; it deactivates our known row
+    where the family has an active flag."""
 
     family: ClassVar[str]
     many: ClassVar[str]
@@ -274,28 +318,51 @@ class _XmlIdAction(_MasterAction):
         if is_echo(payload) or payload.get("is_folder"):
             return None
         known = await xwalk.external_id(self.entity, self.target, change.entity_id)
+        state, row = LinkState.GONE, None
+        if known is not None and (self.deletes_in_place or not change.deleted):
+            # The crosswalked row is checked first: a manager may have deleted it, or a
+            # reset portal given its id to another row, which must not be overwritten.
+            row = await self._row({"id": int(known)})
+            state = link_state(row, "xmlId", change.entity_id)
         if change.deleted:
-            # A deletion may name no more than the id: only the active flag is written.
-            if known is not None and self.deletes_in_place:
-                await self.client.call(f"catalog.{self.family}.update",
-                                       {"id": int(known), "fields": {"active": "N"}})
+            # A deletion may name no more than the id: only the active flag is written —
+            # to our row only; one that is gone needs nothing.
+            if state is LinkState.OURS and self.deletes_in_place:
+                try:
+                    await self.client.call(f"catalog.{self.family}.update",
+                                           {"id": int(known), "fields": {"active": "N"}})
+                except InvalidRequest as exc:
+                    # Deleted since the check: nothing is left to deactivate.
+                    if not exc.not_found:
+                        raise
             return known
-        if known is None:
-            found = await self.client.call(f"catalog.{self.family}.list", {
-                "filter": {"xmlId": change.entity_id}, "select": ["id", "xmlId"]})
-            rows = found.get(self.many) or []
-            known = str(rows[0]["id"]) if rows else None
-            if known is not None:
-                await xwalk.link(self.entity, self.target, change.entity_id, known)
-        if known is None:
+        if state is LinkState.OURS:
+            try:
+                await self.client.call(f"catalog.{self.family}.update",
+                                       {"id": int(known), "fields": self.fields(payload)})
+                return known
+            except InvalidRequest as exc:
+                if not exc.not_found:
+                    raise
+                state, row = LinkState.GONE, None  # deleted since the check
+        if known is not None:
+            log.warning(describe(state, self.entity, change.entity_id, known, row, "xmlId"))
+        # Not (or no longer) linked: an earlier attempt may have created the row already
+        # (a lost answer), so it is looked up by xmlId before any add.
+        found = await self._row({"xmlId": change.entity_id})
+        if found is None:
             added = await self.client.call(f"catalog.{self.family}.add",
                                            {"fields": self.fields(payload)})
-            known = str(added[self.family]["id"])
-            await xwalk.link(self.entity, self.target, change.entity_id, known)
-            return known
-        await self.client.call(f"catalog.{self.family}.update",
-                               {"id": int(known), "fields": self.fields(payload)})
-        return known
+            ident = str(added[self.family]["id"])
+        else:
+            ident = str(found["id"])
+            await self.client.call(f"catalog.{self.family}.update",
+                                   {"id": int(ident), "fields": self.fields(payload)})
+        await claim(xwalk, self.entity, self.target, change.entity_id, ident)
+        return ident
+
+    async def _row(self, flt: dict[str, Any]) -> dict[str, Any] | None:
+        return await first_row(self.client, self.family, self.many, flt)
 
 
 class WarehouseAction(_XmlIdAction):
@@ -343,19 +410,64 @@ class PriceAction(_MasterAction):
                                          payload.get("price_type_id"), "price by a price type")
         if product is None or price_type is None or payload.get("price") is None:
             return None
-        fields = price_fields(payload, int(product), int(price_type))
+        # Both links are checked (concurrently: one batch of the packing client) before
+        # anything is written: a price must not land on a product a reset portal has given
+        # our product's id to.
+        product, price_type = await asyncio.gather(
+            self._product(str(payload["product_id"]), int(product), xwalk),
+            self._price_type(str(payload["price_type_id"]), int(price_type), xwalk))
+        fields = price_fields(payload, product, price_type)
         found = await self.client.call("catalog.price.list", {
-            "filter": {"productId": int(product), "catalogGroupId": int(price_type)},
+            "filter": {"productId": product, "catalogGroupId": price_type},
             "select": ["id", "productId", "catalogGroupId"]})
-        rows = found.get("prices") or []
+        rows = (found or {}).get("prices") or []
+        ident = None
         if rows:
             ident = str(rows[0]["id"])
-            await self.client.call("catalog.price.update", {"id": int(ident), "fields": fields})
-        else:
+            try:
+                await self.client.call("catalog.price.update", {"id": int(ident),
+                                                                "fields": fields})
+            except InvalidRequest as exc:
+                if not exc.not_found:
+                    raise
+                ident = None  # deleted since the look-up: set again below
+        if ident is None:
             added = await self.client.call("catalog.price.add", {"fields": fields})
             ident = str(added["price"]["id"])
-            await xwalk.link(self.entity, self.target, change.entity_id, ident)
+        if await xwalk.external_id(self.entity, self.target, change.entity_id) != ident:
+            await claim(xwalk, self.entity, self.target, change.entity_id, ident)
         return ident
+
+    async def _product(self, ref: str, linked: int, xwalk: Crosswalk) -> int:
+        """The portal's id of product ``ref``: the crosswalked one while it is ours, else the
+        one with our xmlId (relinked); DependencyPending while the portal has none."""
+        row = await self.client.product_at(linked)
+        state = link_state(row, "xmlId", ref)
+        if state is LinkState.OURS:
+            return linked
+        log.warning(describe(state, "product", ref, str(linked), row, "xmlId"))
+        found = await self.client.find_product_by_xml_id(ref)
+        if found is None:
+            raise DependencyPending(
+                f"price of a product: product {ref} is gone from Bitrix24 (deleted there); "
+                "its next change from 1С creates it again, then the price follows")
+        await claim(xwalk, "product", self.target, ref, str(found))
+        return found
+
+    async def _price_type(self, ref: str, linked: int, xwalk: Crosswalk) -> int:
+        """Like :meth:`_product`, for the price type ``ref``."""
+        row = await first_row(self.client, "priceType", "priceTypes", {"id": linked})
+        state = link_state(row, "xmlId", ref)
+        if state is LinkState.OURS:
+            return linked
+        log.warning(describe(state, "price_type", ref, str(linked), row, "xmlId"))
+        found = await first_row(self.client, "priceType", "priceTypes", {"xmlId": ref})
+        if found is None:
+            raise DependencyPending(
+                f"price by a price type: price type {ref} is gone from Bitrix24 (deleted "
+                "there); its next change from 1С creates it again, then the price follows")
+        await claim(xwalk, "price_type", self.target, ref, str(found["id"]))
+        return int(found["id"])
 
 
 class EmployeeAction(_MasterAction):

@@ -12,6 +12,12 @@ movement), so a retry after a timeout is safe. A document 1С refuses to post (c
 marked for deletion) goes to the DLQ with 1С's words; the deviation is counted then too,
 since it will not be posted in time either.
 
+A deviation is raised once per document: the posting claims it in ``cash_sla_deviation``
+(streams/egress/cash_sla.py) before publishing, and raises nothing when the SLA watch — which
+raises the documents still unposted past their SLA: lagging, parked, dead-lettered — has
+claimed it already (a document the watch raised and the egress then posts late is one
+deviation, not two).
+
 ``mm_cash_posting_duration_seconds`` observes document date -> posted, for every document
 the middleware posts.
 """
@@ -24,14 +30,15 @@ from typing import Any, ClassVar
 from zoneinfo import ZoneInfo
 
 from mmstream.errors import classify
-from mmstream.metrics import CASH_POSTING_LATENCY, CASH_SLA_DEVIATIONS
+from mmstream.metrics import CASH_POSTING_LATENCY
+from streams.backoff import retry_transient
 from streams.egress.actions import Targets
+from streams.egress.cash_sla import claim, raise_claimed
 from streams.egress.delivery import Change, Crosswalk
-from streams.egress.events import event_record, publish
 
 log = logging.getLogger(__name__)
 
-EVENT_TOPIC = "events.cash_sla"
+EVENT_TOPIC = "events.cash_sla"  # the same as streams.egress.cash_sla.EVENT_TOPIC
 
 
 # -- pure ---------------------------------------------------------------------------------
@@ -60,7 +67,9 @@ def deviation(payload: dict[str, Any], entity: str, *, outcome: str, at: datetim
     return {"entity": entity, "id": str(payload["id"]), "number": payload.get("number") or "",
             "date": dated.isoformat(), "outcome": outcome, "at": at.isoformat(),
             "sla_s": sla_s, "late_by_s": round(max(took - sla_s, 0.0), 3),
-            "amount": payload.get("amount"), "employee_id": payload.get("employee_id")}
+            # A string, as avro/cash_sla_event.avsc says: a JSON number would round money.
+            "amount": None if payload.get("amount") is None else str(payload["amount"]),
+            "employee_id": payload.get("employee_id")}
 
 
 # -- actions ------------------------------------------------------------------------------
@@ -92,26 +101,33 @@ class _Posting:
                 await self.client.post_document(self.entity_set, change.entity_id)
         except Exception as exc:
             if not classify(exc).retriable:
-                await self._deviation(change, "refused", datetime.now(UTC))
+                await self._deviation(change, xwalk, "refused", datetime.now(UTC))
             raise
         posted_at = datetime.now(UTC)
         took = (posted_at - document_time(payload, self.tz)).total_seconds()
         CASH_POSTING_LATENCY.labels(self.entity).observe(max(took, 0.0))
-        await self._deviation(change, "posted", posted_at)
+        await self._deviation(change, xwalk, "posted", posted_at)
         return change.entity_id
 
-    async def _deviation(self, change: Change, outcome: str, at: datetime) -> None:
+    async def _deviation(self, change: Change, xwalk: Crosswalk, outcome: str,
+                         at: datetime) -> None:
         event = deviation(change.payload, self.entity, outcome=outcome, at=at,
                           sla_s=self.flows.cash_sla_s, tz=self.tz)
         if event is None:
             return
-        CASH_SLA_DEVIATIONS.labels(self.entity).inc()
-        await publish(self.producer, event_record(
-            self.event_topic, "cash_sla", self.entity, change.entity_id, event,
-            dedupe=f"{change.payload.get('version')}:{outcome}"), self.entity)
-        log.warning("cash document past its SLA", extra={
-            "entity": self.entity, "entity_id": change.entity_id, "outcome": outcome,
-            "late_by_s": event["late_by_s"], "sla_s": event["sla_s"]})
+        engine = xwalk.engine
+
+        async def take() -> bool:
+            async with engine.begin() as conn:
+                return await claim(conn, event, "posting")
+
+        if not await retry_transient(take, what="cash SLA claim", entity=self.entity):
+            # Raised already: by the watch (still unposted past the SLA), or by this posting
+            # before a crash (a claim left unpublished is published by the watch).
+            log.info("cash SLA deviation raised already", extra={
+                "entity": self.entity, "entity_id": change.entity_id, "outcome": outcome})
+            return
+        await raise_claimed(engine, self.producer, self.event_topic, event, raised_by="posting")
 
 
 class CashReceiptPosting(_Posting):

@@ -15,6 +15,13 @@ their status back in Bitrix24.
   number) are written to the deal's fields (``flows.deal_status_field``,
   ``flows.deal_document_field``). Changes made in Bitrix24 itself are not written back.
 
+The 1С side of both is selectable per flow (``onec.write_via.instant_order`` / ``.returns``):
+``http_service`` (above, the default), ``odata`` — :class:`InstantOrderToOneCOData` /
+:class:`ReturnToOneCOData` create and post the documents through the standard OData
+interface of a stock base (streams/egress/onec_odata.py: look-before-create by Ref_Key),
+publishing the same ``raw.onec.result`` — and ``commerceml``
+(streams/egress/commerceml_orders.py). streams/egress/actions.py picks the class.
+
 Returns started as smart-process items carry no product rows this flow can read: they go to
 the DLQ saying so (:class:`ReturnWithoutGoods`) instead of reaching 1С without goods.
 """
@@ -30,6 +37,7 @@ from zoneinfo import ZoneInfo
 
 from connectors.onec.client import WriteResult, onec_datetime
 from mmstream.errors import PermanentError
+from streams.egress import onec_odata
 from streams.egress.actions import Targets
 from streams.egress.delivery import Change, Crosswalk, DependencyPending
 from streams.egress.events import event_record, publish
@@ -202,9 +210,18 @@ class InstantOrderToOneC(_ToOneC):
 
     async def apply(self, change: Change, xwalk: Crosswalk) -> str | None:
         """Create the 1С document once the deal is won; its Ref_Key."""
+        body = await self.body(change, xwalk)
+        if body is None:
+            return _known_document(change)
+        result = await self.onec.create_instant_order(f"instant_order:{change.entity_id}", body)
+        return await self._answered(change, result)
+
+    async def body(self, change: Change, xwalk: Crosswalk) -> dict[str, Any] | None:
+        """The contract's InstantOrder of a won deal; None when there is nothing to create
+        (not won yet, or 1С has the document)."""
         payload = change.payload
         if payload.get("onec_document_id"):
-            return str(payload["onec_document_id"])
+            return None
         if not ready_for_onec(payload, "stage"):
             return None
         deal = deal_id(payload)
@@ -217,11 +234,9 @@ class InstantOrderToOneC(_ToOneC):
         lines = await self._lines(deal, xwalk)
         if not lines:
             raise DependencyPending(f"deal {deal}: no goods in the instant order yet")
-        body = instant_order_body(payload, customer=customer, lines=lines,
+        return instant_order_body(payload, customer=customer, lines=lines,
                                   document_type=self.flows.instant_order_document, tz=self.tz,
                                   post=self.flows.post_documents)
-        result = await self.onec.create_instant_order(f"instant_order:{change.entity_id}", body)
-        return await self._answered(change, result)
 
 
 class ReturnToOneC(_ToOneC):
@@ -232,6 +247,14 @@ class ReturnToOneC(_ToOneC):
 
     async def apply(self, change: Change, xwalk: Crosswalk) -> str | None:
         """Create the 1С return once the courier's deal is won; its Ref_Key."""
+        body = await self.body(change, xwalk)
+        if body is None:
+            return None
+        result = await self.onec.create_return(f"return:{change.entity_id}", body)
+        return await self._answered(change, result)
+
+    async def body(self, change: Change, xwalk: Crosswalk) -> dict[str, Any] | None:
+        """The contract's Return of a won courier deal; None when there is nothing to create."""
         payload = change.payload
         external = payload.get("external_ids") or {}
         if "bitrix24" not in external or "onec" in external or payload.get("number"):
@@ -251,10 +274,71 @@ class ReturnToOneC(_ToOneC):
         lines = await self._lines(deal, xwalk)
         if not lines:
             raise ReturnWithoutGoods(f"deal {deal}: the return has no goods")
-        body = return_body(payload, customer=customer, lines=lines, shipment=shipment,
+        return return_body(payload, customer=customer, lines=lines, shipment=shipment,
                            tz=self.tz, post=self.flows.post_documents)
-        result = await self.onec.create_return(f"return:{change.entity_id}", body)
-        return await self._answered(change, result)
+
+
+def _known_document(change: Change) -> str | None:
+    """The Ref_Key of the 1С document an instant order has already (returns carry none)."""
+    known = change.payload.get("onec_document_id")
+    return str(known) if known else None
+
+
+class _ODataMode:
+    """Creates the document through the standard OData interface instead of the HTTP
+    service (streams/egress/onec_odata.py); the rest of the flow is the parent's."""
+
+    entity: ClassVar[str]
+    onec: Any
+    flows: Any
+    odata_writes: Any
+
+    def entity_set(self, body: dict[str, Any]) -> str:
+        raise NotImplementedError
+
+    def record(self, body: dict[str, Any]) -> dict[str, Any]:
+        raise NotImplementedError
+
+    async def apply(self, change: Change, xwalk: Crosswalk) -> str | None:
+        """Create (look-before-create) and post the 1С document; its Ref_Key."""
+        body = await self.body(change, xwalk)  # type: ignore[attr-defined]
+        if body is None:
+            return _known_document(change)
+        entity_set = self.entity_set(body)
+        record, existed = await onec_odata.ensure_document(
+            self.onec, entity_set, self.record(body), post=bool(body.get("post")))
+        result = onec_odata.write_result(entity_set, record, key=f"{self.entity}:{change.entity_id}",
+                                         operation=self.entity, replayed=existed)
+        return await self._answered(change, result)  # type: ignore[attr-defined]
+
+
+class InstantOrderToOneCOData(_ODataMode, InstantOrderToOneC):
+    """A courier's instant order as a 1С order / shipment created through OData."""
+
+    def __init__(self, targets: Targets) -> None:
+        super().__init__(targets)
+        self.odata_writes = targets.settings.onec.odata_writes
+
+    def entity_set(self, body: dict[str, Any]) -> str:
+        return onec_odata.entity_sets(self.odata_writes)[body["document_type"]]
+
+    def record(self, body: dict[str, Any]) -> dict[str, Any]:
+        return onec_odata.instant_order_record(body, self.odata_writes.order_defaults)
+
+
+class ReturnToOneCOData(_ODataMode, ReturnToOneC):
+    """A courier's return as a 1С return created through OData."""
+
+    def __init__(self, targets: Targets) -> None:
+        super().__init__(targets)
+        self.odata_writes = targets.settings.onec.odata_writes
+
+    def entity_set(self, body: dict[str, Any]) -> str:
+        return onec_odata.entity_sets(self.odata_writes)["return"]
+
+    def record(self, body: dict[str, Any]) -> dict[str, Any]:
+        return onec_odata.return_record(body, self.odata_writes.return_defaults,
+                                        self.odata_writes.configuration)
 
 
 class _StatusToDeal:

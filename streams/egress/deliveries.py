@@ -13,6 +13,9 @@ and confirmed to 1С.
   (delivered, failed, cancelled) it is recorded on the order or shipment through the HTTP
   service, with ``Idempotency-Key`` ``delivery:<task>:<status>``: a repeat answers the first
   result; a later change of the task with the same status changes nothing in 1С.
+  :class:`DeliveryConfirmationOData` does the same for a stock base without the extension
+  (``onec.write_via.delivery_status = odata``): the outcome is written with ``PATCH`` to the
+  order's or shipment's own fields — which ones and why: streams/egress/onec_odata.py.
 
 The field mappings are pure functions; the actions do the I/O.
 """
@@ -28,6 +31,7 @@ from zoneinfo import ZoneInfo
 from connectors.bitrix24.errors import InvalidRequest
 from connectors.onec.client import onec_datetime
 from mmstream.errors import PermanentError
+from streams.egress import onec_odata
 from streams.egress.actions import Targets
 from streams.egress.delivery import Change, Crosswalk
 from streams.egress.values import currency, money
@@ -271,3 +275,22 @@ class DeliveryConfirmation:
         result = await self.client.confirm_delivery(f"delivery:{change.entity_id}:{status}",
                                                     change.entity_id, body)
         return result.document.ref_key
+
+
+class DeliveryConfirmationOData(DeliveryConfirmation):
+    """The final status of a delivery written to its order or shipment through the
+    standard OData interface (``PATCH``, read first so a repeat sends nothing)."""
+
+    def __init__(self, targets: Targets) -> None:
+        super().__init__(targets)
+        self.odata_writes = targets.settings.onec.odata_writes
+
+    async def apply(self, change: Change, xwalk: Crosswalk) -> str | None:
+        """Confirm a final status to 1С; None while the delivery goes on."""
+        payload = change.payload
+        status = payload.get("status")
+        if change.deleted or status not in FINAL:
+            return None
+        confirmation_body(payload, self.tz)  # the same checks: it must name its document
+        return await onec_odata.confirm_delivery(self.client, self.odata_writes, payload,
+                                                 change.entity_id, str(status))

@@ -54,7 +54,7 @@ from mmstream.metrics import DLQ_RECORDS, EGRESS_DELIVERIES, EGRESS_RETRIES
 from streams import crosswalk
 from streams.backoff import retry_transient
 from streams.dlq.records import Failure, dead_letter
-from streams.egress.fencing import CURRENT, Fence, LeaseLost
+from streams.egress.fencing import CURRENT, Fence, LeaseLost, guard_write
 from streams.egress.retry import RetryPolicy
 from streams.egress.sequencer import Parked, Sequencer
 from streams.outbox.relay import OUTBOX_ID
@@ -486,6 +486,10 @@ class EntityEgress:
                     raise  # the database or broker refuses the statement: stop, replay later
                 elapsed = time.monotonic() - started
                 if not self.policy.should_retry(exc, attempt, elapsed):
+                    # Only the lease's holder may give a change up: a worker that lost the
+                    # entity meanwhile starts over (LeaseLost) instead of dead-lettering a
+                    # change its new holder delivers or dead-letters itself.
+                    await guard_write("dead-lettering")
                     await self._dead_letter(record, exc, attempt, first)
                     return "dead_lettered"
                 delay = self.policy.delay(attempt, retry_after=err.retry_after)

@@ -13,6 +13,9 @@ become one line; the comment (free text the buyer typed) keeps its line breaks b
 the indentation and blank lines. The buyer's comment is ``<Комментарий>``; some sites send
 it only as a requisite (``Комментарий``, ``Комментарий покупателя``/``клиента``). The
 currency is stored as its ISO code (commerceml_currency.py), not 1С's ``руб``.
+
+:func:`answer_versions` reads 1С's answers to the instant orders and returns the middleware
+exported through the exchange (``raw.onec.exchange_result``, claimed by commerceml_result.py).
 """
 
 from __future__ import annotations
@@ -20,9 +23,11 @@ from __future__ import annotations
 from typing import Any
 from uuid import UUID
 
-from mmstream.models.base import derived_id
+from mmstream.models.base import Canonical, derived_id
 from mmstream.models.customer_order import CustomerOrder
+from mmstream.models.instant_order import InstantOrder
 from mmstream.models.lines import MONEY_SCALE, GoodsLine
+from mmstream.models.return_ import Return
 from streams.normalize.commerceml_currency import iso_currency
 from streams.normalize.oddities import Unnormalizable, decimal, onec_datetime, text
 from streams.normalize.registry import Context
@@ -150,3 +155,56 @@ def _requisite_comment(req: dict[str, str]) -> str:
         if folded.get(name.casefold()):
             return free_text(folded[name.casefold()])
     return ""
+
+
+# -- 1С's answers to the documents the middleware exported (raw.onec.exchange_result) -------
+
+#: Entities the middleware exports through the exchange (streams/egress/commerceml_orders.py).
+EXPORTED = ("instant_order", "return")
+
+
+def answer_versions(doc: dict[str, Any], ctx: Context) -> list[Canonical]:
+    """1С's document about an instant order or return the middleware exported -> 1С's
+    version of what it made of it, then the middleware's status.
+
+    1С names its own document by the requisites it adds when it sends a site's order back
+    (``Номер по 1С``, ``Дата по 1С``, ``Проведен``, ``ПометкаУдаления``); ``Номер`` and ``Ид``
+    are ours, echoed. Status: ``recorded`` once 1С sends the document back, ``cancelled``
+    when 1С marked it for deletion. The versions are named by the document's content hash,
+    so the same answer sent again is a duplicate, not a change."""
+    entity, version = text(doc.get("entity")), text(doc.get("version"))
+    if entity not in EXPORTED:
+        raise Unnormalizable(f"entity: no answers of {entity[:40]!r} are expected")
+    if not version:
+        raise Unnormalizable("version: missing")
+    try:
+        ident = UUID(text(doc.get("id")))
+    except ValueError:
+        raise Unnormalizable(f"id: not a canonical id: {text(doc.get('id'))[:60]!r}") from None
+    req = requisites(doc.get("requisites"))
+    number = one_line(req.get("Номер по 1С", ""))
+    posted = req.get("Проведен", "").casefold() == "true"
+    status = "cancelled" if doc.get("deleted") is True else "recorded"
+    onec: Canonical
+    if entity == "instant_order":
+        onec = InstantOrder(id=ident, source=SOURCE, version=version, onec_number=number,
+                            onec_posted=posted)
+        state: type[InstantOrder] | type[Return] = InstantOrder
+    else:
+        # 1С owns the return's document: what its answer tells of it. An answer without
+        # goods (1С sends only the requisites of a status change) leaves the lines empty,
+        # as they were: a return started by a courier has no 1С lines before 1С's answer.
+        items = doc.get("items") or []
+        if not isinstance(items, list):
+            raise Unnormalizable("items: expected a list")
+        onec = Return(
+            id=ident, source=SOURCE, version=version, number=number,
+            date=_moment(req.get("Дата по 1С"), None, ctx), posted=posted,
+            amount=decimal(doc.get("amount"), "amount", MONEY_SCALE),
+            currency=iso_currency(doc.get("currency"), "currency"),
+            operation=one_line(doc.get("operation")),
+            counterparty_id=_buyer(doc.get("counterparties")),
+            lines=tuple(_line(i, item) for i, item in enumerate(items)))
+        state = Return
+    return [onec, state(id=ident, source="middleware", version=f"{version}:{status}",
+                        status=status)]

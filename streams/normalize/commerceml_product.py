@@ -9,8 +9,14 @@ Fields: 1С writes the full name not as an element but as the requisite ``Пол
 наименование`` (``ЗначенияРеквизитов``); ``Описание`` is the product's description, not its
 name. The barcode is ``<Штрихкод>`` (2.04+) or the requisite ``Штрихкод`` (some 2.0x
 exports). Names are pretty-printed over several indented lines by some 1С versions: the
-name fields are made one line. ``ЗначенияСвойств`` (properties) have no place in the
-canonical product yet; they stay in the raw record.
+name fields are made one line.
+
+Properties (``ЗначенияСвойств``): one canonical item per value, ``{id, name, value,
+value_id}``. The bridge resolved dictionary (``Справочник``) values through the document's
+``Классификатор`` (``labels``) and marked which values are dictionary ids (``value_ids``); a
+dictionary id the document does not resolve (its classifier came in another file, or only
+with its changes) keeps its ``value_id`` with an empty ``value`` rather than pass a GUID off
+as text.
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ from __future__ import annotations
 from uuid import UUID
 
 from mmstream.errors import InvalidRecord
-from mmstream.models.product import Product
+from mmstream.models.product import Product, ProductProperty
 
 _FULL_NAME = ("полное наименование", "наименованиеполное")
 _BARCODE = ("штрихкод", "штрих-код", "штрихкоды")
@@ -46,6 +52,31 @@ def requisite(doc: dict, names: tuple[str, ...]) -> str:
                 if one_line(value):
                     return one_line(value)
     return ""
+
+
+def properties(doc: dict) -> tuple[ProductProperty, ...]:
+    """The record's ``properties`` as canonical items, one per value (see the module doc)."""
+    items = doc.get("properties") or []
+    if not isinstance(items, list):
+        raise InvalidRecord("properties: expected a list")
+    out = []
+    for item in items:
+        if not isinstance(item, dict):
+            raise InvalidRecord("properties: an entry must be an object")
+        pid = str(item.get("id") or "").strip()
+        if not pid:
+            continue  # a value without its property says nothing a consumer can use
+        values, labels, refs = (item.get(k) or [] for k in ("values", "labels", "value_ids"))
+        if not all(isinstance(v, list) for v in (values, labels, refs)):
+            raise InvalidRecord(f"properties {pid[:40]}: values, labels and value_ids must be lists")
+        name = one_line(item.get("name"))
+        for i, raw in enumerate(values):
+            ref = str(refs[i] or "") if i < len(refs) else ""
+            label = one_line(labels[i] if i < len(labels) else raw)
+            # An unresolved dictionary reference: the label is the id itself.
+            value = "" if ref and label == one_line(ref) else label
+            out.append(ProductProperty(id=pid, name=name, value=value, value_id=ref))
+    return tuple(out)
 
 
 def to_product(doc: dict) -> Product:
@@ -76,4 +107,5 @@ def to_product(doc: dict) -> Product:
         article=one_line(doc.get("article")),
         barcode=barcode,
         deleted=bool(doc.get("deleted")),
+        properties=properties(doc),
     )

@@ -9,8 +9,10 @@ The topic carries two shapes, told apart by ``_source``:
   КоличествоНаСкладе=…/>`` (2.04–2.07) or ``Остатки/Остаток[/Склад/Ид]`` (2.08+). The
   version is the bridge's content hash; the file says no moment, so ``as_of`` stays empty and
   a later exchange simply replaces the row. УТ exports write a warehouse GUID; a site-made
-  file may name a warehouse ``w1``: it gets a derived id, and a Warehouse is emitted with the
-  name from the file's ``Склады`` since no 1С catalog record will ever describe it.
+  file may name a warehouse ``w1``: it gets a derived id. Either way a Warehouse is emitted
+  with the name from the package's ``Склады`` (the bridge keeps them for the exchange session
+  when 3.x declares them in another file): in a CommerceML-only setup no 1С catalog record
+  describes it, and Bitrix24 needs the store before the balance.
 * 1С accumulation-register balances (``AccumulationRegister_ТоварыНаСкладах/Balance`` of
   УТ 11, ``…ТоварыНаСкладах`` / ``ОстаткиТоваровОрганизаций``-style registers of УТ 10.3),
   one record per warehouse × product × characteristic: ``Склад_Key``, ``Номенклатура_Key``,
@@ -19,8 +21,18 @@ The topic carries two shapes, told apart by ``_source``:
   ``Количество`` accepted too) and the reserve as ``ВРезервеСоСкладаBalance``. The sender
   must ask for the balance by those three dimensions only (``Dimensions=…``): a balance split
   by further dimensions (series, purpose) would give several records of one stock row, each
-  replacing the last. ``Period`` (the balance moment) is ``as_of`` and orders versions; the
-  version is ``DataVersion`` where the sender supplies one, else the content hash.
+  replacing the last. ``Period`` (the balance moment) is ``as_of`` and orders versions
+  (``source_stamp``). A Balance row has no Period: the moment the bridge took it
+  (``ce_time``) is its ``as_of`` and stamp. The version is ``DataVersion`` or the content
+  hash; a content hash (also what the OData reader writes into ``DataVersion``) gets the
+  moment appended: a balance that goes 5 → 3 → 5 would otherwise repeat a version the sink
+  has seen and be dropped as stale, leaving 3. A replayed older balance is still refused
+  (older stamp). 1С leaves zero balances out of the Balance table: the OData reader
+  publishes a row that vanished from it as a zero balance (``…Balance`` 0), not a deletion.
+  Movements never get here: the bridge refuses them (connectors/onec/records.py).
+* the middleware's reservations for couriers' instant orders (``"_source": "middleware"``,
+  written by streams/egress/bitrix24_stock.py): see
+  :mod:`streams.normalize.derive_stock_reservation`.
 
 Either way the stock id is :func:`mmstream.models.stock.stock_id` (warehouse, product,
 characteristic), the same for both shapes.
@@ -37,8 +49,17 @@ from uuid import UUID
 from mmstream.models.base import Canonical, derived_id
 from mmstream.models.stock import Stock, stock_id
 from mmstream.models.warehouse import Warehouse
+from streams.normalize import derive_stock_reservation
 from streams.normalize import onec_common as common
-from streams.normalize.oddities import Unnormalizable, decimal, onec_datetime, ref, text, yes_no
+from streams.normalize.oddities import (
+    Unnormalizable,
+    b24_datetime,
+    decimal,
+    onec_datetime,
+    ref,
+    text,
+    yes_no,
+)
 from streams.normalize.registry import Context
 
 TOPICS = ("raw.onec.stock",)
@@ -53,9 +74,11 @@ def normalize(value: dict[str, Any], headers: Mapping[str, str], ctx: Context) -
     record = common.record_of(value)
     if record.get("_source") == "commerceml":
         return from_commerceml(record)
+    if record.get("_source") == derive_stock_reservation.SOURCE:
+        return [derive_stock_reservation.from_record(record)]
     if record.get("_source") not in (None, "onec"):
         raise Unnormalizable(f"_source: unknown stock source {str(record['_source'])[:40]!r}")
-    return [from_register(record, ctx)]
+    return [from_register(record, ctx, headers)]
 
 
 def from_commerceml(record: Mapping[str, Any]) -> list[Canonical]:
@@ -82,16 +105,22 @@ def from_commerceml(record: Mapping[str, Any]) -> list[Canonical]:
         warehouse_id=warehouse, product_id=product, characteristic_id=characteristic,
         quantity=quantity, warehouse_name=name,
     )
-    if guid is not None or not key or not name:
+    if not key or not name:
         return [stock]
+    # A GUID warehouse is described here too: in a CommerceML-only setup no 1С catalog
+    # record ever comes, and without a Warehouse its stock could never reach a Bitrix24
+    # store. The content-hash version repeats with every stock row of that warehouse: the
+    # sink drops the repeats as duplicates.
     digest = hashlib.sha256(f"{key}\x1f{name}".encode()).hexdigest()
     named = Warehouse(id=warehouse, source="commerceml", version=f"h:{digest[:32]}",
-                      external_ids={"commerceml": key}, name=name)
+                      external_ids={"onec" if guid is not None else "commerceml": key}, name=name)
     return [named, stock]
 
 
-def from_register(record: Mapping[str, Any], ctx: Context) -> Stock:
-    """An accumulation-register balance record (УТ 11 or УТ 10.3 names)."""
+def from_register(record: Mapping[str, Any], ctx: Context,
+                  headers: Mapping[str, str] | None = None) -> Stock:
+    """An accumulation-register balance record (УТ 11 or УТ 10.3 names); ``headers`` give
+    the moment the bridge took a balance without Period (``ce_time``)."""
     warehouse = _required(ref(record.get("Склад_Key"), "Склад_Key"),
                           "Склад_Key (a balance by warehouse is what stock is)")
     product = _required(ref(record.get("Номенклатура_Key"), "Номенклатура_Key"),
@@ -103,10 +132,16 @@ def from_register(record: Mapping[str, Any], ctx: Context) -> Stock:
     if quantity is None and not gone:
         raise Unnormalizable(f"{' / '.join(_QUANTITY[:2])}: missing")
     period = onec_datetime(record.get("Period"), ctx.onec_tz, "Period")
+    if period is None and (headers or {}).get("ce_time"):
+        period = b24_datetime((headers or {})["ce_time"], ctx.onec_tz, "ce_time")
+    version = text(record.get("DataVersion")) or _content_hash(record)
+    if period is not None and version.startswith(("h:", "deleted:")):
+        # A content hash (ours, or the OData reader's) repeats when a balance comes back to
+        # an earlier value; 1С's own DataVersion never does.
+        version = f"{version}@{period.isoformat()}"
     return Stock(
         id=stock_id(warehouse, product, characteristic), source="onec",
-        version=text(record.get("DataVersion")) or _content_hash(record),
-        source_stamp=period, deleted=gone,
+        version=version, source_stamp=period, deleted=gone,
         warehouse_id=warehouse, product_id=product, characteristic_id=characteristic,
         quantity=quantity, reserve=_first_number(record, _RESERVE), as_of=period,
     )

@@ -21,7 +21,7 @@ from mmstream.models.product import Product
 _COLUMNS = (
     "seq", "source_topic", "source_partition", "source_offset", "id", "source", "version",
     "code", "name", "full_name", "article", "barcode", "parent_id", "unit_id", "is_folder",
-    "is_service", "deleted", "event_id", "headers",
+    "is_service", "deleted", "properties", "event_id", "headers",
 )
 
 _CREATE_TEMP = """
@@ -29,7 +29,7 @@ CREATE TEMP TABLE IF NOT EXISTS incoming_product (
     seq integer, source_topic text, source_partition integer, source_offset bigint,
     id uuid, source text, version text, code text, name text, full_name text, article text,
     barcode text, parent_id uuid, unit_id uuid, is_folder boolean, is_service boolean, deleted boolean,
-    event_id uuid, headers jsonb
+    properties jsonb, event_id uuid, headers jsonb
 ) ON COMMIT DELETE ROWS
 """
 
@@ -48,16 +48,18 @@ WITH fresh AS (
     SELECT DISTINCT ON (id) * FROM new_rows ORDER BY id, seq DESC
 ), upserted AS (
     INSERT INTO product AS p (id, source, version, code, name, full_name, article, barcode,
-                              parent_id, unit_id, is_folder, is_service, deleted, event_id)
+                              parent_id, unit_id, is_folder, is_service, deleted, properties,
+                              event_id)
     SELECT id, source, version, code, name, full_name, article, barcode, parent_id, unit_id,
-           is_folder, is_service, deleted, event_id
+           is_folder, is_service, deleted, properties, event_id
     FROM latest
     ON CONFLICT (id) DO UPDATE SET
         source = excluded.source, version = excluded.version, code = excluded.code,
         name = excluded.name, full_name = excluded.full_name, article = excluded.article,
         barcode = excluded.barcode, parent_id = excluded.parent_id, unit_id = excluded.unit_id,
         is_folder = excluded.is_folder, is_service = excluded.is_service,
-        deleted = excluded.deleted, event_id = excluded.event_id, updated_at = now()
+        deleted = excluded.deleted, properties = excluded.properties,
+        event_id = excluded.event_id, updated_at = now()
     WHERE p.version IS DISTINCT FROM excluded.version
     RETURNING p.id
 ), outboxed AS (
@@ -70,7 +72,7 @@ WITH fresh AS (
                'id', n.id, 'source', n.source, 'version', n.version, 'code', n.code,
                'name', n.name, 'full_name', n.full_name, 'article', n.article,
                'barcode', n.barcode, 'parent_id', n.parent_id, 'unit_id', n.unit_id, 'is_folder', n.is_folder,
-               'is_service', n.is_service, 'deleted', n.deleted),
+               'is_service', n.is_service, 'deleted', n.deleted, 'properties', n.properties),
            n.headers
     FROM new_rows n
     ORDER BY n.seq
@@ -122,7 +124,9 @@ def _row(seq: int, rec: IncomingProduct) -> tuple:
     return (
         seq, rec.source_topic, rec.source_partition, rec.source_offset, p.id, p.source,
         p.version, p.code, p.name, p.full_name, p.article, p.barcode, p.parent_id, p.unit_id, p.is_folder,
-        p.is_service, p.deleted, change_id("product", str(p.id), p.version),
+        p.is_service, p.deleted,
+        json.dumps([item.model_dump() for item in p.properties], ensure_ascii=False),
+        change_id("product", str(p.id), p.version),
         json.dumps(rec.headers, ensure_ascii=False),
     )
 

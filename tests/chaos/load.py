@@ -6,9 +6,11 @@ protocols (1С push JSON, Bitrix24 form-encoded events):
 - master data (flow 1): products, counterparties, warehouses, price types, prices -> Bitrix24;
 - deliveries (flow 2): 1С orders with a delivery address -> Bitrix24 tasks; a courier
   completes a task in Bitrix24 (an ONTASKUPDATE event) -> the confirmation in 1С;
+- couriers' instant orders and returns (flow 3): a courier closes a won deal in their funnel
+  in Bitrix24 (goods rows of products and a customer that reached Bitrix24 through flow 1),
+  the portal sends ONCRMDEALADD -> the 1С document, created and posted, and its status back
+  on the deal;
 - cash (flow 4): unposted ПКО seeded in the 1С base, pushed -> posted through OData.
-
-Flow 3 (instant orders / returns started in Bitrix24) is not in the load yet.
 
 Every posted version carries a label ``chaos-<key8> v<n>`` into the field the target shows
 (name, title, address), so the target's state tells which version arrived and the emulator's
@@ -29,6 +31,7 @@ import logging
 import random
 import re
 import signal
+import subprocess
 import threading
 import time
 import uuid
@@ -37,6 +40,7 @@ from dataclasses import dataclass, field
 
 import httpx
 
+from mmstream.models.base import derived_id
 from mmstream.settings import CourierObjectSettings
 from streams.dlq.reader import DlqReader
 from streams.normalize.derive_delivery_task import delivery_task_id
@@ -51,6 +55,11 @@ LABEL = re.compile(r"chaos-([0-9a-f]{8}) v(\d+)")
 WORKERS = {"sink": "product sink", "sink-entities": "entity sink", "egress": "egress",
            "enrich": "enrichment"}
 CASH_SET = "Document_ПриходныйКассовыйОрдер"
+#: The couriers' deal funnels (CATEGORY_ID) and the 1С document each deal becomes.
+COURIER_FUNNELS = {"instant_order": 3, "return": 5}
+COURIER_SETS = {"instant_order": "Document_ЗаказКлиента", "return": "Document_ВозвратТоваровОтКлиента"}
+#: Deal ids of the load start here, clear of anything the portal numbers itself.
+DEAL_BASE = 700_000
 #: Storm kinds whose call gave the client no answer (in time). A ``reset`` ran nothing, yet
 #: the 1С emulator's call log shows the 200 the dropped answer started with.
 NOT_ANSWERED = ("reset", "timeout", "reset_after_write")
@@ -102,6 +111,22 @@ class ChaosStack(EnrichStack):
         self.start_egress()
         self.start_enrich()
 
+    def stop(self, grace_s: float = 15.0) -> None:
+        """Stop every process at once (SIGTERM to all, then wait; SIGKILL after ``grace_s``):
+        a scenario's stack is thrown away, and one after another cost ~8 s a scenario."""
+        running = [p for p in self.procs.values() if p.popen and p.popen.poll() is None]
+        for proc in self.procs.values():
+            proc.stopped = True
+        for proc in running:
+            proc.popen.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + grace_s
+        for proc in running:
+            try:
+                proc.popen.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                proc.popen.kill()
+                proc.popen.wait()
+
     def restart(self, name: str, sig: int | None = None) -> None:
         """Kill worker ``name`` (SIGKILL by default) and start it again, as a supervisor does."""
         proc = self.procs[name]
@@ -121,14 +146,15 @@ def chaos_stack(pipeline, *, max_attempts: int = 60, budget_s: float = 120) -> C
     """A ChaosStack on the pipeline fixture's settings: the portal's event token, the
     couriers' funnels, and a retry budget long enough for a price to wait for its product."""
     settings = with_tokens(pipeline.settings, couriers=CourierObjectSettings(
-        instant_order_category_id=3, return_category_id=5))
+        instant_order_category_id=COURIER_FUNNELS["instant_order"],
+        return_category_id=COURIER_FUNNELS["return"]))
     settings = settings.model_copy(update={"retry": settings.retry.model_copy(
         update={"max_attempts": max_attempts, "budget_s": budget_s})})
     return ChaosStack(settings, pipeline.log_dir)
 
 
 class MixedLoad:
-    """Posts rounds of records of flows 1, 2 and 4 (see the module docstring)."""
+    """Posts rounds of records of the four flows (see the module docstring)."""
 
     def __init__(self, stack: ChaosStack, *, seed: int = 7, updates: bool = True) -> None:
         self.stack = stack
@@ -138,6 +164,8 @@ class MixedLoad:
         self.versions: dict[tuple[str, str], int] = defaultdict(int)
         self.products: list[str] = []
         self.price_types: list[str] = []
+        self.counterparties: list[str] = []
+        self.deals = 0
         self.orders: list[str] = []
         self.completed: set[str] = set()
         self.rounds = 0
@@ -190,8 +218,45 @@ class MixedLoad:
         return offer
 
     def counterparty(self, key: str | None = None) -> Offer:
-        return self.catalog_item("counterparty", "Контрагенты", key, ИНН="7701234567",
-                                 ЮрФизЛицо="ЮрЛицо", Покупатель=True)
+        offer = self.catalog_item("counterparty", "Контрагенты", key, ИНН="7701234567",
+                                  ЮрФизЛицо="ЮрЛицо", Покупатель=True)
+        if offer.n == 1 and offer.accepted:
+            self.counterparties.append(offer.key)
+        return offer
+
+    def _courier_goods(self) -> tuple[int, int] | None:
+        """A product and a customer of ours that are in Bitrix24 already (their Bitrix24 ids),
+        as a courier picks them in the deal card; None while none has arrived."""
+        ours = set(self.products)
+        products = [int(p["id"]) for p in _state(self.stack.emulator_url, "products")
+                    if p.get("xmlId") in ours]
+        ours = set(self.counterparties)
+        companies = [int(c["ID"]) for c in _state(self.stack.emulator_url, "entities/company")
+                     if c.get("ORIGIN_ID") in ours]
+        if not products or not companies:
+            return None
+        return self.rng.choice(products), self.rng.choice(companies)
+
+    def courier_deal(self, entity: str) -> Offer | None:
+        """Flow 3: a courier closes a won deal in the instant-order or return funnel (saved in
+        the portal with its goods row), and the portal sends ONCRMDEALADD to the bridge."""
+        goods = self._courier_goods()
+        if goods is None:
+            return None
+        product, company = goods
+        self.deals += 1
+        deal = DEAL_BASE + self.deals
+        category = COURIER_FUNNELS[entity]
+        key = str(derived_id(entity, "bitrix24", f"deal:{deal}"))
+        self.stack.put_entity("deal", deal, {
+            "TITLE": label(key, 1), "CATEGORY_ID": category, "STAGE_ID": f"C{category}:WON",
+            "CLOSED": "Y", "COMPANY_ID": company, "OPPORTUNITY": "700.00", "CURRENCY_ID": "RUB",
+            "ASSIGNED_BY_ID": 1, "PRODUCT_ROWS": [{"PRODUCT_ID": product, "PRICE": 350,
+                                                   "QUANTITY": 2}]})
+        body = event_body("ONCRMDEALADD", deal)
+        return self._post("instant", entity, key, 1, "", lambda: self._client.post(
+            f"{self.stack.bridge_url}/v1/bitrix24/events", content=body,
+            headers={"Content-Type": "application/x-www-form-urlencoded"}), deal=str(deal))
 
     def price(self, product: str, ptype: str) -> Offer:
         n, ver = self._next("price", f"{product}/{ptype}")
@@ -261,6 +326,8 @@ class MixedLoad:
         if self.products and self.price_types:
             self.price(self.rng.choice(self.products), self.rng.choice(self.price_types))
         self.delivery()
+        if i % 2 == 0:
+            self.courier_deal("instant_order" if i % 4 == 0 else "return")
         self.cash()
         if self.updates and i % 2 == 1:
             if self.products:
@@ -307,7 +374,7 @@ class MixedLoad:
 # -- accounting ---------------------------------------------------------------------------
 TABLES = {"product": "product", "counterparty": "counterparty", "warehouse": "warehouse",
           "price_type": "price_type", "price": "price", "customer_order": "customer_order",
-          "cash_receipt": "cash_receipt"}
+          "cash_receipt": "cash_receipt", "instant_order": "instant_order", "return": "return"}
 
 
 @dataclass
@@ -326,10 +393,12 @@ class Tally:
     dlq_reasons: dict[str, int] = field(default_factory=dict)
     order_violations: list[str] = field(default_factory=list)
     not_stored: list[dict] = field(default_factory=list)
+    #: per flow: [accepted, at target] — shows every flow was in the load
+    flows: dict[str, list[int]] = field(default_factory=dict)
 
     def figures(self) -> dict:
         return {k: getattr(self, k) for k in ("offered", "accepted", "stored", "at_target",
-                                              "dead_lettered", "lost", "duplicated")}
+                                              "dead_lettered", "lost", "duplicated", "flows")}
 
 
 def _now():
@@ -375,6 +444,13 @@ class Snapshot:
             timeout=30).json()["value"]}
         self.onec_calls = stack.onec_calls()
         self.operations = httpx.get(f"{onec}/_emulator/operations", timeout=30).json()
+        #: flow 3: the 1С documents made of couriers' deals, and the deals' status fields
+        self.courier_docs = {entity: httpx.get(
+            f"{onec}/trade/odata/standard.odata/{entity_set}", params={"$format": "json"},
+            timeout=30).json()["value"] for entity, entity_set in COURIER_SETS.items()}
+        status_field = stack.settings.flows.deal_status_field
+        self.deal_status = {str(d["ID"]): d.get(status_field)
+                            for d in _state(bx, "entities/deal")}
 
     def target_text(self, entity: str, key: str) -> str | None:
         found = [o["_text"] for o in self.b24.get(entity, []) if o["_key"] == key]
@@ -396,6 +472,8 @@ def _later(offers: list[Offer], offer: Offer) -> list[Offer]:
 def _stored(snap: Snapshot, offers: list[Offer], offer: Offer) -> bool:
     if offer.entity == "delivery_status":
         return offer.key in snap.delivered
+    if offer.entity in COURIER_SETS:  # born in Bitrix24: its version is the portal's stamp
+        return offer.key in snap.rows[offer.entity]
     if offer.entity == "price":  # the bridge's key is the register's dimensions
         held = snap.prices.get((offer.extra["product"], offer.extra["ptype"]), (None, None))[1]
     else:
@@ -407,6 +485,11 @@ def _at_target(snap: Snapshot, offers: list[Offer], offer: Offer) -> bool:
     later = _later(offers, offer)
     if offer.entity == "cash_receipt":
         return bool(snap.cash.get(offer.key, {}).get("Posted"))
+    if offer.entity in COURIER_SETS:  # the posted 1С document, and its status on the deal
+        docs = [d for d in snap.courier_docs[offer.entity]
+                if str(d["Ref_Key"]).lower() == offer.key.lower()]
+        return (len(docs) == 1 and bool(docs[0].get("Posted"))
+                and snap.deal_status.get(offer.extra["deal"]) == "recorded")
     if offer.entity == "delivery_status":
         return any(r.get("task_id") == offer.key and r.get("delivery_status") == "delivered"
                    for r in snap.operations if r.get("operation") == "delivery_status")
@@ -418,38 +501,58 @@ def _at_target(snap: Snapshot, offers: list[Offer], offer: Offer) -> bool:
     return any(text.endswith(label(offer.key, o.n)) for o in later)
 
 
-def at_target_now(stack: ChaosStack, offers: list[Offer]) -> tuple[int, int]:
-    """(accepted offers at the target now, accepted offers): for waiting until it settles."""
-    snap = Snapshot(stack)
-    accepted = [o for o in offers if o.accepted]
-    return sum(_at_target(snap, offers, o) for o in accepted), len(accepted)
-
-
 def settle(stack: ChaosStack, load: MixedLoad, *, timeout_s: float, quiet_s: float = 30,
-           during=None) -> float:
-    """Wait until every accepted record is at its target, or nothing moved for ``quiet_s``
-    (the rest should then be in a DLQ), or ``timeout_s``; seconds waited. ``during()`` runs
-    each poll (a supervisor's revive, completing deliveries)."""
-    began = last_change = time.monotonic()
+           during=None, dlq_after_s: float = 6.0) -> float:
+    """Wait until every accepted record is at its target or dead-lettered (and every
+    delivered order completed by its courier), or nothing moved for ``quiet_s``, or
+    ``timeout_s``; seconds waited. The DLQs are read only once progress pauses for
+    ``dlq_after_s`` (a dead-lettered record never arrives, so waiting for it would always
+    cost the whole ``quiet_s``). ``during()`` runs each poll (a supervisor's revive)."""
+    began = last_change = last_dlq = time.monotonic()
     seen = -1
     while time.monotonic() - began < timeout_s:
         if during:
             during()
         load.complete_ready()
         try:
-            done, total = at_target_now(stack, load.offers)
+            snap = Snapshot(stack)
         except Exception:  # noqa: BLE001 — a target mid-restart: poll again
             time.sleep(1)
             continue
-        if done >= total and len(load.completed) >= len(
-                {o.key for o in load.offers if o.entity == "customer_order" and o.accepted}):
-            break
+        accepted = [o for o in load.offers if o.accepted]
+        missing = [o for o in accepted if not _at_target(snap, load.offers, o)]
+        done = len(accepted) - len(missing)
+        absent = {o.key for o in missing}  # an order not at Bitrix24 has no task to complete
         if done != seen:
             seen, last_change = done, time.monotonic()
-        elif time.monotonic() - last_change > quiet_s:
+        now = time.monotonic()
+        if missing and now - last_change > dlq_after_s and now - last_dlq > dlq_after_s:
+            last_dlq = now
+            dead = dead_keys(stack)
+            missing = [o for o in missing if not _dead(snap, o, dead)]
+        orders = {o.key for o in accepted if o.entity == "customer_order"}
+        waiting = orders - load.completed - absent
+        if not missing and not waiting:
+            break
+        if now - last_change > quiet_s:
             break
         time.sleep(1.5)
     return time.monotonic() - began
+
+
+def dead_keys(stack: ChaosStack) -> set[str]:
+    """The keys of every dead-lettered record (lower case)."""
+    return {e.entity.lower() for e in dlq_entries(stack)}
+
+
+def _dead(snap: Snapshot, offer: Offer, dlq_keys: set[str]) -> bool:
+    """Whether ``offer`` is in a DLQ: by its key, its delivery task, its price's canonical id
+    or its Bitrix24 object (task or deal id)."""
+    keys = {offer.key.lower(), str(offer.extra.get("task", "")).lower()}
+    if offer.entity == "price":  # the canonical id, the key after normalization
+        keys.add(str(snap.prices.get((offer.extra["product"], offer.extra["ptype"]), ("",))[0]))
+    bitrix_id = offer.extra.get("bitrix_id") or offer.extra.get("deal")
+    return bool(keys & dlq_keys) or any(bitrix_id and bitrix_id in k for k in dlq_keys)
 
 
 def dlq_entries(stack: ChaosStack) -> list:
@@ -488,6 +591,10 @@ def duplicates(stack: ChaosStack, snap: Snapshot) -> dict[str, list]:
         {"path": p, "calls": [(round(c["ts"], 2), c["operation"], c["status"], c.get("storm"))
                               for c in snap.onec_calls if c["path"] == p]}
         for p, n in answered.items() if n > 1]
+    for entity, docs in snap.courier_docs.items():  # one 1С document per courier's deal
+        made = Counter(str(d.get("мм_ИдентификаторИсточника") or d["Ref_Key"]).lower()
+                       for d in docs)
+        out[f"onec.{entity}_created_twice"] = [k for k, c in made.items() if c > 1]
     confirmations = Counter(r.get("task_id") for r in snap.operations
                             if r.get("operation") == "delivery_status")
     out["onec.confirmed_twice"] = [k for k, c in confirmations.items() if c > 1]
@@ -527,14 +634,12 @@ def account(stack: ChaosStack, offers: list[Offer], *, explained: set[int] | Non
         tally.accepted += 1
         stored = _stored(snap, offers, offer)
         at_target = _at_target(snap, offers, offer)
-        keys = {offer.key.lower(), str(offer.extra.get("task", "")).lower()}
-        if offer.entity == "price":  # the canonical id, the key after normalization
-            keys.add(str(snap.prices.get((offer.extra["product"], offer.extra["ptype"]),
-                                         ("",))[0]))
-        dead = bool(keys & dlq_keys) or any(offer.extra.get("bitrix_id") and
-                                            offer.extra["bitrix_id"] in k for k in dlq_keys)
+        dead = _dead(snap, offer, dlq_keys)
         tally.stored += stored
         tally.at_target += at_target
+        per_flow = tally.flows.setdefault(offer.flow, [0, 0])
+        per_flow[0] += 1
+        per_flow[1] += at_target
         if not stored and not dead:
             tally.not_stored.append({"entity": offer.entity, "key": offer.key, "n": offer.n})
         if not (stored and at_target) and not dead:

@@ -39,14 +39,27 @@ class Proc:
 
     def kill(self, sig: int = signal.SIGKILL, grace_s: float = 15.0) -> None:
         """Send a signal and wait for the process to end (SIGKILL after ``grace_s``)."""
+        if self.send(sig):
+            self.wait_ended(grace_s)
+
+    def send(self, sig: int = signal.SIGTERM) -> bool:
+        """Send ``sig`` to the process, meant to end it, without waiting; False if it is
+        not running."""
         self.stopped = True
         if self.popen and self.popen.poll() is None:
             self.popen.send_signal(sig)
-            try:
-                self.popen.wait(grace_s)
-            except subprocess.TimeoutExpired:
-                self.popen.kill()
-                self.popen.wait()
+            return True
+        return False
+
+    def wait_ended(self, grace_s: float = 15.0) -> None:
+        """Wait for the process to end after send(); SIGKILL after ``grace_s``."""
+        if self.popen is None:
+            return
+        try:
+            self.popen.wait(grace_s)
+        except subprocess.TimeoutExpired:
+            self.popen.kill()
+            self.popen.wait()
 
     def stop(self, grace_s: float = 15.0) -> None:
         """Graceful stop (SIGTERM), SIGKILL after a grace period."""

@@ -14,7 +14,8 @@ def _product_or_error(store: ProductStore, params: dict[str, Any]) -> dict[str, 
         raise missing_param("id")
     product = store.products.get(as_int(params.get("id")) or 0)
     if product is None:
-        raise ApiError(400, "", "product does not exist.")
+        # As the portal answers (catalog.product.update docs): code 0, the controller's text.
+        raise ApiError(400, 0, "product does not exist.")
     return product
 
 

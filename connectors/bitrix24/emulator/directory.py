@@ -128,13 +128,23 @@ def _coerce(spec: _Kind, fields: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+# "No row with this id" as the portal answers each family (HTTP 400): the catalog module's
+# ErrorCode::STORE_ENTITY_NOT_EXISTS / PRICE_TYPE_ENTITY_NOT_EXISTS, and for prices code 0
+# with the Price controller's text (catalog.store.update / priceType.update / price.update
+# docs, "Возможные коды ошибок").
+_NOT_FOUND = {
+    "store": ApiError(400, 201100000000, "Entity is not exists"),
+    "priceType": ApiError(400, 201000000000, "Entity is not exists"),
+    "price": ApiError(400, 0, "Price is not exists"),
+}
+
+
 #: A REST method over the directory: params -> (result, total, next).
 DirectoryMethod = Callable[[Directory, dict[str, Any]], tuple[Any, Any, Any]]
 
 
 def _methods(spec: _Kind) -> dict[str, DirectoryMethod]:
-    not_found = ApiError(400, f"ERROR_{spec.one.upper()}_NOT_EXISTS",
-                         f"{spec.one} does not exist.")
+    not_found = _NOT_FOUND[spec.one]
 
     def fields_of(params: dict[str, Any]) -> dict[str, Any]:
         fields = params.get("fields")

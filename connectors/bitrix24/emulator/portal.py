@@ -8,7 +8,15 @@ import logging
 import time
 from typing import Any
 
-from connectors.bitrix24.emulator import catalog, crm, crm_writes, directory, records, work_writes
+from connectors.bitrix24.emulator import (
+    catalog,
+    crm,
+    crm_writes,
+    directory,
+    inventory,
+    records,
+    work_writes,
+)
 from connectors.bitrix24.emulator.batch import run_batch
 from connectors.bitrix24.emulator.entities import CRM_TYPES, EntityStore
 from connectors.bitrix24.emulator.envelope import ApiError, OperatingTime, Outcome
@@ -22,6 +30,7 @@ _METHODS: dict[str, Method] = {**catalog.METHODS, **crm.METHODS}
 _ENTITY_METHODS: dict[str, records.EntityMethod] = {**records.METHODS, **crm_writes.METHODS,
                                                     **work_writes.METHODS}
 _DIRECTORY_METHODS: dict[str, directory.DirectoryMethod] = directory.METHODS
+_INVENTORY_METHODS: dict[str, inventory.InventoryMethod] = inventory.METHODS
 
 
 class UnknownEntity(ValueError):
@@ -39,6 +48,7 @@ class Portal:
         self.store = ProductStore(catalog_iblock_id)
         self.entities = EntityStore()
         self.directory = directory.Directory(lambda ident: ident in self.store.products)
+        self.inventory = self._inventory()
         self.calls: list[dict[str, Any]] = []
         self.faults: list[Fault] = []
         self._operating = OperatingTime()
@@ -48,10 +58,16 @@ class Portal:
         self.store = ProductStore(self.catalog_iblock_id)
         self.entities = EntityStore()
         self.directory = directory.Directory(lambda ident: ident in self.store.products)
+        self.inventory = self._inventory()
         self.calls.clear()
         self.faults.clear()
         self._operating.reset()
         self.bucket.reset()
+
+    def _inventory(self) -> inventory.Inventory:
+        # Looked up at call time: reset() replaces the stores and products it refers to.
+        return inventory.Inventory(lambda ident: ident in self.directory.rows["store"],
+                                   lambda ident: ident in self.store.products)
 
     def record(self, method: str, params: Any, status: int, *, in_batch: bool = False) -> None:
         """Append one call to the call log that ``GET /_emulator/calls`` shows."""
@@ -73,7 +89,9 @@ class Portal:
         handler = _METHODS.get(method)
         entity_handler = _ENTITY_METHODS.get(method)
         directory_handler = _DIRECTORY_METHODS.get(method)
-        if handler is None and entity_handler is None and directory_handler is None and not batch:
+        inventory_handler = _INVENTORY_METHODS.get(method)
+        if (handler is None and entity_handler is None and directory_handler is None
+                and inventory_handler is None and not batch):
             return Outcome(404, error=ApiError(404, "ERROR_METHOD_NOT_FOUND",
                                                "Method not found!"))
         fault = take_fault(self.faults, method, params)
@@ -93,6 +111,8 @@ class Portal:
                 result, total, nxt = handler(self.store, params)
             elif directory_handler is not None:
                 result, total, nxt = directory_handler(self.directory, params)
+            elif inventory_handler is not None:
+                result, total, nxt = inventory_handler(self.inventory, params)
             else:
                 result, total, nxt = entity_handler(self.entities, params)
             out = Outcome(200, result=result, total=total, next=nxt)
@@ -113,7 +133,14 @@ class Portal:
     def put_entity(self, entity: str, ident: int, fields: dict[str, Any]) -> dict[str, Any]:
         """Admin seeding: create or overwrite an entity as a user edit would (version = now)."""
         if entity in CRM_TYPES:
-            return self.entities.put_crm(entity, ident, fields)
+            # A deal's goods come with it (``PRODUCT_ROWS``), as a user filling in the deal
+            # card saves both at once; stored as crm.deal.productrows.set would.
+            rows = fields.pop("PRODUCT_ROWS", None) if entity == "deal" else None
+            record = self.entities.put_crm(entity, ident, fields)
+            if rows is not None:
+                crm_writes.METHODS["crm.deal.productrows.set"](
+                    self.entities, {"id": ident, "rows": rows})
+            return record
         if entity == "task":
             return self.entities.put_task(ident, fields)
         if entity == "product":
@@ -130,6 +157,19 @@ class Portal:
             existed = self.store.products.pop(ident, None) is not None
             if existed:
                 self.entities.log_change("product", ident, "delete", None)
+                # The portal deletes a product's prices with it.
+                prices = self.directory.rows["price"]
+                for price_id in [k for k, p in prices.items() if p.get("productId") == ident]:
+                    del prices[price_id]
+            return existed
+        if entity in self.directory.rows:  # store, priceType, price
+            existed = self.directory.rows[entity].pop(ident, None) is not None
+            if existed and entity == "priceType":
+                # As with a product: the portal deletes the prices of a deleted price type.
+                prices = self.directory.rows["price"]
+                for price_id in [k for k, p in prices.items()
+                                 if p.get("catalogGroupId") == ident]:
+                    del prices[price_id]
             return existed
         if self.entities.table(entity) is None:
             raise UnknownEntity(entity)

@@ -20,6 +20,29 @@ One poller per entity set across processes: a PostgreSQL advisory lock; a proces
 finds it taken skips the set this round. Records are published (acknowledged) before the
 cache and cursor move, in one transaction per page: a crash in between publishes the page
 again with the same event ids, which downstream dedupe absorbs; nothing is lost.
+
+Accumulation registers (stock, ``ТоварыНаСкладах``): the stock entity holds balances, so
+the poller reads the register's Balance virtual table
+(``AccumulationRegister_ТоварыНаСкладах/Balance(Dimensions='Склад,Номенклатура,
+Характеристика')``, :attr:`OneCObject.read_set`; a configured 1С name, movement set or
+Balance path all resolve to it), never its movements. The table has no ``Ref_Key`` and no
+``DataVersion``: each interval the poller takes a full snapshot of the current balances,
+paged like any set (``$orderby`` every dimension — a total order, one row per dimension
+values — then ``$top``/``$skip``). A row's identity is its dimensions (the stock id), its
+version the hash of its content, so only rows whose balance changed since last published
+are published; an unchanged snapshot publishes nothing. The stock normalizer appends the
+moment the poller took the row (``ce_time``) to that hash, so a balance that returns to an
+earlier value is still a new version downstream — which is also why unchanged rows are
+dropped here and not left to the sink's ``source_version``: with the moment in it, every
+row of every snapshot would be a new version there, a write per stock row per interval.
+1С leaves zero balances out of the table:
+a row that vanished is confirmed by a key ``$filter`` query like a deletion and published
+as a zero balance (its resources ``…Balance`` 0), not as a deletion — the goods are still
+known, just not on the warehouse. Since that is the only way a balance reaches zero, a
+Balance table is reconciled after every complete scan, not every
+``MM_ODATA__RECONCILE_INTERVAL_S``. The dimensions and resources are the configuration's
+(:class:`~connectors.onec.objects.BalanceLayout`: УТ 11 ``Характеристика``/``ВНаличии``,
+УТ 10.3 ``ХарактеристикаНоменклатуры``/``Количество``), told by the path's ``Dimensions``.
 """
 
 from __future__ import annotations
@@ -36,10 +59,10 @@ import psycopg
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from connectors.onec.objects import OneCObject, lookup
+from connectors.onec.objects import BalanceLayout, OneCObject, lookup
 from connectors.onec.odata import store
 from connectors.onec.odata.client import ODataClient
-from connectors.onec.odata.query import key_filter
+from connectors.onec.odata.query import key_filter, parse_virtual_table
 from connectors.onec.records import (
     RecordRejected,
     content_version,
@@ -71,15 +94,59 @@ class ScanReport:
     unchanged: int = 0
     rejected: int = 0
     deleted: int = 0
+    #: Balance rows that vanished from a Balance table, published as zero balances.
+    zeroed: int = 0
 
 
 def resolve(name: str) -> tuple[OneCObject, str]:
-    """(object, OData entity set) of a configured name; ConfigurationError if unknown."""
-    obj = lookup(name)
+    """(object, OData entity set) of a configured name; ConfigurationError if unknown.
+
+    For an accumulation register the set is its Balance virtual table: the name as given
+    when it is a Balance path (canonical form), else the default :attr:`OneCObject.read_set`.
+    """
+    try:
+        vt = parse_virtual_table(name.strip())
+    except ValueError as exc:
+        raise ConfigurationError(f"MM_ODATA__ENTITY_SETS names {name!r}: {exc}") from None
+    obj = lookup(vt.entity_set if vt is not None else name)
     if obj is None:
         raise ConfigurationError(f"MM_ODATA__ENTITY_SETS names {name!r}, which is not a 1C object the "
                                  "bridge knows (see connectors/onec/objects.py)")
+    if obj.accumulation:
+        if vt is None:
+            return obj, obj.read_set
+        if vt.table != "Balance":
+            raise ConfigurationError(f"MM_ODATA__ENTITY_SETS names {name!r}: {obj.entity} holds "
+                                     f"balances, read {obj.odata_name}/Balance(…)")
+        balance_layout(obj, vt.text)  # refuses dimensions no configuration keeps stock by
+        return obj, vt.text
+    if vt is not None:
+        raise ConfigurationError(f"MM_ODATA__ENTITY_SETS names {name!r}: {obj.name} has no "
+                                 "virtual tables")
     return obj, name if name.startswith(_PREFIXES) else obj.odata_name
+
+
+def balance_layout(obj: OneCObject, read_set: str) -> BalanceLayout:
+    """The configuration's layout (dimensions, resources) a Balance path asks by: the one
+    whose dimensions its ``Dimensions`` names; ConfigurationError for any other. A balance
+    by fewer dimensions sums stock rows together; by more, it splits one stock row into
+    several records, each replacing the last."""
+    vt = parse_virtual_table(read_set)
+    asked = tuple(vt.dimensions or ()) if vt is not None else ()
+    for layout in obj.balances:
+        if tuple(d.casefold() for d in asked) == tuple(d.casefold() for d in layout.dimensions):
+            return layout
+    known = "; ".join(f"{layout.configuration}: Dimensions='{','.join(layout.dimensions)}'"
+                      for layout in obj.balances)
+    raise ConfigurationError(f"{read_set!r}: the balance must be asked by the dimensions a stock "
+                             f"row is kept by ({known})")
+
+
+def zero_balance(layout: BalanceLayout, ident: dict[str, Any]) -> dict[str, Any]:
+    """The balance row 1С leaves out when every resource is zero: identity, each
+    ``<resource>Balance`` 0, and its content hash as ``DataVersion`` (as read rows get)."""
+    doc: dict[str, Any] = {**ident, **dict.fromkeys(layout.balance_fields, 0)}
+    return {**doc, "DataVersion": content_version(doc)}
 
 
 class ODataPoller:
@@ -116,10 +183,11 @@ class ODataPoller:
         async with self._engine.begin() as conn:
             cursor = await store.open_scan(conn, name)
         skip, page_size = cursor.scan_skip, self._settings.odata.page_size
+        order = balance_layout(obj, name).scan_order if obj.accumulation else obj.scan_order
         while True:
             if should_stop():
                 return  # the scan stays in progress; the next one resumes at `skip`
-            page = await self._client.query(name, orderby=obj.scan_order, top=page_size, skip=skip)
+            page = await self._client.query(name, orderby=order, top=page_size, skip=skip)
             skip += len(page)
             await self._take(obj, name, cursor.scan_id, page, report, trace, advance_to=skip)
             if len(page) < page_size:
@@ -127,6 +195,8 @@ class ODataPoller:
         async with self._engine.begin() as conn:
             await store.complete_scan(conn, name)
         report.complete = True
+        if reconcile is None and obj.accumulation:
+            reconcile = True  # a balance reaches zero only by vanishing from the table
         if reconcile is None:
             last = cursor.reconciled_at
             reconcile = last is None or (datetime.now(UTC) - last).total_seconds() >= \
@@ -189,10 +259,17 @@ class ODataPoller:
         for seen in gone:
             if seen.published_version is None:
                 continue  # never published: downstream never heard of it
-            doc = deletion_record(seen.ident, seen.published_version)
+            if obj.accumulation:
+                doc = zero_balance(balance_layout(obj, name), seen.ident)
+            else:
+                doc = deletion_record(seen.ident, seen.published_version)
             out.append(self._out(obj, seen.key, doc["DataVersion"], doc, trace))
-        await self._send(obj, out, "deleted")
-        report.deleted += len(out)
+        if obj.accumulation:
+            await self._send(obj, out, "zeroed")
+            report.zeroed += len(out)
+        else:
+            await self._send(obj, out, "deleted")
+            report.deleted += len(out)
         async with self._engine.begin() as conn:
             await store.forget(conn, name, [seen.key for seen in gone])
             await store.mark_reconciled(conn, name)

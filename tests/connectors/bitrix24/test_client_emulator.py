@@ -523,7 +523,7 @@ def test_batch_halt_references_totals_and_limits():
     assert chained["result"]["get"]["product"]["xmlId"] == "b"
     assert chained["result_total"] == {"list": 1}
     assert chained["result_error"] == {
-        "bad": {"error": "", "error_description": "product does not exist."}}
+        "bad": {"error": 0, "error_description": "product does not exist."}}
     # halt=1 stopped before the delete.
     assert "never" not in chained["result"]
     assert len(app.state.emulator.store.products) == 1

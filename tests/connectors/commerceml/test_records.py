@@ -37,8 +37,9 @@ def test_product_fields_resolved_through_the_classifier():
     assert first["unit"] == {"code": "796", "name": "шт", "full_name": "штука", "international": ""}
     assert first["groups"] == [{"id": "4080da7e-ab7d-11e4-944a-00155d020201", "name": "Microsoft"}]
     license_type = next(p for p in first["properties"] if p["id"] == "LICENSE_TYPE")
-    assert license_type == {"id": "LICENSE_TYPE", "name": "Тип лицензии", "values": ["MAINTANCE"],
-                            "labels": ["поддержка"]}
+    assert license_type == {"id": "LICENSE_TYPE", "name": "Тип лицензии", "type": "Справочник",
+                            "values": ["MAINTANCE"], "labels": ["поддержка"],
+                            "value_ids": ["MAINTANCE"]}
 
 
 def test_deletions_are_records_with_deleted_true():

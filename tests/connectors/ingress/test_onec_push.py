@@ -16,6 +16,7 @@ import pytest
 from connectors.onec import exchange
 from connectors.onec.objects import OBJECTS, lookup
 from mmstream.envelope import change_id, decode_headers
+from mmstream.models.stock import stock_id
 from tests.support.stack import FIXTURES, onec_product
 from tests.support.topics import count_records
 
@@ -36,6 +37,10 @@ def sample(name: str, **overrides) -> dict:
     elif obj.kind == "document":
         record = copy.deepcopy(SHIPMENT)
         record["Ref_Key"] = str(uuid.uuid4())
+    elif obj.accumulation:  # a balance row of ТоварыНаСкладах
+        record = {"Склад_Key": str(uuid.uuid4()), "Номенклатура_Key": str(uuid.uuid4()),
+                  "Характеристика_Key": "00000000-0000-0000-0000-000000000000",
+                  "ВНаличииBalance": 7, "DataVersion": "AAAAAgAAAAA="}
     elif obj.kind == "register":
         type_field = "ТипЦен_Key" if overrides.pop("ut103", False) else "ВидЦены_Key"
         record = {"Period": "2024-03-01T00:00:00", "Номенклатура_Key": str(uuid.uuid4()),
@@ -50,6 +55,8 @@ def sample(name: str, **overrides) -> dict:
 def expected_key(record: dict) -> str:
     if "Ref_Key" in record:
         return record["Ref_Key"]
+    if "Склад_Key" in record:
+        return str(stock_id(uuid.UUID(record["Склад_Key"]), uuid.UUID(record["Номенклатура_Key"]), None))
     price_type = record.get("ВидЦены_Key") or record["ТипЦен_Key"]
     return f"{record['Номенклатура_Key']}|00000000-0000-0000-0000-000000000000|{price_type}|{record['Period']}"
 

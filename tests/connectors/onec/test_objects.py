@@ -26,7 +26,7 @@ def test_every_flow_entity_has_an_object():
     assert entities() == sorted(["product", "counterparty", "contract", "warehouse", "organization",
                                  "price_type",
                                  "price", "employee", "customer_order", "shipment", "return",
-                                 "cash_receipt", "cash_expense", "advance_report"])
+                                 "cash_receipt", "cash_expense", "advance_report", "stock"])
 
 
 @pytest.mark.parametrize(("ut11", "ut103"), RENAMED)

@@ -277,7 +277,7 @@ def test_price_waits_for_product_and_price_type_then_updates_in_place(db_url):
         with pytest.raises(DependencyPending, match="product"):
             await action.apply(change("price", payload), xwalk)
         created = (await targets.bitrix24.call("catalog.product.add", {
-            "fields": {"iblockId": 14, "name": "Чай"}}))["element"]["id"]
+            "fields": {"iblockId": 14, "name": "Чай", "xmlId": product}}))["element"]["id"]
         await xwalk.link("product", "bitrix24", product, str(created))
         with pytest.raises(DependencyPending, match="price_type"):
             await action.apply(change("price", payload), xwalk)

@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from connectors.bitrix24.emulator import create_app
 from mmstream.db.engine import async_engine
+from mmstream.errors import PermanentError
 from mmstream.kafka.producer import AckedProducer
 from mmstream.settings import Bitrix24Settings, RetrySettings
 from streams.egress.actions import Targets
@@ -283,3 +284,58 @@ def test_lease_statements_end_well_inside_the_lease(settings):
     with pytest.raises(ValueError):
         EntityEgress(None, SlowTarget(), None, RetryPolicy.from_settings(settings.retry),
                      "dlq", delivery_lease_s=10, write_timeout_s=6)
+
+
+class GoneOnce:
+    """An action whose first call fails for good while another worker takes the entity
+    (``during``), and succeeds after."""
+
+    target = "test"
+    entity = "thing"
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.during = None
+
+    async def apply(self, change, xwalk) -> str | None:
+        self.calls += 1
+        if self.calls == 1:
+            await self.during()
+            raise ProductGone("the object is gone at the target")
+        return None
+
+
+class ProductGone(PermanentError):
+    code = "gone"
+
+
+def test_a_worker_that_lost_the_lease_does_not_dead_letter_the_change(settings):
+    """The change's permanent failure came while another worker took the entity: the
+    fenced worker starts over instead of dead-lettering what the holder now delivers (it
+    used to dead-letter it, and the holder handled it too: one change, two outcomes)."""
+    action = GoneOnce()
+    thing = str(uuid.uuid4())
+
+    async def main():
+        engine = async_engine(settings)
+        producer = AckedProducer(settings.kafka, client_id="fence-test")
+
+        async def take_over() -> None:  # another worker's lease, ending in a second
+            async with engine.begin() as conn:
+                await conn.execute(text(
+                    "UPDATE egress_lease SET holder = gen_random_uuid(), "
+                    "expires_at = now() + interval '1 second' WHERE entity_id = :id"),
+                    {"id": thing})
+
+        action.during = take_over
+        try:
+            egress = EntityEgress(engine, action, producer,
+                                  RetryPolicy.from_settings(settings.retry),
+                                  "dlq.egress.test.thing", delivery_lease_s=LEASE_S)
+            return await asyncio.wait_for(egress.deliver(thing_record(thing, 1)), 30)
+        finally:
+            producer.close()
+            await engine.dispose()
+
+    assert asyncio.run(main()) == "delivered"
+    assert action.calls == 2

@@ -80,7 +80,8 @@ def test_208_rests_per_warehouse_and_the_total():
              f"<Остаток><Склад><Ид>{STORE}</Ид><Количество>7,5</Количество></Склад></Остаток>"
              f"<Остаток><Склад><Ид>{STORE2}</Ид><Количество>4.5</Количество></Склад></Остаток>"
              "</Остатки>")
-    total, first, second = stock_of(_document(offer, declarations))
+    total, named, first, second = stock_of(_document(offer, declarations))
+    assert isinstance(named, Warehouse) and (named.id, named.name) == (UUID(STORE), "Основной")
     assert all(isinstance(s, Stock) and s.source == "commerceml" for s in (total, first, second))
     assert (total.warehouse_id, total.quantity) == (None, Decimal("12"))
     assert total.id == stock_id(None, UUID(PRODUCT), UUID(VARIANT))
@@ -130,9 +131,26 @@ def test_a_site_made_warehouse_id_gets_a_derived_id_and_a_warehouse():
     assert stock.external_ids == {"commerceml": f"{PRODUCT}:w1"}
 
 
+def test_a_named_guid_warehouse_is_described_for_a_commerceml_only_setup():
+    """Bitrix24 takes a balance only into a store it has: with no 1С catalog record of
+    Склады (CommerceML only), the package's Склады is the only description there is."""
+    declarations = (f"<Склады><Склад><Ид>{STORE}</Ид><Наименование>Склад на Лесной</Наименование>"
+                    "</Склад></Склады>")
+    offer = f"<Ид>{PRODUCT}</Ид><Склад ИдСклада='{STORE}' КоличествоНаСкладе='5'/>"
+    warehouse, stock = stock_of(_document(offer, declarations))
+    assert isinstance(warehouse, Warehouse) and warehouse.source == "commerceml"
+    assert (warehouse.id, warehouse.name, warehouse.external_ids) == (
+        UUID(STORE), "Склад на Лесной", {"onec": STORE})
+    assert stock.warehouse_id == warehouse.id
+    # Unnamed (the file declares no Склады): nothing to describe it with, the stock alone.
+    [alone] = stock_of(_document(offer))
+    assert isinstance(alone, Stock)
+
+
 def test_every_stock_record_of_the_bridge_sample_normalizes():
-    """The bridge's offers sample (the real offers.xml plus stock): every record a Stock."""
-    out = stock_of(samples.offers_with_stock())
+    """The bridge's offers sample (the real offers.xml plus stock): every stock record a
+    Stock (each on the named warehouse with that Warehouse's description)."""
+    out = [s for s in stock_of(samples.offers_with_stock()) if isinstance(s, Stock)]
     assert len(out) == 2 * len(samples.priced_offer_ids())
     assert len({s.id for s in out}) == len(out)
     assert {s.warehouse_id for s in out} == {None, UUID(samples.WAREHOUSE)}

@@ -126,7 +126,7 @@ def test_new_products_get_a_row_and_one_outbox_entry_each(db_url):
     assert first[8] == {"id": str(a), "source": "onec", "version": V1, "code": "00-00000001",
                         "name": "Мойка", "full_name": "Мойка кухонная", "article": "M-1", "barcode": "",
                         "parent_id": str(parent), "unit_id": str(unit), "is_folder": False,
-                        "is_service": False, "deleted": False}
+                        "is_service": False, "deleted": False, "properties": []}
     assert first[10] is None  # not published yet
     assert second[2] == str(b) and second[7] == 1
     assert second[8]["deleted"] is True and second[8]["parent_id"] is None
