@@ -147,6 +147,18 @@ CASH_POSTING_LATENCY = Histogram(
     "mm_cash_posting_duration_seconds", "Time from a cash document's arrival to its posting in 1С",
     ["document"], buckets=(1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 14400),
 )
+# The end-to-end reconcile (streams/reconcile/): drift found by its last run, set per run
+# (kinds: missing, deleted, differs, relinked, orphan, newer_at_source), and runs by outcome.
+RECONCILE_DRIFT = Gauge(
+    "mm_reconcile_drift", "Objects the last reconcile found out of step, by entity, target "
+    "(bitrix24, onec) and kind", ["entity", "target", "kind"],
+)
+RECONCILE_RUNS = Counter(
+    "mm_reconcile_runs_total", "Reconcile runs by outcome (ok, failed)", ["outcome"],
+)
+RECONCILE_LAST_RUN = Gauge(
+    "mm_reconcile_last_run_timestamp_seconds", "When the last complete reconcile finished",
+)
 
 
 @contextmanager

@@ -119,8 +119,11 @@ class AuthSettings(BaseModel):
 class StreamsSettings(BaseModel):
     """Faust workers: consumer groups and batching."""
 
+    # No worker of its own since products joined the entity sink: the prefix of the
+    # Bitrix24 enrichment's group (``<sink_group>-enrich-bitrix24``), kept so that group
+    # keeps its committed offsets.
     sink_group: str = "mm-sink"
-    # The entity sink (every entity but products, which keep their own sink).
+    # The one sink of every entity, products included.
     entity_sink_group: str = "mm-sink-entities"
     egress_group: str = "mm-egress"
     batch_max: int = Field(1000, gt=0)
@@ -285,9 +288,13 @@ class Bitrix24Settings(BaseModel):
     event_dedupe_window_s: float = Field(10.0, ge=0)
     # Entities fetched per `batch` call by the enrichment worker (Bitrix24 allows 50).
     enrich_batch_max: int = Field(50, ge=1, le=50)
-    # Lossless fallback: cursor polling by DATE_MODIFY (Bitrix24 never re-sends events).
-    poll_enabled: bool = False
+    # Lossless fallback: cursor polling by DATE_MODIFY (Bitrix24 never re-sends events), on
+    # by default: a dropped event arrives within one interval. Its cost is bounded: an idle
+    # cycle is 2 list calls per entity (10 a minute by default, ~8% of the 2 calls/s budget),
+    # and a backlog is paged through at most poll_max_pages pages per entity and cycle.
+    poll_enabled: bool = True
     poll_interval_s: float = Field(60.0, gt=0)
+    poll_max_pages: int = Field(2, ge=1)
     poll_entities: list[str] = ["deal", "contact", "company", "task", "product"]
     # Delivery tasks, instant orders and returns in the portal.
     couriers: CourierObjectSettings = CourierObjectSettings()
@@ -452,6 +459,54 @@ class OpsSettings(BaseModel):
     circuit_metrics_urls: list[str] = []
 
 
+class ReconcileSettings(BaseModel):
+    """The end-to-end reconcile (streams/reconcile/, ``mmctl reconcile``): what PostgreSQL
+    holds compared with Bitrix24 and 1С, repaired through the normal path."""
+
+    # The scheduled run (`mmctl reconcile --schedule`): seconds between runs; one replica
+    # runs it at a time (a PostgreSQL advisory lock).
+    interval_s: float = Field(3600.0, gt=0)
+    # Share of the portal's request budget (bitrix24.rate_per_s / burst) the listing may use,
+    # so a reconcile never starves the egress workers.
+    budget_share: float = Field(0.2, gt=0, le=1)
+    # Rows per Bitrix24 list call (the portal serves 50 a page).
+    page_size: int = Field(50, ge=1, le=50)
+    # An object whose last change was published less than this ago and is not delivered
+    # yet is in flight, not judged (it would show as drift the pipeline is fixing anyway).
+    in_flight_grace_s: float = Field(300.0, ge=0)
+    # Entities compared when none is named.
+    entities: list[str] = ["product", "warehouse", "price_type", "counterparty", "price"]
+    # The 1С entity set read (over OData, when odata.base_url answers) for "newer at the
+    # source" per entity; an entity not listed is not compared with 1С.
+    onec_sets: dict[str, str] = {"product": "Catalog_Номенклатура",
+                                 "warehouse": "Catalog_Склады",
+                                 "price_type": "Catalog_ВидыЦен",
+                                 "counterparty": "Catalog_Контрагенты"}
+
+
+class RetentionSettings(BaseModel):
+    """How long operational rows are kept (issue 14 item 6), and the integration log's writer.
+
+    Purged by the bridge's purge job (connectors/ingress/purge.py), in batches, every
+    ``ingress.purge_interval_s``: e.g. ``MM_RETENTION__INTEGRATION_LOG_DAYS=90``."""
+
+    # Every outbound call to 1С / Bitrix24 (mmstream/trace/journal.py): at least 90 days.
+    integration_log_days: int = Field(90, gt=0)
+    # Published outbox rows (unpublished ones are never purged: the relay still owes them).
+    outbox_days: int = Field(30, gt=0)
+    # Operator actions (offset resets, replays): "who did this" is asked months later.
+    ops_audit_days: int = Field(365, gt=0)
+    # The integration log's writer: a bounded queue drained off the hot path in batches.
+    # A full queue drops the entry (counted in mm_integration_log_dropped_total) rather
+    # than slowing a delivery down.
+    integration_log_enabled: bool = True
+    integration_log_queue: int = Field(10_000, gt=0)
+    integration_log_batch: int = Field(500, gt=0)
+    integration_log_flush_s: float = Field(0.5, gt=0)
+    # Request / response text kept per call (after masking), in characters.
+    integration_log_excerpt_chars: int = Field(2000, ge=100)
+
+
 class EmbeddedSettings(BaseModel):
     """Ports and data folder of the embedded stack that ``mmctl run`` starts."""
 
@@ -547,6 +602,8 @@ class Settings(BaseSettings):
     commerceml: CommerceMLSettings = CommerceMLSettings()
     embedded: EmbeddedSettings = EmbeddedSettings()
     ops: OpsSettings = OpsSettings()
+    retention: RetentionSettings = RetentionSettings()
+    reconcile: ReconcileSettings = ReconcileSettings()
 
     @model_validator(mode="after")
     def _check_consistency(self) -> Settings:

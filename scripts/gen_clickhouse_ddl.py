@@ -28,6 +28,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from mmstream.avro_columns import Dialect, column_type  # noqa: E402
+from mmstream.avro_columns import columns as avro_columns  # noqa: E402
 from mmstream.topics import TopicSpec, load_catalog  # noqa: E402
 
 DDL_FILE = ROOT / "docs" / "analytics" / "clickhouse.sql"
@@ -57,6 +59,33 @@ def ident(name: str) -> str:
     return "`" + name.replace("\\", "\\\\").replace("`", "\\`") + "`"
 
 
+def _clickhouse_union(avro: list, walk) -> str:
+    branches = [b for b in avro if b != "null"]
+    if len(branches) != 1:
+        raise Unsupported(f"union {avro!r}: only [null, T] maps to a ClickHouse column")
+    inner = walk(branches[0])
+    if "null" not in avro or inner.startswith(_NOT_NULLABLE):
+        return inner
+    return f"Nullable({inner})"
+
+
+def _clickhouse_decimal(precision: int, scale: int) -> str:
+    if precision > _MAX_DECIMAL_PRECISION:
+        raise Unsupported(f"decimal({precision},{scale}) is wider than ClickHouse's Decimal")
+    return f"Decimal({precision}, {scale})"
+
+
+CLICKHOUSE = Dialect(
+    primitives=_PRIMITIVES, logical=_LOGICAL, union=_clickhouse_union,
+    decimal=_clickhouse_decimal,
+    record=lambda members: "Tuple(" + ", ".join(f"{ident(n)} {t}" for n, t in members) + ")",
+    enum=lambda _: "String",
+    fixed=lambda avro: f"FixedString({int(avro['size'])})",
+    array=lambda items: f"Array({items})",
+    map=lambda values: f"Map(String, {values})",
+    unknown=Unsupported)
+
+
 def clickhouse_type(avro: Any, named: dict[str, str] | None = None) -> str:
     """The ClickHouse column type that AvroConfluent reads ``avro`` into.
 
@@ -66,57 +95,12 @@ def clickhouse_type(avro: Any, named: dict[str, str] | None = None) -> str:
     ``Map(String, V)``; records -> named ``Tuple``; enums -> ``String``. A union of several
     non-null types (ClickHouse's Variant is experimental) is refused rather than guessed.
     """
-    named = {} if named is None else named
-    if isinstance(avro, str):
-        if avro in _PRIMITIVES:
-            return _PRIMITIVES[avro]
-        for name in (avro, avro.rsplit(".", 1)[-1]):
-            if name in named:
-                return named[name]
-        raise Unsupported(f"unknown Avro type {avro!r}")
-    if isinstance(avro, list):
-        branches = [b for b in avro if b != "null"]
-        if len(branches) != 1:
-            raise Unsupported(f"union {avro!r}: only [null, T] maps to a ClickHouse column")
-        inner = clickhouse_type(branches[0], named)
-        if "null" not in avro or inner.startswith(_NOT_NULLABLE):
-            return inner
-        return f"Nullable({inner})"
-    kind, logical = avro.get("type"), avro.get("logicalType")
-    if logical == "decimal" and kind in ("bytes", "fixed"):
-        precision, scale = int(avro["precision"]), int(avro.get("scale", 0))
-        if precision > _MAX_DECIMAL_PRECISION:
-            raise Unsupported(f"decimal({precision},{scale}) is wider than ClickHouse's Decimal")
-        out = f"Decimal({precision}, {scale})"
-    elif (kind, logical) in _LOGICAL:
-        out = _LOGICAL[(kind, logical)]
-    elif kind == "record":
-        members = ", ".join(f"{ident(f['name'])} {clickhouse_type(f['type'], named)}"
-                            for f in avro["fields"])
-        out = f"Tuple({members})"
-    elif kind == "enum":
-        out = "String"
-    elif kind == "fixed":
-        out = f"FixedString({int(avro['size'])})"
-    elif kind == "array":
-        out = f"Array({clickhouse_type(avro['items'], named)})"
-    elif kind == "map":
-        out = f"Map(String, {clickhouse_type(avro['values'], named)})"
-    elif isinstance(kind, (str, list, dict)):
-        out = clickhouse_type(kind, named)
-    else:
-        raise Unsupported(f"unknown Avro type {avro!r}")
-    if kind in ("record", "enum", "fixed") and "name" in avro:
-        named[avro["name"]] = out
-        if avro.get("namespace"):
-            named[f"{avro['namespace']}.{avro['name']}"] = out
-    return out
+    return column_type(avro, CLICKHOUSE, named)
 
 
 def columns(schema: dict) -> list[tuple[str, str]]:
     """(column, ClickHouse type) of every top-level field, in schema order."""
-    named: dict[str, str] = {}
-    return [(f["name"], clickhouse_type(f["type"], named)) for f in schema["fields"]]
+    return avro_columns(schema, CLICKHOUSE)
 
 
 def version_column(schema: dict) -> str:

@@ -15,7 +15,8 @@ from streams.sink.entity_table import ddl  # noqa: E402
 
 MIGRATION = ROOT / "migrations" / "versions" / "0007_entities.py"
 # Entities whose tables later migrations create (0007 must not create them too).
-LATER = {"stock": "0015_stock.py", "contract": "0016_commerceml_fields.py"}
+LATER = {"stock": "0015_stock.py", "contract": "0016_commerceml_fields.py",
+         "product": "0024_product_canonical.py"}
 
 
 def block() -> str:

@@ -14,9 +14,8 @@ from mmstream.topics import TopicCatalog
 
 #: Roles whose records a worker of ours must consume.
 CONSUMED_ROLES = ("raw", "egress")
-#: The product sink's topics (streams/worker.py build_sink) and the enrichment worker's
-#: (streams/enrich/worker.py EVENT_TOPIC).
-PRODUCT_SINK = ("raw.onec.product", "raw.bitrix24.product")
+#: The enrichment worker's topics (streams/enrich/worker.py EVENT_TOPIC); every other raw
+#: topic, products included, is the entity sink's (its normalizers' TOPICS).
 ENRICHMENT = ("raw.bitrix24.event",)
 
 
@@ -25,8 +24,7 @@ def readers(catalog: TopicCatalog) -> dict[str, str]:
     from streams.egress.actions import ACTIONS
     from streams.sink.entity_worker import raw_topics
 
-    out = {name: "sink" for name in PRODUCT_SINK}
-    out.update({name: "enrich-bitrix24" for name in ENRICHMENT})
+    out = {name: "enrich-bitrix24" for name in ENRICHMENT}
     out.update({name: "sink-entities" for name in raw_topics(catalog)})
     out.update({name: "egress" for name in ACTIONS})
     return {name: role for name, role in out.items() if name in catalog.topics}

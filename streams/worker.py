@@ -1,5 +1,7 @@
-"""The two Faust workers: the sink (raw -> PostgreSQL + outbox -> norm/egress topics) and
-the Bitrix24 egress. Each is its own consumer group and process; scale by running more.
+"""The Bitrix24 egress worker and what every Faust worker shares (fail-stop, acknowledging,
+the outbox sweep). The sink (raw -> PostgreSQL + outbox -> norm/egress topics) is
+:mod:`streams.sink.entity_worker`. Each is its own consumer group and process; scale by
+running more.
 
 Offsets: agents take batches with ``noack_take`` and acknowledge events only after every
 effect of the batch is durable (database commit, outbox and DLQ records acknowledged by
@@ -20,15 +22,13 @@ from contextlib import asynccontextmanager
 import faust
 
 from mmstream import metrics
-from mmstream.avro_serde import AvroEncoder
 from mmstream.db.engine import async_engine
-from mmstream.errors import ConfigurationError, classify
+from mmstream.errors import classify
 from mmstream.kafka.admin import require_topics
 from mmstream.kafka.producer import AckedProducer
 from mmstream.settings import Settings
 from mmstream.topics import load_catalog
 from streams.app import create_app, source_topic
-from streams.backoff import retry_transient
 from streams.records import SourceRecord
 
 log = logging.getLogger(__name__)
@@ -45,73 +45,6 @@ def fatal(what: str) -> None:
                  extra={"error_code": classify(exc).code if exc is not None else "unknown"})
     logging.shutdown()
     os._exit(EXIT_FATAL)
-
-
-def build_sink(settings: Settings) -> faust.App:
-    """The sink worker for products."""
-    from streams.outbox.relay import OutboxRelay, Route
-    from streams.sink.processor import ProductSink
-
-    catalog = load_catalog(settings.topics_file)
-    app = create_app(settings, settings.streams.sink_group)
-    raw = source_topic(app, settings, catalog, "raw.onec.product")
-    deps: dict[str, object] = {}
-
-    async def ensure_deps() -> ProductSink:
-        if "sink" not in deps:
-            if not settings.schema_registry_url:
-                raise ConfigurationError("SCHEMA_REGISTRY_URL is not set: the sink needs a schema "
-                                         "registry to publish Avro to norm topics")
-            names = [settings.topic(n) for n in ("raw.onec.product", "norm.product",
-                                                 "egress.bitrix24.product", "dlq.sink.product",
-                                                 "raw.bitrix24.product", "dlq.relay")]
-            require_topics(settings, names)
-            schema = catalog["norm.product"].schema
-            encoder = await retry_transient(
-                _async(lambda: AvroEncoder(settings.schemas_dir / schema, settings.schema_registry_url,
-                                           f"{settings.topic('norm.product')}-value")),
-                what="schema registration", entity="product")
-            engine = async_engine(settings)
-            producer = AckedProducer(settings.kafka, client_id=f"{settings.streams.sink_group}-out")
-            relay = OutboxRelay(engine, producer, {"product": Route(
-                settings.topic("norm.product"), encoder, (settings.topic("egress.bitrix24.product"),),
-                tombstones=True)},  # norm.product is compacted: a deletion ends in a tombstone
-                dlq_topic=settings.topic("dlq.relay"))
-            deps["relay"] = relay
-            deps["sink"] = ProductSink(engine, producer, relay, settings.topic("dlq.sink.product"))
-        return deps["sink"]  # type: ignore[return-value]
-
-    @app.agent(raw, name="sink.product")
-    async def sink_product(stream):
-        async with fail_stop("sink.product"):
-            sink = await ensure_deps()
-            async for events in stream.noack_take(settings.streams.batch_max,
-                                                  within=settings.streams.batch_within_s):
-                with metrics.observe_batch("sink.product", len(events)):
-                    await sink.handle([SourceRecord.from_event(e) for e in events])
-                    await ack_all(stream, events)
-
-    echoes = source_topic(app, settings, catalog, "raw.bitrix24.product")
-
-    @app.agent(echoes, name="sink.product.bitrix24")
-    async def product_echoes(stream):
-        # What Bitrix24 says about products (mostly our own writes coming back): recognized
-        # and counted, never passed downstream — 1С owns products.
-        from streams.sink.product_echo import ProductEcho
-
-        async with fail_stop("sink.product.bitrix24"):
-            echo = ProductEcho(async_engine(settings))
-            async for events in stream.noack_take(settings.streams.batch_max,
-                                                  within=settings.streams.batch_within_s):
-                with metrics.observe_batch("sink.product.bitrix24", len(events)):
-                    await echo.handle([SourceRecord.from_event(e) for e in events])
-                    await ack_all(stream, events)
-
-    @app.timer(interval=settings.streams.outbox_sweep_interval_s)
-    async def sweep_outbox() -> None:
-        await sweep_owned_outboxes(app, deps.get("relay"), {raw.get_topic_name()})
-
-    return app
 
 
 #: Egress records an agent takes at once (at most; fewer when the topic is quiet).

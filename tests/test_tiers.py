@@ -70,6 +70,6 @@ def test_the_unit_expression_selects_only_the_pure_tests_of_real_files():
     assert {i.split("::")[0] for i in ids} == {"tests/mmstream/test_errors.py",
                                               "tests/streams/sink/test_product_store.py"}, ids
     names = {i.split("::")[1].split("[")[0] for i in ids}
-    # The store's pure arithmetic stays in the unit tier; its merges against PostgreSQL do not.
-    assert "test_merge_result_stale_is_what_is_neither_new_nor_duplicate" in names
+    # The store's pure logic stays in the unit tier; its merges against PostgreSQL do not.
+    assert "test_a_1c_change_keeps_the_event_id_the_bridge_answered_with" in names
     assert "test_new_products_get_a_row_and_one_outbox_entry_each" not in names

@@ -9,8 +9,9 @@ costs ONE request of the portal's budget, so packing is what makes 2 requests/s 
 mapping here never guesses: a command without its own answer gets a classified error
 only when the answer proves it failed and all candidate errors are of one class; else
 :class:`UnmatchedCommand` (retriable). Only failed commands are worth re-running, and a
-create is never re-run blindly: :func:`upsert_by_external_key` looks the entity up by its
-external key first, every time, so a create that executed without our seeing it is found.
+create is never re-run blindly: the egress actions look an entity up by its external key
+before any ``add`` (streams/egress/bitrix24_master.py), so a create that executed without
+our seeing it is found.
 """
 
 from __future__ import annotations
@@ -323,147 +324,7 @@ class BatchPacker:
             self._slots.release()
 
 
-# ---- create-or-update by external key ----------------------------------------------------
-
-
-@dataclass(frozen=True)
-class EntityKind:
-    """How one Bitrix24 entity family is found by its external key, added and updated.
-
-    ``key_field`` holds the 1С GUID (``xmlId``, ``ORIGIN_ID`` or a ``UF_*`` field) both in
-    the list filter and in the add fields. ``common`` parameters go into every command
-    (``entityTypeId`` of a smart process); ``scope`` filter fields into lookups and adds
-    (``iblockId`` of the catalog).
-    """
-
-    name: str
-    list_method: str
-    add_method: str
-    update_method: str
-    key_field: str
-    id_field: str
-    rows_at: str | None
-    added_id_at: tuple[str, ...]
-    common: dict[str, Any] = field(default_factory=dict)
-    scope: dict[str, Any] = field(default_factory=dict)
-    select: tuple[str, ...] = ()
-
-    def find(self, key: str) -> Command:
-        """List the entities whose external key is ``key``, oldest first."""
-        return Command(self.list_method, {
-            **self.common,
-            "select": [self.id_field, *self.select, self.key_field],
-            "filter": {**self.scope, self.key_field: key},
-            "order": {self.id_field: "ASC"},
-        })
-
-    def add(self, key: str, fields: Mapping[str, Any]) -> Command:
-        """Create the entity with external key ``key``."""
-        return Command(self.add_method, {**self.common,
-                                         "fields": {**self.scope, **fields, self.key_field: key}})
-
-    def update(self, ident: int, fields: Mapping[str, Any]) -> Command:
-        """Overwrite ``fields`` of entity ``ident``."""
-        return Command(self.update_method, {**self.common, "id": ident, "fields": dict(fields)})
-
-    def found_id(self, result: Any) -> int | None:
-        """The lowest id a :meth:`find` result lists (duplicates: the oldest wins), or None."""
-        rows = result.get(self.rows_at) if self.rows_at and isinstance(result, dict) else result
-        ids = [int(r[self.id_field]) for r in rows or []
-               if isinstance(r, dict) and str(r.get(self.id_field, "")).isdigit()]
-        if len(ids) > 1:
-            log.warning("duplicate bitrix24 entities for one external key",
-                        extra={"entity": self.name, "count": len(ids)})
-        return min(ids) if ids else None
-
-    def added_id(self, result: Any) -> int:
-        """The id an :meth:`add` answered."""
-        node = result
-        for part in self.added_id_at:
-            node = node.get(part) if isinstance(node, dict) else None
-        try:
-            return int(node)  # type: ignore[arg-type]
-        except (TypeError, ValueError):
-            raise Bitrix24Error(200, "", f"{self.add_method} answered without an id",
-                                method=self.add_method) from None
-
-
-def catalog_product(iblock_id: int) -> EntityKind:
-    """Catalog products of iblock ``iblock_id``, keyed by ``xmlId``."""
-    return EntityKind("product", "catalog.product.list", "catalog.product.add",
-                      "catalog.product.update", key_field="xmlId", id_field="id",
-                      rows_at="products", added_id_at=("element", "id"),
-                      scope={"iblockId": iblock_id}, select=("iblockId",))
-
-
-def crm_entity(entity: str, key_field: str = "ORIGIN_ID") -> EntityKind:
-    """Legacy CRM entities (``company``, ``contact``, ``deal``, ``lead``), keyed by
-    ``ORIGIN_ID`` or a ``UF_CRM_*`` field."""
-    return EntityKind(entity, f"crm.{entity}.list", f"crm.{entity}.add", f"crm.{entity}.update",
-                      key_field=key_field, id_field="ID", rows_at=None, added_id_at=())
-
-
-def crm_item(entity_type_id: int, key_field: str = "xmlId") -> EntityKind:
-    """Smart-process items of type ``entity_type_id``, keyed by ``xmlId``."""
-    return EntityKind(f"item:{entity_type_id}", "crm.item.list", "crm.item.add",
-                      "crm.item.update", key_field=key_field, id_field="id", rows_at="items",
-                      added_id_at=("item", "id"), common={"entityTypeId": entity_type_id})
-
-
-@dataclass(frozen=True)
-class Upserted:
-    """The entity exists in Bitrix24 as ``id``; ``created`` when this call added it."""
-
-    id: int
-    created: bool
-
-
-async def upsert_by_external_key(client: BatchClient, kind: EntityKind,
-                                 items: Mapping[str, Mapping[str, Any]],
-                                 known: Mapping[str, int] | None = None
-                                 ) -> dict[str, Upserted | Failed]:
-    """Create or update each of ``items`` (external key -> fields) in two rounds of batches.
-
-    Round one looks up every key not in ``known`` (the id crosswalk); round two updates what
-    exists and adds the rest. A key whose lookup failed is not written at all, so a retry of
-    a failed or unanswered create always starts with the lookup and finds the entity the
-    lost attempt created. Store the returned ids in the crosswalk.
-    """
-    ids = {k: v for k, v in (known or {}).items() if k in items}
-    out: dict[str, Upserted | Failed] = {}
-    lookups = {k: kind.find(k) for k in items if k not in ids}
-    to_add: list[str] = []
-    for key, outcome in (await execute(client, lookups)).items():
-        if isinstance(outcome, Failed):
-            out[key] = outcome
-            continue
-        try:
-            found = kind.found_id(outcome.result)
-        except (TypeError, ValueError, AttributeError) as exc:
-            out[key] = Failed(Bitrix24Error(200, "", f"unreadable lookup answer: {exc}",
-                                            method=kind.list_method))
-            continue
-        if found is None:
-            to_add.append(key)
-        else:
-            ids[key] = found
-    writes = {k: kind.update(ident, items[k]) for k, ident in ids.items()}
-    writes.update({k: kind.add(k, items[k]) for k in to_add})
-    for key, outcome in (await execute(client, writes)).items():
-        if isinstance(outcome, Failed):
-            out[key] = outcome
-        elif key in ids:
-            out[key] = Upserted(ids[key], created=False)
-        else:
-            try:
-                out[key] = Upserted(kind.added_id(outcome.result), created=True)
-            except Bitrix24Error as exc:
-                out[key] = Failed(exc)
-    return out
-
-
 __all__ = [
-    "MAX_COMMANDS", "SEND_BY", "BatchPacker", "SendDeadlinePassed", "Command", "EntityKind", "Failed", "Ok", "Outcome",
-    "UnmatchedCommand", "Upserted", "catalog_product", "crm_entity", "crm_item", "encode_query",
-    "execute", "map_results", "upsert_by_external_key",
+    "MAX_COMMANDS", "SEND_BY", "BatchPacker", "SendDeadlinePassed", "Command", "Failed", "Ok", "Outcome",
+    "UnmatchedCommand", "encode_query", "execute", "map_results",
 ]

@@ -57,6 +57,8 @@ from mmstream.circuit import CircuitBreaker, Verdict, shared_breaker
 from mmstream.errors import ConfigurationError
 from mmstream.metrics import EGRESS_ERRORS, RATE_LIMIT_WAIT
 from mmstream.settings import Bitrix24Settings, Settings
+from mmstream.trace.context import batch_scope, current_ids
+from mmstream.trace.transport import TracingTransport, record_command
 
 logger = logging.getLogger(__name__)
 
@@ -120,8 +122,11 @@ class Bitrix24Client:
         # because its futures belong to the running loop.
         self._pack = pack
         self._packer: BatchPacker | None = None
+        # command text -> (event id, request id) of the changes waiting on it in a batch.
+        self._origins: dict[str, list[tuple[str, str]]] = {}
         self._http = httpx.AsyncClient(
-            transport=transport,
+            # X-Request-Id / traceparent on every call, each attempt in the integration log.
+            transport=TracingTransport(transport, TARGET),
             timeout=httpx.Timeout(settings.timeout_s),
             headers={"Accept": "application/json"},
             # A redirect would be followed to wherever it points, secret included.
@@ -216,9 +221,24 @@ class Bitrix24Client:
                 raise ValueError(f"not a Bitrix24 method name: {method!r}")
             if self._packer is None:
                 self._packer = BatchPacker(_Unpacked(self), linger_s=self._settings.pack_linger_s)
-            outcome = await self._packer.submit(Command(method, params or {}))
-            if isinstance(outcome, Failed):
-                raise outcome.error
+            command = Command(method, params or {})
+            # The batch request carries this change's ids (see _Unpacked.call); the command
+            # is logged on its own with them (the integration log, per change).
+            origins = self._origins.setdefault(command.text(), [])
+            origin = current_ids()
+            origins.append(origin)
+            started = time.perf_counter()
+            try:
+                outcome = await self._packer.submit(command)
+            finally:
+                origins.remove(origin)
+                if not origins:
+                    self._origins.pop(command.text(), None)
+            failed = outcome.error if isinstance(outcome, Failed) else None
+            record_command(TARGET, method, f"{self._base}{method}", command.params, started=started,
+                           result=None if failed else outcome.result, error=failed)
+            if failed is not None:
+                raise failed
             return outcome.result
         return await self.call_unpacked(method, params)
 
@@ -247,6 +267,11 @@ class Bitrix24Client:
                     raise
             # The first attempt was refused before executing: repeating it is safe.
             return await self._send(method, params, fresh, await self._acquire())
+
+    def packed_origins(self, params: dict[str, Any] | None) -> list[tuple[str, str]]:
+        """(event id, request id) of the changes whose commands a ``batch`` call carries."""
+        return [o for text in ((params or {}).get("cmd") or {}).values()
+                for o in self._origins.get(text, [])[:1]]
 
     def observe(self, method: str, err: Bitrix24Error) -> None:
         """Let an error about ``method`` steer the budget (also for errors of single
@@ -308,55 +333,6 @@ class Bitrix24Client:
                    "duration_s": round(elapsed, 3)})
         raise err
 
-    async def find_product_by_xml_id(self, xml_id: str) -> int | None:
-        """The id of the catalog product with external code ``xml_id``, or None.
-
-        Several matches mean duplicates were created earlier; the oldest (lowest id) wins.
-        """
-        result = await self.call(
-            "catalog.product.list",
-            {
-                "select": ["id", "iblockId", "xmlId"],
-                "filter": {"iblockId": self._settings.product_iblock_id, "xmlId": xml_id},
-                "order": {"id": "ASC"},
-            },
-        )
-        products = _products(result)
-        if not products:
-            return None
-        if len(products) > 1:
-            logger.warning("duplicate bitrix24 products for one xmlId",
-                           extra={"xml_id": xml_id, "count": len(products)})
-        return min(int(p["id"]) for p in products)
-
-    async def product_at(self, product_id: int) -> dict[str, Any] | None:
-        """The catalog product ``product_id`` of the configured iblock as ``{id, iblockId,
-        xmlId}``, or None when there is none (a list, not ``get``: no id is an empty answer,
-        not an error)."""
-        result = await self.call(
-            "catalog.product.list",
-            {
-                "select": ["id", "iblockId", "xmlId"],
-                "filter": {"iblockId": self._settings.product_iblock_id, "id": product_id},
-            },
-        )
-        products = [p for p in _products(result) if str(p.get("id")) == str(product_id)]
-        return products[0] if products else None
-
-    async def add_product(self, fields: dict[str, Any]) -> int:
-        """Create a catalog product in the configured iblock; return its id."""
-        payload = {"iblockId": self._settings.product_iblock_id, **fields}
-        result = await self.call("catalog.product.add", {"fields": payload})
-        try:
-            return int(result["element"]["id"])
-        except (TypeError, KeyError, ValueError):
-            raise Bitrix24Error(200, "", "catalog.product.add answered without element.id",
-                                method="catalog.product.add") from None
-
-    async def update_product(self, product_id: int, fields: dict[str, Any]) -> None:
-        """Overwrite the given fields of catalog product ``product_id``."""
-        await self.call("catalog.product.update", {"id": product_id, "fields": fields})
-
     async def aclose(self) -> None:
         if self._packer is not None:
             await self._packer.aclose()
@@ -405,17 +381,6 @@ def _decode(response: httpx.Response) -> dict[str, Any] | str | None:
     return response.text
 
 
-def _products(result: Any) -> list[dict[str, Any]]:
-    # catalog.product.list wraps rows as {"products": [...]}; an empty object may come as [].
-    if isinstance(result, dict):
-        rows = result.get("products") or []
-    elif isinstance(result, list):
-        rows = result
-    else:
-        rows = []
-    return [r for r in rows if isinstance(r, dict) and "id" in r]
-
-
 class _Unpacked:
     """The client as the packer sees it: its ``batch`` calls go out directly."""
 
@@ -423,7 +388,11 @@ class _Unpacked:
         self._client = client
 
     async def call(self, method: str, params: dict[str, Any] | None = None) -> Any:
-        return await self._client.call_unpacked(method, params)
+        # The packer's task inherited the context of whichever delivery started it: the
+        # batch request carries the ids of the changes whose commands it holds instead.
+        origins = self._client.packed_origins(params)
+        with batch_scope([e for e, _ in origins], [r for _, r in origins]):
+            return await self._client.call_unpacked(method, params)
 
     def observe(self, method: str, err: Bitrix24Error) -> None:
         self._client.observe(method, err)

@@ -14,7 +14,13 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from connectors.ingress import openapi, routes_bitrix24, routes_commerceml, routes_onec
+from connectors.ingress import (
+    openapi,
+    routes_admin_trace,
+    routes_bitrix24,
+    routes_commerceml,
+    routes_onec,
+)
 from connectors.ingress.auth import Authenticate, authenticated, authenticates_itself
 from connectors.ingress.database import bridge_engine
 from connectors.ingress.errors import ApiError, ErrorKind
@@ -124,6 +130,7 @@ def create_app(settings: Settings, *, producer: AckedProducer | None = None) -> 
     app.include_router(routes_onec.router)
     app.include_router(routes_commerceml.router)
     app.include_router(routes_bitrix24.router)
+    app.include_router(routes_admin_trace.router)
     _add_error_handlers(app)
     _add_operations_routes(app, settings)
     _add_openapi(app)

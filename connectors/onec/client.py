@@ -51,6 +51,7 @@ from mmstream.circuit import CircuitBreaker, Verdict, shared_breaker
 from mmstream.errors import ConfigurationError
 from mmstream.metrics import EGRESS_CALL_LATENCY, EGRESS_CALLS, EGRESS_ERRORS
 from mmstream.settings import OneCSettings
+from mmstream.trace.transport import TracingTransport, after_marker
 
 log = logging.getLogger(__name__)
 
@@ -134,7 +135,9 @@ class OneCClient:
         self._tz = ZoneInfo(settings.timezone)
         password = settings.password.get_secret_value()
         self._http = httpx.AsyncClient(
-            transport=transport,
+            # X-Request-Id / traceparent on every call, each attempt in the integration log.
+            transport=TracingTransport(transport, TARGET,
+                                       operation=after_marker(r"/standard\.odata/(.+)", r"/hs/[^/]+/(.+)")),
             timeout=httpx.Timeout(settings.timeout_s, connect=settings.connect_timeout_s),
             auth=httpx.BasicAuth(settings.username, password) if settings.username else None,
             headers={"Accept": "application/json"},

@@ -32,6 +32,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote
+from xml.sax.saxutils import escape
 
 from fastapi import FastAPI, Header, Request
 from fastapi.exceptions import RequestValidationError
@@ -105,6 +106,21 @@ class ODataBase:
                 stored["DataVersion"] = base64.b64encode(self._writes.to_bytes(4, "big") + bytes(4)).decode()
         self.sets[entity_set][self.key(entity_set, stored)] = stored
         return stored
+
+
+def metadata_document(entity_sets: Iterable[str]) -> str:
+    """``$metadata`` of the published sets: 1С answers EDMX with the ``StandardODATA``
+    namespace and one container, ``InfoBase`` (property lists left out: nothing here reads
+    them)."""
+    sets = "".join(f'<EntitySet Name="{escape(name)}" EntityType="StandardODATA.{escape(name)}"/>'
+                   for name in sorted(entity_sets))
+    return ('<?xml version="1.0" encoding="UTF-8"?>'
+            '<edmx:Edmx xmlns:edmx="http://schemas.microsoft.com/ado/2007/06/edmx" Version="1.0">'
+            '<edmx:DataServices xmlns:m="http://schemas.microsoft.com/ado/2007/08/dataservices/'
+            'metadata" m:DataServiceVersion="3.0"><Schema xmlns="http://schemas.microsoft.com/'
+            'ado/2009/11/edm" Namespace="StandardODATA"><EntityContainer Name="InfoBase" '
+            f'm:IsDefaultEntityContainer="true">{sets}</EntityContainer></Schema>'
+            '</edmx:DataServices></edmx:Edmx>')
 
 
 def create_app(seed_file: Path | None = None, *, entity_sets: Iterable[str] = DEFAULT_ENTITY_SETS,
@@ -201,7 +217,9 @@ def create_app(seed_file: Path | None = None, *, entity_sets: Iterable[str] = DE
             operation = _odata_operation(request.method, path[len(ODATA_PREFIX):])
             calls.record("odata", operation, request.method, unquote(path), response.status_code,
                          fault=getattr(request.state, "fault", False),
-                         storm=getattr(request.state, "storm", None))
+                         storm=getattr(request.state, "storm", None),
+                         request_id=request.headers.get("x-request-id", ""),
+                         traceparent=request.headers.get("traceparent", ""))
         return response
 
     @app.get("/health")
@@ -209,9 +227,11 @@ def create_app(seed_file: Path | None = None, *, entity_sets: Iterable[str] = DE
         return {"status": "ok"}
 
     @app.get(ODATA_PREFIX + "{entity_set}")
-    async def odata_list(entity_set: str, request: Request) -> JSONResponse:
+    async def odata_list(entity_set: str, request: Request) -> Response:
         if not authorized(request):
             return unauthorized()
+        if entity_set == "$metadata":  # the service's description (CSDL), as 1С publishes it
+            return Response(metadata_document(base.sets), media_type="application/xml")
         failed = await odata_fault(request, "odata_get")
         if failed is not None:
             return failed

@@ -259,7 +259,8 @@ def mount(app: FastAPI, service: HttpService, *, faults: list[Fault], calls: Cal
                     await asyncio.sleep(fault.delay_s)
         calls.record("hs", operation, request.method, request.url.path, response.status_code,
                      idempotency_key=key, replayed=response.headers.get("idempotent-replayed") == "true",
-                     fault=fault is not None)
+                     fault=fault is not None, request_id=request.headers.get("x-request-id", ""),
+                     traceparent=request.headers.get("traceparent", ""))
         return response
 
     async def write(request: Request, operation: str, model: type[BaseModel], run: Callable[[str, Any], dict],

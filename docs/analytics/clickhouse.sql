@@ -946,25 +946,28 @@ CREATE VIEW IF NOT EXISTS mm_analytics.`price_type_current`
 AS SELECT * FROM mm_analytics.`price_type` FINAL WHERE NOT `deleted`;
 
 -- norm.product: canonical products for analysts; every real change, tombstones for deletions
--- schema: avro/product.avsc (ru.mastermobile.stream.norm.Product); versions by changed_at
+-- schema: avro/product.avsc (ru.mastermobile.stream.norm.Product); versions by revision
 CREATE TABLE IF NOT EXISTS mm_analytics.`product_queue`
 (
-    `id`         UUID,
-    `source`     String,
-    `version`    String,
-    `code`       String,
-    `name`       String,
-    `full_name`  String,
-    `article`    String,
-    `barcode`    String,
-    `parent_id`  Nullable(UUID),
-    `unit_id`    Nullable(UUID),
-    `is_folder`  Bool,
-    `is_service` Bool,
-    `deleted`    Bool,
-    `properties` Array(Tuple(`id` String, `name` String, `value` String, `value_id` String)),
-    `event_id`   UUID,
-    `changed_at` DateTime64(3, 'UTC')
+    `id`           UUID,
+    `source`       String,
+    `version`      String,
+    `source_stamp` Nullable(DateTime64(6, 'UTC')),
+    `deleted`      Bool,
+    `external_ids` Map(String, String),
+    `code`         String,
+    `name`         String,
+    `full_name`    String,
+    `article`      String,
+    `barcode`      String,
+    `parent_id`    Nullable(UUID),
+    `unit_id`      Nullable(UUID),
+    `is_folder`    Bool,
+    `is_service`   Bool,
+    `properties`   Array(Tuple(`id` String, `name` String, `value` String, `value_id` String)),
+    `event_id`     UUID,
+    `changed_at`   DateTime64(3, 'UTC'),
+    `revision`     Int64
 )
 ENGINE = Kafka
 SETTINGS
@@ -979,28 +982,31 @@ SETTINGS
 
 CREATE TABLE IF NOT EXISTS mm_analytics.`product`
 (
-    `id`         UUID,
-    `source`     String,
-    `version`    String,
-    `code`       String,
-    `name`       String,
-    `full_name`  String,
-    `article`    String,
-    `barcode`    String,
-    `parent_id`  Nullable(UUID),
-    `unit_id`    Nullable(UUID),
-    `is_folder`  Bool,
-    `is_service` Bool,
-    `deleted`    Bool,
-    `properties` Array(Tuple(`id` String, `name` String, `value` String, `value_id` String)),
-    `event_id`   UUID,
-    `changed_at` DateTime64(3, 'UTC')
+    `id`           UUID,
+    `source`       String,
+    `version`      String,
+    `source_stamp` Nullable(DateTime64(6, 'UTC')),
+    `deleted`      Bool,
+    `external_ids` Map(String, String),
+    `code`         String,
+    `name`         String,
+    `full_name`    String,
+    `article`      String,
+    `barcode`      String,
+    `parent_id`    Nullable(UUID),
+    `unit_id`      Nullable(UUID),
+    `is_folder`    Bool,
+    `is_service`   Bool,
+    `properties`   Array(Tuple(`id` String, `name` String, `value` String, `value_id` String)),
+    `event_id`     UUID,
+    `changed_at`   DateTime64(3, 'UTC'),
+    `revision`     Int64
 )
-ENGINE = ReplacingMergeTree(`changed_at`)
+ENGINE = ReplacingMergeTree(`revision`)
 ORDER BY `id`;
 
 CREATE MATERIALIZED VIEW IF NOT EXISTS mm_analytics.`product_mv` TO mm_analytics.`product`
-AS SELECT `id`, `source`, `version`, `code`, `name`, `full_name`, `article`, `barcode`, `parent_id`, `unit_id`, `is_folder`, `is_service`, `deleted`, `properties`, `event_id`, `changed_at`
+AS SELECT `id`, `source`, `version`, `source_stamp`, `deleted`, `external_ids`, `code`, `name`, `full_name`, `article`, `barcode`, `parent_id`, `unit_id`, `is_folder`, `is_service`, `properties`, `event_id`, `changed_at`, `revision`
 FROM mm_analytics.`product_queue`;
 
 CREATE VIEW IF NOT EXISTS mm_analytics.`product_current`

@@ -49,7 +49,7 @@ class EgressParams:
 
 
 def egress_records(n: int) -> list[RawRecord]:
-    """``n`` product changes as the product sink's relay publishes them."""
+    """``n`` product changes as the sink's relay publishes them."""
     out = []
     for i in range(n):
         pid = str(uuid.uuid4())

@@ -136,7 +136,7 @@ def run_once(services: BenchServices, params: LatencyParams, label: str) -> Late
     poster: _Poster | None = None
     try:
         env = services.child_env(emu.settings)
-        for name, args in (("sink", ["worker", "sink", "--metrics-port", "0"]),
+        for name, args in (("sink", ["worker", "sink-entities", "--metrics-port", "0"]),
                            ("egress", ["worker", "egress", "--metrics-port", "0"]),
                            ("bridge", ["bridge"])):
             children.append(services.children.add(mmctl(f"{label}-{name}", args, env,

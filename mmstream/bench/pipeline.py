@@ -1,10 +1,11 @@
-"""Pipeline benchmark: how fast ONE sink worker drains a pre-filled raw topic into
-PostgreSQL (product rows + outbox entries, published), against two baselines measured in
-the same run on the same records:
+"""Pipeline benchmark: how fast ONE sink worker (the entity sink, ``mmctl worker
+sink-entities``: products are an entity like the others) drains a pre-filled raw product
+topic into PostgreSQL (product rows + outbox entries, published), against two baselines
+measured in the same run on the same records:
 
 * noop agent  - a Faust agent that only acknowledges (same app factory, runner, batching):
                 Faust's own per-event cost, the ceiling of any Faust worker here;
-* merge ceiling - ``streams.sink.product_store.merge`` called directly, in-process, in
+* merge ceiling - ``streams.sink.entity_store.merge`` called directly, in-process, in
                 batches of 1000 inside transactions: the database side alone.
 
 The raw topic is filled once; every repetition uses a fresh consumer group and a fresh
@@ -37,7 +38,7 @@ from mmstream.envelope import REQUEST_ID, decode_headers
 from mmstream.settings import Settings
 
 RAW = "raw.onec.product"
-# The headers the sink keeps with each outbox entry (streams/sink/processor.py).
+# The headers the sink keeps with each outbox entry (streams/sink/entity_sink.py).
 _KEEP_HEADERS = (REQUEST_ID, "ce_id", "ce_source")
 
 
@@ -117,7 +118,7 @@ def run_sink(services: BenchServices, settings: Settings, mix: ProductMix, param
     and outbox entry is there and published; stop it; check the result is correct."""
     db = services.new_database("sink")
     s = services.settings(topic_prefix=settings.kafka.topic_prefix, database_url=db)
-    child = services.children.add(mmctl(label, ["worker", "sink", "--metrics-port", "0"],
+    child = services.children.add(mmctl(label, ["worker", "sink-entities", "--metrics-port", "0"],
                                         services.child_env(s), services.log_dir).start())
     try:
         with psycopg.connect(pg_dsn(db), autocommit=True) as conn:
@@ -163,13 +164,13 @@ def run_sink(services: BenchServices, settings: Settings, mix: ProductMix, param
 def _incoming(records: list[RawRecord], positions: list[tuple[int, int]], topic: str) -> list:
     """The records as the sink hands them to merge (parsed outside the timing)."""
     from streams.normalize.onec_product import parse
-    from streams.sink.product_store import IncomingProduct
+    from streams.sink.entity_store import Incoming
 
     out = []
     for rec, (partition, offset) in zip(records, positions, strict=True):
         headers = decode_headers(rec.headers)
-        out.append(IncomingProduct(parse(rec.value), topic, partition, offset,
-                                   {k: headers[k] for k in _KEEP_HEADERS if k in headers}))
+        out.append(Incoming(parse(rec.value), topic, partition, offset,
+                            {k: headers[k] for k in _KEEP_HEADERS if k in headers}))
     return out
 
 
@@ -179,7 +180,8 @@ def run_merge_ceiling(services: BenchServices, settings: Settings, incoming: lis
     import uvloop
 
     from mmstream.db.engine import async_engine
-    from streams.sink.product_store import merge
+    from mmstream.models.product import Product
+    from streams.sink.entity_store import merge
 
     db = services.new_database("merge")
     s = services.settings(database_url=db)
@@ -194,7 +196,7 @@ def run_merge_ceiling(services: BenchServices, settings: Settings, incoming: lis
             started = time.perf_counter()
             for batch in batches:
                 async with engine.begin() as conn:
-                    new_versions += (await merge(conn, batch)).new_versions
+                    new_versions += (await merge(conn, Product, batch)).changed
             return time.perf_counter() - started, new_versions
         finally:
             await engine.dispose()

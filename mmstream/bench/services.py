@@ -124,6 +124,8 @@ class BenchServices:
         })
         streams = self.base.streams.model_copy(update={
             "sink_group": group or f"bench-sink-{uuid.uuid4().hex[:8]}",
+            # The one sink of every entity (products included) runs in this group.
+            "entity_sink_group": f"bench-entities-{uuid.uuid4().hex[:8]}",
         })
         ingress = self.base.ingress
         if ingress_port is not None:

@@ -37,6 +37,9 @@ from uuid import UUID
 
 import click
 
+from mmstream.avro_columns import Dialect, column_type
+from mmstream.avro_columns import columns as avro_columns
+
 # -- Avro schema -> DuckDB column types (pure) ------------------------------------------
 
 _PRIMITIVES = {"string": "VARCHAR", "boolean": "BOOLEAN", "int": "INTEGER", "long": "BIGINT",
@@ -55,60 +58,33 @@ def _ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def duckdb_type(avro: Any, named: dict[str, str] | None = None) -> str:
-    """The DuckDB type of an Avro type. ``named`` collects named types (records, enums,
-    fixed) so a later reference by name maps like its definition.
+def _duckdb_union(avro: list, walk) -> str:
+    # [null, X] is X (every DuckDB column is nullable); any other union, whose branches
+    # have no common column type, is its JSON text.
+    branches = [b for b in avro if b != "null"]
+    return walk(branches[0]) if len(branches) == 1 else "VARCHAR"
 
-    A ``[null, X]`` union is X (every DuckDB column is nullable); any other union, whose
-    branches have no common column type, is its JSON text (VARCHAR).
-    """
-    named = {} if named is None else named
-    if isinstance(avro, str):
-        if avro in _PRIMITIVES:
-            return _PRIMITIVES[avro]
-        if avro in named:
-            return named[avro]
-        short = avro.rsplit(".", 1)[-1]
-        if short in named:
-            return named[short]
-        raise ValueError(f"unknown Avro type {avro!r}")
-    if isinstance(avro, list):
-        branches = [b for b in avro if b != "null"]
-        return duckdb_type(branches[0], named) if len(branches) == 1 else "VARCHAR"
-    kind, logical = avro.get("type"), avro.get("logicalType")
-    if logical == "decimal" and kind in ("bytes", "fixed"):
-        precision, scale = int(avro["precision"]), int(avro.get("scale", 0))
-        out = (f"DECIMAL({precision},{scale})" if precision <= _MAX_DECIMAL_PRECISION
-               else "VARCHAR")  # wider than any reader keeps exactly: text loses nothing
-    elif (kind, logical) in _LOGICAL:
-        out = _LOGICAL[(kind, logical)]
-    elif kind == "record":
-        members = ", ".join(f"{_ident(f['name'])} {duckdb_type(f['type'], named)}"
-                            for f in avro["fields"])
-        out = f"STRUCT({members})"
-    elif kind == "enum":
-        out = "VARCHAR"
-    elif kind == "fixed":
-        out = "VARCHAR"  # base64 text, like plain bytes
-    elif kind == "array":
-        out = f"{duckdb_type(avro['items'], named)}[]"
-    elif kind == "map":
-        out = f"MAP(VARCHAR, {duckdb_type(avro['values'], named)})"
-    elif isinstance(kind, (str, list, dict)):
-        out = duckdb_type(kind, named)  # {"type": "string"} and the like
-    else:
-        raise ValueError(f"unknown Avro type {avro!r}")
-    if kind in ("record", "enum", "fixed") and "name" in avro:
-        named[avro["name"]] = out
-        if avro.get("namespace"):
-            named[f"{avro['namespace']}.{avro['name']}"] = out
-    return out
+
+DUCKDB = Dialect(
+    primitives=_PRIMITIVES, logical=_LOGICAL, union=_duckdb_union,
+    # wider than any reader keeps exactly: text loses nothing
+    decimal=lambda p, s: f"DECIMAL({p},{s})" if p <= _MAX_DECIMAL_PRECISION else "VARCHAR",
+    record=lambda members: "STRUCT(" + ", ".join(f"{_ident(n)} {t}" for n, t in members) + ")",
+    enum=lambda _: "VARCHAR",
+    fixed=lambda _: "VARCHAR",  # base64 text, like plain bytes
+    array=lambda items: f"{items}[]",
+    map=lambda values: f"MAP(VARCHAR, {values})")
+
+
+def duckdb_type(avro: Any, named: dict[str, str] | None = None) -> str:
+    """The DuckDB column type that keeps an Avro type's meaning (mmstream/avro_columns.py):
+    decimals as DECIMAL, instants as TIMESTAMPTZ, records as STRUCT, maps as MAP."""
+    return column_type(avro, DUCKDB, named)
 
 
 def columns(schema: dict) -> list[tuple[str, str]]:
     """(column, DuckDB type) of every top-level field of a record schema, in order."""
-    named: dict[str, str] = {}
-    return [(f["name"], duckdb_type(f["type"], named)) for f in schema["fields"]]
+    return avro_columns(schema, DUCKDB)
 
 
 def _is_nested(duck_type: str) -> bool:

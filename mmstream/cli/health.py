@@ -9,6 +9,7 @@ import click
 from mmstream import log
 from mmstream.cli.output import output_option
 from mmstream.ops import render
+from mmstream.ops.health import CHECKS
 from mmstream.settings import get_settings
 
 
@@ -16,10 +17,15 @@ from mmstream.settings import get_settings
 @output_option
 @click.option("--timeout", "timeout_s", type=float, default=5.0, show_default=True,
               help="Seconds each check may take (they run in parallel).")
+@click.option("--check", "names", multiple=True, metavar="NAME",
+              type=click.Choice(CHECKS),
+              help="Run only this check (repeatable); a worker's readiness probe runs its "
+                   "targets' checks.")
 @click.option("--metrics-url", "metrics_urls", multiple=True,
               help="An egress worker's /metrics to read circuit states from (repeatable; "
                    "default MM_OPS__CIRCUIT_METRICS_URLS or the embedded egress worker).")
-def health(output: str, timeout_s: float, metrics_urls: tuple[str, ...]) -> None:
+def health(output: str, timeout_s: float, names: tuple[str, ...],
+           metrics_urls: tuple[str, ...]) -> None:
     """Broker, database, schema registry, targets (Bitrix24, 1C) and circuit states.
 
     Exit status: 0 when nothing is down (degraded counts as up), 1 otherwise.
@@ -28,7 +34,7 @@ def health(output: str, timeout_s: float, metrics_urls: tuple[str, ...]) -> None
 
     settings = get_settings()
     log.setup("mmctl", "ERROR", settings.log_format)
-    checks = run_checks(settings, timeout_s, list(metrics_urls))
+    checks = run_checks(settings, timeout_s, list(metrics_urls), names)
     status = overall(checks)
     if output == "json":
         click.echo(render.as_json({"status": status, "checks": [c.as_dict() for c in checks]}))

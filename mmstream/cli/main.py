@@ -59,7 +59,7 @@ def _production_settings(service: str, role: SecretRole) -> Settings:
 
 # Whose secrets each worker relies on (Settings.check_secrets): the sinks only the broker's
 # and the database's; egress and enrichment also the portal's (and egress 1С's).
-_WORKER_SECRETS: dict[str, SecretRole] = {"sink": "sink", "sink-entities": "sink",
+_WORKER_SECRETS: dict[str, SecretRole] = {"sink-entities": "sink",
                                           "egress": "egress", "enrich-bitrix24": "enrich"}
 
 
@@ -96,10 +96,10 @@ def bridge(host: str | None, port: int | None) -> None:
 
 
 @cli.command()
-@click.argument("role", type=click.Choice(["sink", "sink-entities", "egress", "enrich-bitrix24"]))
+@click.argument("role", type=click.Choice(["sink-entities", "egress", "enrich-bitrix24"]))
 @click.option("--metrics-port", type=int, default=None, help="Prometheus port (0: off).")
 def worker(role: str, metrics_port: int | None) -> None:
-    """Run a Faust worker: the product sink, the entity sink (every other entity), the
+    """Run a Faust worker: the entity sink (every raw topic, products included), the
     Bitrix24 egress or the Bitrix24 enrichment."""
     from streams import worker as workers
 
@@ -122,8 +122,7 @@ def worker(role: str, metrics_port: int | None) -> None:
 
         workers.run(build_entity_sink(settings), settings, port)
         return
-    app = workers.build_sink(settings) if role == "sink" else workers.build_egress(settings)
-    workers.run(app, settings, port)
+    workers.run(workers.build_egress(settings), settings, port)
 
 
 @cli.group()
@@ -296,6 +295,10 @@ from mmstream.cli.dlq import dlq  # noqa: E402 — its own module; imports its w
 
 cli.add_command(dlq)
 
+from mmstream.cli.trace import trace  # noqa: E402 — its own module; imports its work lazily
+
+cli.add_command(trace)
+
 from mmstream.cli.groups import groups  # noqa: E402 — its own module; imports its work lazily
 
 cli.add_command(groups)
@@ -311,6 +314,10 @@ cli.add_command(schemas)
 from mmstream.cli.export import export  # noqa: E402 — its own module; imports its work lazily
 
 cli.add_command(export)
+
+from mmstream.cli.reconcile import reconcile  # noqa: E402 — its own module; imports its work lazily
+
+cli.add_command(reconcile)
 
 if __name__ == "__main__":
     cli()

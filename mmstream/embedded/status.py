@@ -76,7 +76,8 @@ class StatusBoard:
         while True:
             await loop.run_in_executor(None, self.probe.refresh)
             try:
-                sink_lag = await loop.run_in_executor(None, self.probe.lag, self.settings.streams.sink_group, [self.raw])
+                sink_lag = await loop.run_in_executor(None, self.probe.lag,
+                                                      self.settings.streams.entity_sink_group, [self.raw])
                 egress_lag = await loop.run_in_executor(None, self.probe.lag, self.settings.streams.egress_group,
                                                         [self.egress])
             except Exception:  # noqa: BLE001 — a group with no commits yet

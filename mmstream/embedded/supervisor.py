@@ -163,27 +163,28 @@ def run_stack(settings: Settings, *, demo: bool, workers: int) -> None:
         _say(f"Emulators  Bitrix24 http://127.0.0.1:{emb.bitrix24_port}  1C http://127.0.0.1:{emb.onec_port}")
 
         # Every worker serves metrics (the status page adds them up); extra sinks on free ports.
+        # One sink for every entity, products included: ``workers`` of them share its group.
         sink_ports = [emb.sink_metrics_port, *(free_port() for _ in range(workers - 1))]
-        sinks = [Child(f"sink-{i}", ["worker", "sink", "--metrics-port", str(port)], env, log_dir)
+        sinks = [Child("sink-entities" if i == 0 else f"sink-entities-{i}",
+                       ["worker", "sink-entities", "--metrics-port", str(port)], env, log_dir)
                  for i, port in enumerate(sink_ports)]
         egress = Child("egress", ["worker", "egress", "--metrics-port", str(emb.egress_metrics_port)],
                        env, log_dir)
         enrich = Child("enrich-bitrix24", ["worker", "enrich-bitrix24", "--metrics-port",
                                            str(emb.enrich_metrics_port)], env, log_dir)
-        entity_port = free_port()
-        entities = Child("sink-entities", ["worker", "sink-entities", "--metrics-port",
-                                           str(entity_port)], env, log_dir)
         bridge = Child("bridge", ["bridge"], env, log_dir)
-        children += [*sinks, entities, egress, enrich, bridge]
+        children += [*sinks, egress, enrich, bridge]
         if settings.odata.enabled:
             children.append(Child("odata-poller", ["poll", "onec-odata"], env, log_dir))
         bridge_url = f"http://{settings.ingress.host}:{settings.ingress.port}"
         _wait_http(bridge, f"{bridge_url}/health/ready")
         _say(f"Bridge     {bridge_url}  (OpenAPI: {bridge_url}/docs)")
-        _say(f"Workers    {workers} product sink, 1 entity sink, 1 egress, 1 Bitrix24 enrichment"
-             f"  (logs in {log_dir})")
+        bx_poll = (f" with its DATE_MODIFY poller every {settings.bitrix24.poll_interval_s:g} s"
+                   if settings.bitrix24.poll_enabled else "")
+        _say(f"Workers    {workers} entity sink, 1 egress, 1 Bitrix24 enrichment{bx_poll}"
+             f"{', 1 1C OData poller' if settings.odata.enabled else ''}  (logs in {log_dir})")
         worker_metrics = [f"http://127.0.0.1:{port}/metrics"
-                          for port in (*sink_ports, entity_port, emb.egress_metrics_port,
+                          for port in (*sink_ports, emb.egress_metrics_port,
                                        emb.enrich_metrics_port)]
         onec_emulator = f"http://127.0.0.1:{emb.onec_port}"
         page = StatusPage([f"{bridge_url}/metrics", *worker_metrics], onec_emulator_url=onec_emulator)

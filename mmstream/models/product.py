@@ -1,11 +1,13 @@
-"""Canonical product (1C Номенклатура) — the shape stored in PostgreSQL and on norm.product."""
+"""Canonical product (1С Номенклатура). 1С owns it; the canonical id is the 1С Ref_Key."""
 
 from __future__ import annotations
 
+from typing import ClassVar
 from uuid import UUID
 
 from pydantic import ConfigDict, Field
 
+from mmstream.models.base import Canonical
 from mmstream.models.bounds import Bounded
 
 
@@ -25,27 +27,26 @@ class ProductProperty(Bounded):
                                           "one of the property's ВариантыЗначений; else empty")
 
 
-class Product(Bounded):
-    """One product version. The canonical id is the 1C Ref_Key (1C owns master data).
-    Building one with a value the pipeline cannot carry raises OutOfBounds (InvalidRecord)."""
+class Product(Canonical):
+    """A product or product group (1С Номенклатура); 1С owns every field.
 
-    model_config = ConfigDict(frozen=True)
+    Bitrix24 versions (what the portal shows of a product we wrote) only add the crosswalk."""
 
-    id: UUID = Field(description="canonical id: the 1C Ref_Key")
-    source: str = Field("onec", description="system the version came from")
-    version: str = Field(description="source version (1C DataVersion, opaque)")
-    code: str = Field("", description="1C Code")
-    name: str = Field(description="short name (1C Description)")
+    ENTITY: ClassVar[str] = "product"
+
+    code: str = Field("", description="1С Code")
+    name: str = Field(description="short name (1С Description)")
     full_name: str = Field("", description="full name (НаименованиеПолное; CommerceML "
                                            "requisite 'Полное наименование')")
     article: str = Field("", description="article / SKU (Артикул)")
     barcode: str = Field("", description="barcode, EAN as 1С holds it (CommerceML Штрихкод "
                                          "element or requisite); empty when none is sent")
-    parent_id: UUID | None = Field(None, description="group the product belongs to")
-    unit_id: UUID | None = Field(None, description="unit of measure (ЕдиницаИзмерения_Key)")
+    parent_id: UUID | None = Field(None, description="group the product belongs to",
+                                   json_schema_extra={"ref": "product"})
+    unit_id: UUID | None = Field(None, description="unit of measure (ЕдиницаИзмерения_Key; "
+                                                   "units are not a canonical entity)")
     is_folder: bool = Field(False, description="a group of products, not a product")
     is_service: bool = Field(False, description="a service rather than goods (Услуга)")
-    deleted: bool = Field(False, description="marked for deletion in 1C (DeletionMark)")
     properties: tuple[ProductProperty, ...] = Field(
         (), description="property values (CommerceML ЗначенияСвойств), one item per value; "
                         "empty when the source sends none (1С OData and push records)")

@@ -1,13 +1,23 @@
 """`mmctl health`: is each dependency reachable right now? For scripts, probes and people.
 
 Every check has its own time limit and they run in parallel, so the whole answer comes
-within about one limit. Targets are probed for reachability only — no API call that would
-spend the target's rate budget — and shown without secrets (the Bitrix24 webhook code, URL
-passwords). Circuit states live in the egress workers; they are read from their /metrics.
+within about one limit. Each target is checked with one cheap *authenticated* call, with the
+credentials the workers use — a revoked webhook or a wrong 1С path must not look healthy:
+
+* Bitrix24: ``server.time`` (allowed to every webhook and application, one request of the
+  portal budget) through the workers' own client, webhook or OAuth alike;
+* 1С: the HTTP service's ``ping`` and the OData ``$metadata`` with the infobase user.
+
+401/403 is ``down`` "credentials refused", 404 ``down`` "wrong base path", a rate limit or a
+5xx ``degraded`` (the target is there and the credentials were not refused). Targets are
+shown without secrets (the Bitrix24 webhook code, URL passwords). Circuit states live in
+the egress workers; they are read from their /metrics. ``names`` selects checks: the workers'
+readiness probes run ``mmctl health --check bitrix24 --check onec``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable
@@ -56,12 +66,6 @@ def mask_webhook(url: str) -> str:
     if len(segments) > 1 and segments[-1]:
         segments[-1] = "***"
     return urlunsplit(parts._replace(path="/".join(segments) + "/", query=""))
-
-
-def _origin(url: str) -> str:
-    parts = urlsplit(url)
-    return urlunsplit((parts.scheme, parts.hostname + (f":{parts.port}" if parts.port else ""),
-                       "/", "", ""))
 
 
 def _timed(name: str, target: str, probe: Callable[[], tuple[str, str]]) -> Check:
@@ -130,6 +134,70 @@ def check_http(name: str, shown: str, url: str, timeout_s: float, *, need_ok: bo
     return _timed(name, shown, probe)
 
 
+def judge(status: int) -> tuple[str, str]:
+    """A target's HTTP status, as a health verdict (see the module docstring)."""
+    if 200 <= status < 300:
+        return OK, f"HTTP {status}"
+    if status in (401, 403):
+        return DOWN, f"credentials refused (HTTP {status})"
+    if status == 404:
+        return DOWN, "wrong base path (HTTP 404)"
+    if status in (429, 503) or status >= 500:
+        return DEGRADED, f"answering HTTP {status}: busy or failing, credentials not refused"
+    return DOWN, f"unexpected HTTP {status}"
+
+
+def check_bitrix24(settings: Settings, timeout_s: float) -> Check:
+    """``server.time`` through the egress workers' client (webhook or OAuth tokens)."""
+    from connectors.bitrix24.client import Bitrix24Client
+    from connectors.bitrix24.errors import Bitrix24Error
+
+    bx = settings.bitrix24
+    shown = (mask_webhook(bx.webhook_url.get_secret_value()) if bx.auth_mode == "webhook"
+             else f"oauth {bx.oauth.portal}")
+    quick = settings.model_copy(update={"bitrix24": bx.model_copy(update={"timeout_s": timeout_s})})
+
+    async def call() -> str:
+        client = Bitrix24Client.for_worker(quick)
+        try:
+            return str(await client.call("server.time"))
+        finally:
+            await client.aclose()
+
+    def probe() -> tuple[str, str]:
+        try:
+            portal_time = asyncio.run(call())
+        except Bitrix24Error as exc:
+            if exc.status is None:
+                raise  # no answer at all: down, with the client's reason
+            status, verdict = judge(exc.status)
+            return status, f"{verdict}: {exc.code}"
+        return OK, f"authenticated (server.time {portal_time})"
+
+    return _timed("bitrix24", shown, probe)
+
+
+def check_onec(settings: Settings, timeout_s: float) -> Check:
+    """The HTTP service's ``ping`` and OData ``$metadata``, as the infobase user."""
+    from connectors.onec.client import odata_url_of
+
+    onec = settings.onec
+    odata = onec.odata_url or odata_url_of(onec.base_url)
+    auth = (onec.username, onec.password.get_secret_value())
+
+    def probe() -> tuple[str, str]:
+        verdicts = []
+        with httpx.Client(timeout=timeout_s, follow_redirects=False, auth=auth) as http:
+            for what, url in (("ping", f"{onec.base_url.rstrip('/')}/ping"),
+                              ("$metadata", f"{odata.rstrip('/')}/$metadata")):
+                status, detail = judge(http.get(url).status_code)
+                verdicts.append((_SEVERITY[status], status, f"{what}: {detail}"))
+        worst = max(verdicts)
+        return worst[1], "; ".join(v[2] for v in verdicts)
+
+    return _timed("onec", mask_url(onec.base_url), probe)
+
+
 def check_registry(settings: Settings, timeout_s: float) -> Check:
     """The schema registry answers its subjects list."""
     if not settings.schema_registry_url:
@@ -169,19 +237,27 @@ def check_circuits(settings: Settings, urls: list[str], timeout_s: float) -> lis
     return out
 
 
+#: The checks, by the name ``mmctl health --check`` takes.
+CHECKS = ("broker", "database", "schema-registry", "bitrix24", "onec", "circuits")
+
+
 def run_checks(settings: Settings, timeout_s: float = 5.0,
-               metrics_urls: list[str] | None = None) -> list[Check]:
-    """Every check, in parallel; the report in a fixed order."""
-    b24 = settings.bitrix24.webhook_url.get_secret_value()
-    jobs: list[Callable[[], Check | list[Check]]] = [
-        lambda: check_broker(settings, timeout_s),
-        lambda: check_database(settings, timeout_s),
-        lambda: check_registry(settings, timeout_s),
-        lambda: check_http("bitrix24", mask_webhook(b24), _origin(b24), timeout_s),
-        lambda: check_http("onec", mask_url(settings.onec.base_url), settings.onec.base_url, timeout_s),
-        lambda: check_circuits(settings, list(metrics_urls or settings.ops.circuit_metrics_urls),
-                               timeout_s),
-    ]
+               metrics_urls: list[str] | None = None,
+               names: list[str] | tuple[str, ...] | None = None) -> list[Check]:
+    """Every check (or those ``names``), in parallel; the report in a fixed order."""
+    every: dict[str, Callable[[], Check | list[Check]]] = {
+        "broker": lambda: check_broker(settings, timeout_s),
+        "database": lambda: check_database(settings, timeout_s),
+        "schema-registry": lambda: check_registry(settings, timeout_s),
+        "bitrix24": lambda: check_bitrix24(settings, timeout_s),
+        "onec": lambda: check_onec(settings, timeout_s),
+        "circuits": lambda: check_circuits(
+            settings, list(metrics_urls or settings.ops.circuit_metrics_urls), timeout_s),
+    }
+    unknown = set(names or ()) - set(every)
+    if unknown:
+        raise ValueError(f"unknown check(s) {sorted(unknown)}: choose from {list(every)}")
+    jobs = [job for name, job in every.items() if not names or name in names]
     with ThreadPoolExecutor(max_workers=len(jobs)) as pool:
         results = [f.result() for f in [pool.submit(job) for job in jobs]]
     return [c for r in results for c in (r if isinstance(r, list) else [r])]

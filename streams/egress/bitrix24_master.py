@@ -10,6 +10,8 @@ call did execute updates instead of creating twice:
   normalizers write it;
 * warehouse -> ``catalog.store``, key ``xmlId``;
 * price type -> ``catalog.priceType``, key ``xmlId``;
+* product -> ``catalog.product`` of the configured catalog, key ``xmlId``
+  (streams/egress/bitrix24_product.py, on :class:`_XmlIdAction`);
 * price -> ``catalog.price``, key (product, price type) — the pair is unique for a price;
 * employee -> an existing Bitrix24 user (users cannot be created over REST), crosswalk
   external id ``user:7``.
@@ -34,7 +36,7 @@ from collections.abc import Callable
 from decimal import Decimal, InvalidOperation
 from typing import Any, ClassVar
 
-from connectors.bitrix24.errors import InvalidRequest
+from connectors.bitrix24.errors import Bitrix24Error, InvalidRequest
 from streams.egress.actions import Targets
 from streams.egress.delivery import Change, Crosswalk, DependencyPending
 from streams.egress.relink import LinkState, claim, describe, link_state
@@ -187,12 +189,13 @@ def user_lookups(payload: dict[str, Any], key_field: str = USER_KEY_FIELD) -> li
 # -- actions ------------------------------------------------------------------------------
 
 
-async def first_row(client: Any, family: str, many: str,
-                    flt: dict[str, Any]) -> dict[str, Any] | None:
+async def first_row(client: Any, family: str, many: str, flt: dict[str, Any],
+                    select: tuple[str, ...] = ("id", "xmlId")) -> dict[str, Any] | None:
     """The first ``catalog.<family>`` row (lowest id) passing ``flt`` as ``{id, xmlId}``,
-    or None: how a crosswalked id is checked and a row found by its xmlId."""
+    or None: how a crosswalked id is checked and a row found by its xmlId. Several rows
+    with one xmlId mean duplicates were created earlier: the oldest wins."""
     found = await client.call(f"catalog.{family}.list", {
-        "filter": flt, "select": ["id", "xmlId"], "order": {"id": "ASC"}})
+        "filter": flt, "select": list(select), "order": {"id": "ASC"}})
     rows = [r for r in (found or {}).get(many) or [] if isinstance(r, dict)]
     return rows[0] if rows else None
 
@@ -204,6 +207,7 @@ class _MasterAction:
     entity: ClassVar[str]
 
     def __init__(self, targets: Targets) -> None:
+        self.targets = targets
         self.client = targets.bitrix24
 
 
@@ -311,18 +315,29 @@ class _XmlIdAction(_MasterAction):
     fields: ClassVar[Callable[[dict[str, Any]], dict[str, Any]]]
     #: Whether a deletion is written as an update (``active: N``) rather than left alone.
     deletes_in_place: ClassVar[bool] = False
+    #: Whether groups (``is_folder``) are left out (they have no row of this family).
+    skips_folders: ClassVar[bool] = True
+    #: Where ``catalog.<family>.add`` answers the new row (``{<added_at>: {id: ...}}``).
+    added_at: ClassVar[str | None] = None
+    #: Fields the family's ``list`` must select besides ``id`` and ``xmlId``.
+    select_also: ClassVar[tuple[str, ...]] = ()
+
+    def scope(self) -> dict[str, Any]:
+        """What every ``list`` filter and ``add`` of the family carries (products: the
+        catalog's ``iblockId``); nothing for most families."""
+        return {}
 
     async def apply(self, change: Change, xwalk: Crosswalk) -> str | None:
         """Create or update the row; its Bitrix24 id."""
         payload = change.payload
-        if is_echo(payload) or payload.get("is_folder"):
+        if is_echo(payload) or (self.skips_folders and payload.get("is_folder")):
             return None
         known = await xwalk.external_id(self.entity, self.target, change.entity_id)
         state, row = LinkState.GONE, None
         if known is not None and (self.deletes_in_place or not change.deleted):
             # The crosswalked row is checked first: a manager may have deleted it, or a
             # reset portal given its id to another row, which must not be overwritten.
-            row = await self._row({"id": int(known)})
+            row = await self.find_row({"id": int(known)})
             state = link_state(row, "xmlId", change.entity_id)
         if change.deleted:
             # A deletion may name no more than the id: only the active flag is written —
@@ -349,11 +364,16 @@ class _XmlIdAction(_MasterAction):
             log.warning(describe(state, self.entity, change.entity_id, known, row, "xmlId"))
         # Not (or no longer) linked: an earlier attempt may have created the row already
         # (a lost answer), so it is looked up by xmlId before any add.
-        found = await self._row({"xmlId": change.entity_id})
+        found = await self.find_row({"xmlId": change.entity_id})
         if found is None:
             added = await self.client.call(f"catalog.{self.family}.add",
-                                           {"fields": self.fields(payload)})
-            ident = str(added[self.family]["id"])
+                                           {"fields": {**self.scope(), **self.fields(payload)}})
+            try:
+                ident = str(int(added[self.added_at or self.family]["id"]))
+            except (TypeError, KeyError, ValueError):
+                raise Bitrix24Error(200, "", f"catalog.{self.family}.add answered without "
+                                    f"{self.added_at or self.family}.id",
+                                    method=f"catalog.{self.family}.add") from None
         else:
             ident = str(found["id"])
             await self.client.call(f"catalog.{self.family}.update",
@@ -361,8 +381,10 @@ class _XmlIdAction(_MasterAction):
         await claim(xwalk, self.entity, self.target, change.entity_id, ident)
         return ident
 
-    async def _row(self, flt: dict[str, Any]) -> dict[str, Any] | None:
-        return await first_row(self.client, self.family, self.many, flt)
+    async def find_row(self, flt: dict[str, Any]) -> dict[str, Any] | None:
+        """The family's first row passing ``flt`` (within :meth:`scope`), or None."""
+        return await first_row(self.client, self.family, self.many, {**self.scope(), **flt},
+                               ("id", *self.select_also, "xmlId"))
 
 
 class WarehouseAction(_XmlIdAction):
@@ -441,12 +463,17 @@ class PriceAction(_MasterAction):
     async def _product(self, ref: str, linked: int, xwalk: Crosswalk) -> int:
         """The portal's id of product ``ref``: the crosswalked one while it is ours, else the
         one with our xmlId (relinked); DependencyPending while the portal has none."""
-        row = await self.client.product_at(linked)
+        # The product action's own lookups (iblock scope and all): one way to find a product.
+        from streams.egress.bitrix24_product import ProductAction
+
+        products = ProductAction(self.targets)
+        row = await products.find_row({"id": linked})
         state = link_state(row, "xmlId", ref)
         if state is LinkState.OURS:
             return linked
         log.warning(describe(state, "product", ref, str(linked), row, "xmlId"))
-        found = await self.client.find_product_by_xml_id(ref)
+        row = await products.find_row({"xmlId": ref})
+        found = None if row is None else int(row["id"])
         if found is None:
             raise DependencyPending(
                 f"price of a product: product {ref} is gone from Bitrix24 (deleted there); "

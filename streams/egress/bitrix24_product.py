@@ -1,24 +1,26 @@
-"""Products to Bitrix24: create-or-update by external key (the 1С GUID is the ``xmlId``).
+"""Products to Bitrix24: a ``catalog.product`` of the configured catalog (``iblockId``),
+keyed by ``xmlId`` = the 1С GUID.
 
-The product flow predates canonical entities: its egress records come from the product
-sink's outbox (same envelope: merged row as JSON, outbox id header), so the shared
-:class:`~streams.egress.delivery.EntityEgress` delivers them like every other entity.
+A product is a canonical entity like a warehouse or a price type, so it takes their
+create-or-update by external key (:class:`~streams.egress.bitrix24_master._XmlIdAction`):
+the crosswalked product while it is there and ours, else a lookup by ``xmlId`` before any
+``add`` (a timeout after the portal executed an ``add`` is found, not duplicated), and a
+crosswalked product that is gone from the portal, or whose id now holds another product, is
+recreated and relinked (streams/egress/relink.py). What only products have: every ``list``
+filter and ``add`` carries the catalog's ``iblockId``, ``add`` answers ``{element: {id}}``,
+and product groups are written like products (the flow always did; Bitrix24 sections are
+not modelled). A deletion deactivates our product (``active: N``) and creates nothing.
 """
 
 from __future__ import annotations
 
-import logging
-from typing import ClassVar
+from typing import Any, ClassVar
 
-from connectors.bitrix24.errors import InvalidRequest
 from streams.egress.actions import Targets
-from streams.egress.delivery import Change, Crosswalk
-from streams.egress.relink import LinkState, claim, describe, link_state
-
-log = logging.getLogger(__name__)
+from streams.egress.bitrix24_master import _XmlIdAction
 
 
-def product_fields(product: dict) -> dict:
+def product_fields(product: dict[str, Any]) -> dict[str, Any]:
     """Canonical product -> catalog.product fields (camelCase; the 1C GUID is the xmlId)."""
     return {
         "name": product["name"],
@@ -29,43 +31,22 @@ def product_fields(product: dict) -> dict:
     }
 
 
-class ProductAction:
-    """``catalog.product`` create-or-update. A create is always preceded by a crosswalk and
-    an ``xmlId`` lookup, so a timeout followed by a retry updates the product the first
-    attempt created instead of adding a second one. A crosswalked product that is gone from
-    the portal, or whose id now holds another product, is recreated and relinked."""
+class ProductAction(_XmlIdAction):
+    """``catalog.product`` create-or-update by ``xmlId``; a deletion deactivates it."""
 
-    target: ClassVar[str] = "bitrix24"
     entity: ClassVar[str] = "product"
+    family: ClassVar[str] = "product"
+    many: ClassVar[str] = "products"
+    deletes_in_place: ClassVar[bool] = True
+    skips_folders: ClassVar[bool] = False
+    added_at: ClassVar[str | None] = "element"
+    # catalog.product.list wants iblockId in its select as well as in its filter.
+    select_also: ClassVar[tuple[str, ...]] = ("iblockId",)
+    fields = staticmethod(product_fields)
 
     def __init__(self, targets: Targets) -> None:
-        self.client = targets.bitrix24
+        super().__init__(targets)
+        self.iblock_id = targets.settings.bitrix24.product_iblock_id
 
-    async def apply(self, change: Change, xwalk: Crosswalk) -> str:
-        """Create or update the product; its Bitrix24 id."""
-        fields = product_fields(change.payload)
-        known = await xwalk.external_id("product", self.target, change.entity_id)
-        if known is not None:
-            # The crosswalked id is checked first: a manager may have deleted the product,
-            # or a reset portal given the id to another product, which must not be
-            # overwritten (streams/egress/relink.py).
-            row = await self.client.product_at(int(known))
-            state = link_state(row, "xmlId", change.entity_id)
-            if state is LinkState.OURS:
-                try:
-                    await self.client.update_product(int(known), fields)
-                    return str(known)
-                except InvalidRequest as exc:
-                    if not exc.not_found:
-                        raise
-                    row, state = None, LinkState.GONE  # deleted since the check
-            log.warning(describe(state, "product", change.entity_id, known, row, "xmlId"))
-        # No usable crosswalk entry: an earlier attempt may still have created it (timeout
-        # after the portal executed the call), so look it up by external key before creating.
-        found = await self.client.find_product_by_xml_id(change.entity_id)
-        if found is None:
-            found = await self.client.add_product(fields)
-        else:
-            await self.client.update_product(found, fields)
-        await claim(xwalk, "product", self.target, change.entity_id, str(found))
-        return str(found)
+    def scope(self) -> dict[str, Any]:
+        return {"iblockId": self.iblock_id}

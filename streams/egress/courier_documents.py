@@ -14,6 +14,9 @@ their status back in Bitrix24.
 * :class:`InstantOrderStatus` / :class:`ReturnStatus` -> Bitrix24: the status (and 1С
   number) are written to the deal's fields (``flows.deal_status_field``,
   ``flows.deal_document_field``). Changes made in Bitrix24 itself are not written back.
+  A deal deleted in Bitrix24 (``crm.deal.update`` answers "Not found") takes no status:
+  the write is skipped with a warning and ``mm_egress_deliveries_total{outcome="target_gone"}``
+  — not dead-lettered, since no replay could find the deal again.
 
 The 1С side of both is selectable per flow (``onec.write_via.instant_order`` / ``.returns``):
 ``http_service`` (above, the default), ``odata`` — :class:`InstantOrderToOneCOData` /
@@ -35,8 +38,10 @@ from decimal import Decimal
 from typing import Any, ClassVar
 from zoneinfo import ZoneInfo
 
+from connectors.bitrix24.errors import InvalidRequest
 from connectors.onec.client import WriteResult, onec_datetime
 from mmstream.errors import PermanentError
+from mmstream.metrics import EGRESS_DELIVERIES
 from streams.egress import onec_odata
 from streams.egress.actions import Targets
 from streams.egress.delivery import Change, Crosswalk, DependencyPending
@@ -49,6 +54,8 @@ log = logging.getLogger(__name__)
 RESULT_TOPIC = "raw.onec.result"
 #: Middleware statuses after which nothing more goes to 1С.
 DONE = ("recorded", "cancelled")
+#: The egress outcome counted (besides "delivered") for a status whose deal is gone.
+DEAL_GONE = "target_gone"
 
 
 class ReturnWithoutGoods(PermanentError):
@@ -363,7 +370,20 @@ class _StatusToDeal:
                                str(payload.get(self.number_field) or ""),
                                status_field=self.flows.deal_status_field,
                                document_field=self.flows.deal_document_field)
-        await self.client.call("crm.deal.update", {"id": deal, "fields": fields})
+        try:
+            await self.client.call("crm.deal.update", {"id": deal, "fields": fields})
+        except InvalidRequest as exc:
+            if not exc.not_found:
+                raise
+            # The deal was deleted in Bitrix24 (by a person, or the portal was reset): the
+            # status has nowhere to go, and no replay can change that — so no DLQ record.
+            # The 1С document stands; the warning and the counter let an operator see it.
+            EGRESS_DELIVERIES.labels(self.target, self.entity, DEAL_GONE).inc()
+            log.warning("deal %s is gone from the portal: the %s status %r of %s is not "
+                        "written back", deal, self.entity, fields.get(self.flows.deal_status_field),
+                        change.entity_id, extra={"entity": self.entity,
+                                                 "entity_id": change.entity_id})
+            return None
         return f"deal:{deal}"
 
 

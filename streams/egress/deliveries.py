@@ -34,6 +34,7 @@ from mmstream.errors import PermanentError
 from streams.egress import onec_odata
 from streams.egress.actions import Targets
 from streams.egress.delivery import Change, Crosswalk
+from streams.egress.relink import LinkState, claim, describe, link_state
 from streams.egress.values import currency, money
 
 log = logging.getLogger(__name__)
@@ -61,6 +62,15 @@ def upper_field(name: str) -> str:
         return name
     out = "".join(f"_{c}" if c.isupper() else c.upper() for c in name)
     return out.lstrip("_")
+
+
+def camel_field(name: str) -> str:
+    """``XML_ID`` -> ``xmlId``: the name ``tasks.task.get`` answers a field by. A name given
+    in camelCase already stays as it is."""
+    if name.upper() != name:
+        return name
+    head, *rest = name.lower().split("_")
+    return head + "".join(part.capitalize() for part in rest)
 
 
 def money_text(amount: Any) -> str:
@@ -176,38 +186,73 @@ class DeliveryTaskAction:
             return None  # the courier's own change, or the middleware's status: nothing to write
         known = await xwalk.external_id(self.entity, self.target, change.entity_id)
         type_id = self.couriers.delivery_entity_type_id
-        if known is None and not change.deleted:
-            known = await self._find(change.entity_id, type_id)
-            if known is not None:
-                await xwalk.link(self.entity, self.target, change.entity_id, known)
         parsed = parse_record_key(known)
-        if change.deleted:
-            if parsed is not None:
-                await self._defer(parsed)
-            return known
         if parsed is not None:
-            try:
-                await self._update(payload, parsed)
-                return known
-            except InvalidRequest:
-                if await self._exists(parsed):
-                    raise  # the portal refused the fields: a real error
-                # A user deleted the task in Bitrix24 while the order still needs delivering.
-                log.warning("delivery task %s is gone from the portal: creating it again", known)
+            # Read before writing (streams/egress/relink.py): the task may be gone (a user
+            # deleted it, the portal was reset) or its id may now hold another task (a reset
+            # portal reissues ids) — updating or deferring that one would overwrite a
+            # stranger's task.
+            row = await self._read(parsed)
+            state = link_state(row, self._key_field(parsed), change.entity_id)
+            if state is LinkState.OURS:
+                if change.deleted:
+                    await self._defer(parsed)
+                    return known
+                try:
+                    await self._update(payload, parsed)
+                    return known
+                except InvalidRequest:
+                    if await self._read(parsed) is not None:
+                        raise  # the portal refused the fields: a real error
+                    state = LinkState.GONE  # deleted between our read and our write
+                    row = None
+            log.warning(describe(state, self.entity, change.entity_id, str(known), row,
+                                 self._key_field(parsed)))
+        if change.deleted:
+            # Nothing of ours to defer. A task found by our key (created by an attempt whose
+            # answer was lost) is deferred all the same.
+            found = await self._find(change.entity_id, type_id)
+            if found is None:
+                return None
+            await claim(xwalk, self.entity, self.target, change.entity_id, found)
+            found_parsed = parse_record_key(found)
+            assert found_parsed is not None
+            await self._defer(found_parsed)
+            return found
+        # Look up by our key before any create: a retry after a lost answer (or a relink after
+        # a reset) finds the task an earlier attempt created instead of making a second one.
+        known = await self._find(change.entity_id, type_id)
+        if known is not None:
+            await claim(xwalk, self.entity, self.target, change.entity_id, known)
+            found_parsed = parse_record_key(known)
+            assert found_parsed is not None
+            await self._update(payload, found_parsed)
+            return known
         known = await self._create(payload, type_id)
-        await xwalk.link(self.entity, self.target, change.entity_id, known)
+        await claim(xwalk, self.entity, self.target, change.entity_id, known)
         return known
 
-    async def _exists(self, parsed: tuple[str, int | None, int]) -> bool:
+    def _key_field(self, parsed: tuple[str, int | None, int]) -> str:
+        """Where our canonical id sits in a ``*.get`` answer (camelCase, as both answer)."""
+        if parsed[0] == "task":
+            return camel_field(self.couriers.task_id_field)
+        return self.couriers.delivery_item_id_field
+
+    async def _read(self, parsed: tuple[str, int | None, int]) -> dict[str, Any] | None:
+        """The task or item at a record key; None when the portal has none there."""
         kind, type_id, number = parsed
         if kind == "task":
             # tasks.task.get answers an empty result for a task that does not exist.
-            return bool(await self.client.call("tasks.task.get", {"taskId": number}))
+            got = await self.client.call("tasks.task.get", {
+                "taskId": number, "select": ["ID", upper_field(self.couriers.task_id_field)]})
+            task = got.get("task") if isinstance(got, dict) else None
+            return task or None
         try:
-            await self.client.call("crm.item.get", {"entityTypeId": type_id, "id": number})
+            got = await self.client.call("crm.item.get", {"entityTypeId": type_id, "id": number})
         except InvalidRequest:
-            return False
-        return True
+            return None  # crm.item.get answers NOT_FOUND for an item that does not exist
+        item = got.get("item") if isinstance(got, dict) else None
+        return item or None
 
     async def _find(self, ident: str, type_id: int | None) -> str | None:
         if type_id is None:

@@ -19,6 +19,12 @@ are deduplicated by version in the enrichment).
 Known limit: a row changed twice within one second after it was listed is not listed
 again (its version did not change); the event path and the reconcile job cover it.
 
+Budget: the portal's request budget (``bitrix24.rate_per_s``) is shared with enrichment and
+egress, so a cycle is bounded: an idle entity costs two list calls (the ``since`` second
+again, then ``>since``), and a backlog (the first cycle, or a long outage) is paged through
+at most ``max_pages`` pages per entity and cycle — the cursor resumes there next cycle.
+:func:`budget_share` is what the worker logs at start.
+
 Leader guard: a PostgreSQL advisory lock per portal, so only one worker polls at a time.
 A worker without it skips the cycle.
 """
@@ -65,6 +71,22 @@ class Cursor:
     seen: set[str] = field(default_factory=set)
 
 
+def calls_per_cycle(entities: int, max_pages: int) -> tuple[int, int]:
+    """(idle, worst) list calls one cycle makes over ``entities`` entities: two each when
+    nothing changed; the ``since`` second plus ``max_pages`` pages, each full page followed
+    by a re-list of its top second, when a backlog is being paged through (a second holding
+    more rows than a page costs more, rarely)."""
+    return 2 * entities, entities * (1 + 2 * max_pages)
+
+
+def budget_share(entities: int, max_pages: int, interval_s: float,
+                 rate_per_s: float) -> tuple[float, float]:
+    """(idle, worst) share of the portal's request budget the poller takes."""
+    idle, worst = calls_per_cycle(entities, max_pages)
+    per_interval = interval_s * rate_per_s
+    return idle / per_interval, worst / per_interval
+
+
 def parse_entities(names: list[str]) -> list[tuple[str, str | None]]:
     """``["deal", "item:128"]`` -> ``[("deal", None), ("item", "128")]``; unknown names raise."""
     out = []
@@ -82,8 +104,10 @@ class CursorPoller:
     """Lists changed entities of one portal and publishes POLL sightings."""
 
     def __init__(self, engine: AsyncEngine, client: Bitrix24Client, producer: AckedProducer,
-                 *, event_topic: str, portal: str, entities: list[str], iblock_id: int) -> None:
-        """``portal``: the portal's host (lock, cursor and ``ce_source`` name it)."""
+                 *, event_topic: str, portal: str, entities: list[str], iblock_id: int,
+                 max_pages: int | None = None) -> None:
+        """``portal``: the portal's host (lock, cursor and ``ce_source`` name it);
+        ``max_pages``: pages listed per entity and cycle (None: until done)."""
         self.engine = engine
         self.client = client
         self.producer = producer
@@ -91,6 +115,7 @@ class CursorPoller:
         self.portal = portal
         self.entities = parse_entities(entities)
         self.iblock_id = iblock_id
+        self.max_pages = max_pages
 
     async def poll_once(self) -> int | None:
         """One cycle over every entity; sightings published, or None without the lock."""
@@ -112,10 +137,16 @@ class CursorPoller:
         name = f"{entity}:{type_id}" if type_id else entity
         listing = SPECS[entity].listing
         cursor = await self._load(name)
-        published = 0
+        published, pages = 0, 0
         if cursor.since is not None:
             published += await self._drain_second(entity, type_id, name, cursor)
         while True:
+            if self.max_pages is not None and pages >= self.max_pages:
+                # The budget of this cycle is spent: the saved cursor resumes here next cycle.
+                log.info("bitrix24 poll continues next cycle", extra={
+                    "entity": name, "until": cursor.since})
+                return published
+            pages += 1
             flt = {f">{listing.version_filter}": cursor.since} if cursor.since else {}
             rows, full = await self._list(entity, type_id, flt, listing.order)
             if not rows:

@@ -71,7 +71,8 @@ def build_enrich(settings: Settings, *, dlq_topic: str | None = None) -> faust.A
         deps["enricher"] = Enricher(engine, fetcher, producer, topics, dlq, origin=portal)
         deps["poller"] = CursorPoller(engine, client, producer,
                                       event_topic=settings.topic(EVENT_TOPIC), portal=portal,
-                                      entities=bx.poll_entities, iblock_id=bx.product_iblock_id)
+                                      entities=bx.poll_entities, iblock_id=bx.product_iblock_id,
+                                      max_pages=bx.poll_max_pages)
 
     # A few `batch` calls per take: at the portal's ~2 calls/s a take of streams.batch_max
     # events could keep the consumer from polling long enough to be dropped from its group.
@@ -88,6 +89,19 @@ def build_enrich(settings: Settings, *, dlq_topic: str | None = None) -> faust.A
                     await ack_all(stream, batch)
 
     if bx.poll_enabled:
+        from streams.enrich.poller import budget_share
+
+        idle, worst = budget_share(len(bx.poll_entities), bx.poll_max_pages, bx.poll_interval_s,
+                                   bx.rate_per_s)
+        log.info("bitrix24 cursor poller on", extra={
+            "entities": bx.poll_entities, "interval_s": bx.poll_interval_s,
+            "budget_share_idle": round(idle, 3), "budget_share_backlog": round(worst, 3)})
+        if worst > 0.25:
+            log.warning("the bitrix24 cursor poller may take over a quarter of the portal's "
+                        "request budget: raise MM_BITRIX24__POLL_INTERVAL_S or lower "
+                        "MM_BITRIX24__POLL_MAX_PAGES", extra={
+                            "budget_share_backlog": round(worst, 3)})
+
         @app.timer(interval=bx.poll_interval_s)
         async def poll() -> None:
             # Every worker ticks; the advisory lock lets one of them poll the portal.

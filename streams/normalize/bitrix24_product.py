@@ -1,22 +1,32 @@
 """Bitrix24 ``catalog.product`` (as ``raw.bitrix24.product`` carries it, unwrapped) -> the
 canonical :class:`Product` as Bitrix24 shows it. Pure.
 
-1С owns every product field, so a Bitrix24 version never changes the canonical product: the
-product sink only recognizes it (an echo of what egress wrote, or a Bitrix24-side edit of a
-1С-owned product) and records the id crosswalk. A product without our 1С GUID in ``xmlId``
-was not created by us and has no canonical counterpart (``None``).
+1С owns every product field, so a Bitrix24 version never changes a product 1С has written:
+the entity sink merges it like any non-owner's version — an echo of what egress wrote counts
+as ``unchanged``, a Bitrix24-side edit as ``not_owner`` (``mm_sink_records_total``) — and
+records the Bitrix24 id in the crosswalk (``external_ids``), so egress updates instead of
+adding. A product without our 1С GUID in ``xmlId`` was not created by us and has no
+canonical counterpart (no entity); a deletion in Bitrix24 deletes nothing 1С owns.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 from uuid import UUID
 
 from mmstream.models.product import Product
 from streams.normalize.oddities import EMPTY_REF, Unnormalizable, integer, text, yes_no
+from streams.normalize.registry import Context
 
-# Not registered with the entity sink: products have their own sink (streams/sink/processor).
-TOPICS: tuple[str, ...] = ()
+TOPICS = ("raw.bitrix24.product",)
+
+
+def normalize(value: dict[str, Any], headers: Mapping[str, str], ctx: Context) -> list[Product]:
+    """One ``raw.bitrix24.product`` record -> the product as Bitrix24 shows it (none when the
+    product is not ours or the record is a deletion)."""
+    parsed = parse(value)
+    return [] if parsed is None else [parsed[0]]
 
 
 def parse(value: dict[str, Any]) -> tuple[Product, str] | None:
@@ -41,5 +51,5 @@ def parse(value: dict[str, Any]) -> tuple[Product, str] | None:
     active = yes_no(value.get("active"), "active")
     product = Product(id=ref, source="bitrix24", version=version, code=text(value.get("code")),
                       name=name, full_name=text(value.get("previewText")),
-                      deleted=active is False)
+                      deleted=active is False, external_ids={"bitrix24": str(b24_id)})
     return product, str(b24_id)

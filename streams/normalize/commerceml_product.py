@@ -1,6 +1,9 @@
 """CommerceML catalog records (as the bridge's exchange publishes them) -> canonical Product.
 
-Pure functions. The record shape is documented in connectors/commerceml/records.py.
+Pure functions; no TOPICS: onec_product.py claims ``raw.onec.product`` and hands
+``"_source": "commerceml"`` records here. The record shape is documented in
+connectors/commerceml/records.py. The version's source is ``commerceml`` (it speaks for
+1С: it owns what 1С owns); the id is 1С's own GUID, kept in ``external_ids`` as ``onec``.
 Variants (``product#characteristic``) are not part of the canonical product yet: they are
 refused as InvalidRecord so they land, visible and replayable, in the sink DLQ rather than
 overwrite their product.
@@ -99,7 +102,8 @@ def to_product(doc: dict) -> Product:
         raise InvalidRecord("text fields must not contain the NUL character")
     return Product(
         id=product_id,
-        source="onec",
+        source="commerceml",
+        external_ids={"onec": str(product_id)},
         version=version[:64],
         code=str(doc.get("code") or "").strip(),
         name=name,

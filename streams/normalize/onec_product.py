@@ -1,16 +1,27 @@
-"""1C Номенклатура (OData / JSON push shape) -> canonical Product. Pure functions."""
+"""1C Номенклатура (OData / JSON push shape) -> canonical Product. Pure functions.
+
+Claims ``raw.onec.product`` for the entity sink: 1С's OData and push records are mapped
+here, the records of 1С's exchange with a site (``"_source": "commerceml"``) by
+:mod:`streams.normalize.commerceml_product`, and a deletion record (``"_deleted": true``,
+the object vanished from 1С) names the product only, so the sink flags it deleted and keeps
+what it knew.
+"""
 
 from __future__ import annotations
 
 import json
-from typing import Annotated
+from collections.abc import Mapping
+from typing import Annotated, Any
 from uuid import UUID
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, ValidationError
 
 from mmstream.errors import InvalidRecord
 from mmstream.models.product import Product
+from streams.normalize import onec_common as common
+from streams.normalize.registry import Context
 
+TOPICS = ("raw.onec.product",)
 EMPTY_REF = UUID(int=0)
 
 
@@ -66,6 +77,7 @@ def to_product(record: OneCNomenclature) -> Product:
         id=record.Ref_Key,
         source="onec",
         version=record.DataVersion,
+        external_ids={"onec": str(record.Ref_Key)},
         code=record.Code.strip(),
         name=record.Description.strip(),
         full_name=record.full_name.strip(),
@@ -87,8 +99,21 @@ def parse(raw: bytes) -> Product:
     except (ValueError, RecursionError) as exc:
         # Huge integers and absurd nesting: still bad input, never a reason to crash the sink.
         raise InvalidRecord(f"JSON the parser refuses: {type(exc).__name__}: {exc}") from exc
+    return from_record(doc)
+
+
+def normalize(value: dict[str, Any], headers: Mapping[str, str], ctx: Context) -> list[Product]:
+    """One raw product record (decoded by the sink) -> one Product."""
+    return [from_record(value)]
+
+
+def from_record(doc: object) -> Product:
+    """A decoded raw product record -> Product, or InvalidRecord saying what is wrong."""
     if not isinstance(doc, dict):
         raise InvalidRecord(f"expected a JSON object, got {type(doc).__name__}")
+    if common.is_deletion(doc):
+        # Identity only: the sink flags the stored product deleted and blanks nothing.
+        return Product(**common.identity(doc), name="")
     if doc.get("_source") == "commerceml":
         # The stock 1C exchange with a site publishes its own record shape.
         from streams.normalize.commerceml_product import to_product as from_commerceml

@@ -1,10 +1,10 @@
 """Outbox relay: publishes committed outbox entries to the norm and egress topics.
 
 Entries are published per source partition by the worker that owns that source partition
-(co-partitioning keeps one writer per partition): products to the same partition number
-downstream; canonical entities by their canonical id (murmur2, the partitioner the bridge
-uses too, so a 1С entity keyed by its Ref_Key lands on the partition number it came from,
-and an entity whose raw key was a Bitrix24 id lands where its canonical id belongs).
+(co-partitioning keeps one writer per partition), every entity by its canonical id (murmur2,
+the partitioner the bridge uses too, so a 1С entity keyed by its Ref_Key lands on the
+partition number it came from, and an entity whose raw key was a Bitrix24 id lands where its
+canonical id belongs).
 A deletion on a compacted normalized topic is followed by a tombstone. A PostgreSQL advisory lock per partition keeps a worker that is losing the
 partition in a rebalance from publishing concurrently with its new owner. Publishing is
 at least once with stable event ids (``ce_id``); consumers dedupe by it.
@@ -84,9 +84,9 @@ class Route:
     norm_topic: str
     encoder: AvroEncoder
     egress_topics: tuple[str, ...]
-    # Canonical entities: the payload is the merged row, re-read through the model so the
-    # Avro record has exact decimals and real instants; published by key.
-    model: type[Canonical] | None = None
+    # The payload is the merged row, re-read through the model so the Avro record has exact
+    # decimals and real instants; published by key.
+    model: type[Canonical]
     # The normalized topic is compacted: a deletion is followed by a tombstone.
     tombstones: bool = False
 
@@ -126,7 +126,7 @@ class OutboxRelay:
                                                           "limit": self.page})).all()
                     if not rows:
                         return published
-                    await self._publish(conn, rows, lambda row: partition)
+                    await self._publish(conn, rows)
                 for row in rows:
                     OUTBOX_PUBLISHED.labels(row.entity).inc()
                 published += len(rows)
@@ -156,7 +156,7 @@ class OutboxRelay:
                                                                "limit": self.page})).all()
                     if not rows:
                         return published
-                    await self._publish(conn, rows, lambda row: row.source_partition)
+                    await self._publish(conn, rows)
                 for row in rows:
                     OUTBOX_PUBLISHED.labels(row.entity).inc()
                 published += len(rows)
@@ -179,14 +179,14 @@ class OutboxRelay:
         self._measured |= set(pending)
         return {entity: n for entity, (n, _) in pending.items()}
 
-    async def _publish(self, conn, rows, partition_of) -> None:
+    async def _publish(self, conn, rows) -> None:
         """Send a page's records (and the DLQ records of rows that cannot be built or that
         the broker refuses), then mark every row of the page in the caller's transaction."""
         built: list[tuple[object, list[OutRecord]]] = []
         dead: list[tuple[object, BaseException]] = []
         for row in rows:
             try:
-                built.append((row, self._records(row, partition_of(row))))
+                built.append((row, self._records(row)))
             except Exception as exc:  # noqa: BLE001 — dead_letterable decides
                 if not dead_letterable(exc):
                     raise
@@ -219,7 +219,7 @@ class OutboxRelay:
                 "stage": STAGE, "error": str(exc)[:500], "entity": row.entity,
                 "entity_id": row.entity_id, "outbox_id": row.id})
 
-    def _records(self, row, partition: int) -> list[OutRecord]:
+    def _records(self, row) -> list[OutRecord]:
         route = self.routes[row.entity]
         created: datetime = row.created_at
         origin = row.headers or {}
@@ -234,15 +234,11 @@ class OutboxRelay:
         extra = [(OUTBOX_ID, str(row.id).encode()), (VERSION, row.version.encode())]
         key = row.entity_id.encode()
         envelope = {"event_id": str(row.event_id), "changed_at": created}
-        if route.model is None:
-            target: int | None = partition
-            norm_value = route.encoder.encode({**row.payload, **envelope})
-        else:
-            target = None  # by key
-            payload = json.loads(row.payload_text, parse_float=Decimal)
-            entity = route.model.model_validate(payload)
-            norm_value = route.encoder.encode({**avro_record(entity), **envelope,
-                                               "revision": payload.get("revision", 0)})
+        target = None  # by key: the canonical id's partition (module doc)
+        payload = json.loads(row.payload_text, parse_float=Decimal)
+        entity = route.model.model_validate(payload)
+        norm_value = route.encoder.encode({**avro_record(entity), **envelope,
+                                           "revision": payload.get("revision", 0)})
         norm_headers = [*_with_type(event.headers(), "application/avro"), *extra]
         out = [OutRecord(route.norm_topic, norm_value, key, norm_headers, target)]
         if route.tombstones and row.change == "delete":

@@ -182,6 +182,14 @@ SELECT
     return _Statements(temp, create, copy, merge, frozenset(c.name for c in cols if c.json), names)
 
 
+def change_version(entity: Canonical) -> str:
+    """The version part of a change's event id (``ce_id``). A 1С version is its DataVersion
+    alone — the id the bridge answered the POST with (``change_id(entity, Ref_Key,
+    DataVersion)``), so one id follows a 1С change from the bridge to egress; any other
+    source's is prefixed with the source, so equal version strings of two sources differ."""
+    return entity.version if entity.source == "onec" else f"{entity.source}:{entity.version}"
+
+
 def identity_only(entity: Canonical) -> bool:
     """A deletion that carries nothing but the object's identity: every content field is at
     its default (or empty, for required fields)."""
@@ -245,7 +253,7 @@ async def _merge_part(cur, st: _Statements, model: type[Canonical],
             dump = ent.model_dump(mode="python")
             trace = (seq, rec.source_topic, rec.source_partition, rec.source_offset,
                      json.dumps(rec.headers, ensure_ascii=False),
-                     change_id(model.ENTITY, str(ent.id), f"{ent.source}:{ent.version}"))
+                     change_id(model.ENTITY, str(ent.id), change_version(ent)))
             await copy.write_row(trace + tuple(_value(dump, n, n in st.json_columns)
                                                for n in st.names))
     await cur.execute(st.merge)

@@ -1,6 +1,7 @@
 """The entity sink worker: every raw topic that has a normalizer -> canonical tables ->
 norm.<entity> (Avro) and the entity's egress topics. Its own consumer group
-(``MM_STREAMS__ENTITY_SINK_GROUP``); products keep their dedicated sink."""
+(``MM_STREAMS__ENTITY_SINK_GROUP``). Products are an entity like the others: there is
+no second sink."""
 
 from __future__ import annotations
 

@@ -52,8 +52,9 @@ from tests.support.stack import onec_product
 log = logging.getLogger(__name__)
 LABEL = re.compile(r"chaos-([0-9a-f]{8}) v(\d+)")
 #: The worker kinds a supervisor restarts: process name in the stack -> what it is.
-WORKERS = {"sink": "product sink", "sink-entities": "entity sink", "egress": "egress",
-           "enrich": "enrichment"}
+#: ``start_sink`` and ``start_entity_sink`` both run the one entity sink: two replicas of a group.
+WORKERS = {"sink": "entity sink (replica 1)", "sink-entities": "entity sink (replica 2)",
+           "egress": "egress", "enrich": "enrichment"}
 CASH_SET = "Document_ПриходныйКассовыйОрдер"
 #: The couriers' deal funnels (CATEGORY_ID) and the 1С document each deal becomes.
 COURIER_FUNNELS = {"instant_order": 3, "return": 5}

@@ -1,4 +1,4 @@
-"""Chaos: SIGKILL of each worker kind (product sink, entity sink, egress, enrichment) at
+"""Chaos: SIGKILL of each worker (two entity-sink replicas, egress, enrichment) at
 random moments under the mixed load, each restarted at once as a supervisor would.
 
 Nothing may be lost (every accepted record stored and at its target, or dead-lettered with

@@ -51,7 +51,7 @@ def stack(pipeline):
 
 def groups(stack) -> dict[str, str]:
     s = stack.settings.streams
-    return {"product sink": s.sink_group, "entity sink": s.entity_sink_group,
+    return {"entity sink": s.entity_sink_group,
             "egress": s.egress_group, "enrichment": enrich_group(stack.settings)}
 
 
@@ -106,8 +106,7 @@ def test_postgres_outage_commits_nothing_and_skips_nothing(
     db_groups_moved = {g: v for g, v in moved.items() if g != "enrichment"}
     # The watch must have seen the groups' commits, or "nothing moved" would prove nothing.
     watched = {g: len(v) for g, v in first.items()}
-    verdict = (not db_groups_moved and all(watched[g] for g in ("product sink", "entity sink",
-                                                                "egress"))
+    verdict = (not db_groups_moved and all(watched[g] for g in ("entity sink", "egress"))
                and tally.lost == 0 and tally.duplicated == 0)
     chaos_report.record(
         "postgres outage", verdict=verdict, **tally.figures(), seconds=time.monotonic() - began,

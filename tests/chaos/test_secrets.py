@@ -261,7 +261,7 @@ def test_no_secret_in_any_log_or_dead_letter(stack, chaos_mode, chaos_report):
         dead = _dlq_records(s)
         keys = {(m.topic(), (m.key() or b"").decode()) for m in dead}
         dlq_ok = ((s.topic("dlq.egress.bitrix24.product"), refused_product["Ref_Key"]) in keys
-                  and any(t == s.topic("dlq.sink.product") for t, _ in keys)
+                  and any(t == s.topic("dlq.normalize") for t, _ in keys)
                   and any(t == s.topic("dlq.egress.onec.advance_report") for t, _ in keys))
         return (at_portal, done, dead) if at_portal == wanted and len(done) == len(receipts) \
             and dlq_ok else None

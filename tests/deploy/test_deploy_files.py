@@ -32,8 +32,7 @@ TOPICS = ROOT / "topics.yaml"
 DASHBOARDS = DEPLOY / "grafana" / "dashboards"
 RUNBOOK = ROOT / "docs" / "runbook.md"
 
-APP_SERVICES = ("bridge", "worker-sink", "worker-sink-entities", "worker-enrich-bitrix24",
-                "worker-egress")
+APP_SERVICES = ("bridge", "worker-sink-entities", "worker-enrich-bitrix24", "worker-egress")
 BROKERS = ("kafka-1", "kafka-2", "kafka-3")
 # Environment variable names whose values are secrets.
 SECRET_NAME = re.compile(r"SECRET|PASSWORD|PASSWD|TOKEN|WEBHOOK|API_KEY|PRIVATE_KEY|CREDENTIAL"
@@ -319,8 +318,9 @@ def test_prometheus_loads_the_alert_rules():
     for rule_file in config["rule_files"]:
         assert (DEPLOY / "prometheus" / rule_file).is_file()
     jobs = {j["job_name"] for j in config["scrape_configs"]}
-    assert {"mm-bridge", "mm-worker-sink", "mm-worker-sink-entities", "mm-worker-enrich-bitrix24",
+    assert {"mm-bridge", "mm-worker-sink-entities", "mm-worker-enrich-bitrix24",
             "mm-worker-egress"} <= jobs
+    assert "mm-worker-sink" not in jobs  # products are on the entity sink: no product sink
 
 
 # ---- docker-compose.kafka.yml -------------------------------------------------------------
@@ -372,7 +372,7 @@ def test_compose_dependencies_are_consistent(compose):
                 assert source in declared_volumes, f"{name} uses undeclared volume {source}"
     assert services["bridge"]["deploy"]["replicas"] == 2
     assert services["init"]["command"] == ["mmctl migrate && mmctl topics apply"]
-    assert services["worker-sink"]["command"][:2] == ["worker", "sink"]
+    assert "worker-sink" not in services  # one sink for every entity, products included
     assert services["worker-sink-entities"]["command"][:2] == ["worker", "sink-entities"]
     assert services["worker-enrich-bitrix24"]["command"][:2] == ["worker", "enrich-bitrix24"]
     assert services["worker-egress"]["command"][:2] == ["worker", "egress"]
@@ -462,7 +462,8 @@ def _by_kind(docs: list[dict], kind: str) -> dict[str, dict]:
 
 def test_workloads_are_wired_to_config_and_secret(k8s_docs):
     workloads = [*_by_kind(k8s_docs, "Deployment").values(), *_by_kind(k8s_docs, "Job").values()]
-    assert len(workloads) == 6
+    assert len(workloads) == 7  # bridge, 3 workers (no product sink), OData poller,
+    #                              reconcile, migrate job
     for doc in workloads:
         spec = doc["spec"]
         if doc["kind"] == "Deployment":
@@ -492,14 +493,13 @@ def test_bridge_probes_service_hpa_and_pdbs(k8s_docs):
     assert hpa["spec"]["metrics"][0]["resource"]["name"] == "cpu"
 
     pdbs = _by_kind(k8s_docs, "PodDisruptionBudget").values()
-    for name in ("mm-bridge", "mm-worker-sink", "mm-worker-sink-entities",
+    for name in ("mm-bridge", "mm-worker-sink-entities",
                  "mm-worker-enrich-bitrix24", "mm-worker-egress"):
         labels = deployments[name]["spec"]["template"]["metadata"]["labels"]
         assert any(p["spec"]["selector"]["matchLabels"].items() <= labels.items() for p in pdbs), name
 
 
-@pytest.mark.parametrize("name,role,port", [("mm-worker-sink", "sink", 9101),
-                                            ("mm-worker-sink-entities", "sink-entities", 9104),
+@pytest.mark.parametrize("name,role,port", [("mm-worker-sink-entities", "sink-entities", 9104),
                                             ("mm-worker-enrich-bitrix24", "enrich-bitrix24", 9103),
                                             ("mm-worker-egress", "egress", 9102)])
 def test_workers_expose_metrics_and_liveness(k8s_docs, name, role, port):
@@ -514,8 +514,7 @@ def test_workers_expose_metrics_and_liveness(k8s_docs, name, role, port):
 # ---- KEDA: workers scale on consumer lag ---------------------------------------------------
 
 # Deployment -> (its consumer group as the code derives it from the settings, topic role).
-_WORKER_GROUPS = {"mm-worker-sink": (lambda s: s.streams.sink_group, "raw"),
-                  "mm-worker-sink-entities": (lambda s: s.streams.entity_sink_group, "raw"),
+_WORKER_GROUPS = {"mm-worker-sink-entities": (lambda s: s.streams.entity_sink_group, "raw"),
                   # No setting of its own: the sink group plus a suffix.
                   "mm-worker-enrich-bitrix24": (enrich_group_id, "raw"),
                   "mm-worker-egress": (lambda s: s.streams.egress_group, "egress")}
@@ -576,7 +575,11 @@ def test_migration_job_migrates_then_applies_topics(k8s_docs):
 # Which production role relies on each secret the deployments hand over.
 SECRET_ROLES = {"DATABASE_URL": "registry", "MM_AUTH__JWT_SECRET": "bridge",
                 "MM_BITRIX24__WEBHOOK_URL": "egress", "MM_BITRIX24__APPLICATION_TOKENS": "bridge",
-                "MM_ONEC__PASSWORD": "egress", "MM_COMMERCEML__PASSWORD": "bridge"}
+                "MM_ONEC__PASSWORD": "egress", "MM_COMMERCEML__PASSWORD": "bridge",
+                "MM_ODATA__PASSWORD": "poll-odata"}
+# Secrets of optional parts, off by default: not in the Secret template's data (its comment
+# names them), and in compose an empty default (never a working value).
+OPTIONAL_SECRETS = {"MM_COMMERCEML__PASSWORD", "MM_ODATA__PASSWORD"}
 
 
 def _settings_from_env(monkeypatch, env: dict[str, str]) -> Settings:
@@ -609,7 +612,9 @@ def test_the_k8s_template_placeholders_are_refused_at_start(k8s_docs, monkeypatc
 
 def test_k8s_template_names_every_secret_the_flows_need(k8s_docs):
     template = next(d for d in k8s_docs if d["kind"] == "Secret")
-    assert set(template["stringData"]) == set(SECRET_ROLES) - {"MM_COMMERCEML__PASSWORD"}
+    assert set(template["stringData"]) == set(SECRET_ROLES) - OPTIONAL_SECRETS
+    comment = (K8S / "secret.template.yaml").read_text(encoding="utf-8").split("\napiVersion:")[0]
+    assert all(key in comment for key in OPTIONAL_SECRETS)
 
 
 def _references(value: str) -> list[str]:
@@ -625,6 +630,8 @@ def test_compose_secrets_are_required_and_have_no_default(compose):
             refs = _references(value)
             assert refs, f"{name}: {key} takes no variable"
             for ref in refs:
+                if key in OPTIONAL_SECRETS and re.fullmatch(r"\$\{\w+:-\}", ref):
+                    continue  # an optional part's secret: empty unless set, never a default
                 # ${VAR:?message} only: ${VAR:-default} / ${VAR-default} would be a working
                 # default, a bare ${VAR} an empty secret.
                 assert re.fullmatch(r"\$\{\w+:\?[^}]+\}", ref), f"{name}: {key} uses {ref}"

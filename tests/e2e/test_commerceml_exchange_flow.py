@@ -29,7 +29,7 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from tests.support.processes import eventually
+from tests.support.stack import wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -193,15 +193,6 @@ def emulator(pipeline, path: str) -> list[dict]:
     return httpx.get(f"{pipeline.emulator_url}/_emulator/{path}", timeout=10).json()
 
 
-def wait_for(pipeline, what: str, probe, timeout_s: float = 60):
-    def check():
-        pipeline.assert_alive()
-        return probe()
-
-    try:
-        return eventually(check, timeout_s, message=what)
-    except AssertionError as exc:
-        raise AssertionError(f"{exc}\n{pipeline.logs()}") from None
 
 
 def test_a_chunked_catalog_and_offers_exchange_ends_stored_and_in_bitrix24(pipeline):

@@ -23,8 +23,7 @@ from mmstream.embedded.ports import free_port
 from mmstream.settings import CourierObjectSettings
 from streams.normalize.derive_delivery_task import delivery_task_id
 from tests.support.bitrix24 import EnrichStack, with_tokens
-from tests.support.processes import eventually
-from tests.support.stack import onec_product
+from tests.support.stack import onec_product, wait_for
 from tests.support.topics import count_records
 
 pytestmark = pytest.mark.e2e
@@ -46,15 +45,6 @@ def stack(pipeline):
     stack.stop()
 
 
-def wait_for(stack, what: str, probe, timeout_s: float = 60):
-    def check():
-        stack.assert_alive()
-        return probe()
-
-    try:
-        return eventually(check, timeout_s, interval_s=0.3, message=what)
-    except AssertionError as exc:
-        raise AssertionError(f"{exc}\n{stack.logs()}") from None
 
 
 def emulated(stack, path: str) -> list[dict]:

@@ -76,10 +76,12 @@ def test_undecodable_raw_record_goes_to_the_sink_dlq_and_the_stream_goes_on(pipe
 
     asyncio.run(produce())
     pipeline.wait_sql("SELECT 1 FROM product WHERE id = %s", lambda r: r, 60, good["Ref_Key"])
-    dlq = count_records(settings, "dlq.sink.product", expect_at_least=2)
+    dlq = count_records(settings, "dlq.normalize", expect_at_least=2)
     assert sorted(m.value() for m in dlq) == sorted([garbage.value, broken.value])
     by_value = {m.value(): {k: v.decode() for k, v in m.headers()} for m in dlq}
-    assert "not valid UTF-8 JSON" in by_value[garbage.value]["dlq.error.message"]
+    assert "not JSON" in by_value[garbage.value]["dlq.error.message"]
     assert by_value[garbage.value]["ce_id"] == "x-1"
     assert "DataVersion" in by_value[broken.value]["dlq.error.message"]
-    assert all(h["dlq.stage"] == "sink" and h["dlq.error.code"] == "invalid_record" for h in by_value.values())
+    assert all(h["dlq.stage"] == "normalize" for h in by_value.values())
+    assert by_value[garbage.value]["dlq.error.code"] == "unnormalizable"
+    assert by_value[broken.value]["dlq.error.code"] == "invalid_record"

@@ -10,8 +10,7 @@ import uuid
 import httpx
 import pytest
 
-from tests.support.processes import eventually
-from tests.support.stack import onec_product
+from tests.support.stack import onec_product, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -43,15 +42,6 @@ def state(pipeline, path: str) -> list[dict]:
     return httpx.get(f"{pipeline.emulator_url}/_emulator/{path}", timeout=10).json()
 
 
-def wait_for(pipeline, what: str, probe, timeout_s: float = 40):
-    def check():
-        pipeline.assert_alive()
-        return probe()
-
-    try:
-        return eventually(check, timeout_s, message=what)
-    except AssertionError as exc:
-        raise AssertionError(f"{exc}\n{pipeline.logs()}") from None
 
 
 def test_master_data_reaches_bitrix24_once_and_a_price_waits_for_its_product(pipeline):

@@ -123,7 +123,7 @@ def test_sink_workers_share_partitions_and_survive_join_leave_and_kill(pipeline)
         # Both members of the group get partitions and store batches from them.
         _until(pipeline, lambda: sink_partitions(first) and sink_partitions(second), 120,
                "both sinks store batches")
-        _assert_group_shared(pipeline, pipeline.settings.streams.sink_group, 2)
+        _assert_group_shared(pipeline, pipeline.settings.streams.entity_sink_group, 2)
 
         third = pipeline.start_sink("sink-3")  # a member joins
         _until(pipeline, lambda: sink_partitions(third), 120, "the joining sink stores batches")

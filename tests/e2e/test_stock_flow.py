@@ -19,8 +19,7 @@ import pytest
 from mmstream.models.stock import stock_id
 from mmstream.settings import CourierObjectSettings
 from tests.support.bitrix24 import EnrichStack, with_tokens
-from tests.support.processes import eventually
-from tests.support.stack import onec_product
+from tests.support.stack import onec_product, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -44,15 +43,6 @@ def stack(pipeline):
     stack.stop()
 
 
-def wait_for(stack, what: str, probe, timeout_s: float = 60):
-    def check():
-        stack.assert_alive()
-        return probe()
-
-    try:
-        return eventually(check, timeout_s, interval_s=0.3, message=what)
-    except AssertionError as exc:
-        raise AssertionError(f"{exc}\n{stack.logs()}") from None
 
 
 def balance(quantity: float) -> dict:

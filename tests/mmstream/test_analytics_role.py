@@ -19,7 +19,7 @@ from mmstream.db.migrate import upgrade
 from mmstream.models.product import Product
 from mmstream.models.warehouse import Warehouse
 from mmstream.settings import REPO_ROOT
-from streams.sink import entity_store, product_store
+from streams.sink import entity_store
 
 _PATH = REPO_ROOT / "migrations" / "versions" / "0022_analytics_role.py"
 _spec = importlib.util.spec_from_file_location("migration_0022", _PATH)
@@ -66,8 +66,8 @@ def _store(db_url: str, warehouses: list[Warehouse], products: list[Product]) ->
                 await entity_store.merge(conn, Warehouse, [
                     entity_store.Incoming(w, "t.raw.onec.warehouse", 0, i, {})
                     for i, w in enumerate(warehouses)])
-                await product_store.merge(conn, [
-                    product_store.IncomingProduct(p, "t.raw.onec.product", 0, i, {})
+                await entity_store.merge(conn, Product, [
+                    entity_store.Incoming(p, "t.raw.onec.product", 0, i, {})
                     for i, p in enumerate(products)])
         finally:
             await engine.dispose()
@@ -82,8 +82,9 @@ def test_analyst_reads_current_rows_of_the_views_and_no_table(db_url, login_role
         Warehouse(id=live, source="onec", version="v1", name="Склад №1",
                   external_ids={"onec": str(live), "bitrix24": "store:7"}),
         Warehouse(id=gone, source="onec", version="v1", name="Старый склад", deleted=True),
-    ], [Product(id=kept, version="v1", name="Мойка"),
-        Product(id=dropped, version="v1", name="Смеситель", deleted=True)])
+    ], [Product(id=kept, source="onec", version="v1", name="Мойка",
+                external_ids={"onec": str(kept)}),
+        Product(id=dropped, source="onec", version="v1", name="Смеситель", deleted=True)])
     with psycopg.connect(libpq(db_url)) as conn:  # the deleted rows are in the tables
         assert conn.execute("SELECT (SELECT count(*) FROM warehouse WHERE deleted), "
                             "(SELECT count(*) FROM product WHERE deleted)").fetchone() == (1, 1)
@@ -93,7 +94,9 @@ def test_analyst_reads_current_rows_of_the_views_and_no_table(db_url, login_role
         rows = conn.execute("SELECT id, name, onec_id, bitrix24_id, commerceml_id "
                             "FROM analytics.warehouse").fetchall()
         assert rows == [(live, "Склад №1", str(live), "store:7", None)]
-        assert conn.execute("SELECT id FROM analytics.product").fetchall() == [(kept,)]
+        # Products are canonical like the rest: their view flattens the external ids too.
+        assert conn.execute("SELECT id, onec_id FROM analytics.product").fetchall() == [
+            (kept, str(kept))]
         for entity in migration.ENTITIES:  # every view is there and readable
             conn.execute(f'SELECT * FROM analytics."{entity}" LIMIT 0')
         with pytest.raises(psycopg.errors.InsufficientPrivilege):

@@ -11,8 +11,9 @@ from mmstream.settings import REPO_ROOT, Settings
 from mmstream.topics import TopicSpec, effective_specs, load_catalog
 
 TOPICS_FILE = REPO_ROOT / "topics.yaml"
+# The raw records the entity sink cannot store go to dlq.normalize, shared by every entity.
 PRODUCT_PATH = ["raw.onec.product", "norm.product", "egress.bitrix24.product",
-                "dlq.sink.product", "dlq.egress.bitrix24.product"]
+                "dlq.egress.bitrix24.product"]
 
 
 def settings(**kafka) -> Settings:

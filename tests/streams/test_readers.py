@@ -23,7 +23,9 @@ def test_every_shipped_raw_and_egress_topic_has_a_reader():
     who = readers(catalog)
     assert who["raw.onec.stock"] == "sink-entities"
     assert who["raw.bitrix24.event"] == "enrich-bitrix24"
-    assert who["raw.onec.product"] == "sink"
+    # Products take the one entity path: raw and Bitrix24 echoes alike.
+    assert who["raw.onec.product"] == "sink-entities"
+    assert who["raw.bitrix24.product"] == "sink-entities"
     assert who["egress.bitrix24.product"] == "egress"
 
 
@@ -43,7 +45,7 @@ def test_a_raw_topic_without_a_reader_is_refused(tmp_path):
         require_readers(catalog)
 
 
-@pytest.mark.parametrize("role", ["sink", "sink-entities", "egress", "enrich-bitrix24"])
+@pytest.mark.parametrize("role", ["sink-entities", "egress", "enrich-bitrix24"])
 def test_no_worker_starts_on_a_topic_file_with_an_unread_topic(tmp_path, role):
     kafka, db = Listener(), Listener()
     try:

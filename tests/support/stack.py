@@ -77,8 +77,9 @@ class Pipeline:
         return self
 
     def start_sink(self, name: str = "sink", *, metrics_port: int = 0) -> Proc:
-        """A sink worker; give each one its own ``name`` to run several in one group."""
-        return self._start(name, ["worker", "sink", "--metrics-port", str(metrics_port)])
+        """A sink worker (the entity sink: every entity, products included); give each one
+        its own ``name`` to run several in one group."""
+        return self._start(name, ["worker", "sink-entities", "--metrics-port", str(metrics_port)])
 
     def start_entity_sink(self) -> Proc:
         return self._start("sink-entities", ["worker", "sink-entities", "--metrics-port", "0"])
@@ -170,6 +171,20 @@ class Pipeline:
             return eventually(check, timeout_s, message=query)
         except AssertionError as exc:
             raise AssertionError(f"{exc}\n{self.logs()}") from None
+
+def wait_for(stack: Pipeline, what: str, probe, timeout_s: float = 60,
+             interval_s: float = 0.3):
+    """``probe()``'s first truthy answer, failing at once (with every process's log) when a
+    process of ``stack`` died, or after ``timeout_s``."""
+    def check():
+        stack.assert_alive()
+        return probe()
+
+    try:
+        return eventually(check, timeout_s, interval_s=interval_s, message=what)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n{stack.logs()}") from None
+
 
 @pytest.fixture
 def pipeline(settings, registry_url, tmp_path):

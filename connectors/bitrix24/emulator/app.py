@@ -23,7 +23,7 @@ from connectors.bitrix24.emulator.faults import (
 )
 from connectors.bitrix24.emulator.oauth import OAuthServer
 from connectors.bitrix24.emulator.php import php_parse
-from connectors.bitrix24.emulator.portal import Portal, UnknownEntity
+from connectors.bitrix24.emulator.portal import TRACE_HEADERS, Portal, UnknownEntity
 from connectors.bitrix24.ratelimit import LeakyBucket
 
 
@@ -196,6 +196,9 @@ def create_app(
     @app.api_route("/{path:path}", methods=["GET", "POST"])
     async def rest(request: Request, path: str) -> JSONResponse:
         full = "/" + path
+        # The call log shows what trace headers each call came with.
+        TRACE_HEADERS.set({"request_id": request.headers.get("x-request-id", ""),
+                           "traceparent": request.headers.get("traceparent", "")})
         oauth_method = full[len("/rest/"):] if full.startswith("/rest/") else ""
         if oauth_method and "/" not in oauth_method and not full.startswith(emu.webhook_path):
             return await _oauth_rest(request, _method_of(oauth_method))

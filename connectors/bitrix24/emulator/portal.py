@@ -4,8 +4,10 @@ and the execution of REST calls against it."""
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 from connectors.bitrix24.emulator import (
@@ -26,7 +28,17 @@ from connectors.bitrix24.ratelimit import LeakyBucket
 
 logger = logging.getLogger(__name__)
 
-_METHODS: dict[str, Method] = {**catalog.METHODS, **crm.METHODS}
+def _server_time(_store: ProductStore, _params: dict[str, Any]) -> tuple[Any, Any, Any]:
+    # Allowed to every webhook and application: the portal's clock, ISO 8601 with its offset.
+    return datetime.now(UTC).astimezone().isoformat(timespec="seconds"), None, None
+
+
+_METHODS: dict[str, Method] = {**catalog.METHODS, **crm.METHODS, "server.time": _server_time}
+
+#: The trace headers (X-Request-Id, traceparent) of the HTTP request being served: set by
+#: the app for each request, shown with every call it made in the call log.
+TRACE_HEADERS: contextvars.ContextVar[dict[str, str] | None] = contextvars.ContextVar(
+    "emulator_trace_headers", default=None)
 _ENTITY_METHODS: dict[str, records.EntityMethod] = {**records.METHODS, **crm_writes.METHODS,
                                                     **work_writes.METHODS}
 _DIRECTORY_METHODS: dict[str, directory.DirectoryMethod] = directory.METHODS
@@ -72,7 +84,7 @@ class Portal:
     def record(self, method: str, params: Any, status: int, *, in_batch: bool = False) -> None:
         """Append one call to the call log that ``GET /_emulator/calls`` shows."""
         self.calls.append({"method": method, "params": params, "status": status,
-                           "ts": time.time(), "in_batch": in_batch})
+                           "ts": time.time(), "in_batch": in_batch, **(TRACE_HEADERS.get() or {})})
 
     async def handle(self, method: str, params: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         """Run one top-level REST call; (HTTP status, JSON body)."""

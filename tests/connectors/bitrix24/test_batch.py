@@ -1,20 +1,16 @@
 """The batch packer's pure parts: command encoding, mapping answers back per command (real
-captured answers included), and the commands of create-or-update by external key."""
+captured answers included). Create-or-update by external key is the egress actions'
+(tests/streams/egress/test_bitrix24_master.py, test_bitrix24_product.py, test_relink.py)."""
 
 from __future__ import annotations
 
 from urllib.parse import parse_qsl
-
-import pytest
 
 from connectors.bitrix24.batch import (
     Command,
     Failed,
     Ok,
     UnmatchedCommand,
-    catalog_product,
-    crm_entity,
-    crm_item,
     encode_query,
     map_results,
 )
@@ -125,37 +121,3 @@ def test_a_null_result_is_a_result():
 def test_an_answer_that_is_not_a_map_fails_every_command_retriably():
     out = map_results([], {"a": get(1), "b": get(2)})
     assert all(isinstance(o.error, UnmatchedCommand) for o in out.values())
-
-
-# ---- create-or-update by external key ----------------------------------------------------
-
-
-def test_catalog_product_kind_commands_and_answers():
-    kind = catalog_product(14)
-    find = kind.find("guid-1")
-    assert find.method == "catalog.product.list"
-    assert find.params["filter"] == {"iblockId": 14, "xmlId": "guid-1"}
-    assert {"id", "iblockId", "xmlId"} <= set(find.params["select"])
-    add = kind.add("guid-1", {"name": "A", "xmlId": "ignored"})
-    assert add.params == {"fields": {"iblockId": 14, "name": "A", "xmlId": "guid-1"}}
-    assert kind.update(7, {"name": "B"}).params == {"id": 7, "fields": {"name": "B"}}
-    assert kind.found_id({"products": [{"id": 9}, {"id": 4}]}) == 4
-    assert kind.found_id({"products": []}) is None
-    assert kind.found_id([]) is None  # an empty object may arrive as []
-    assert kind.added_id({"element": {"id": 12}}) == 12
-
-
-def test_crm_kinds_commands_and_answers():
-    company = crm_entity("company")
-    assert company.find("g").params["filter"] == {"ORIGIN_ID": "g"}
-    assert company.found_id([{"ID": "31"}, {"ID": "30"}]) == 30
-    assert company.added_id(31) == 31
-    item = crm_item(1038)
-    assert item.find("g").params["entityTypeId"] == 1038
-    assert item.add("g", {"title": "T"}).params == {"entityTypeId": 1038,
-                                                    "fields": {"title": "T", "xmlId": "g"}}
-    assert item.update(5, {"title": "U"}).params["entityTypeId"] == 1038
-    assert item.found_id({"items": [{"id": 5}]}) == 5
-    assert item.added_id({"item": {"id": 6}}) == 6
-    with pytest.raises(Exception, match="without an id"):
-        item.added_id({"item": {}})

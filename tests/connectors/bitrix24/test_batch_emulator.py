@@ -1,6 +1,7 @@
-"""The batch packer and create-or-update by external key against the emulator over real HTTP:
-per-command failures, retrying only what failed, a lost create answer without a duplicate,
-and concurrent submitters packed into full batches."""
+"""The batch packer against the emulator over real HTTP: per-command failures, retrying only
+what failed, and concurrent submitters packed into full batches. (A lost create answer
+without a duplicate is the egress actions' lookup-before-add: tests/streams/egress/
+test_relink.py.)"""
 
 from __future__ import annotations
 
@@ -14,17 +15,13 @@ from connectors.bitrix24.batch import (
     Command,
     Failed,
     Ok,
-    Upserted,
-    catalog_product,
     execute,
-    upsert_by_external_key,
 )
 from connectors.bitrix24.client import Bitrix24Client
-from connectors.bitrix24.errors import InvalidRequest, ServerError, TransportError
+from connectors.bitrix24.errors import InvalidRequest, ServerError
 from mmstream.settings import Bitrix24Settings
 
 HOOK = "/rest/1/testhook/"
-KIND = catalog_product(14)
 
 
 def client_for(base: str, **settings) -> Bitrix24Client:
@@ -50,7 +47,9 @@ def test_one_batch_call_maps_results_and_failures_back_per_command(emulator):
 
     async def scenario():
         async with client_for(base) as client:
-            first = await client.add_product({"name": "A", "xmlId": "a"})
+            added = await client.call("catalog.product.add",
+                                      {"fields": {"iblockId": 14, "name": "A", "xmlId": "a"}})
+            first = int(added["element"]["id"])
             fault(base, method="catalog.product.get", status=500, times=1,
                   entity_id=str(first))
             out = await execute(client, {
@@ -86,76 +85,6 @@ def test_more_than_fifty_commands_take_several_batches(emulator):
     assert all(isinstance(o, Ok) for o in out.values())
     assert [len(c["params"]["cmd"]) for c in calls(base, "batch")] == [50, 50, 20]
     assert len(products(base)) == 120
-
-
-def test_upsert_creates_then_updates_and_uses_the_crosswalk(emulator):
-    base, _ = emulator
-
-    async def scenario():
-        async with client_for(base) as client:
-            created = await upsert_by_external_key(client, KIND, {
-                "g1": {"name": "One"}, "g2": {"name": "Two"}})
-            updated = await upsert_by_external_key(client, KIND, {
-                "g1": {"name": "One v2"}, "g2": {"name": "Two v2"}},
-                known={"g2": created["g2"].id})
-            return created, updated
-
-    created, updated = asyncio.run(scenario())
-    assert all(isinstance(o, Upserted) and o.created for o in created.values())
-    assert updated == {"g1": Upserted(created["g1"].id, False),
-                       "g2": Upserted(created["g2"].id, False)}
-    stored = {p["xmlId"]: p for p in products(base)}
-    assert {k: v["name"] for k, v in stored.items()} == {"g1": "One v2", "g2": "Two v2"}
-    # Round one looked up only the key the crosswalk did not know.
-    lookups = [c for c in calls(base, "catalog.product.list") if c["in_batch"]]
-    assert [c["params"]["filter"]["xmlId"] for c in lookups] == ["g1", "g2", "g1"]
-
-
-def test_a_key_whose_lookup_failed_is_not_written(emulator):
-    base, _ = emulator
-    # The lookup batch's answer arrives after our timeout.
-    fault(base, method="batch", status=200, delay_s=1.5, times=1)
-
-    async def scenario():
-        async with client_for(base, timeout_s=0.5) as client:
-            first = await upsert_by_external_key(client, KIND, {"g-lost": {"name": "Lost"}})
-            await asyncio.sleep(1.5)
-            second = await upsert_by_external_key(client, KIND, {"g-lost": {"name": "Lost"}})
-            return first, second
-
-    first, second = asyncio.run(scenario())
-    assert isinstance(first["g-lost"], Failed)
-    assert isinstance(first["g-lost"].error, TransportError) and first["g-lost"].error.retriable
-    assert isinstance(second["g-lost"], Upserted) and second["g-lost"].created
-    assert [p["xmlId"] for p in products(base)].count("g-lost") == 1
-
-
-def test_a_lost_add_after_a_good_lookup_is_found_by_the_next_lookup(emulator):
-    base, app = emulator
-
-    async def scenario():
-        async with client_for(base, timeout_s=0.5) as client:
-            # Let the lookup through, then hold the answer of the add batch.
-            real_call = client.call
-            seen = []
-
-            async def call(method, params=None):
-                seen.append(method)
-                if len(seen) == 2:
-                    fault(base, method="batch", status=200, delay_s=1.5, times=1)
-                return await real_call(method, params)
-
-            client.call = call  # type: ignore[method-assign]
-            first = await upsert_by_external_key(client, KIND, {"g-x": {"name": "X"}})
-            await asyncio.sleep(1.5)
-            second = await upsert_by_external_key(client, KIND, {"g-x": {"name": "X2"}})
-            return first, second
-
-    first, second = asyncio.run(scenario())
-    assert isinstance(first["g-x"].error, TransportError)
-    assert second["g-x"].created is False
-    matching = [p for p in products(base) if p["xmlId"] == "g-x"]
-    assert len(matching) == 1 and matching[0]["name"] == "X2"
 
 
 def test_packer_coalesces_concurrent_submitters_into_full_batches(emulator):

@@ -61,58 +61,23 @@ def error_text(err: BaseException) -> str:
     return "".join(traceback.format_exception(err)) + repr(err) + str(err)
 
 
+async def add_product(client: Bitrix24Client, fields: dict, iblock_id: int = 14) -> int:
+    """``catalog.product.add`` through the client; the new id (the egress action's call,
+    streams/egress/bitrix24_product.py, made directly)."""
+    result = await client.call("catalog.product.add", {"fields": {"iblockId": iblock_id, **fields}})
+    return int(result["element"]["id"])
+
+
+async def find_product(client: Bitrix24Client, xml_id: str, iblock_id: int = 14) -> int | None:
+    """The oldest catalog product with ``xml_id``, or None (``catalog.product.list``)."""
+    result = await client.call("catalog.product.list", {
+        "select": ["id", "iblockId", "xmlId"], "filter": {"iblockId": iblock_id, "xmlId": xml_id},
+        "order": {"id": "ASC"}})
+    rows = (result or {}).get("products") or []
+    return int(rows[0]["id"]) if rows else None
+
+
 # ---- the client ---------------------------------------------------------------------------
-
-
-def test_add_find_update_round_trip():
-    app = new_app()
-
-    async def scenario():
-        async with new_client(app) as client:
-            assert await client.find_product_by_xml_id("guid-1") is None
-            first = await client.add_product({"name": "Чехол", "xmlId": "guid-1"})
-            second = await client.add_product({"name": "Кабель", "xmlId": "guid-2"})
-            assert first != second
-            assert await client.find_product_by_xml_id("guid-1") == first
-            assert await client.find_product_by_xml_id("guid-2") == second
-            await client.update_product(first, {"name": "Чехол кожаный", "active": "N"})
-            got = await client.call("catalog.product.get", {"id": first})
-            return first, got
-
-    first, got = run(scenario())
-    product = got["product"]
-    assert product["id"] == first
-    assert (product["name"], product["active"], product["xmlId"]) == ("Чехол кожаный", "N",
-                                                                      "guid-1")
-    assert product["iblockId"] == 14
-    stored = {p["xmlId"]: p for p in app.state.emulator.store.products.values()}
-    assert stored["guid-2"]["name"] == "Кабель"
-
-
-def test_add_uses_the_configured_iblock_and_find_filters_by_it():
-    app = new_app()
-
-    async def scenario():
-        async with new_client(app, product_iblock_id=25) as client:
-            product_id = await client.add_product({"name": "A", "xmlId": "g"})
-        async with new_client(app, product_iblock_id=14) as other:
-            return product_id, await other.find_product_by_xml_id("g")
-
-    product_id, found_elsewhere = run(scenario())
-    assert app.state.emulator.store.products[product_id]["iblockId"] == 25
-    assert found_elsewhere is None
-
-
-def test_find_returns_the_oldest_of_duplicates():
-    app = new_app()
-
-    async def scenario():
-        async with new_client(app) as client:
-            ids = [await client.add_product({"name": f"n{i}", "xmlId": "dup"}) for i in range(3)]
-            return ids, await client.find_product_by_xml_id("dup")
-
-    ids, found = run(scenario())
-    assert found == min(ids)
 
 
 def test_the_51st_rapid_call_is_refused_before_executing():
@@ -122,9 +87,9 @@ def test_the_51st_rapid_call_is_refused_before_executing():
     async def scenario():
         async with new_client(app, rate_per_s=1_000_000.0, burst=1000) as client:
             for i in range(50):
-                await client.add_product({"name": f"p{i}", "xmlId": f"g{i}"})
+                await add_product(client, {"name": f"p{i}", "xmlId": f"g{i}"})
             with pytest.raises(QueryLimitExceeded) as caught:
-                await client.add_product({"name": "p50", "xmlId": "g50"})
+                await add_product(client, {"name": "p50", "xmlId": "g50"})
             return caught.value
 
     err = run(scenario())
@@ -163,7 +128,7 @@ def test_the_client_limiter_keeps_calls_under_the_portal_limit():
         async with new_client(app, rate_per_s=50.0, burst=3) as client:
             start = time.monotonic()
             for i in range(10):
-                await client.add_product({"name": f"p{i}", "xmlId": f"g{i}"})
+                await add_product(client, {"name": f"p{i}", "xmlId": f"g{i}"})
             return time.monotonic() - start
 
     elapsed = run(scenario())
@@ -184,9 +149,9 @@ def test_injected_server_errors_then_success():
             failures = []
             for _ in range(3):
                 with pytest.raises(ServerError) as caught:
-                    await client.add_product({"name": "A", "xmlId": "g"})
+                    await add_product(client, {"name": "A", "xmlId": "g"})
                 failures.append(caught.value)
-            product_id = await client.add_product({"name": "A", "xmlId": "g"})
+            product_id = await add_product(client, {"name": "A", "xmlId": "g"})
             calls = (await adm.get("/_emulator/calls")).json()
             return failures, product_id, calls
 
@@ -210,7 +175,7 @@ def test_retry_policy_drives_the_client_through_transient_faults():
             while True:
                 attempt += 1
                 try:
-                    return attempt, await client.add_product({"name": "A", "xmlId": "g"})
+                    return attempt, await add_product(client, {"name": "A", "xmlId": "g"})
                 except Bitrix24Error as exc:
                     if not policy.should_retry(exc, attempt, time.monotonic() - start):
                         raise
@@ -229,9 +194,9 @@ def test_injected_400_is_invalid_request_for_the_matching_xml_id_only():
             await adm.post("/_emulator/faults", json={
                 "method": "catalog.product.add", "status": 400, "error": "",
                 "description": "Bad product", "times": 5, "xml_id": "bad"})
-            good = await client.add_product({"name": "ok", "xmlId": "good"})
+            good = await add_product(client, {"name": "ok", "xmlId": "good"})
             with pytest.raises(InvalidRequest) as caught:
-                await client.add_product({"name": "no", "xmlId": "bad"})
+                await add_product(client, {"name": "no", "xmlId": "bad"})
             return good, caught.value
 
     good, err = run(scenario())
@@ -251,7 +216,7 @@ def test_real_validation_errors_are_invalid_request():
                 await client.call("catalog.product.list",
                                   {"select": ["name"], "filter": {"iblockId": 14}})
             with pytest.raises(InvalidRequest) as absent:
-                await client.update_product(999, {"name": "x"})
+                await client.call("catalog.product.update", {"id": 999, "fields": {"name": "x"}})
             return missing_name.value, no_select.value, absent.value
 
     missing_name, no_select, absent = run(scenario())
@@ -266,7 +231,7 @@ def test_wrong_webhook_code_is_auth_failed():
     async def scenario():
         async with new_client(app, url=BASE + "/rest/7/wrongcode/") as client:
             with pytest.raises(AuthFailed) as caught:
-                await client.find_product_by_xml_id("g")
+                await find_product(client, "g")
             return caught.value
 
     err = run(scenario())
@@ -354,7 +319,7 @@ def test_the_webhook_secret_never_appears_in_errors_or_logs(caplog):
                 "description": "Bad", "times": 1})
         async with new_client(app) as client:
             for call in (
-                lambda: client.add_product({"name": "x"}),               # injected 400
+                lambda: add_product(client, {"name": "x"}),               # injected 400
                 lambda: client.call("no.such.method", {}),               # 404
                 lambda: client.call("catalog.product.get", {"id": 1}),   # 503 over the limit
             ):
@@ -474,7 +439,7 @@ def test_batch_mix_of_good_and_bad_commands_answers_like_the_real_portal():
 
     async def scenario():
         async with new_client(app) as client:
-            product_id = await client.add_product({"name": "A", "xmlId": "g"})
+            product_id = await add_product(client, {"name": "A", "xmlId": "g"})
             result = await client.call("batch", {"halt": 0, "cmd": {
                 str(product_id + 1000): f"crm.product.get?id={product_id}",
                 "0": "crm.product.get?id=0",
@@ -558,13 +523,13 @@ def test_slow_fault_executes_then_delays_and_error_fault_delays_then_refuses():
             await adm.post("/_emulator/faults", json={
                 "method": "catalog.product.add", "status": 200, "delay_s": 0.2})
             start = time.monotonic()
-            await client.add_product({"name": "slow", "xmlId": "s"})
+            await add_product(client, {"name": "slow", "xmlId": "s"})
             slow = time.monotonic() - start
             await adm.post("/_emulator/faults", json={"status": 503, "delay_s": 0.2,
                                                       "error": "INTERNAL_SERVER_ERROR"})
             start = time.monotonic()
             with pytest.raises(ServerError):
-                await client.add_product({"name": "late", "xmlId": "l"})
+                await add_product(client, {"name": "late", "xmlId": "l"})
             return slow, time.monotonic() - start
 
     slow, late = run(scenario())
@@ -594,7 +559,7 @@ def test_admin_endpoints_inspect_reset_and_limits():
     async def scenario():
         async with admin(app) as adm, new_client(app) as client:
             assert (await adm.get("/health")).json() == {"status": "ok"}
-            await client.add_product({"name": "A", "xmlId": "g"})
+            await add_product(client, {"name": "A", "xmlId": "g"})
             products = (await adm.get("/_emulator/products")).json()
             await adm.post("/_emulator/faults", json={"times": 2})
             assert len((await adm.get("/_emulator/faults")).json()["faults"]) == 1

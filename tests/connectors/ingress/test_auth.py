@@ -45,7 +45,7 @@ def test_api_key_is_accepted_and_names_the_principal(bridge, bridge_settings):
     record = onec_product()
     resp = bridge.post(URL, json=record, headers={"X-API-Key": ONEC_KEY})
     assert resp.status_code == 202, resp.text
-    (published,) = count_records(bridge_settings, "raw.onec.product", expect_at_least=1)
+    (published,) = count_records(bridge_settings, "raw.onec.product", expect_at_least=1, quiet_s=0)
     assert published.key().decode() == record["Ref_Key"]
     assert decode_headers(published.headers())["ce_source"] == "/onec/onec-main"
 
@@ -71,7 +71,7 @@ def test_bad_credentials_are_refused_and_publish_nothing(bridge, bridge_settings
                                     headers={"Authorization": f"Bearer {expired}"}).json()["error"]["message"]
     good = onec_product()
     assert bridge.post(URL, json=good, headers={"Authorization": f"Bearer {token}"}).status_code == 202
-    records = count_records(bridge_settings, "raw.onec.product", expect_at_least=1)
+    records = count_records(bridge_settings, "raw.onec.product", expect_at_least=1, quiet_s=0)
     assert [r.key().decode() for r in records] == [good["Ref_Key"]]
 
 

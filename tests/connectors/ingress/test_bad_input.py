@@ -95,7 +95,7 @@ def test_nothing_reaches_the_topic(bridge, bridge_settings, token):
         assert 400 <= bridge.post(URL, **kwargs).status_code < 500
     good = onec_product()
     assert bridge.post(URL, json=good, headers=_auth(token)).status_code == 202
-    records = count_records(bridge_settings, "raw.onec.product", expect_at_least=1)
+    records = count_records(bridge_settings, "raw.onec.product", expect_at_least=1, quiet_s=0)
     assert [r.key().decode() for r in records] == [good["Ref_Key"]]
 
 
@@ -108,5 +108,5 @@ def test_batch_reports_each_record(bridge, bridge_settings, token):
     assert body["results"][0]["status"] == "accepted" and body["results"][0]["id"] == good["Ref_Key"]
     assert body["results"][1]["status"] == "rejected"
     assert body["results"][1]["error"]["code"] == "validation_failed"
-    records = count_records(bridge_settings, "raw.onec.product", expect_at_least=1)
+    records = count_records(bridge_settings, "raw.onec.product", expect_at_least=1, quiet_s=0)
     assert [r.key().decode() for r in records] == [good["Ref_Key"]]

@@ -61,7 +61,7 @@ def test_every_supported_event_publishes_one_record_with_its_key(bridge, bridge_
         assert resp.json()["status"] == "accepted" and resp.json()["key"] == key
         expected[key] = (event, entity, kind, resp.json()["event_id"])
 
-    records = count_records(bridge_settings, TOPIC, expect_at_least=len(expected))
+    records = count_records(bridge_settings, TOPIC, expect_at_least=len(expected), quiet_s=0)
     assert sorted(r.key().decode() for r in records) == sorted(expected)
     for msg in records:
         event, entity, kind, event_id = expected[msg.key().decode()]
@@ -88,7 +88,7 @@ def test_near_duplicate_within_the_window_publishes_once(bridge, bridge_settings
              post(bridge, event_body("ONCRMDEALUPDATE", 43))]
     assert [r.json()["status"] for r in other] == ["accepted", "accepted"]
 
-    records = count_records(bridge_settings, TOPIC, expect_at_least=3)
+    records = count_records(bridge_settings, TOPIC, expect_at_least=3, quiet_s=0)
     kinds = sorted((r.key().decode(), json.loads(r.value())["kind"]) for r in records)
     assert kinds == [("deal:42", "DELETE"), ("deal:42", "UPDATE"), ("deal:43", "UPDATE")]
 
@@ -112,7 +112,7 @@ def test_repeat_passes_once_the_pending_event_was_fetched(bridge, bridge_setting
     asyncio.run(fetched())
     assert post(bridge, event_body("ONCRMCOMPANYUPDATE", 7)).json()["status"] == "accepted"
     assert post(bridge, event_body("ONCRMCOMPANYUPDATE", 7)).json()["status"] == "duplicate"
-    assert len(count_records(bridge_settings, TOPIC, expect_at_least=2)) == 2
+    assert len(count_records(bridge_settings, TOPIC, expect_at_least=2, quiet_s=0)) == 2
 
 
 def test_dedupe_fails_open_when_the_database_is_unreachable(bridge, bridge_settings):
@@ -125,7 +125,7 @@ def test_dedupe_fails_open_when_the_database_is_unreachable(bridge, bridge_setti
         bridge.app.state.event_engine = engine
     # Bitrix24 never re-sends: publishing a duplicate beats losing the event.
     assert statuses == ["accepted", "accepted"]
-    assert len(count_records(bridge_settings, TOPIC, expect_at_least=2)) == 2
+    assert len(count_records(bridge_settings, TOPIC, expect_at_least=2, quiet_s=0)) == 2
 
 
 def test_unknown_portal_is_refused_naming_the_one_served(bridge):
@@ -218,5 +218,5 @@ def test_nothing_reaches_the_topic(bridge, bridge_settings):
         assert 400 <= post(bridge, body).status_code < 500
     assert bridge.post(URL, json={"event": "ONCRMDEALADD"}).status_code == 415
     assert post(bridge, event_body("ONCRMDEALADD", 77)).status_code == 200
-    records = count_records(bridge_settings, TOPIC, expect_at_least=1)
+    records = count_records(bridge_settings, TOPIC, expect_at_least=1, quiet_s=0)
     assert [r.key().decode() for r in records] == ["deal:77"]

@@ -127,7 +127,7 @@ def _logged(caplog, message: str) -> list[logging.LogRecord]:
 
 
 def _read(settings, topic: str, expect: int):
-    return count_records(settings, topic, expect_at_least=expect)
+    return count_records(settings, topic, expect_at_least=expect, quiet_s=0)
 
 
 def _keys(records) -> Counter:

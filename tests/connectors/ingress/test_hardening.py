@@ -58,7 +58,7 @@ def test_a_record_too_large_for_kafka_is_413_not_a_503_forever(bridge, bridge_se
     results = batch.json()["results"]
     assert results[0]["status"] == "accepted"
     assert results[1]["status"] == "rejected" and results[1]["error"]["code"] == "record_too_large"
-    keys = [r.key().decode() for r in count_records(bridge_settings, "raw.onec.product", 1)]
+    keys = [r.key().decode() for r in count_records(bridge_settings, "raw.onec.product", 1, quiet_s=0)]
     assert keys == [small["Ref_Key"]]
 
 
@@ -143,7 +143,7 @@ def test_forged_events_from_one_address_do_not_starve_a_verified_portal(portal_b
     more = [portal_bridge.post(EVENTS, content=event_body("ONCRMDEALUPDATE", n), headers=FORM)
             for n in range(103, 110)]
     assert [r.status_code for r in more].count(429) == 4
-    keys = sorted(r.key().decode() for r in count_records(portal_settings, "raw.bitrix24.event", 5))
+    keys = sorted(r.key().decode() for r in count_records(portal_settings, "raw.bitrix24.event", 5, quiet_s=0))
     assert keys == sorted(f"deal:{n}" for n in range(101, 106))
 
 

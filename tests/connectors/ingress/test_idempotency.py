@@ -45,7 +45,7 @@ def encoded(record: dict) -> bytes:
 
 
 def keys_published(settings, expect: int) -> list[str]:
-    return [r.key().decode() for r in count_records(settings, "raw.onec.product", expect_at_least=expect)]
+    return [r.key().decode() for r in count_records(settings, "raw.onec.product", expect_at_least=expect, quiet_s=0)]
 
 
 def put_row(settings, key: str, body: bytes, *, status: int | None, lease: str, expires: str,

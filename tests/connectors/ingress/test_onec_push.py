@@ -62,7 +62,7 @@ def expected_key(record: dict) -> str:
 
 
 def topic_keys(settings, entity: str, expect: int = 0) -> list[str]:
-    return [m.key().decode() for m in count_records(settings, f"raw.onec.{entity}", expect_at_least=expect)]
+    return [m.key().decode() for m in count_records(settings, f"raw.onec.{entity}", expect_at_least=expect, quiet_s=0)]
 
 
 def test_every_object_by_every_name_lands_on_its_topic(bridge, bridge_settings, token):
@@ -79,7 +79,7 @@ def test_every_object_by_every_name_lands_on_its_topic(bridge, bridge_settings, 
         for record in (one, other):
             sent[obj.entity][expected_key(record)] = record
     for entity, records in sent.items():
-        messages = count_records(bridge_settings, f"raw.onec.{entity}", expect_at_least=len(records))
+        messages = count_records(bridge_settings, f"raw.onec.{entity}", expect_at_least=len(records), quiet_s=0)
         assert sorted(m.key().decode() for m in messages) == sorted(records), entity
         for msg in messages:
             key = msg.key().decode()

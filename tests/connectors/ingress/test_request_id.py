@@ -44,7 +44,7 @@ def test_given_id_is_echoed_and_travels_in_the_kafka_headers(bridge, bridge_sett
     assert resp.status_code == 202, resp.text
     assert resp.headers["x-request-id"] == request_id
     assert resp.json()["request_id"] == request_id
-    (record,) = count_records(bridge_settings, "raw.onec.product", expect_at_least=1)
+    (record,) = count_records(bridge_settings, "raw.onec.product", expect_at_least=1, quiet_s=0)
     assert decode_headers(record.headers())["x-request-id"] == request_id
 
 

@@ -85,10 +85,12 @@ def test_export_writes_the_latest_revision_per_key_without_deleted_keys(export_s
     prices.tombstone(deleted)
     prices.send(_price(single, "0.0001"), revision=1)
     renamed, dropped = uuid.uuid4(), uuid.uuid4()
-    products.send(Product(id=renamed, version="v1", name="Мойка"))
-    products.send(Product(id=renamed, version="v2", name="Мойка кухонная", article="M-1",
-                          properties=({"id": "p1", "name": "Цвет", "value": "белый"},)))
-    products.send(Product(id=dropped, version="v1", name="Смеситель"))
+    # Products are canonical too: their records carry the revision the catalog's rule keeps.
+    products.send(Product(id=renamed, source="onec", version="v1", name="Мойка"), revision=1)
+    products.send(Product(id=renamed, source="onec", version="v2", name="Мойка кухонная",
+                          article="M-1", properties=({"id": "p1", "name": "Цвет", "value": "белый"},)),
+                  revision=2)
+    products.send(Product(id=dropped, source="onec", version="v1", name="Смеситель"), revision=1)
     products.tombstone(dropped)
     prices.flush()
     products.flush()

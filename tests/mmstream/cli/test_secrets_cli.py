@@ -80,7 +80,7 @@ STRONG = secrets.token_hex(16)  # 32 bytes
     (["worker", "enrich-bitrix24"], {}, "bitrix24.webhook_url", "devwebhookcode"),
     (["worker", "egress"], {"MM_BITRIX24__WEBHOOK_URL": f"https://p.bitrix24.ru/rest/1/{STRONG}/",
                             "MM_ONEC__PASSWORD": "changeme"}, "onec.password", "changeme"),
-    (["worker", "sink"], {"MM_KAFKA__SASL_MECHANISM": "PLAIN", "MM_KAFKA__SASL_USERNAME": "svc",
+    (["worker", "sink-entities"], {"MM_KAFKA__SASL_MECHANISM": "PLAIN", "MM_KAFKA__SASL_USERNAME": "svc",
                           "MM_KAFKA__SASL_PASSWORD": "kafka-password"}, "kafka.sasl_password",
      "kafka-password"),
     (["poll", "onec-odata"], {"MM_ODATA__PASSWORD": "<odata password>"}, "odata.password",

@@ -24,25 +24,25 @@ def _families(text: str) -> list:
 
 
 SINK_A = """
-mm_consumer_lag{group="mm-sink",topic="raw.onec.product",partition="0"} 5
-mm_consumer_lag{group="mm-sink",topic="raw.onec.product",partition="1"} 7
-mm_agent_records_total{agent="sink.product"} 10
-mm_dlq_records_total{stage="sink",reason="invalid_record"} 2
+mm_consumer_lag{group="mm-sink-entities",topic="raw.onec.product",partition="0"} 5
+mm_consumer_lag{group="mm-sink-entities",topic="raw.onec.product",partition="1"} 7
+mm_agent_records_total{agent="sink.entities"} 10
+mm_dlq_records_total{stage="normalize",reason="invalid_record"} 2
 """
 SINK_B = """
-mm_consumer_lag{group="mm-sink",topic="raw.onec.product",partition="0"} 3
-mm_consumer_lag{group="mm-sink",topic="raw.onec.product",partition="1"} 7
-mm_agent_records_total{agent="sink.product"} 4
-mm_dlq_records_total{stage="sink",reason="invalid_record"} 1
+mm_consumer_lag{group="mm-sink-entities",topic="raw.onec.product",partition="0"} 3
+mm_consumer_lag{group="mm-sink-entities",topic="raw.onec.product",partition="1"} 7
+mm_agent_records_total{agent="sink.entities"} 4
+mm_dlq_records_total{stage="normalize",reason="invalid_record"} 1
 """
 
 
 def test_lag_is_max_per_partition_and_counters_add_up():
     sample = summarize({"a": _families(SINK_A), "b": _families(SINK_B), "c": None}, t=100.0)
     # Both replicas report the whole group: 5 and 7 (max per partition), not 5+3+7+7.
-    assert sample.lag == {"mm-sink": 12.0}
-    assert sample.counters == {"agent sink.product": 14.0}
-    assert sample.dlq == {("sink", "invalid_record"): 3.0}
+    assert sample.lag == {"mm-sink-entities": 12.0}
+    assert sample.counters == {"agent sink.entities": 14.0}
+    assert sample.dlq == {("normalize", "invalid_record"): 3.0}
     assert sample.up == {"a": True, "b": True, "c": False}
 
 
@@ -129,19 +129,20 @@ def test_status_json_shows_throughput_lag_and_dead_letters_of_a_real_stack(pipel
             totals = snap["totals"]
             done = (totals.get("ingress accepted", 0) >= 5 and totals.get("sink upserted", 0) >= 5
                     and totals.get("egress delivered", 0) >= 5 and snap["dlq"]["total"] >= 1
-                    and settings.streams.sink_group in snap["lag"]["current"]
+                    and settings.streams.entity_sink_group in snap["lag"]["current"]
                     and settings.streams.egress_group in snap["lag"]["current"])
             return snap if done else None
 
         snap = eventually(settled, 120, interval_s=0.5, message="status page figures")
 
         assert all(snap["sources"].values()), snap["sources"]
-        assert {"stage": "sink", "reason": "invalid_record", "count": 1.0} in snap["dlq"]["by_reason"]
+        # The one sink dead-letters what it cannot normalize (dlq.normalize, stage normalize).
+        assert {"stage": "normalize", "reason": "unnormalizable", "count": 1.0} in snap["dlq"]["by_reason"]
         # Throughput: some sampling interval saw the sink's agent process records.
-        agent = snap["throughput"]["series"]["agent sink.product"]
+        agent = snap["throughput"]["series"]["agent sink.entities"]
         assert max(v for v in agent if v is not None) > 0
-        assert len(snap["lag"]["t"]) == len(snap["lag"]["series"][settings.streams.sink_group])
+        assert len(snap["lag"]["t"]) == len(snap["lag"]["series"][settings.streams.entity_sink_group])
         # Everything was processed, so the sink group's lag drains to 0 on the page too.
         eventually(lambda: httpx.get(f"{base}/status.json", timeout=5).json()["lag"]["current"]
-                   .get(settings.streams.sink_group) == 0, 60, message="sink lag 0")
+                   .get(settings.streams.entity_sink_group) == 0, 60, message="sink lag 0")
         json.dumps(snap)  # plain JSON all the way down

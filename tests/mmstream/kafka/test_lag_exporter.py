@@ -38,7 +38,7 @@ def _commit(settings, group: str, topic: str, offsets: dict[int, int]) -> None:
 
 def test_lag_per_partition_is_end_minus_committed(settings):
     apply(settings, load_catalog(settings.topics_file))
-    topic, group = settings.topic("raw.onec.product"), settings.streams.sink_group
+    topic, group = settings.topic("raw.onec.product"), settings.streams.entity_sink_group
     _produce(settings, topic, {0: 3, 1: 2, 2: 4})
     _commit(settings, group, topic, {0: 2, 2: 4})  # partition 1: nothing committed yet
     exporter = LagExporter(settings.kafka, group, {topic: 6})
@@ -75,13 +75,14 @@ def test_background_thread_keeps_the_gauges_current(settings):
 
 def test_for_app_takes_the_group_and_the_agents_topics(settings):
     from streams.egress.actions import ACTIONS
-    from streams.worker import build_egress, build_sink
+    from streams.sink.entity_worker import build_entity_sink
+    from streams.worker import build_egress
 
-    sink = LagExporter.for_app(build_sink(settings), settings)
-    assert sink.group == settings.streams.sink_group
-    # The product sink reads 1С changes and the Bitrix24 echoes of what egress wrote.
-    assert sink.partitions == {settings.topic("raw.onec.product"): 6,
-                               settings.topic("raw.bitrix24.product"): 6}
+    sink = LagExporter.for_app(build_entity_sink(settings), settings)
+    assert sink.group == settings.streams.entity_sink_group
+    # The one sink reads products too: 1С changes and the Bitrix24 echoes of what egress wrote.
+    assert sink.partitions[settings.topic("raw.onec.product")] == 6
+    assert sink.partitions[settings.topic("raw.bitrix24.product")] == 6
     egress = LagExporter.for_app(build_egress(settings), settings)
     assert egress.group == settings.streams.egress_group
     # One agent per egress topic that has an action (each declared with 6 partitions).

@@ -197,7 +197,7 @@ def test_every_problem_of_an_entity_is_named():
     lambda: GoodsLine(section="Товары", line_number=2**63),
     lambda: PaymentLine(line_number=1, amount=Decimal("1e18")),
     lambda: Contract(id=ID, name="\ud800"),
-    lambda: Product(id=ID, version="v", name="\ud800"),
+    lambda: Product(id=ID, source="onec", version="v", name="\ud800"),
     lambda: CustomerOrder(id=ID, source="onec", version="v",
                           lines=[{"section": "Товары", "line_number": 1, "price": "1e17"}]),
 ])

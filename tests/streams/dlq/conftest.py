@@ -19,7 +19,7 @@ from streams.records import SourceRecord
 T0 = datetime(2026, 11, 22, 4, 0, tzinfo=UTC)
 
 
-def parked(settings, *, source: str = "raw.onec.product", dlq: str = "dlq.sink.product",
+def parked(settings, *, source: str = "raw.onec.product", dlq: str = "dlq.normalize",
            partition: int = 0, offset: int = 0, key: str | None = None, value: bytes | None = None,
            error: BaseException | None = None, at: datetime = T0, stage: str = "sink",
            headers: list[tuple[str, bytes]] | None = None) -> OutRecord:

@@ -21,7 +21,7 @@ def engine(settings):
     eng.dispose()
 
 
-def make_plan(settings, offsets, dlq="dlq.sink.product"):
+def make_plan(settings, offsets, dlq="dlq.normalize"):
     catalog = load_catalog(settings.topics_file)
     cluster = {settings.topic(n): s.partitions for n, s in catalog.topics.items()}
     entries = [DlqEntry.build(settings.topic(dlq), 0, o, r.key, r.value, r.headers, None)
@@ -35,7 +35,7 @@ def test_a_replay_is_recorded_with_who_what_and_where(settings, engine):
     audit_id = history.record_replay(engine, "alice", plan, sent)
     [row] = history.past_replays(engine)
     assert row.id == audit_id and row.actor == "alice" and row.action == "dlq.replay"
-    assert row.target == settings.topic("dlq.sink.product")
+    assert row.target == settings.topic("dlq.normalize")
     assert row.details["replay_id"] == plan.replay_id and row.details["records"] == 2
     assert row.details["selection"] == {"entity": "x"}
     assert row.details["after"] == {settings.topic("raw.onec.product"): {"0": [[40, 41]]}}
@@ -46,7 +46,7 @@ def test_past_replays_are_newest_first_and_filter_by_topic(settings, engine):
     other = history.record_replay(engine, "b", make_plan(settings, [0], "dlq.egress.bitrix24.product"), [])
     third = history.record_replay(engine, "c", make_plan(settings, [1]), [], outcome="failed", error="x")
     assert [r.id for r in history.past_replays(engine)] == [third, other, first]
-    assert [r.id for r in history.past_replays(engine, settings.topic("dlq.sink.product"))] == [third, first]
+    assert [r.id for r in history.past_replays(engine, settings.topic("dlq.normalize"))] == [third, first]
     assert history.past_replays(engine, limit=1)[0].details["outcome"] == "failed"
 
 

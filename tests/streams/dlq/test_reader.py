@@ -16,7 +16,7 @@ def test_a_scan_reads_every_partition_to_its_end_in_offset_order(topics):
                for p, n in ((0, 3), (3, 1), (5, 3)) for i in range(n)]
     produce(settings, records)
     seen: list[tuple[int, int | None]] = []
-    reader = DlqReader(settings, settings.topic("dlq.sink.product"))
+    reader = DlqReader(settings, settings.topic("dlq.normalize"))
     entries = list(reader.scan(lambda done, total: seen.append((done, total))))
 
     assert sorted(e.entity for e in entries) == sorted(r.key.decode() for r in records)
@@ -36,13 +36,13 @@ def test_a_scan_reads_every_partition_to_its_end_in_offset_order(topics):
 def test_records_arriving_during_a_scan_are_left_for_the_next_one(topics):
     settings = topics
     produce(settings, [parked(settings, partition=1, offset=i, key=f"a{i}") for i in range(3)])
-    reader = DlqReader(settings, settings.topic("dlq.sink.product"))
+    reader = DlqReader(settings, settings.topic("dlq.normalize"))
     scan = reader.scan()
     got = [next(scan)]
     produce(settings, [parked(settings, partition=1, offset=10 + i, key=f"b{i}") for i in range(2)])
     got += list(scan)
     assert [e.entity for e in got] == ["a0", "a1", "a2"]
-    assert [e.entity for e in DlqReader(settings, settings.topic("dlq.sink.product")).scan()] == \
+    assert [e.entity for e in DlqReader(settings, settings.topic("dlq.normalize")).scan()] == \
         ["a0", "a1", "a2", "b0", "b1"]
 
 

@@ -37,8 +37,8 @@ def failure(error: BaseException = InvalidRecord("Ref_Key: Field required"), att
 
 def test_key_value_and_original_headers_are_kept_in_order():
     rec = source()
-    out = dead_letter(rec, failure(), stage="sink", topic="t1.dlq.sink.product")
-    assert out.topic == "t1.dlq.sink.product"
+    out = dead_letter(rec, failure(), stage="sink", topic="t1.dlq.normalize")
+    assert out.topic == "t1.dlq.normalize"
     assert out.key == rec.key and out.value == rec.value  # the original bytes, untouched
     originals = [h for h in out.headers if not h[0].startswith(PREFIX)]
     assert originals == rec.headers  # repeated headers and their order included
@@ -78,9 +78,9 @@ def test_the_dlq_record_goes_to_the_source_partition(partition):
 
 
 def test_a_re_dead_letter_replaces_the_old_dlq_headers():
-    first = dead_letter(source(), failure(attempts=1), stage="sink", topic="t1.dlq.sink.product")
+    first = dead_letter(source(), failure(attempts=1), stage="sink", topic="t1.dlq.normalize")
     # Replayed from the DLQ (keeping its headers), failing again at another stage.
-    replayed = source(topic="t1.dlq.sink.product", partition=4, offset=7, headers=first.headers)
+    replayed = source(topic="t1.dlq.normalize", partition=4, offset=7, headers=first.headers)
     second = dead_letter(replayed, failure(BrokerUnavailable("no ack"), attempts=8),
                          stage="egress", topic="t1.dlq.egress.bitrix24.product")
     keys = [k for k, _ in second.headers]
@@ -88,7 +88,7 @@ def test_a_re_dead_letter_replaces_the_old_dlq_headers():
     parsed = failure_headers(second.headers)
     assert parsed["stage"] == "egress" and parsed["attempts"] == "8"
     assert parsed["error.class"] == "BrokerUnavailable" and parsed["error.retriable"] == "true"
-    assert parsed["source.topic"] == "t1.dlq.sink.product" and parsed["source.offset"] == "7"
+    assert parsed["source.topic"] == "t1.dlq.normalize" and parsed["source.offset"] == "7"
     # The original, non-dlq headers survive both trips.
     assert [h for h in second.headers if not h[0].startswith(PREFIX)] == source().headers
     assert second.value == VALUE and second.key == source().key

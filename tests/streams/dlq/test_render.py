@@ -22,7 +22,7 @@ def entry(offset: int = 0, **kwargs) -> DlqEntry:
 
 def test_entry_text_shows_reason_source_original_headers_and_indented_json():
     text = entry_text(entry(offset=3, key="p1", value='{"Description": "Мойка"}'.encode()))
-    assert text.startswith("== t1.dlq.sink.product/0/3\n")
+    assert text.startswith("== t1.dlq.normalize/0/3\n")
     assert "code=invalid_record class=InvalidRecord retriable=false" in text
     assert "message    DataVersion: too short" in text
     assert "source     t1.raw.onec.product/0/3" in text
@@ -43,10 +43,10 @@ def test_plan_text_lists_the_first_records_and_totals():
     catalog = load_catalog(SETTINGS.topics_file)
     cluster = {SETTINGS.topic(n): s.partitions for n, s in catalog.topics.items()}
     entries = [entry(offset=i, key=f"k{i}") for i in range(60)]
-    plan = build_plan(SETTINGS, catalog, cluster, SETTINGS.topic("dlq.sink.product"), entries,
+    plan = build_plan(SETTINGS, catalog, cluster, SETTINGS.topic("dlq.normalize"), entries,
                       Selection(reason="invalid_record"))
     text = plan_text(plan, {"r-0": 2})
-    assert f"replay {plan.replay_id} of t1.dlq.sink.product (reason=invalid_record): 60 record(s)" in text
+    assert f"replay {plan.replay_id} of t1.dlq.normalize (reason=invalid_record): 60 record(s)" in text
     assert "0/0" in text and "0/49" in text and "0/50 " not in text
     assert "… and 10 more" in text and "to t1.raw.onec.product: 60" in text
     assert "2 of these record(s) were already replayed by r-0" in text

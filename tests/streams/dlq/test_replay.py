@@ -20,7 +20,7 @@ from tests.streams.dlq.conftest import parked
 SETTINGS = Settings(_env_file=None, kafka={"topic_prefix": "t1."})
 CATALOG = load_catalog(SETTINGS.topics_file)
 CLUSTER = {SETTINGS.topic(n): s.partitions for n, s in CATALOG.topics.items()}
-DLQ = SETTINGS.topic("dlq.sink.product")
+DLQ = SETTINGS.topic("dlq.normalize")
 
 
 def as_entry(out, partition: int | None = None, offset: int = 0) -> DlqEntry:
@@ -90,7 +90,7 @@ def test_one_non_json_record_refuses_the_whole_patched_replay():
 @pytest.mark.parametrize(("source", "cluster", "why"), [
     ("other.raw.onec.product", None, "not a declared topic"),
     ("t1.raw.onec.unknown", None, "not a declared topic"),
-    ("t1.dlq.sink.product", None, "itself a DLQ"),
+    ("t1.dlq.normalize", None, "itself a DLQ"),
     ("t1.raw.onec.product", {}, "does not exist on the cluster"),
     ("t1.raw.onec.product", {"t1.raw.onec.product": 2}, "partition 4 does not exist"),
 ])

@@ -14,7 +14,7 @@ def entry(partition=0, offset=0, key=b"p1", code="invalid_record", at=T0, ts_ms=
     headers = [("ce_id", b"x"), ("dlq.error.code", code.encode())]
     if at is not None:
         headers.append(("dlq.last_failure", at.isoformat().encode()))
-    return DlqEntry.build("t.dlq.sink.product", partition, offset, key, b"{}", headers, ts_ms)
+    return DlqEntry.build("t.dlq.normalize", partition, offset, key, b"{}", headers, ts_ms)
 
 
 def test_an_empty_selection_matches_everything():

@@ -19,7 +19,7 @@ from mmstream.models.employee import Employee
 from mmstream.models.price import Price, price_id
 from mmstream.models.price_type import PriceType
 from mmstream.models.warehouse import Warehouse
-from mmstream.settings import Bitrix24Settings
+from mmstream.settings import Bitrix24Settings, Settings
 from streams.egress.actions import Targets
 from streams.egress.bitrix24_master import (
     ORIGINATOR,
@@ -176,13 +176,13 @@ def act(db_url, scenario):
     app = create_app(webhook_path=HOOK, rate_per_s=1000.0, burst=1000)
 
     async def main():
-        client = Bitrix24Client(Bitrix24Settings(webhook_url=BASE + HOOK, rate_per_s=1e6,
-                                                 burst=1000),
-                                transport=httpx.ASGITransport(app=app))
+        portal = Bitrix24Settings(webhook_url=BASE + HOOK, rate_per_s=1e6, burst=1000)
+        client = Bitrix24Client(portal, transport=httpx.ASGITransport(app=app))
         admin = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=BASE)
         engine = create_async_engine(db_url)
-        # Actions use only the portal client of their targets.
-        targets = Targets(settings=None, bitrix24=client, onec=None, producer=None)
+        # Actions use the portal client and its settings (products: the catalog's iblockId).
+        targets = Targets(settings=Settings(_env_file=None, bitrix24=portal), bitrix24=client,
+                          onec=None, producer=None)
         try:
             return await scenario(targets, Crosswalk(engine), admin)
         finally:

@@ -28,8 +28,6 @@ from connectors.onec.records import validate
 from mmstream.avro_gen import avro_record
 from mmstream.errors import InvalidRecord
 from mmstream.models.base import Canonical
-from mmstream.models.product import Product
-from streams.normalize import bitrix24_product, onec_product
 from streams.normalize.registry import Context, normalizers
 
 AVRO = Path(__file__).resolve().parents[3] / "avro"
@@ -45,10 +43,9 @@ class Case:
 
     label: str
     seed: dict[str, Any]
-    topic: str  # logical raw topic; raw.onec.product goes to the product sink
+    topic: str  # logical raw topic (its normalizer; products are an entity like the others)
     ctx: Context = field(default_factory=Context)
     onec_object: str | None = None  # the 1С object it is POSTed as (the bridge validates it)
-    product_echo: bool = False  # raw.bitrix24.product: read by the product echo
 
 
 @cache
@@ -56,15 +53,11 @@ def schema(entity: str) -> Any:
     return fastavro.parse_schema(json.loads((AVRO / f"{entity}.avsc").read_text("utf-8")))
 
 
-def encode(entity: Canonical | Product) -> bytes:
+def encode(entity: Canonical) -> bytes:
     """What the outbox relay does with a stored version: the row (JSON, decimals as
     Decimal) read back into its model, then Avro with the committed schema."""
     buf = io.BytesIO()
     envelope = {"event_id": str(uuid.uuid4()), "changed_at": datetime.now(UTC)}
-    if isinstance(entity, Product):
-        fastavro.schemaless_writer(buf, schema("product"),
-                                   {**entity.model_dump(mode="json"), **envelope})
-        return buf.getvalue()
     row = json.loads(entity.model_dump_json(), parse_float=Decimal)
     again = type(entity).model_validate(row)
     fastavro.schemaless_writer(buf, schema(type(entity).ENTITY),
@@ -81,13 +74,7 @@ def outcome(case: Case, doc: Any) -> tuple[str, str]:
             return REJECTED, str(exc)
     raw = json.dumps(doc).encode()  # the bytes the bridge published (ensure_ascii: escapes)
     try:
-        if case.topic == "raw.onec.product":
-            entities: list[Any] = [onec_product.parse(raw)]
-        elif case.product_echo:
-            parsed = bitrix24_product.parse(json.loads(raw))
-            entities = [parsed[0]] if parsed else []
-        else:
-            entities = normalizers()[case.topic](json.loads(raw), {}, case.ctx)
+        entities = normalizers()[case.topic](json.loads(raw), {}, case.ctx)
     except InvalidRecord as exc:
         reason = str(exc)
         assert reason.strip(), f"{case.label}: a DLQ record needs a reason"

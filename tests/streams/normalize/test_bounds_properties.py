@@ -158,7 +158,7 @@ def bitrix24_cases(bitrix24_items, bitrix24_tasks) -> list[Case]:
         Case("tasks.task", ours(bitrix24_tasks[4], responsibleId="17",
                                 closedDate="2024-05-21T18:00:00+05:00"),
              "raw.bitrix24.task", task_ctx()),
-        Case("catalog.product", b24_product(), "raw.bitrix24.product", product_echo=True),
+        Case("catalog.product", b24_product(), "raw.bitrix24.product"),
     ]
 
 
@@ -324,10 +324,10 @@ def test_other_hostile_values_are_dead_lettered_with_their_reason(value, reason,
     assert end == DEAD_LETTERED and reason in detail, detail
 
 
-def test_product_sink_dead_letters_a_name_no_encoder_can_write():
+def test_the_sink_dead_letters_a_product_name_no_encoder_can_write():
     # "\ud800" is valid JSON (an escape) but no UTF-8 encoder can write it. The bridge's
     # 1С model refuses it (a 4xx); a record on raw.onec.product that still has one (the
-    # CommerceML shape, a replay) is refused by the product sink before PostgreSQL or the
+    # CommerceML shape, a replay) is refused by its normalizer before PostgreSQL or the
     # relay's encoder would fail on it.
     pushed = {**nomenclature(), "Description": "Мойка \ud800"}
     case = Case("Номенклатура", pushed, "raw.onec.product", onec_object="Номенклатура")

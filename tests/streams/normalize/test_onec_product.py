@@ -64,6 +64,7 @@ def test_the_real_record_maps_to_the_canonical_product():
         is_folder=False,
         is_service=False,
         deleted=False,
+        external_ids={"onec": "f02ce7b3-e3b3-11eb-b4ad-000c29b45b09"},
     )
 
 

@@ -11,6 +11,7 @@ import uuid
 from datetime import datetime
 
 import psycopg
+from aiokafka.partitioner import murmur2
 from confluent_kafka.schema_registry import SchemaRegistryClient
 from confluent_kafka.schema_registry.avro import AvroDeserializer
 from confluent_kafka.serialization import MessageField, SerializationContext
@@ -22,7 +23,7 @@ from mmstream.kafka.producer import AckedProducer
 from mmstream.models.product import Product
 from mmstream.topics import load_catalog
 from streams.outbox.relay import OutboxRelay, Route
-from streams.sink.product_store import IncomingProduct, merge
+from streams.sink.entity_store import Incoming, merge
 from tests.support.topics import count_records
 
 V1, V2 = "AAAAAQAAAAA=", "AAAAAgAAAAA="
@@ -38,7 +39,8 @@ def sql(settings, query: str, *params) -> list[tuple]:
 
 
 class Harness:
-    """Builds the relay the way streams.worker.build_sink does, inside one event loop."""
+    """Builds the relay the way the entity sink builds it (streams/sink/entity_worker.py
+    routes) for products, inside one event loop."""
 
     def __init__(self, settings, page: int = 2000) -> None:
         self.settings = settings
@@ -49,20 +51,21 @@ class Harness:
         self.encoder = AvroEncoder(settings.schemas_dir / catalog["norm.product"].schema,
                                    settings.schema_registry_url, f"{self.norm}-value")
         self.engine = create_async_engine(settings.require_database_url())
-        self.producer = AckedProducer(settings.kafka, client_id=f"{settings.streams.sink_group}-out")
+        self.producer = AckedProducer(settings.kafka,
+                                      client_id=f"{settings.streams.entity_sink_group}-out")
         self.relay = OutboxRelay(self.engine, self.producer,
                                  {"product": Route(self.norm, self.encoder, (self.egress,),
-                                                   tombstones=True)},
+                                                   model=Product, tombstones=True)},
                                  dlq_topic=settings.topic("dlq.relay"), page=page)
         self.offset = 0
 
     async def store(self, partition: int, *products: Product, headers: dict | None = None) -> None:
         batch = []
         for p in products:
-            batch.append(IncomingProduct(p, self.raw, partition, self.offset, headers or {}))
+            batch.append(Incoming(p, self.raw, partition, self.offset, headers or {}))
             self.offset += 1
         async with self.engine.begin() as conn:
-            await merge(conn, batch)
+            await merge(conn, Product, batch)
 
     async def close(self) -> None:
         self.producer.close()
@@ -82,8 +85,26 @@ def run(settings, scenario, **kwargs):
     return asyncio.run(main())
 
 
-def product(name: str = "Мойка", version: str = V1, ref: uuid.UUID | None = None, **fields) -> Product:
-    return Product(id=ref or uuid.uuid4(), version=version, name=name, **fields)
+PARTITIONS = 6  # of raw.onec.product and its co-partitioned norm/egress topics
+
+
+def partition_of(ref: uuid.UUID) -> int:
+    """Where a record keyed by ``ref`` lands (murmur2, as the bridge and the relay produce)."""
+    return (murmur2(str(ref).encode()) & 0x7FFFFFFF) % PARTITIONS
+
+
+def ref_on(partition: int) -> uuid.UUID:
+    """A fresh product id the bridge would have put on raw ``partition``."""
+    while partition_of(ref := uuid.uuid4()) != partition:
+        pass
+    return ref
+
+
+def product(name: str = "Мойка", version: str = V1, ref: uuid.UUID | None = None,
+            on: int | None = None, **fields) -> Product:
+    """A 1С product; ``on``: an id keyed onto that raw partition, as the bridge keys it."""
+    ref = ref or (ref_on(on) if on is not None else uuid.uuid4())
+    return Product(id=ref, source="onec", version=version, name=name, **fields)
 
 
 def outbox_rows(settings) -> list[tuple]:
@@ -101,8 +122,9 @@ def by_outbox_id(messages) -> dict[int, object]:
 
 def test_flush_publishes_every_pending_entry_to_norm_and_egress_on_the_same_partition(relay_settings):
     parent, unit = uuid.uuid4(), uuid.uuid4()
-    a = product("Мойка", full_name="Мойка кухонная", code="00-01", parent_id=parent, unit_id=unit)
-    b = product("Смеситель", deleted=True)
+    a = product("Мойка", full_name="Мойка кухонная", code="00-01", parent_id=parent, unit_id=unit,
+                on=3)
+    b = product("Смеситель", deleted=True, on=3)
 
     async def scenario(h: Harness):
         await h.store(3, a, headers={"x-request-id": "req-a", "ce_id": "ignored"})
@@ -178,7 +200,7 @@ def test_flush_publishes_every_pending_entry_to_norm_and_egress_on_the_same_part
 
 def test_a_second_flush_publishes_nothing(relay_settings):
     async def scenario(h: Harness):
-        await h.store(0, product(), product())
+        await h.store(0, product(on=0), product(on=0))
         first = await h.relay.flush(h.raw, 0)
         second = await h.relay.flush(h.raw, 0)
         third = await h.relay.flush(h.raw, 0, wait=False)
@@ -192,7 +214,7 @@ def test_a_second_flush_publishes_nothing(relay_settings):
 def test_a_new_relay_does_not_republish_what_was_marked(relay_settings):
     # A restarted worker (new relay, new producer) finds nothing pending.
     async def first(h: Harness):
-        await h.store(1, product())
+        await h.store(1, product(on=1))
         return await h.relay.flush(h.raw, 1)
 
     async def second(h: Harness):
@@ -204,7 +226,7 @@ def test_a_new_relay_does_not_republish_what_was_marked(relay_settings):
 
 
 def test_entries_of_another_partition_are_left_alone(relay_settings):
-    mine, theirs = product("моя"), product("чужая")
+    mine, theirs = product("моя", on=1), product("чужая", on=4)
 
     async def scenario(h: Harness):
         await h.store(1, mine)
@@ -223,7 +245,7 @@ def test_entries_of_another_partition_are_left_alone(relay_settings):
 
 def test_entries_of_another_source_topic_are_left_alone(relay_settings):
     async def scenario(h: Harness):
-        await h.store(2, product())
+        await h.store(2, product(on=2))
         return await h.relay.flush(relay_settings.topic("raw.other.product"), 2)
 
     assert run(relay_settings, scenario) == 0
@@ -231,7 +253,7 @@ def test_entries_of_another_source_topic_are_left_alone(relay_settings):
 
 
 def test_pages_are_published_in_order_until_nothing_is_pending(relay_settings):
-    products = [product(f"товар {i}") for i in range(5)]
+    products = [product(f"товар {i}", on=5) for i in range(5)]
 
     async def scenario(h: Harness):
         await h.store(5, *products)
@@ -267,8 +289,8 @@ def test_flush_without_wait_skips_a_partition_locked_elsewhere(relay_settings):
     lock = HeldLock(relay_settings, raw, 2)
     try:
         async def scenario(h: Harness):
-            await h.store(2, product(), product())
-            await h.store(3, product())
+            await h.store(2, product(on=2), product(on=2))
+            await h.store(3, product(on=3))
             skipped = await h.relay.flush(h.raw, 2, wait=False)
             other_partition = await h.relay.flush(h.raw, 3, wait=False)  # not locked
             pending_while_locked = sql(relay_settings, "SELECT source_partition FROM outbox "
@@ -293,7 +315,7 @@ def test_flush_with_wait_publishes_once_the_other_holder_lets_go(relay_settings)
     lock = HeldLock(relay_settings, raw, 0)
     try:
         async def scenario(h: Harness):
-            await h.store(0, product())
+            await h.store(0, product(on=0))
             task = asyncio.create_task(h.relay.flush(h.raw, 0))
             # Wait (without a time assertion) until the relay is queued behind the lock.
             deadline = time.monotonic() + 30
@@ -325,8 +347,8 @@ def test_backlog_gauges_count_pending_entries_of_the_owned_partitions_only(relay
         return REGISTRY.get_sample_value(name, {"entity": "product"})
 
     async def scenario(h: Harness):
-        await h.store(1, product(), product())
-        await h.store(2, product())
+        await h.store(1, product(on=1), product(on=1))
+        await h.store(2, product(on=2))
         owned_one = await h.relay.measure_backlog([(h.raw, 1)])
         one = gauge("mm_outbox_backlog"), gauge("mm_outbox_oldest_age_seconds")
         both = await h.relay.measure_backlog([(h.raw, 1), (h.raw, 2)])
@@ -345,13 +367,13 @@ def test_backlog_gauges_count_pending_entries_of_the_owned_partitions_only(relay
 
 
 def test_flush_many_publishes_several_partitions_in_pages_keeping_each_order(relay_settings):
-    first = [product(f"первый {i}") for i in range(3)]
-    second = [product(f"второй {i}") for i in range(4)]
+    first = [product(f"первый {i}", on=1) for i in range(3)]
+    second = [product(f"второй {i}", on=4) for i in range(4)]
 
     async def scenario(h: Harness):
         await h.store(1, *first)
         await h.store(4, *second)
-        await h.store(2, product("не тронут"))  # a partition the caller did not name
+        await h.store(2, product("не тронут", on=2))  # a partition the caller did not name
         return await h.relay.flush_many([(h.raw, 4), (h.raw, 1)])
 
     assert run(relay_settings, scenario, page=3) == 7

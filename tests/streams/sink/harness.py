@@ -1,5 +1,4 @@
-"""The sinks built as their workers build them (streams/sink/entity_worker.py,
-streams/worker.py), on the test's broker, PostgreSQL and schema registry, driven with raw
+"""The sink built as its worker builds it (streams/sink/entity_worker.py), on the test's broker, PostgreSQL and schema registry, driven with raw
 records directly (no Faust)."""
 
 from __future__ import annotations
@@ -11,17 +10,15 @@ import uuid
 import psycopg
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from mmstream.avro_serde import AvroEncoder
 from mmstream.kafka.admin import apply
 from mmstream.kafka.producer import AckedProducer
 from mmstream.topics import load_catalog
 from streams.dlq.entry import DlqEntry
 from streams.normalize.registry import Context, normalizers
-from streams.outbox.relay import OutboxRelay, Route
+from streams.outbox.relay import OutboxRelay
 from streams.records import SourceRecord
 from streams.sink.entity_sink import EntitySink
 from streams.sink.entity_worker import DLQ, RELAY_DLQ, raw_topics, routes
-from streams.sink.processor import ProductSink
 from tests.support.topics import count_records
 
 V1 = "AAAAAQAAAAA="
@@ -41,7 +38,7 @@ def sql(settings, query: str, *params) -> list[tuple]:
 
 
 class Sinks:
-    """An entity sink and a product sink sharing one engine and producer (one event loop)."""
+    """The entity sink (every entity, products included) with its engine and producer."""
 
     def __init__(self, settings, normalizers_by_topic: dict | None = None) -> None:
         """``normalizers_by_topic`` (logical raw topic -> normalizer) replaces the shipped
@@ -57,14 +54,8 @@ class Sinks:
                                    {settings.topic(n): found[n] for n in raw_topics(catalog)
                                     if n in found},
                                    Context())
-        norm = settings.topic("norm.product")
-        encoder = AvroEncoder(settings.schemas_dir / catalog["norm.product"].schema,
-                              settings.schema_registry_url, f"{norm}-value")
-        product_relay = OutboxRelay(self.engine, self.producer, {"product": Route(
-            norm, encoder, (settings.topic("egress.bitrix24.product"),), tombstones=True)},
-            dlq_topic=settings.topic(RELAY_DLQ))
-        self.products = ProductSink(self.engine, self.producer, product_relay,
-                                    settings.topic("dlq.sink.product"))
+        # Products are an entity like the others: the one sink takes raw.onec.product too.
+        self.products = self.entities
         self.offsets: dict[tuple[str, int], int] = {}
 
     def record(self, topic: str, value: dict | bytes | None, key: str, partition: int = 0) -> SourceRecord:

@@ -1,68 +1,67 @@
-"""ProductEcho on real PostgreSQL: Bitrix24's view of products is recognized, linked in the
-crosswalk and never passed on."""
+"""Bitrix24's view of products (raw.bitrix24.product) through the one entity sink, on the
+test's broker and PostgreSQL: an echo of what egress wrote and a Bitrix24-side edit are told
+apart, linked in the crosswalk and never passed on (1С owns every product field); what is
+not ours gives no entity; what cannot be read is dead-lettered with its reason."""
 
 from __future__ import annotations
 
-import asyncio
-import json
 import uuid
 
-import psycopg
-from sqlalchemy.ext.asyncio import create_async_engine
+import pytest
 
-from mmstream.models.product import Product
-from streams.records import SourceRecord
-from streams.sink.product_echo import ProductEcho
-from streams.sink.product_store import IncomingProduct, merge
 from tests.streams.normalize.test_bitrix24_product import b24_product
+from tests.streams.sink.harness import dlq, run, sink_settings, sql
+from tests.support.stack import onec_product
+
+ZERO = "00000000-0000-0000-0000-000000000000"
 
 
-def record(value: dict | None, offset: int) -> SourceRecord:
-    return SourceRecord("t.raw.bitrix24.product", 0, offset, b"product:1",
-                        None if value is None else json.dumps(value).encode(), [])
+@pytest.fixture
+def s(settings, registry_url):
+    return sink_settings(settings, registry_url)
 
 
-def test_echo_drift_and_foreign_products_are_told_apart(db_url):
-    ours, edited = uuid.uuid4(), uuid.uuid4()
+def test_echo_drift_and_foreign_products_are_told_apart(s):
+    # Only what Bitrix24 shows (code, name, full name, active) is filled, so an exact echo is
+    # recognizable as one: a stored field Bitrix24 does not show makes every echo a non-owner's.
+    bare = {"Description": "Мойка", "Code": "m", "НаименованиеПолное": "", "Артикул": "",
+            "ЕдиницаИзмерения_Key": ZERO, "Parent_Key": ZERO, "Услуга": False}
+    ours, edited = onec_product(**bare), onec_product(**bare)
 
-    async def main():
-        engine = create_async_engine(db_url)
-        try:
-            async with engine.begin() as conn:
-                await merge(conn, [IncomingProduct(Product(id=p, version="v1", name="Мойка", code="m"),
-                                                   "t.raw.onec.product", 0, i, {})
-                                   for i, p in enumerate((ours, edited))])
-            return await ProductEcho(engine).handle([
-                record(b24_product(id="1", xmlId=str(ours), name="Мойка", code="m", previewText=""), 0),
-                record(b24_product(id="2", xmlId=str(edited), name="Мойка (правка)", code="m",
-                                   previewText=""), 1),
-                record(b24_product(id="3", xmlId="чужой"), 2),
-                record(None, 3),
-                record({"id": "4", "xmlId": str(uuid.uuid4()), "name": ""}, 4),
-            ])
-        finally:
-            await engine.dispose()
+    async def scenario(sinks):
+        await sinks.entities.handle([sinks.record("raw.onec.product", p, p["Ref_Key"])
+                                     for p in (ours, edited)])
+        return await sinks.entities.handle([
+            sinks.record("raw.bitrix24.product", b24_product(
+                id="1", xmlId=ours["Ref_Key"], name="Мойка", code="m", previewText=""), "product:1"),
+            sinks.record("raw.bitrix24.product", b24_product(
+                id="2", xmlId=edited["Ref_Key"], name="Мойка (правка)", code="m", previewText=""),
+                "product:2"),
+            sinks.record("raw.bitrix24.product", b24_product(id="3", xmlId="чужой"), "product:3"),
+            sinks.record("raw.bitrix24.product", None, "product:1"),  # deleted in Bitrix24
+            sinks.record("raw.bitrix24.product", {"id": "4", "xmlId": str(uuid.uuid4()), "name": ""},
+                         "product:4"),
+        ])
 
-    outcomes = asyncio.run(main())
-    assert dict(outcomes) == {"unchanged": 1, "not_owner": 1, "foreign": 2, "invalid": 1}
-    with psycopg.connect(db_url.replace("postgresql+psycopg", "postgresql")) as conn:
-        links = conn.execute("SELECT canonical_id, external_id FROM crosswalk "
-                             "WHERE system = 'bitrix24' ORDER BY external_id").fetchall()
-        outbox = conn.execute("SELECT count(*) FROM outbox").fetchone()[0]
-        names = conn.execute("SELECT name FROM product ORDER BY name").fetchall()
-    assert links == [(str(ours), "1"), (str(edited), "2")]
-    assert outbox == 2  # the two 1С versions; nothing from Bitrix24
-    assert names == [("Мойка",), ("Мойка",)]
+    counts = run(s, scenario)
+    assert (counts.total, counts.changed, counts.unchanged, counts.not_owner) == (2, 0, 1, 1)
+    links = sql(s, "SELECT canonical_id, external_id FROM crosswalk "
+                   "WHERE system = 'bitrix24' AND entity = 'product' ORDER BY external_id")
+    assert links == [(ours["Ref_Key"], "1"), (edited["Ref_Key"], "2")]
+    assert sql(s, "SELECT count(*) FROM outbox WHERE entity = 'product'") == [(2,)]  # 1С's two
+    assert sql(s, "SELECT name, writers FROM product ORDER BY name") == [
+        ("Мойка", ["onec"]), ("Мойка", ["onec"])]
+    (entry,) = dlq(s, "dlq.normalize", expect=1)
+    assert entry.key == b"product:4" and entry.code == "unnormalizable"
+    assert "name" in entry.failure["error.message"]
 
 
-def test_json_nested_too_deep_to_read_is_counted_invalid_not_raised(db_url):
-    # json.loads raises RecursionError (not a ValueError) for it: it stopped the agent.
-    async def main():
-        engine = create_async_engine(db_url)
-        try:
-            deep = SourceRecord("t.raw.bitrix24.product", 0, 0, b"product:1", b"[" * 100_000, [])
-            return await ProductEcho(engine).handle([deep])
-        finally:
-            await engine.dispose()
+def test_json_nested_too_deep_to_read_is_dead_lettered_not_raised(s):
+    # json.loads raises RecursionError (not a ValueError) for it: it once stopped the agent.
+    async def scenario(sinks):
+        return await sinks.entities.handle(
+            [sinks.record("raw.bitrix24.product", b"[" * 100_000, "product:1")])
 
-    assert dict(asyncio.run(main())) == {"invalid": 1}
+    assert run(s, scenario).total == 0
+    (entry,) = dlq(s, "dlq.normalize", expect=1)
+    assert entry.stage == "normalize" and entry.code == "unnormalizable"

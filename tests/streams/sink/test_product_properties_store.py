@@ -1,4 +1,4 @@
-"""The product sink stores a product's properties (migration 0017) and puts them in the
+"""The sink stores a product's properties (migration 0017) and puts them in the
 outbox entry it writes, so norm.product and egress see what PostgreSQL holds."""
 
 from __future__ import annotations
