@@ -64,7 +64,6 @@ def stack(pipeline):
     stack.stop()
 
 
-@pytest.mark.parametrize("how", ["pause", "restart"])
 def reconcile(stack) -> str:
     """``mmctl reconcile --target bitrix24 --repair`` as an operator runs it after the
     broker's loss (no in-flight grace: the load has stopped); its summary."""
@@ -81,6 +80,7 @@ def reconcile(stack) -> str:
             f"{len(report.get('repairs', []))} repairs")
 
 
+@pytest.mark.parametrize("how", ["pause", "restart"])
 def test_broker_outage_gives_503_and_every_2xx_is_stored_or_explained(
         stack, own_broker, chaos_mode, chaos_report, how):
     if how == "restart" and chaos_mode != "full":

@@ -136,8 +136,8 @@ def test_flush_publishes_every_pending_entry_to_norm_and_egress_on_the_same_part
     rows = outbox_rows(relay_settings)
     assert len(rows) == 3 and all(r[5] is not None for r in rows)  # all marked published
 
-    published_norm = count_records(relay_settings, "norm.product", expect_at_least=4)
-    egress = count_records(relay_settings, "egress.bitrix24.product", expect_at_least=3)
+    published_norm = count_records(relay_settings, "norm.product", expect_at_least=4, quiet_s=0)
+    egress = count_records(relay_settings, "egress.bitrix24.product", expect_at_least=3, quiet_s=0)
     # The deletion is followed at once by a tombstone, so compaction can forget the product.
     ordered = sorted(published_norm, key=lambda m: m.offset())
     (tomb,) = [m for m in ordered if m.value() is None]
@@ -207,8 +207,8 @@ def test_a_second_flush_publishes_nothing(relay_settings):
         return first, second, third
 
     assert run(relay_settings, scenario) == (2, 0, 0)
-    assert len(count_records(relay_settings, "norm.product", expect_at_least=2)) == 2
-    assert len(count_records(relay_settings, "egress.bitrix24.product", expect_at_least=2)) == 2
+    assert len(count_records(relay_settings, "norm.product", expect_at_least=2, quiet_s=0)) == 2
+    assert len(count_records(relay_settings, "egress.bitrix24.product", expect_at_least=2, quiet_s=0)) == 2
 
 
 def test_a_new_relay_does_not_republish_what_was_marked(relay_settings):
@@ -222,7 +222,7 @@ def test_a_new_relay_does_not_republish_what_was_marked(relay_settings):
 
     assert run(relay_settings, first) == 1
     assert run(relay_settings, second) == 0
-    assert len(count_records(relay_settings, "norm.product", expect_at_least=1)) == 1
+    assert len(count_records(relay_settings, "norm.product", expect_at_least=1, quiet_s=0)) == 1
 
 
 def test_entries_of_another_partition_are_left_alone(relay_settings):
@@ -237,8 +237,8 @@ def test_entries_of_another_partition_are_left_alone(relay_settings):
     pending = sql(relay_settings, "SELECT entity_id, source_partition FROM outbox "
                                   "WHERE published_at IS NULL")
     assert pending == [(str(theirs.id), 4)]
-    norm = count_records(relay_settings, "norm.product", expect_at_least=1)
-    egress = count_records(relay_settings, "egress.bitrix24.product", expect_at_least=1)
+    norm = count_records(relay_settings, "norm.product", expect_at_least=1, quiet_s=0)
+    egress = count_records(relay_settings, "egress.bitrix24.product", expect_at_least=1, quiet_s=0)
     assert [(m.key(), m.partition()) for m in norm] == [(str(mine.id).encode(), 1)]
     assert [(m.key(), m.partition()) for m in egress] == [(str(mine.id).encode(), 1)]
 
@@ -261,7 +261,7 @@ def test_pages_are_published_in_order_until_nothing_is_pending(relay_settings):
 
     assert run(relay_settings, scenario, page=2) == 5
     assert sql(relay_settings, "SELECT count(*) FROM outbox WHERE published_at IS NULL") == [(0,)]
-    norm = sorted(count_records(relay_settings, "norm.product", expect_at_least=5),
+    norm = sorted(count_records(relay_settings, "norm.product", expect_at_least=5, quiet_s=0),
                   key=lambda m: m.offset())
     assert [m.key() for m in norm] == [str(p.id).encode() for p in products]
     assert {m.partition() for m in norm} == {5}
@@ -306,7 +306,7 @@ def test_flush_without_wait_skips_a_partition_locked_elsewhere(relay_settings):
     assert other_partition == 1
     assert pending_while_locked == [(2,), (2,)]
     assert after == 2
-    norm = count_records(relay_settings, "norm.product", expect_at_least=3)
+    norm = count_records(relay_settings, "norm.product", expect_at_least=3, quiet_s=0)
     assert sorted(m.partition() for m in norm) == [2, 2, 3]
 
 
@@ -334,7 +334,7 @@ def test_flush_with_wait_publishes_once_the_other_holder_lets_go(relay_settings)
         lock.close()
     assert still_pending == [(1,)]
     assert published == 1
-    assert len(count_records(relay_settings, "norm.product", expect_at_least=1)) == 1
+    assert len(count_records(relay_settings, "norm.product", expect_at_least=1, quiet_s=0)) == 1
 
 
 # ------------------------------------------------------------------ backlog gauges
@@ -378,7 +378,7 @@ def test_flush_many_publishes_several_partitions_in_pages_keeping_each_order(rel
 
     assert run(relay_settings, scenario, page=3) == 7
     assert sql(relay_settings, "SELECT source_partition FROM outbox WHERE published_at IS NULL") == [(2,)]
-    norm = count_records(relay_settings, "norm.product", expect_at_least=7)
+    norm = count_records(relay_settings, "norm.product", expect_at_least=7, quiet_s=0)
     for partition, expected in ((1, first), (4, second)):
         mine = sorted((m for m in norm if m.partition() == partition), key=lambda m: m.offset())
         assert [m.key() for m in mine] == [str(p.id).encode() for p in expected]

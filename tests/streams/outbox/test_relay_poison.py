@@ -40,7 +40,7 @@ def insert_outbox(settings, entity: str, entity_id: str, payload: dict | str, *,
 
 
 def dlq_entries(settings, expect: int) -> list[DlqEntry]:
-    msgs = count_records(settings, "dlq.relay", expect_at_least=expect)
+    msgs = count_records(settings, "dlq.relay", expect_at_least=expect, quiet_s=0)
     return [DlqEntry.build(m.topic(), m.partition(), m.offset(), m.key(), m.value(), m.headers(),
                            m.timestamp()[1]) for m in msgs]
 
@@ -66,7 +66,7 @@ def test_a_product_row_that_cannot_be_encoded_is_dead_lettered_and_the_partition
                                  "WHERE headers ? %s", DEAD_LETTER, DEAD_LETTER)
     assert [m[0] for m in marked] == [bad_id] and marked[0][1]
 
-    norm = count_records(relay_settings, "norm.product", expect_at_least=2)
+    norm = count_records(relay_settings, "norm.product", expect_at_least=2, quiet_s=0)
     assert sorted(m.key() for m in norm) == sorted([str(good_before.id).encode(),
                                                     str(good_after.id).encode()])
     (entry,) = dlq_entries(relay_settings, 1)
@@ -114,7 +114,7 @@ def test_a_canonical_row_that_cannot_be_encoded_is_dead_lettered_in_flush_many(r
 
     assert asyncio.run(scenario()) == 3
     assert sql(s, "SELECT count(*) FROM outbox WHERE published_at IS NULL") == [(0,)]
-    published = count_records(s, "norm.price_type", expect_at_least=2)
+    published = count_records(s, "norm.price_type", expect_at_least=2, quiet_s=0)
     assert sorted(m.key() for m in published) == sorted(g.encode() for g in good)
     (entry,) = dlq_entries(s, 1)
     assert entry.key == bad.encode() and entry.stage == "relay"
@@ -132,7 +132,7 @@ def test_a_row_too_large_for_the_broker_is_dead_lettered_without_its_payload(rel
     assert run(relay_settings, scenario) == 3
     assert sql(relay_settings, "SELECT entity_id FROM outbox WHERE headers ? %s", DEAD_LETTER) == \
         [(str(huge.id),)]
-    egress = count_records(relay_settings, "egress.bitrix24.product", expect_at_least=2)
+    egress = count_records(relay_settings, "egress.bitrix24.product", expect_at_least=2, quiet_s=0)
     # At least once: rows sent before the refusal may go out twice, with the same ce_id.
     assert {m.key() for m in egress} == {str(before.id).encode(), str(after.id).encode()}
     (entry,) = dlq_entries(relay_settings, 1)

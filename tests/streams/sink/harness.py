@@ -84,7 +84,9 @@ def run(settings, scenario):
     return asyncio.run(main())
 
 
-def dlq(settings, name: str, expect: int = 0, quiet_s: float = 1.5) -> list[DlqEntry]:
+def dlq(settings, name: str, expect: int = 0, quiet_s: float = 0) -> list[DlqEntry]:
+    """The DLQ's records. Exact by default (read to the end offsets, no quiet window):
+    called after ``run()`` returned, every record the sink wrote is acknowledged already."""
     msgs = count_records(settings, name, expect_at_least=expect, quiet_s=quiet_s)
     return [DlqEntry.build(m.topic(), m.partition(), m.offset(), m.key(), m.value(), m.headers(),
                            m.timestamp()[1]) for m in msgs]
