@@ -188,12 +188,18 @@ class CourierDemo:
             return  # master data has not reached the portal yet
         product = self.rng.choice(products)
         price, quantity = self.rng.randint(1, 20) * 50, self.rng.randint(1, 3)
+        # As a courier works: the deal is opened, its goods are added, then it is closed as
+        # won. Only the won deal becomes a 1С document, so a deal whose goods did not get
+        # through (the portal's budget is shared) stays open instead of reaching 1С — or
+        # the Bitrix24 poller — without goods.
         deal = await self._rest(client, "crm.deal.add", {"fields": {
-            "TITLE": title, "CATEGORY_ID": category, "STAGE_ID": f"C{category}:WON", "CLOSED": "Y",
+            "TITLE": title, "CATEGORY_ID": category, "STAGE_ID": f"C{category}:NEW",
             "COMPANY_ID": int(companies[0]["ID"]), "OPPORTUNITY": f"{price * quantity}.00",
             "CURRENCY_ID": "RUB", "ASSIGNED_BY_ID": 1, "COMMENTS": "демо: курьер"}})
         await self._rest(client, "crm.deal.productrows.set", {"id": deal, "rows": [
             {"PRODUCT_ID": int(product["id"]), "PRICE": price, "QUANTITY": quantity}]})
+        await self._rest(client, "crm.deal.update", {"id": deal, "fields": {
+            "STAGE_ID": f"C{category}:WON", "CLOSED": "Y"}})
         await self._event(client, "ONCRMDEALUPDATE", {"FIELDS": {"ID": str(deal)}})
 
     async def _instant_order(self, client: httpx.AsyncClient) -> None:
