@@ -157,8 +157,10 @@ def chaos_stack(pipeline, *, max_attempts: int = 60, budget_s: float = 120) -> C
 class MixedLoad:
     """Posts rounds of records of the four flows (see the module docstring)."""
 
-    def __init__(self, stack: ChaosStack, *, seed: int = 7, updates: bool = True) -> None:
+    def __init__(self, stack: ChaosStack, *, seed: int = 7, updates: bool = True,
+                 courier_deals: bool = True) -> None:
         self.stack = stack
+        self.courier_deals = courier_deals
         self.rng = random.Random(seed)
         self.updates = updates
         self.offers: list[Offer] = []
@@ -327,7 +329,7 @@ class MixedLoad:
         if self.products and self.price_types:
             self.price(self.rng.choice(self.products), self.rng.choice(self.price_types))
         self.delivery()
-        if i % 2 == 0:
+        if self.courier_deals and i % 2 == 0:
             self.courier_deal("instant_order" if i % 4 == 0 else "return")
         self.cash()
         if self.updates and i % 2 == 1:
