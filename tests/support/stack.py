@@ -31,7 +31,7 @@ def registry_url(databases, tmp_path_factory):
     logs = tmp_path_factory.mktemp("registry")
     port = free_port()
     proc = Proc("registry", ["registry", "--port", str(port)],
-                {"MM_DATABASE_URL": databases.create(), "MM_LOG_LEVEL": "WARNING"}, logs).start()
+                {"MM_DATABASE_URL": databases.create(), "MM_LOG_LEVEL": "INFO"}, logs).start()
     url = f"http://127.0.0.1:{port}"
     wait_http(f"{url}/health", proc)
     yield url

@@ -44,7 +44,7 @@ def served_emulator(tmp_path_factory):
     port = free_port()
     settings = Settings(_env_file=None, onec={"username": USER, "password": PASSWORD})
     proc = Proc("emulate-onec", ["emulate", "onec", "--port", str(port)],
-                {**settings_env(settings), "MM_LOG_LEVEL": "WARNING"},
+                {**settings_env(settings), "MM_LOG_LEVEL": "INFO"},
                 tmp_path_factory.mktemp("onec-contract")).start()
     root = f"http://127.0.0.1:{port}"
     try:

@@ -20,7 +20,7 @@ class Mmctl:
     def __init__(self, settings, actor: str = "sre-test") -> None:
         self.settings = settings
         self.env = {**os.environ, **settings_env(settings), "MM_OPS__ACTOR": actor,
-                    "MM_LOG_LEVEL": "WARNING"}
+                    "MM_LOG_LEVEL": "INFO"}
 
     def __call__(self, *args: str, expect: int = 0) -> subprocess.CompletedProcess:
         proc = subprocess.run([sys.executable, "-m", "mmstream.cli.main", *args], env=self.env,
