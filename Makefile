@@ -4,18 +4,21 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: run test test-unit test-integration test-e2e chaos bench install topics-apply lint openapi avro catalog clickhouse-ddl clean help
+.PHONY: system-deps run test test-unit test-integration test-e2e chaos bench install topics-apply deploy-tools deploy-gen lint format openapi avro catalog clickhouse-ddl clean help
 
 help:  ## list the targets
 	@grep -E '^[a-z0-9-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/'
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml devstack/pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11) and "Python 3.11 is required (found %s)" % sys.version.split()[0])'
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[test]'
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[test,embedded]' -e ./devstack
 	@touch $(STAMP)
 
 install: $(STAMP)  ## create .venv and install the pinned dependencies
+
+system-deps:  ## Debian packages some tests use (stunnel4: the TLS tests; they install it themselves when apt is there)
+	command -v stunnel4 >/dev/null || { apt-get update -qq && apt-get install -y -qq stunnel4; }
 
 run: $(STAMP)  ## start the embedded stack (broker, PostgreSQL, bridge, workers, emulators, demo load)
 	$(BIN)/mmctl run $(ARGS)
@@ -46,8 +49,23 @@ topics-apply: $(STAMP)  ## create missing topics from topics.yaml on MM_KAFKA__B
 clean:  ## remove the virtualenv and the embedded data
 	rm -rf $(VENV) .data
 
-lint: $(STAMP)  ## static checks (ruff)
-	$(BIN)/ruff check mmstream streams connectors tests
+deploy-tools:  ## install the validators tests/deploy runs (promtool, amtool, Alertmanager, kubectl) from Debian's packages
+	apt-get update -qq && apt-get install -y -qq prometheus prometheus-alertmanager kubectl
+
+deploy-gen: $(STAMP)  ## regenerate deploy/k8s/kafkatopics.yaml and prometheusrule.yaml (a test fails when stale)
+	$(BIN)/python deploy/gen_kafkatopics.py
+	$(BIN)/python deploy/gen_prometheusrule.py
+
+PY_SOURCES := mmstream streams connectors devstack tests scripts deploy
+
+lint: $(STAMP)  ## static checks (ruff check + format check, the layer contracts, mypy)
+	$(BIN)/ruff check $(PY_SOURCES)
+	$(BIN)/ruff format --check $(PY_SOURCES)  # `make format` rewrites
+	$(BIN)/lint-imports --no-cache  # the layer map: [tool.importlinter] in pyproject.toml
+	$(BIN)/mypy  # the packages and settings are in pyproject.toml [tool.mypy]
+
+format: $(STAMP)  ## rewrite the Python sources in the one format `make lint` checks
+	$(BIN)/ruff format $(PY_SOURCES)
 
 avro: $(STAMP)  ## regenerate avro/<entity>.avsc from the canonical models (a test fails when stale)
 	$(BIN)/python scripts/gen_avro.py

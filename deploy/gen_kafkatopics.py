@@ -52,8 +52,14 @@ def topic_specs(topics_path: Path, prefix: str = "") -> list[dict]:
         # A topic cannot demand more in-sync replicas than it has (same rule as mmctl).
         if replicas < int(configs.get("min.insync.replicas", "1")):
             configs["min.insync.replicas"] = str(replicas)
-        specs.append({"name": f"{prefix}{name}", "partitions": int(spec["partitions"]),
-                      "replicas": replicas, "config": configs})
+        specs.append(
+            {
+                "name": f"{prefix}{name}",
+                "partitions": int(spec["partitions"]),
+                "replicas": replicas,
+                "config": configs,
+            }
+        )
     return specs
 
 
@@ -65,25 +71,31 @@ def resource_name(topic: str) -> str:
     return name[:253]
 
 
-def render(topics_path: Path = DEFAULT_TOPICS, cluster: str = DEFAULT_CLUSTER, prefix: str = "",
-           api_version: str = DEFAULT_API_VERSION) -> str:
+def render(
+    topics_path: Path = DEFAULT_TOPICS,
+    cluster: str = DEFAULT_CLUSTER,
+    prefix: str = "",
+    api_version: str = DEFAULT_API_VERSION,
+) -> str:
     """The full text of kafkatopics.yaml."""
     docs = []
     for spec in topic_specs(topics_path, prefix):
-        docs.append({
-            "apiVersion": api_version,
-            "kind": "KafkaTopic",
-            "metadata": {
-                "name": resource_name(spec["name"]),
-                "labels": {"strimzi.io/cluster": cluster},
-            },
-            "spec": {
-                "topicName": spec["name"],
-                "partitions": spec["partitions"],
-                "replicas": spec["replicas"],
-                "config": spec["config"],
-            },
-        })
+        docs.append(
+            {
+                "apiVersion": api_version,
+                "kind": "KafkaTopic",
+                "metadata": {
+                    "name": resource_name(spec["name"]),
+                    "labels": {"strimzi.io/cluster": cluster},
+                },
+                "spec": {
+                    "topicName": spec["name"],
+                    "partitions": spec["partitions"],
+                    "replicas": spec["replicas"],
+                    "config": spec["config"],
+                },
+            }
+        )
     prefix_note = f", topic prefix {prefix!r}" if prefix else ""
     body = yaml.safe_dump_all(docs, sort_keys=False, default_flow_style=False, allow_unicode=True)
     return HEADER.format(cluster=cluster, prefix_note=prefix_note) + "---\n" + body

@@ -52,15 +52,26 @@ def actor(settings: Settings | None = None) -> str:
         return f"uid:{os.getuid()}"
 
 
-def _params(who: str, action: str, target: str, details: Mapping[str, Any] | None) -> dict[str, Any]:
+def _params(
+    who: str, action: str, target: str, details: Mapping[str, Any] | None
+) -> dict[str, Any]:
     # default=str: offsets maps keyed by tuples are the caller's job, but datetimes and
     # UUIDs inside details should not make an already-applied action unauditable.
-    return {"actor": who, "action": action, "target": target,
-            "details": json.dumps(dict(details or {}), default=str, ensure_ascii=False)}
+    return {
+        "actor": who,
+        "action": action,
+        "target": target,
+        "details": json.dumps(dict(details or {}), default=str, ensure_ascii=False),
+    }
 
 
-async def record(engine_or_conn: AsyncEngine | AsyncConnection, actor: str, action: str,
-                 target: str, details: Mapping[str, Any] | None = None) -> int:
+async def record(
+    engine_or_conn: AsyncEngine | AsyncConnection,
+    actor: str,
+    action: str,
+    target: str,
+    details: Mapping[str, Any] | None = None,
+) -> int:
     """Append one audit row; returns its id.
 
     With an ``AsyncConnection`` the row joins the caller's transaction (the caller commits);
@@ -73,8 +84,13 @@ async def record(engine_or_conn: AsyncEngine | AsyncConnection, actor: str, acti
         return (await conn.execute(_INSERT, params)).scalar_one()
 
 
-def record_sync(engine_or_conn: Engine | Connection, actor: str, action: str, target: str,
-                details: Mapping[str, Any] | None = None) -> int:
+def record_sync(
+    engine_or_conn: Engine | Connection,
+    actor: str,
+    action: str,
+    target: str,
+    details: Mapping[str, Any] | None = None,
+) -> int:
     """The synchronous twin of :func:`record`, for the command line."""
     params = _params(actor, action, target, details)
     if isinstance(engine_or_conn, Connection):
@@ -83,13 +99,16 @@ def record_sync(engine_or_conn: Engine | Connection, actor: str, action: str, ta
         return conn.execute(_INSERT, params).scalar_one()
 
 
-def recent_sync(engine: Engine, *, target: str | None = None, action: str | None = None,
-                limit: int = 50) -> list[AuditEntry]:
+def recent_sync(
+    engine: Engine, *, target: str | None = None, action: str | None = None, limit: int = 50
+) -> list[AuditEntry]:
     """The newest audit rows first, optionally only for one target and/or action."""
-    sql = ("SELECT id, at, actor, action, target, details FROM ops_audit "
-           "WHERE (CAST(:target AS text) IS NULL OR target = :target) "
-           "AND (CAST(:action AS text) IS NULL OR action = :action) "
-           "ORDER BY id DESC LIMIT :limit")
+    sql = (
+        "SELECT id, at, actor, action, target, details FROM ops_audit "
+        "WHERE (CAST(:target AS text) IS NULL OR target = :target) "
+        "AND (CAST(:action AS text) IS NULL OR action = :action) "
+        "ORDER BY id DESC LIMIT :limit"
+    )
     with engine.connect() as conn:
         rows = conn.execute(text(sql), {"target": target, "action": action, "limit": limit})
         return [AuditEntry(*row) for row in rows]

@@ -32,12 +32,22 @@ NAMESPACE = "ru.mastermobile.stream.norm"
 
 # Set by the sink and the outbox relay on every record, not by the model.
 ENVELOPE_FIELDS: tuple[dict[str, Any], ...] = (
-    {"name": "event_id", "type": {"type": "string", "logicalType": "uuid"},
-     "doc": "stable id of this change (also the ce_id header)"},
-    {"name": "changed_at", "type": {"type": "long", "logicalType": "timestamp-millis"},
-     "doc": "when the pipeline recorded the change"},
-    {"name": "revision", "type": "long", "default": 0,
-     "doc": "per-entity change counter (1 = first version); keep the highest per id"},
+    {
+        "name": "event_id",
+        "type": {"type": "string", "logicalType": "uuid"},
+        "doc": "stable id of this change (also the ce_id header)",
+    },
+    {
+        "name": "changed_at",
+        "type": {"type": "long", "logicalType": "timestamp-millis"},
+        "doc": "when the pipeline recorded the change",
+    },
+    {
+        "name": "revision",
+        "type": "long",
+        "default": 0,
+        "doc": "per-entity change counter (1 = first version); keep the highest per id",
+    },
 )
 
 
@@ -71,17 +81,25 @@ def _type(tp: Any, info: FieldInfo | None, named: set[str]) -> Any:
         if tp.__name__ in named:
             return f"{NAMESPACE}.{tp.__name__}"
         named.add(tp.__name__)
-        return {"type": "record", "name": tp.__name__, "namespace": NAMESPACE,
-                "doc": (tp.__doc__ or "").strip().split("\n")[0],
-                "fields": [_field(n, f, named) for n, f in tp.model_fields.items()]}
+        return {
+            "type": "record",
+            "name": tp.__name__,
+            "namespace": NAMESPACE,
+            "doc": (tp.__doc__ or "").strip().split("\n")[0],
+            "fields": [_field(n, f, named) for n, f in tp.model_fields.items()],
+        }
     simple = {str: "string", bool: "boolean", int: "long", float: "double"}
     if tp in simple:
         return simple[tp]
     if tp is UUID:
         return {"type": "string", "logicalType": "uuid"}
     if tp is Decimal:
-        return {"type": "bytes", "logicalType": "decimal", "precision": DECIMAL_PRECISION,
-                "scale": _scale(info)}
+        return {
+            "type": "bytes",
+            "logicalType": "decimal",
+            "precision": DECIMAL_PRECISION,
+            "scale": _scale(info),
+        }
     if tp is datetime:
         return {"type": "long", "logicalType": "timestamp-micros"}
     if tp is date:
@@ -90,10 +108,8 @@ def _type(tp: Any, info: FieldInfo | None, named: set[str]) -> Any:
 
 
 def _default(info: FieldInfo) -> Any:
-    if info.default_factory is not None:
-        value = info.default_factory()  # type: ignore[call-arg]
-    else:
-        value = info.default
+    # No model default depends on other fields, so the factory gets no validated data.
+    value = info.get_default(call_default_factory=True, validated_data={})
     if isinstance(value, tuple):
         return list(value)
     if isinstance(value, (UUID, Decimal, datetime, date)):
@@ -105,8 +121,9 @@ def _field(name: str, info: FieldInfo, named: set[str]) -> dict[str, Any]:
     out: dict[str, Any] = {"name": name, "type": _type(info.annotation, info, named)}
     if info.description:
         out["doc"] = info.description
-    if not info.is_required() and (info.default is not PydanticUndefined
-                                   or info.default_factory is not None):
+    if not info.is_required() and (
+        info.default is not PydanticUndefined or info.default_factory is not None
+    ):
         out["default"] = _default(info)
     return out
 
@@ -115,9 +132,13 @@ def schema_for(model: type[BaseModel], entity: str, doc: str | None = None) -> d
     """The Avro schema of ``model`` as published on ``norm.<entity>``."""
     named: set[str] = set()
     fields = [_field(n, f, named) for n, f in model.model_fields.items()]
-    return {"type": "record", "name": record_name(entity), "namespace": NAMESPACE,
-            "doc": doc or (model.__doc__ or "").strip().split("\n")[0],
-            "fields": fields + [dict(f) for f in ENVELOPE_FIELDS]}
+    return {
+        "type": "record",
+        "name": record_name(entity),
+        "namespace": NAMESPACE,
+        "doc": doc or (model.__doc__ or "").strip().split("\n")[0],
+        "fields": fields + [dict(f) for f in ENVELOPE_FIELDS],
+    }
 
 
 def avro_record(entity: BaseModel) -> dict[str, Any]:

@@ -160,9 +160,15 @@ class CircuitBreaker:
         # The reason label is the error's code: a closed set.
         code = classify(exc).code if exc is not None else "unknown"
         CIRCUIT_OPENED.labels(self.target, code).inc()
-        log.warning("circuit opened", extra={"target": self.target, "reason": why,
-                                             "error_code": code,
-                                             "cool_down_s": self._cool_down_s})
+        log.warning(
+            "circuit opened",
+            extra={
+                "target": self.target,
+                "reason": why,
+                "error_code": code,
+                "cool_down_s": self._cool_down_s,
+            },
+        )
 
     def _remaining(self) -> float:
         return max(0.0, self._opened_at + self._cool_down_s - self._clock())
@@ -179,8 +185,6 @@ class CircuitBreaker:
         CIRCUIT_TRANSITIONS.labels(self.target, state.name.lower()).inc()
         if state is State.CLOSED:
             log.info("circuit closed", extra={"target": self.target})
-
-
 
 
 # loop -> (target, options) -> breaker: every client of a target on one event loop (one

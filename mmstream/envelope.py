@@ -6,14 +6,20 @@ The payload stays the record value, so consumers that ignore CloudEvents still r
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
+
+from mmstream import log as logctx
 
 # Change ids are UUIDv5 in this namespace: the same change always gets the same id, which is
 # what lets every stage (bridge, sink, outbox, egress) recognise a replay.
 _CHANGE_NS = uuid.UUID("6f1c7a52-9a7e-4f5e-8d35-2b4f0e6b7a10")
 
 REQUEST_ID = "x-request-id"
+#: An upstream W3C trace (a 1С or Bitrix24 request's ``traceparent``), kept on the record so
+#: the calls made for the change continue that trace (mmstream/trace/context.py).
+TRACEPARENT = "traceparent"
 CONTENT_TYPE = "content-type"
 
 
@@ -33,6 +39,10 @@ class CloudEvent:
     time: str
     content_type: str = "application/json"
     request_id: str = ""
+    #: The upstream traceparent; by default the one bound to the log context (the bridge's
+    #: middleware binds a valid request header), so every record a traced request
+    #: publishes carries it without each route passing it on.
+    traceparent: str = field(default_factory=lambda: logctx.current(TRACEPARENT))
 
     def headers(self) -> list[tuple[str, bytes]]:
         """Kafka headers in CloudEvents binary mode, plus the request id for tracing."""
@@ -47,6 +57,8 @@ class CloudEvent:
         ]
         if self.request_id:
             out.append((REQUEST_ID, self.request_id.encode()))
+        if self.traceparent:
+            out.append((TRACEPARENT, self.traceparent.encode()))
         return out
 
     @classmethod
@@ -60,6 +72,7 @@ class CloudEvent:
             time=headers.get("ce_time", ""),
             content_type=headers.get(CONTENT_TYPE, ""),
             request_id=headers.get(REQUEST_ID, ""),
+            traceparent=headers.get(TRACEPARENT, ""),
         )
 
 
@@ -73,8 +86,10 @@ def decode_headers(raw: object) -> dict[str, str]:
     if raw is None:
         return {}
     items = raw.items() if isinstance(raw, dict) else raw
+    if not isinstance(items, Iterable):
+        raise TypeError(f"Kafka headers must be pairs or a mapping, not {type(raw).__name__}")
     out: dict[str, str] = {}
-    for key, value in items:  # type: ignore[union-attr]
+    for key, value in items:
         if isinstance(value, (bytes, bytearray)):
             value = bytes(value).decode("utf-8", "replace")
         out[str(key)] = "" if value is None else str(value)

@@ -131,8 +131,16 @@ def classify(exc: BaseException) -> MMStreamError:
     # sa_exc.TimeoutError: no pooled connection came free in time (the deliveries in
     # flight outnumber the pool) — a wait, not a fault of the record.
     # psycopg.InterfaceError: the raw connection (COPY) was closed under us.
-    if isinstance(exc, (psycopg.OperationalError, psycopg.InterfaceError, sa_exc.OperationalError,
-                        sa_exc.InterfaceError, sa_exc.TimeoutError)):
+    if isinstance(
+        exc,
+        (
+            psycopg.OperationalError,
+            psycopg.InterfaceError,
+            sa_exc.OperationalError,
+            sa_exc.InterfaceError,
+            sa_exc.TimeoutError,
+        ),
+    ):
         return _wrap(DatabaseUnavailable, exc)
     if isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated:
         return _wrap(DatabaseUnavailable, exc)

@@ -5,7 +5,7 @@ compatibility refuses a new version that cannot read the data already on the top
 sink's start, in production. This catches it at review time instead: every schema file in the
 working tree must read data written with its version at ``HEAD``, and every committed version
 must read data written with the version before it. The decision is the registry's own
-(:func:`connectors.registry.compat.check`), so the two cannot disagree.
+(:func:`mmstream.avro_compat.check`), so the two cannot disagree.
 
 Git history cannot be rewritten, so a break that was meant (its consumers moved to a new
 topic, the registry subject was reset) is acknowledged in ``avro/accepted-breaks.txt``: one
@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from connectors.registry import compat
+from mmstream import avro_compat as compat
 from mmstream.errors import ConfigurationError
 
 DEFAULT_LEVEL = compat.DEFAULT_LEVEL
@@ -55,8 +55,10 @@ class Problem:
     fingerprint: str  # of the new version: what accepted-breaks.txt names
 
     def __str__(self) -> str:
-        lines = [f"{self.path}: {self.new} (fingerprint {self.fingerprint}) is not compatible "
-                 f"with {self.old}:"]
+        lines = [
+            f"{self.path}: {self.new} (fingerprint {self.fingerprint}) is not compatible "
+            f"with {self.old}:"
+        ]
         return "\n".join(lines + [f"  - {r}" for r in self.reasons])
 
 
@@ -84,8 +86,9 @@ def accepted_breaks(schemas_dir: Path) -> set[tuple[str, str]]:
 
 def _git(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
     try:
-        return subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True,
-                              timeout=60)
+        return subprocess.run(
+            ["git", "-C", str(root), *args], capture_output=True, text=True, timeout=60
+        )
     except FileNotFoundError:
         raise HistoryUnavailable("git is not installed") from None
 
@@ -132,8 +135,9 @@ def _compare(level: str, rel: str, new: Version, old: Version) -> Problem | None
     return Problem(rel, new.label, old.label, tuple(reasons), fingerprint(new.schema))
 
 
-def check_file(root: Path, path: Path, level: str = DEFAULT_LEVEL, *,
-               history: bool = True) -> list[Problem]:
+def check_file(
+    root: Path, path: Path, level: str = DEFAULT_LEVEL, *, history: bool = True
+) -> list[Problem]:
     """Problems of one schema file: the working-tree file against its ``HEAD`` version and,
     with ``history``, each committed version against the one before it. A file not yet
     committed has nothing to be compatible with."""
@@ -153,13 +157,18 @@ def check_file(root: Path, path: Path, level: str = DEFAULT_LEVEL, *,
     return problems
 
 
-def check_dir(schemas_dir: Path, level: str = DEFAULT_LEVEL, *, history: bool = True) -> list[Problem]:
+def check_dir(
+    schemas_dir: Path, level: str = DEFAULT_LEVEL, *, history: bool = True
+) -> list[Problem]:
     """Problems of every ``*.avsc`` in ``schemas_dir`` (see :func:`check_file`), less the
     breaks acknowledged in ``accepted-breaks.txt``."""
     root = repo_root(schemas_dir)
     accepted = accepted_breaks(schemas_dir)
     problems: list[Problem] = []
     for path in sorted(schemas_dir.glob("*.avsc")):
-        problems += [p for p in check_file(root, path, level, history=history)
-                     if (path.name, p.fingerprint) not in accepted]
+        problems += [
+            p
+            for p in check_file(root, path, level, history=history)
+            if (path.name, p.fingerprint) not in accepted
+        ]
     return problems

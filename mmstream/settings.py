@@ -8,11 +8,12 @@ Secrets are ``SecretStr`` so they print masked in logs, reprs and ``mmctl config
 from __future__ import annotations
 
 import re
+import ssl
 import tempfile
 from collections.abc import Iterator
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 from uuid import UUID
 
@@ -24,15 +25,30 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 class KafkaSettings(BaseModel):
-    """Broker connection and client tuning shared by every producer and consumer."""
+    """Broker connection, security and client tuning shared by every producer and consumer.
+
+    One security section serves every client: librdkafka properties for the confluent-kafka
+    producers, admin and lag probes (``client_config``), and an ``ssl.SSLContext`` plus SASL
+    options for aiokafka and the Faust workers (``aiokafka_security``, ``faust_credentials``).
+    """
 
     bootstrap_servers: str = "127.0.0.1:9092"
     # Prepended to every topic name from topics.yaml: lets tests and tenants share a cluster.
     topic_prefix: str = ""
-    security_protocol: str = "PLAINTEXT"
-    sasl_mechanism: str | None = None
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    # The mechanisms librdkafka and aiokafka both speak without extra libraries.
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
     sasl_username: str | None = None
     sasl_password: SecretStr | None = None
+    # TLS (SSL / SASL_SSL). No CA file: the system's trust store (a public CA).
+    ssl_ca_file: Path | None = None
+    # Client certificate and key (PEM) for clusters that authenticate clients by TLS (mTLS).
+    ssl_cert_file: Path | None = None
+    ssl_key_file: Path | None = None
+    ssl_key_password: SecretStr | None = None
+    # Whether the broker's certificate must name the host dialled; off only for clusters
+    # whose certificates name no usable host (and then the CA still has to sign them).
+    ssl_check_hostname: bool = True
     # Overrides the topic file's replication factor (1 on a single embedded broker).
     replication_factor: int | None = None
     # How long an acknowledged produce may take before the bridge answers 503.
@@ -43,6 +59,43 @@ class KafkaSettings(BaseModel):
     rebalance_timeout_s: float = Field(10.0, gt=0)
     commit_interval_s: float = Field(1.0, gt=0)
 
+    @field_validator("security_protocol", "sasl_mechanism", mode="before")
+    @classmethod
+    def _upper(cls, value: object) -> object:
+        # Kafka's own tools accept either case (sasl_ssl, scram-sha-512).
+        return value.strip().upper() if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _consistent_security(self) -> KafkaSettings:
+        # A half-configured security section would otherwise connect without it (librdkafka
+        # ignores SASL properties under PLAINTEXT) or fail late with a handshake error.
+        sasl = self.security_protocol.startswith("SASL_")
+        if sasl and not self.sasl_mechanism:
+            raise ValueError(
+                f"kafka.security_protocol={self.security_protocol} needs "
+                "kafka.sasl_mechanism (PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512)"
+            )
+        if self.sasl_mechanism and not sasl:
+            raise ValueError(
+                f"kafka.sasl_mechanism is set but kafka.security_protocol is "
+                f"{self.security_protocol}: use SASL_SSL (or SASL_PLAINTEXT)"
+            )
+        if sasl and not self.sasl_username:
+            raise ValueError("kafka.sasl_username is required with SASL")
+        if not self.tls and (self.ssl_ca_file or self.ssl_cert_file or self.ssl_key_file):
+            raise ValueError(
+                f"kafka.ssl_* files are set but kafka.security_protocol is "
+                f"{self.security_protocol}: use SSL or SASL_SSL"
+            )
+        if self.ssl_key_file and not self.ssl_cert_file:
+            raise ValueError("kafka.ssl_key_file needs kafka.ssl_cert_file")
+        return self
+
+    @property
+    def tls(self) -> bool:
+        """Whether connections to the brokers are TLS."""
+        return self.security_protocol in ("SSL", "SASL_SSL")
+
     def client_config(self) -> dict[str, str]:
         """librdkafka connection properties (security included) for confluent-kafka clients."""
         conf = {
@@ -52,8 +105,140 @@ class KafkaSettings(BaseModel):
         if self.sasl_mechanism:
             conf["sasl.mechanism"] = self.sasl_mechanism
             conf["sasl.username"] = self.sasl_username or ""
-            conf["sasl.password"] = self.sasl_password.get_secret_value() if self.sasl_password else ""
+            conf["sasl.password"] = (
+                self.sasl_password.get_secret_value() if self.sasl_password else ""
+            )
+        if self.tls:
+            _require_files("kafka", self.ssl_ca_file, self.ssl_cert_file, self.ssl_key_file)
+            if self.ssl_ca_file:
+                conf["ssl.ca.location"] = str(self.ssl_ca_file)
+            if self.ssl_cert_file:
+                conf["ssl.certificate.location"] = str(self.ssl_cert_file)
+            if self.ssl_key_file:
+                conf["ssl.key.location"] = str(self.ssl_key_file)
+            if self.ssl_key_password:
+                conf["ssl.key.password"] = self.ssl_key_password.get_secret_value()
+            conf["ssl.endpoint.identification.algorithm"] = (
+                "https" if self.ssl_check_hostname else "none"
+            )
         return conf
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        """The TLS context of the Python clients (aiokafka, Faust); None without TLS."""
+        if not self.tls:
+            return None
+        _require_files("kafka", self.ssl_ca_file, self.ssl_cert_file, self.ssl_key_file)
+        context = ssl.create_default_context(
+            cafile=str(self.ssl_ca_file) if self.ssl_ca_file else None
+        )
+        context.check_hostname = self.ssl_check_hostname
+        if self.ssl_cert_file:
+            context.load_cert_chain(
+                str(self.ssl_cert_file),
+                str(self.ssl_key_file) if self.ssl_key_file else None,
+                self.ssl_key_password.get_secret_value() if self.ssl_key_password else None,
+            )
+        return context
+
+    def aiokafka_security(self) -> dict[str, object]:
+        """Keyword arguments of aiokafka's clients for the security settings."""
+        kwargs: dict[str, object] = {"security_protocol": self.security_protocol}
+        context = self.ssl_context()
+        if context is not None:
+            kwargs["ssl_context"] = context
+        if self.sasl_mechanism:
+            kwargs.update(
+                sasl_mechanism=self.sasl_mechanism,
+                sasl_plain_username=self.sasl_username,
+                sasl_plain_password=self.sasl_password.get_secret_value()
+                if self.sasl_password
+                else "",
+            )
+        return kwargs
+
+    def faust_credentials(self) -> object | None:
+        """``broker_credentials`` of a Faust app (faust.SASLCredentials / SSLCredentials)."""
+        import faust
+
+        context = self.ssl_context()
+        if self.sasl_mechanism:
+            # With an SSL context Faust speaks SASL_SSL, without one SASL_PLAINTEXT.
+            return faust.SASLCredentials(
+                username=self.sasl_username,
+                password=self.sasl_password.get_secret_value() if self.sasl_password else "",
+                ssl_context=context,
+                mechanism=self.sasl_mechanism,
+            )
+        if context is not None:
+            return faust.SSLCredentials(context)
+        return None
+
+
+class RegistrySettings(BaseModel):
+    """Authentication and TLS of the schema registry (its URL is ``SCHEMA_REGISTRY_URL``).
+
+    Basic auth (Confluent / Karapace users, Confluent Cloud API keys) or a static bearer
+    token; TLS trusts ``ssl_ca_file`` (else the system's store) and may present a client
+    certificate. Credentials may also sit in the URL (https://user:pass@host); not both.
+    """
+
+    basic_auth_username: str | None = None
+    basic_auth_password: SecretStr | None = None
+    bearer_token: SecretStr | None = None
+    # Confluent Cloud's bearer auth names the registry cluster (lsrc-…) and the identity pool.
+    bearer_logical_cluster: str = ""
+    bearer_identity_pool: str | None = None
+    ssl_ca_file: Path | None = None
+    ssl_cert_file: Path | None = None
+    ssl_key_file: Path | None = None
+    timeout_s: float = Field(10.0, gt=0)
+
+    @model_validator(mode="after")
+    def _one_auth(self) -> RegistrySettings:
+        if self.bearer_token and (self.basic_auth_username or self.basic_auth_password):
+            raise ValueError("registry: set basic auth or a bearer token, not both")
+        if self.basic_auth_password and not self.basic_auth_username:
+            raise ValueError("registry.basic_auth_password needs registry.basic_auth_username")
+        if self.ssl_key_file and not self.ssl_cert_file:
+            raise ValueError("registry.ssl_key_file needs registry.ssl_cert_file")
+        return self
+
+    def client_config(self, url: str) -> dict[str, object]:
+        """The configuration of confluent-kafka's SchemaRegistryClient for ``url``."""
+        conf: dict[str, object] = {"url": url, "timeout": self.timeout_s}
+        if self.basic_auth_username:
+            password = (
+                self.basic_auth_password.get_secret_value() if self.basic_auth_password else ""
+            )
+            conf["basic.auth.user.info"] = f"{self.basic_auth_username}:{password}"
+        if self.bearer_token:
+            conf.update(
+                {
+                    "bearer.auth.credentials.source": "STATIC_TOKEN",
+                    "bearer.auth.token": self.bearer_token.get_secret_value(),
+                    "bearer.auth.logical.cluster": self.bearer_logical_cluster,
+                }
+            )
+            if self.bearer_identity_pool:
+                conf["bearer.auth.identity.pool.id"] = self.bearer_identity_pool
+        _require_files("registry", self.ssl_ca_file, self.ssl_cert_file, self.ssl_key_file)
+        if self.ssl_ca_file:
+            conf["ssl.ca.location"] = str(self.ssl_ca_file)
+        if self.ssl_cert_file:
+            conf["ssl.certificate.location"] = str(self.ssl_cert_file)
+        if self.ssl_key_file:
+            conf["ssl.key.location"] = str(self.ssl_key_file)
+        return conf
+
+
+def _require_files(section: str, *paths: Path | None) -> None:
+    # Checked when a client is built, not when settings load: `mmctl config` must still show
+    # a configuration whose files are mounted elsewhere.
+    from mmstream.errors import ConfigurationError
+
+    for path in paths:
+        if path is not None and not path.is_file():
+            raise ConfigurationError(f"{section}: TLS file {path} does not exist or is not a file")
 
 
 class IngressSettings(BaseModel):
@@ -174,10 +359,13 @@ class RetrySettings(BaseModel):
 
     @model_validator(mode="after")
     def _write_fits_the_lease(self) -> RetrySettings:
-        if (self.delivery_write_timeout_s is not None
-                and self.delivery_write_timeout_s >= self.delivery_lease_s * 0.6):
-            raise ValueError("retry.delivery_write_timeout_s must be below 3/5 of "
-                             "retry.delivery_lease_s")
+        if (
+            self.delivery_write_timeout_s is not None
+            and self.delivery_write_timeout_s >= self.delivery_lease_s * 0.6
+        ):
+            raise ValueError(
+                "retry.delivery_write_timeout_s must be below 3/5 of retry.delivery_lease_s"
+            )
         return self
 
     @property
@@ -246,11 +434,15 @@ class CourierObjectSettings(BaseModel):
     @model_validator(mode="after")
     def _distinct(self) -> CourierObjectSettings:
         # One funnel or smart process holding two kinds of object cannot be told apart.
-        if (self.instant_order_category_id is not None
-                and self.instant_order_category_id == self.return_category_id):
+        if (
+            self.instant_order_category_id is not None
+            and self.instant_order_category_id == self.return_category_id
+        ):
             raise ValueError("instant_order_category_id and return_category_id must differ")
-        if (self.delivery_entity_type_id is not None
-                and self.delivery_entity_type_id == self.return_entity_type_id):
+        if (
+            self.delivery_entity_type_id is not None
+            and self.delivery_entity_type_id == self.return_entity_type_id
+        ):
             raise ValueError("delivery_entity_type_id and return_entity_type_id must differ")
         return self
 
@@ -309,7 +501,8 @@ class Bitrix24Settings(BaseModel):
                 "this deployment serves one Bitrix24 portal, but {count} are configured "
                 "({members}); enrichment, polling and egress reach one portal, so run one "
                 "deployment per portal",
-                {"count": len(tokens), "members": ", ".join(sorted(tokens))})
+                {"count": len(tokens), "members": ", ".join(sorted(tokens))},
+            )
         return tokens
 
 
@@ -324,7 +517,8 @@ class OneCWriteVia(BaseModel):
     instant_order: Literal["http_service", "odata", "commerceml"] = "http_service"
     # `return` is a Python keyword: the field is `returns`, settable as `return` too.
     returns: Literal["http_service", "odata", "commerceml"] = Field(
-        "http_service", validation_alias=AliasChoices("returns", "return"))
+        "http_service", validation_alias=AliasChoices("returns", "return")
+    )
 
 
 class ODataWriteSettings(BaseModel):
@@ -352,7 +546,7 @@ class ODataWriteSettings(BaseModel):
 
 
 class OneCSettings(BaseModel):
-    """The 1C HTTP service we call for egress to 1C."""
+    """The 1С HTTP service we call for egress to 1С."""
 
     base_url: str = "http://127.0.0.1:8082/trade/hs/mm/"
     # 1С dates carry no zone: they are wall-clock times of the base's time zone.
@@ -401,7 +595,7 @@ class FlowSettings(BaseModel):
 
 
 class ODataSettings(BaseModel):
-    """Pulling changes from a 1C base's standard OData interface (УТ 11)."""
+    """Pulling changes from a 1С base's standard OData interface (УТ 11)."""
 
     enabled: bool = False
     base_url: str = "http://127.0.0.1:8082/trade/odata/standard.odata/"
@@ -410,25 +604,27 @@ class ODataSettings(BaseModel):
     entity_sets: list[str] = ["Catalog_Номенклатура"]
     poll_interval_s: float = Field(30.0, gt=0)
     page_size: int = Field(500, ge=1)
-    # Deleted 1C objects vanish without a tombstone: compare key sets this often.
+    # Deleted 1С objects vanish without a tombstone: compare key sets this often.
     reconcile_interval_s: float = Field(3600.0, gt=0)
     timeout_s: float = Field(60.0, gt=0)
 
 
 class CommerceMLSettings(BaseModel):
-    """The stock 1C "exchange with site" (CommerceML 2.x) endpoint of the bridge."""
+    """The stock 1С "exchange with site" (CommerceML 2.x) endpoint of the bridge."""
 
     username: str = "site"
     # No default: unset, the endpoint is off (answers 404 commerceml_disabled). The embedded
     # stack (`mmctl run`) sets a development value.
     password: SecretStr | None = None
-    # Told to 1C in `init`: 1C splits larger files into chunks of this size.
+    # Told to 1С in `init`: 1С splits larger files into chunks of this size.
     file_limit_bytes: int = Field(8 * 1024 * 1024, gt=0)
     use_zip: bool = True
     # Scratch space for files being imported (large ones spill here). Not inside the package:
     # site-packages is read-only in the image; deployments mount a volume and set
     # MM_COMMERCEML__WORK_DIR.
-    work_dir: Path = Field(default_factory=lambda: Path(tempfile.gettempdir()) / "mmstream-commerceml")
+    work_dir: Path = Field(
+        default_factory=lambda: Path(tempfile.gettempdir()) / "mmstream-commerceml"
+    )
     session_ttl_s: int = Field(3600, gt=0)
     # Caps on what one uploaded file and one exchange session may store, on what all sessions
     # together may store, and on how many sessions may be open at once (a new checkauth
@@ -474,14 +670,29 @@ class ReconcileSettings(BaseModel):
     # An object whose last change was published less than this ago and is not delivered
     # yet is in flight, not judged (it would show as drift the pipeline is fixing anyway).
     in_flight_grace_s: float = Field(300.0, ge=0)
-    # Entities compared when none is named.
-    entities: list[str] = ["product", "warehouse", "price_type", "counterparty", "price"]
+    # Entities compared when none is named: master data, then the operational records
+    # (delivery tasks in Bitrix24; courier and cash documents in 1С, read by our ids).
+    entities: list[str] = [
+        "product",
+        "warehouse",
+        "price_type",
+        "counterparty",
+        "price",
+        "delivery_task",
+        "instant_order",
+        "return",
+        "cash_receipt",
+        "cash_expense",
+        "advance_report",
+    ]
     # The 1С entity set read (over OData, when odata.base_url answers) for "newer at the
     # source" per entity; an entity not listed is not compared with 1С.
-    onec_sets: dict[str, str] = {"product": "Catalog_Номенклатура",
-                                 "warehouse": "Catalog_Склады",
-                                 "price_type": "Catalog_ВидыЦен",
-                                 "counterparty": "Catalog_Контрагенты"}
+    onec_sets: dict[str, str] = {
+        "product": "Catalog_Номенклатура",
+        "warehouse": "Catalog_Склады",
+        "price_type": "Catalog_ВидыЦен",
+        "counterparty": "Catalog_Контрагенты",
+    }
 
 
 class RetentionSettings(BaseModel):
@@ -546,7 +757,9 @@ class StockSettings(BaseModel):
             try:
                 key = str(UUID(guid))
             except ValueError:
-                raise ValueError(f"walking_warehouses: {guid!r} is not a 1С warehouse GUID") from None
+                raise ValueError(
+                    f"walking_warehouses: {guid!r} is not a 1С warehouse GUID"
+                ) from None
             if user < 1:
                 raise ValueError(f"walking_warehouses: {guid}: {user} is not a Bitrix24 user id")
             out[key] = user
@@ -558,7 +771,9 @@ class StockSettings(BaseModel):
 
     def warehouse_of(self, user_id: int) -> str | None:
         """The walking warehouse (GUID) of Bitrix24 user ``user_id``, if they carry one."""
-        return next((guid for guid, user in self.walking_warehouses.items() if user == user_id), None)
+        return next(
+            (guid for guid, user in self.walking_warehouses.items() if user == user_id), None
+        )
 
 
 class Settings(BaseSettings):
@@ -578,6 +793,8 @@ class Settings(BaseSettings):
     schema_registry_url: str | None = Field(
         None, validation_alias=AliasChoices("MM_SCHEMA_REGISTRY_URL", "SCHEMA_REGISTRY_URL")
     )
+    # Authentication and TLS of that registry (MM_REGISTRY__*).
+    registry: RegistrySettings = RegistrySettings()
     # "embedded": a child of `mmctl run` (or `mmctl bench`), which may run on the development
     # secrets. Everything else is production and refuses them (check_secrets). Never set
     # MM_PROFILE in a deployment.
@@ -626,6 +843,16 @@ class Settings(BaseSettings):
             )
         return sqlalchemy_url(self.database_url.get_secret_value())
 
+    def registry_client_config(self) -> dict[str, object]:
+        """SchemaRegistryClient configuration (URL, auth, TLS), or a ConfigurationError."""
+        from mmstream.errors import ConfigurationError
+
+        if not self.schema_registry_url:
+            raise ConfigurationError(
+                "no schema registry configured: set SCHEMA_REGISTRY_URL (or MM_SCHEMA_REGISTRY_URL)"
+            )
+        return self.registry.client_config(self.schema_registry_url)
+
     def topic(self, name: str) -> str:
         """The physical name of a topic declared in topics.yaml."""
         return f"{self.kafka.topic_prefix}{name}"
@@ -652,14 +879,29 @@ def sqlalchemy_url(url: str) -> str:
     """Normalise postgres:// and postgresql:// URLs to the psycopg 3 driver."""
     for prefix in ("postgres://", "postgresql://"):
         if url.startswith(prefix):
-            return "postgresql+psycopg://" + url[len(prefix):]
+            return "postgresql+psycopg://" + url[len(prefix) :]
     return url
 
 
 # Query parameters that carry a credential (libpq's password, OAuth and API tokens).
-_SECRET_QUERY = frozenset({"password", "passwd", "pass", "secret", "client_secret", "token",
-                           "access_token", "refresh_token", "auth", "api_key", "apikey", "key",
-                           "sig", "signature"})
+_SECRET_QUERY = frozenset(
+    {
+        "password",
+        "passwd",
+        "pass",
+        "secret",
+        "client_secret",
+        "token",
+        "access_token",
+        "refresh_token",
+        "auth",
+        "api_key",
+        "apikey",
+        "key",
+        "sig",
+        "signature",
+    }
+)
 # Bitrix24 incoming webhooks: https://PORTAL/rest/USER_ID/CODE/ — the CODE is the secret.
 _WEBHOOK_CODE = re.compile(r"(/rest/[^/]+/)([^/]+)")
 
@@ -690,7 +932,7 @@ def masked_config(settings: Settings) -> dict:
     that carry credentials (database, webhook, and any base URL with a password in it)
     readable with those credentials masked."""
 
-    def walk(value: object) -> object:
+    def walk(value: Any) -> Any:  # JSON data in, JSON data out
         if isinstance(value, dict):
             return {k: walk(v) for k, v in value.items()}
         if isinstance(value, list):
@@ -723,16 +965,48 @@ ISSUED_SECRET_BYTES = 16
 
 # Parts that mark a value as a development default or a template's placeholder (the built-in
 # defaults all contain "dev-only" or "devwebhookcode"; the k8s template's say REPLACE_ME).
-_PLACEHOLDER_PARTS = ("dev-only", "devwebhookcode", "change-me", "changeme", "change_me",
-                      "replace-me", "replace_me", "replaceme", "placeholder", "example",
-                      "secret", "password", "passwd", "xxx", "todo", "fixme", "dummy",
-                      "insecure", "default")
-_PLACEHOLDER_VALUES = frozenset({"postgres", "admin", "root", "mmstream", "test", "dev", "guest",
-                                 "qwerty", "letmein", "123456", "12345678", "123456789"})
+_PLACEHOLDER_PARTS = (
+    "dev-only",
+    "devwebhookcode",
+    "change-me",
+    "changeme",
+    "change_me",
+    "replace-me",
+    "replace_me",
+    "replaceme",
+    "placeholder",
+    "example",
+    "secret",
+    "password",
+    "passwd",
+    "xxx",
+    "todo",
+    "fixme",
+    "dummy",
+    "insecure",
+    "default",
+)
+_PLACEHOLDER_VALUES = frozenset(
+    {
+        "postgres",
+        "admin",
+        "root",
+        "mmstream",
+        "test",
+        "dev",
+        "guest",
+        "qwerty",
+        "letmein",
+        "123456",
+        "12345678",
+        "123456789",
+    }
+)
 _TEMPLATE_MARK = re.compile(r"<[^>]*>|\$\{[^}]*\}|\{\{.*\}\}")
 # What marks a whole URL (the database's) as a template: its other words may be a real host.
-_URL_PLACEHOLDER = re.compile(r"replace[-_]?me|change[-_]?me|placeholder|dev-only|<[^>]*>|\$\{",
-                              re.IGNORECASE)
+_URL_PLACEHOLDER = re.compile(
+    r"replace[-_]?me|change[-_]?me|placeholder|dev-only|<[^>]*>|\$\{", re.IGNORECASE
+)
 
 
 def secret_weakness(value: str, min_bytes: int = MINTED_SECRET_BYTES) -> str | None:
@@ -740,8 +1014,11 @@ def secret_weakness(value: str, min_bytes: int = MINTED_SECRET_BYTES) -> str | N
     lowered = value.strip().lower()
     if not lowered:
         return "is not set"
-    if (lowered in _PLACEHOLDER_VALUES or any(p in lowered for p in _PLACEHOLDER_PARTS)
-            or _TEMPLATE_MARK.search(value)):
+    if (
+        lowered in _PLACEHOLDER_VALUES
+        or any(p in lowered for p in _PLACEHOLDER_PARTS)
+        or _TEMPLATE_MARK.search(value)
+    ):
         return "is a development or placeholder value"
     if len(value.encode()) < min_bytes:
         return f"is shorter than {min_bytes} bytes"
@@ -780,6 +1057,16 @@ def _role_secrets(s: Settings, role: SecretRole) -> Iterator[tuple[str, str, int
     """(setting name, value, minimum bytes, required) of every secret ``role`` relies on."""
     if s.kafka.sasl_mechanism:
         yield "kafka.sasl_password", _plain(s.kafka.sasl_password), ISSUED_SECRET_BYTES, True
+    # The schema registry's credentials, when it asks for any (one registry user per deployment).
+    if s.registry.basic_auth_username:
+        yield (
+            "registry.basic_auth_password",
+            _plain(s.registry.basic_auth_password),
+            ISSUED_SECRET_BYTES,
+            True,
+        )
+    if s.registry.bearer_token:
+        yield "registry.bearer_token", _plain(s.registry.bearer_token), ISSUED_SECRET_BYTES, True
     if s.database_url is not None:
         yield "the password in database_url", _url_password(_plain(s.database_url)), 0, False
     if role == "bridge":
@@ -789,19 +1076,42 @@ def _role_secrets(s: Settings, role: SecretRole) -> Iterator[tuple[str, str, int
         # Unset: the CommerceML endpoint is off; set: it must be a real password.
         yield "commerceml.password", _plain(s.commerceml.password), MINTED_SECRET_BYTES, False
         for member, token in s.bitrix24.application_tokens.items():
-            yield (f"bitrix24.application_tokens.{member}", _plain(token), MINTED_SECRET_BYTES,
-                   True)
+            yield (
+                f"bitrix24.application_tokens.{member}",
+                _plain(token),
+                MINTED_SECRET_BYTES,
+                True,
+            )
     if role in ("egress", "enrich"):
         bx = s.bitrix24
         if bx.auth_mode == "webhook":
-            yield ("bitrix24.webhook_url (its code)", _webhook_code(_plain(bx.webhook_url)),
-                   ISSUED_SECRET_BYTES, True)
+            yield (
+                "bitrix24.webhook_url (its code)",
+                _webhook_code(_plain(bx.webhook_url)),
+                ISSUED_SECRET_BYTES,
+                True,
+            )
         else:
             oauth = bx.oauth
-            yield "bitrix24.oauth.client_secret", _plain(oauth.client_secret), MINTED_SECRET_BYTES, True
+            yield (
+                "bitrix24.oauth.client_secret",
+                _plain(oauth.client_secret),
+                MINTED_SECRET_BYTES,
+                True,
+            )
             # Seeds of the token table, needed once: unset later on is fine.
-            yield "bitrix24.oauth.access_token", _plain(oauth.access_token), MINTED_SECRET_BYTES, False
-            yield "bitrix24.oauth.refresh_token", _plain(oauth.refresh_token), MINTED_SECRET_BYTES, False
+            yield (
+                "bitrix24.oauth.access_token",
+                _plain(oauth.access_token),
+                MINTED_SECRET_BYTES,
+                False,
+            )
+            yield (
+                "bitrix24.oauth.refresh_token",
+                _plain(oauth.refresh_token),
+                MINTED_SECRET_BYTES,
+                False,
+            )
     if role == "egress":
         # Empty: the 1С service is called without Basic auth (a publication without one).
         yield "onec.password", _plain(s.onec.password), ISSUED_SECRET_BYTES, False
@@ -824,7 +1134,13 @@ def secret_problems(settings: Settings, role: SecretRole) -> list[str]:
     return problems
 
 
+# The dotenv file get_settings() reads (relative to the working directory); None: none.
+# `mmctl` sets it to None unless --env-file names one (mmstream/cli/connection.py): a stray
+# .env in the current folder must not pick the cluster.
+ENV_FILE: Path | str | None = ".env"
+
+
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    """The process-wide settings, read once from the environment."""
-    return Settings()
+    """The process-wide settings, read once from the environment (and ENV_FILE)."""
+    return Settings(_env_file=ENV_FILE)

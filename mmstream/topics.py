@@ -42,8 +42,12 @@ class TopicCatalog:
 
 
 def _positive_int(value: object, what: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, str)) or not str(value).isdigit() \
-            or int(value) < 1:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, str))
+        or not str(value).isdigit()
+        or int(value) < 1
+    ):
         raise ConfigurationError(f"{what} must be a whole number of at least 1 (got {value!r})")
     return int(value)
 
@@ -57,7 +61,9 @@ def load_catalog(path: Path) -> TopicCatalog:
     if not isinstance(doc, dict) or not isinstance(doc.get("topics"), dict):
         raise ConfigurationError(f"topic file {path} must be a mapping with a 'topics' mapping")
     defaults = doc.get("defaults") or {}
-    default_rf = _positive_int(defaults.get("replication_factor", 1), f"defaults.replication_factor in {path}")
+    default_rf = _positive_int(
+        defaults.get("replication_factor", 1), f"defaults.replication_factor in {path}"
+    )
     default_configs = {k: str(v) for k, v in (defaults.get("configs") or {}).items()}
     topics: dict[str, TopicSpec] = {}
     for name, spec in doc["topics"].items():
@@ -66,9 +72,14 @@ def load_catalog(path: Path) -> TopicCatalog:
         topics[name] = TopicSpec(
             name=name,
             partitions=_positive_int(spec["partitions"], f"partitions of topic {name!r} in {path}"),
-            replication_factor=_positive_int(spec.get("replication_factor", default_rf),
-                                             f"replication_factor of topic {name!r} in {path}"),
-            configs={**default_configs, **{k: str(v) for k, v in (spec.get("configs") or {}).items()}},
+            replication_factor=_positive_int(
+                spec.get("replication_factor", default_rf),
+                f"replication_factor of topic {name!r} in {path}",
+            ),
+            configs={
+                **default_configs,
+                **{k: str(v) for k, v in (spec.get("configs") or {}).items()},
+            },
             role=spec.get("role", ""),
             entity=spec.get("entity", ""),
             key=spec.get("key", ""),
@@ -80,7 +91,9 @@ def load_catalog(path: Path) -> TopicCatalog:
     for group, members in groups.items():
         unknown = [m for m in members if m not in topics]
         if unknown:
-            raise ConfigurationError(f"co-partition group {group!r} names undeclared topics {unknown}")
+            raise ConfigurationError(
+                f"co-partition group {group!r} names undeclared topics {unknown}"
+            )
         counts = {topics[m].partitions for m in members}
         if len(counts) != 1:
             raise ConfigurationError(
@@ -101,8 +114,12 @@ def effective_specs(settings: Settings, catalog: TopicCatalog) -> list[TopicSpec
             configs["min.insync.replicas"] = str(replication)
         out.append(
             TopicSpec(
-                **{**spec.__dict__, "name": settings.topic(spec.name),
-                   "replication_factor": replication, "configs": configs}
+                **{
+                    **spec.__dict__,
+                    "name": settings.topic(spec.name),
+                    "replication_factor": replication,
+                    "configs": configs,
+                }
             )
         )
     return out

@@ -20,7 +20,9 @@ from mmstream.models.catalog import entity_models  # noqa: E402
 
 def render(entity: str) -> str:
     """The committed text of ``avro/<entity>.avsc``."""
-    return json.dumps(schema_for(entity_models()[entity], entity), ensure_ascii=False, indent=2) + "\n"
+    return (
+        json.dumps(schema_for(entity_models()[entity], entity), ensure_ascii=False, indent=2) + "\n"
+    )
 
 
 def main() -> None:

@@ -37,13 +37,23 @@ TOPICS_FILE = ROOT / "topics.yaml"
 SCHEMAS_DIR = ROOT / "avro"
 DATABASE = "mm_analytics"
 
-_PRIMITIVES = {"string": "String", "bytes": "String", "boolean": "Bool", "int": "Int32",
-               "long": "Int64", "float": "Float32", "double": "Float64"}
-_LOGICAL = {("string", "uuid"): "UUID", ("int", "date"): "Date32",
-            ("long", "timestamp-millis"): "DateTime64(3, 'UTC')",
-            ("long", "timestamp-micros"): "DateTime64(6, 'UTC')",
-            ("long", "local-timestamp-millis"): "DateTime64(3)",
-            ("long", "local-timestamp-micros"): "DateTime64(6)"}
+_PRIMITIVES = {
+    "string": "String",
+    "bytes": "String",
+    "boolean": "Bool",
+    "int": "Int32",
+    "long": "Int64",
+    "float": "Float32",
+    "double": "Float64",
+}
+_LOGICAL = {
+    ("string", "uuid"): "UUID",
+    ("int", "date"): "Date32",
+    ("long", "timestamp-millis"): "DateTime64(3, 'UTC')",
+    ("long", "timestamp-micros"): "DateTime64(6, 'UTC')",
+    ("long", "local-timestamp-millis"): "DateTime64(3)",
+    ("long", "local-timestamp-micros"): "DateTime64(6)",
+}
 # ClickHouse cannot wrap these in Nullable(): a null of a [null, T] union becomes T's
 # default (an empty array, map or tuple) through input_format_avro_null_as_default.
 _NOT_NULLABLE = ("Array(", "Map(", "Tuple(")
@@ -76,14 +86,17 @@ def _clickhouse_decimal(precision: int, scale: int) -> str:
 
 
 CLICKHOUSE = Dialect(
-    primitives=_PRIMITIVES, logical=_LOGICAL, union=_clickhouse_union,
+    primitives=_PRIMITIVES,
+    logical=_LOGICAL,
+    union=_clickhouse_union,
     decimal=_clickhouse_decimal,
     record=lambda members: "Tuple(" + ", ".join(f"{ident(n)} {t}" for n, t in members) + ")",
     enum=lambda _: "String",
     fixed=lambda avro: f"FixedString({int(avro['size'])})",
     array=lambda items: f"Array({items})",
     map=lambda values: f"Map(String, {values})",
-    unknown=Unsupported)
+    unknown=Unsupported,
+)
 
 
 def clickhouse_type(avro: Any, named: dict[str, str] | None = None) -> str:
@@ -127,45 +140,50 @@ def entity_ddl(spec: TopicSpec, schema: dict) -> str:
     table, queue = f"{DATABASE}.{ident(entity)}", f"{DATABASE}.{ident(entity + '_queue')}"
     topic = "${MM_KAFKA__TOPIC_PREFIX}" + spec.name
     version = version_column(schema)
-    return "\n".join([
-        f"-- {spec.name}: {spec.description}",
-        f"-- schema: avro/{spec.schema} ({schema.get('namespace', '')}.{schema['name']}); "
-        f"versions by {version}",
-        f"CREATE TABLE IF NOT EXISTS {queue}",
-        "(",
-        body,
-        ")",
-        "ENGINE = Kafka",
-        "SETTINGS",
-        "    kafka_broker_list = '${KAFKA_BROKER_LIST}',",
-        f"    kafka_topic_list = {_quote(topic)},",
-        f"    kafka_group_name = {_quote('clickhouse-' + topic)},",
-        "    kafka_format = 'AvroConfluent',",
-        "    format_avro_schema_registry_url = '${SCHEMA_REGISTRY_URL}',",
-        "    -- records written before a field was added (BACKWARD evolution) get its default",
-        "    input_format_avro_allow_missing_fields = 1,",
-        "    input_format_avro_null_as_default = 1;",
-        "",
-        f"CREATE TABLE IF NOT EXISTS {table}",
-        "(",
-        body,
-        ")",
-        f"ENGINE = ReplacingMergeTree({ident(version)})",
-        "ORDER BY `id`;",
-        "",
-        f"CREATE MATERIALIZED VIEW IF NOT EXISTS {DATABASE}.{ident(entity + '_mv')} TO {table}",
-        f"AS SELECT {names}",
-        f"FROM {queue};",
-        "",
-        f"CREATE VIEW IF NOT EXISTS {DATABASE}.{ident(entity + '_current')}",
-        f"AS SELECT * FROM {table} FINAL WHERE NOT `deleted`;",  # noqa: S608 — DDL text
-    ])
+    return "\n".join(
+        [
+            f"-- {spec.name}: {spec.description}",
+            f"-- schema: avro/{spec.schema} ({schema.get('namespace', '')}.{schema['name']}); "
+            f"versions by {version}",
+            f"CREATE TABLE IF NOT EXISTS {queue}",
+            "(",
+            body,
+            ")",
+            "ENGINE = Kafka",
+            "SETTINGS",
+            "    kafka_broker_list = '${KAFKA_BROKER_LIST}',",
+            f"    kafka_topic_list = {_quote(topic)},",
+            f"    kafka_group_name = {_quote('clickhouse-' + topic)},",
+            "    kafka_format = 'AvroConfluent',",
+            "    format_avro_schema_registry_url = '${SCHEMA_REGISTRY_URL}',",
+            "    -- records written before a field was added (BACKWARD evolution) get its default",
+            "    input_format_avro_allow_missing_fields = 1,",
+            "    input_format_avro_null_as_default = 1;",
+            "",
+            f"CREATE TABLE IF NOT EXISTS {table}",
+            "(",
+            body,
+            ")",
+            f"ENGINE = ReplacingMergeTree({ident(version)})",
+            "ORDER BY `id`;",
+            "",
+            f"CREATE MATERIALIZED VIEW IF NOT EXISTS {DATABASE}.{ident(entity + '_mv')} TO {table}",
+            f"AS SELECT {names}",
+            f"FROM {queue};",
+            "",
+            f"CREATE VIEW IF NOT EXISTS {DATABASE}.{ident(entity + '_current')}",
+            f"AS SELECT * FROM {table} FINAL WHERE NOT `deleted`;",  # noqa: S608 — DDL text
+        ]
+    )
 
 
 def norm_topics() -> list[TopicSpec]:
     """The normalized topics whose schema is committed, by entity."""
-    specs = [s for s in load_catalog(TOPICS_FILE).topics.values()
-             if s.role == "norm" and s.schema and (SCHEMAS_DIR / s.schema).exists()]
+    specs = [
+        s
+        for s in load_catalog(TOPICS_FILE).topics.values()
+        if s.role == "norm" and s.schema and (SCHEMAS_DIR / s.schema).exists()
+    ]
     return sorted(specs, key=lambda s: s.entity)
 
 
@@ -203,8 +221,10 @@ def main() -> None:
     if "--check" in sys.argv:
         current = DDL_FILE.read_text(encoding="utf-8") if DDL_FILE.exists() else ""
         if current != text:
-            print(f"{DDL_FILE.relative_to(ROOT)} is stale: run scripts/gen_clickhouse_ddl.py",
-                  file=sys.stderr)
+            print(
+                f"{DDL_FILE.relative_to(ROOT)} is stale: run scripts/gen_clickhouse_ddl.py",
+                file=sys.stderr,
+            )
             sys.exit(1)
         return
     DDL_FILE.parent.mkdir(parents=True, exist_ok=True)

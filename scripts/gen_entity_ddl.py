@@ -15,8 +15,11 @@ from streams.sink.entity_table import ddl  # noqa: E402
 
 MIGRATION = ROOT / "migrations" / "versions" / "0007_entities.py"
 # Entities whose tables later migrations create (0007 must not create them too).
-LATER = {"stock": "0015_stock.py", "contract": "0016_commerceml_fields.py",
-         "product": "0024_product_canonical.py"}
+LATER = {
+    "stock": "0015_stock.py",
+    "contract": "0016_commerceml_fields.py",
+    "product": "0024_product_canonical.py",
+}
 
 
 def block() -> str:
@@ -35,8 +38,12 @@ def main() -> None:
         print(block())
         return
     text = MIGRATION.read_text(encoding="utf-8")
-    new = re.sub(r"(# BEGIN ENTITY TABLES\n).*?(\n# END ENTITY TABLES)",
-                 lambda m: m.group(1) + block() + m.group(2), text, flags=re.S)
+    new = re.sub(
+        r"(# BEGIN ENTITY TABLES\n).*?(\n# END ENTITY TABLES)",
+        lambda m: m.group(1) + block() + m.group(2),
+        text,
+        flags=re.S,
+    )
     MIGRATION.write_text(new, encoding="utf-8")
     print(f"wrote {MIGRATION.relative_to(ROOT)}")
 

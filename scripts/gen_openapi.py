@@ -1,7 +1,7 @@
 """Write openapi.yaml (repo root) from the bridge app, or check that it is current.
 
-    .venv/bin/python scripts/gen_openapi.py          # regenerate
-    .venv/bin/python scripts/gen_openapi.py --check  # exit 1 when the committed file is stale
+.venv/bin/python scripts/gen_openapi.py          # regenerate
+.venv/bin/python scripts/gen_openapi.py --check  # exit 1 when the committed file is stale
 """
 
 from __future__ import annotations
@@ -17,7 +17,10 @@ def main(argv: list[str]) -> int:
     if "--check" in argv:
         current = OPENAPI_FILE.read_text("utf-8") if OPENAPI_FILE.exists() else ""
         if current != text:
-            print(f"{OPENAPI_FILE} is stale: run .venv/bin/python scripts/gen_openapi.py", file=sys.stderr)
+            print(
+                f"{OPENAPI_FILE} is stale: run .venv/bin/python scripts/gen_openapi.py",
+                file=sys.stderr,
+            )
             return 1
         return 0
     OPENAPI_FILE.write_text(text, "utf-8")

@@ -29,8 +29,19 @@ SCHEMAS_DIR = ROOT / "avro"
 NO_TOMBSTONE: frozenset[str] = frozenset()
 
 # Identity, ordering and envelope fields every schema has; examples show the content instead.
-_COMMON_FIELDS = frozenset({"id", "source", "version", "source_stamp", "deleted", "external_ids",
-                            "event_id", "changed_at", "revision"})
+_COMMON_FIELDS = frozenset(
+    {
+        "id",
+        "source",
+        "version",
+        "source_stamp",
+        "deleted",
+        "external_ids",
+        "event_id",
+        "changed_at",
+        "revision",
+    }
+)
 
 _LOGICAL = {
     "uuid": "uuid",
@@ -90,9 +101,14 @@ class _Schema:
         rows = ["| field | type | default | description |", "|---|---|---|---|"]
         for field in record["fields"]:
             typ = self.type_name(field["type"], field["name"])
-            default = (f"`{json.dumps(field['default'], ensure_ascii=False)}`" if "default" in field
-                       else "required")
-            rows.append(f"| `{field['name']}` | {typ} | {_cell(default)} | {_cell(field.get('doc', ''))} |")
+            default = (
+                f"`{json.dumps(field['default'], ensure_ascii=False)}`"
+                if "default" in field
+                else "required"
+            )
+            rows.append(
+                f"| `{field['name']}` | {typ} | {_cell(default)} | {_cell(field.get('doc', ''))} |"
+            )
         return rows
 
 
@@ -120,30 +136,47 @@ def _retention(spec: TopicSpec) -> str:
     if "compact" in configs.get("cleanup.policy", "delete"):
         parts.append("compacted: the latest record per key is kept for ever")
         if "min.compaction.lag.ms" in configs:
-            parts.append(f"every change stays readable for at least "
-                         f"{_duration(configs['min.compaction.lag.ms'])} (min.compaction.lag.ms)")
+            parts.append(
+                f"every change stays readable for at least "
+                f"{_duration(configs['min.compaction.lag.ms'])} (min.compaction.lag.ms)"
+            )
+        if "delete.retention.ms" in configs:
+            parts.append(
+                f"a tombstone stays readable for "
+                f"{_duration(configs['delete.retention.ms'])} after compaction "
+                f"(delete.retention.ms)"
+            )
     if "delete" in configs.get("cleanup.policy", "delete"):
         retention = configs.get("retention.ms")
-        parts.append(f"deleted after {_duration(retention)} (retention.ms)" if retention
-                     else "deleted after the broker's default retention")
+        parts.append(
+            f"deleted after {_duration(retention)} (retention.ms)"
+            if retention
+            else "deleted after the broker's default retention"
+        )
     return "; ".join(parts)
 
 
 def _tombstones(spec: TopicSpec) -> str:
-    deleted = ("A deletion at the source (1С DeletionMark, Bitrix24 delete) is published as a "
-               "record with `deleted = true`")
+    deleted = (
+        "A deletion at the source (1С DeletionMark, Bitrix24 delete) is published as a "
+        "record with `deleted = true`"
+    )
     if spec.name in NO_TOMBSTONE or "compact" not in spec.configs.get("cleanup.policy", ""):
         return f"{deleted}; no tombstone follows, so the record stays on the topic."
-    return (f"{deleted}, then a tombstone (same key, null value) so that compaction forgets "
-            "the object. A consumer keeping a table marks the row deleted on the first and "
-            "may drop it on the tombstone.")
+    return (
+        f"{deleted}, then a tombstone (same key, null value) so that compaction forgets "
+        "the object. A consumer keeping a table marks the row deleted on the first and "
+        "may drop it on the tombstone."
+    )
 
 
 def _python_example(spec: TopicSpec, record: dict) -> list[str]:
     entity = spec.entity
     names = [f["name"] for f in record["fields"]]
-    shown = ", ".join(f'{entity}["{name}"]' for name in
-                      [n for n in names if n not in _COMMON_FIELDS][:2] + ["deleted"])
+    shown = ", ".join(
+        f'{entity}["{name}"]'
+        for name in [n for n in names if n not in _COMMON_FIELDS][:2] + ["deleted"]
+    )
     counter = f'{entity}["revision"], ' if "revision" in names else ""
     return [
         "```python",
@@ -153,10 +186,10 @@ def _python_example(spec: TopicSpec, record: dict) -> list[str]:
         "from confluent_kafka.serialization import MessageField, SerializationContext",
         "",
         f'topic = PREFIX + "{spec.name}"  # PREFIX = MM_KAFKA__TOPIC_PREFIX of the deployment',
-        "avro = AvroDeserializer(SchemaRegistryClient({\"url\": SCHEMA_REGISTRY_URL}))",
-        "consumer = Consumer({\"bootstrap.servers\": BOOTSTRAP_SERVERS, "
-        f"\"group.id\": \"analytics-{entity}\",",
-        "                     \"auto.offset.reset\": \"earliest\"})",
+        'avro = AvroDeserializer(SchemaRegistryClient({"url": SCHEMA_REGISTRY_URL}))',
+        'consumer = Consumer({"bootstrap.servers": BOOTSTRAP_SERVERS, '
+        f'"group.id": "analytics-{entity}",',
+        '                     "auto.offset.reset": "earliest"})',
         "consumer.subscribe([topic])",
         "while True:",
         "    msg = consumer.poll(1.0)",
@@ -210,8 +243,14 @@ def _entity_section(spec: TopicSpec) -> list[str]:
     while i < len(schema.nested):
         nested, where = schema.nested[i]
         nested_rows = schema.field_rows(nested)
-        out += ["", f"#### {_short(nested['name'])} (in `{where}`)", "",
-                _cell(nested.get("doc", "")), "", *nested_rows]
+        out += [
+            "",
+            f"#### {_short(nested['name'])} (in `{where}`)",
+            "",
+            _cell(nested.get("doc", "")),
+            "",
+            *nested_rows,
+        ]
         i += 1
     out += ["", "### Reading it", "", *_python_example(spec, record), "", *_kcat_example(spec), ""]
     return out
@@ -220,8 +259,10 @@ def _entity_section(spec: TopicSpec) -> list[str]:
 def render() -> str:
     """The committed text of docs/topic-catalog.md."""
     catalog = load_catalog(TOPICS_FILE)
-    norm = sorted((s for s in catalog.topics.values() if s.role == "norm" and s.schema),
-                  key=lambda s: s.entity)
+    norm = sorted(
+        (s for s in catalog.topics.values() if s.role == "norm" and s.schema),
+        key=lambda s: s.entity,
+    )
     present = [s for s in norm if (SCHEMAS_DIR / s.schema).exists()]
     missing = [s for s in norm if s not in present]
     out = [
@@ -260,25 +301,38 @@ def render() -> str:
         "",
         "| entity | topic | key | partitions | retention |",
         "|---|---|---|---|---|",
-        *[f"| [{s.entity}](#{s.entity}) | `{s.name}` | {_cell(s.key)} | {s.partitions} | "
-          f"{_retention_short(s)} |" for s in present],
+        *[
+            f"| [{s.entity}](#{s.entity}) | `{s.name}` | {_cell(s.key)} | {s.partitions} | "
+            f"{_retention_short(s)} |"
+            for s in present
+        ],
         "",
     ]
     if missing:
-        out += ["Declared in topics.yaml without a schema file yet: "
-                + ", ".join(f"`{s.name}` (`avro/{s.schema}`)" for s in missing) + ".", ""]
+        out += [
+            "Declared in topics.yaml without a schema file yet: "
+            + ", ".join(f"`{s.name}` (`avro/{s.schema}`)" for s in missing)
+            + ".",
+            "",
+        ]
     for spec in present:
         out += _entity_section(spec)
-    events = [s for s in catalog.topics.values() if s.role == "events" and s.schema
-              and (SCHEMAS_DIR / s.schema).exists()]
+    events = [
+        s
+        for s in catalog.topics.values()
+        if s.role == "events" and s.schema and (SCHEMAS_DIR / s.schema).exists()
+    ]
     if events:
-        out += ["## Event topics", "",
-                "Alerting and report events of the middleware itself (not entity changes). Values "
-                "are JSON objects (UTF-8), not Avro: the committed Avro schema names their "
-                "fields and types (a JSON value per field, by name), so a consumer can check "
-                "them or load them into a typed table. Headers are CloudEvents 1.0 binary mode "
-                "as above (`ce_id` stable per event: a repeat after a restart has the same id).",
-                ""]
+        out += [
+            "## Event topics",
+            "",
+            "Alerting and report events of the middleware itself (not entity changes). Values "
+            "are JSON objects (UTF-8), not Avro: the committed Avro schema names their "
+            "fields and types (a JSON value per field, by name), so a consumer can check "
+            "them or load them into a typed table. Headers are CloudEvents 1.0 binary mode "
+            "as above (`ce_id` stable per event: a repeat after a restart has the same id).",
+            "",
+        ]
         for spec in events:
             out += _event_section(spec)
     return "\n".join(out).rstrip("\n") + "\n"

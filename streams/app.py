@@ -46,6 +46,9 @@ def create_app(settings: Settings, group: str) -> faust.App:
     return App(
         group,
         broker=[f"kafka://{hp}" for hp in k.bootstrap_servers.split(",")],
+        # TLS and SASL of the one security section (settings.KafkaSettings): Faust hands
+        # them to every aiokafka consumer, producer and admin client it makes.
+        broker_credentials=k.faust_credentials(),
         value_serializer="raw",
         key_serializer="raw",
         processing_guarantee="at_least_once",

@@ -24,75 +24,132 @@ log = logging.getLogger(__name__)
 
 _LINK = text(
     "INSERT INTO crosswalk (system, entity, canonical_id, external_id, derived_id) "
-    "VALUES (:system, :entity, :canonical_id, :external_id, :derived_id) ON CONFLICT DO NOTHING")
-_EXTERNAL = text("SELECT external_id FROM crosswalk "
-                 "WHERE system = :system AND entity = :entity AND canonical_id = :canonical_id")
-_ALIASES = text("SELECT derived_id, canonical_id FROM crosswalk "
-                "WHERE derived_id = ANY(:ids) AND canonical_id <> derived_id::text"
-                ).bindparams(bindparam("ids", type_=ARRAY(PG_UUID(as_uuid=True))))
+    "VALUES (:system, :entity, :canonical_id, :external_id, :derived_id) ON CONFLICT DO NOTHING"
+)
+_EXTERNAL = text(
+    "SELECT external_id FROM crosswalk "
+    "WHERE system = :system AND entity = :entity AND canonical_id = :canonical_id"
+)
+_ALIASES = text(
+    "SELECT derived_id, canonical_id FROM crosswalk "
+    "WHERE derived_id = ANY(:ids) AND canonical_id <> derived_id::text"
+).bindparams(bindparam("ids", type_=ARRAY(PG_UUID(as_uuid=True))))
 
 
-async def link(conn: AsyncConnection, entity: str, system: str, canonical_id: str,
-               external_id: str) -> None:
+async def link(
+    conn: AsyncConnection, entity: str, system: str, canonical_id: str, external_id: str
+) -> None:
     """Record that ``canonical_id`` is ``external_id`` in ``system`` (idempotent)."""
-    await conn.execute(_LINK, {"system": system, "entity": entity, "canonical_id": canonical_id,
-                               "external_id": external_id,
-                               "derived_id": derived_id(entity, system, external_id)})
+    await conn.execute(
+        _LINK,
+        {
+            "system": system,
+            "entity": entity,
+            "canonical_id": canonical_id,
+            "external_id": external_id,
+            "derived_id": derived_id(entity, system, external_id),
+        },
+    )
 
 
-_OWNER = text("SELECT canonical_id FROM crosswalk WHERE system = :system AND entity = :entity "
-              "AND external_id = :external_id")
-_UNLINK_OTHER = text("DELETE FROM crosswalk WHERE system = :system AND entity = :entity "
-                     "AND canonical_id = :canonical_id AND external_id <> :external_id")
+_OWNER = text(
+    "SELECT canonical_id FROM crosswalk WHERE system = :system AND entity = :entity "
+    "AND external_id = :external_id"
+)
+_UNLINK_OTHER = text(
+    "DELETE FROM crosswalk WHERE system = :system AND entity = :entity "
+    "AND canonical_id = :canonical_id AND external_id <> :external_id"
+)
 
 
-async def relink(conn: AsyncConnection, entity: str, system: str, canonical_id: str,
-                 external_id: str) -> None:
+async def relink(
+    conn: AsyncConnection, entity: str, system: str, canonical_id: str, external_id: str
+) -> None:
     """Like :func:`link`, but an older link of ``canonical_id`` in ``system`` is replaced:
     for egress, which has just found or created the object there (the one it knew was
     deleted by a user), so its word is the latest."""
-    params = {"system": system, "entity": entity, "canonical_id": canonical_id,
-              "external_id": external_id}
+    params = {
+        "system": system,
+        "entity": entity,
+        "canonical_id": canonical_id,
+        "external_id": external_id,
+    }
     owner = await conn.scalar(_OWNER, params)
     if owner is not None and owner != canonical_id:
         # The object is another canonical id's already: keep both links as they are (a
         # merge of two identities is a person's decision, not egress's).
-        log.warning("crosswalk: %s %s in %s is linked to %s already; %s keeps its link",
-                    entity, external_id, system, owner, canonical_id)
+        log.warning(
+            "crosswalk: %s %s in %s is linked to %s already; %s keeps its link",
+            entity,
+            external_id,
+            system,
+            owner,
+            canonical_id,
+        )
         return
     await conn.execute(_UNLINK_OTHER, params)
     await link(conn, entity, system, canonical_id, external_id)
 
 
-async def external_id(conn: AsyncConnection, entity: str, system: str,
-                      canonical_id: str) -> str | None:
+async def external_id(
+    conn: AsyncConnection, entity: str, system: str, canonical_id: str
+) -> str | None:
     """The object's id in ``system``, if known."""
-    return await conn.scalar(_EXTERNAL, {"system": system, "entity": entity,
-                                         "canonical_id": canonical_id})
+    return await conn.scalar(
+        _EXTERNAL, {"system": system, "entity": entity, "canonical_id": canonical_id}
+    )
 
 
 # By derived_id (indexed): it is a function of (entity, system, external id).
-_CANONICAL = text("SELECT canonical_id FROM crosswalk WHERE derived_id = :derived "
-                  "AND system = :system AND entity = :entity AND external_id = :external_id "
-                  "ORDER BY canonical_id LIMIT 1")
+_CANONICAL = text(
+    "SELECT canonical_id FROM crosswalk WHERE derived_id = :derived "
+    "AND system = :system AND entity = :entity AND external_id = :external_id "
+    "ORDER BY canonical_id LIMIT 1"
+)
 
 
-async def canonical_id(conn: AsyncConnection, entity: str, system: str,
-                       external_id: str) -> str | None:
+async def canonical_id(
+    conn: AsyncConnection, entity: str, system: str, external_id: str
+) -> str | None:
     """The canonical id of ``system``'s object ``external_id``, if known (the reverse of
     :func:`external_id`: egress reading Bitrix24 records that name other objects)."""
-    return await conn.scalar(_CANONICAL, {"system": system, "entity": entity,
-                                          "external_id": external_id,
-                                          "derived": derived_id(entity, system, external_id)})
+    return await conn.scalar(
+        _CANONICAL,
+        {
+            "system": system,
+            "entity": entity,
+            "external_id": external_id,
+            "derived": derived_id(entity, system, external_id),
+        },
+    )
+
+
+_ALIAS = text(
+    "SELECT canonical_id FROM crosswalk WHERE derived_id = CAST(:id AS uuid) "
+    "AND canonical_id <> CAST(:id AS text) ORDER BY canonical_id LIMIT 1"
+)
+
+
+async def alias(conn: AsyncConnection, maybe_derived: str) -> str | None:
+    """The canonical id that ``maybe_derived`` — the derived id of another system's object —
+    stands for, once the crosswalk links that object; None otherwise. A record stored while
+    an object it names was not linked yet (its link came later: a lost answer, an outage)
+    keeps the derived id; :func:`resolve` rewrites only records stored after the link."""
+    try:
+        UUID(maybe_derived)
+    except ValueError:
+        return None
+    return await conn.scalar(_ALIAS, {"id": maybe_derived})
 
 
 def ref_fields(model: type[Canonical]) -> dict[str, str]:
     """Reference fields of ``model`` -> the entity they point at (``json_schema_extra.ref``)."""
-    out = {}
+    out: dict[str, str] = {}
     for name, info in model.model_fields.items():
         extra = info.json_schema_extra
-        if isinstance(extra, dict) and isinstance(extra.get("ref"), str):
-            out[name] = extra["ref"]
+        ref = extra.get("ref") if isinstance(extra, dict) else None
+        if isinstance(ref, str):
+            out[name] = ref
     return out
 
 
@@ -110,8 +167,11 @@ async def resolve(conn: AsyncConnection, entities: Iterable[Canonical]) -> list[
         aliases = {row.derived_id: UUID(row.canonical_id) for row in rows}
     out = []
     for ent in items:
-        update = {f: aliases[v] for f in ref_fields(type(ent))
-                  if isinstance(v := getattr(ent, f), UUID) and v in aliases}
+        update = {
+            f: aliases[v]
+            for f in ref_fields(type(ent))
+            if isinstance(v := getattr(ent, f), UUID) and v in aliases
+        }
         if ent.id in aliases:
             update["id"] = aliases[ent.id]
         ent = ent.model_copy(update=update) if update else ent

@@ -33,8 +33,11 @@ def readers(catalog: TopicCatalog) -> dict[str, str]:
 def unread(catalog: TopicCatalog) -> list[str]:
     """Declared raw/egress topics no worker consumes (sorted)."""
     read = readers(catalog)
-    return sorted(name for name, spec in catalog.topics.items()
-                  if spec.role in CONSUMED_ROLES and name not in read)
+    return sorted(
+        name
+        for name, spec in catalog.topics.items()
+        if spec.role in CONSUMED_ROLES and name not in read
+    )
 
 
 def require_readers(catalog: TopicCatalog) -> None:
@@ -44,4 +47,5 @@ def require_readers(catalog: TopicCatalog) -> None:
         raise ConfigurationError(
             f"topics.yaml declares {', '.join(missing)}, but no worker consumes them: records "
             "written there would be lost. Add a normalizer/action for them or remove them "
-            "from the topic file")
+            "from the topic file"
+        )

@@ -25,8 +25,14 @@ class SourceRecord:
         headers = msg.headers or []
         if isinstance(headers, dict):
             headers = list(headers.items())
-        return cls(msg.topic, msg.partition, msg.offset, msg.key, msg.value,
-                   [(k, v if isinstance(v, bytes) else bytes(v or b"")) for k, v in headers])
+        return cls(
+            msg.topic,
+            msg.partition,
+            msg.offset,
+            msg.key,
+            msg.value,
+            [(k, v if isinstance(v, bytes) else bytes(v or b"")) for k, v in headers],
+        )
 
     @property
     def header_map(self) -> dict[str, str]:

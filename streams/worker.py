@@ -1,50 +1,52 @@
-"""The Bitrix24 egress worker and what every Faust worker shares (fail-stop, acknowledging,
-the outbox sweep). The sink (raw -> PostgreSQL + outbox -> norm/egress topics) is
+"""The Bitrix24 egress worker and what every Faust worker shares (the outbox sweep, the
+foreground runner). The sink (raw -> PostgreSQL + outbox -> norm/egress topics) is
 :mod:`streams.sink.entity_worker`. Each is its own consumer group and process; scale by
 running more.
 
-Offsets: agents take batches with ``noack_take`` and acknowledge events only after every
-effect of the batch is durable (database commit, outbox and DLQ records acknowledged by
-the broker). Faust commits acknowledged offsets only. If processing fails in a way the code
-does not handle, the process exits (fail-stop) so the batch is replayed by whoever owns the
-partition next, instead of being acknowledged half-done.
+Offsets: every agent reads through the stage runner (:mod:`streams.runner`), the one place
+that decides when offsets are committed: a batch is acknowledged, in take order, only after
+every effect of it is durable (database commit, outbox and DLQ records acknowledged by the
+broker); an error the stage does not handle ends the process (fail-stop) so the batch is
+replayed by whoever owns the partition next, instead of being acknowledged half-done.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import faust
 
 from mmstream import metrics
 from mmstream.db.engine import async_engine
-from mmstream.errors import classify
 from mmstream.kafka.admin import require_topics
 from mmstream.kafka.producer import AckedProducer
 from mmstream.settings import Settings
 from mmstream.topics import load_catalog
 from streams.app import create_app, source_topic
 from streams.records import SourceRecord
+from streams.runner import Once, StageRunner
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncEngine
+
+    from streams.egress.actions import Targets
 
 log = logging.getLogger(__name__)
-EXIT_FATAL = 70
 
 
-def fatal(what: str) -> None:
-    """Log the current exception and end the process at once (fail-stop, no ack).
+@dataclass(frozen=True)
+class EgressShared:
+    """What every egress agent of a worker shares, built once: the target clients (one
+    portal budget) and the database pools."""
 
-    Stages dead-letter what is a record's fault (design.md invariant 9); what reaches here
-    is the database's, the broker's or the settings' (``error_code`` says which) or a bug."""
-    exc = sys.exc_info()[1]
-    log.critical("unhandled error in %s: exiting so the batch is replayed", what, exc_info=True,
-                 extra={"error_code": classify(exc).code if exc is not None else "unknown"})
-    logging.shutdown()
-    os._exit(EXIT_FATAL)
+    targets: Targets
+    engine: AsyncEngine
+    lease_engine: AsyncEngine
 
 
 #: Egress records an agent takes at once (at most; fewer when the topic is quiet).
@@ -58,10 +60,10 @@ def build_egress(settings: Settings) -> faust.App:
     sharing one Bitrix24 client (one portal budget) and one 1С client."""
     from connectors.metered import MeteredTransport
     from connectors.onec.client import OneCClient
+    from mmstream.retry import RetryPolicy
     from streams.egress.actions import ACTIONS, Targets, action_for, check_coverage
     from streams.egress.delivery import EntityEgress
     from streams.egress.fencing import FencedBitrix24Client, FencedTransport, lease_engine
-    from streams.egress.retry import RetryPolicy
 
     catalog = load_catalog(settings.topics_file)
     app = create_app(settings, settings.streams.egress_group)
@@ -69,102 +71,95 @@ def build_egress(settings: Settings) -> faust.App:
     # to start rather than look healthy (a test keeps the shipped file and ACTIONS in step).
     check_coverage(catalog)
     names = [n for n in catalog.topics if n in ACTIONS]
-    deps: dict[str, EntityEgress] = {}
-    shared: dict[str, object] = {}
-
     # A write must end inside its entity's lease (streams/egress/fencing.py): the target
     # clients' timeouts are capped to the write timeout; their writes are fenced.
     write_s = settings.retry.write_timeout_s
-    capped = settings.model_copy(update={
-        "bitrix24": settings.bitrix24.model_copy(
-            update={"timeout_s": min(settings.bitrix24.timeout_s, write_s)}),
-        "onec": settings.onec.model_copy(update={
-            "timeout_s": min(settings.onec.timeout_s, write_s),
-            "connect_timeout_s": min(settings.onec.connect_timeout_s, write_s)})})
+    capped = settings.model_copy(
+        update={
+            "bitrix24": settings.bitrix24.model_copy(
+                update={"timeout_s": min(settings.bitrix24.timeout_s, write_s)}
+            ),
+            "onec": settings.onec.model_copy(
+                update={
+                    "timeout_s": min(settings.onec.timeout_s, write_s),
+                    "connect_timeout_s": min(settings.onec.connect_timeout_s, write_s),
+                }
+            ),
+        }
+    )
 
-    def targets() -> Targets:
-        if "targets" not in shared:
-            shared["targets"] = Targets(
+    async def build_shared() -> EgressShared:
+        return EgressShared(
+            targets=Targets(
                 settings=settings,
                 bitrix24=FencedBitrix24Client.for_worker(
-                    capped, group=settings.streams.egress_group,
-                    transport=MeteredTransport("bitrix24"), pack=True),
+                    capped,
+                    group=settings.streams.egress_group,
+                    transport=MeteredTransport("bitrix24"),
+                    pack=True,
+                ),
                 onec=OneCClient(capped.onec, transport=FencedTransport(MeteredTransport("onec"))),
-                producer=AckedProducer(settings.kafka, client_id=f"{settings.streams.egress_group}-out"),
-            )
-        return shared["targets"]
+                producer=AckedProducer(
+                    settings.kafka, client_id=f"{settings.streams.egress_group}-out"
+                ),
+            ),
+            engine=async_engine(settings, pool_size=settings.streams.egress_db_pool),
+            # Renewals and the checks before writes: their own pool, with a pool timeout
+            # (and statement timeout) well below the lease.
+            lease_engine=lease_engine(settings),
+        )
 
+    shared = Once(build_shared)
     # Deliveries in flight, over all agents of this worker: what fills `batch` calls.
     slots = asyncio.Semaphore(settings.streams.egress_concurrency)
 
-    def engine():
-        if "engine" not in shared:
-            shared["engine"] = async_engine(settings, pool_size=settings.streams.egress_db_pool)
-            # Renewals and the checks before writes: their own pool, with a pool timeout
-            # (and statement timeout) well below the lease.
-            shared["lease_engine"] = lease_engine(settings)
-        return shared["engine"]
-
-    def ensure_egress(name: str) -> EntityEgress:
-        if name not in deps:
+    def egress_of(name: str) -> Once[EntityEgress]:
+        async def build() -> EntityEgress:
             dlq = name.replace("egress.", "dlq.egress.", 1)
             require_topics(settings, [settings.topic(name), settings.topic(dlq)])
-            t = targets()
-            deps[name] = EntityEgress(
-                engine(), action_for(name, t), t.producer,
-                RetryPolicy.from_settings(settings.retry), settings.topic(dlq),
+            common = await shared.get()
+            return EntityEgress(
+                common.engine,
+                action_for(name, common.targets),
+                common.targets.producer,
+                RetryPolicy.from_settings(settings.retry),
+                settings.topic(dlq),
                 inline_attempts=settings.retry.inline_attempts,
                 inline_budget_s=settings.retry.inline_budget_s,
                 lease_s=settings.retry.parked_lease_s,
                 delivery_lease_s=settings.retry.delivery_lease_s,
-                write_timeout_s=write_s, lease_engine=shared["lease_engine"],
+                write_timeout_s=write_s,
+                lease_engine=common.lease_engine,
             )
-        return deps[name]
+
+        return Once(build)
+
+    egresses = {name: egress_of(name) for name in names}
+
+    def built() -> list[EntityEgress]:
+        return [e for once in egresses.values() if (e := once.peek()) is not None]
 
     def add_agent(name: str) -> None:
+        egress = egresses[name]
+
+        async def handle(records: list[SourceRecord]) -> None:
+            await (await egress.get()).deliver_all(records, slots=slots)
+
+        # One entity's changes go one after the other in partition order; different
+        # entities' changes go at once, so their calls share `batch` calls. Takes overlap:
+        # while one drains (its last deliveries cannot fill a batch call), the next one
+        # starts; the runner acknowledges them in take order.
+        runner = StageRunner(
+            name,
+            handle,
+            take=EGRESS_TAKE,
+            within_s=settings.streams.batch_within_s,
+            in_flight=EGRESS_TAKES_IN_FLIGHT,
+            prepare=egress.get,
+        )
+
         async def deliver(stream):
-            running: set[asyncio.Task] = set()
-            async with fail_stop(name):
-                egress = ensure_egress(name)
-                # One entity's changes go one after the other in partition order; different
-                # entities' changes go at once, so their calls share `batch` calls. Takes
-                # overlap: while one drains (its last deliveries cannot fill a batch call),
-                # the next one starts. Takes are acknowledged in take order, each once it is
-                # done: Faust commits the acknowledged offsets as a run, and an offset
-                # acknowledged while an earlier one is still open can be committed past it
-                # (faust-streaming 0.15 only checks for a head gap of more than one offset).
-                takes = asyncio.Semaphore(EGRESS_TAKES_IN_FLIGHT)
-                last_acked: asyncio.Future[None] | None = None
-
-                async def settle(events, before: asyncio.Future[None] | None,
-                                 acked: asyncio.Future[None]) -> None:
-                    try:
-                        with metrics.observe_batch(name, len(events)):
-                            await egress.deliver_all(
-                                [SourceRecord.from_event(e) for e in events], slots=slots)
-                            if before is not None:
-                                await before
-                            await ack_all(stream, events)
-                        acked.set_result(None)
-                    except BaseException as exc:  # noqa: BLE001 — as fail_stop, off the agent
-                        if is_shutdown(exc):
-                            raise
-                        fatal(name)
-                    finally:
-                        takes.release()
-
-                try:
-                    async for events in stream.noack_take(EGRESS_TAKE,
-                                                          within=settings.streams.batch_within_s):
-                        await takes.acquire()
-                        acked = asyncio.get_running_loop().create_future()
-                        task = asyncio.create_task(settle(events, last_acked, acked))
-                        last_acked = acked
-                        running.add(task)
-                        task.add_done_callback(running.discard)
-                finally:
-                    for task in running:  # shutdown: unacknowledged takes are replayed
-                        task.cancel()
+            await runner.run(stream)
 
         deliver.__name__ = deliver.__qualname__ = name.replace(".", "_")
         app.agent(source_topic(app, settings, catalog, name), name=name)(deliver)
@@ -185,13 +180,13 @@ def build_egress(settings: Settings) -> faust.App:
                 # lands after another worker took the entity)
                 log.warning("egress lease renewal failed", exc_info=True)
 
-        await asyncio.gather(*(renew(egress) for egress in list(deps.values())))
+        await asyncio.gather(*(renew(egress) for egress in built()))
 
     @app.timer(interval=settings.retry.parked_poll_s)
     async def retry_parked() -> None:
         # The delayed path: parked changes are durable in PostgreSQL, so any worker of the
         # group may retry them; a claim is a lease, so a dead worker's claims expire.
-        for egress in list(deps.values()):
+        for egress in built():
             try:
                 async with fail_stop_soft(f"{egress.name} retry"):
                     while await egress.retry_parked():
@@ -200,16 +195,20 @@ def build_egress(settings: Settings) -> faust.App:
                 log.warning("delayed retry pass failed", exc_info=True)
 
     if settings.flows.cash_sla_watch_interval_s > 0:
+        from streams.egress.cash_sla import CashSlaWatch
+
+        async def build_watch() -> CashSlaWatch:
+            common = await shared.get()
+            return CashSlaWatch(common.engine, common.targets.producer, settings)
+
+        watch = Once(build_watch)
+
         @app.timer(interval=settings.flows.cash_sla_watch_interval_s)
         async def watch_cash_sla() -> None:
             # Cash documents still unposted past their SLA (streams/egress/cash_sla.py): one
             # replica scans per tick (advisory lock); what it raised is in PostgreSQL.
-            from streams.egress.cash_sla import CashSlaWatch
-
             async with fail_stop_soft("cash SLA watch"):
-                if "cash_sla" not in shared:
-                    shared["cash_sla"] = CashSlaWatch(engine(), targets().producer, settings)
-                await shared["cash_sla"].tick()  # type: ignore[attr-defined]
+                await (await watch.get()).tick()
 
     return app
 
@@ -223,46 +222,23 @@ async def fail_stop_soft(what: str) -> AsyncIterator[None]:
         log.warning("%s failed; the next tick retries", what, exc_info=True)
 
 
-@asynccontextmanager
-async def fail_stop(what: str) -> AsyncIterator[None]:
-    """Run an agent's body: an error it does not handle ends the process (see :func:`fatal`)
-    instead of acknowledging a half-done batch; shutdown signals pass through."""
-    try:
-        yield
-    except BaseException as exc:  # noqa: BLE001 — everything but shutdown is fatal here
-        if is_shutdown(exc):
-            raise
-        fatal(what)
-
-
-async def sweep_owned_outboxes(app: faust.App, relay, topics: set[str]) -> None:
-    """Safety net run by a timer: publish outbox entries a crash left behind on the
-    partitions of ``topics`` this worker owns now, then gauge what is still pending."""
+async def sweep_owned_outboxes(
+    app: faust.App, relay, topics: set[str], *, min_age_s: float
+) -> None:
+    """Safety net run by a timer: publish outbox entries a crash left behind (pending for at
+    least ``min_age_s``) on the partitions of ``topics`` this worker owns now, then gauge
+    what is still pending. The sink publishes its own batches' entries right after commit."""
     if relay is None:  # the first batch has not built the dependencies yet
         return
     owned = [(tp.topic, tp.partition) for tp in app.consumer.assignment() if tp.topic in topics]
     try:
-        for t, p in owned:
-            await relay.flush(t, p, wait=False)
+        await relay.sweep(owned, min_age_s=min_age_s)
     except Exception:  # noqa: BLE001 — the next sweep or batch retries
         log.warning("outbox sweep failed", exc_info=True)
     try:  # after the flush: what is still pending is the backlog (mm_outbox_backlog)
         await relay.measure_backlog(owned)
     except Exception:  # noqa: BLE001 — a gauge can wait for the next sweep
         log.warning("outbox backlog not measured", exc_info=True)
-
-
-async def ack_all(stream, events) -> None:
-    """Acknowledge a processed batch (Faust commits acknowledged offsets only)."""
-    for event in events:
-        await stream.ack(event)
-
-
-def is_shutdown(exc: BaseException) -> bool:
-    """True for the exceptions that mean "stop", not "failed"."""
-    import asyncio
-
-    return isinstance(exc, (asyncio.CancelledError, GeneratorExit, KeyboardInterrupt, SystemExit))
 
 
 def _async(fn):
@@ -284,7 +260,13 @@ def run(app: faust.App, settings: Settings, metrics_port: int) -> None:
         from mmstream.kafka.lag_exporter import LagExporter
 
         LagExporter.for_app(app, settings, settings.streams.lag_interval_s).start()
-    worker = Worker(app, loglevel=settings.log_level, quiet=True, redirect_stdouts=False,
-                    override_logging=False, console_port=0)
+    worker = Worker(
+        app,
+        loglevel=settings.log_level,
+        quiet=True,
+        redirect_stdouts=False,
+        override_logging=False,
+        console_port=0,
+    )
     worker.spinner = None  # it writes terminal escapes into the JSON log stream
     worker.execute_from_commandline()

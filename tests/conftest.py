@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from mmstream.embedded.broker import EmbeddedBroker
-from mmstream.embedded.postgres import EmbeddedPostgres
+from devstack.stack.broker import EmbeddedBroker
+from devstack.stack.postgres import EmbeddedPostgres
 from mmstream.settings import Settings
 from tests.support.services import Databases, drop_topics, start_broker, start_postgres
 
@@ -44,7 +44,8 @@ def pytest_collection_modifyitems(config, items):
         if module is not None and module.__name__ not in starts:
             starts[module.__name__] = _starts_servers(module)
         if SERVICE_FIXTURES.intersection(getattr(item, "fixturenames", ())) or (
-                module is not None and starts[module.__name__]):
+            module is not None and starts[module.__name__]
+        ):
             item.add_marker(pytest.mark.integration)
 
 
@@ -121,9 +122,12 @@ def settings(kafka_bootstrap, db_url, unique, session_secrets) -> Settings:
             "commit_interval_s": 0.5,
             "produce_timeout_s": 3.0,
         },
-        streams={"sink_group": f"sink-{unique}", "egress_group": f"egress-{unique}",
-                 "entity_sink_group": f"sink-entities-{unique}",
-                 "batch_within_s": 0.2},
+        streams={
+            "sink_group": f"sink-{unique}",
+            "egress_group": f"egress-{unique}",
+            "entity_sink_group": f"sink-entities-{unique}",
+            "batch_within_s": 0.2,
+        },
         retry={"base_delay_s": 0.05, "max_delay_s": 0.5, "max_attempts": 6, "budget_s": 30},
     )
     yield made

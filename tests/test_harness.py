@@ -35,8 +35,12 @@ class _Child(Proc):
     def start(self) -> _Child:
         self.stopped = False
         with open(self.log_path, "ab") as log:
-            self.popen = subprocess.Popen([sys.executable, *self.args], stdout=log,
-                                          stderr=subprocess.STDOUT, start_new_session=True)
+            self.popen = subprocess.Popen(
+                [sys.executable, *self.args],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         return self
 
 
@@ -48,8 +52,9 @@ def test_a_pipeline_stops_its_processes_gracefully_and_at_once(tmp_path):
     pipe.stop()
     took = time.monotonic() - started
     # Each one ran its SIGTERM handler to the end (no SIGKILL) ...
-    assert [(p.popen.returncode, "stopped cleanly" in p.tail()) for p in pipe.procs.values()] == \
-        [(0, True)] * 3
+    assert [(p.popen.returncode, "stopped cleanly" in p.tail()) for p in pipe.procs.values()] == [
+        (0, True)
+    ] * 3
     assert all(p.stopped for p in pipe.procs.values())
     # ... and the shutdowns overlapped: one after another would take 3 * GRACE_S.
     assert took < 2 * GRACE_S, took
@@ -72,8 +77,11 @@ def test_reading_without_a_quiet_window_returns_exactly_what_the_topic_holds(set
 
     # expect_at_least still waits for records that are not there yet.
     later: list = []
-    reader = threading.Thread(target=lambda: later.extend(
-        count_records(settings, "raw.onec.product", expect_at_least=10, quiet_s=0)))
+    reader = threading.Thread(
+        target=lambda: later.extend(
+            count_records(settings, "raw.onec.product", expect_at_least=10, quiet_s=0)
+        )
+    )
     reader.start()
     write(3, start=7)
     reader.join(30)

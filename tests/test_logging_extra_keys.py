@@ -18,7 +18,10 @@ REPO = Path(__file__).resolve().parents[1]
 # What makeRecord refuses: every attribute a LogRecord has, plus the two the formatter adds
 # (and taskName, added in Python 3.12, so the code stays portable).
 RESERVED = frozenset(logging.LogRecord("n", logging.INFO, "p", 1, "m", None, None).__dict__) | {
-    "message", "asctime", "taskName"}
+    "message",
+    "asctime",
+    "taskName",
+}
 _SKIP = {".venv", "node_modules", ".git", ".data", "build", "dist"}
 
 
@@ -34,8 +37,11 @@ def _sources() -> list[Path]:
 def _literal_keys(node: ast.expr) -> list[tuple[str, int]]:
     """Constant keys of a dict display or of ``dict(key=...)``."""
     if isinstance(node, ast.Dict):
-        return [(k.value, k.lineno) for k in node.keys
-                if isinstance(k, ast.Constant) and isinstance(k.value, str)]
+        return [
+            (k.value, k.lineno)
+            for k in node.keys
+            if isinstance(k, ast.Constant) and isinstance(k.value, str)
+        ]
     if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "dict":
         return [(kw.arg, kw.value.lineno) for kw in node.keywords if kw.arg]
     return []
@@ -59,14 +65,18 @@ def reserved_extra_keys(source: str) -> list[tuple[int, str]]:
 
 
 def test_the_scan_finds_what_makerecord_refuses():
-    sample = ('log.info("x", extra={"filename": f, "ok": 1})\n'
-              'log.warning("y", extra=dict(module=m))\n'
-              'with mmlog.bind(name="n"):\n    pass\n')
+    sample = (
+        'log.info("x", extra={"filename": f, "ok": 1})\n'
+        'log.warning("y", extra=dict(module=m))\n'
+        'with mmlog.bind(name="n"):\n    pass\n'
+    )
     assert reserved_extra_keys(sample) == [(1, "filename"), (2, "module"), (3, "name")]
     # The premise: such a record fails only once the level is enabled.
     logger = logging.getLogger("tests.extra_keys")
     try:
-        logger.makeRecord(logger.name, logging.INFO, "f", 1, "m", None, None, extra={"filename": "x"})
+        logger.makeRecord(
+            logger.name, logging.INFO, "f", 1, "m", None, None, extra={"filename": "x"}
+        )
     except KeyError as exc:
         assert "filename" in str(exc)
     else:
@@ -76,6 +86,11 @@ def test_the_scan_finds_what_makerecord_refuses():
 def test_no_log_call_passes_a_reserved_extra_key():
     sources = _sources()
     assert any(p.name == "exchange.py" for p in sources)  # the scan does see the project
-    offenders = [f"{p.relative_to(REPO)}:{line}: {key!r}"
-                 for p in sources for line, key in reserved_extra_keys(p.read_text(encoding="utf-8"))]
-    assert offenders == [], "reserved LogRecord attributes passed as log extra:\n" + "\n".join(offenders)
+    offenders = [
+        f"{p.relative_to(REPO)}:{line}: {key!r}"
+        for p in sources
+        for line, key in reserved_extra_keys(p.read_text(encoding="utf-8"))
+    ]
+    assert offenders == [], "reserved LogRecord attributes passed as log extra:\n" + "\n".join(
+        offenders
+    )

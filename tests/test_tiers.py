@@ -36,9 +36,11 @@ def _module(name: str, **names) -> types.ModuleType:
 
 def test_a_test_reaching_a_service_through_any_fixture_is_integration():
     pure = _module("test_pure", json=__import__("json"))
-    items = [_Item(["request", "settings", "kafka_bootstrap", "db_url", "databases"], pure),
-             _Item(["registry_url", "databases", "postgres_server"], pure),
-             _Item(["tmp_path", "monkeypatch"], pure)]
+    items = [
+        _Item(["request", "settings", "kafka_bootstrap", "db_url", "databases"], pure),
+        _Item(["registry_url", "databases", "postgres_server"], pure),
+        _Item(["tmp_path", "monkeypatch"], pure),
+    ]
     pytest_collection_modifyitems(None, items)
     assert [i.marks for i in items] == [["integration"], ["integration"], []]
 
@@ -59,16 +61,36 @@ def test_the_unit_tier_refuses_to_start_a_server(start, monkeypatch, tmp_path):
 
 
 def test_the_unit_expression_selects_only_the_pure_tests_of_real_files():
-    files = ["tests/mmstream/test_errors.py",                    # pure
-             "tests/streams/sink/test_product_store.py",         # db_url
-             "tests/mmstream/embedded/test_postgres_private.py",  # starts PostgreSQL itself
-             "tests/e2e/test_product_flow.py"]                   # e2e
-    out = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider",
-                          "-m", UNIT, *files], cwd=REPO, capture_output=True, text=True, timeout=120)
+    files = [
+        "tests/mmstream/test_errors.py",  # pure
+        "tests/streams/sink/test_product_store.py",  # db_url
+        "tests/devstack/stack/test_postgres_private.py",  # starts PostgreSQL itself
+        "tests/e2e/test_product_flow.py",
+    ]  # e2e
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "--collect-only",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "-m",
+            UNIT,
+            *files,
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stdout + out.stderr
     ids = [line for line in out.stdout.splitlines() if "::" in line]
-    assert {i.split("::")[0] for i in ids} == {"tests/mmstream/test_errors.py",
-                                              "tests/streams/sink/test_product_store.py"}, ids
+    assert {i.split("::")[0] for i in ids} == {
+        "tests/mmstream/test_errors.py",
+        "tests/streams/sink/test_product_store.py",
+    }, ids
     names = {i.split("::")[1].split("[")[0] for i in ids}
     # The store's pure logic stays in the unit tier; its merges against PostgreSQL do not.
     assert "test_a_1c_change_keeps_the_event_id_the_bridge_answered_with" in names

@@ -151,15 +151,19 @@ def map_results(answer: Any, commands: Mapping[str, Command]) -> dict[str, Outco
 def _section(section: Any, names: list[str]) -> dict[str, Any]:
     if isinstance(section, dict):
         return {k: section[k] for k in names if k in section}
-    if isinstance(section, list) and section and names[:len(section)] == [
-            str(i) for i in range(len(section))]:
+    if (
+        isinstance(section, list)
+        and section
+        and names[: len(section)] == [str(i) for i in range(len(section))]
+    ):
         # A JSON list is PHP's map keyed 0..m-1: it belongs to commands named "0".."m-1".
         return {str(i): v for i, v in enumerate(section)}
     return {}
 
 
-def _unmatched(missing: list[str], errors: list[Any], commands: Mapping[str, Command]
-               ) -> dict[str, Outcome]:
+def _unmatched(
+    missing: list[str], errors: list[Any], commands: Mapping[str, Command]
+) -> dict[str, Outcome]:
     if not missing:
         return {}
     classified = [_classify(e, commands[missing[0]].method) for e in errors]
@@ -172,21 +176,31 @@ def _unmatched(missing: list[str], errors: list[Any], commands: Mapping[str, Com
         cls = kinds.pop()
         out: dict[str, Outcome] = {}
         for name in missing:
-            err = cls(None, classified[0].error,
-                      "one of: " + " | ".join(texts) if len(texts) > 1 else texts[0],
-                      method=commands[name].method)
+            err = cls(
+                None,
+                classified[0].error,
+                "one of: " + " | ".join(texts) if len(texts) > 1 else texts[0],
+                method=commands[name].method,
+            )
             # "Not found" only when every error says so: then it is this command's too.
             err.not_found = all(e.not_found for e in classified)
             out[name] = Failed(err)
         return out
     if errors:
-        log.warning("batch errors cannot be matched to commands",
-                    extra={"commands": len(missing), "errors": len(errors)})
+        log.warning(
+            "batch errors cannot be matched to commands",
+            extra={"commands": len(missing), "errors": len(errors)},
+        )
     texts = sorted({e.description or e.error for e in classified})
-    detail = ("answer has no result for it; unmatched errors: " + " | ".join(texts)
-              if texts else "answer has neither a result nor an error for it")
-    return {name: Failed(UnmatchedCommand(None, "", detail[:500], method=commands[name].method))
-            for name in missing}
+    detail = (
+        "answer has no result for it; unmatched errors: " + " | ".join(texts)
+        if texts
+        else "answer has neither a result nor an error for it"
+    )
+    return {
+        name: Failed(UnmatchedCommand(None, "", detail[:500], method=commands[name].method))
+        for name in missing
+    }
 
 
 def _classify(raw: Any, method: str) -> Bitrix24Error:
@@ -211,17 +225,20 @@ async def execute(client: BatchClient, commands: Mapping[str, Command]) -> dict[
     names = list(commands)
     out: dict[str, Outcome] = {}
     for start in range(0, len(names), MAX_COMMANDS):
-        chunk = names[start:start + MAX_COMMANDS]
+        chunk = names[start : start + MAX_COMMANDS]
         out.update(await _run_chunk(client, [commands[n] for n in chunk], chunk))
     return out
 
 
-async def _run_chunk(client: BatchClient, commands: Sequence[Command], names: Sequence[str]
-                     ) -> dict[str, Outcome]:
+async def _run_chunk(
+    client: BatchClient, commands: Sequence[Command], names: Sequence[str]
+) -> dict[str, Outcome]:
     # Our own names on the wire: never numeric, so PHP keeps them as map keys.
     wire = {f"c{i}": command for i, command in enumerate(commands)}
     try:
-        answer = await client.call("batch", {"halt": 0, "cmd": {k: c.text() for k, c in wire.items()}})
+        answer = await client.call(
+            "batch", {"halt": 0, "cmd": {k: c.text() for k, c in wire.items()}}
+        )
     except Exception as exc:  # noqa: BLE001 — the caller decides per command from its class
         return {name: Failed(exc) for name in names}
     mapped = map_results(answer, wire)
@@ -242,8 +259,14 @@ class BatchPacker:
     portal's budget, the next one fills up, so under the rate limit batches run full.
     """
 
-    def __init__(self, client: BatchClient, *, linger_s: float = 0.05, max_in_flight: int = 2,
-                 max_commands: int = MAX_COMMANDS) -> None:
+    def __init__(
+        self,
+        client: BatchClient,
+        *,
+        linger_s: float = 0.05,
+        max_in_flight: int = 2,
+        max_commands: int = MAX_COMMANDS,
+    ) -> None:
         if not 1 <= max_commands <= MAX_COMMANDS:
             raise ValueError(f"max_commands must be within 1..{MAX_COMMANDS}")
         self.client = client
@@ -259,8 +282,8 @@ class BatchPacker:
     async def submit(self, command: Command) -> Outcome:
         """Queue ``command``; its outcome once its batch answered."""
         future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
-        if SEND_BY.get() is not None:
-            self._send_by[future] = SEND_BY.get()
+        if (send_by := SEND_BY.get()) is not None:
+            self._send_by[future] = send_by
         self._pending.append((command, future))
         self._wake.set()
         if self._loop_task is None or self._loop_task.done():
@@ -283,8 +306,10 @@ class BatchPacker:
             if len(self._pending) < self.max_commands:
                 await asyncio.sleep(self.linger_s)
             await self._slots.acquire()
-            chunk, self._pending = (self._pending[:self.max_commands],
-                                    self._pending[self.max_commands:])
+            chunk, self._pending = (
+                self._pending[: self.max_commands],
+                self._pending[self.max_commands :],
+            )
             if not self._pending:
                 self._wake.clear()
             chunk = [entry for entry in chunk if self._sendable(entry[1])]
@@ -317,14 +342,25 @@ class BatchPacker:
             # A bug or a cancellation must not leave submitters waiting forever.
             for _, future in chunk:
                 if not future.done():
-                    future.set_exception(exc if isinstance(exc, Exception)
-                                         else asyncio.CancelledError())
+                    future.set_exception(
+                        exc if isinstance(exc, Exception) else asyncio.CancelledError()
+                    )
             raise
         finally:
             self._slots.release()
 
 
 __all__ = [
-    "MAX_COMMANDS", "SEND_BY", "BatchPacker", "SendDeadlinePassed", "Command", "Failed", "Ok", "Outcome",
-    "UnmatchedCommand", "encode_query", "execute", "map_results",
+    "MAX_COMMANDS",
+    "SEND_BY",
+    "BatchPacker",
+    "SendDeadlinePassed",
+    "Command",
+    "Failed",
+    "Ok",
+    "Outcome",
+    "UnmatchedCommand",
+    "encode_query",
+    "execute",
+    "map_results",
 ]

@@ -6,7 +6,7 @@ Each :meth:`Bitrix24Client.call` first consults the portal's circuit breaker (op
 nothing sent), then waits for a slot of the portal's budget, makes ONE attempt and either
 returns ``result`` or raises the error :func:`~connectors.bitrix24.errors.error_from_response`
 chose. The only repeat it makes itself is after an OAuth token refresh (the first attempt
-was refused before executing). Retrying is the caller's job (``streams.egress.retry``): only
+was refused before executing). Retrying is the caller's job (``mmstream.retry``): only
 the caller knows whether repeating a write is safe.
 
 The budget and the breaker are shared by every client of the portal on one event loop (one
@@ -47,15 +47,12 @@ from connectors.bitrix24.oauth import (
     TokenStore,
     request_refresh,
 )
-from connectors.bitrix24.ratelimit import (
-    LeakyBucket,
-    PortalBudget,
-    kafka_group_size,
-    shared_budget,
-)
+from connectors.bitrix24.ratelimit import PortalBudget, shared_budget
 from mmstream.circuit import CircuitBreaker, Verdict, shared_breaker
 from mmstream.errors import ConfigurationError
+from mmstream.kafka.groups import group_size
 from mmstream.metrics import EGRESS_ERRORS, RATE_LIMIT_WAIT
+from mmstream.ratelimit import LeakyBucket
 from mmstream.settings import Bitrix24Settings, Settings
 from mmstream.trace.context import batch_scope, current_ids
 from mmstream.trace.transport import TracingTransport, record_command
@@ -137,16 +134,23 @@ class Bitrix24Client:
             self._base = _oauth_base(settings.oauth.portal)
             secret_path = None
             if token_store is None:
-                logger.warning("bitrix24 oauth tokens kept in memory only: a restart falls "
-                               "back to the configured pair, which a refresh has spent")
+                logger.warning(
+                    "bitrix24 oauth tokens kept in memory only: a restart falls "
+                    "back to the configured pair, which a refresh has spent"
+                )
                 token_store = MemoryTokenStore()
             oauth = settings.oauth
             if not oauth.client_id or not oauth.client_secret.get_secret_value():
-                raise ConfigurationError("bitrix24.auth_mode=oauth needs bitrix24.oauth.client_id "
-                                         "and bitrix24.oauth.client_secret")
+                raise ConfigurationError(
+                    "bitrix24.auth_mode=oauth needs bitrix24.oauth.client_id "
+                    "and bitrix24.oauth.client_secret"
+                )
             self._oauth = OAuthSession(
-                oauth, token_store, urlsplit(self._base).netloc,
-                fetch=lambda refresh: request_refresh(self._http, oauth, refresh))
+                oauth,
+                token_store,
+                urlsplit(self._base).netloc,
+                fetch=lambda refresh: request_refresh(self._http, oauth, refresh),
+            )
         else:
             self._base = _webhook_base(settings.webhook_url.get_secret_value())
             # The path (/rest/USER_ID/CODE/) holds the secret; the host stays readable.
@@ -154,22 +158,35 @@ class Bitrix24Client:
         #: The portal's host: the key of its budget, breaker and stored tokens.
         self.portal = urlsplit(self._base).netloc
         self._budget = budget or shared_budget(
-            TARGET, settings.rate_per_s, settings.burst, scope=self.portal,
+            TARGET,
+            settings.rate_per_s,
+            settings.burst,
+            scope=self.portal,
             workers=settings.budget_workers or 1,
             backoff_factor=settings.budget_backoff_factor,
-            recovery_per_s=settings.budget_recovery_per_s)
+            recovery_per_s=settings.budget_recovery_per_s,
+        )
         circuit = settings.circuit
         self._breaker = breaker or shared_breaker(
-            TARGET, scope=self.portal, failure_threshold=circuit.failure_threshold,
-            cool_down_s=circuit.cool_down_s, max_cool_down_s=circuit.max_cool_down_s,
-            verdict=circuit_verdict)
+            TARGET,
+            scope=self.portal,
+            failure_threshold=circuit.failure_threshold,
+            cool_down_s=circuit.cool_down_s,
+            max_cool_down_s=circuit.max_cool_down_s,
+            verdict=circuit_verdict,
+        )
         self._redactor = _Redact(secret_path)
         logging.getLogger("httpx").addFilter(self._redactor)
 
     @classmethod
-    def for_worker(cls, settings: Settings, *, group: str | None = None,
-                   transport: httpx.AsyncBaseTransport | None = None,
-                   pack: bool = False) -> Bitrix24Client:
+    def for_worker(
+        cls,
+        settings: Settings,
+        *,
+        group: str | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        pack: bool = False,
+    ) -> Bitrix24Client:
         """The client a worker process uses: OAuth tokens in PostgreSQL (when a database is
         configured) and, unless ``bitrix24.budget_workers`` is set, the budget re-split by
         the member count of consumer group ``group``. Call it on the worker's event loop."""
@@ -182,7 +199,7 @@ class Bitrix24Client:
         client = cls(bx, transport=transport, token_store=store, pack=pack)
         if group and bx.budget_workers is None:
             try:
-                client.budget.follow_workers(lambda: kafka_group_size(settings.kafka, group))
+                client.budget.follow_workers(lambda: group_size(settings.kafka, group))
             except RuntimeError:
                 logger.warning("no event loop: the bitrix24 budget is not split across workers")
         return client
@@ -234,11 +251,26 @@ class Bitrix24Client:
                 origins.remove(origin)
                 if not origins:
                     self._origins.pop(command.text(), None)
-            failed = outcome.error if isinstance(outcome, Failed) else None
-            record_command(TARGET, method, f"{self._base}{method}", command.params, started=started,
-                           result=None if failed else outcome.result, error=failed)
-            if failed is not None:
-                raise failed
+            if isinstance(outcome, Failed):
+                record_command(
+                    TARGET,
+                    method,
+                    f"{self._base}{method}",
+                    command.params,
+                    started=started,
+                    result=None,
+                    error=outcome.error,
+                )
+                raise outcome.error
+            record_command(
+                TARGET,
+                method,
+                f"{self._base}{method}",
+                command.params,
+                started=started,
+                result=outcome.result,
+                error=None,
+            )
             return outcome.result
         return await self.call_unpacked(method, params)
 
@@ -262,16 +294,20 @@ class Bitrix24Client:
                 if exc.error.lower() != "invalid_token":
                     raise
                 # Another worker's refresh rotated the pair, which revokes our token.
-                fresh = await self._oauth.reloaded(token)
-                if fresh is None:
+                reloaded = await self._oauth.reloaded(token)
+                if reloaded is None:
                     raise
+                fresh = reloaded
             # The first attempt was refused before executing: repeating it is safe.
             return await self._send(method, params, fresh, await self._acquire())
 
     def packed_origins(self, params: dict[str, Any] | None) -> list[tuple[str, str]]:
         """(event id, request id) of the changes whose commands a ``batch`` call carries."""
-        return [o for text in ((params or {}).get("cmd") or {}).values()
-                for o in self._origins.get(text, [])[:1]]
+        return [
+            o
+            for text in ((params or {}).get("cmd") or {}).values()
+            for o in self._origins.get(text, [])[:1]
+        ]
 
     def observe(self, method: str, err: Bitrix24Error) -> None:
         """Let an error about ``method`` steer the budget (also for errors of single
@@ -285,8 +321,12 @@ class Bitrix24Client:
         self._breaker.check()
         blocked = self._budget.blocked_for(method)
         if blocked > 0:
-            err = OperationTimeLimit(None, "OPERATION_TIME_LIMIT",
-                                     "method blocked until its time budget resets", method=method)
+            err = OperationTimeLimit(
+                None,
+                "OPERATION_TIME_LIMIT",
+                "method blocked until its time budget resets",
+                method=method,
+            )
             err.retry_after = blocked
             raise err
 
@@ -297,19 +337,26 @@ class Bitrix24Client:
         RATE_LIMIT_WAIT.labels(TARGET).observe(started - queued)
         return started
 
-    async def _send(self, method: str, params: dict[str, Any], token: str | None,
-                    started: float) -> Any:
+    async def _send(
+        self, method: str, params: dict[str, Any], token: str | None, started: float
+    ) -> Any:
         body_params = params if token is None else {**params, "auth": token}
         try:
             response = await self._http.post(f"{self._base}{method}.json", json=body_params)
-        except (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError,
-                httpx.ProxyError) as exc:
+        except (
+            httpx.TimeoutException,
+            httpx.NetworkError,
+            httpx.RemoteProtocolError,
+            httpx.ProxyError,
+        ) as exc:
             # `from None`: httpx exceptions carry the request (and so the secret URL).
-            raise TransportError(None, type(exc).__name__, "no answer from Bitrix24",
-                                 method=method) from None
+            raise TransportError(
+                None, type(exc).__name__, "no answer from Bitrix24", method=method
+            ) from None
         except httpx.HTTPError as exc:
-            raise Bitrix24Error(None, type(exc).__name__, "request could not be sent",
-                                method=method) from None
+            raise Bitrix24Error(
+                None, type(exc).__name__, "request could not be sent", method=method
+            ) from None
         elapsed = time.monotonic() - started
 
         body = _decode(response)
@@ -319,18 +366,31 @@ class Bitrix24Client:
             and "result" in body
             and not body.get("error")
         ):
-            logger.debug("bitrix24 call", extra={"method": method, "status": response.status_code,
-                                                 "duration_s": round(elapsed, 3)})
+            logger.debug(
+                "bitrix24 call",
+                extra={
+                    "method": method,
+                    "status": response.status_code,
+                    "duration_s": round(elapsed, 3),
+                },
+            )
             return body["result"]
 
         err = error_from_response(response.status_code, body, method=method)
         EGRESS_ERRORS.labels(TARGET, err.code).inc()
         self.observe(method, err)
         log = logger.error if err.alert else logger.warning
-        log("bitrix24 call failed",
-            extra={"method": method, "status": response.status_code, "error": err.error,
-                   "error_code": err.code, "retriable": err.retriable,
-                   "duration_s": round(elapsed, 3)})
+        log(
+            "bitrix24 call failed",
+            extra={
+                "method": method,
+                "status": response.status_code,
+                "error": err.error,
+                "error_code": err.code,
+                "retriable": err.retriable,
+                "duration_s": round(elapsed, 3),
+            },
+        )
         raise err
 
     async def aclose(self) -> None:
@@ -363,8 +423,10 @@ def _oauth_base(portal: str) -> str:
         portal = "https://" + portal
     parts = urlsplit(portal)
     if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise ConfigurationError("bitrix24.oauth.portal must be the portal's domain "
-                                 "(mastermobile.bitrix24.ru) or base URL")
+        raise ConfigurationError(
+            "bitrix24.oauth.portal must be the portal's domain "
+            "(mastermobile.bitrix24.ru) or base URL"
+        )
     return f"{parts.scheme}://{parts.netloc}/rest/"
 
 

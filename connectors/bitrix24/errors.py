@@ -27,6 +27,9 @@ class Bitrix24Error(ConnectorError):
     code = "bitrix24_error"
     retriable = False
     alert = False
+    # Only an InvalidRequest is ever "not found" (see there); every class has the flag so
+    # code holding any Bitrix24Error (a batch's list of errors) can read it.
+    not_found: bool = False
 
     def __init__(
         self,
@@ -50,8 +53,10 @@ class Bitrix24Error(ConnectorError):
 
     def __reduce__(self):
         # Keeps the keyword-only method when the error crosses a process boundary (pickling).
-        return (_rebuild, (type(self), self.status, self.error, self.description, self.method,
-                           self.__dict__))
+        return (
+            _rebuild,
+            (type(self), self.status, self.error, self.description, self.method, self.__dict__),
+        )
 
 
 def _rebuild(cls, status, error, description, method, state):
@@ -221,15 +226,26 @@ _BY_CODE: dict[str, type[Bitrix24Error]] = {
 # * catalog.price.*: code 0, "Price is not exists";
 # * legacy crm.company|contact|deal|lead.*: an empty code and the text "Not found".
 _NOT_FOUND: tuple[tuple[str, frozenset[str], re.Pattern[str] | None], ...] = (
-    ("catalog.product.", frozenset({"0", ""}), re.compile(
-        r"^(product does not exist|entity is not exists|товар с указанным идентификатором "
-        r"не существует)", re.IGNORECASE)),
+    (
+        "catalog.product.",
+        frozenset({"0", ""}),
+        re.compile(
+            r"^(product does not exist|entity is not exists|товар с указанным идентификатором "
+            r"не существует)",
+            re.IGNORECASE,
+        ),
+    ),
     ("catalog.store.", frozenset({"201100000000"}), None),
     ("catalog.pricetype.", frozenset({"201000000000"}), None),
-    ("catalog.price.", frozenset({"0", ""}), re.compile(
-        r"^(price is not exists|entity is not exists)", re.IGNORECASE)),
-    *((f"crm.{kind}.", frozenset({""}), re.compile(r"^not found\.?$", re.IGNORECASE))
-      for kind in ("company", "contact", "deal", "lead")),
+    (
+        "catalog.price.",
+        frozenset({"0", ""}),
+        re.compile(r"^(price is not exists|entity is not exists)", re.IGNORECASE),
+    ),
+    *(
+        (f"crm.{kind}.", frozenset({""}), re.compile(r"^not found\.?$", re.IGNORECASE))
+        for kind in ("company", "contact", "deal", "lead")
+    ),
 )
 # Only calls that address one object by id can say that object is gone; an add's "does not
 # exist" is about something it refers to (a price's product), which recreating cannot fix.

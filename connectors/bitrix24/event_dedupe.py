@@ -48,8 +48,9 @@ _MARK = text(
 
 
 @asynccontextmanager
-async def first_in_window(engine: AsyncEngine | None, *, member_id: str, key: str, kind: str,
-                          window_s: float) -> AsyncIterator[bool]:
+async def first_in_window(
+    engine: AsyncEngine | None, *, member_id: str, key: str, kind: str, window_s: float
+) -> AsyncIterator[bool]:
     """Yield whether to publish this event (False: a near-duplicate of a pending one).
 
     The claim is a transaction held open while the caller publishes: it commits only when
@@ -64,11 +65,16 @@ async def first_in_window(engine: AsyncEngine | None, *, member_id: str, key: st
     try:
         conn = await engine.connect()
         await conn.begin()
-        first = (await conn.execute(_CLAIM, {"member": member_id, "key": key, "kind": kind,
-                                             "window": window_s})).first() is not None
+        first = (
+            await conn.execute(
+                _CLAIM, {"member": member_id, "key": key, "kind": kind, "window": window_s}
+            )
+        ).first() is not None
     except Exception as exc:  # noqa: BLE001 — an optimisation must not refuse events
-        log.warning("event dedupe unavailable, publishing without it",
-                    extra={"error": f"{type(exc).__name__}: {exc}"[:300], "subject": key})
+        log.warning(
+            "event dedupe unavailable, publishing without it",
+            extra={"error": f"{type(exc).__name__}: {exc}"[:300], "subject": key},
+        )
         await _close(conn, commit=False)
         conn = None
     try:
@@ -79,8 +85,7 @@ async def first_in_window(engine: AsyncEngine | None, *, member_id: str, key: st
     await _close(conn, commit=True)
 
 
-async def mark_fetched(conn: AsyncConnection,
-                       events: Iterable[tuple[str, str, str]]) -> None:
+async def mark_fetched(conn: AsyncConnection, events: Iterable[tuple[str, str, str]]) -> None:
     """Record that (member_id, entity key, kind) events are about to be fetched."""
     rows = sorted(set(events))  # one lock order for every caller: no deadlocks
     if rows:

@@ -103,13 +103,31 @@ class EventRef:
             return f"item:{self.entity_type_id}:{self.id}"
         return f"{self.entity}:{self.id}"
 
-    def record(self, *, member_id: str, domain: str, ts: str, handler_id: str = "",
-               received_at: str, version: str | None = None) -> dict[str, Any]:
+    def record(
+        self,
+        *,
+        member_id: str,
+        domain: str,
+        ts: str,
+        handler_id: str = "",
+        received_at: str,
+        version: str | None = None,
+    ) -> dict[str, Any]:
         """The ids-only value published to ``raw.bitrix24.event``."""
-        return {"event": self.event, "kind": self.kind, "entity": self.entity, "id": self.id,
-                "entity_type_id": self.entity_type_id, "key": self.key, "member_id": member_id,
-                "domain": domain, "ts": ts, "event_handler_id": handler_id,
-                "received_at": received_at, "version": version}
+        return {
+            "event": self.event,
+            "kind": self.kind,
+            "entity": self.entity,
+            "id": self.id,
+            "entity_type_id": self.entity_type_id,
+            "key": self.key,
+            "member_id": member_id,
+            "domain": domain,
+            "ts": ts,
+            "event_handler_id": handler_id,
+            "received_at": received_at,
+            "version": version,
+        }
 
     @classmethod
     def from_record(cls, doc: Any) -> EventRef:
@@ -118,8 +136,9 @@ class EventRef:
             raise InvalidRecord("a bitrix24 event record must be a JSON object")
         entity, kind, ident = doc.get("entity"), doc.get("kind"), str(doc.get("id") or "")
         if entity not in ENTITIES or kind not in (*KINDS, POLL) or not _ID.match(ident):
-            raise InvalidRecord(f"not a bitrix24 event record: entity={entity!r} kind={kind!r} "
-                                f"id={ident!r}")
+            raise InvalidRecord(
+                f"not a bitrix24 event record: entity={entity!r} kind={kind!r} id={ident!r}"
+            )
         type_id = doc.get("entity_type_id")
         type_id = None if type_id in (None, "") else str(type_id)
         if (entity == "item") != (type_id is not None) or (type_id and not _ID.match(type_id)):
@@ -132,13 +151,18 @@ def event_name(form: Any) -> str:
     if not isinstance(form, dict) or not form:
         raise NotAnEvent("the body holds no form fields", reason="empty_form")
     if "PLACEMENT" in form:
-        raise NotAnEvent("this is a placement (application page) opening, not an event; point "
-                         "the placement at the application's page, not at the event handler",
-                         reason="placement")
+        raise NotAnEvent(
+            "this is a placement (application page) opening, not an event; point "
+            "the placement at the application's page, not at the event handler",
+            reason="placement",
+        )
     name = form.get("event")
     if not isinstance(name, str) or not _EVENT_NAME.match(name):
-        raise NotAnEvent("not a Bitrix24 event: the form has no valid 'event' field",
-                         reason="no_event", field="event")
+        raise NotAnEvent(
+            "not a Bitrix24 event: the form has no valid 'event' field",
+            reason="no_event",
+            field="event",
+        )
     return name.upper()
 
 
@@ -149,13 +173,18 @@ def portal_auth(form: dict[str, Any]) -> PortalAuth:
         raise MissingPortalAuth("the event carries no auth block", reason="no_auth", field="auth")
     member, token = auth.get("member_id"), auth.get("application_token")
     if not isinstance(member, str) or not member:
-        raise MissingPortalAuth("auth[member_id] is missing", reason="no_member_id",
-                                field="auth[member_id]")
+        raise MissingPortalAuth(
+            "auth[member_id] is missing", reason="no_member_id", field="auth[member_id]"
+        )
     if not isinstance(token, str) or not token:
-        raise MissingPortalAuth("auth[application_token] is missing", reason="no_token",
-                                field="auth[application_token]")
-    return PortalAuth(member, token, *(_text(auth.get(f)) for f in
-                                        ("domain", "client_endpoint", "server_endpoint")))
+        raise MissingPortalAuth(
+            "auth[application_token] is missing", reason="no_token", field="auth[application_token]"
+        )
+    return PortalAuth(
+        member,
+        token,
+        *(_text(auth.get(f)) for f in ("domain", "client_endpoint", "server_endpoint")),
+    )
 
 
 @dataclass(frozen=True)
@@ -191,10 +220,21 @@ def authorization_code(params: Any) -> AuthorizationCode | None:
     if not isinstance(params, dict):
         return None
     code, domain, member = (params.get(f) for f in ("code", "domain", "member_id"))
-    if not all(isinstance(v, str) and v for v in (code, domain, member)) or "event" in params:
+    if (
+        not (
+            isinstance(code, str)
+            and isinstance(domain, str)
+            and isinstance(member, str)
+            and code
+            and domain
+            and member
+        )
+        or "event" in params
+    ):
         return None
-    return AuthorizationCode(code, domain, member, *(_text(params.get(f)) for f in
-                                                     ("state", "scope", "server_domain")))
+    return AuthorizationCode(
+        code, domain, member, *(_text(params.get(f)) for f in ("state", "scope", "server_domain"))
+    )
 
 
 def app_install(form: dict[str, Any]) -> AppInstall:
@@ -204,22 +244,33 @@ def app_install(form: dict[str, Any]) -> AppInstall:
     block = form["auth"]
     for name in ("access_token", "refresh_token"):
         if not isinstance(block.get(name), str) or not block[name]:
-            raise MissingPortalAuth(f"auth[{name}] is missing", reason=f"no_{name}",
-                                    field=f"auth[{name}]")
-    return AppInstall(auth.member_id, auth.application_token, block["access_token"],
-                      block["refresh_token"], auth.domain, auth.client_endpoint,
-                      _text(block.get("expires")))
+            raise MissingPortalAuth(
+                f"auth[{name}] is missing", reason=f"no_{name}", field=f"auth[{name}]"
+            )
+    return AppInstall(
+        auth.member_id,
+        auth.application_token,
+        block["access_token"],
+        block["refresh_token"],
+        auth.domain,
+        auth.client_endpoint,
+        _text(block.get("expires")),
+    )
 
 
 def classify(name: str, form: dict[str, Any]) -> EventRef:
     """The entity an event ``name`` (from :func:`event_name`) is about, with its ids checked."""
     if name in _LIFECYCLE:
-        raise UnsupportedEvent(f"{name} is an application lifecycle callback; the handler takes "
-                               "data events only (application tokens are configured in "
-                               "settings.bitrix24.application_tokens)", reason="lifecycle")
+        raise UnsupportedEvent(
+            f"{name} is an application lifecycle callback; the handler takes "
+            "data events only (application tokens are configured in "
+            "settings.bitrix24.application_tokens)",
+            reason="lifecycle",
+        )
     if name not in SUPPORTED:
-        raise UnsupportedEvent(f"event {name} is not handled here", reason="unknown_event",
-                               field="event")
+        raise UnsupportedEvent(
+            f"event {name} is not handled here", reason="unknown_event", field="event"
+        )
     entity, kind = SUPPORTED[name]
     data = form.get("data")
     data = data if isinstance(data, dict) else {}
@@ -230,15 +281,18 @@ def classify(name: str, form: dict[str, Any]) -> EventRef:
     else:
         ident, where = _dig(data, "FIELDS", "ID"), "data[FIELDS][ID]"
     if not ident or not _ID.match(ident):
-        raise MalformedEvent(f"{name} needs a numeric {where} (got {ident!r})",
-                             reason="bad_id", field=where)
+        raise MalformedEvent(
+            f"{name} needs a numeric {where} (got {ident!r})", reason="bad_id", field=where
+        )
     type_id = None
     if entity == "item":
         type_id = _dig(data, "FIELDS", "ENTITY_TYPE_ID")
         if not type_id or not _ID.match(type_id):
-            raise MalformedEvent(f"{name} needs a numeric data[FIELDS][ENTITY_TYPE_ID] "
-                                 f"(got {type_id!r})", reason="bad_entity_type_id",
-                                 field="data[FIELDS][ENTITY_TYPE_ID]")
+            raise MalformedEvent(
+                f"{name} needs a numeric data[FIELDS][ENTITY_TYPE_ID] (got {type_id!r})",
+                reason="bad_entity_type_id",
+                field="data[FIELDS][ENTITY_TYPE_ID]",
+            )
     return EventRef(entity, ident, kind, name, type_id)
 
 
@@ -254,8 +308,9 @@ def _text(value: Any) -> str:
     return value if isinstance(value, str) else ""
 
 
-def cloud_event(ref: EventRef, *, origin: str, occurrence: str, time: str,
-                request_id: str = "") -> CloudEvent:
+def cloud_event(
+    ref: EventRef, *, origin: str, occurrence: str, time: str, request_id: str = ""
+) -> CloudEvent:
     """CloudEvent attributes of an event record; ``occurrence`` names this sighting of the
     change (portal + event + ts, or POLL + version), so a re-sent one keeps its id."""
     return CloudEvent(

@@ -37,13 +37,20 @@ class FormTooLarge(MalformedForm):
     code = "bitrix24_form_too_large"
 
 
-def parse_php_form(raw: bytes | str, *, max_fields: int = MAX_FIELDS,
-                   max_depth: int = MAX_DEPTH) -> dict[str, Any]:
+def parse_php_form(
+    raw: bytes | str, *, max_fields: int = MAX_FIELDS, max_depth: int = MAX_DEPTH
+) -> dict[str, Any]:
     """The nested dict of a form body; ``a[]=x&a[]=y`` gives a list, like PHP's ``$_POST``."""
     try:
         text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
-        pairs = parse_qsl(text, keep_blank_values=True, strict_parsing=False,
-                          encoding="utf-8", errors="strict", max_num_fields=max_fields)
+        pairs = parse_qsl(
+            text,
+            keep_blank_values=True,
+            strict_parsing=False,
+            encoding="utf-8",
+            errors="strict",
+            max_num_fields=max_fields,
+        )
     except UnicodeDecodeError:
         raise MalformedForm("the form is not UTF-8") from None
     except ValueError:

@@ -63,15 +63,21 @@ class TokenPair:
         try:
             access, refresh = str(body["access_token"]), str(body["refresh_token"])
         except KeyError:
-            raise ServerError(200, "", "token endpoint answered without a token pair",
-                              method="oauth.token") from None
+            raise ServerError(
+                200, "", "token endpoint answered without a token pair", method="oauth.token"
+            ) from None
         expires_at: float | None = None
         if body.get("expires") not in (None, ""):
             expires_at = float(body["expires"])
         elif body.get("expires_in") not in (None, ""):
             expires_at = now + float(body["expires_in"])
-        return cls(access, refresh, expires_at, body.get("client_endpoint") or None,
-                   body.get("member_id") or None)
+        return cls(
+            access,
+            refresh,
+            expires_at,
+            body.get("client_endpoint") or None,
+            body.get("member_id") or None,
+        )
 
 
 class TokenStore(Protocol):
@@ -123,8 +129,10 @@ class MemoryTokenStore:
             return new
 
 
-_SELECT = ("SELECT access_token, refresh_token, expires_at, client_endpoint, member_id "
-           "FROM bitrix24_oauth_token WHERE portal = :portal")
+_SELECT = (
+    "SELECT access_token, refresh_token, expires_at, client_endpoint, member_id "
+    "FROM bitrix24_oauth_token WHERE portal = :portal"
+)
 _LOCK = text(_SELECT + " FOR UPDATE")
 _LOAD = text(_SELECT)
 _SEED = text(
@@ -195,32 +203,47 @@ class PgTokenStore:
 
 
 def _params(portal: str, pair: TokenPair) -> dict[str, Any]:
-    expires = (datetime.fromtimestamp(pair.expires_at, UTC)
-               if pair.expires_at is not None else None)
-    return {"portal": portal, "access": pair.access_token, "refresh": pair.refresh_token,
-            "expires_at": expires, "endpoint": pair.client_endpoint, "member": pair.member_id}
+    expires = datetime.fromtimestamp(pair.expires_at, UTC) if pair.expires_at is not None else None
+    return {
+        "portal": portal,
+        "access": pair.access_token,
+        "refresh": pair.refresh_token,
+        "expires_at": expires,
+        "endpoint": pair.client_endpoint,
+        "member": pair.member_id,
+    }
 
 
 def _pair(row: Any) -> TokenPair | None:
     if row is None:
         return None
     expires = row.expires_at.timestamp() if row.expires_at is not None else None
-    return TokenPair(row.access_token, row.refresh_token, expires, row.client_endpoint,
-                     row.member_id)
+    return TokenPair(
+        row.access_token, row.refresh_token, expires, row.client_endpoint, row.member_id
+    )
 
 
-async def request_refresh(http: httpx.AsyncClient, oauth: Bitrix24OAuthSettings,
-                          refresh_token: str, *, now: Callable[[], float] = time.time
-                          ) -> TokenPair:
+async def request_refresh(
+    http: httpx.AsyncClient,
+    oauth: Bitrix24OAuthSettings,
+    refresh_token: str,
+    *,
+    now: Callable[[], float] = time.time,
+) -> TokenPair:
     """Exchange ``refresh_token`` at the token endpoint; the new pair or a Bitrix24Error
     (``invalid_grant`` → AuthFailed: the refresh token is spent or revoked)."""
-    return await _grant(http, oauth, {"grant_type": "refresh_token",
-                                      "refresh_token": refresh_token}, now)
+    return await _grant(
+        http, oauth, {"grant_type": "refresh_token", "refresh_token": refresh_token}, now
+    )
 
 
-async def request_authorization_code(http: httpx.AsyncClient, oauth: Bitrix24OAuthSettings,
-                                     code: str, *, now: Callable[[], float] = time.time
-                                     ) -> TokenPair:
+async def request_authorization_code(
+    http: httpx.AsyncClient,
+    oauth: Bitrix24OAuthSettings,
+    code: str,
+    *,
+    now: Callable[[], float] = time.time,
+) -> TokenPair:
     """Exchange the one-time ``code`` of an install redirect for the application's first
     pair (``grant_type=authorization_code``); a Bitrix24Error as :func:`request_refresh`."""
     return await _grant(http, oauth, {"grant_type": "authorization_code", "code": code}, now)
@@ -247,36 +270,58 @@ def _mask_token_urls() -> None:
         httpx_log.addFilter(_TokenUrlRedact())
 
 
-async def _grant(http: httpx.AsyncClient, oauth: Bitrix24OAuthSettings, grant: dict[str, str],
-                 now: Callable[[], float]) -> TokenPair:
+async def _grant(
+    http: httpx.AsyncClient,
+    oauth: Bitrix24OAuthSettings,
+    grant: dict[str, str],
+    now: Callable[[], float],
+) -> TokenPair:
     _mask_token_urls()
-    params = {"grant_type": grant["grant_type"], "client_id": oauth.client_id,
-              "client_secret": oauth.client_secret.get_secret_value(), **grant}
+    params = {
+        "grant_type": grant["grant_type"],
+        "client_id": oauth.client_id,
+        "client_secret": oauth.client_secret.get_secret_value(),
+        **grant,
+    }
     try:
         response = await http.get(oauth.token_url, params=params)
-    except (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError,
-            httpx.ProxyError) as exc:
+    except (
+        httpx.TimeoutException,
+        httpx.NetworkError,
+        httpx.RemoteProtocolError,
+        httpx.ProxyError,
+    ) as exc:
         # `from None`: the request URL carries the client secret and the refresh token.
-        raise TransportError(None, type(exc).__name__, "no answer from the token endpoint",
-                             method="oauth.token") from None
+        raise TransportError(
+            None, type(exc).__name__, "no answer from the token endpoint", method="oauth.token"
+        ) from None
     except httpx.HTTPError as exc:
-        raise Bitrix24Error(None, type(exc).__name__, "token request could not be sent",
-                            method="oauth.token") from None
+        raise Bitrix24Error(
+            None, type(exc).__name__, "token request could not be sent", method="oauth.token"
+        ) from None
     try:
         body = response.json()
     except ValueError:
         body = response.text
     if response.is_success and isinstance(body, dict) and not body.get("error"):
         return TokenPair.from_response(body, now())
-    raise error_from_response(response.status_code, body if isinstance(body, dict) else None,
-                              method="oauth.token")
+    raise error_from_response(
+        response.status_code, body if isinstance(body, dict) else None, method="oauth.token"
+    )
 
 
 class OAuthSession:
     """The access token one client sends, refreshed once for all its concurrent callers."""
 
-    def __init__(self, oauth: Bitrix24OAuthSettings, store: TokenStore, portal: str,
-                 fetch: Fetch, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        oauth: Bitrix24OAuthSettings,
+        store: TokenStore,
+        portal: str,
+        fetch: Fetch,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.oauth = oauth
         self.store = store
         self.portal = portal
@@ -290,8 +335,10 @@ class OAuthSession:
     async def access_token(self) -> str:
         """The token to send now; refreshed first when it is about to expire."""
         pair = self._pair or await self._load()
-        if pair.expires_at is not None and \
-                self._clock() >= pair.expires_at - self.oauth.refresh_margin_s:
+        if (
+            pair.expires_at is not None
+            and self._clock() >= pair.expires_at - self.oauth.refresh_margin_s
+        ):
             return await self.refreshed(pair.access_token)
         return pair.access_token
 
@@ -330,7 +377,8 @@ class OAuthSession:
         if not refresh:
             raise ConfigurationError(
                 "bitrix24 OAuth: no tokens stored for this portal and none configured; set "
-                "MM_BITRIX24__OAUTH__ACCESS_TOKEN and MM_BITRIX24__OAUTH__REFRESH_TOKEN")
+                "MM_BITRIX24__OAUTH__ACCESS_TOKEN and MM_BITRIX24__OAUTH__REFRESH_TOKEN"
+            )
         # Unknown expiry: the first call tells (expired_token) and triggers the refresh.
         return TokenPair(access or "-", refresh, None)
 
@@ -341,5 +389,12 @@ class OAuthSession:
         return pair
 
 
-__all__ = ["MemoryTokenStore", "OAuthSession", "PgTokenStore", "TokenPair", "TokenStore",
-           "request_authorization_code", "request_refresh"]
+__all__ = [
+    "MemoryTokenStore",
+    "OAuthSession",
+    "PgTokenStore",
+    "TokenPair",
+    "TokenStore",
+    "request_authorization_code",
+    "request_refresh",
+]

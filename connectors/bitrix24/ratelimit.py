@@ -1,12 +1,9 @@
-"""The leaky bucket Bitrix24 applies to each portal, usable on both sides of the wire.
+"""A Bitrix24 portal's request budget on the client side.
 
-Every request pours one unit into the bucket; the bucket drains at ``rate_per_s`` and holds
-``burst`` units. A request that would overflow it is refused (by the portal: HTTP 503
+The portal applies a leaky bucket (:class:`mmstream.ratelimit.LeakyBucket`) to all its
+callers together and refuses a request that would overflow it (HTTP 503
 ``QUERY_LIMIT_EXCEEDED``). The client keeps its own bucket so it waits instead of being
-refused; the emulator keeps one to refuse exactly as the portal does.
-
-The class is pure logic over an injectable clock, so its arithmetic is testable without
-sleeping. It is not thread-safe: one event loop owns an instance.
+refused.
 
 :class:`PortalBudget` wraps the bucket with what a Bitrix24 client needs on top: this
 worker's share of the portal's limit, slowing down after ``QUERY_LIMIT_EXCEEDED`` and
@@ -24,99 +21,13 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from mmstream.metrics import RATE_BUDGET
+from mmstream.ratelimit import LeakyBucket
 
 log = logging.getLogger(__name__)
-
-# Float arithmetic on drained levels would otherwise leave a caller that waited exactly the
-# advised time a few nanoseconds short of its slot.
-_EPSILON = 1e-9
 
 #: Bucket units a client leaves unused below its share of the portal's burst (see
 #: PortalBudget._share_burst).
 BURST_HEADROOM = 2
-
-
-class LeakyBucket:
-    """A leaky bucket of capacity ``burst`` draining at ``rate_per_s`` units per second."""
-
-    def __init__(
-        self,
-        rate_per_s: float,
-        burst: int,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        if rate_per_s <= 0:
-            raise ValueError("rate_per_s must be positive")
-        if burst < 1:
-            raise ValueError("burst must be at least 1")
-        self.rate_per_s = float(rate_per_s)
-        self.burst = int(burst)
-        self._clock = clock
-        self._level = 0.0
-        self._updated = clock()
-
-    @property
-    def level(self) -> float:
-        """Units in the bucket now (may exceed ``burst`` right after :meth:`penalize`)."""
-        self._drain()
-        return self._level
-
-    def try_acquire(self, n: int = 1) -> float:
-        """Take ``n`` slots and return 0.0, or return the seconds to wait and take nothing."""
-        if n < 1:
-            raise ValueError("n must be at least 1")
-        if n > self.burst:
-            # Would wait forever: no amount of draining makes room for more than the capacity.
-            raise ValueError(f"cannot acquire {n} slots from a bucket of {self.burst}")
-        self._drain()
-        overflow = self._level + n - self.burst
-        if overflow <= _EPSILON:
-            self._level += n
-            return 0.0
-        return overflow / self.rate_per_s
-
-    async def acquire(self, n: int = 1) -> None:
-        """Wait (``asyncio.sleep``) until ``n`` slots are free, then take them."""
-        while True:
-            wait = self.try_acquire(n)
-            if wait <= 0.0:
-                return
-            # Loop rather than take blindly after sleeping: another task may have taken the
-            # slot meanwhile, or a penalty may have arrived.
-            await asyncio.sleep(wait)
-
-    def penalize(self, seconds: float = 0.0) -> None:
-        """Treat the bucket as full and keep it full for ``seconds`` more.
-
-        Called after the server answered ``QUERY_LIMIT_EXCEEDED``: its bucket is fuller
-        than ours (other clients share the portal), so ours must stop handing out slots.
-        Penalties do not stack; the longer one wins.
-        """
-        if seconds < 0:
-            raise ValueError("seconds must not be negative")
-        self._drain()
-        self._level = max(self._level, self.burst + seconds * self.rate_per_s)
-
-    def resize(self, rate_per_s: float, burst: int) -> None:
-        """Change the drain rate and capacity from now on (what already drained stays so)."""
-        if rate_per_s <= 0 or burst < 1:
-            raise ValueError("rate_per_s must be positive and burst at least 1")
-        self._drain()
-        self.rate_per_s = float(rate_per_s)
-        self.burst = int(burst)
-
-    def reset(self) -> None:
-        """Empty the bucket."""
-        self._level = 0.0
-        self._updated = self._clock()
-
-    def _drain(self) -> None:
-        now = self._clock()
-        elapsed = now - self._updated
-        self._updated = now
-        # A clock that steps back (an injected one may) must not refill the bucket.
-        if elapsed > 0:
-            self._level = max(0.0, self._level - elapsed * self.rate_per_s)
 
 
 # Bitrix24 accounts method time in 10-minute windows; a time-limit answer without
@@ -200,8 +111,10 @@ class PortalBudget:
         self._fraction_at = self._clock()
         self._apply()
         self.bucket.penalize(1.0 / self.bucket.rate_per_s)
-        log.warning("bitrix24 rate limit hit, slowing down",
-                    extra={"target": self.target, "rate_per_s": round(self.bucket.rate_per_s, 3)})
+        log.warning(
+            "bitrix24 rate limit hit, slowing down",
+            extra={"target": self.target, "rate_per_s": round(self.bucket.rate_per_s, 3)},
+        )
 
     def block_method(self, method: str, seconds: float | None) -> None:
         """``method`` used up its time budget: refuse it locally for ``seconds``."""
@@ -209,8 +122,10 @@ class PortalBudget:
         until = self._clock() + wait
         method = method.lower()
         self._blocked_until[method] = max(self._blocked_until.get(method, 0.0), until)
-        log.warning("bitrix24 method blocked by its time limit",
-                    extra={"target": self.target, "method": method, "seconds": round(wait, 1)})
+        log.warning(
+            "bitrix24 method blocked by its time limit",
+            extra={"target": self.target, "method": method, "seconds": round(wait, 1)},
+        )
 
     def blocked_for(self, method: str) -> float:
         """Seconds until ``method`` may be called again (0.0: it may now)."""
@@ -224,8 +139,9 @@ class PortalBudget:
             return 0.0
         return remaining
 
-    def follow_workers(self, probe: Callable[[], Awaitable[int | None]],
-                       interval_s: float = 30.0) -> None:
+    def follow_workers(
+        self, probe: Callable[[], Awaitable[int | None]], interval_s: float = 30.0
+    ) -> None:
         """Re-split every ``interval_s`` by what ``probe`` says (None: unknown, keep)."""
         if self._follower is not None and not self._follower.done():
             return
@@ -235,8 +151,10 @@ class PortalBudget:
                 try:
                     count = await probe()
                 except Exception as exc:  # noqa: BLE001 — keep the last known split
-                    log.warning("cannot count the group's workers",
-                                extra={"target": self.target, "error": str(exc)[:200]})
+                    log.warning(
+                        "cannot count the group's workers",
+                        extra={"target": self.target, "error": str(exc)[:200]},
+                    )
                     count = None
                 if count:
                     self.set_workers(count)
@@ -283,8 +201,9 @@ _BUDGETS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[Any, PortalB
 )
 
 
-def shared_budget(target: str, rate_per_s: float, burst: int, *, scope: str = "",
-                  **options: Any) -> PortalBudget:
+def shared_budget(
+    target: str, rate_per_s: float, burst: int, *, scope: str = "", **options: Any
+) -> PortalBudget:
     """The budget every client of ``target`` (one portal: ``scope``) on the running event
     loop shares.
 
@@ -301,22 +220,3 @@ def shared_budget(target: str, rate_per_s: float, burst: int, *, scope: str = ""
     if budget is None:
         budget = budgets[key] = PortalBudget(target, rate_per_s, burst, **options)
     return budget
-
-
-async def kafka_group_size(kafka: Any, group: str, timeout_s: float = 10.0) -> int | None:
-    """Members of consumer group ``group`` (``kafka``: KafkaSettings), None when unknown.
-
-    Brokers that do not report members (the embedded one lists none) give None, and the
-    budget keeps its last split.
-    """
-    from mmstream.kafka.lag import admin_for
-
-    def describe() -> int | None:
-        # admin_for routes librdkafka's own log lines through logging: raw stderr lines
-        # would break the one-JSON-object-per-line log contract.
-        admin = admin_for(kafka)
-        futures = admin.describe_consumer_groups([group], request_timeout=timeout_s)
-        description = futures[group].result(timeout=timeout_s)
-        return len(description.members) or None
-
-    return await asyncio.to_thread(describe)

@@ -28,9 +28,13 @@ FORMAT = 1
 
 def names(ctx: Context) -> Context:
     """A fresh context holding only ``ctx``'s names (a copy: the parser fills it in place)."""
-    return Context(groups=dict(ctx.groups), group_parents=dict(ctx.group_parents),
-                   properties=dict(ctx.properties), price_types=dict(ctx.price_types),
-                   warehouses=dict(ctx.warehouses))
+    return Context(
+        groups=dict(ctx.groups),
+        group_parents=dict(ctx.group_parents),
+        properties=dict(ctx.properties),
+        price_types=dict(ctx.price_types),
+        warehouses=dict(ctx.warehouses),
+    )
 
 
 def merge(base: Context, top: Context) -> Context:
@@ -43,8 +47,11 @@ def merge(base: Context, top: Context) -> Context:
         if known is None:
             out.properties[pid] = prop
         else:
-            out.properties[pid] = Property(prop.name or known.name, {**known.values, **prop.values},
-                                           prop.value_type or known.value_type)
+            out.properties[pid] = Property(
+                prop.name or known.name,
+                {**known.values, **prop.values},
+                prop.value_type or known.value_type,
+            )
     out.price_types.update(top.price_types)
     out.warehouses.update(top.warehouses)
     return out
@@ -61,10 +68,13 @@ def to_json(ctx: Context) -> dict[str, Any]:
         "format": FORMAT,
         "groups": ctx.groups,
         "group_parents": ctx.group_parents,
-        "properties": {pid: {"name": p.name, "type": p.value_type, "values": p.values}
-                       for pid, p in ctx.properties.items()},
-        "price_types": {tid: {"name": t.name, "currency": t.currency}
-                        for tid, t in ctx.price_types.items()},
+        "properties": {
+            pid: {"name": p.name, "type": p.value_type, "values": p.values}
+            for pid, p in ctx.properties.items()
+        },
+        "price_types": {
+            tid: {"name": t.name, "currency": t.currency} for tid, t in ctx.price_types.items()
+        },
         "warehouses": ctx.warehouses,
     }
 
@@ -82,11 +92,18 @@ def from_json(data: dict[str, Any] | None) -> Context:
     return Context(
         groups=_strings(data.get("groups")),
         group_parents=_strings(data.get("group_parents")),
-        properties={str(pid): Property(str(p.get("name") or ""), _strings(p.get("values")),
-                                       str(p.get("type") or ""))
-                    for pid, p in (data.get("properties") or {}).items() if isinstance(p, dict)},
-        price_types={str(tid): PriceType(str(t.get("name") or ""), str(t.get("currency") or ""))
-                     for tid, t in (data.get("price_types") or {}).items() if isinstance(t, dict)},
+        properties={
+            str(pid): Property(
+                str(p.get("name") or ""), _strings(p.get("values")), str(p.get("type") or "")
+            )
+            for pid, p in (data.get("properties") or {}).items()
+            if isinstance(p, dict)
+        },
+        price_types={
+            str(tid): PriceType(str(t.get("name") or ""), str(t.get("currency") or ""))
+            for tid, t in (data.get("price_types") or {}).items()
+            if isinstance(t, dict)
+        },
         warehouses=_strings(data.get("warehouses")),
     )
 

@@ -10,11 +10,10 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import BinaryIO
 
 from connectors.commerceml.errors import DocumentRejected, InvalidEntry
 from connectors.commerceml.orders import order_record
-from connectors.commerceml.parser import Context, Entry, entries
+from connectors.commerceml.parser import Context, Entry, Readable, entries
 from connectors.commerceml.records import Record, offer_records, price_type_record, product_record
 
 MAX_PROBLEMS = 10
@@ -32,7 +31,7 @@ def entry_records(entry: Entry) -> list[Record]:
     return [order_record(entry)]
 
 
-def records(stream: BinaryIO, ctx: Context | None = None) -> Iterator[Record]:
+def records(stream: Readable, ctx: Context | None = None) -> Iterator[Record]:
     """Every record of the document, in document order. ``ctx``: the names declared by
     earlier files of the exchange (connectors/commerceml/context.py), filled in place with
     this document's own declarations as they are read."""
@@ -58,12 +57,17 @@ class Summary:
 
     def as_log(self) -> dict:
         """A flat dict for a structured log line."""
-        return {"sections": self.sections, "entries": dict(self.entries),
-                "records": dict(self.records), "empty_offers": self.empty_offers,
-                "catalog": self.catalog, "changes_only": self.changes_only}
+        return {
+            "sections": self.sections,
+            "entries": dict(self.entries),
+            "records": dict(self.records),
+            "empty_offers": self.empty_offers,
+            "catalog": self.catalog,
+            "changes_only": self.changes_only,
+        }
 
 
-def check(stream: BinaryIO) -> Summary:
+def check(stream: Readable) -> Summary:
     """Read the whole document; DocumentRejected listing the first problems if any entry is
     invalid, InvalidDocument if the file is not a CommerceML document."""
     summary = Summary()
@@ -89,8 +93,13 @@ def check(stream: BinaryIO) -> Summary:
         places = sorted(set(ctx.stray_documents))
         raise DocumentRejected(
             f"{len(ctx.stray_documents)} <Документ> element(s) at a place no CommerceML layout "
-            f"puts orders ({', '.join(places[:3])}); nothing was published", places[:MAX_PROBLEMS])
+            f"puts orders ({', '.join(places[:3])}); nothing was published",
+            places[:MAX_PROBLEMS],
+        )
     if invalid:
-        raise DocumentRejected(f"{invalid} of {sum(summary.entries.values())} entries are invalid; "
-                               f"nothing was published. First: {'; '.join(problems)}", problems)
+        raise DocumentRejected(
+            f"{invalid} of {sum(summary.entries.values())} entries are invalid; "
+            f"nothing was published. First: {'; '.join(problems)}",
+            problems,
+        )
     return summary

@@ -27,7 +27,7 @@ import logging
 from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime
-from typing import BinaryIO
+from typing import IO
 
 from connectors.commerceml import auth, document, files
 from connectors.commerceml import context as names
@@ -80,8 +80,14 @@ class _Known:
 class Exchange:
     """One request's view of the exchange: the settings, the store and where to publish."""
 
-    def __init__(self, settings: Settings, store: ExchangeStore, producer: AckedProducer,
-                 topics: dict[str, str], request_id: str) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        store: ExchangeStore,
+        producer: AckedProducer,
+        topics: dict[str, str],
+        request_id: str,
+    ) -> None:
         self.settings = settings
         self.cfg = settings.commerceml
         self.store = store
@@ -117,10 +123,13 @@ class Exchange:
         dropped = await self.store.clear_files(session)
         never_imported = [f.filename for f in dropped if not f.processed]
         if never_imported:
-            log.warning("commerceml files dropped without being imported",
-                        extra={"session": session.id, "files": never_imported})
-        return lines(f"zip={'yes' if self.cfg.use_zip else 'no'}",
-                     f"file_limit={self.cfg.file_limit_bytes}")
+            log.warning(
+                "commerceml files dropped without being imported",
+                extra={"session": session.id, "files": never_imported},
+            )
+        return lines(
+            f"zip={'yes' if self.cfg.use_zip else 'no'}", f"file_limit={self.cfg.file_limit_bytes}"
+        )
 
     async def upload(self, session: Session, filename: str, data: bytes) -> StoredFile | None:
         """Append one chunk of an upload; None when the file is not worth keeping."""
@@ -128,12 +137,21 @@ class Exchange:
             raise BadRequest(f"the upload of {filename} has no content")
         known = await self.store.file(session, filename)
         if not files.worth_keeping(filename, data[:64], known is not None and not known.processed):
-            log.info("commerceml upload acknowledged and dropped", extra={
-                "session": session.id, "file": filename, "bytes": len(data)})
+            log.info(
+                "commerceml upload acknowledged and dropped",
+                extra={"session": session.id, "file": filename, "bytes": len(data)},
+            )
             return None
         stored = await self.store.append(session, filename, data)
-        log.info("commerceml chunk stored", extra={"session": session.id, "file": filename,
-                                                   "chunk": stored.chunks, "size": stored.size})
+        log.info(
+            "commerceml chunk stored",
+            extra={
+                "session": session.id,
+                "file": filename,
+                "chunk": stored.chunks,
+                "size": stored.size,
+            },
+        )
         return stored
 
     async def import_file(self, session: Session, filename: str) -> Reply:
@@ -155,16 +173,20 @@ class Exchange:
             return SUCCESS
         head, tail = await self.store.edges(session, stored, files.EDGE_BYTES)
         if not files.looks_complete(head, tail):
-            log.info("commerceml orders file incomplete, waiting for more chunks",
-                     extra={"session": session.id, "file": filename, "size": stored.size})
+            log.info(
+                "commerceml orders file incomplete, waiting for more chunks",
+                extra={"session": session.id, "file": filename, "size": stored.size},
+            )
             return SUCCESS
         with files.spool(self.cfg.work_dir) as spooled:
             await self._read_into(session, stored, spooled)
             try:
                 await self._publish_any(session, filename, spooled, sale=True)
             except IncompleteDocument:
-                log.info("commerceml orders file incomplete, waiting for more chunks",
-                         extra={"session": session.id, "file": filename, "size": stored.size})
+                log.info(
+                    "commerceml orders file incomplete, waiting for more chunks",
+                    extra={"session": session.id, "file": filename, "size": stored.size},
+                )
                 return SUCCESS
             except CommerceMLError:
                 # Refused for good: a re-sent file under this name must start over.
@@ -178,12 +200,14 @@ class Exchange:
         pending = await self.store.pending_orders()
         body, broken = orders_document([o.document for o in pending], datetime.now())
         if broken:
-            log.error("orders for export that are not a <Документ> element were left out",
-                      extra={"ids": [pending[i].id for i in broken]})
+            log.error(
+                "orders for export that are not a <Документ> element were left out",
+                extra={"ids": [pending[i].id for i in broken]},
+            )
         left_out = set(broken)
         sent = [o for i, o in enumerate(pending) if i not in left_out]
         await self.store.mark_sent(session, sent)
-        log.info("commerceml orders sent to 1C", extra={"session": session.id, "orders": len(sent)})
+        log.info("commerceml orders sent to 1С", extra={"session": session.id, "orders": len(sent)})
         return Reply(body, f"application/xml; charset={QUERY_ENCODING}")
 
     async def sale_success(self, session: Session) -> Reply:
@@ -201,19 +225,23 @@ class Exchange:
         ours = await ExportQueue(self.store.engine).entities(ids)
         if not ours:
             return batch
-        log.info("commerceml answers to exported documents", extra={
-            "documents": len(ours), "entities": dict(Counter(ours.values()))})
-        return [answer_record(r, ours[r.key]) if r.entity == "customer_order" and r.key in ours
-                else r for r in batch]
+        log.info(
+            "commerceml answers to exported documents",
+            extra={"documents": len(ours), "entities": dict(Counter(ours.values()))},
+        )
+        return [
+            answer_record(r, ours[r.key]) if r.entity == "customer_order" and r.key in ours else r
+            for r in batch
+        ]
 
     # -- helpers
 
-    async def _read_into(self, session: Session, stored: StoredFile, dest: BinaryIO) -> None:
+    async def _read_into(self, session: Session, stored: StoredFile, dest: IO[bytes]) -> None:
         async for chunk in self.store.chunks(session, stored):
             dest.write(chunk)
         dest.seek(0)
 
-    async def _find(self, session: Session, filename: str) -> tuple[StoredFile, BinaryIO]:
+    async def _find(self, session: Session, filename: str) -> tuple[StoredFile, IO[bytes]]:
         """The file to import: uploaded as such, or a member of an uploaded archive."""
         stored = await self.store.file(session, filename)
         spooled = files.spool(self.cfg.work_dir)
@@ -224,17 +252,21 @@ class Exchange:
             for archive in await self.store.archives(session):
                 with files.spool(self.cfg.work_dir) as packed:
                     await self._read_into(session, archive, packed)
-                    if await asyncio.to_thread(files.extract, packed, filename, spooled, self.limits):
+                    if await asyncio.to_thread(
+                        files.extract, packed, filename, spooled, self.limits
+                    ):
                         return archive, spooled
         except BaseException:
             spooled.close()
             raise
         spooled.close()
-        raise FileNotUploaded(f"{filename} was not uploaded in this session "
-                              "(neither as a file nor inside an archive)")
+        raise FileNotUploaded(
+            f"{filename} was not uploaded in this session (neither as a file nor inside an archive)"
+        )
 
-    async def _publish_any(self, session: Session, filename: str, spooled: BinaryIO,
-                           sale: bool = False) -> None:
+    async def _publish_any(
+        self, session: Session, filename: str, spooled: IO[bytes], sale: bool = False
+    ) -> None:
         """Publish an XML document, or every XML document of an archive — all of them checked
         before any is published. Members are read straight from the archive as streams
         (twice: check, then publish), never unpacked whole into memory."""
@@ -250,33 +282,54 @@ class Exchange:
                         summaries.append(await asyncio.to_thread(document.check, stream))
                 for info, summary in zip(members, summaries, strict=True):
                     with files.member(zf, info) as stream:
-                        await self._publish(session, files.member_name(info), stream, summary,
-                                            sale=sale)
+                        await self._publish(
+                            session, files.member_name(info), stream, summary, sale=sale
+                        )
         except BrokenArchive as exc:
             # A zip cannot tell "truncated" from "broken": to the sale direction it is
             # incomplete (more chunks may come), to an import a failure all the same.
             raise IncompleteDocument(str(exc)) from None
 
-    async def _publish(self, session: Session, filename: str, stream: BinaryIO,
-                       summary: document.Summary | None = None, sale: bool = False) -> Counter:
+    async def _publish(
+        self,
+        session: Session,
+        filename: str,
+        stream: files.ByteStream,
+        summary: document.Summary | None = None,
+        sale: bool = False,
+    ) -> Counter:
         if summary is None:
             summary = await asyncio.to_thread(document.check, stream)
         if sale and not summary.entries["order"]:
             # 1С answers "success" to our "success" either way: an orders file that gave no
             # order must at least be visible (an unknown layout would otherwise pass unseen).
-            log.warning("commerceml orders file holds no order (Документ)", extra={
-                "session": session.id, "file": filename, **summary.as_log()})
+            log.warning(
+                "commerceml orders file holds no order (Документ)",
+                extra={"session": session.id, "file": filename, **summary.as_log()},
+            )
         stream.seek(0)
-        target = Target(self.producer, self.topics, session.principal, self.request_id,
-                        self.settings.ingress.max_batch_records, self.settings.ingress.retry_after_s,
-                        route=self._answers)
+        target = Target(
+            self.producer,
+            self.topics,
+            session.principal,
+            self.request_id,
+            self.settings.ingress.max_batch_records,
+            self.settings.ingress.retry_after_s,
+            route=self._answers,
+        )
         # Orders resolve nothing through a classifier: only catalog files carry names.
         known = None if sale else await self._known_names(session, summary)
         ctx = None if known is None else names.names(known.base)
         counts = await publish_all(document.records(stream, ctx), target)
-        log.info("commerceml file imported", extra={
-            "session": session.id, "file": filename, **summary.as_log(),
-            "published": dict(counts)})
+        log.info(
+            "commerceml file imported",
+            extra={
+                "session": session.id,
+                "file": filename,
+                **summary.as_log(),
+                "published": dict(counts),
+            },
+        )
         if known is not None and ctx is not None:
             await self._keep_names(session, filename, summary, known, ctx)
         return counts
@@ -293,21 +346,34 @@ class Exchange:
             base = names.merge(catalog_names, session_names)
         return _Known(names.dump(session_names), base, catalog_names)
 
-    async def _keep_names(self, session: Session, filename: str, summary: document.Summary,
-                          known: _Known, ctx: Context) -> None:
+    async def _keep_names(
+        self,
+        session: Session,
+        filename: str,
+        summary: document.Summary,
+        known: _Known,
+        ctx: Context,
+    ) -> None:
         """Store the names after this file for the session's later files and, for a file of
         a known catalog, as that catalog's (a full classifier replaces what was kept;
         anything else adds to it). Over max_context_bytes nothing is stored: later files
         then resolve what they declare themselves, as a single file always does."""
+
         def serialize() -> tuple[str, str | None, bool]:
             data = names.dump(ctx)
             catalog_data = None
             if summary.catalog:
-                kept = ctx if summary.full_classifier or known.catalog is None \
+                kept = (
+                    ctx
+                    if summary.full_classifier or known.catalog is None
                     else names.merge(known.catalog, ctx)
+                )
                 catalog_data = names.dump(kept)
-            same = data == known.session and (catalog_data is None or known.catalog is not None
-                                              and catalog_data == names.dump(known.catalog))
+            same = data == known.session and (
+                catalog_data is None
+                or known.catalog is not None
+                and catalog_data == names.dump(known.catalog)
+            )
             return data, catalog_data, same
 
         # A big classifier's names are megabytes of JSON: not on the event loop.
@@ -317,12 +383,27 @@ class Exchange:
         cap = self.cfg.max_context_bytes
         size = max(len(data.encode()), len((catalog_data or "").encode()))
         if size > cap:
-            log.warning("commerceml names not kept for later files: over max_context_bytes", extra={
-                "session": session.id, "file": filename, "bytes": size, "cap": cap,
-                "code": "context_too_large"})
+            log.warning(
+                "commerceml names not kept for later files: over max_context_bytes",
+                extra={
+                    "session": session.id,
+                    "file": filename,
+                    "bytes": size,
+                    "cap": cap,
+                    "code": "context_too_large",
+                },
+            )
             return
         await self.store.put_context(session, data, summary.catalog or None, catalog_data)
-        log.info("commerceml names kept for later files", extra={
-            "session": session.id, "file": filename, "bytes": len(data.encode()),
-            "catalog": summary.catalog, "properties": len(ctx.properties),
-            "price_types": len(ctx.price_types), "warehouses": len(ctx.warehouses)})
+        log.info(
+            "commerceml names kept for later files",
+            extra={
+                "session": session.id,
+                "file": filename,
+                "bytes": len(data.encode()),
+                "catalog": summary.catalog,
+                "properties": len(ctx.properties),
+                "price_types": len(ctx.price_types),
+                "warehouses": len(ctx.warehouses),
+            },
+        )

@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import IO, Protocol
 
 from connectors.commerceml.errors import (
     ArchiveTooLarge,
@@ -81,8 +81,10 @@ def worth_keeping(filename: str, head: bytes, already_stored: bool) -> bool:
     return head.startswith(b"PK\x03\x04") or start.startswith(b"<")
 
 
-_ROOT_CLOSE = re.compile(rb"</(?:[^<>\s:]+:)?(?:%s|%s)\s*>" % (
-    "КоммерческаяИнформация".encode(), "КоммерческаяИнформация".encode("cp1251")))
+_ROOT_CLOSE = re.compile(
+    rb"</(?:[^<>\s:]+:)?(?:%s|%s)\s*>"
+    % ("КоммерческаяИнформация".encode(), "КоммерческаяИнформация".encode("cp1251"))
+)
 EDGE_BYTES = 4096
 
 
@@ -93,20 +95,28 @@ def looks_complete(head: bytes, tail: bytes) -> bool:
     chunk. It errs on the side of "maybe": anything else (not XML, UTF-16, …) says True and
     is parsed, so nothing is ever left waiting for a chunk that is not coming."""
     if head.startswith(b"PK\x03\x04"):
-        return b"PK\x05\x06" in tail[-(22 + 0xFFFF):]
+        return b"PK\x05\x06" in tail[-(22 + 0xFFFF) :]
     if not head.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"<"):
         return True
     end = tail.rstrip(b" \t\r\n\x00")
     return end.endswith(b">") and _ROOT_CLOSE.search(end[-EDGE_BYTES:]) is not None
 
 
-def spool(work_dir: Path) -> tempfile.SpooledTemporaryFile:
+class ByteStream(Protocol):
+    """What the parser needs of a document: a file, a spool or an archive member."""
+
+    def read(self, size: int = -1, /) -> bytes: ...
+
+    def seek(self, offset: int, whence: int = 0, /) -> int: ...
+
+
+def spool(work_dir: Path) -> tempfile.SpooledTemporaryFile[bytes]:
     """A temporary binary file: in memory while small, under ``work_dir`` when large."""
     work_dir.mkdir(parents=True, exist_ok=True)
-    return tempfile.SpooledTemporaryFile(max_size=SPOOL_MEMORY_BYTES, dir=work_dir)
+    return tempfile.SpooledTemporaryFile(max_size=SPOOL_MEMORY_BYTES, dir=str(work_dir))
 
 
-def is_zip(stream: BinaryIO) -> bool:
+def is_zip(stream: IO[bytes]) -> bool:
     """Whether the stream holds a zip archive (it is rewound either way)."""
     stream.seek(0)
     head = stream.read(4)
@@ -124,7 +134,7 @@ def member_name(info: zipfile.ZipInfo) -> str:
         return info.filename
 
 
-def declared_entries(archive: BinaryIO) -> int | None:
+def declared_entries(archive: IO[bytes]) -> int | None:
     """The entry count the archive's end record declares (zip64 too), read before zipfile
     parses the central directory into memory; None when there is no end record."""
     archive.seek(0, 2)
@@ -137,7 +147,7 @@ def declared_entries(archive: BinaryIO) -> int | None:
     if at < 0 or at + 22 > len(tail):
         return None
     entries = struct.unpack_from("<H", tail, at + 10)[0]
-    if entries == 0xFFFF and at >= 20 and tail[at - 20:at - 16] == b"PK\x06\x07":
+    if entries == 0xFFFF and at >= 20 and tail[at - 20 : at - 16] == b"PK\x06\x07":
         archive.seek(struct.unpack_from("<Q", tail, at - 20 + 8)[0])
         record = archive.read(56)
         archive.seek(0)
@@ -149,10 +159,14 @@ def declared_entries(archive: BinaryIO) -> int | None:
 def check_infos(infos: list[zipfile.ZipInfo], limits: ZipLimits) -> None:
     """ArchiveTooLarge / DuplicateMember for an archive that must not be unpacked."""
     if len(infos) > limits.max_members:
-        raise ArchiveTooLarge(f"the archive holds {len(infos)} entries, more than {limits.max_members}")
+        raise ArchiveTooLarge(
+            f"the archive holds {len(infos)} entries, more than {limits.max_members}"
+        )
     total = sum(i.file_size for i in infos)
     if total > limits.max_unpacked_bytes:
-        raise ArchiveTooLarge(f"the archive unpacks to {total} bytes, more than {limits.max_unpacked_bytes}")
+        raise ArchiveTooLarge(
+            f"the archive unpacks to {total} bytes, more than {limits.max_unpacked_bytes}"
+        )
     seen: set[str] = set()
     for info in infos:
         name = member_name(info)
@@ -161,18 +175,24 @@ def check_infos(infos: list[zipfile.ZipInfo], limits: ZipLimits) -> None:
         seen.add(name)
     for info in infos:
         name = member_name(info)
-        if info.file_size > _RATIO_FLOOR_BYTES and info.file_size > limits.max_ratio * max(info.compress_size, 1):
-            raise ArchiveTooLarge(f"{name} unpacks {info.file_size // max(info.compress_size, 1)} times its "
-                                  f"packed size, more than {limits.max_ratio}: a zip bomb, refused")
+        if info.file_size > _RATIO_FLOOR_BYTES and info.file_size > limits.max_ratio * max(
+            info.compress_size, 1
+        ):
+            raise ArchiveTooLarge(
+                f"{name} unpacks {info.file_size // max(info.compress_size, 1)} times its "
+                f"packed size, more than {limits.max_ratio}: a zip bomb, refused"
+            )
 
 
 @contextmanager
-def open_archive(archive: BinaryIO, limits: ZipLimits) -> Iterator[zipfile.ZipFile]:
+def open_archive(archive: IO[bytes], limits: ZipLimits) -> Iterator[zipfile.ZipFile]:
     """The uploaded archive, checked against ``limits`` before anything is unpacked.
     BrokenArchive if unreadable, ArchiveTooLarge / DuplicateMember if refused."""
     entries = declared_entries(archive)
     if entries is not None and entries > limits.max_members:
-        raise ArchiveTooLarge(f"the archive holds {entries} entries, more than {limits.max_members}")
+        raise ArchiveTooLarge(
+            f"the archive holds {entries} entries, more than {limits.max_members}"
+        )
     try:
         zf = zipfile.ZipFile(archive)
     except _ZIP_ERRORS as exc:
@@ -185,7 +205,7 @@ def open_archive(archive: BinaryIO, limits: ZipLimits) -> Iterator[zipfile.ZipFi
 class _MemberStream:
     """A member being read: zip errors met while reading become InvalidDocument."""
 
-    def __init__(self, raw: BinaryIO, name: str) -> None:
+    def __init__(self, raw: IO[bytes], name: str) -> None:
         self.raw, self.name = raw, name
 
     def read(self, size: int = -1) -> bytes:
@@ -199,14 +219,14 @@ class _MemberStream:
 
 
 @contextmanager
-def member(zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> Iterator[BinaryIO]:
+def member(zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> Iterator[ByteStream]:
     """One member as a stream, unpacked as it is read."""
     try:
         raw = zf.open(info)
     except _ZIP_ERRORS as exc:
         raise InvalidDocument(f"{member_name(info)} cannot be unpacked: {exc}") from None
     with raw:
-        yield _MemberStream(raw, member_name(info))  # type: ignore[misc]
+        yield _MemberStream(raw, member_name(info))
 
 
 def xml_infos(zf: zipfile.ZipFile) -> list[zipfile.ZipInfo]:
@@ -214,15 +234,22 @@ def xml_infos(zf: zipfile.ZipFile) -> list[zipfile.ZipInfo]:
     return [i for i in zf.infolist() if not i.is_dir() and member_name(i).lower().endswith(".xml")]
 
 
-def extract(archive: BinaryIO, filename: str, dest: BinaryIO, limits: ZipLimits = ZipLimits()) -> bool:
+def extract(
+    archive: IO[bytes], filename: str, dest: IO[bytes], limits: ZipLimits = ZipLimits()
+) -> bool:
     """Copy the member named ``filename`` (exact path first, then the same base name) into
     ``dest``. False when the archive has no such member; BrokenArchive / InvalidDocument for
     an unreadable archive, ArchiveTooLarge / DuplicateMember for a refused one."""
     with open_archive(archive, limits) as zf:
         infos = [i for i in zf.infolist() if not i.is_dir()]
         match = next((i for i in infos if member_name(i) == filename), None) or next(
-            (i for i in infos if posixpath.basename(member_name(i)) == posixpath.basename(filename)),
-            None)
+            (
+                i
+                for i in infos
+                if posixpath.basename(member_name(i)) == posixpath.basename(filename)
+            ),
+            None,
+        )
         if match is None:
             archive.seek(0)
             return False
@@ -235,7 +262,7 @@ def extract(archive: BinaryIO, filename: str, dest: BinaryIO, limits: ZipLimits 
     return True
 
 
-def xml_members(archive: BinaryIO, limits: ZipLimits = ZipLimits()) -> list[str]:
+def xml_members(archive: IO[bytes], limits: ZipLimits = ZipLimits()) -> list[str]:
     """Names of the archive's XML members, in archive order (checked as open_archive does)."""
     with open_archive(archive, limits) as zf:
         names = [member_name(i) for i in xml_infos(zf)]

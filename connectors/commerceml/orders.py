@@ -73,30 +73,51 @@ def order_record(entry: Entry) -> Record:
         raise InvalidEntry("an order (Документ) without <Ид>")
     where = f"order {doc_id}"
     requisites = named_values(doc.find("ЗначенияРеквизитов"), "ЗначениеРеквизита")
-    deleted = any(r["name"] == "ПометкаУдаления" and r["values"][:1] == ["true"] for r in requisites)
+    deleted = any(
+        r["name"] == "ПометкаУдаления" and r["values"][:1] == ["true"] for r in requisites
+    )
     items = []
     for item in doc.findall("Товары/Товар"):
         item_id = child_text(item, "Ид")
-        product, characteristic = split_id(item_id, "order line (Товар)") if item_id else (None, None)
-        items.append({
-            "id": item_id or None, "product_id": product, "characteristic_id": characteristic,
-            "name": child_text(item, "Наименование"), "unit": unit_of(item.find("БазоваяЕдиница")),
-            "price": _decimal(item, "ЦенаЗаЕдиницу", where),
-            "quantity": _decimal(item, "Количество", where),
-            "amount": _decimal(item, "Сумма", where),
-            "requisites": named_values(item.find("ЗначенияРеквизитов"), "ЗначениеРеквизита"),
-        })
+        product, characteristic = (
+            split_id(item_id, "order line (Товар)") if item_id else (None, None)
+        )
+        items.append(
+            {
+                "id": item_id or None,
+                "product_id": product,
+                "characteristic_id": characteristic,
+                "name": child_text(item, "Наименование"),
+                "unit": unit_of(item.find("БазоваяЕдиница")),
+                "price": _decimal(item, "ЦенаЗаЕдиницу", where),
+                "quantity": _decimal(item, "Количество", where),
+                "amount": _decimal(item, "Сумма", where),
+                "requisites": named_values(item.find("ЗначенияРеквизитов"), "ЗначениеРеквизита"),
+            }
+        )
     content: dict[str, Any] = {
-        "id": doc_id, "number": child_text(doc, "Номер"), "date": child_text(doc, "Дата"),
-        "time": child_text(doc, "Время"), "operation": child_text(doc, "ХозОперация"),
-        "role": child_text(doc, "Роль"), "currency": child_text(doc, "Валюта"),
-        "rate": _decimal(doc, "Курс", where), "amount": _decimal(doc, "Сумма", where),
-        "comment": child_text(doc, "Комментарий"), "deleted": deleted,
+        "id": doc_id,
+        "number": child_text(doc, "Номер"),
+        "date": child_text(doc, "Дата"),
+        "time": child_text(doc, "Время"),
+        "operation": child_text(doc, "ХозОперация"),
+        "role": child_text(doc, "Роль"),
+        "currency": child_text(doc, "Валюта"),
+        "rate": _decimal(doc, "Курс", where),
+        "amount": _decimal(doc, "Сумма", where),
+        "comment": child_text(doc, "Комментарий"),
+        "deleted": deleted,
         "counterparties": [
-            {"id": child_text(c, "Ид"), "name": child_text(c, "Наименование"),
-             "full_name": child_text(c, "ПолноеНаименование"), "role": child_text(c, "Роль"),
-             "inn": child_text(c, "ИНН"), "kpp": child_text(c, "КПП")}
-            for c in doc.findall("Контрагенты/Контрагент")],
+            {
+                "id": child_text(c, "Ид"),
+                "name": child_text(c, "Наименование"),
+                "full_name": child_text(c, "ПолноеНаименование"),
+                "role": child_text(c, "Роль"),
+                "inn": child_text(c, "ИНН"),
+                "kpp": child_text(c, "КПП"),
+            }
+            for c in doc.findall("Контрагенты/Контрагент")
+        ],
         "items": items,
         "requisites": requisites,
     }
@@ -107,8 +128,13 @@ def orders_document(fragments: list[str], generated_at: datetime) -> tuple[bytes
     """The ``sale&mode=query`` answer: one document holding the given ``Документ`` fragments
     (windows-1251, with the declaration). Returns the bytes and the indexes of fragments
     left out because they are not a well-formed ``Документ`` element (the caller logs them)."""
-    root = ET.Element("КоммерческаяИнформация", {
-        "ВерсияСхемы": SCHEMA_VERSION, "ДатаФормирования": generated_at.strftime("%Y-%m-%dT%H:%M:%S")})
+    root = ET.Element(
+        "КоммерческаяИнформация",
+        {
+            "ВерсияСхемы": SCHEMA_VERSION,
+            "ДатаФормирования": generated_at.strftime("%Y-%m-%dT%H:%M:%S"),
+        },
+    )
     broken = []
     for index, fragment in enumerate(fragments):
         try:
@@ -214,8 +240,11 @@ def export_element(doc: ExportDocument) -> ET.Element:
     party = _sub(_sub(root, "Контрагенты"), "Контрагент")
     _sub(party, "Ид", doc.counterparty.id)
     _sub(party, "Наименование", doc.counterparty.name or doc.counterparty.id)
-    _sub(party, "ПолноеНаименование", doc.counterparty.full_name or doc.counterparty.name
-         or doc.counterparty.id)
+    _sub(
+        party,
+        "ПолноеНаименование",
+        doc.counterparty.full_name or doc.counterparty.name or doc.counterparty.id,
+    )
     if doc.counterparty.inn:
         _sub(party, "ИНН", doc.counterparty.inn)
     if doc.counterparty.kpp:
@@ -229,8 +258,14 @@ def export_element(doc: ExportDocument) -> ET.Element:
         item = _sub(goods, "Товар")
         _sub(item, "Ид", line.product_id)
         _sub(item, "Наименование", line.name or line.product_id)
-        _sub(item, "БазоваяЕдиница", line.unit_name, Код=line.unit_code,
-             НаименованиеПолное=line.unit_full_name, МеждународноеСокращение=line.unit_international)
+        _sub(
+            item,
+            "БазоваяЕдиница",
+            line.unit_name,
+            Код=line.unit_code,
+            НаименованиеПолное=line.unit_full_name,
+            МеждународноеСокращение=line.unit_international,
+        )
         _requisites(item, (("ВидНоменклатуры", "Товар"), ("ТипНоменклатуры", "Товар")))
         _sub(item, "ЦенаЗаЕдиницу", _money(line.price))
         _sub(item, "Количество", _quantity(line.quantity))

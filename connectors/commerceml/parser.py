@@ -40,7 +40,7 @@ import pyexpat
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import BinaryIO
+from typing import Protocol
 
 from connectors.commerceml.errors import IncompleteDocument, InvalidDocument
 
@@ -122,7 +122,6 @@ class Context:
     # check refuses the file rather than answer "success" for orders it never saw.
     stray_documents: list[str] = field(default_factory=list)
 
-
     @property
     def catalog_key(self) -> str:
         """The id the names of this document belong to: its classifier's, else its catalog's."""
@@ -143,13 +142,19 @@ class Entry:
     context: Context
 
 
-def entries(stream: BinaryIO, ctx: Context | None = None) -> Iterator[Entry]:
+class Readable(Protocol):
+    """A binary stream to parse: a file, a spool or an archive member."""
+
+    def read(self, size: int = -1, /) -> bytes: ...
+
+
+def entries(stream: Readable, ctx: Context | None = None) -> Iterator[Entry]:
     """The entries of a CommerceML document read from ``stream`` (binary, any encoding
     the prolog declares), filling ``ctx`` (given or new) as declarations are read.
     Raises InvalidDocument, or IncompleteDocument when the input stops early."""
     reader = _Reader(Context() if ctx is None else ctx)
     screen = _DoctypeScreen()
-    pull = ET.XMLPullParser(events=("start", "end"))
+    pull: ET.XMLPullParser[ET.Element] = ET.XMLPullParser(events=("start", "end"))
     try:
         while block := stream.read(_BLOCK):
             screen.feed(block)
@@ -159,7 +164,9 @@ def entries(stream: BinaryIO, ctx: Context | None = None) -> Iterator[Entry]:
         yield from reader.events(pull.read_events())
     except ET.ParseError as exc:
         if exc.code in _TRUNCATED:
-            raise IncompleteDocument(f"the XML ends early ({exc}): the file is incomplete") from None
+            raise IncompleteDocument(
+                f"the XML ends early ({exc}): the file is incomplete"
+            ) from None
         raise InvalidDocument(f"not well-formed XML: {exc}") from None
 
 
@@ -185,8 +192,9 @@ class _DoctypeScreen:
 
     @staticmethod
     def _doctype(*_args) -> None:
-        raise InvalidDocument("the document declares a DOCTYPE (a DTD, maybe entities): "
-                              "CommerceML has none, refused")
+        raise InvalidDocument(
+            "the document declares a DOCTYPE (a DTD, maybe entities): CommerceML has none, refused"
+        )
 
     @staticmethod
     def _root(*_args) -> None:
@@ -203,7 +211,12 @@ _CHANGES_ONLY = "СодержитТолькоИзменения"
 
 
 def _group_path(path: list[str]) -> bool:
-    return path[-1] == "Группа" and len(path) > 3 and path[1] == "Классификатор" and path[-2] == "Группы"
+    return (
+        path[-1] == "Группа"
+        and len(path) > 3
+        and path[1] == "Классификатор"
+        and path[-2] == "Группы"
+    )
 
 
 def _declaration(path: list[str]) -> bool:
@@ -216,8 +229,18 @@ def _declaration(path: list[str]) -> bool:
     return False
 
 
-_HOLDER_TAGS = frozenset({"Товар", "Предложение", "Документ", "Группа", "Свойство",
-                          "СвойствоНоменклатуры", "ТипЦены", "Склад"})
+_HOLDER_TAGS = frozenset(
+    {
+        "Товар",
+        "Предложение",
+        "Документ",
+        "Группа",
+        "Свойство",
+        "СвойствоНоменклатуры",
+        "ТипЦены",
+        "Склад",
+    }
+)
 
 
 def _role(path: list[str]) -> str | None:
@@ -265,22 +288,30 @@ class _Reader:
         elem.tag = tag = local(elem.tag)
         path = self.path
         if not path and tag != ROOT:
-            raise InvalidDocument(f"not a CommerceML document: the root is <{tag}>, expected <{ROOT}>")
+            raise InvalidDocument(
+                f"not a CommerceML document: the root is <{tag}>, expected <{ROOT}>"
+            )
         if len(path) >= MAX_DEPTH:
-            raise InvalidDocument(f"elements are nested deeper than {MAX_DEPTH} levels "
-                                  f"(inside <{'/'.join(path[1:4])}/…>): refused")
+            raise InvalidDocument(
+                f"elements are nested deeper than {MAX_DEPTH} levels "
+                f"(inside <{'/'.join(path[1:4])}/…>): refused"
+            )
         self.stack.append(elem)
         path.append(tag)
         if len(path) == 2:
             self.ctx.sections.append(tag)
-            if tag in _HEADED and ((elem.get(_CHANGES_ONLY) or "").strip().lower() == "true"
-                                   or tag == "ИзмененияПакетаПредложений"):
+            if tag in _HEADED and (
+                (elem.get(_CHANGES_ONLY) or "").strip().lower() == "true"
+                or tag == "ИзмененияПакетаПредложений"
+            ):
                 self.ctx.changes_only = True
         if self.holders:
             self.held += 1
             if self.held > MAX_HELD_ELEMENTS:
-                raise InvalidDocument(f"one <{self._holder_tag()}> holds more than {MAX_HELD_ELEMENTS} "
-                                      "elements: refused")
+                raise InvalidDocument(
+                    f"one <{self._holder_tag()}> holds more than {MAX_HELD_ELEMENTS} "
+                    "elements: refused"
+                )
         role = _role(path)
         if role is None and tag == "Документ" and not self.holders:
             self.ctx.stray_documents.append("/".join(path))
@@ -335,11 +366,13 @@ class _Reader:
         if not ident:
             return
         section = self.path[1]
-        if (tag == "ИдКлассификатора" or (tag == "Ид" and section == "Классификатор")) \
-                and not self.ctx.classifier_id:
+        if (
+            tag == "ИдКлассификатора" or (tag == "Ид" and section == "Классификатор")
+        ) and not self.ctx.classifier_id:
             self.ctx.classifier_id = ident
-        elif (tag == "ИдКаталога" or (tag == "Ид" and section == "Каталог")) \
-                and not self.ctx.catalog_ref:
+        elif (
+            tag == "ИдКаталога" or (tag == "Ид" and section == "Каталог")
+        ) and not self.ctx.catalog_ref:
             self.ctx.catalog_ref = ident
 
     def _holder_tag(self) -> str:
@@ -365,11 +398,19 @@ def _read_declaration(elem: ET.Element, ctx: Context) -> None:
     if elem.tag in ("Свойство", "СвойствоНоменклатуры"):
         # ВариантыЗначений/Справочник (2.04+, 3.x) with ИдЗначения + Значение; 2.03's
         # ТипыЗначений/ТипЗначений/ВариантыЗначений/ВариантЗначения with Ид + Значение.
-        values = {child_text(v, "ИдЗначения"): child_text(v, "Значение")
-                  for v in elem.iter("Справочник") if child_text(v, "ИдЗначения")}
-        values.update((child_text(v, "Ид"), child_text(v, "Значение"))
-                      for v in elem.iter("ВариантЗначения") if child_text(v, "Ид"))
-        value_type = child_text(elem, "ТипЗначений") or child_text(elem, "ТипыЗначений/ТипЗначений/Тип")
+        values = {
+            child_text(v, "ИдЗначения"): child_text(v, "Значение")
+            for v in elem.iter("Справочник")
+            if child_text(v, "ИдЗначения")
+        }
+        values.update(
+            (child_text(v, "Ид"), child_text(v, "Значение"))
+            for v in elem.iter("ВариантЗначения")
+            if child_text(v, "Ид")
+        )
+        value_type = child_text(elem, "ТипЗначений") or child_text(
+            elem, "ТипыЗначений/ТипЗначений/Тип"
+        )
         known = ctx.properties.get(eid)
         if known is not None:
             # Declared before (an earlier file of the exchange, or a full classifier of the
@@ -377,9 +418,12 @@ def _read_declaration(elem: ET.Element, ctx: Context) -> None:
             # that changed; those it leaves out are still what they were.
             values = {**known.values, **values}
             value_type = value_type or known.value_type
-        ctx.properties[eid] = Property(child_text(elem, "Наименование") or (known.name if known else ""),
-                                       values, value_type)
+        ctx.properties[eid] = Property(
+            child_text(elem, "Наименование") or (known.name if known else ""), values, value_type
+        )
     elif elem.tag == "ТипЦены":
-        ctx.price_types[eid] = PriceType(child_text(elem, "Наименование"), child_text(elem, "Валюта"))
+        ctx.price_types[eid] = PriceType(
+            child_text(elem, "Наименование"), child_text(elem, "Валюта")
+        )
     else:
         ctx.warehouses[eid] = child_text(elem, "Наименование")

@@ -60,9 +60,12 @@ async def publish_all(records: Iterator[Record], target: Target) -> Counter:
         for record in batch:
             by_topic[record.topic].append(record)
         for topic, recs in by_topic.items():
-            await publish(target.producer, target.topics[topic],
-                          [accepted(r, target.principal, target.request_id) for r in recs],
-                          target.retry_after_s)
+            await publish(
+                target.producer,
+                target.topics[topic],
+                [accepted(r, target.principal, target.request_id) for r in recs],
+                target.retry_after_s,
+            )
             INGRESS_RECORDS.labels("commerceml", recs[0].entity, "accepted").inc(len(recs))
             counts[recs[0].entity] += len(recs)
     return counts

@@ -75,8 +75,13 @@ SOURCE = "commerceml"
 MAX_ID_CHARS = 256
 _DELETED = "удален"
 
-TOPICS = {"product": "raw.onec.product", "price": "raw.onec.price", "stock": "raw.onec.stock",
-          "customer_order": "raw.onec.customer_order", "price_type": "raw.onec.price_type"}
+TOPICS = {
+    "product": "raw.onec.product",
+    "price": "raw.onec.price",
+    "stock": "raw.onec.stock",
+    "customer_order": "raw.onec.customer_order",
+    "price_type": "raw.onec.price_type",
+}
 
 
 @dataclass(frozen=True)
@@ -114,7 +119,9 @@ def split_id(raw: str, what: str) -> tuple[str, str | None]:
     if not raw:
         raise InvalidEntry(f"a {what} without <Ид>")
     if len(raw) > MAX_ID_CHARS:
-        raise InvalidEntry(f"the <Ид> of a {what} is longer than {MAX_ID_CHARS} characters: {raw[:40]}…")
+        raise InvalidEntry(
+            f"the <Ид> of a {what} is longer than {MAX_ID_CHARS} characters: {raw[:40]}…"
+        )
     product, _, characteristic = raw.partition("#")
     if not product.strip():
         raise InvalidEntry(f"the <Ид> {raw!r} of a {what} has no product part")
@@ -147,18 +154,26 @@ def named_values(elem: ET.Element | None, item: str) -> list[dict[str, Any]]:
     """``<item><Наименование/><Значение/>…</item>`` pairs (ЗначенияРеквизитов)."""
     if elem is None:
         return []
-    return [{"name": child_text(e, "Наименование"),
-             "values": [text(v) for v in e.findall("Значение") if text(v)]}
-            for e in elem.findall(item) if child_text(e, "Наименование")]
+    return [
+        {
+            "name": child_text(e, "Наименование"),
+            "values": [text(v) for v in e.findall("Значение") if text(v)],
+        }
+        for e in elem.findall(item)
+        if child_text(e, "Наименование")
+    ]
 
 
 def unit_of(elem: ET.Element | None) -> dict[str, str] | None:
     """A ``БазоваяЕдиница`` (text plus attributes; 1С pads attributes with spaces)."""
     if elem is None:
         return None
-    return {"code": (elem.get("Код") or "").strip(), "name": text(elem),
-            "full_name": (elem.get("НаименованиеПолное") or "").strip(),
-            "international": (elem.get("МеждународноеСокращение") or "").strip()}
+    return {
+        "code": (elem.get("Код") or "").strip(),
+        "name": text(elem),
+        "full_name": (elem.get("НаименованиеПолное") or "").strip(),
+        "international": (elem.get("МеждународноеСокращение") or "").strip(),
+    }
 
 
 def _properties(elem: ET.Element | None, ctx: Context) -> list[dict[str, Any]]:
@@ -170,10 +185,16 @@ def _properties(elem: ET.Element | None, ctx: Context) -> list[dict[str, Any]]:
         if pid is None and not values:
             continue
         known = ctx.properties.get(pid or "")
-        out.append({"id": pid, "name": known.name if known else None,
-                    "type": (known.value_type or None) if known else None, "values": values,
-                    "labels": [known.values.get(v, v) if known else v for v in values],
-                    "value_ids": [v if _is_reference(known, v) else None for v in values]})
+        out.append(
+            {
+                "id": pid,
+                "name": known.name if known else None,
+                "type": (known.value_type or None) if known else None,
+                "values": values,
+                "labels": [known.values.get(v, v) if known else v for v in values],
+                "value_ids": [v if _is_reference(known, v) else None for v in values],
+            }
+        )
     return out
 
 
@@ -202,19 +223,29 @@ def product_record(entry: Entry) -> Record:
         raise InvalidEntry(f"product {cml_id}: no <Наименование>")
     group_ids = [text(g) for g in elem.findall("Группы/Ид") if text(g)]
     content = {
-        "id": product, "characteristic_id": characteristic, "cml_id": cml_id, "deleted": deleted,
-        "name": name, "code": child_text(elem, "Код"), "article": child_text(elem, "Артикул"),
-        "barcode": child_text(elem, "Штрихкод"), "description": child_text(elem, "Описание"),
+        "id": product,
+        "characteristic_id": characteristic,
+        "cml_id": cml_id,
+        "deleted": deleted,
+        "name": name,
+        "code": child_text(elem, "Код"),
+        "article": child_text(elem, "Артикул"),
+        "barcode": child_text(elem, "Штрихкод"),
+        "description": child_text(elem, "Описание"),
         # 1С writes the full name as a requisite; some exports as this element.
         "full_name": child_text(elem, "ПолноеНаименование"),
         "unit": unit_of(elem.find("БазоваяЕдиница")),
         "groups": [{"id": g, "name": ctx.groups.get(g)} for g in group_ids],
         "properties": _properties(elem.find("ЗначенияСвойств"), ctx),
-        "characteristics": [{"name": child_text(c, "Наименование"), "value": child_text(c, "Значение")}
-                            for c in elem.findall("ХарактеристикиТовара/ХарактеристикаТовара")],
+        "characteristics": [
+            {"name": child_text(c, "Наименование"), "value": child_text(c, "Значение")}
+            for c in elem.findall("ХарактеристикиТовара/ХарактеристикаТовара")
+        ],
         "requisites": named_values(elem.find("ЗначенияРеквизитов"), "ЗначениеРеквизита"),
-        "taxes": [{"name": child_text(t, "Наименование"), "rate": child_text(t, "Ставка")}
-                  for t in elem.findall("СтавкиНалогов/СтавкаНалога")],
+        "taxes": [
+            {"name": child_text(t, "Наименование"), "rate": child_text(t, "Ставка")}
+            for t in elem.findall("СтавкиНалогов/СтавкаНалога")
+        ],
         "images": [text(p) for p in elem.findall("Картинка") if text(p)],
     }
     return make_record("product", product, content)
@@ -229,15 +260,25 @@ def price_type_record(entry: Entry) -> Record:
     if len(type_id) > MAX_ID_CHARS:
         raise InvalidEntry(f"the <Ид> of a price type is longer than {MAX_ID_CHARS} characters")
     tax = elem.find("Налог")
-    return make_record("price_type", type_id, {
-        "id": type_id, "name": child_text(elem, "Наименование"), "code": child_text(elem, "Код"),
-        "currency": child_text(elem, "Валюта"), "description": child_text(elem, "Описание"),
-        "tax": None if tax is None else {
-            "name": child_text(tax, "Наименование"),
-            "included": child_text(tax, "УчтеноВСумме").lower() or None,
-            "excise": child_text(tax, "Акциз").lower() or None},
-        "deleted": is_deleted(elem),
-    })
+    return make_record(
+        "price_type",
+        type_id,
+        {
+            "id": type_id,
+            "name": child_text(elem, "Наименование"),
+            "code": child_text(elem, "Код"),
+            "currency": child_text(elem, "Валюта"),
+            "description": child_text(elem, "Описание"),
+            "tax": None
+            if tax is None
+            else {
+                "name": child_text(tax, "Наименование"),
+                "included": child_text(tax, "УчтеноВСумме").lower() or None,
+                "excise": child_text(tax, "Акциз").lower() or None,
+            },
+            "deleted": is_deleted(elem),
+        },
+    )
 
 
 def offer_records(entry: Entry) -> list[Record]:
@@ -246,8 +287,12 @@ def offer_records(entry: Entry) -> list[Record]:
     cml_id = child_text(elem, "Ид")
     product, characteristic = split_id(cml_id, "offer (Предложение)")
     offer = offer_key(product, characteristic)
-    base = {"product_id": product, "characteristic_id": characteristic, "offer_id": offer,
-            "deleted": is_deleted(elem)}
+    base = {
+        "product_id": product,
+        "characteristic_id": characteristic,
+        "offer_id": offer,
+        "deleted": is_deleted(elem),
+    }
     out = []
     for price in elem.findall("Цены/Цена"):
         type_id = child_text(price, "ИдТипаЦены")
@@ -255,19 +300,38 @@ def offer_records(entry: Entry) -> list[Record]:
             raise InvalidEntry(f"offer {cml_id}: a <Цена> without <ИдТипаЦены>")
         ptype = ctx.price_types.get(type_id)
         ratio = child_text(price, "Коэффициент")
-        out.append(make_record("price", f"{offer}:{type_id}", {
-            **base, "price_type_id": type_id, "price_type_name": ptype.name if ptype else None,
-            "price": decimal_text(child_text(price, "ЦенаЗаЕдиницу"), "<ЦенаЗаЕдиницу>", f"offer {cml_id}"),
-            "currency": child_text(price, "Валюта") or (ptype.currency if ptype else ""),
-            "unit": child_text(price, "Единица"),
-            "ratio": decimal_text(ratio, "<Коэффициент>", f"offer {cml_id}") if ratio else None,
-        }))
+        out.append(
+            make_record(
+                "price",
+                f"{offer}:{type_id}",
+                {
+                    **base,
+                    "price_type_id": type_id,
+                    "price_type_name": ptype.name if ptype else None,
+                    "price": decimal_text(
+                        child_text(price, "ЦенаЗаЕдиницу"), "<ЦенаЗаЕдиницу>", f"offer {cml_id}"
+                    ),
+                    "currency": child_text(price, "Валюта") or (ptype.currency if ptype else ""),
+                    "unit": child_text(price, "Единица"),
+                    "ratio": decimal_text(ratio, "<Коэффициент>", f"offer {cml_id}")
+                    if ratio
+                    else None,
+                },
+            )
+        )
     for warehouse, quantity in _stock(elem):
-        out.append(make_record("stock", f"{offer}:{warehouse}" if warehouse else offer, {
-            **base, "warehouse_id": warehouse,
-            "warehouse_name": ctx.warehouses.get(warehouse) if warehouse else None,
-            "quantity": decimal_text(quantity, "a quantity", f"offer {cml_id}"),
-        }))
+        out.append(
+            make_record(
+                "stock",
+                f"{offer}:{warehouse}" if warehouse else offer,
+                {
+                    **base,
+                    "warehouse_id": warehouse,
+                    "warehouse_name": ctx.warehouses.get(warehouse) if warehouse else None,
+                    "quantity": decimal_text(quantity, "a quantity", f"offer {cml_id}"),
+                },
+            )
+        )
     return out
 
 
@@ -282,8 +346,11 @@ def _stock(elem: ET.Element) -> Iterator[tuple[str | None, str]]:
         if wid:
             yield wid, qty
     for rest in elem.findall("Остатки/Остаток"):
-        store = rest.find("Склад")
-        if store is None:
+        held = rest.find("Склад")
+        if held is None:
             yield None, child_text(rest, "Количество")
-        elif child_text(store, "Ид"):
-            yield child_text(store, "Ид"), child_text(store, "Количество") or child_text(rest, "Количество")
+        elif child_text(held, "Ид"):
+            yield (
+                child_text(held, "Ид"),
+                child_text(held, "Количество") or child_text(rest, "Количество"),
+            )

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 from contextlib import asynccontextmanager
+from enum import Enum
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -29,17 +30,17 @@ from connectors.ingress.idempotency import Idempotency
 from connectors.ingress.middleware import BodyLimit, RequestContext, error_body
 from connectors.ingress.purge import run_purge
 from connectors.ingress.ratelimit import Limits, RateLimit
+from connectors.onec.nomenclature import OneCNomenclature
 from mmstream.kafka.admin import require_topics
 from mmstream.kafka.producer import AckedProducer
 from mmstream.metrics import UP
 from mmstream.settings import Settings
 from mmstream.topics import load_catalog
-from streams.normalize.onec_product import OneCNomenclature
 
 log = logging.getLogger(__name__)
 
 _DESCRIPTION = """\
-Source systems (1C, Bitrix24) push changes here. A 2xx means the change is stored in Kafka
+Source systems (1С, Bitrix24) push changes here. A 2xx means the change is stored in Kafka
 (acks=all); when Kafka or the database cannot answer in time the bridge says 503 with
 Retry-After and stores nothing.
 
@@ -73,7 +74,11 @@ def create_app(settings: Settings, *, producer: AckedProducer | None = None) -> 
     async def lifespan(app: FastAPI):
         # Every raw topic of the topic file, by logical name -> physical name.
         catalog = load_catalog(settings.topics_file)
-        topics = {name: settings.topic(name) for name, spec in catalog.topics.items() if spec.role == "raw"}
+        topics = {
+            name: settings.topic(name)
+            for name, spec in catalog.topics.items()
+            if spec.role == "raw"
+        }
         # A missing topic on the embedded broker would be auto-created with the wrong
         # partition count and acknowledged unreadable: refuse to start instead.
         require_topics(settings, list(topics.values()))
@@ -87,8 +92,11 @@ def create_app(settings: Settings, *, producer: AckedProducer | None = None) -> 
         # (a near-duplicate must wait for the outcome: Bitrix24 never re-sends). Its own pool,
         # so that a stalled broker can never take the connections 1С's pushes need.
         app.state.event_engine = bridge_engine(settings) if settings.database_url else None
-        purge = (asyncio.create_task(run_purge(app.state.engine, settings), name="bridge-purge")
-                 if app.state.engine is not None else None)
+        purge = (
+            asyncio.create_task(run_purge(app.state.engine, settings), name="bridge-purge")
+            if app.state.engine is not None
+            else None
+        )
         UP.labels("bridge").set(1)
         log.info("bridge ready", extra={"topics": list(topics.values())})
         try:
@@ -112,9 +120,13 @@ def create_app(settings: Settings, *, producer: AckedProducer | None = None) -> 
         lifespan=lifespan,
         # Deny by default: a route without its own authentication needs a token or API key.
         dependencies=[Depends(authenticated)],
-        openapi_tags=[{"name": openapi.OPERATIONS_TAG, "description":
-                       "Probes and metrics, without authentication: scraped and probed from inside "
-                       "the cluster; keep them off the public ingress."}],
+        openapi_tags=[
+            {
+                "name": openapi.OPERATIONS_TAG,
+                "description": "Probes and metrics, without authentication: scraped and probed from inside "
+                "the cluster; keep them off the public ingress.",
+            }
+        ],
     )
     app.state.settings = settings
     # Rate-limit buckets, shared by the middleware and the routes that limit themselves once
@@ -137,17 +149,29 @@ def create_app(settings: Settings, *, producer: AckedProducer | None = None) -> 
     return app
 
 
-def _error(request: Request, kind: ErrorKind, message: str, details: list | None = None,
-           status: int | None = None, headers: dict | None = None) -> JSONResponse:
+def _error(
+    request: Request,
+    kind: ErrorKind,
+    message: str,
+    details: list | None = None,
+    status: int | None = None,
+    headers: dict | None = None,
+) -> JSONResponse:
     body = error_body(getattr(request.state, "request_id", ""), kind, message, details)
     return JSONResponse(body, status_code=status or kind.status, headers=headers)
 
 
 # Statuses Starlette / FastAPI raise themselves (routing, body limits), by error kind.
-_HTTP_KINDS = {400: ErrorKind.BAD_REQUEST, 401: ErrorKind.UNAUTHENTICATED, 403: ErrorKind.FORBIDDEN,
-               404: ErrorKind.NOT_FOUND, 405: ErrorKind.METHOD_NOT_ALLOWED,
-               413: ErrorKind.BODY_TOO_LARGE, 415: ErrorKind.UNSUPPORTED_MEDIA_TYPE,
-               429: ErrorKind.RATE_LIMITED}
+_HTTP_KINDS = {
+    400: ErrorKind.BAD_REQUEST,
+    401: ErrorKind.UNAUTHENTICATED,
+    403: ErrorKind.FORBIDDEN,
+    404: ErrorKind.NOT_FOUND,
+    405: ErrorKind.METHOD_NOT_ALLOWED,
+    413: ErrorKind.BODY_TOO_LARGE,
+    415: ErrorKind.UNSUPPORTED_MEDIA_TYPE,
+    429: ErrorKind.RATE_LIMITED,
+}
 
 
 def _add_error_handlers(app: FastAPI) -> None:
@@ -162,28 +186,45 @@ def _add_error_handlers(app: FastAPI) -> None:
         kind = _HTTP_KINDS.get(exc.status_code)
         if kind is None:
             kind = ErrorKind.INTERNAL if exc.status_code >= 500 else ErrorKind.VALIDATION_FAILED
-        return _error(request, kind, str(exc.detail), status=exc.status_code,
-                      headers=getattr(exc, "headers", None))
+        return _error(
+            request,
+            kind,
+            str(exc.detail),
+            status=exc.status_code,
+            headers=getattr(exc, "headers", None),
+        )
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
-        details = [{"field": ".".join(str(p) for p in e["loc"]), "problem": e["msg"]} for e in exc.errors()]
+        details = [
+            {"field": ".".join(str(p) for p in e["loc"]), "problem": e["msg"]} for e in exc.errors()
+        ]
         return _error(request, ErrorKind.VALIDATION_FAILED, "invalid request", details)
 
 
 def _add_operations_routes(app: FastAPI, settings: Settings) -> None:
-    tags = [openapi.OPERATIONS_TAG]
+    tags: list[str | Enum] = [openapi.OPERATIONS_TAG]  # FastAPI's list type is invariant
 
-    @app.get("/health/live", tags=tags, summary="The process is up", openapi_extra=_OPEN,
-             response_model=Status)
+    @app.get(
+        "/health/live",
+        tags=tags,
+        summary="The process is up",
+        openapi_extra=_OPEN,
+        response_model=Status,
+    )
     async def live() -> dict:
         return {"status": "ok"}
 
     readiness = ReadinessCheck(lambda: require_topics(settings, list(app.state.topics.values())))
 
-    @app.get("/health/ready", tags=tags, summary="Kafka reachable and topics present",
-             openapi_extra=_OPEN, response_model=Status,
-             responses={503: {"model": Status, "description": "not ready, with the reason"}})
+    @app.get(
+        "/health/ready",
+        tags=tags,
+        summary="Kafka reachable and topics present",
+        openapi_extra=_OPEN,
+        response_model=Status,
+        responses={503: {"model": Status, "description": "not ready, with the reason"}},
+    )
     async def ready() -> JSONResponse:
         reason = await readiness.check()
         if reason:
@@ -193,8 +234,13 @@ def _add_operations_routes(app: FastAPI, settings: Settings) -> None:
     # Open on purpose: Prometheus scrapes the bridge's port from inside the cluster without
     # credentials (deploy/prometheus, pod annotations). The figures are counts and latencies
     # by route and status, no ids or payloads; do not route /metrics through a public ingress.
-    @app.get("/metrics", tags=tags, summary="Prometheus metrics", openapi_extra=_OPEN,
-             response_class=PlainTextResponse)
+    @app.get(
+        "/metrics",
+        tags=tags,
+        summary="Prometheus metrics",
+        openapi_extra=_OPEN,
+        response_class=PlainTextResponse,
+    )
     async def metrics() -> Response:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
@@ -209,7 +255,8 @@ def _add_openapi(app: FastAPI) -> None:
         schema = original()
         comps = schema.setdefault("components", {}).setdefault("schemas", {})
         comps["OneCNomenclature"] = OneCNomenclature.model_json_schema(
-            by_alias=True, ref_template="#/components/schemas/{model}")
+            by_alias=True, ref_template="#/components/schemas/{model}"
+        )
         app.openapi_schema = openapi.finish(schema)
         return app.openapi_schema
 

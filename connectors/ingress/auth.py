@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import hmac
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
@@ -58,7 +58,13 @@ class Identity:
 def mint_token(auth: AuthSettings, *, subject: str, roles: list[str], ttl_s: int = 3600) -> str:
     """Issue a token (for `mmctl token`, the demo load and tests)."""
     now = int(time.time())
-    claims = {"sub": subject, "roles": roles, "aud": auth.jwt_audience, "iat": now, "exp": now + ttl_s}
+    claims = {
+        "sub": subject,
+        "roles": roles,
+        "aud": auth.jwt_audience,
+        "iat": now,
+        "exp": now + ttl_s,
+    }
     if auth.jwt_issuer:
         claims["iss"] = auth.jwt_issuer
     return jwt.encode(claims, auth.jwt_secret.get_secret_value(), algorithm=auth.jwt_algorithm)
@@ -69,26 +75,43 @@ def _decode(token: str, secret: str, algorithm: str, audience: str, issuer: str 
     # Clients reuse a token for many requests and a signature check costs ~0.3 ms of a
     # request's CPU: remember verified tokens (the secret is part of the key, so rotating it
     # invalidates them). Failures raise and are not cached. Callers must not mutate the result.
-    return jwt.decode(token, secret, algorithms=[algorithm], audience=audience, issuer=issuer,
-                      options={"require": ["exp", "sub"]})
+    return jwt.decode(
+        token,
+        secret,
+        algorithms=[algorithm],
+        audience=audience,
+        issuer=issuer,
+        options={"require": ["exp", "sub"]},
+    )
 
 
 def verify(auth: AuthSettings, header: str | None) -> dict:
     """Claims of a valid ``Authorization: Bearer`` header, or ApiError 401."""
     if not header or not header.lower().startswith("bearer "):
-        raise ApiError(ErrorKind.UNAUTHENTICATED, "an Authorization: Bearer token is required",
-                       headers=_CHALLENGE)
+        raise ApiError(
+            ErrorKind.UNAUTHENTICATED,
+            "an Authorization: Bearer token is required",
+            headers=_CHALLENGE,
+        )
     try:
-        claims = _decode(header[7:].strip(), auth.jwt_secret.get_secret_value(), auth.jwt_algorithm,
-                         auth.jwt_audience, auth.jwt_issuer)
+        claims = _decode(
+            header[7:].strip(),
+            auth.jwt_secret.get_secret_value(),
+            auth.jwt_algorithm,
+            auth.jwt_audience,
+            auth.jwt_issuer,
+        )
         if claims["exp"] <= time.time():  # a cached token may have expired since
             raise jwt.ExpiredSignatureError("Signature has expired")
         return claims
     except jwt.ExpiredSignatureError:
-        raise ApiError(ErrorKind.UNAUTHENTICATED, "the token has expired", headers=_CHALLENGE) from None
+        raise ApiError(
+            ErrorKind.UNAUTHENTICATED, "the token has expired", headers=_CHALLENGE
+        ) from None
     except jwt.InvalidTokenError as exc:
-        raise ApiError(ErrorKind.UNAUTHENTICATED, f"the token is not valid: {exc}",
-                       headers=_CHALLENGE) from None
+        raise ApiError(
+            ErrorKind.UNAUTHENTICATED, f"the token is not valid: {exc}", headers=_CHALLENGE
+        ) from None
 
 
 def identify(auth: AuthSettings, authorization: str | None, api_key: str | None) -> Identity | None:
@@ -154,9 +177,11 @@ def identity_of(request: Request) -> Identity:
     state = request.scope.setdefault("state", {})
     if _IDENTITY not in state:
         try:
-            state[_IDENTITY] = identify(request.app.state.settings.auth,
-                                        request.headers.get("authorization"),
-                                        (request.headers.get("x-api-key") or "").strip() or None)
+            state[_IDENTITY] = identify(
+                request.app.state.settings.auth,
+                request.headers.get("authorization"),
+                (request.headers.get("x-api-key") or "").strip() or None,
+            )
         except ApiError as exc:
             state[_IDENTITY], state[_AUTH_ERROR] = None, exc
     identity = state[_IDENTITY]
@@ -164,7 +189,8 @@ def identity_of(request: Request) -> Identity:
         raise state.get(_AUTH_ERROR) or ApiError(
             ErrorKind.UNAUTHENTICATED,
             "credentials are required: an Authorization: Bearer token or an X-API-Key",
-            headers=_CHALLENGE)
+            headers=_CHALLENGE,
+        )
     return identity
 
 
@@ -190,7 +216,7 @@ async def authenticated(request: Request) -> None:
         identity_of(request)
 
 
-def require_role(role: str) -> Callable[[Request], dict]:
+def require_role(role: str) -> Callable[[Request], Awaitable[dict]]:
     """A FastAPI dependency admitting callers (token or API key) that carry ``role`` (or ``admin``).
 
     Returns the token's claims (for an API key: ``sub`` and ``roles``).

@@ -15,7 +15,9 @@ def depth(doc: object) -> int:
     deepest, stack = 0, [(doc, 1)]
     while stack:
         node, level = stack.pop()
-        children = node.values() if isinstance(node, dict) else node if isinstance(node, list) else None
+        children = (
+            node.values() if isinstance(node, dict) else node if isinstance(node, list) else None
+        )
         if children is None:
             continue
         deepest = max(deepest, level)
@@ -24,8 +26,10 @@ def depth(doc: object) -> int:
 
 
 def _too_deep(max_depth: int) -> ApiError:
-    return ApiError(ErrorKind.JSON_TOO_DEEP,
-                    f"the JSON body nests arrays and objects deeper than {max_depth} levels")
+    return ApiError(
+        ErrorKind.JSON_TOO_DEEP,
+        f"the JSON body nests arrays and objects deeper than {max_depth} levels",
+    )
 
 
 def parse_json(raw: bytes, max_depth: int) -> object:
@@ -36,14 +40,16 @@ def parse_json(raw: bytes, max_depth: int) -> object:
     and serialization. Both are refused as ``json_too_deep``.
     """
     try:
-        doc = json.loads(raw.decode("utf-8-sig"))  # 1C may write a BOM
+        doc = json.loads(raw.decode("utf-8-sig"))  # 1С may write a BOM
     except UnicodeDecodeError:
         raise ApiError(ErrorKind.INVALID_JSON, "the body is not UTF-8") from None
     except RecursionError:
         raise _too_deep(max_depth) from None
     except json.JSONDecodeError as exc:
-        raise ApiError(ErrorKind.INVALID_JSON,
-                       f"the body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+        raise ApiError(
+            ErrorKind.INVALID_JSON,
+            f"the body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}",
+        ) from None
     except ValueError as exc:
         # Not a JSONDecodeError: an integer longer than Python converts (4,300 digits).
         raise ApiError(ErrorKind.INVALID_JSON, f"the body is not valid JSON: {exc}"[:300]) from None
@@ -52,13 +58,19 @@ def parse_json(raw: bytes, max_depth: int) -> object:
     return doc
 
 
-async def read_json(request: Request, max_bytes: int, max_depth: int | None = None) -> tuple[bytes, object]:
+async def read_json(
+    request: Request, max_bytes: int, max_depth: int | None = None
+) -> tuple[bytes, object]:
     """The raw bytes and the parsed document, or ApiError 415 / 413 / 400."""
     ctype = request.headers.get("content-type", "")
     media = ctype.split(";", 1)[0].strip().lower()
-    if media != "application/json" and not (media.startswith("application/") and media.endswith("+json")):
-        raise ApiError(ErrorKind.UNSUPPORTED_MEDIA_TYPE,
-                       f"send the body as application/json (got {ctype or 'no content type'!r})")
+    if media != "application/json" and not (
+        media.startswith("application/") and media.endswith("+json")
+    ):
+        raise ApiError(
+            ErrorKind.UNSUPPORTED_MEDIA_TYPE,
+            f"send the body as application/json (got {ctype or 'no content type'!r})",
+        )
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > max_bytes:
         raise ApiError(ErrorKind.BODY_TOO_LARGE, f"the body is larger than {max_bytes} bytes")

@@ -14,8 +14,14 @@ from enum import Enum
 class ApiError(Exception):
     """An error answered to the client; raised by routes and dependencies."""
 
-    def __init__(self, kind: ErrorKind, message: str, *, details: list | None = None,
-                 headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        kind: ErrorKind,
+        message: str,
+        *,
+        details: list | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(message)
         self.kind = kind
         self.message = message

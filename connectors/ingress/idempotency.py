@@ -62,8 +62,9 @@ class Idempotency:
     def __init__(self, app, settings: Settings) -> None:
         self.app = app
         self.settings = settings
-        self.store = IdempotencyStore(ttl_s=settings.ingress.idempotency_ttl_s,
-                                      lease_s=claim_lease_s(settings))
+        self.store = IdempotencyStore(
+            ttl_s=settings.ingress.idempotency_ttl_s, lease_s=claim_lease_s(settings)
+        )
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http" or scope["method"] != "POST":
@@ -81,11 +82,16 @@ class Idempotency:
             body = await _read_body(receive)
             if body is None:
                 return  # the client went away
-            fp = fingerprint(scope.get("query_string", b""), headers.get(b"content-type", b""), body)
+            fp = fingerprint(
+                scope.get("query_string", b""), headers.get(b"content-type", b""), body
+            )
             engine = scope["app"].state.engine
             if engine is None:
-                raise ApiError(ErrorKind.DATABASE_UNAVAILABLE, f"{HEADER} needs the bridge's database, "
-                               "and none is configured (DATABASE_URL)", headers=retry)
+                raise ApiError(
+                    ErrorKind.DATABASE_UNAVAILABLE,
+                    f"{HEADER} needs the bridge's database, and none is configured (DATABASE_URL)",
+                    headers=retry,
+                )
             outcome = await self._claim(engine, ident, fp, retry)
         except BodyTooLarge as exc:
             await send_error(scope, receive, send, ApiError(ErrorKind.BODY_TOO_LARGE, exc.detail))
@@ -94,27 +100,38 @@ class Idempotency:
             await send_error(scope, receive, send, exc)
             return
         if isinstance(outcome, Answer):
-            log.info("idempotent replay", extra={"idempotency_key": ident["key"], "status": outcome.status})
+            log.info(
+                "idempotent replay",
+                extra={"idempotency_key": ident["key"], "status": outcome.status},
+            )
             await _send_answer(send, outcome, replayed=True)
             return
         await self._run(scope, receive, send, engine, ident, outcome.claim, body)
 
-    async def _claim(self, engine: AsyncEngine, ident: dict, fp: bytes, retry: dict) -> Claimed | Answer:
+    async def _claim(
+        self, engine: AsyncEngine, ident: dict, fp: bytes, retry: dict
+    ) -> Claimed | Answer:
         try:
             return await self.store.claim(engine, ident, fp)
         except ApiError as exc:
             if exc.kind is ErrorKind.IDEMPOTENCY_IN_PROGRESS:
-                exc.headers = {"Retry-After": str(max(1, math.ceil(self.settings.kafka.produce_timeout_s)))}
+                exc.headers = {
+                    "Retry-After": str(max(1, math.ceil(self.settings.kafka.produce_timeout_s)))
+                }
             raise
         except Exception as exc:
             error = classify(exc)
             if not error.retriable:
                 raise
-            raise ApiError(ErrorKind.DATABASE_UNAVAILABLE, "the idempotency key store is unavailable; "
-                           "retry later", headers=retry) from exc
+            raise ApiError(
+                ErrorKind.DATABASE_UNAVAILABLE,
+                "the idempotency key store is unavailable; retry later",
+                headers=retry,
+            ) from exc
 
-    async def _run(self, scope, receive, send, engine: AsyncEngine, ident: dict, claim: str,
-                   body: bytes) -> None:
+    async def _run(
+        self, scope, receive, send, engine: AsyncEngine, ident: dict, claim: str, body: bytes
+    ) -> None:
         delivered = False
 
         async def replay_body():
@@ -139,10 +156,15 @@ class Idempotency:
             # Shielded: a cancelled request must still give its key back.
             await asyncio.shield(self._forget(engine, ident, claim))
             raise
-        answer = Answer(start.get("status", 500),
-                        [(k.decode("latin-1"), v.decode("latin-1")) for k, v in start.get("headers", [])
-                         if k.lower() not in _NOT_REPLAYED],
-                        b"".join(chunks))
+        answer = Answer(
+            start.get("status", 500),
+            [
+                (k.decode("latin-1"), v.decode("latin-1"))
+                for k, v in start.get("headers", [])
+                if k.lower() not in _NOT_REPLAYED
+            ],
+            b"".join(chunks),
+        )
         if storable(answer.status):
             await self._remember(engine, ident, claim, answer)
         else:
@@ -153,25 +175,36 @@ class Idempotency:
         # The record is already in Kafka: failing to remember the answer must not hide it.
         try:
             if not await self.store.save(engine, ident, claim, answer):
-                log.warning("idempotency claim was taken over before the answer was stored",
-                            extra={"idempotency_key": ident["key"]})
+                log.warning(
+                    "idempotency claim was taken over before the answer was stored",
+                    extra={"idempotency_key": ident["key"]},
+                )
         except Exception:
-            log.warning("could not store the answer of an idempotent request; a re-send after "
-                        "the lease will run again", exc_info=True, extra={"idempotency_key": ident["key"]})
+            log.warning(
+                "could not store the answer of an idempotent request; a re-send after "
+                "the lease will run again",
+                exc_info=True,
+                extra={"idempotency_key": ident["key"]},
+            )
 
     async def _forget(self, engine: AsyncEngine, ident: dict, claim: str) -> None:
         try:
             await self.store.release(engine, ident, claim)
         except Exception:
-            log.warning("could not release an idempotency claim; it ends with its lease",
-                        exc_info=True, extra={"idempotency_key": ident["key"]})
+            log.warning(
+                "could not release an idempotency claim; it ends with its lease",
+                exc_info=True,
+                extra={"idempotency_key": ident["key"]},
+            )
 
 
 def _checked(raw: bytes) -> str:
     key = raw.decode("latin-1")
     if not _VALID_KEY.match(key):
-        raise ApiError(ErrorKind.BAD_REQUEST, f"the {HEADER} must be 1 to 255 visible ASCII "
-                       "characters (a UUID is a good key)")
+        raise ApiError(
+            ErrorKind.BAD_REQUEST,
+            f"the {HEADER} must be 1 to 255 visible ASCII characters (a UUID is a good key)",
+        )
     return key
 
 

@@ -101,31 +101,49 @@ class IdempotencyStore:
         async with engine.begin() as conn:
             # Loop: a row seen taken may be released (a 5xx) before we read it.
             for _ in range(3):
-                taken = await conn.execute(_CLAIM, {**ident, "fingerprint": fp, "claim": claim,
-                                                    "lease_s": self.lease_s, "ttl_s": self.ttl_s})
+                taken = await conn.execute(
+                    _CLAIM,
+                    {
+                        **ident,
+                        "fingerprint": fp,
+                        "claim": claim,
+                        "lease_s": self.lease_s,
+                        "ttl_s": self.ttl_s,
+                    },
+                )
                 if taken.first() is not None:
                     return Claimed(claim)
                 row = (await conn.execute(_EXISTING, ident)).first()
                 if row is None:
                     continue
                 if bytes(row.fingerprint) != fp:
-                    raise ApiError(ErrorKind.IDEMPOTENCY_KEY_REUSED,
-                                   f"this {HEADER} was used for a different request; "
-                                   "use a new key for a new request")
+                    raise ApiError(
+                        ErrorKind.IDEMPOTENCY_KEY_REUSED,
+                        f"this {HEADER} was used for a different request; "
+                        "use a new key for a new request",
+                    )
                 if row.status is None:
-                    raise ApiError(ErrorKind.IDEMPOTENCY_IN_PROGRESS,
-                                   f"a request with this {HEADER} is still being processed; "
-                                   "retry later for its answer")
+                    raise ApiError(
+                        ErrorKind.IDEMPOTENCY_IN_PROGRESS,
+                        f"a request with this {HEADER} is still being processed; "
+                        "retry later for its answer",
+                    )
                 return Answer(row.status, [tuple(h) for h in row.headers], bytes(row.body))
-        raise ApiError(ErrorKind.IDEMPOTENCY_IN_PROGRESS,
-                       f"the {HEADER} is contended; retry later")
+        raise ApiError(ErrorKind.IDEMPOTENCY_IN_PROGRESS, f"the {HEADER} is contended; retry later")
 
     async def save(self, engine: AsyncEngine, ident: dict, claim: str, answer: Answer) -> bool:
         """Store the answer under our claim; False when the claim was taken over meanwhile."""
         async with engine.begin() as conn:
-            done = await conn.execute(_SAVE, {**ident, "claim": claim, "status": answer.status,
-                                              "headers": json.dumps(answer.headers),
-                                              "body": answer.body})
+            done = await conn.execute(
+                _SAVE,
+                {
+                    **ident,
+                    "claim": claim,
+                    "status": answer.status,
+                    "headers": json.dumps(answer.headers),
+                    "body": answer.body,
+                },
+            )
             return done.rowcount == 1
 
     async def release(self, engine: AsyncEngine, ident: dict, claim: str) -> None:

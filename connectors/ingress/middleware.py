@@ -27,6 +27,7 @@ from connectors.ingress.errors import ApiError, ErrorKind
 from mmstream import log as mmlog
 from mmstream.metrics import INGRESS_LATENCY, INGRESS_REQUESTS
 from mmstream.settings import Settings
+from mmstream.trace.context import valid_traceparent
 
 log = logging.getLogger(__name__)
 
@@ -35,15 +36,20 @@ _VALID_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 
 def error_body(request_id: str, kind: ErrorKind, message: str, details: list | None = None) -> dict:
     """The one error body of the bridge: ``{error: {code, message, details}, request_id}``."""
-    return {"error": {"code": kind.code, "message": message, "details": details or []},
-            "request_id": request_id}
+    return {
+        "error": {"code": kind.code, "message": message, "details": details or []},
+        "request_id": request_id,
+    }
 
 
 async def send_error(scope, receive, send, exc: ApiError) -> None:
     """Answer ``exc`` from a middleware, with the same body the app's handlers write."""
     request_id = scope.get("state", {}).get("request_id", "")
-    response = JSONResponse(error_body(request_id, exc.kind, exc.message, exc.details),
-                            status_code=exc.kind.status, headers=exc.headers)
+    response = JSONResponse(
+        error_body(request_id, exc.kind, exc.message, exc.details),
+        status_code=exc.kind.status,
+        headers=exc.headers,
+    )
     await response(scope, receive, send)
 
 
@@ -64,6 +70,13 @@ class RequestContext:
         given = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"x-request-id"), "")
         request_id = given if _VALID_ID.match(given) else uuid.uuid4().hex
         scope.setdefault("state", {})["request_id"] = request_id
+        # An upstream W3C trace (1С, Bitrix24 or a proxy in front): bound to the log context,
+        # so the records this request publishes carry it (mmstream/envelope.py) and the calls
+        # made for them continue the trace. An invalid one is ignored, as the spec says.
+        upstream = next(
+            (v.decode("latin-1") for k, v in scope["headers"] if k == b"traceparent"), ""
+        )
+        upstream = upstream.strip().lower() if valid_traceparent(upstream.strip().lower()) else ""
         status, started_response = 500, False
         started = time.perf_counter()
 
@@ -71,10 +84,13 @@ class RequestContext:
             nonlocal status, started_response
             if message["type"] == "http.response.start":
                 status, started_response = message["status"], True
-                message["headers"] = [*message.get("headers", []), (b"x-request-id", request_id.encode())]
+                message["headers"] = [
+                    *message.get("headers", []),
+                    (b"x-request-id", request_id.encode()),
+                ]
             await send(message)
 
-        with mmlog.bind(request_id=request_id):
+        with mmlog.bind(request_id=request_id, traceparent=upstream):
             try:
                 await self.app(scope, receive, send_with_id)
             except ClientDisconnect:
@@ -88,8 +104,14 @@ class RequestContext:
                 log.exception("unhandled error in the bridge")
                 if started_response:
                     raise
-                await send_error(scope, receive, send_with_id, ApiError(
-                    ErrorKind.INTERNAL, "internal error; see the bridge log for this request id"))
+                await send_error(
+                    scope,
+                    receive,
+                    send_with_id,
+                    ApiError(
+                        ErrorKind.INTERNAL, "internal error; see the bridge log for this request id"
+                    ),
+                )
             finally:
                 route = getattr(scope.get("route"), "path", "unmatched")
                 source = scope.get("state", {}).get("source", "none")
@@ -144,10 +166,14 @@ class BodyLimit:
             return self.settings.ingress.max_body_bytes
         key = id(route)
         if key not in self._limits:
-            marks = [d.dependency for d in getattr(route, "dependencies", [])
-                     if isinstance(d.dependency, _MaxBody)]
-            self._limits[key] = (marks[-1].limit(self.settings) if marks
-                                 else self.settings.ingress.max_body_bytes)
+            marks = [
+                d.dependency
+                for d in getattr(route, "dependencies", [])
+                if isinstance(d.dependency, _MaxBody)
+            ]
+            self._limits[key] = (
+                marks[-1].limit(self.settings) if marks else self.settings.ingress.max_body_bytes
+            )
         return self._limits[key]
 
     async def __call__(self, scope, receive, send) -> None:

@@ -40,56 +40,104 @@ ERROR_SCHEMA: dict[str, Any] = {
             "type": "object",
             "required": ["code", "message", "details"],
             "properties": {
-                "code": {"type": "string", "description": "Machine-readable error code.",
-                         "enum": sorted({kind.code for kind in ErrorKind})},
+                "code": {
+                    "type": "string",
+                    "description": "Machine-readable error code.",
+                    "enum": sorted({kind.code for kind in ErrorKind}),
+                },
                 "message": {"type": "string", "description": "For humans."},
-                "details": {"type": "array", "items": {},
-                            "description": "Per-field problems, when there are any."},
+                "details": {
+                    "type": "array",
+                    "items": {},
+                    "description": "Per-field problems, when there are any.",
+                },
             },
         },
         "request_id": {"type": "string", "description": "The request's X-Request-Id."},
     },
 }
 
-_RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait before retrying.",
-                                "schema": {"type": "integer", "minimum": 1}}}
+_RETRY_AFTER = {
+    "Retry-After": {
+        "description": "Seconds to wait before retrying.",
+        "schema": {"type": "integer", "minimum": 1},
+    }
+}
 # component name -> (status, description, extra headers)
 _RESPONSES: dict[str, tuple[int, str, dict]] = {
-    "BadRequest": (400, "The body or a header cannot be read (`invalid_json`, `bad_request`), or "
-                   "its JSON is nested deeper than `ingress.max_json_depth` (`json_too_deep`).", {}),
-    "Unauthenticated": (401, "No valid bearer token or X-API-Key (`unauthenticated`).",
-                        {"WWW-Authenticate": {"schema": {"type": "string"}}}),
+    "BadRequest": (
+        400,
+        "The body or a header cannot be read (`invalid_json`, `bad_request`), or "
+        "its JSON is nested deeper than `ingress.max_json_depth` (`json_too_deep`).",
+        {},
+    ),
+    "Unauthenticated": (
+        401,
+        "No valid bearer token or X-API-Key (`unauthenticated`).",
+        {"WWW-Authenticate": {"schema": {"type": "string"}}},
+    ),
     "Forbidden": (403, "The caller lacks the role this route needs (`forbidden`).", {}),
-    "NotFound": (404, "Nothing is known by this name in the path (`not_found`, `unknown_object`).",
-                 {}),
-    "IdempotencyInProgress": (409, "A request with this Idempotency-Key is still being processed "
-                              "(`idempotency_in_progress`); retry for its answer.", _RETRY_AFTER),
-    "BodyTooLarge": (413, "The body is larger than the route's limit (`body_too_large`); "
-                     "`ingress.max_body_bytes` unless the route says otherwise; a record larger "
-                     "than Kafka takes, `ingress.max_record_bytes` (`record_too_large`); a form "
-                     "with too many or too deep fields (`form_too_large`).", {}),
-    "UnsupportedMediaType": (415, "The body's content type is not one this route reads "
-                             "(`unsupported_media_type`).", {}),
-    "ValidationFailed": (422, "The request is not valid (`validation_failed`), or its "
-                         "Idempotency-Key was used for a different request (`idempotency_key_reused`).",
-                         {}),
+    "NotFound": (
+        404,
+        "Nothing is known by this name in the path (`not_found`, `unknown_object`).",
+        {},
+    ),
+    "IdempotencyInProgress": (
+        409,
+        "A request with this Idempotency-Key is still being processed "
+        "(`idempotency_in_progress`); retry for its answer.",
+        _RETRY_AFTER,
+    ),
+    "BodyTooLarge": (
+        413,
+        "The body is larger than the route's limit (`body_too_large`); "
+        "`ingress.max_body_bytes` unless the route says otherwise; a record larger "
+        "than Kafka takes, `ingress.max_record_bytes` (`record_too_large`); a form "
+        "with too many or too deep fields (`form_too_large`).",
+        {},
+    ),
+    "UnsupportedMediaType": (
+        415,
+        "The body's content type is not one this route reads (`unsupported_media_type`).",
+        {},
+    ),
+    "ValidationFailed": (
+        422,
+        "The request is not valid (`validation_failed`), or its "
+        "Idempotency-Key was used for a different request (`idempotency_key_reused`).",
+        {},
+    ),
     "RateLimited": (429, "Over this client's rate limit (`rate_limited`).", _RETRY_AFTER),
-    "Unavailable": (503, "Nothing was stored: Kafka or the database did not answer in time "
-                    "(`broker_unavailable`, `database_unavailable`); retry later.", _RETRY_AFTER),
+    "Unavailable": (
+        503,
+        "Nothing was stored: Kafka or the database did not answer in time "
+        "(`broker_unavailable`, `database_unavailable`); retry later.",
+        _RETRY_AFTER,
+    ),
 }
 _IDEMPOTENCY_KEY = {
-    "name": "Idempotency-Key", "in": "header", "required": False,
+    "name": "Idempotency-Key",
+    "in": "header",
+    "required": False,
     "schema": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[!-~]+$"},
     "description": "Makes the POST safe to re-send: the same key with the same request replays "
-                   "the first answer (header `Idempotent-Replayed: true`) instead of storing "
-                   "twice. Scoped to the caller and the path; remembered `ingress.idempotency_ttl_s`.",
+    "the first answer (header `Idempotent-Replayed: true`) instead of storing "
+    "twice. Scoped to the caller and the path; remembered `ingress.idempotency_ttl_s`.",
 }
 SECURITY_SCHEMES = {
-    "bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT",
-                   "description": "HS256 token with a `roles` claim (1c, courier, admin); "
-                                  "`mmctl token --role 1c --subject NAME` issues one."},
-    "apiKeyAuth": {"type": "apiKey", "in": "header", "name": "X-API-Key",
-                   "description": "A per-source static key from `auth.api_keys` (name -> key, roles)."},
+    "bearerAuth": {
+        "type": "http",
+        "scheme": "bearer",
+        "bearerFormat": "JWT",
+        "description": "HS256 token with a `roles` claim (1c, courier, admin); "
+        "`mmctl token --role 1c --subject NAME` issues one.",
+    },
+    "apiKeyAuth": {
+        "type": "apiKey",
+        "in": "header",
+        "name": "X-API-Key",
+        "description": "A per-source static key from `auth.api_keys` (name -> key, roles).",
+    },
 }
 
 
@@ -100,9 +148,13 @@ def finish(schema: dict) -> dict:
     components["securitySchemes"] = SECURITY_SCHEMES
     components["parameters"] = {"IdempotencyKey": _IDEMPOTENCY_KEY}
     components["responses"] = {
-        name: {"description": text, **({"headers": headers} if headers else {}),
-               "content": {"application/json": {"schema": {"$ref": _ERROR_REF}}}}
-        for name, (_, text, headers) in _RESPONSES.items()}
+        name: {
+            "description": text,
+            **({"headers": headers} if headers else {}),
+            "content": {"application/json": {"schema": {"$ref": _ERROR_REF}}},
+        }
+        for name, (_, text, headers) in _RESPONSES.items()
+    }
     schema["security"] = [{"bearerAuth": []}, {"apiKeyAuth": []}]
     for item in schema.get("paths", {}).values():
         for method, operation in item.items():
@@ -148,8 +200,9 @@ def _document(method: str, operation: dict) -> None:
 def render(schema: dict) -> str:
     """The document as YAML with sorted keys, so the same app always gives the same text."""
     plain = json.loads(json.dumps(schema))
-    return yaml.safe_dump(plain, sort_keys=True, allow_unicode=True, width=1_000_000,
-                          default_flow_style=False)
+    return yaml.safe_dump(
+        plain, sort_keys=True, allow_unicode=True, width=1_000_000, default_flow_style=False
+    )
 
 
 def current_yaml() -> str:

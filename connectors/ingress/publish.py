@@ -44,8 +44,10 @@ def too_large(record: Accepted, max_record_bytes: int) -> str | None:
     size = record_size(record)
     if size <= max_record_bytes:
         return None
-    return (f"the record takes {size} bytes and Kafka takes at most {max_record_bytes} per record; "
-            "it will never be stored: split it or leave out large fields")
+    return (
+        f"the record takes {size} bytes and Kafka takes at most {max_record_bytes} per record; "
+        "it will never be stored: split it or leave out large fields"
+    )
 
 
 def record_too_large(message: str) -> ApiError:
@@ -53,8 +55,13 @@ def record_too_large(message: str) -> ApiError:
     return ApiError(ErrorKind.RECORD_TOO_LARGE, message)
 
 
-async def publish(producer: AckedProducer, topic: str, records: list[Accepted],
-                  retry_after_s: int, max_record_bytes: int | None = None) -> list[Delivered]:
+async def publish(
+    producer: AckedProducer,
+    topic: str,
+    records: list[Accepted],
+    retry_after_s: int,
+    max_record_bytes: int | None = None,
+) -> list[Delivered]:
     """Produce and await acks=all; a failure is a 503 with Retry-After, never a 2xx.
 
     A record too large for the broker is 413 ``record_too_large`` instead, whether caught by
@@ -72,8 +79,10 @@ async def publish(producer: AckedProducer, topic: str, records: list[Accepted],
         )
     except MMStreamError as exc:
         if _SIZE_REFUSED in str(exc):
-            raise record_too_large("Kafka refused the record as too large (MSG_SIZE_TOO_LARGE); "
-                                   "it will never be stored: split it or leave out large fields") from exc
+            raise record_too_large(
+                "Kafka refused the record as too large (MSG_SIZE_TOO_LARGE); "
+                "it will never be stored: split it or leave out large fields"
+            ) from exc
         transient = isinstance(exc, BrokerUnavailable) or exc.retriable
         raise ApiError(
             ErrorKind.BROKER_UNAVAILABLE,
@@ -85,17 +94,25 @@ async def publish(producer: AckedProducer, topic: str, records: list[Accepted],
     # One line per request: per-record lines cost more than the rest of a batch record's work.
     if len(records) == 1:
         rec, dlv = records[0], delivered[0]
-        log.info("record accepted", extra={"event_id": rec.event.id, "subject": rec.key,
-                                           "topic": dlv.topic, "partition": dlv.partition,
-                                           "offset": dlv.offset})
+        log.info(
+            "record accepted",
+            extra={
+                "event_id": rec.event.id,
+                "subject": rec.key,
+                "topic": dlv.topic,
+                "partition": dlv.partition,
+                "offset": dlv.offset,
+            },
+        )
     else:
         log.info("records accepted", extra={"records": len(records), "topic": topic})
     return delivered
 
 
-def onec_event(*, entity: str, source_id: str, version: str, principal: str,
-               request_id: str, event_id: str) -> CloudEvent:
-    """CloudEvent attributes of a record pushed by 1C."""
+def onec_event(
+    *, entity: str, source_id: str, version: str, principal: str, request_id: str, event_id: str
+) -> CloudEvent:
+    """CloudEvent attributes of a record pushed by 1С."""
     return CloudEvent(
         id=event_id,
         source=f"/onec/{principal}",

@@ -45,12 +45,19 @@ class Purged:
 
     @property
     def total(self) -> int:
-        return (self.keys + self.messages + self.sessions + self.integration_log + self.outbox
-                + self.ops_audit)
+        return (
+            self.keys
+            + self.messages
+            + self.sessions
+            + self.integration_log
+            + self.outbox
+            + self.ops_audit
+        )
 
 
-async def _purge_table(engine: AsyncEngine, statement: TextClause, params: dict, rows: int,
-                       deadline: float) -> int:
+async def _purge_table(
+    engine: AsyncEngine, statement: TextClause, params: dict, rows: int, deadline: float
+) -> int:
     deleted = 0
     while True:
         async with engine.begin() as conn:
@@ -60,24 +67,38 @@ async def _purge_table(engine: AsyncEngine, statement: TextClause, params: dict,
             return deleted
 
 
-async def purge_once(engine: AsyncEngine, settings: Settings, *, budget_s: float | None = None) -> Purged:
+async def purge_once(
+    engine: AsyncEngine, settings: Settings, *, budget_s: float | None = None
+) -> Purged:
     """Delete what has expired, batch after batch, within ``budget_s`` (half the interval)."""
     ing = settings.ingress
     started = time.monotonic()
     deadline = started + (budget_s if budget_s is not None else ing.purge_interval_s / 2)
     keys = await _purge_table(engine, PURGE_KEYS, {}, ing.purge_batch_rows, deadline)
-    messages = await _purge_table(engine, PURGE_MESSAGES, {"keep_s": ing.exchange_message_retention_s},
-                                  ing.purge_batch_rows, deadline)
+    messages = await _purge_table(
+        engine,
+        PURGE_MESSAGES,
+        {"keep_s": ing.exchange_message_retention_s},
+        ing.purge_batch_rows,
+        deadline,
+    )
     # Sessions are otherwise purged only at the next checkauth: an exchange abandoned at night
     # would keep its uploads until 1С logs in again.
     sessions = await _purge_table(engine, PURGE_SESSIONS, {}, ing.purge_batch_rows, deadline)
     keep = settings.retention
-    logged = await _purge_table(engine, PURGE_INTEGRATION_LOG, {"keep_days": keep.integration_log_days},
-                                ing.purge_batch_rows, deadline)
-    outbox = await _purge_table(engine, PURGE_OUTBOX, {"keep_days": keep.outbox_days},
-                                ing.purge_batch_rows, deadline)
-    audit = await _purge_table(engine, PURGE_OPS_AUDIT, {"keep_days": keep.ops_audit_days},
-                               ing.purge_batch_rows, deadline)
+    logged = await _purge_table(
+        engine,
+        PURGE_INTEGRATION_LOG,
+        {"keep_days": keep.integration_log_days},
+        ing.purge_batch_rows,
+        deadline,
+    )
+    outbox = await _purge_table(
+        engine, PURGE_OUTBOX, {"keep_days": keep.outbox_days}, ing.purge_batch_rows, deadline
+    )
+    audit = await _purge_table(
+        engine, PURGE_OPS_AUDIT, {"keep_days": keep.ops_audit_days}, ing.purge_batch_rows, deadline
+    )
     return Purged(keys, messages, time.monotonic() - started, sessions, logged, outbox, audit)
 
 
@@ -89,15 +110,25 @@ async def run_purge(engine: AsyncEngine, settings: Settings) -> None:
             done = await purge_once(engine, settings)
             if done.total:
                 rate = done.total / max(done.seconds, 1e-6)
-                log.info("purged expired idempotency keys, exchange message numbers, sessions, "
-                         "integration log, outbox and audit rows",
-                         extra={"keys": done.keys, "messages": done.messages,
-                                "sessions": done.sessions, "integration_log": done.integration_log,
-                                "outbox": done.outbox, "ops_audit": done.ops_audit,
-                                "seconds": round(done.seconds, 3), "rows_per_s": round(rate)})
+                log.info(
+                    "purged expired idempotency keys, exchange message numbers, sessions, "
+                    "integration log, outbox and audit rows",
+                    extra={
+                        "keys": done.keys,
+                        "messages": done.messages,
+                        "sessions": done.sessions,
+                        "integration_log": done.integration_log,
+                        "outbox": done.outbox,
+                        "ops_audit": done.ops_audit,
+                        "seconds": round(done.seconds, 3),
+                        "rows_per_s": round(rate),
+                    },
+                )
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001 — retried at the next interval
-            log.warning("purge failed; retried at the next interval",
-                        extra={"error": f"{type(exc).__name__}: {exc}"[:300]})
+            log.warning(
+                "purge failed; retried at the next interval",
+                extra={"error": f"{type(exc).__name__}: {exc}"[:300]},
+            )
         await asyncio.sleep(settings.ingress.purge_interval_s)

@@ -28,9 +28,9 @@ import math
 import time
 from collections.abc import Callable
 
-from connectors.bitrix24.ratelimit import LeakyBucket
 from connectors.ingress.errors import ApiError, ErrorKind
 from connectors.ingress.middleware import send_error
+from mmstream.ratelimit import LeakyBucket
 from mmstream.settings import Settings
 
 _EXEMPT_PREFIXES = ("/health/", "/metrics")
@@ -45,8 +45,14 @@ class ClientLimiter:
     Not thread-safe: one event loop owns an instance (as LeakyBucket).
     """
 
-    def __init__(self, rate_per_s: float, burst: int, *, max_clients: int = 10_000,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        rate_per_s: float,
+        burst: int,
+        *,
+        max_clients: int = 10_000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.rate_per_s = rate_per_s
         self.burst = burst
         self.max_clients = max_clients
@@ -82,7 +88,9 @@ class Limits:
     def __init__(self, settings: Settings, *, clock: Callable[[], float] = time.monotonic) -> None:
         ing = settings.ingress
         self.verified = ClientLimiter(ing.client_rate_per_s, ing.client_burst, clock=clock)
-        self.unverified = ClientLimiter(ing.unverified_rate_per_s, ing.unverified_burst, clock=clock)
+        self.unverified = ClientLimiter(
+            ing.unverified_rate_per_s, ing.unverified_burst, clock=clock
+        )
 
     def check(self, key: str, *, verified: bool) -> None:
         """Count one request of ``key``; ApiError 429 with Retry-After when over its budget."""
@@ -93,7 +101,8 @@ class Limits:
                 ErrorKind.RATE_LIMITED,
                 f"too many requests from this client: at most {limiter.rate_per_s:g}/s "
                 f"(bursts of {limiter.burst}); retry later",
-                headers={"Retry-After": str(max(1, math.ceil(wait)))})
+                headers={"Retry-After": str(max(1, math.ceil(wait)))},
+            )
 
     def check_unverified(self, scope) -> None:
         """Count a request no verified caller could be named for, in its address's bucket."""
@@ -143,8 +152,11 @@ class RateLimit:
         self.limiter = self.limits.verified
 
     async def __call__(self, scope, receive, send) -> None:
-        if (scope["type"] != "http" or scope["path"].startswith(_EXEMPT_PREFIXES)
-                or scope["path"] in SELF_LIMITED):
+        if (
+            scope["type"] != "http"
+            or scope["path"].startswith(_EXEMPT_PREFIXES)
+            or scope["path"] in SELF_LIMITED
+        ):
             await self.app(scope, receive, send)
             return
         key, verified = client_key(scope)

@@ -7,7 +7,7 @@ after a timeout or a 5xx is safe: 1С answers the first result again (200) inste
 writing twice (the contract: http_service.openapi.yaml). Each call first consults the
 base's circuit breaker (open: :class:`~mmstream.errors.CircuitOpen`, nothing sent), makes
 ONE attempt and returns the result or raises the error :mod:`connectors.onec.errors`
-chose. Retrying is the caller's job (``streams.egress.retry``), guided by ``retriable`` and
+chose. Retrying is the caller's job (``mmstream.retry``), guided by ``retriable`` and
 ``retry_after``.
 
 Basic auth with the integration user; the password appears in no log line and no error
@@ -60,7 +60,9 @@ TARGET = "onec"
 
 _KEY_RE = re.compile(r"^[A-Za-z0-9._:~-]{1,200}$")
 _ENTITY_SET_RE = re.compile(r"^Document_\w+$")
-_GUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+_GUID_RE = re.compile(
+    r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+)
 
 
 class Operation(StrEnum):
@@ -98,11 +100,20 @@ class WriteResult:
     @classmethod
     def from_body(cls, body: dict[str, Any], *, replayed: bool) -> WriteResult:
         doc = body["document"]
-        return cls(idempotency_key=str(body["idempotency_key"]), operation=str(body["operation"]),
-                   document=DocumentRef(type=str(doc["type"]), ref_key=str(doc["ref_key"]).lower(),
-                                        number=str(doc["number"]), date=str(doc["date"]),
-                                        posted=bool(doc["posted"])),
-                   created_at=str(body["created_at"]), replayed=replayed, raw=body)
+        return cls(
+            idempotency_key=str(body["idempotency_key"]),
+            operation=str(body["operation"]),
+            document=DocumentRef(
+                type=str(doc["type"]),
+                ref_key=str(doc["ref_key"]).lower(),
+                number=str(doc["number"]),
+                date=str(doc["date"]),
+                posted=bool(doc["posted"]),
+            ),
+            created_at=str(body["created_at"]),
+            replayed=replayed,
+            raw=body,
+        )
 
 
 class ODataDocumentMissing(ODataError):
@@ -127,17 +138,27 @@ def circuit_verdict(exc: BaseException | None) -> Verdict:
 class OneCClient:
     """Calls one 1С base's integration HTTP service (and its OData ``/Post``)."""
 
-    def __init__(self, settings: OneCSettings, *, transport: httpx.AsyncBaseTransport | None = None,
-                 breaker: CircuitBreaker | None = None) -> None:
+    def __init__(
+        self,
+        settings: OneCSettings,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+        breaker: CircuitBreaker | None = None,
+    ) -> None:
         self._settings = settings
         self._base = _http_base(settings.base_url, "MM_ONEC__BASE_URL")
-        self._odata = _http_base(settings.odata_url or odata_url_of(self._base), "MM_ONEC__ODATA_URL")
+        self._odata = _http_base(
+            settings.odata_url or odata_url_of(self._base), "MM_ONEC__ODATA_URL"
+        )
         self._tz = ZoneInfo(settings.timezone)
         password = settings.password.get_secret_value()
         self._http = httpx.AsyncClient(
             # X-Request-Id / traceparent on every call, each attempt in the integration log.
-            transport=TracingTransport(transport, TARGET,
-                                       operation=after_marker(r"/standard\.odata/(.+)", r"/hs/[^/]+/(.+)")),
+            transport=TracingTransport(
+                transport,
+                TARGET,
+                operation=after_marker(r"/standard\.odata/(.+)", r"/hs/[^/]+/(.+)"),
+            ),
             timeout=httpx.Timeout(settings.timeout_s, connect=settings.connect_timeout_s),
             auth=httpx.BasicAuth(settings.username, password) if settings.username else None,
             headers={"Accept": "application/json"},
@@ -146,9 +167,13 @@ class OneCClient:
         )
         circuit = settings.circuit
         self._breaker = breaker or shared_breaker(
-            TARGET, scope=urlsplit(self._base).netloc, failure_threshold=circuit.failure_threshold,
-            cool_down_s=circuit.cool_down_s, max_cool_down_s=circuit.max_cool_down_s,
-            verdict=circuit_verdict)
+            TARGET,
+            scope=urlsplit(self._base).netloc,
+            failure_threshold=circuit.failure_threshold,
+            cool_down_s=circuit.cool_down_s,
+            max_cool_down_s=circuit.max_cool_down_s,
+            verdict=circuit_verdict,
+        )
 
     @property
     def breaker(self) -> CircuitBreaker:
@@ -157,11 +182,15 @@ class OneCClient:
 
     # --- the HTTP service's operations ----------------------------------------------------
 
-    async def confirm_delivery(self, key: str, task_id: UUID | str, body: Mapping[str, Any]) -> WriteResult:
+    async def confirm_delivery(
+        self, key: str, task_id: UUID | str, body: Mapping[str, Any]
+    ) -> WriteResult:
         """Record a delivery task's status (delivered / failed / cancelled) on its order or
         shipment. ``body``: DeliveryStatus of the contract."""
         task = _guid(task_id, "task_id")
-        return await self._write(Operation.DELIVERY_STATUS, f"delivery-tasks/{task}/status", key, body)
+        return await self._write(
+            Operation.DELIVERY_STATUS, f"delivery-tasks/{task}/status", key, body
+        )
 
     async def create_instant_order(self, key: str, body: Mapping[str, Any]) -> WriteResult:
         """Create the ЗаказКлиента / РеализацияТоваровУслуг of a courier's instant order."""
@@ -183,7 +212,9 @@ class OneCClient:
         """The result of the write made under ``key``, or None when none succeeded (after a
         lost answer: did it happen?)."""
         _check_key(key)
-        response = await self._request("operation", "GET", f"{self._base}operations/{quote(key, safe='')}")
+        response = await self._request(
+            "operation", "GET", f"{self._base}operations/{quote(key, safe='')}"
+        )
         if response.status_code == 404:
             body = _decode(response)
             if isinstance(body, dict) and isinstance(body.get("error"), dict):
@@ -202,8 +233,14 @@ class OneCClient:
         died before recording it must not post the document a second time."""
         url = self._document_url(entity_set, ref_key) + "?$format=json&$select=Posted"
         with self._breaker.guard():
-            response = await self._send("odata_get", "GET", url, transport_error=lambda name: (
-                ODataTransportError(None, message=f"{name}: no answer from 1С", entity_set=entity_set)))
+            response = await self._send(
+                "odata_get",
+                "GET",
+                url,
+                transport_error=lambda name: ODataTransportError(
+                    None, message=f"{name}: no answer from 1С", entity_set=entity_set
+                ),
+            )
             if response.status_code == 404:
                 return None
             if not response.is_success:
@@ -216,7 +253,9 @@ class OneCClient:
         body = _decode(response)
         return bool(body.get("Posted")) if isinstance(body, dict) else None
 
-    async def post_document(self, entity_set: str, ref_key: UUID | str, *, operational: bool = False) -> None:
+    async def post_document(
+        self, entity_set: str, ref_key: UUID | str, *, operational: bool = False
+    ) -> None:
         """Post a document through the standard OData interface:
         ``POST {odata}/Document_X(guid'…')/Post?PostingModeOperational=false``.
 
@@ -225,11 +264,19 @@ class OneCClient:
         :class:`~connectors.onec.errors.ODataPostingRefused` (permanent) when 1С refused,
         :class:`~connectors.onec.errors.ODataObjectLocked` (retriable) on a lock.
         """
-        url = (self._document_url(entity_set, ref_key)
-               + f"/Post?PostingModeOperational={'true' if operational else 'false'}")
+        url = (
+            self._document_url(entity_set, ref_key)
+            + f"/Post?PostingModeOperational={'true' if operational else 'false'}"
+        )
         with self._breaker.guard():
-            response = await self._send("odata_post", "POST", url, transport_error=lambda name: (
-                ODataTransportError(None, message=f"{name}: no answer from 1С", entity_set=entity_set)))
+            response = await self._send(
+                "odata_post",
+                "POST",
+                url,
+                transport_error=lambda name: ODataTransportError(
+                    None, message=f"{name}: no answer from 1С", entity_set=entity_set
+                ),
+            )
             if response.is_success:
                 return
             body = _decode(response)
@@ -261,49 +308,88 @@ class OneCClient:
         url = self._odata + quote(entity_set, safe="") + "?$format=json"
         payload = json.dumps(self._jsonable(record), ensure_ascii=False).encode()
         with self._breaker.guard():
-            response = await self._odata_call("odata_create", "POST", url, entity_set, content=payload,
-                                              headers={"Content-Type": "application/json; charset=utf-8"})
+            response = await self._odata_call(
+                "odata_create",
+                "POST",
+                url,
+                entity_set,
+                content=payload,
+                headers={"Content-Type": "application/json; charset=utf-8"},
+            )
             self._odata_raise("odata_create", response, entity_set)
         created = self._odata_record("odata_create", response, entity_set)
-        log.info("1c odata write", extra={"operation": "odata_create", "entity_set": entity_set,
-                                          "ref_key": str(created.get("Ref_Key") or ""),
-                                          "number": str(created.get("Number") or "")})
+        log.info(
+            "1c odata write",
+            extra={
+                "operation": "odata_create",
+                "entity_set": entity_set,
+                "ref_key": str(created.get("Ref_Key") or ""),
+                "number": str(created.get("Number") or ""),
+            },
+        )
         return created
 
-    async def update_document(self, entity_set: str, ref_key: UUID | str,
-                              fields: Mapping[str, Any]) -> dict[str, Any]:
+    async def update_document(
+        self, entity_set: str, ref_key: UUID | str, fields: Mapping[str, Any]
+    ) -> dict[str, Any]:
         """Change fields of a document: ``PATCH {odata}/Document_X(guid'…')?$format=json``;
         1С answers 200 and the record. A Ref_Key the base does not hold raises
         :class:`ODataDocumentMissing` (404)."""
         url = self._document_url(entity_set, ref_key) + "?$format=json"
         payload = json.dumps(self._jsonable(fields), ensure_ascii=False).encode()
         with self._breaker.guard():
-            response = await self._odata_call("odata_patch", "PATCH", url, entity_set, content=payload,
-                                              headers={"Content-Type": "application/json; charset=utf-8"})
+            response = await self._odata_call(
+                "odata_patch",
+                "PATCH",
+                url,
+                entity_set,
+                content=payload,
+                headers={"Content-Type": "application/json; charset=utf-8"},
+            )
             if response.status_code == 404:
                 said = posting_error_from_response(404, _decode(response), entity_set=entity_set)
-                err = ODataDocumentMissing(404, said.odata_code, f"no document {str(ref_key).lower()}: "
-                                           f"{str(said).partition(']')[2].strip()}", entity_set=entity_set)
+                err = ODataDocumentMissing(
+                    404,
+                    said.odata_code,
+                    f"no document {str(ref_key).lower()}: {str(said).partition(']')[2].strip()}",
+                    entity_set=entity_set,
+                )
                 self._log_failure("odata_patch", 404, err)
                 raise err
             self._odata_raise("odata_patch", response, entity_set)
         updated = self._odata_record("odata_patch", response, entity_set)
-        log.info("1c odata write", extra={"operation": "odata_patch", "entity_set": entity_set,
-                                          "ref_key": str(ref_key).lower(), "fields": sorted(fields)})
+        log.info(
+            "1c odata write",
+            extra={
+                "operation": "odata_patch",
+                "entity_set": entity_set,
+                "ref_key": str(ref_key).lower(),
+                "fields": sorted(fields),
+            },
+        )
         return updated
 
-    async def _odata_call(self, operation: str, method: str, url: str, entity_set: str,
-                          **kwargs: Any) -> httpx.Response:
-        return await self._send(operation, method, url, transport_error=lambda name: (
-            ODataTransportError(None, message=f"{name}: no answer from 1С", entity_set=entity_set)),
-            **kwargs)
+    async def _odata_call(
+        self, operation: str, method: str, url: str, entity_set: str, **kwargs: Any
+    ) -> httpx.Response:
+        return await self._send(
+            operation,
+            method,
+            url,
+            transport_error=lambda name: ODataTransportError(
+                None, message=f"{name}: no answer from 1С", entity_set=entity_set
+            ),
+            **kwargs,
+        )
 
     def _odata_raise(self, operation: str, response: httpx.Response, entity_set: str) -> None:
         """Raise 1С's refusal of an OData request (inside the breaker's guard)."""
         if response.is_success:
             return
         # /Post's classifier reads 1С's runtime text: a lock, a closed period, a refusal.
-        err = posting_error_from_response(response.status_code, _decode(response), entity_set=entity_set)
+        err = posting_error_from_response(
+            response.status_code, _decode(response), entity_set=entity_set
+        )
         if isinstance(err, ODataServerError):
             err.retry_after = parse_retry_after(response.headers.get("retry-after"))
         self._log_failure(operation, response.status_code, err)
@@ -313,8 +399,12 @@ class OneCClient:
     def _odata_record(operation: str, response: httpx.Response, entity_set: str) -> dict[str, Any]:
         body = _decode(response)
         if not isinstance(body, dict) or "Ref_Key" not in body:
-            err = ODataServerError(response.status_code, "", f"{operation}: the answer is not a 1С record",
-                                   entity_set=entity_set)
+            err = ODataServerError(
+                response.status_code,
+                "",
+                f"{operation}: the answer is not a 1С record",
+                entity_set=entity_set,
+            )
             EGRESS_ERRORS.labels(TARGET, err.code).inc()
             raise err
         return {k: v for k, v in body.items() if k != "odata.metadata"}
@@ -328,19 +418,34 @@ class OneCClient:
         ref = _guid(ref_key, "ref_key")
         return self._odata + quote(f"{entity_set}(guid'{ref}')", safe="()'/")
 
-    async def _write(self, operation: Operation, path: str, key: str, body: Mapping[str, Any]) -> WriteResult:
+    async def _write(
+        self, operation: Operation, path: str, key: str, body: Mapping[str, Any]
+    ) -> WriteResult:
         _check_key(key)
         payload = json.dumps(self._jsonable(body), ensure_ascii=False).encode()
-        response = await self._request(operation.value, "POST", f"{self._base}{path}", content=payload,
-                                       headers={"Idempotency-Key": key,
-                                                "Content-Type": "application/json; charset=utf-8"})
+        response = await self._request(
+            operation.value,
+            "POST",
+            f"{self._base}{path}",
+            content=payload,
+            headers={"Idempotency-Key": key, "Content-Type": "application/json; charset=utf-8"},
+        )
         result = self._result(operation.value, response, replayed=response.status_code == 200)
-        log.info("1c write", extra={"operation": operation.value, "idempotency_key": key,
-                                    "replayed": result.replayed, "ref_key": result.document.ref_key,
-                                    "number": result.document.number})
+        log.info(
+            "1c write",
+            extra={
+                "operation": operation.value,
+                "idempotency_key": key,
+                "replayed": result.replayed,
+                "ref_key": result.document.ref_key,
+                "number": result.document.number,
+            },
+        )
         return result
 
-    async def _request(self, operation: str, method: str, url: str, **kwargs: Any) -> httpx.Response:
+    async def _request(
+        self, operation: str, method: str, url: str, **kwargs: Any
+    ) -> httpx.Response:
         """One attempt under the breaker; the answer is judged by :meth:`_result`, so a
         failure must be raised inside the guard for the breaker to count it."""
         with self._breaker.guard():
@@ -357,20 +462,32 @@ class OneCClient:
         body = _decode(response)
         return isinstance(body, dict) and isinstance(body.get("error"), dict)
 
-    async def _send(self, operation: str, method: str, url: str, *, transport_error: Any = None,
-                    **kwargs: Any) -> httpx.Response:
+    async def _send(
+        self, operation: str, method: str, url: str, *, transport_error: Any = None, **kwargs: Any
+    ) -> httpx.Response:
         started = time.perf_counter()
         try:
             response = await self._http.request(method, url, **kwargs)
         except httpx.HTTPError as exc:
             outcome = "timeout" if isinstance(exc, httpx.TimeoutException) else "error"
             EGRESS_CALLS.labels(TARGET, operation, outcome).inc()
-            err = (transport_error(type(exc).__name__) if transport_error is not None
-                   else OneCTransportError(None, type(exc).__name__, "no answer from 1С",
-                                           operation=operation))
+            err = (
+                transport_error(type(exc).__name__)
+                if transport_error is not None
+                else OneCTransportError(
+                    None, type(exc).__name__, "no answer from 1С", operation=operation
+                )
+            )
             EGRESS_ERRORS.labels(TARGET, err.code).inc()
-            log.warning("1c call failed", extra={"operation": operation, "error_code": err.code,
-                                                 "error": type(exc).__name__, "retriable": True})
+            log.warning(
+                "1c call failed",
+                extra={
+                    "operation": operation,
+                    "error_code": err.code,
+                    "error": type(exc).__name__,
+                    "retriable": True,
+                },
+            )
             # `from None`: httpx exceptions carry the request.
             raise err from None
         finally:
@@ -381,16 +498,21 @@ class OneCClient:
     def _result(self, operation: str, response: httpx.Response, *, replayed: bool) -> WriteResult:
         body = _decode(response)
         try:
-            return WriteResult.from_body(body, replayed=replayed)  # type: ignore[arg-type]
+            return WriteResult.from_body(body, replayed=replayed)
         except (TypeError, KeyError):
-            err = OneCServerError(response.status_code, "", "the answer is not an operation result",
-                                  operation=operation)
+            err = OneCServerError(
+                response.status_code,
+                "",
+                "the answer is not an operation result",
+                operation=operation,
+            )
             EGRESS_ERRORS.labels(TARGET, err.code).inc()
             raise err from None
 
     def _failure(self, operation: str, response: httpx.Response) -> OneCError:
-        err = error_from_response(response.status_code, _decode(response), headers=response.headers,
-                                  operation=operation)
+        err = error_from_response(
+            response.status_code, _decode(response), headers=response.headers, operation=operation
+        )
         self._log_failure(operation, response.status_code, err)
         return err
 
@@ -398,9 +520,17 @@ class OneCClient:
     def _log_failure(operation: str, status: int, err: OneCError | ODataError) -> None:
         EGRESS_ERRORS.labels(TARGET, err.code).inc()
         emit = log.error if err.alert else log.warning
-        emit("1c call failed", extra={"operation": operation, "status": status, "error_code": err.code,
-                                      "retriable": err.retriable, "retry_after": err.retry_after,
-                                      "error": str(err)[:300]})
+        emit(
+            "1c call failed",
+            extra={
+                "operation": operation,
+                "status": status,
+                "error_code": err.code,
+                "retriable": err.retriable,
+                "retry_after": err.retry_after,
+                "error": str(err)[:300],
+            },
+        )
 
     def _jsonable(self, value: Any) -> Any:
         """JSON-ready copy: UUIDs as text, money as numbers, datetimes as 1С dates (aware
@@ -481,5 +611,13 @@ def _decode(response: httpx.Response) -> Any:
         return response.text
 
 
-__all__ = ["DocumentRef", "ODataDocumentMissing", "OneCClient", "Operation", "WriteResult",
-           "circuit_verdict", "odata_url_of", "onec_datetime"]
+__all__ = [
+    "DocumentRef",
+    "ODataDocumentMissing",
+    "OneCClient",
+    "Operation",
+    "WriteResult",
+    "circuit_verdict",
+    "odata_url_of",
+    "onec_datetime",
+]

@@ -34,9 +34,16 @@ class OneCError(ConnectorError):
 
     code = "onec_error"
 
-    def __init__(self, status: int | None, error_code: str = "", message: str = "", *,
-                 operation: str | None = None, details: Mapping[str, Any] | None = None,
-                 retry_after: float | None = None) -> None:
+    def __init__(
+        self,
+        status: int | None,
+        error_code: str = "",
+        message: str = "",
+        *,
+        operation: str | None = None,
+        details: Mapping[str, Any] | None = None,
+        retry_after: float | None = None,
+    ) -> None:
         self.status = status
         self.error_code = error_code
         self.operation = operation
@@ -51,8 +58,10 @@ class OneCError(ConnectorError):
 
     def __reduce__(self):
         # Keeps the keyword arguments when the error crosses a process boundary.
-        return (_rebuild, (type(self), self.status, self.error_code, self.message, self.operation,
-                           self.__dict__))
+        return (
+            _rebuild,
+            (type(self), self.status, self.error_code, self.message, self.operation, self.__dict__),
+        )
 
 
 def _rebuild(cls, status, error_code, message, operation, state):
@@ -207,8 +216,14 @@ def _by_status(status: int, has_error_body: bool) -> type[OneCError]:
     return OneCServerError
 
 
-def error_from_response(status: int, body: Any, *, headers: Mapping[str, str] | None = None,
-                        operation: str | None = None, now: float | None = None) -> OneCError:
+def error_from_response(
+    status: int,
+    body: Any,
+    *,
+    headers: Mapping[str, str] | None = None,
+    operation: str | None = None,
+    now: float | None = None,
+) -> OneCError:
     """The exception for a non-success answer of the HTTP service.
 
     ``body`` is the decoded JSON, the raw text when it was not JSON, or None; ``headers``
@@ -228,8 +243,9 @@ def error_from_response(status: int, body: Any, *, headers: Mapping[str, str] | 
         message = message[:_MAX_MESSAGE] + "..."
     cls = _BY_CODE.get(error_code.lower()) or _by_status(status, has_error_body)
     retry_after = parse_retry_after((headers or {}).get("retry-after"), now)
-    return cls(status, error_code, message, operation=operation, details=details,
-               retry_after=retry_after)
+    return cls(
+        status, error_code, message, operation=operation, details=details, retry_after=retry_after
+    )
 
 
 def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
@@ -279,19 +295,31 @@ class ODataObjectLocked(ODataServerError):
 # text also says the posting failed.
 _LOCK_HINTS = ("заблокирован", "блокировк", "is locked", "lock conflict")
 _PERIOD_HINTS = ("дата запрета", "запрета изменения", "closed period", "prohibition date")
-_REFUSAL_HINTS = ("не удалось провести", "проведение невозможно", "нельзя провести",
-                  "операция не выполнена", "помечен на удаление", "failed to post",
-                  "cannot be posted", "marked for deletion")
+_REFUSAL_HINTS = (
+    "не удалось провести",
+    "проведение невозможно",
+    "нельзя провести",
+    "операция не выполнена",
+    "помечен на удаление",
+    "failed to post",
+    "cannot be posted",
+    "marked for deletion",
+)
 
 
-def posting_error_from_response(status: int, body: Any, *, entity_set: str | None = None) -> ODataError:
+def posting_error_from_response(
+    status: int, body: Any, *, entity_set: str | None = None
+) -> ODataError:
     """The exception for a failed ``POST …/Document_X(guid'…')/Post`` answer."""
     err = odata_error_from_response(status, body, entity_set=entity_set)
     if not isinstance(err, ODataServerError) or status < 500:
         return err
     text = str(err).casefold()
-    for hints, cls in ((_LOCK_HINTS, ODataObjectLocked), (_PERIOD_HINTS, ODataPeriodClosed),
-                       (_REFUSAL_HINTS, ODataPostingRefused)):
+    for hints, cls in (
+        (_LOCK_HINTS, ODataObjectLocked),
+        (_PERIOD_HINTS, ODataPeriodClosed),
+        (_REFUSAL_HINTS, ODataPostingRefused),
+    ):
         if any(hint in text for hint in hints):
             refined = cls(err.status, err.odata_code, "", entity_set=entity_set)
             refined.args = err.args

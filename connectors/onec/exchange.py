@@ -88,8 +88,12 @@ class ExchangeMessage:
     body_sha256: str
 
     def key_params(self) -> dict[str, Any]:
-        return {"principal": self.principal, "node": self.node, "number": self.number,
-                "object": self.object_name}
+        return {
+            "principal": self.principal,
+            "node": self.node,
+            "number": self.number,
+            "object": self.object_name,
+        }
 
 
 def parse_headers(node: str | None, number: str | None) -> tuple[str, int] | None:
@@ -168,8 +172,12 @@ async def claim(engine: AsyncEngine, message: ExchangeMessage, *, lease_s: float
     ran out: its request died, and this one takes over.
     """
     claim_id = str(uuid.uuid4())
-    params = {**message.key_params(), "digest": message.body_sha256, "claim": claim_id,
-              "lease_s": lease_s}
+    params = {
+        **message.key_params(),
+        "digest": message.body_sha256,
+        "claim": claim_id,
+        "lease_s": lease_s,
+    }
     async with _database(message):
         async with engine.begin() as conn:
             # Loop: a row seen in flight may be released (a failed publish) before we read it.
@@ -184,20 +192,30 @@ async def claim(engine: AsyncEngine, message: ExchangeMessage, *, lease_s: float
                 if row.body_sha256 != message.body_sha256:
                     raise ExchangeMessageConflict(
                         f"message {message.number} of node {message.node!r} ({message.object_name}) "
-                        "was received before with a different body; the node's numbering looks reset")
+                        "was received before with a different body; the node's numbering looks reset"
+                    )
                 return row.response
-    raise ExchangeMessageBusy(f"message {message.number} of node {message.node!r} is being published "
-                              "by another request; retry shortly")
+    raise ExchangeMessageBusy(
+        f"message {message.number} of node {message.node!r} is being published "
+        "by another request; retry shortly"
+    )
 
 
-async def remember(engine: AsyncEngine, message: ExchangeMessage, claimed: Claimed,
-                   response: dict[str, Any]) -> bool:
+async def remember(
+    engine: AsyncEngine, message: ExchangeMessage, claimed: Claimed, response: dict[str, Any]
+) -> bool:
     """Store the answer; call only after the broker acknowledged the records. False when the
     claim was taken over meanwhile (the records are in Kafka either way)."""
     async with _database(message):
         async with engine.begin() as conn:
-            done = await conn.execute(_REMEMBER, {**message.key_params(), "claim": claimed.claim,
-                                                  "response": json.dumps(response, ensure_ascii=False)})
+            done = await conn.execute(
+                _REMEMBER,
+                {
+                    **message.key_params(),
+                    "claim": claimed.claim,
+                    "response": json.dumps(response, ensure_ascii=False),
+                },
+            )
             return done.rowcount == 1
 
 

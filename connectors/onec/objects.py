@@ -139,19 +139,31 @@ OBJECTS: tuple[OneCObject, ...] = (
     OneCObject("ВидыЦен", "catalog", "price_type", (UT11,)),
     OneCObject("ТипыЦенНоменклатуры", "catalog", "price_type", (UT103,)),
     # Periodic register: no Ref_Key, a record is identified by its period and dimensions.
-    OneCObject("ЦеныНоменклатуры", "register", "price",
-               scan_order="Period,Номенклатура_Key,Характеристика_Key,ВидЦены_Key"),
+    OneCObject(
+        "ЦеныНоменклатуры",
+        "register",
+        "price",
+        scan_order="Period,Номенклатура_Key,Характеристика_Key,ВидЦены_Key",
+    ),
     # Accumulation register of goods on warehouses: balances by warehouse, product and
     # characteristic. Dimensions= keeps further dimensions (УТ 11 Назначение, Помещение,
     # Серия) out, so one row is one stock row. УТ 10.3 names the characteristic dimension
     # ХарактеристикаНоменклатуры and the quantity Количество: set MM_ODATA__ENTITY_SETS to
     # its Balance path; the reader knows the layout by the path's Dimensions.
-    OneCObject("ТоварыНаСкладах", "register", "stock",
-               scan_order="Склад_Key,Номенклатура_Key,Характеристика_Key",
-               balances=(BalanceLayout(UT11, ("Склад", "Номенклатура", "Характеристика"),
-                                       ("ВНаличии", "ВРезервеСоСклада")),
-                         BalanceLayout(UT103, ("Склад", "Номенклатура", "ХарактеристикаНоменклатуры"),
-                                       ("Количество",)))),
+    OneCObject(
+        "ТоварыНаСкладах",
+        "register",
+        "stock",
+        scan_order="Склад_Key,Номенклатура_Key,Характеристика_Key",
+        balances=(
+            BalanceLayout(
+                UT11, ("Склад", "Номенклатура", "Характеристика"), ("ВНаличии", "ВРезервеСоСклада")
+            ),
+            BalanceLayout(
+                UT103, ("Склад", "Номенклатура", "ХарактеристикаНоменклатуры"), ("Количество",)
+            ),
+        ),
+    ),
     OneCObject("Пользователи", "catalog", "employee"),
     OneCObject("ФизическиеЛица", "catalog", "employee"),
     # Not in УТ itself: bases with HR (КА, ERP, УПП) keep couriers here.

@@ -6,7 +6,7 @@ rejecting them would reject real data. The bridge publishes the original bytes; 
 models only decide accept/reject and derive the key and version. Pure functions.
 
 * catalogs: ``Ref_Key`` (GUID), ``DataVersion``, ``Description``; Номенклатура is checked
-  by the product normalizer's own model (:class:`OneCNomenclature`);
+  by its own model (:class:`connectors.onec.nomenclature.OneCNomenclature`);
 * documents: ``Ref_Key``, ``DataVersion``, ``Number``, ``Date`` (no zone, not empty),
   ``Posted``;
 * register records (ЦеныНоменклатуры): period, dimensions and ``DataVersion``. 1С registers
@@ -52,10 +52,10 @@ from pydantic import (
 from pydantic import ValidationError as PydanticValidationError
 from pydantic_core import PydanticCustomError
 
+from connectors.onec.nomenclature import OneCNomenclature, validation_details
 from connectors.onec.objects import OneCObject
 from mmstream.errors import InvalidRecord
 from mmstream.models.stock import stock_id
-from streams.normalize.onec_product import OneCNomenclature, validation_details
 
 EMPTY_REF = UUID(int=0)
 EMPTY_DATE = "0001-01-01T00:00:00"
@@ -68,14 +68,18 @@ class RecordRejected(InvalidRecord):
     ``{"field", "problem"}``; the sender must fix the record (re-sending it cannot help)."""
 
     def __init__(self, message: str, details: list[dict[str, str]]) -> None:
-        super().__init__(f"{message}: " + "; ".join(f"{d['field']}: {d['problem']}" for d in details))
+        super().__init__(
+            f"{message}: " + "; ".join(f"{d['field']}: {d['problem']}" for d in details)
+        )
         self.summary = message
         self.details = details
 
 
 def _onec_date(value: Any) -> datetime | None:
     if not isinstance(value, str) or not _DATE_RE.match(value):
-        raise PydanticCustomError("onec_date", "expected a 1C date YYYY-MM-DDTHH:MM:SS without a zone")
+        raise PydanticCustomError(
+            "onec_date", "expected a 1С date YYYY-MM-DDTHH:MM:SS without a zone"
+        )
     if value == EMPTY_DATE:
         return None
     try:
@@ -91,8 +95,9 @@ def _filled_date(value: Any) -> datetime:
     return parsed
 
 
-_DATE_SCHEMA = WithJsonSchema({"type": "string", "pattern": _DATE_RE.pattern,
-                               "examples": ["2021-12-22T17:22:08"]})
+_DATE_SCHEMA = WithJsonSchema(
+    {"type": "string", "pattern": _DATE_RE.pattern, "examples": ["2021-12-22T17:22:08"]}
+)
 #: A 1С date; the empty date ``0001-01-01T00:00:00`` reads as None.
 OneCDate = Annotated[datetime | None, BeforeValidator(_onec_date), _DATE_SCHEMA]
 #: A 1С date that must be filled (document dates, register periods).
@@ -186,8 +191,12 @@ class StockBalanceRecord(StockBalanceIdentity):
 STOCK_QUANTITY_FIELDS = ("ВНаличииBalance", "КоличествоBalance", "ВНаличии", "Количество")
 #: Code of the refusal of accumulation-register movements (the details' ``code``).
 MOVEMENTS_REFUSED = "register_movements_refused"
-_STOCK_IDENT_FIELDS = ("Склад_Key", "Номенклатура_Key", "Характеристика_Key",
-                       "ХарактеристикаНоменклатуры_Key")
+_STOCK_IDENT_FIELDS = (
+    "Склад_Key",
+    "Номенклатура_Key",
+    "Характеристика_Key",
+    "ХарактеристикаНоменклатуры_Key",
+)
 
 
 class DeletionRecord(_Source):
@@ -196,8 +205,14 @@ class DeletionRecord(_Source):
     DataVersion: StrictStr = Field(min_length=1, max_length=128)
 
 
-_PRICE_IDENT_FIELDS = ("Номенклатура_Key", "Характеристика_Key", "ХарактеристикаНоменклатуры_Key",
-                       "ВидЦены_Key", "ТипЦен_Key", "Period")
+_PRICE_IDENT_FIELDS = (
+    "Номенклатура_Key",
+    "Характеристика_Key",
+    "ХарактеристикаНоменклатуры_Key",
+    "ВидЦены_Key",
+    "ТипЦен_Key",
+    "Period",
+)
 
 
 @dataclass(frozen=True)
@@ -211,17 +226,27 @@ class OneCRecord:
     deleted: bool = False
 
 
-def _schema(obj: OneCObject) -> type[BaseModel]:
+_Versioned = OneCNomenclature | CatalogRecord | DocumentRecord | PriceRecord | DeletionRecord
+_SCHEMAS: dict[str, type[_Versioned]] = {
+    "catalog": CatalogRecord,
+    "document": DocumentRecord,
+    "register": PriceRecord,
+}
+
+
+def _schema(obj: OneCObject) -> type[_Versioned]:
     if obj.entity == "product":
         return OneCNomenclature
-    return {"catalog": CatalogRecord, "document": DocumentRecord, "register": PriceRecord}[obj.kind]
+    return _SCHEMAS[obj.kind]
 
 
 def validate(obj: OneCObject, doc: Any) -> OneCRecord:
     """Check ``doc`` against its object's shape; RecordRejected lists every problem."""
     if not isinstance(doc, dict):
-        raise RecordRejected(f"not a valid {obj.name} record",
-                             [{"field": "(record)", "problem": "expected a JSON object"}])
+        raise RecordRejected(
+            f"not a valid {obj.name} record",
+            [{"field": "(record)", "problem": "expected a JSON object"}],
+        )
     deleted = doc.get("_deleted") is True
     if obj.accumulation:
         return _validate_balance(obj, doc, deleted)
@@ -232,7 +257,8 @@ def validate(obj: OneCObject, doc: Any) -> OneCRecord:
     except PydanticValidationError as exc:
         details += validation_details(exc)
     details += _tabular_problems(doc)
-    key, ident = None, {}
+    key: str | None = None
+    ident: dict[str, Any] = {}
     try:
         key, ident = identity(obj, doc)
     except RecordRejected as exc:
@@ -252,15 +278,21 @@ def identity(obj: OneCObject, doc: dict[str, Any]) -> tuple[str, dict[str, Any]]
     """
     if obj.accumulation:
         return _balance_identity(obj, doc)
-    model: type[BaseModel] = PriceIdentity if obj.kind == "register" else RefIdentity
+    model: type[PriceIdentity | RefIdentity] = (
+        PriceIdentity if obj.kind == "register" else RefIdentity
+    )
     try:
         ident = model.model_validate(doc)
     except PydanticValidationError as exc:
-        raise RecordRejected(f"{obj.name} record without a usable identity", validation_details(exc)) from None
+        raise RecordRejected(
+            f"{obj.name} record without a usable identity", validation_details(exc)
+        ) from None
     if isinstance(ident, RefIdentity):
         if ident.Ref_Key == EMPTY_REF:
-            raise RecordRejected(f"{obj.name} record without a usable identity",
-                                 [{"field": "Ref_Key", "problem": "the empty reference is not an object"}])
+            raise RecordRejected(
+                f"{obj.name} record without a usable identity",
+                [{"field": "Ref_Key", "problem": "the empty reference is not an object"}],
+            )
         return str(ident.Ref_Key), {"Ref_Key": str(ident.Ref_Key)}
     return _price_key(obj, ident), {f: doc[f] for f in _PRICE_IDENT_FIELDS if f in doc}
 
@@ -269,10 +301,16 @@ def _price_key(obj: OneCObject, ident: PriceIdentity) -> str:
     price_type = ident.price_type or ident.price_type_ut10
     problems = []
     if ident.product == EMPTY_REF:
-        problems.append({"field": "Номенклатура_Key", "problem": "the empty reference is not a product"})
+        problems.append(
+            {"field": "Номенклатура_Key", "problem": "the empty reference is not a product"}
+        )
     if price_type in (None, EMPTY_REF):
-        problems.append({"field": "ВидЦены_Key",
-                         "problem": "a price type is required (ВидЦены_Key in УТ 11, ТипЦен_Key in УТ 10.3)"})
+        problems.append(
+            {
+                "field": "ВидЦены_Key",
+                "problem": "a price type is required (ВидЦены_Key in УТ 11, ТипЦен_Key in УТ 10.3)",
+            }
+        )
     if problems:
         raise RecordRejected(f"{obj.name} record without a usable identity", problems)
     characteristic = ident.characteristic or ident.characteristic_ut10 or EMPTY_REF
@@ -282,15 +320,27 @@ def _price_key(obj: OneCObject, ident: PriceIdentity) -> str:
 def movement_problems(doc: dict[str, Any]) -> list[dict[str, str]]:
     """Why ``doc`` is an accumulation-register movement rather than a balance (empty: it is
     not one). Each problem carries the code :data:`MOVEMENTS_REFUSED`."""
-    hint = ("stock holds balances: send rows of AccumulationRegister_ТоварыНаСкладах/Balance "
-            "(or a balance snapshot), not movements")
+    hint = (
+        "stock holds balances: send rows of AccumulationRegister_ТоварыНаСкладах/Balance "
+        "(or a balance snapshot), not movements"
+    )
     problems = []
     if isinstance(doc.get("RecordSet"), list) or "Recorder" in doc:
-        problems.append({"field": "RecordSet", "problem": f"a register RecordSet; {hint}",
-                         "code": MOVEMENTS_REFUSED})
+        problems.append(
+            {
+                "field": "RecordSet",
+                "problem": f"a register RecordSet; {hint}",
+                "code": MOVEMENTS_REFUSED,
+            }
+        )
     if "RecordType" in doc:
-        problems.append({"field": "RecordType", "problem": f"a Receipt/Expense movement; {hint}",
-                         "code": MOVEMENTS_REFUSED})
+        problems.append(
+            {
+                "field": "RecordType",
+                "problem": f"a Receipt/Expense movement; {hint}",
+                "code": MOVEMENTS_REFUSED,
+            }
+        )
     return problems
 
 
@@ -306,11 +356,17 @@ def _validate_balance(obj: OneCObject, doc: dict[str, Any], deleted: bool) -> On
         else:
             version = StockBalanceRecord.model_validate(doc).DataVersion
             if all(doc.get(f) is None for f in STOCK_QUANTITY_FIELDS):
-                details.append({"field": STOCK_QUANTITY_FIELDS[0], "problem": "a balance needs "
-                                "its quantity: " + ", ".join(STOCK_QUANTITY_FIELDS)})
+                details.append(
+                    {
+                        "field": STOCK_QUANTITY_FIELDS[0],
+                        "problem": "a balance needs "
+                        "its quantity: " + ", ".join(STOCK_QUANTITY_FIELDS),
+                    }
+                )
     except PydanticValidationError as exc:
         details += validation_details(exc)
-    key, ident = None, {}
+    key: str | None = None
+    ident: dict[str, Any] = {}
     try:
         key, ident = _balance_identity(obj, doc)
     except RecordRejected as exc:
@@ -318,20 +374,23 @@ def _validate_balance(obj: OneCObject, doc: dict[str, Any], deleted: bool) -> On
         details += [d for d in exc.details if d["field"] not in known]
     if details or key is None:
         raise RecordRejected(f"not a valid {obj.name} balance", details)
-    return OneCRecord(obj=obj, key=key, version=version or content_version(doc), ident=ident,
-                      deleted=deleted)
+    return OneCRecord(
+        obj=obj, key=key, version=version or content_version(doc), ident=ident, deleted=deleted
+    )
 
 
 def _balance_identity(obj: OneCObject, doc: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     try:
         ident = StockBalanceIdentity.model_validate(doc)
     except PydanticValidationError as exc:
-        raise RecordRejected(f"{obj.name} balance without a usable identity",
-                             validation_details(exc)) from None
-    problems = [{"field": field, "problem": "the empty reference: a balance is by warehouse "
-                 "and product"} for field, value in (("Склад_Key", ident.warehouse),
-                                                     ("Номенклатура_Key", ident.product))
-                if value == EMPTY_REF]
+        raise RecordRejected(
+            f"{obj.name} balance without a usable identity", validation_details(exc)
+        ) from None
+    problems = [
+        {"field": field, "problem": "the empty reference: a balance is by warehouse and product"}
+        for field, value in (("Склад_Key", ident.warehouse), ("Номенклатура_Key", ident.product))
+        if value == EMPTY_REF
+    ]
     if problems:
         raise RecordRejected(f"{obj.name} balance without a usable identity", problems)
     characteristic = ident.characteristic or ident.characteristic_ut10
@@ -349,10 +408,22 @@ def _tabular_problems(doc: dict[str, Any]) -> list[dict[str, str]]:
             continue
         for index, line in enumerate(lines):
             if not isinstance(line, dict):
-                problems.append({"field": f"{name}.{index}", "problem": "a tabular section line must be an object"})
-            elif not (isinstance(line.get("LineNumber"), str) and _LINE_NUMBER_RE.match(line["LineNumber"])):
-                problems.append({"field": f"{name}.{index}.LineNumber",
-                                 "problem": 'expected the line number as a string of digits, e.g. "1"'})
+                problems.append(
+                    {
+                        "field": f"{name}.{index}",
+                        "problem": "a tabular section line must be an object",
+                    }
+                )
+            elif not (
+                isinstance(line.get("LineNumber"), str)
+                and _LINE_NUMBER_RE.match(line["LineNumber"])
+            ):
+                problems.append(
+                    {
+                        "field": f"{name}.{index}.LineNumber",
+                        "problem": 'expected the line number as a string of digits, e.g. "1"',
+                    }
+                )
     return problems
 
 
@@ -365,4 +436,9 @@ def content_version(doc: dict[str, Any]) -> str:
 
 def deletion_record(ident: dict[str, Any], last_version: str) -> dict[str, Any]:
     """The record published when an object vanished from 1С (no tombstone exists there)."""
-    return {**ident, "DataVersion": f"deleted:{last_version}", "DeletionMark": True, "_deleted": True}
+    return {
+        **ident,
+        "DataVersion": f"deleted:{last_version}",
+        "DeletionMark": True,
+        "_deleted": True,
+    }

@@ -22,7 +22,7 @@ class _IsoTime(click.ParamType):
     name = "ISO-8601"
 
     def convert(self, value, param, ctx) -> datetime:
-        from streams.dlq.entry import parse_time
+        from mmstream.dlq.entry import parse_time
 
         if isinstance(value, datetime):
             return value
@@ -36,7 +36,9 @@ def _selection_options(func: Callable) -> Callable:
     options = [
         click.option("--reason", metavar="CODE", help="Only this error code (see `dlq list`)."),
         click.option("--entity", metavar="KEY", help="Only records with this key (entity id)."),
-        click.option("--since", type=_IsoTime(), help="Dead-lettered at or after (UTC if no zone)."),
+        click.option(
+            "--since", type=_IsoTime(), help="Dead-lettered at or after (UTC if no zone)."
+        ),
         click.option("--until", type=_IsoTime(), help="Dead-lettered before (UTC if no zone)."),
         click.option("--partition", type=click.IntRange(min=0), help="Only this DLQ partition."),
         click.option("--offset", type=click.IntRange(min=0), help="Only this DLQ offset."),
@@ -51,8 +53,9 @@ def _selection(reason, entity, since, until, partition, offset):
 
     if since and until and since >= until:
         raise click.UsageError("--since must be before --until")
-    return Selection(reason=reason, entity=entity, since=since, until=until,
-                     partition=partition, offset=offset)
+    return Selection(
+        reason=reason, entity=entity, since=since, until=until, partition=partition, offset=offset
+    )
 
 
 def _progress(label: str):
@@ -81,7 +84,7 @@ def _context():
 
 def _scan(settings, topic: str, selection, limit: int | None = None):
     """Selected entries of ``topic``, warning on stderr when the scan stopped short."""
-    from streams.dlq.reader import DlqReader
+    from mmstream.dlq.reader import DlqReader
 
     reader = DlqReader(settings, topic)
     counter, progress = _progress(f"scanning {topic}")
@@ -90,8 +93,11 @@ def _scan(settings, topic: str, selection, limit: int | None = None):
     finally:
         counter.done()
     if reader.state.incomplete:
-        click.echo(f"warning: {topic}: partitions {reader.state.incomplete} stopped short of their "
-                   "end (no data for a while); the answer may be incomplete", err=True)
+        click.echo(
+            f"warning: {topic}: partitions {reader.state.incomplete} stopped short of their "
+            "end (no data for a while); the answer may be incomplete",
+            err=True,
+        )
     return entries
 
 
@@ -104,17 +110,22 @@ def dlq() -> None:
 @dlq.command("list")
 @click.argument("topic", required=False)
 @click.option("--all", "all_topics", is_flag=True, help="Every DLQ topic of topics.yaml (default).")
-@click.option("--top", type=click.IntRange(min=0), default=10, show_default=True,
-              help="Entities with the most records to show.")
+@click.option(
+    "--top",
+    type=click.IntRange(min=0),
+    default=10,
+    show_default=True,
+    help="Entities with the most records to show.",
+)
 @_OUTPUT
 def list_cmd(topic: str | None, all_topics: bool, top: int, output: str) -> None:
     """Count DLQ records by reason (stage, error code) and by entity."""
+    from mmstream.dlq.reader import DlqReader
+    from mmstream.dlq.topics import dlq_topics, resolve
     from mmstream.errors import TopicMissing
+    from mmstream.ops import dlq_render as render
     from mmstream.ops.render import as_json
-    from streams.dlq import render
-    from streams.dlq.reader import DlqReader
     from streams.dlq.summary import TopicSummary, summarize
-    from streams.dlq.topics import dlq_topics, resolve
 
     if topic and all_topics:
         raise click.UsageError("name a TOPIC or give --all, not both")
@@ -135,26 +146,42 @@ def list_cmd(topic: str | None, all_topics: bool, top: int, output: str) -> None
         finally:
             counter.done()
     if output == "json":
-        click.echo(as_json([s.as_dict() if not isinstance(s, str) else {"topic": s, "missing": True}
-                            for s in summaries]))
+        click.echo(
+            as_json(
+                [
+                    s.as_dict() if not isinstance(s, str) else {"topic": s, "missing": True}
+                    for s in summaries
+                ]
+            )
+        )
         return
     for s in summaries:
-        click.echo(f"{s}: missing on the cluster (run `mmctl topics apply`)\n" if isinstance(s, str)
-                   else render.summary_text(s))
+        click.echo(
+            f"{s}: missing on the cluster (run `mmctl topics apply`)\n"
+            if isinstance(s, str)
+            else render.summary_text(s)
+        )
 
 
 # -- show ----------------------------------------------------------------------------------
 @dlq.command("show")
 @click.argument("topic")
 @_selection_options
-@click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True,
-              help="Records to show at most.")
+@click.option(
+    "--limit",
+    type=click.IntRange(min=1),
+    default=20,
+    show_default=True,
+    help="Records to show at most.",
+)
 @_OUTPUT
-def show_cmd(topic: str, reason, entity, since, until, partition, offset, limit: int, output: str) -> None:
+def show_cmd(
+    topic: str, reason, entity, since, until, partition, offset, limit: int, output: str
+) -> None:
     """Show DLQ records: headers, failure metadata and the payload, pretty-printed."""
+    from mmstream.dlq.topics import resolve
+    from mmstream.ops import dlq_render as render
     from mmstream.ops.render import as_json
-    from streams.dlq import render
-    from streams.dlq.topics import resolve
 
     settings, catalog = _context()
     name = resolve(settings, catalog, topic)
@@ -166,8 +193,10 @@ def show_cmd(topic: str, reason, entity, since, until, partition, offset, limit:
         return
     for entry in entries:
         click.echo(render.entry_text(entry))
-    click.echo(f"{len(entries)} record(s) shown"
-               + (f"; more match (raise --limit above {limit})" if more else ""))
+    click.echo(
+        f"{len(entries)} record(s) shown"
+        + (f"; more match (raise --limit above {limit})" if more else "")
+    )
 
 
 # -- replay --------------------------------------------------------------------------------
@@ -175,12 +204,27 @@ def show_cmd(topic: str, reason, entity, since, until, partition, offset, limit:
 @click.argument("topic")
 @click.option("--all", "everything", is_flag=True, help="Replay every record of the topic.")
 @_selection_options
-@click.option("--patch", "patch_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="RFC 6902 JSON Patch applied to each (JSON) payload before publishing.")
+@click.option(
+    "--patch",
+    "patch_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="RFC 6902 JSON Patch applied to each (JSON) payload before publishing.",
+)
 @click.option("--execute", is_flag=True, help="Publish. Without it, only show what would be sent.")
 @_OUTPUT
-def replay_cmd(topic: str, everything: bool, reason, entity, since, until, partition, offset,
-               patch_file: Path | None, execute: bool, output: str) -> None:
+def replay_cmd(
+    topic: str,
+    everything: bool,
+    reason,
+    entity,
+    since,
+    until,
+    partition,
+    offset,
+    patch_file: Path | None,
+    execute: bool,
+    output: str,
+) -> None:
     """Publish DLQ records back to the topic they failed at (preview unless --execute).
 
     The original key, bytes and headers go to the source topic and partition, without the
@@ -189,39 +233,59 @@ def replay_cmd(topic: str, everything: bool, reason, entity, since, until, parti
     """
     from sqlalchemy import create_engine, text
 
-    from mmstream import audit
+    from mmstream.dlq.topics import resolve
     from mmstream.kafka.admin import admin_client, existing_topics
+    from mmstream.ops import dlq_render as render
     from mmstream.ops.render import as_json
-    from streams.dlq import history, render
+    from mmstream.ops.reset import require_actor
+    from streams.dlq import history
     from streams.dlq.payload import load_patch
     from streams.dlq.replay import build_plan, publish
-    from streams.dlq.topics import resolve
 
     selection = _selection(reason, entity, since, until, partition, offset)
     if everything == (not selection.empty):
-        raise click.UsageError("choose what to replay: --all, or filters "
-                               "(--reason/--entity/--since/--until/--partition/--offset), not both")
+        raise click.UsageError(
+            "choose what to replay: --all, or filters "
+            "(--reason/--entity/--since/--until/--partition/--offset), not both"
+        )
     settings, catalog = _context()
     name = resolve(settings, catalog, topic)
     patch = load_patch(patch_file) if patch_file else None
-    engine = create_engine(settings.require_database_url(), pool_pre_ping=True) \
-        if execute or settings.database_url else None
+    engine = (
+        create_engine(settings.require_database_url(), pool_pre_ping=True)
+        if execute or settings.database_url
+        else None
+    )
     try:
         if engine is not None and execute:
             with engine.connect() as conn:  # the audit must be writable before anything is sent
                 conn.execute(text("SELECT 1 FROM ops_audit LIMIT 1"))
         entries = _scan(settings, name, selection)
-        plan = build_plan(settings, catalog, existing_topics(admin_client(settings)), name, entries,
-                          selection, patch=patch)
+        plan = build_plan(
+            settings,
+            catalog,
+            existing_topics(admin_client(settings)),
+            name,
+            entries,
+            selection,
+            patch=patch,
+        )
         earlier = _earlier_replays(engine, plan, strict=execute)
-        result = {"replay_id": plan.replay_id, "dlq_topic": name, "executed": execute,
-                  "selection": plan.selection.describe() or {"all": True},
-                  "records": len(plan.items), "destinations": plan.destinations(),
-                  "earlier_replays": earlier}
+        result = {
+            "replay_id": plan.replay_id,
+            "dlq_topic": name,
+            "executed": execute,
+            "selection": plan.selection.describe() or {"all": True},
+            "records": len(plan.items),
+            "destinations": plan.destinations(),
+            "earlier_replays": earlier,
+        }
         if output == "table":
             click.echo(render.plan_text(plan, earlier))
         if execute and plan.items:
-            who = audit.actor(settings)
+            if engine is None:  # made above whenever --execute is given: a bug otherwise
+                raise RuntimeError("dlq replay --execute: no database engine for the audit trail")
+            who = require_actor(settings)
             counter, progress = _progress(f"publishing replay {plan.replay_id[:8]}")
             try:
                 delivered = asyncio.run(publish(settings, plan, progress))
@@ -238,8 +302,10 @@ def replay_cmd(topic: str, everything: bool, reason, entity, since, until, parti
         elif not execute:
             click.echo("preview only: nothing was published. Run again with --execute to publish.")
         elif plan.items:
-            click.echo(f"published {len(plan.items)} record(s) with acks=all; replay id {plan.replay_id}; "
-                       f"audit entry #{result['audit_id']} by {result['actor']}")
+            click.echo(
+                f"published {len(plan.items)} record(s) with acks=all; replay id {plan.replay_id}; "
+                f"audit entry #{result['audit_id']} by {result['actor']}"
+            )
     finally:
         if engine is not None:
             engine.dispose()
@@ -259,8 +325,11 @@ def _earlier_replays(engine, plan, *, strict: bool) -> dict[str, int]:
     except SQLAlchemyError as exc:
         if strict:
             raise
-        click.echo(f"warning: cannot read the audit trail ({type(exc).__name__}); "
-                   "earlier replays not checked", err=True)
+        click.echo(
+            f"warning: cannot read the audit trail ({type(exc).__name__}); "
+            "earlier replays not checked",
+            err=True,
+        )
         return {}
 
 
@@ -273,9 +342,10 @@ def audit_cmd(topic: str | None, limit: int, output: str) -> None:
     """Past replays, newest first: who replayed what, when, and where it went."""
     from sqlalchemy import create_engine
 
+    from mmstream.dlq.topics import resolve
+    from mmstream.ops import dlq_render as render
     from mmstream.ops.render import as_json
-    from streams.dlq import history, render
-    from streams.dlq.topics import resolve
+    from streams.dlq import history
 
     settings, catalog = _context()
     name = resolve(settings, catalog, topic) if topic else None

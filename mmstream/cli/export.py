@@ -42,15 +42,28 @@ from mmstream.avro_columns import columns as avro_columns
 
 # -- Avro schema -> DuckDB column types (pure) ------------------------------------------
 
-_PRIMITIVES = {"string": "VARCHAR", "boolean": "BOOLEAN", "int": "INTEGER", "long": "BIGINT",
-               "float": "FLOAT", "double": "DOUBLE", "bytes": "VARCHAR", "null": "VARCHAR"}
-_LOGICAL = {("int", "date"): "DATE", ("int", "time-millis"): "TIME", ("long", "time-micros"): "TIME",
-            # Instants: Parquet TIMESTAMP adjusted to UTC, whatever the reader's time zone.
-            ("long", "timestamp-millis"): "TIMESTAMPTZ", ("long", "timestamp-micros"): "TIMESTAMPTZ",
-            ("long", "local-timestamp-millis"): "TIMESTAMP",
-            ("long", "local-timestamp-micros"): "TIMESTAMP",
-            # A UUID stays text: Parquet's UUID type is not read by every tool (Spark, pandas).
-            ("string", "uuid"): "VARCHAR"}
+_PRIMITIVES = {
+    "string": "VARCHAR",
+    "boolean": "BOOLEAN",
+    "int": "INTEGER",
+    "long": "BIGINT",
+    "float": "FLOAT",
+    "double": "DOUBLE",
+    "bytes": "VARCHAR",
+    "null": "VARCHAR",
+}
+_LOGICAL = {
+    ("int", "date"): "DATE",
+    ("int", "time-millis"): "TIME",
+    ("long", "time-micros"): "TIME",
+    # Instants: Parquet TIMESTAMP adjusted to UTC, whatever the reader's time zone.
+    ("long", "timestamp-millis"): "TIMESTAMPTZ",
+    ("long", "timestamp-micros"): "TIMESTAMPTZ",
+    ("long", "local-timestamp-millis"): "TIMESTAMP",
+    ("long", "local-timestamp-micros"): "TIMESTAMP",
+    # A UUID stays text: Parquet's UUID type is not read by every tool (Spark, pandas).
+    ("string", "uuid"): "VARCHAR",
+}
 _MAX_DECIMAL_PRECISION = 38  # DuckDB's (and Parquet readers') widest decimal
 
 
@@ -66,14 +79,17 @@ def _duckdb_union(avro: list, walk) -> str:
 
 
 DUCKDB = Dialect(
-    primitives=_PRIMITIVES, logical=_LOGICAL, union=_duckdb_union,
+    primitives=_PRIMITIVES,
+    logical=_LOGICAL,
+    union=_duckdb_union,
     # wider than any reader keeps exactly: text loses nothing
     decimal=lambda p, s: f"DECIMAL({p},{s})" if p <= _MAX_DECIMAL_PRECISION else "VARCHAR",
     record=lambda members: "STRUCT(" + ", ".join(f"{_ident(n)} {t}" for n, t in members) + ")",
     enum=lambda _: "VARCHAR",
     fixed=lambda _: "VARCHAR",  # base64 text, like plain bytes
     array=lambda items: f"{items}[]",
-    map=lambda values: f"MAP(VARCHAR, {values})")
+    map=lambda values: f"MAP(VARCHAR, {values})",
+)
 
 
 def duckdb_type(avro: Any, named: dict[str, str] | None = None) -> str:
@@ -104,7 +120,7 @@ class Snapshot:
     rows: dict[str, dict] = field(default_factory=dict)
     # key -> (highest revision seen, whether a tombstone followed it)
     _seen: dict[str, tuple[int, bool]] = field(default_factory=dict)
-    stale: int = 0       # older revisions that arrived after newer ones (ignored)
+    stale: int = 0  # older revisions that arrived after newer ones (ignored)
     tombstones: int = 0
 
     def apply(self, key: str, value: dict | None) -> None:
@@ -167,7 +183,7 @@ class Record:
 
 def read_to_end(settings, topic: str, idle_timeout_s: float = 20.0) -> Iterator[Record]:
     """Every record of ``topic`` from the start of each partition to its high watermark as
-    it was when the scan began (the same bounds as the DLQ reader, streams/dlq/reader.py).
+    it was when the scan began (the same bounds as the DLQ reader, mmstream/dlq/reader.py).
     Raises BrokerUnavailable when a partition stops short of that end: a snapshot with a
     hole would be silently wrong."""
     from confluent_kafka import KafkaError, TopicPartition
@@ -176,6 +192,7 @@ def read_to_end(settings, topic: str, idle_timeout_s: float = 20.0) -> Iterator[
     from mmstream.errors import BrokerUnavailable, TopicMissing
     from mmstream.kafka.admin import admin_client, existing_topics
     from mmstream.kafka.lag import end_offsets, list_offsets, probe_consumer
+    from mmstream.kafka.message import position
 
     admin = admin_client(settings)
     have = existing_topics(admin)  # listing, not naming it: naming could auto-create it
@@ -189,9 +206,15 @@ def read_to_end(settings, topic: str, idle_timeout_s: float = 20.0) -> Iterator[
     pending = {p for p in start if end[p] > start[p]}
     if not pending:
         return
-    consumer = probe_consumer(settings.kafka, **{
-        "enable.partition.eof": True, "fetch.max.bytes": 16 << 20,
-        "max.partition.fetch.bytes": 4 << 20, "fetch.wait.max.ms": 200})
+    consumer = probe_consumer(
+        settings.kafka,
+        **{
+            "enable.partition.eof": True,
+            "fetch.max.bytes": 16 << 20,
+            "max.partition.fetch.bytes": 4 << 20,
+            "fetch.wait.max.ms": 200,
+        },
+    )
 
     def finish(p: int) -> None:
         if p in pending:
@@ -204,17 +227,22 @@ def read_to_end(settings, topic: str, idle_timeout_s: float = 20.0) -> Iterator[
         while pending:
             messages = consumer.consume(1000, timeout=0.5)
             for msg in messages:
-                p = msg.partition()
-                if msg.error():
-                    if msg.error().code() == KafkaError._PARTITION_EOF:  # noqa: SLF001 — public code
-                        finish(p)  # at the end (a compacted log's last offsets may be gaps)
+                error = msg.error()
+                if error is not None:
+                    if error.code() == KafkaError._PARTITION_EOF:  # noqa: SLF001 — public code
+                        # At the end (a compacted log's last offsets may be gaps). The end
+                        # event carries its position; other error events may not.
+                        finish(position(msg)[1])
                         continue
-                    raise BrokerUnavailable(f"reading {topic}[{p}] failed: {msg.error().str()}")
-                if p not in pending or msg.offset() >= end[p]:
+                    raise BrokerUnavailable(
+                        f"reading {topic}[{msg.partition()}] failed: {error.str()}"
+                    )
+                _, p, offset = position(msg)
+                if p not in pending or offset >= end[p]:
                     finish(p)
                     continue  # produced after the export began: not part of this snapshot
-                yield Record(p, msg.offset(), msg.key(), msg.value())
-                if msg.offset() + 1 >= end[p]:
+                yield Record(p, offset, msg.key(), msg.value())
+                if offset + 1 >= end[p]:
                     finish(p)
             now = time.monotonic()
             if messages:
@@ -222,7 +250,8 @@ def read_to_end(settings, topic: str, idle_timeout_s: float = 20.0) -> Iterator[
             elif now - idle_since > idle_timeout_s:
                 raise BrokerUnavailable(
                     f"{topic}: partitions {sorted(pending)} gave no records for "
-                    f"{idle_timeout_s:.0f}s before their end; the snapshot would be incomplete")
+                    f"{idle_timeout_s:.0f}s before their end; the snapshot would be incomplete"
+                )
     finally:
         consumer.close()
 
@@ -232,14 +261,22 @@ class Decoder:
     registry holds for the subject (so records written with older versions get the new
     fields' defaults), or the committed ``avro/`` file when the subject has none yet."""
 
-    def __init__(self, registry_url: str, subject: str, topic: str, fallback: Path) -> None:
-        from confluent_kafka.schema_registry import SchemaRegistryClient
+    def __init__(self, registry, subject: str, topic: str, fallback: Path) -> None:
+        """``registry``: its URL or a SchemaRegistryClient configuration (auth, TLS) as
+        ``Settings.registry_client_config()`` makes it."""
         from confluent_kafka.schema_registry.avro import AvroDeserializer
         from confluent_kafka.serialization import MessageField, SerializationContext
 
+        from mmstream.avro_serde import registry_client
+
+        conf = {"url": registry} if isinstance(registry, str) else dict(registry)
         # Error texts of the HTTP library may quote the URL: never print its password.
-        self._password = urlsplit(registry_url).password
-        self.client = SchemaRegistryClient({"url": registry_url})
+        self._password = (
+            urlsplit(str(conf["url"])).password
+            or str(conf.get("basic.auth.user.info", "")).partition(":")[2]
+            or None
+        )
+        self.client = registry_client(conf)
         self.schema = self._latest(subject) or json.loads(fallback.read_text(encoding="utf-8"))
         self._deserialize = AvroDeserializer(self.client, json.dumps(self.schema))
         self._ctx = SerializationContext(topic, MessageField.VALUE)
@@ -250,15 +287,23 @@ class Decoder:
         from mmstream.avro_serde import RegistryUnavailable
 
         try:
-            return json.loads(self.client.get_latest_version(subject).schema.schema_str)
+            text = self.client.get_latest_version(subject).schema.schema_str
         except SchemaRegistryError as exc:
             if exc.http_status_code == 404:
                 return None
-            raise RegistryUnavailable(self.scrub(f"schema registry answered "
-                                                 f"{exc.http_status_code}: {exc.error_message}")
-                                      ) from exc
+            raise RegistryUnavailable(
+                self.scrub(f"schema registry answered {exc.http_status_code}: {exc.error_message}")
+            ) from exc
         except Exception as exc:  # the client raises its HTTP library's errors as they are
             raise RegistryUnavailable(self.scrub(f"schema registry unreachable: {exc}")) from exc
+        try:
+            if text is None:
+                raise ValueError("no schema text")
+            return json.loads(text)
+        except ValueError as exc:
+            raise RegistryUnavailable(
+                f"schema registry: the latest schema of {subject} is unusable: {exc}"
+            ) from exc
 
     def scrub(self, text: str) -> str:
         """``text`` without the registry password."""
@@ -282,8 +327,12 @@ def snapshot(settings, topic: str, decoder: Decoder, progress=None) -> Snapshot:
         try:
             value = None if rec.value is None else decoder(rec.value)
         except Exception as exc:  # the deserializer's errors are of several libraries
-            raise ExportFailed(decoder.scrub(f"{topic}[{rec.partition}]@{rec.offset} cannot be "
-                                             f"decoded: {type(exc).__name__}: {exc}")) from exc
+            raise ExportFailed(
+                decoder.scrub(
+                    f"{topic}[{rec.partition}]@{rec.offset} cannot be "
+                    f"decoded: {type(exc).__name__}: {exc}"
+                )
+            ) from exc
         snap.apply(rec.key.decode("utf-8", "replace"), value)
         if progress:
             progress(n)
@@ -305,16 +354,19 @@ def write(rows: list[dict], cols: list[tuple[str, str]], fmt: str, path: Path) -
                 out.write("\n")
         select = ", ".join(
             f"to_json({_ident(n)}) AS {_ident(n)}" if fmt == "csv" and _is_nested(t) else _ident(n)
-            for n, t in cols)
+            for n, t in cols
+        )
         options = "FORMAT parquet, COMPRESSION zstd" if fmt == "parquet" else "FORMAT csv, HEADER"
         partial = path.with_name(f".{path.name}.partial")
         con = duckdb.connect()
         try:
             con.execute("SET TimeZone = 'UTC'")  # CSV timestamps written as UTC (+00)
             # Only quoted Avro field names are spliced in; paths and types are parameters.
-            query = (f"COPY (SELECT {select} FROM read_json($rows, "  # noqa: S608
-                     "format = 'newline_delimited', columns = $columns, "
-                     f"maximum_object_size = 268435456)) TO $target ({options})")
+            query = (
+                f"COPY (SELECT {select} FROM read_json($rows, "  # noqa: S608
+                "format = 'newline_delimited', columns = $columns, "
+                f"maximum_object_size = 268435456)) TO $target ({options})"
+            )
             con.execute(query, {"rows": str(lines), "columns": dict(cols), "target": str(partial)})
         finally:
             con.close()
@@ -326,10 +378,20 @@ def write(rows: list[dict], cols: list[tuple[str, str]], fmt: str, path: Path) -
 
 @click.command("export")
 @click.argument("entity")
-@click.option("--format", "fmt", type=click.Choice(["parquet", "csv"]), required=True,
-              help="Parquet keeps decimals and timestamps typed; CSV nests lines as JSON text.")
-@click.option("--output", "output", type=click.Path(dir_okay=False, path_type=Path),
-              default=None, help="File to write (default ./ENTITY.parquet or ./ENTITY.csv).")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["parquet", "csv"]),
+    required=True,
+    help="Parquet keeps decimals and timestamps typed; CSV nests lines as JSON text.",
+)
+@click.option(
+    "--output",
+    "output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="File to write (default ./ENTITY.parquet or ./ENTITY.csv).",
+)
 def export(entity: str, fmt: str, output: Path | None) -> None:
     """Snapshot of the normalized topic norm.ENTITY: the latest revision per key, deleted
     (tombstoned) keys left out, read up to the end the topic had when the export started."""
@@ -342,22 +404,37 @@ def export(entity: str, fmt: str, output: Path | None) -> None:
     settings = get_settings()
     log.setup("mmctl-export", "WARNING", settings.log_format)
     catalog = load_catalog(settings.topics_file)
-    norm = {spec.entity: spec for spec in catalog.topics.values()
-            if spec.role == "norm" and spec.schema}
+    # entity -> (topic name, Avro schema file): only normalized topics with a schema
+    norm = {
+        spec.entity: (spec.name, spec.schema)
+        for spec in catalog.topics.values()
+        if spec.role == "norm" and spec.schema
+    }
     if entity not in norm:
-        raise click.UsageError(f"no normalized topic for entity {entity!r}; one of: "
-                               f"{', '.join(sorted(norm))}")
+        raise click.UsageError(
+            f"no normalized topic for entity {entity!r}; one of: {', '.join(sorted(norm))}"
+        )
     if not settings.schema_registry_url:
-        raise ConfigurationError("SCHEMA_REGISTRY_URL (MM_SCHEMA_REGISTRY_URL) is not set: the "
-                                 "values are Avro in the registry's wire format")
-    topic = settings.topic(norm[entity].name)
+        raise ConfigurationError(
+            "SCHEMA_REGISTRY_URL (MM_SCHEMA_REGISTRY_URL) is not set: the "
+            "values are Avro in the registry's wire format"
+        )
+    name, schema_file = norm[entity]
+    topic = settings.topic(name)
     target = output or Path(f"{entity}.{fmt}")
-    click.echo(f"exporting {topic} from {settings.kafka.bootstrap_servers} "
-               f"(schema registry {mask_url(settings.schema_registry_url)})", err=True)
+    click.echo(
+        f"exporting {topic} from {settings.kafka.bootstrap_servers} "
+        f"(schema registry {mask_url(settings.schema_registry_url)})",
+        err=True,
+    )
     counter = Counter(f"reading {topic}")
     try:
-        decoder = Decoder(settings.schema_registry_url, f"{topic}-value", topic,
-                          settings.schemas_dir / norm[entity].schema)
+        decoder = Decoder(
+            settings.registry_client_config(),
+            f"{topic}-value",
+            topic,
+            settings.schemas_dir / schema_file,
+        )
         snap = snapshot(settings, topic, decoder, progress=lambda n: counter.add(n - counter.count))
         counter.done()
         cols = columns(decoder.schema)
@@ -375,5 +452,8 @@ def export(entity: str, fmt: str, output: Path | None) -> None:
             raise
         click.echo(f"mmctl: export failed writing {target}: {exc}", err=True)
         sys.exit(1)
-    click.echo(f"wrote {len(snap.rows)} {entity} rows to {target} ({counter.count} records read, "
-               f"{snap.tombstones} tombstones, {snap.stale} stale duplicates skipped)", err=True)
+    click.echo(
+        f"wrote {len(snap.rows)} {entity} rows to {target} ({counter.count} records read, "
+        f"{snap.tombstones} tombstones, {snap.stale} stale duplicates skipped)",
+        err=True,
+    )

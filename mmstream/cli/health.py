@@ -15,18 +15,33 @@ from mmstream.settings import get_settings
 
 @click.command()
 @output_option
-@click.option("--timeout", "timeout_s", type=float, default=5.0, show_default=True,
-              help="Seconds each check may take (they run in parallel).")
-@click.option("--check", "names", multiple=True, metavar="NAME",
-              type=click.Choice(CHECKS),
-              help="Run only this check (repeatable); a worker's readiness probe runs its "
-                   "targets' checks.")
-@click.option("--metrics-url", "metrics_urls", multiple=True,
-              help="An egress worker's /metrics to read circuit states from (repeatable; "
-                   "default MM_OPS__CIRCUIT_METRICS_URLS or the embedded egress worker).")
-def health(output: str, timeout_s: float, names: tuple[str, ...],
-           metrics_urls: tuple[str, ...]) -> None:
-    """Broker, database, schema registry, targets (Bitrix24, 1C) and circuit states.
+@click.option(
+    "--timeout",
+    "timeout_s",
+    type=float,
+    default=5.0,
+    show_default=True,
+    help="Seconds each check may take (they run in parallel).",
+)
+@click.option(
+    "--check",
+    "names",
+    multiple=True,
+    metavar="NAME",
+    type=click.Choice(CHECKS),
+    help="Run only this check (repeatable); a worker's readiness probe runs its targets' checks.",
+)
+@click.option(
+    "--metrics-url",
+    "metrics_urls",
+    multiple=True,
+    help="An egress worker's /metrics to read circuit states from (repeatable; "
+    "default MM_OPS__CIRCUIT_METRICS_URLS or the embedded egress worker).",
+)
+def health(
+    output: str, timeout_s: float, names: tuple[str, ...], metrics_urls: tuple[str, ...]
+) -> None:
+    """Broker, database, schema registry, targets (Bitrix24, 1С) and circuit states.
 
     Exit status: 0 when nothing is down (degraded counts as up), 1 otherwise.
     """
@@ -39,7 +54,11 @@ def health(output: str, timeout_s: float, names: tuple[str, ...],
     if output == "json":
         click.echo(render.as_json({"status": status, "checks": [c.as_dict() for c in checks]}))
     else:
-        click.echo(render.table(["CHECK", "STATUS", "MS", "TARGET", "DETAIL"],
-                                [[c.name, c.status, c.latency_ms, c.target, c.detail] for c in checks]))
+        click.echo(
+            render.table(
+                ["CHECK", "STATUS", "MS", "TARGET", "DETAIL"],
+                [[c.name, c.status, c.latency_ms, c.target, c.detail] for c in checks],
+            )
+        )
         click.echo(f"overall: {status}")
     sys.exit(1 if status == DOWN else 0)

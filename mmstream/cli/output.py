@@ -11,8 +11,13 @@ import time
 import click
 
 output_option = click.option(
-    "--output", "-o", type=click.Choice(["table", "json"]), default="table", show_default=True,
-    help="Human table or JSON for scripts.")
+    "--output",
+    "-o",
+    type=click.Choice(["table", "json"]),
+    default="table",
+    show_default=True,
+    help="Human table or JSON for scripts.",
+)
 
 
 class Counter:

@@ -9,12 +9,16 @@ from mmstream.cli.output import output_option
 
 def render_table(timeline: dict) -> str:
     """The timeline as text: the ids it resolved, then one line per step."""
-    lines = [f"trace {timeline['query']}",
-             f"  entity ids:  {', '.join(timeline['entity_ids']) or '-'}",
-             f"  event ids:   {', '.join(timeline['event_ids']) or '-'}",
-             f"  request ids: {', '.join(timeline['request_ids']) or '-'}"]
+    lines = [
+        f"trace {timeline['query']}",
+        f"  entity ids:  {', '.join(timeline['entity_ids']) or '-'}",
+        f"  event ids:   {', '.join(timeline['event_ids']) or '-'}",
+        f"  request ids: {', '.join(timeline['request_ids']) or '-'}",
+    ]
     for ext in timeline["external_ids"]:
-        lines.append(f"  {ext['system']} {ext['entity']}: {ext['canonical_id']} = {ext['external_id']}")
+        lines.append(
+            f"  {ext['system']} {ext['entity']}: {ext['canonical_id']} = {ext['external_id']}"
+        )
     if not timeline["steps"]:
         lines.append("nothing recorded for this id (retention may have purged it)")
     for step in timeline["steps"]:
@@ -24,8 +28,13 @@ def render_table(timeline: dict) -> str:
 
 @click.command("trace")
 @click.argument("ident")
-@click.option("--dlq/--no-dlq", "read_dlq", default=True, show_default=True,
-              help="Also scan the DLQ topics (needs the broker; slower).")
+@click.option(
+    "--dlq/--no-dlq",
+    "read_dlq",
+    default=True,
+    show_default=True,
+    help="Also scan the DLQ topics (needs the broker; slower).",
+)
 @output_option
 def trace(ident: str, read_dlq: bool, output: str) -> None:
     """Everything that happened to one entity: ingress, versions, outbox, egress calls with

@@ -54,12 +54,21 @@ class TopicPlan:
     def drift(self) -> list[str]:
         """Every difference `apply` does not simply create, one line each."""
         return [
-            *(f"{t}: {h} partitions on the cluster, {w} declared (increase; changes which "
-              "partition a key maps to)" for t, h, w in self.grow),
-            *(f"{t}: {h} partitions on the cluster, {w} declared (Kafka cannot shrink a topic: "
-              "recreate it or fix the file)" for t, h, w in self.shrink),
-            *(f"{c.topic}: {c.key}={c.have if c.have is not None else '(unset)'} on the cluster, "
-              f"{c.want} declared" for c in self.configs),
+            *(
+                f"{t}: {h} partitions on the cluster, {w} declared (increase; changes which "
+                "partition a key maps to)"
+                for t, h, w in self.grow
+            ),
+            *(
+                f"{t}: {h} partitions on the cluster, {w} declared (Kafka cannot shrink a topic: "
+                "recreate it or fix the file)"
+                for t, h, w in self.shrink
+            ),
+            *(
+                f"{c.topic}: {c.key}={c.have if c.have is not None else '(unset)'} on the cluster, "
+                f"{c.want} declared"
+                for c in self.configs
+            ),
             *(f"{t}: on the cluster, not in the topic file" for t in self.undeclared),
         ]
 
@@ -74,8 +83,10 @@ KEY_ORDER_WARNING = (
 
 def admin_client(settings: Settings) -> AdminClient:
     """An AdminClient with the project's connection settings."""
-    return AdminClient({**settings.kafka.client_config(), "socket.timeout.ms": 10000,
-                        "logger": logging.getLogger("librdkafka")})
+    return AdminClient(
+        {**settings.kafka.client_config(), "socket.timeout.ms": 10000},
+        logger=logging.getLogger("librdkafka"),
+    )
 
 
 def existing_topics(admin: AdminClient, timeout_s: float = 10.0) -> dict[str, int]:
@@ -88,14 +99,18 @@ def existing_topics(admin: AdminClient, timeout_s: float = 10.0) -> dict[str, in
     return {name: len(t.partitions) for name, t in md.topics.items() if not t.error}
 
 
-def topic_configs(admin: AdminClient, names: list[str], timeout_s: float = 10.0) -> dict[str, dict[str, str]]:
+def topic_configs(
+    admin: AdminClient, names: list[str], timeout_s: float = 10.0
+) -> dict[str, dict[str, str]]:
     """Topic -> config key -> value as the cluster reports it."""
     if not names:
         return {}
     resources = [ConfigResource(ResourceType.TOPIC, n) for n in names]
     try:
         futures = admin.describe_configs(resources, request_timeout=timeout_s)
-        return {res.name: {k: v.value for k, v in fut.result().items()} for res, fut in futures.items()}
+        return {
+            res.name: {k: v.value for k, v in fut.result().items()} for res, fut in futures.items()
+        }
     except KafkaException as exc:
         raise BrokerUnavailable(f"cannot describe topic configs: {exc}") from exc
 
@@ -104,11 +119,14 @@ def _undeclared(settings: Settings, declared: set[str], have: dict[str, int]) ->
     # Only our namespaces (prefix + a first name segment the file uses, e.g. "raw."): on a
     # shared cluster, other teams' topics, internal ones and Faust's own are never candidates.
     prefix = settings.kafka.topic_prefix
-    families = {name[len(prefix):].split(".", 1)[0] + "." for name in declared}
+    families = {name[len(prefix) :].split(".", 1)[0] + "." for name in declared}
     return sorted(
-        name for name in have
-        if name not in declared and name.startswith(prefix) and not name.startswith("_")
-        and any(name[len(prefix):].startswith(f) for f in families)
+        name
+        for name in have
+        if name not in declared
+        and name.startswith(prefix)
+        and not name.startswith("_")
+        and any(name[len(prefix) :].startswith(f) for f in families)
     )
 
 
@@ -151,31 +169,58 @@ def _wait(futures: dict, what: str, tolerate: tuple[int, ...] = ()) -> None:
                 raise BrokerUnavailable(f"cannot {what} {name}: {exc}") from exc
 
 
-def apply(settings: Settings, catalog: TopicCatalog, admin: AdminClient | None = None, *,
-          increase_partitions: bool = False, update_configs: bool = False,
-          allow_delete: bool = False) -> TopicPlan:
+def apply(
+    settings: Settings,
+    catalog: TopicCatalog,
+    admin: AdminClient | None = None,
+    *,
+    increase_partitions: bool = False,
+    update_configs: bool = False,
+    allow_delete: bool = False,
+) -> TopicPlan:
     """Create every declared topic that is missing; optionally grow partitions, set drifted
     configs to the declared values, and delete undeclared topics. Returns the plan it acted
     on; whatever it was not allowed to fix stays reported in ``drift``."""
     admin = admin or admin_client(settings)
     result = plan(settings, catalog, admin)
     if result.create:
-        _wait(admin.create_topics(
-            [NewTopic(s.name, s.partitions, s.replication_factor, config=s.configs) for s in result.create],
-            operation_timeout=30), "create topic", (KafkaError.TOPIC_ALREADY_EXISTS,))
+        _wait(
+            admin.create_topics(
+                [
+                    NewTopic(s.name, s.partitions, s.replication_factor, config=s.configs)
+                    for s in result.create
+                ],
+                operation_timeout=30,
+            ),
+            "create topic",
+            (KafkaError.TOPIC_ALREADY_EXISTS,),
+        )
     if increase_partitions and result.grow:
-        log.warning("increasing partitions", extra={"topics": [g[0] for g in result.grow],
-                                                    "detail": KEY_ORDER_WARNING})
-        _wait(admin.create_partitions([NewPartitions(t, w) for t, _, w in result.grow],
-                                      operation_timeout=30), "increase partitions of")
+        log.warning(
+            "increasing partitions",
+            extra={"topics": [g[0] for g in result.grow], "detail": KEY_ORDER_WARNING},
+        )
+        _wait(
+            admin.create_partitions(
+                [NewPartitions(t, w) for t, _, w in result.grow], operation_timeout=30
+            ),
+            "increase partitions of",
+        )
     if update_configs and result.configs:
         by_topic: dict[str, list[ConfigEntry]] = {}
         for c in result.configs:
             by_topic.setdefault(c.topic, []).append(
-                ConfigEntry(c.key, c.want, incremental_operation=AlterConfigOpType.SET))
-        _wait(admin.incremental_alter_configs(
-            [ConfigResource(ResourceType.TOPIC, t, incremental_configs=e) for t, e in by_topic.items()]),
-            "set configs of")
+                ConfigEntry(c.key, c.want, incremental_operation=AlterConfigOpType.SET)
+            )
+        _wait(
+            admin.incremental_alter_configs(
+                [
+                    ConfigResource(ResourceType.TOPIC, t, incremental_configs=e)
+                    for t, e in by_topic.items()
+                ]
+            ),
+            "set configs of",
+        )
     if allow_delete and result.undeclared:
         log.warning("deleting undeclared topics", extra={"topics": result.undeclared})
         _wait(admin.delete_topics(result.undeclared, operation_timeout=30), "delete topic")

@@ -45,29 +45,32 @@ class Committed:
 
 def probe_consumer(kafka: KafkaSettings, **extra: object) -> Consumer:
     """A consumer for reading positions and records: random group id, never commits."""
-    return Consumer({
-        **kafka.client_config(),
-        "group.id": f"mm-probe-{uuid.uuid4().hex[:8]}",
-        "enable.auto.commit": False,
-        "enable.auto.offset.store": False,
-        "isolation.level": "read_uncommitted",
-        # Only the fetch responses' metadata matters: keep the records read small.
-        "fetch.max.bytes": 1 << 20,
-        "max.partition.fetch.bytes": 1 << 16,
-        "fetch.wait.max.ms": 100,
-        "allow.auto.create.topics": False,
-        "logger": _log,
-        **extra,
-    })
+    return Consumer(
+        {
+            **kafka.client_config(),
+            "group.id": f"mm-probe-{uuid.uuid4().hex[:8]}",
+            "enable.auto.commit": False,
+            "enable.auto.offset.store": False,
+            "isolation.level": "read_uncommitted",
+            # Only the fetch responses' metadata matters: keep the records read small.
+            "fetch.max.bytes": 1 << 20,
+            "max.partition.fetch.bytes": 1 << 16,
+            "fetch.wait.max.ms": 100,
+            "allow.auto.create.topics": False,
+            "logger": _log,
+            **extra,
+        }
+    )
 
 
 def admin_for(kafka: KafkaSettings) -> AdminClient:
     """An AdminClient with the project's connection settings."""
-    return AdminClient({**kafka.client_config(), "logger": _log})
+    return AdminClient({**kafka.client_config()}, logger=_log)
 
 
-def list_offsets(admin: AdminClient, tps: Iterable[TP], spec: OffsetSpec,
-                 timeout_s: float = 10.0) -> dict[TP, int]:
+def list_offsets(
+    admin: AdminClient, tps: Iterable[TP], spec: OffsetSpec, timeout_s: float = 10.0
+) -> dict[TP, int]:
     """ListOffsets for ``tps``. Trust ``earliest`` anywhere; ``latest`` only as a lower bound."""
     request = {TopicPartition(t, p): spec for t, p in tps}
     if not request:
@@ -79,8 +82,12 @@ def list_offsets(admin: AdminClient, tps: Iterable[TP], spec: OffsetSpec,
         raise BrokerUnavailable(f"ListOffsets failed: {exc}") from exc
 
 
-def end_offsets(kafka: KafkaSettings, tps: Iterable[TP], timeout_s: float = 15.0,
-                admin: AdminClient | None = None) -> dict[TP, int]:
+def end_offsets(
+    kafka: KafkaSettings,
+    tps: Iterable[TP],
+    timeout_s: float = 15.0,
+    admin: AdminClient | None = None,
+) -> dict[TP, int]:
     """(topic, partition) -> high watermark (the offset the next record will get).
 
     Raises BrokerUnavailable naming the partitions no fetch answered for within the time.
@@ -110,8 +117,9 @@ def end_offsets(kafka: KafkaSettings, tps: Iterable[TP], timeout_s: float = 15.0
         consumer.close()
 
 
-def committed_offsets(admin: AdminClient, group: str, tps: Iterable[TP] | None = None,
-                      timeout_s: float = 10.0) -> dict[TP, Committed]:
+def committed_offsets(
+    admin: AdminClient, group: str, tps: Iterable[TP] | None = None, timeout_s: float = 10.0
+) -> dict[TP, Committed]:
     """(topic, partition) -> what ``group`` committed; all its partitions when ``tps`` is None.
 
     Partitions without a commit are left out.
@@ -119,12 +127,18 @@ def committed_offsets(admin: AdminClient, group: str, tps: Iterable[TP] | None =
     partitions = None if tps is None else [TopicPartition(t, p) for t, p in tps]
     try:
         futures = admin.list_consumer_group_offsets(
-            [ConsumerGroupTopicPartitions(group, partitions)], request_timeout=timeout_s)
+            [ConsumerGroupTopicPartitions(group, partitions)], request_timeout=timeout_s
+        )
         result = futures[group].result(timeout=timeout_s)
     except KafkaException as exc:
-        raise BrokerUnavailable(f"cannot read the committed offsets of group {group!r}: {exc}") from exc
-    return {(tp.topic, tp.partition): Committed(tp.offset, tp.metadata or None)
-            for tp in result.topic_partitions if tp.offset >= 0 and not tp.error}
+        raise BrokerUnavailable(
+            f"cannot read the committed offsets of group {group!r}: {exc}"
+        ) from exc
+    return {
+        (tp.topic, tp.partition): Committed(tp.offset, tp.metadata or None)
+        for tp in result.topic_partitions
+        if tp.offset >= 0 and not tp.error
+    }
 
 
 def partition_lag(committed: int | None, end: int) -> int | None:
@@ -146,8 +160,9 @@ class LagProbe:
             starts = list_offsets(self._admin, self._tps, OffsetSpec.latest(), timeout_s=5.0)
         except BrokerUnavailable:
             starts = {}  # the broker may still be starting: read from the beginning
-        self._consumer.assign([TopicPartition(t, p, starts.get((t, p), OFFSET_BEGINNING))
-                               for t, p in self._tps])
+        self._consumer.assign(
+            [TopicPartition(t, p, starts.get((t, p), OFFSET_BEGINNING)) for t, p in self._tps]
+        )
 
     def refresh(self, budget: int = 5000) -> None:
         """Fetch (and discard) up to ``budget`` records so cached watermarks are current."""
@@ -171,8 +186,11 @@ class LagProbe:
         from 0, as a new group with auto.offset.reset=earliest would)."""
         ends = self.end_offsets()
         done = self.committed(group)
-        return sum(max(0, high - done.get(key, 0)) for key, high in ends.items()
-                   if key[0] in topics and high >= 0)
+        return sum(
+            max(0, high - done.get(key, 0))
+            for key, high in ends.items()
+            if key[0] in topics and high >= 0
+        )
 
     def close(self) -> None:
         """Release the probe consumer."""

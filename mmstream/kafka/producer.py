@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from mmstream.errors import BrokerRefused, BrokerUnavailable, MMStreamError, ValueRejected
+from mmstream.kafka.message import MissingPosition, position
 from mmstream.settings import KafkaSettings
 
 log = logging.getLogger(__name__)
@@ -67,7 +68,9 @@ def delivery_error(err: KafkaError) -> MMStreamError:
 class AckedProducer:
     """One librdkafka producer per process, polled by a background thread."""
 
-    def __init__(self, kafka: KafkaSettings, *, client_id: str, linger_ms: int | None = None) -> None:
+    def __init__(
+        self, kafka: KafkaSettings, *, client_id: str, linger_ms: int | None = None
+    ) -> None:
         conf = {
             **kafka.client_config(),
             "client.id": client_id,
@@ -83,7 +86,9 @@ class AckedProducer:
         }
         self._producer = Producer(conf)
         self._closed = threading.Event()
-        self._thread = threading.Thread(target=self._poll_loop, name=f"{client_id}-poll", daemon=True)
+        self._thread = threading.Thread(
+            target=self._poll_loop, name=f"{client_id}-poll", daemon=True
+        )
         self._thread.start()
 
     def _poll_loop(self) -> None:
@@ -108,8 +113,12 @@ class AckedProducer:
             return []
         batch = _Batch(asyncio.get_running_loop(), len(records))
         for index, rec in enumerate(records):
-            kwargs = {"value": rec.value, "key": rec.key, "headers": rec.headers or [],
-                      "on_delivery": batch.callback(index)}
+            kwargs = {
+                "value": rec.value,
+                "key": rec.key,
+                "headers": rec.headers or [],
+                "on_delivery": batch.callback(index),
+            }
             if rec.partition is not None:
                 kwargs["partition"] = rec.partition
             while True:
@@ -142,17 +151,22 @@ class _Batch:
         self.loop = loop
         self.results: list[Delivered | None] = [None] * size
         self.pending = size
-        self.error: KafkaError | None = None
+        self.error: Exception | None = None
         self.lock = threading.Lock()
         self.done: asyncio.Future[list[Delivered]] = loop.create_future()
 
     def callback(self, index: int):
         def on_delivery(err: KafkaError | None, msg: Message) -> None:
             with self.lock:
-                if err is not None and self.error is None:
-                    self.error = err
-                elif err is None:
-                    self.results[index] = Delivered(msg.topic(), msg.partition(), msg.offset())
+                if err is not None:
+                    self.error = self.error or delivery_error(err)
+                else:
+                    try:
+                        self.results[index] = Delivered(*position(msg))
+                    except MissingPosition as exc:
+                        # Kept for the caller: raised here it would end the poll thread and
+                        # leave every send waiting forever.
+                        self.error = self.error or exc
                 self.pending -= 1
                 finished = self.pending == 0
             if finished:
@@ -164,6 +178,6 @@ class _Batch:
         if self.done.done():
             return
         if self.error is not None:
-            self.done.set_exception(delivery_error(self.error))
+            self.done.set_exception(self.error)
         else:
             self.done.set_result(self.results)  # type: ignore[arg-type]

@@ -17,14 +17,20 @@ class AdvanceReport(AccountingDocument):
 
     ENTITY: ClassVar[str] = "advance_report"
 
-    employee_id: UUID | None = Field(None, description="accountable person (ПодотчетноеЛицо in "
-                                                       "УТ 11, ФизЛицо in УТ 10.3)",
-                                     json_schema_extra={"ref": "employee"})
+    employee_id: UUID | None = Field(
+        None,
+        description="accountable person (ПодотчетноеЛицо in УТ 11, ФизЛицо in УТ 10.3)",
+        json_schema_extra={"ref": "employee"},
+    )
     purpose: str = Field("", description="what the advance was for (НазначениеАванса)")
     advance_ids: tuple[UUID, ...] = Field(
-        (), description="documents that issued the advance being reported (ВыданныеАвансы "
-                        "ДокументАванса; usually cash expenses)")
+        (),
+        description="documents that issued the advance being reported (ВыданныеАвансы "
+        "ДокументАванса; usually cash expenses)",
+    )
     lines: tuple[GoodsLine, ...] = Field(
-        (), description="goods bought and other expenses (Товары, ПрочиеРасходы / Прочее)")
+        (), description="goods bought and other expenses (Товары, ПрочиеРасходы / Прочее)"
+    )
     supplier_payments: tuple[PaymentLine, ...] = Field(
-        (), description="payments to suppliers out of the advance (ОплатаПоставщикам)")
+        (), description="payments to suppliers out of the advance (ОплатаПоставщикам)"
+    )

@@ -75,12 +75,15 @@ class Canonical(Bounded):
     source: Source = Field(description="system this version came from")
     version: str = Field(description="source version, opaque (1С DataVersion, content hash, ...)")
     source_stamp: datetime | None = Field(
-        None, description="monotonic change time from the source where it gives one "
-                          "(Bitrix24 DATE_MODIFY); orders versions of one source")
+        None,
+        description="monotonic change time from the source where it gives one "
+        "(Bitrix24 DATE_MODIFY); orders versions of one source",
+    )
     deleted: bool = Field(False, description="deleted or marked for deletion at the source")
     external_ids: dict[str, str] = Field(
         default_factory=dict,
-        description="ids of this object in other systems, e.g. {'onec': GUID, 'bitrix24': '42'}")
+        description="ids of this object in other systems, e.g. {'onec': GUID, 'bitrix24': '42'}",
+    )
 
     @classmethod
     def owner_of(cls, field: str) -> str:

@@ -55,9 +55,8 @@ class OutOfBounds(InvalidRecord):
 def decimal_scale(info: FieldInfo | None) -> int:
     """The Avro scale of a Decimal field: ``json_schema_extra={"scale": n}``, default 4."""
     extra = info.json_schema_extra if info is not None else None
-    if isinstance(extra, dict) and isinstance(extra.get("scale"), int):
-        return extra["scale"]
-    return DEFAULT_SCALE
+    scale = extra.get("scale") if isinstance(extra, dict) else None
+    return scale if isinstance(scale, int) else DEFAULT_SCALE
 
 
 def shown(value: Any, limit: int = 40) -> str:
@@ -72,19 +71,22 @@ def shown(value: Any, limit: int = 40) -> str:
     return out if len(out) <= limit else out[: limit - 1] + "…"
 
 
-def fit_decimal(value: Decimal, scale: int,
-                precision: int = DECIMAL_PRECISION) -> tuple[Decimal | None, str | None]:
+def fit_decimal(
+    value: Decimal, scale: int, precision: int = DECIMAL_PRECISION
+) -> tuple[Decimal | None, str | None]:
     """``(value rounded to scale, None)`` if it fits ``decimal(precision, scale)``, else
     ``(None, reason)``. A value with no more places than ``scale`` is returned unchanged."""
     if not value.is_finite():
         return None, f"{shown(value)} is not a finite number"
+    exponent = value.as_tuple().exponent
+    assert isinstance(exponent, int)  # only NaN and infinities carry a letter ('n', 'N', 'F')
     whole = precision - scale
     bound = f"exceeds decimal({precision},{scale}): at most {whole} digits before the point"
     if value.is_zero():
-        return (value if value.as_tuple().exponent >= -scale else Decimal(0).scaleb(-scale)), None
+        return (value if exponent >= -scale else Decimal(0).scaleb(-scale)), None
     if value.adjusted() >= whole:
         return None, f"{shown(value)} {bound}"
-    if value.as_tuple().exponent >= -scale:
+    if exponent >= -scale:
         return value, None
     try:
         # Enough precision for every digit the rounding can leave (whole + scale + a carry).
@@ -136,8 +138,11 @@ def _problems(value: Any, scale: int, where: str) -> list[str]:
     elif isinstance(value, int):
         problem = int_problem(value)
     elif isinstance(value, float):
-        problem = None if value == value and abs(value) != float("inf") else (
-            f"{value} is not a finite number")
+        problem = (
+            None
+            if value == value and abs(value) != float("inf")
+            else (f"{value} is not a finite number")
+        )
     elif isinstance(value, Decimal):
         problem = fit_decimal(value, scale)[1]
     elif isinstance(value, datetime):
@@ -147,9 +152,14 @@ def _problems(value: Any, scale: int, where: str) -> list[str]:
     elif isinstance(value, (tuple, list)):
         return [p for i, item in enumerate(value) for p in _problems(item, scale, f"{where}.{i}")]
     elif isinstance(value, dict):
-        return [p for key, item in value.items()
-                for p in (_problems(key, scale, f"{where} key") +
-                          _problems(item, scale, f"{where}.{shown(key, 20)}"))]
+        return [
+            p
+            for key, item in value.items()
+            for p in (
+                _problems(key, scale, f"{where} key")
+                + _problems(item, scale, f"{where}.{shown(key, 20)}")
+            )
+        ]
     else:
         problem = None
     return [f"{where}: {problem}"] if problem else []

@@ -18,8 +18,13 @@ def entity_models() -> dict[str, type[Canonical]]:
     for info in pkgutil.iter_modules(package.__path__):
         module = importlib.import_module(f"{package.__name__}.{info.name}")
         for value in vars(module).values():
-            if (isinstance(value, type) and issubclass(value, Canonical) and value is not Canonical
-                    and value.__module__ == module.__name__ and "ENTITY" in vars(value)):
+            if (
+                isinstance(value, type)
+                and issubclass(value, Canonical)
+                and value is not Canonical
+                and value.__module__ == module.__name__
+                and "ENTITY" in vars(value)
+            ):
                 if value.ENTITY in found:
                     raise RuntimeError(f"two models claim entity {value.ENTITY}")
                 found[value.ENTITY] = value

@@ -25,27 +25,39 @@ class CounterpartyContract(Canonical):
 
     ENTITY: ClassVar[str] = "contract"
 
-    counterparty_id: UUID | None = Field(None, description="the counterparty the contract is "
-                                                           "with (Owner_Key)",
-                                         json_schema_extra={"ref": "counterparty"})
+    counterparty_id: UUID | None = Field(
+        None,
+        description="the counterparty the contract is with (Owner_Key)",
+        json_schema_extra={"ref": "counterparty"},
+    )
     code: str = Field("", description="1С Code")
-    number: str = Field("", description="contract number (НомерДоговора, Номер; Code when 1С "
-                                        "has no number)")
+    number: str = Field(
+        "", description="contract number (НомерДоговора, Номер; Code when 1С has no number)"
+    )
     name: str = Field("", description="contract name (Description)")
     signed_on: date | None = Field(None, description="contract date (ДатаДоговора, Дата)")
-    valid_until: date | None = Field(None, description="end of validity (СрокДействия / "
-                                                       "ДатаОкончанияДействия), none = "
-                                                       "open-ended")
-    kind: str = Field("", description="contract kind as 1С names it (ВидДоговора: "
-                                      "СПокупателем, СПоставщиком, …)")
-    organization_id: UUID | None = Field(None, description="our organization that signed it "
-                                                           "(Организация_Key)",
-                                         json_schema_extra={"ref": "organization"})
-    partner_id: UUID | None = Field(None, description="the partner of the counterparty "
-                                                      "(УТ 11 Партнер_Key)",
-                                    json_schema_extra={"ref": "counterparty"})
-    currency_id: UUID | None = Field(None, description="settlement currency (ВалютаВзаиморасчетов_"
-                                                       "Key: 1С Валюты Ref_Key; currencies are "
-                                                       "not a canonical entity)")
+    valid_until: date | None = Field(
+        None,
+        description="end of validity (СрокДействия / ДатаОкончанияДействия), none = open-ended",
+    )
+    kind: str = Field(
+        "", description="contract kind as 1С names it (ВидДоговора: СПокупателем, СПоставщиком, …)"
+    )
+    organization_id: UUID | None = Field(
+        None,
+        description="our organization that signed it (Организация_Key)",
+        json_schema_extra={"ref": "organization"},
+    )
+    partner_id: UUID | None = Field(
+        None,
+        description="the partner of the counterparty (УТ 11 Партнер_Key)",
+        json_schema_extra={"ref": "counterparty"},
+    )
+    currency_id: UUID | None = Field(
+        None,
+        description="settlement currency (ВалютаВзаиморасчетов_"
+        "Key: 1С Валюты Ref_Key; currencies are "
+        "not a canonical entity)",
+    )
     is_folder: bool = Field(False, description="a group of contracts, not a contract")
     comment: str = Field("", description="free-text comment (Комментарий)")

@@ -26,20 +26,30 @@ class Employee(Canonical):
     ENTITY: ClassVar[str] = "employee"
 
     kind: EmployeeKind | None = Field(
-        None, description="user (Пользователи), person (ФизическиеЛица) or employee "
-                          "(Сотрудники); none only on a deletion record")
+        None,
+        description="user (Пользователи), person (ФизическиеЛица) or employee "
+        "(Сотрудники); none only on a deletion record",
+    )
     code: str = Field("", description="1С Code")
     name: str = Field("", description="full name (1С Description)")
-    person_id: UUID | None = Field(None, description="the person (ФизическоеЛицо_Key, УТ 10.3 "
-                                                     "ФизЛицо_Key)",
-                                   json_schema_extra={"ref": "employee"})
-    organization_id: UUID | None = Field(None, description="employing organization "
-                                                           "(ГоловнаяОрганизация_Key)",
-                                         json_schema_extra={"ref": "organization"})
-    department_id: UUID | None = Field(None, description="department (Подразделение_Key; "
-                                                         "departments are not a canonical entity)")
-    is_active: bool | None = Field(None, description="may work: not Недействителен (users), not "
-                                                     "ВАрхиве (employees); none when unknown")
+    person_id: UUID | None = Field(
+        None,
+        description="the person (ФизическоеЛицо_Key, УТ 10.3 ФизЛицо_Key)",
+        json_schema_extra={"ref": "employee"},
+    )
+    organization_id: UUID | None = Field(
+        None,
+        description="employing organization (ГоловнаяОрганизация_Key)",
+        json_schema_extra={"ref": "organization"},
+    )
+    department_id: UUID | None = Field(
+        None, description="department (Подразделение_Key; departments are not a canonical entity)"
+    )
+    is_active: bool | None = Field(
+        None,
+        description="may work: not Недействителен (users), not "
+        "ВАрхиве (employees); none when unknown",
+    )
     birth_date: date | None = Field(None, description="date of birth (ДатаРождения)")
     inn: str = Field("", description="taxpayer number (ИНН)")
     phones: tuple[str, ...] = Field((), description="phone numbers, in source order")

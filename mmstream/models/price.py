@@ -34,26 +34,41 @@ class Price(Canonical):
 
     ENTITY: ClassVar[str] = "price"
 
-    product_id: UUID | None = Field(None, description="the product (Номенклатура_Key, "
-                                                      "CommerceML Ид before '#')",
-                                    json_schema_extra={"ref": "product"})
-    characteristic_id: UUID | None = Field(None, description="product variant (Характеристика_Key"
-                                                             ", CommerceML Ид after '#'); none "
-                                                             "for the product itself")
-    price_type_id: UUID | None = Field(None, description="price type (ВидЦены_Key / ТипЦен_Key, "
-                                                         "CommerceML ИдТипаЦены)",
-                                       json_schema_extra={"ref": "price_type"})
+    product_id: UUID | None = Field(
+        None,
+        description="the product (Номенклатура_Key, CommerceML Ид before '#')",
+        json_schema_extra={"ref": "product"},
+    )
+    characteristic_id: UUID | None = Field(
+        None,
+        description="product variant (Характеристика_Key"
+        ", CommerceML Ид after '#'); none "
+        "for the product itself",
+    )
+    price_type_id: UUID | None = Field(
+        None,
+        description="price type (ВидЦены_Key / ТипЦен_Key, CommerceML ИдТипаЦены)",
+        json_schema_extra={"ref": "price_type"},
+    )
     price: Decimal | None = Field(None, description="price per unit; none on a deletion record")
-    currency: str = Field("", description="currency as text where the source names it "
-                                          "(CommerceML Валюта)")
-    currency_id: UUID | None = Field(None, description="currency (УТ 10.3 Валюта_Key: 1С Валюты "
-                                                       "Ref_Key); УТ 11 keeps it on the price type")
+    currency: str = Field(
+        "", description="currency as text where the source names it (CommerceML Валюта)"
+    )
+    currency_id: UUID | None = Field(
+        None,
+        description="currency (УТ 10.3 Валюта_Key: 1С Валюты "
+        "Ref_Key); УТ 11 keeps it on the price type",
+    )
     unit: str = Field("", description="unit as text (CommerceML Единица)")
-    unit_id: UUID | None = Field(None, description="unit or packaging the price is for "
-                                                   "(Упаковка_Key / ЕдиницаИзмерения_Key)")
-    ratio: Decimal | None = Field(None, description="units per priced unit (CommerceML "
-                                                    "Коэффициент)")
-    valid_from: datetime | None = Field(None, description="start of validity (register Period); "
-                                                          "none from CommerceML")
-    recorder_id: UUID | None = Field(None, description="1С document that set the price "
-                                                       "(Recorder_Key, УстановкаЦенНоменклатуры)")
+    unit_id: UUID | None = Field(
+        None, description="unit or packaging the price is for (Упаковка_Key / ЕдиницаИзмерения_Key)"
+    )
+    ratio: Decimal | None = Field(
+        None, description="units per priced unit (CommerceML Коэффициент)"
+    )
+    valid_from: datetime | None = Field(
+        None, description="start of validity (register Period); none from CommerceML"
+    )
+    recorder_id: UUID | None = Field(
+        None, description="1С document that set the price (Recorder_Key, УстановкаЦенНоменклатуры)"
+    )

@@ -19,12 +19,21 @@ class ProductProperty(Bounded):
     model_config = ConfigDict(frozen=True)
 
     id: str = Field(description="the property's Ид (a 1С GUID, as sent)")
-    name: str = Field("", description="the property's Наименование from the Классификатор; "
-                                      "empty when the document does not declare it")
-    value: str = Field("", description="the value as text; a dictionary (Справочник) value "
-                                       "resolved to its text; empty when it cannot be resolved")
-    value_id: str = Field("", description="the dictionary value's ИдЗначения when the value is "
-                                          "one of the property's ВариантыЗначений; else empty")
+    name: str = Field(
+        "",
+        description="the property's Наименование from the Классификатор; "
+        "empty when the document does not declare it",
+    )
+    value: str = Field(
+        "",
+        description="the value as text; a dictionary (Справочник) value "
+        "resolved to its text; empty when it cannot be resolved",
+    )
+    value_id: str = Field(
+        "",
+        description="the dictionary value's ИдЗначения when the value is "
+        "one of the property's ВариантыЗначений; else empty",
+    )
 
 
 class Product(Canonical):
@@ -36,17 +45,25 @@ class Product(Canonical):
 
     code: str = Field("", description="1С Code")
     name: str = Field(description="short name (1С Description)")
-    full_name: str = Field("", description="full name (НаименованиеПолное; CommerceML "
-                                           "requisite 'Полное наименование')")
+    full_name: str = Field(
+        "", description="full name (НаименованиеПолное; CommerceML requisite 'Полное наименование')"
+    )
     article: str = Field("", description="article / SKU (Артикул)")
-    barcode: str = Field("", description="barcode, EAN as 1С holds it (CommerceML Штрихкод "
-                                         "element or requisite); empty when none is sent")
-    parent_id: UUID | None = Field(None, description="group the product belongs to",
-                                   json_schema_extra={"ref": "product"})
-    unit_id: UUID | None = Field(None, description="unit of measure (ЕдиницаИзмерения_Key; "
-                                                   "units are not a canonical entity)")
+    barcode: str = Field(
+        "",
+        description="barcode, EAN as 1С holds it (CommerceML Штрихкод "
+        "element or requisite); empty when none is sent",
+    )
+    parent_id: UUID | None = Field(
+        None, description="group the product belongs to", json_schema_extra={"ref": "product"}
+    )
+    unit_id: UUID | None = Field(
+        None, description="unit of measure (ЕдиницаИзмерения_Key; units are not a canonical entity)"
+    )
     is_folder: bool = Field(False, description="a group of products, not a product")
     is_service: bool = Field(False, description="a service rather than goods (Услуга)")
     properties: tuple[ProductProperty, ...] = Field(
-        (), description="property values (CommerceML ЗначенияСвойств), one item per value; "
-                        "empty when the source sends none (1С OData and push records)")
+        (),
+        description="property values (CommerceML ЗначенияСвойств), one item per value; "
+        "empty when the source sends none (1С OData and push records)",
+    )

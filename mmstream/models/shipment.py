@@ -16,19 +16,28 @@ class Shipment(AccountingDocument):
 
     ENTITY: ClassVar[str] = "shipment"
 
-    counterparty_id: UUID | None = Field(None, description="buyer (Контрагент)",
-                                         json_schema_extra={"ref": "counterparty"})
-    partner_id: UUID | None = Field(None, description="buyer as a partner (УТ 11 Партнер)",
-                                    json_schema_extra={"ref": "counterparty"})
-    contract_id: UUID | None = Field(None, description="1С contract (Договор, "
-                                                       "ДоговорКонтрагента) Ref_Key")
-    warehouse_id: UUID | None = Field(None, description="warehouse shipped from (Склад)",
-                                      json_schema_extra={"ref": "warehouse"})
-    order_id: UUID | None = Field(None, description="customer order shipped (УТ 11 ЗаказКлиента, "
-                                                    "УТ 10.3 Сделка)",
-                                  json_schema_extra={"ref": "customer_order"})
+    counterparty_id: UUID | None = Field(
+        None, description="buyer (Контрагент)", json_schema_extra={"ref": "counterparty"}
+    )
+    partner_id: UUID | None = Field(
+        None,
+        description="buyer as a partner (УТ 11 Партнер)",
+        json_schema_extra={"ref": "counterparty"},
+    )
+    contract_id: UUID | None = Field(
+        None, description="1С contract (Договор, ДоговорКонтрагента) Ref_Key"
+    )
+    warehouse_id: UUID | None = Field(
+        None, description="warehouse shipped from (Склад)", json_schema_extra={"ref": "warehouse"}
+    )
+    order_id: UUID | None = Field(
+        None,
+        description="customer order shipped (УТ 11 ЗаказКлиента, УТ 10.3 Сделка)",
+        json_schema_extra={"ref": "customer_order"},
+    )
     status: str = Field("", description="shipment status as 1С names it (УТ 11 Статус)")
     delivery_address: str = Field("", description="delivery address as text (АдресДоставки)")
-    amount_includes_vat: bool | None = Field(None, description="prices include VAT "
-                                                               "(ЦенаВключаетНДС, СуммаВключаетНДС)")
+    amount_includes_vat: bool | None = Field(
+        None, description="prices include VAT (ЦенаВключаетНДС, СуммаВключаетНДС)"
+    )
     lines: tuple[GoodsLine, ...] = Field((), description="goods and services (Товары, Услуги)")

@@ -40,8 +40,7 @@ _NO_CHARACTERISTIC = "00000000-0000-0000-0000-000000000000"
 _ALL_WAREHOUSES = "*"
 
 
-def stock_id(warehouse_id: UUID | None, product_id: UUID,
-             characteristic_id: UUID | None) -> UUID:
+def stock_id(warehouse_id: UUID | None, product_id: UUID, characteristic_id: UUID | None) -> UUID:
     """The canonical id of the stock of product (variant) on a warehouse (None: the total over
     all warehouses, CommerceML ``Количество``); the same for CommerceML and 1С registers."""
     warehouse = str(warehouse_id) if warehouse_id else _ALL_WAREHOUSES
@@ -53,35 +52,59 @@ class Stock(Canonical):
     """How much of a product (variant) a warehouse holds (and keeps reserved)."""
 
     ENTITY: ClassVar[str] = "stock"
-    FIELD_OWNERS: ClassVar[dict[str, str]] = {"order_reserve": "middleware",
-                                              "order_reserve_at": "middleware"}
+    FIELD_OWNERS: ClassVar[dict[str, str]] = {
+        "order_reserve": "middleware",
+        "order_reserve_at": "middleware",
+    }
 
-    warehouse_id: UUID | None = Field(None, description="the warehouse (Склад_Key, CommerceML "
-                                                        "ИдСклада / Склад/Ид); none for the "
-                                                        "total over all warehouses",
-                                      json_schema_extra={"ref": "warehouse"})
-    product_id: UUID | None = Field(None, description="the product (Номенклатура_Key, "
-                                                      "CommerceML Ид before '#')",
-                                    json_schema_extra={"ref": "product"})
-    characteristic_id: UUID | None = Field(None, description="product variant (Характеристика_Key"
-                                                             ", CommerceML Ид after '#'); none "
-                                                             "for the product itself")
-    quantity: Decimal | None = Field(None, description="quantity on hand in base units (may be "
-                                                       "negative: 1С allows negative balances)")
-    reserve: Decimal | None = Field(None, description="quantity reserved from this stock "
-                                                      "(ВРезервеСоСкладаBalance); none where "
-                                                      "the source does not say")
-    as_of: datetime | None = Field(None, description="the moment the balance is for (register "
-                                                     "Period); none where the source does not "
-                                                     "say (CommerceML offers)")
-    warehouse_name: str = Field("", description="warehouse name as the source wrote it "
-                                                "(CommerceML Склады/Склад/Наименование)")
-    order_reserve: Decimal | None = Field(None, description="quantity couriers' instant orders "
-                                                            "reserved after as_of (middleware; "
-                                                            "void once 1С answers with a later "
-                                                            "balance)")
-    order_reserve_at: datetime | None = Field(None, description="when the latest of those "
-                                                                "reservations was made")
+    warehouse_id: UUID | None = Field(
+        None,
+        description="the warehouse (Склад_Key, CommerceML "
+        "ИдСклада / Склад/Ид); none for the "
+        "total over all warehouses",
+        json_schema_extra={"ref": "warehouse"},
+    )
+    product_id: UUID | None = Field(
+        None,
+        description="the product (Номенклатура_Key, CommerceML Ид before '#')",
+        json_schema_extra={"ref": "product"},
+    )
+    characteristic_id: UUID | None = Field(
+        None,
+        description="product variant (Характеристика_Key"
+        ", CommerceML Ид after '#'); none "
+        "for the product itself",
+    )
+    quantity: Decimal | None = Field(
+        None,
+        description="quantity on hand in base units (may be negative: 1С allows negative balances)",
+    )
+    reserve: Decimal | None = Field(
+        None,
+        description="quantity reserved from this stock "
+        "(ВРезервеСоСкладаBalance); none where "
+        "the source does not say",
+    )
+    as_of: datetime | None = Field(
+        None,
+        description="the moment the balance is for (register "
+        "Period); none where the source does not "
+        "say (CommerceML offers)",
+    )
+    warehouse_name: str = Field(
+        "",
+        description="warehouse name as the source wrote it (CommerceML Склады/Склад/Наименование)",
+    )
+    order_reserve: Decimal | None = Field(
+        None,
+        description="quantity couriers' instant orders "
+        "reserved after as_of (middleware; "
+        "void once 1С answers with a later "
+        "balance)",
+    )
+    order_reserve_at: datetime | None = Field(
+        None, description="when the latest of those reservations was made"
+    )
 
 
 def effective_order_reserve(stock: Stock) -> Decimal:
@@ -96,5 +119,8 @@ def effective_order_reserve(stock: Stock) -> Decimal:
 
 def available(stock: Stock) -> Decimal:
     """Quantity free to sell: on hand − 1С's reserve − the couriers' pending reservations."""
-    return ((stock.quantity or Decimal(0)) - (stock.reserve or Decimal(0))
-            - effective_order_reserve(stock))
+    return (
+        (stock.quantity or Decimal(0))
+        - (stock.reserve or Decimal(0))
+        - effective_order_reserve(stock)
+    )

@@ -31,15 +31,21 @@ def entities(settings: Settings) -> dict[str, str]:
     return {s.name: s.entity or UNDECLARED for s in specs}
 
 
-def group_state(admin: AdminClient, group: str, timeout_s: float = 10.0) -> tuple[str, list[Member]]:
+def group_state(
+    admin: AdminClient, group: str, timeout_s: float = 10.0
+) -> tuple[str, list[Member]]:
     """The group's state name (STABLE, EMPTY, DEAD, UNKNOWN, ...) and its live members."""
     try:
         desc = admin.describe_consumer_groups([group], request_timeout=timeout_s)[group].result()
     except KafkaException as exc:
         raise BrokerUnavailable(f"cannot describe group {group!r}: {exc}") from exc
     members = [
-        Member(m.member_id, m.client_id, m.host,
-               sorted((tp.topic, tp.partition) for tp in (m.assignment.topic_partitions or [])))
+        Member(
+            m.member_id,
+            m.client_id,
+            m.host,
+            sorted((tp.topic, tp.partition) for tp in (m.assignment.topic_partitions or [])),
+        )
         for m in desc.members or []
     ]
     return desc.state.name, members
@@ -54,22 +60,28 @@ def list_group_ids(admin: AdminClient, timeout_s: float = 10.0) -> list[str]:
     return sorted(g.group_id for g in result.valid)
 
 
-def _partitions(committed: dict[TP, Committed], members: list[Member],
-                counts: dict[str, int]) -> list[TP]:
+def _partitions(
+    committed: dict[TP, Committed], members: list[Member], counts: dict[str, int]
+) -> list[TP]:
     # Every partition of every topic the group touches: an uncommitted partition of a
     # consumed topic is worth seeing (lag unknown, not zero).
     topics = {t for t, _ in committed} | {t for m in members for t, _ in m.partitions}
     return sorted((t, p) for t in topics if t in counts for p in range(counts[t]))
 
 
-def _ages(settings: Settings, committed: dict[TP, Committed], ends: dict[TP, int]) -> dict[TP, float]:
-    positions = {tp: c.offset - 1 for tp, c in committed.items()
-                 if tp in ends and 0 < c.offset <= ends[tp]}
+def _ages(
+    settings: Settings, committed: dict[TP, Committed], ends: dict[TP, int]
+) -> dict[TP, float]:
+    positions = {
+        tp: c.offset - 1 for tp, c in committed.items() if tp in ends and 0 < c.offset <= ends[tp]
+    }
     records = first_records(settings.kafka, positions, ends)
     now_ms = time.time() * 1000
-    return {tp: max(0.0, (now_ms - rec.timestamp_ms) / 1000)
-            for tp, rec in records.items()
-            if rec is not None and rec.offset == positions[tp] and rec.timestamp_ms >= 0}
+    return {
+        tp: max(0.0, (now_ms - rec.timestamp_ms) / 1000)
+        for tp, rec in records.items()
+        if rec is not None and rec.offset == positions[tp] and rec.timestamp_ms >= 0
+    }
 
 
 def describe(settings: Settings, group: str, admin: AdminClient | None = None) -> GroupView:
@@ -82,20 +94,32 @@ def describe(settings: Settings, group: str, admin: AdminClient | None = None) -
     tps = _partitions(committed, members, existing_topics(admin))
     ends = end_offsets(settings.kafka, tps, admin=admin)
     ages = _ages(settings, committed, ends)
-    owners = {tp: m.client_id for m in members for tp in m.partitions}
+    owners = {tp: m for m in members for tp in m.partitions}
     kinds = entities(settings)
     rows = []
     for tp in tps:
-        c = committed.get(tp)
-        rows.append(PartitionState(
-            topic=tp[0], partition=tp[1], entity=kinds.get(tp[0], UNDECLARED),
-            committed=c.offset if c else None, end=ends[tp],
-            lag=partition_lag(c.offset if c else None, ends[tp]), owner=owners.get(tp),
-            commit_metadata=c.metadata if c else None, newest_committed_record_age_s=ages.get(tp)))
+        c, owner = committed.get(tp), owners.get(tp)
+        rows.append(
+            PartitionState(
+                topic=tp[0],
+                partition=tp[1],
+                entity=kinds.get(tp[0], UNDECLARED),
+                committed=c.offset if c else None,
+                end=ends[tp],
+                lag=partition_lag(c.offset if c else None, ends[tp]),
+                owner=owner.client_id if owner else None,
+                commit_metadata=c.metadata if c else None,
+                newest_committed_record_age_s=ages.get(tp),
+                consumer_id=owner.member_id if owner else None,
+                host=owner.host if owner else None,
+            )
+        )
     return GroupView(group, state, members, rows)
 
 
-def summaries(settings: Settings, progress: Callable[[str], None] | None = None) -> list[GroupSummary]:
+def summaries(
+    settings: Settings, progress: Callable[[str], None] | None = None
+) -> list[GroupSummary]:
     """One line per group: state, member count, topics and total lag."""
     admin = admin_client(settings)
     counts = existing_topics(admin)
@@ -109,6 +133,8 @@ def summaries(settings: Settings, progress: Callable[[str], None] | None = None)
     ends = end_offsets(settings.kafka, {tp for *_, tps in found for tp in tps}, admin=admin)
     out = []
     for group, state, members, committed, tps in found:
-        lag = sum(partition_lag(committed[tp].offset, ends[tp]) or 0 for tp in tps if tp in committed)
+        lag = sum(
+            partition_lag(committed[tp].offset, ends[tp]) or 0 for tp in tps if tp in committed
+        )
         out.append(GroupSummary(group, state, len(members), sorted({t for t, _ in tps}), lag))
     return out

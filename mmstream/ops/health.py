@@ -27,15 +27,26 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
+from alembic.script import ScriptDirectory
+from confluent_kafka.admin import AdminClient
 from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy import create_engine, pool, text
 
+from connectors.bitrix24.client import Bitrix24Client
+from connectors.bitrix24.errors import Bitrix24Error
+from connectors.onec.client import odata_url_of
+from mmstream.avro_serde import registry_client, registry_error
 from mmstream.errors import classify
 from mmstream.settings import Settings, mask_url
+from mmstream.topics import effective_specs, load_catalog
 
 OK, DEGRADED, DOWN, NA = "ok", "degraded", "down", "n/a"
 _SEVERITY = {NA: 0, OK: 0, DEGRADED: 1, DOWN: 2}
-_CIRCUIT = {0: (OK, "closed"), 1: (DEGRADED, "half-open: probing the target"),
-            2: (DOWN, "open: calls to the target are suspended")}
+_CIRCUIT = {
+    0: (OK, "closed"),
+    1: (DEGRADED, "half-open: probing the target"),
+    2: (DOWN, "open: calls to the target are suspended"),
+}
 
 
 @dataclass(frozen=True)
@@ -79,20 +90,22 @@ def _timed(name: str, target: str, probe: Callable[[], tuple[str, str]]) -> Chec
 
 def check_broker(settings: Settings, timeout_s: float) -> Check:
     """Metadata from the cluster, and whether every declared topic exists."""
-    from confluent_kafka.admin import AdminClient
-
-    from mmstream.topics import effective_specs, load_catalog
 
     def probe() -> tuple[str, str]:
-        admin = AdminClient({**settings.kafka.client_config(), "socket.timeout.ms": int(timeout_s * 1000),
-                             "logger": logging.getLogger("librdkafka")})
+        admin = AdminClient(
+            {**settings.kafka.client_config(), "socket.timeout.ms": int(timeout_s * 1000)},
+            logger=logging.getLogger("librdkafka"),
+        )
         md = admin.list_topics(timeout=timeout_s)
         declared = [s.name for s in effective_specs(settings, load_catalog(settings.topics_file))]
         missing = [n for n in declared if n not in md.topics]
         detail = f"{len(md.brokers)} broker(s), {len(declared) - len(missing)}/{len(declared)} declared topics"
         if missing:
-            return DEGRADED, f"{detail}; missing {missing[:5]}{' …' if len(missing) > 5 else ''} " \
-                             "(run `mmctl topics apply`)"
+            return (
+                DEGRADED,
+                f"{detail}; missing {missing[:5]}{' …' if len(missing) > 5 else ''} "
+                "(run `mmctl topics apply`)",
+            )
         return OK, detail
 
     return _timed("broker", settings.kafka.bootstrap_servers, probe)
@@ -100,16 +113,15 @@ def check_broker(settings: Settings, timeout_s: float) -> Check:
 
 def check_database(settings: Settings, timeout_s: float) -> Check:
     """A connection, and the schema at the newest migration."""
-    from alembic.script import ScriptDirectory
-    from sqlalchemy import create_engine, pool, text
 
     if settings.database_url is None:
         return Check("database", DOWN, "not configured: set DATABASE_URL")
     url = settings.require_database_url()
 
     def probe() -> tuple[str, str]:
-        engine = create_engine(url, poolclass=pool.NullPool,
-                               connect_args={"connect_timeout": max(1, int(timeout_s))})
+        engine = create_engine(
+            url, poolclass=pool.NullPool, connect_args={"connect_timeout": max(1, int(timeout_s))}
+        )
         try:
             with engine.connect() as conn:
                 current = conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
@@ -117,14 +129,20 @@ def check_database(settings: Settings, timeout_s: float) -> Check:
             engine.dispose()
         heads = ScriptDirectory(str(settings.migrations_dir)).get_heads()
         if current not in heads:
-            return DEGRADED, f"migration {current}, code expects {', '.join(heads)} (run `mmctl migrate`)"
+            return (
+                DEGRADED,
+                f"migration {current}, code expects {', '.join(heads)} (run `mmctl migrate`)",
+            )
         return OK, f"migration {current}"
 
     return _timed("database", mask_url(url), probe)
 
 
-def check_http(name: str, shown: str, url: str, timeout_s: float, *, need_ok: bool = False) -> Check:
+def check_http(
+    name: str, shown: str, url: str, timeout_s: float, *, need_ok: bool = False
+) -> Check:
     """Reachability: any HTTP answer counts, unless ``need_ok`` (our own services)."""
+
     def probe() -> tuple[str, str]:
         resp = httpx.get(url, timeout=timeout_s, follow_redirects=False)
         if need_ok and resp.status_code != 200:
@@ -149,12 +167,13 @@ def judge(status: int) -> tuple[str, str]:
 
 def check_bitrix24(settings: Settings, timeout_s: float) -> Check:
     """``server.time`` through the egress workers' client (webhook or OAuth tokens)."""
-    from connectors.bitrix24.client import Bitrix24Client
-    from connectors.bitrix24.errors import Bitrix24Error
 
     bx = settings.bitrix24
-    shown = (mask_webhook(bx.webhook_url.get_secret_value()) if bx.auth_mode == "webhook"
-             else f"oauth {bx.oauth.portal}")
+    shown = (
+        mask_webhook(bx.webhook_url.get_secret_value())
+        if bx.auth_mode == "webhook"
+        else f"oauth {bx.oauth.portal}"
+    )
     quick = settings.model_copy(update={"bitrix24": bx.model_copy(update={"timeout_s": timeout_s})})
 
     async def call() -> str:
@@ -179,7 +198,6 @@ def check_bitrix24(settings: Settings, timeout_s: float) -> Check:
 
 def check_onec(settings: Settings, timeout_s: float) -> Check:
     """The HTTP service's ``ping`` and OData ``$metadata``, as the infobase user."""
-    from connectors.onec.client import odata_url_of
 
     onec = settings.onec
     odata = onec.odata_url or odata_url_of(onec.base_url)
@@ -188,8 +206,10 @@ def check_onec(settings: Settings, timeout_s: float) -> Check:
     def probe() -> tuple[str, str]:
         verdicts = []
         with httpx.Client(timeout=timeout_s, follow_redirects=False, auth=auth) as http:
-            for what, url in (("ping", f"{onec.base_url.rstrip('/')}/ping"),
-                              ("$metadata", f"{odata.rstrip('/')}/$metadata")):
+            for what, url in (
+                ("ping", f"{onec.base_url.rstrip('/')}/ping"),
+                ("$metadata", f"{odata.rstrip('/')}/$metadata"),
+            ):
                 status, detail = judge(http.get(url).status_code)
                 verdicts.append((_SEVERITY[status], status, f"{what}: {detail}"))
         worst = max(verdicts)
@@ -202,8 +222,20 @@ def check_registry(settings: Settings, timeout_s: float) -> Check:
     """The schema registry answers its subjects list."""
     if not settings.schema_registry_url:
         return Check("schema-registry", NA, "not configured (SCHEMA_REGISTRY_URL)")
+
     base = settings.schema_registry_url.rstrip("/")
-    return check_http("schema-registry", mask_url(base), f"{base}/subjects", timeout_s, need_ok=True)
+
+    def probe() -> tuple[str, str]:
+        # Through the workers' own client: the same auth and TLS settings, so a registry that
+        # would refuse the workers (credentials, untrusted certificate) is "down" here too.
+        conf = {**settings.registry_client_config(), "timeout": timeout_s, "max.retries": 0}
+        try:
+            subjects = registry_client(conf).get_subjects()
+        except Exception as exc:  # noqa: BLE001 — mapped to the project's errors for the detail
+            raise registry_error(exc, "listing subjects") from exc
+        return OK, f"{len(subjects)} subjects"
+
+    return _timed("schema-registry", mask_url(base), probe)
 
 
 def check_circuits(settings: Settings, urls: list[str], timeout_s: float) -> list[Check]:
@@ -221,7 +253,9 @@ def check_circuits(settings: Settings, urls: list[str], timeout_s: float) -> lis
             body = httpx.get(url, timeout=timeout_s).text
         except httpx.HTTPError as exc:
             if explicit:
-                out.append(Check("circuits", DOWN, f"egress metrics unreachable: {exc}", mask_url(url)))
+                out.append(
+                    Check("circuits", DOWN, f"egress metrics unreachable: {exc}", mask_url(url))
+                )
             continue
         for family in text_string_to_metric_families(body):
             for sample in family.samples:
@@ -232,8 +266,13 @@ def check_circuits(settings: Settings, urls: list[str], timeout_s: float) -> lis
         status, detail = _CIRCUIT.get(value, (DEGRADED, f"unknown state {value}"))
         out.append(Check(f"circuit:{target}", status, detail))
     if not out:
-        out.append(Check("circuits", NA, "no egress worker metrics reachable" if not explicit
-                         else "no circuits reported"))
+        out.append(
+            Check(
+                "circuits",
+                NA,
+                "no egress worker metrics reachable" if not explicit else "no circuits reported",
+            )
+        )
     return out
 
 
@@ -241,9 +280,12 @@ def check_circuits(settings: Settings, urls: list[str], timeout_s: float) -> lis
 CHECKS = ("broker", "database", "schema-registry", "bitrix24", "onec", "circuits")
 
 
-def run_checks(settings: Settings, timeout_s: float = 5.0,
-               metrics_urls: list[str] | None = None,
-               names: list[str] | tuple[str, ...] | None = None) -> list[Check]:
+def run_checks(
+    settings: Settings,
+    timeout_s: float = 5.0,
+    metrics_urls: list[str] | None = None,
+    names: list[str] | tuple[str, ...] | None = None,
+) -> list[Check]:
     """Every check (or those ``names``), in parallel; the report in a fixed order."""
     every: dict[str, Callable[[], Check | list[Check]]] = {
         "broker": lambda: check_broker(settings, timeout_s),
@@ -252,12 +294,15 @@ def run_checks(settings: Settings, timeout_s: float = 5.0,
         "bitrix24": lambda: check_bitrix24(settings, timeout_s),
         "onec": lambda: check_onec(settings, timeout_s),
         "circuits": lambda: check_circuits(
-            settings, list(metrics_urls or settings.ops.circuit_metrics_urls), timeout_s),
+            settings, list(metrics_urls or settings.ops.circuit_metrics_urls), timeout_s
+        ),
     }
     unknown = set(names or ()) - set(every)
     if unknown:
         raise ValueError(f"unknown check(s) {sorted(unknown)}: choose from {list(every)}")
     jobs = [job for name, job in every.items() if not names or name in names]
-    with ThreadPoolExecutor(max_workers=len(jobs)) as pool:
-        results = [f.result() for f in [pool.submit(job) for job in jobs]]
+    # Every module a check needs is imported at the top: imports inside the threads
+    # deadlocked now and then (two threads importing sqlalchemy at once).
+    with ThreadPoolExecutor(max_workers=len(jobs)) as executor:
+        results = [f.result() for f in [executor.submit(job) for job in jobs]]
     return [c for r in results for c in (r if isinstance(r, list) else [r])]

@@ -39,6 +39,10 @@ class PartitionState:
     owner: str | None = None
     commit_metadata: str | None = None
     newest_committed_record_age_s: float | None = None
+    # The owning member as kafka-consumer-groups.sh names it (CONSUMER-ID, HOST; ``owner``
+    # is its CLIENT-ID).
+    consumer_id: str | None = None
+    host: str | None = None
 
 
 @dataclass(frozen=True)
@@ -71,17 +75,23 @@ class GroupView:
     @property
     def last_commit_at_most_s(self) -> float | None:
         """Upper bound on the time since the group's most recent offset-moving commit."""
-        ages = [p.newest_committed_record_age_s for p in self.partitions
-                if p.newest_committed_record_age_s is not None]
+        ages = [
+            p.newest_committed_record_age_s
+            for p in self.partitions
+            if p.newest_committed_record_age_s is not None
+        ]
         return min(ages) if ages else None
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready form, derived figures included."""
         return {
-            "group": self.group, "state": self.state, "active": self.active,
+            "group": self.group,
+            "state": self.state,
+            "active": self.active,
             "members": [asdict(m) for m in self.members],
             "partitions": [asdict(p) for p in self.partitions],
-            "total_lag": self.total_lag, "lag_by_entity": self.lag_by_entity,
+            "total_lag": self.total_lag,
+            "lag_by_entity": self.lag_by_entity,
             "last_commit_at_most_s": self.last_commit_at_most_s,
         }
 
@@ -114,18 +124,53 @@ class ResetRow:
 
 @dataclass(frozen=True)
 class ResetPlan:
-    """The preview of `groups reset`, and what `--execute` applies."""
+    """The preview of `groups reset`, and what `--execute` applies: one group, one or more
+    topics (``rows`` in topic, partition order)."""
 
     group: str
-    topic: str
+    topics: list[str]
     how: str
     rows: list[ResetRow]
 
+    @property
+    def topic(self) -> str | None:
+        """The topic when the plan covers exactly one."""
+        return self.topics[0] if len(self.topics) == 1 else None
+
     def as_dict(self) -> dict[str, Any]:
-        """JSON-ready form (also the audit record's details)."""
+        """JSON-ready form (also the audit record's details). ``before``/``after`` are keyed
+        by partition for a one-topic plan (as before multi-topic resets) and by
+        ``TOPIC:PARTITION`` otherwise; ``rows`` is the same in every case."""
+
+        def key(r: ResetRow) -> str:
+            return str(r.partition) if self.topic is not None else f"{r.topic}:{r.partition}"
+
         return {
-            "group": self.group, "topic": self.topic, "how": self.how,
-            "before": {str(r.partition): r.before for r in self.rows},
-            "after": {str(r.partition): r.after for r in self.rows},
+            "group": self.group,
+            "topic": self.topic,
+            "topics": self.topics,
+            "how": self.how,
+            "before": {key(r): r.before for r in self.rows},
+            "after": {key(r): r.after for r in self.rows},
             "rows": [asdict(r) for r in self.rows],
+        }
+
+
+@dataclass(frozen=True)
+class DeletedOffsets:
+    """What `groups delete-offsets` did: per partition, the offset it removed and the
+    broker's verdict (``Successful`` or the error name, as the Kafka tool prints it)."""
+
+    group: str
+    rows: list[tuple[str, int, int | None, str]]
+    audit_id: int | None
+
+    def as_dict(self) -> dict[str, object]:
+        """JSON-ready form."""
+        return {
+            "group": self.group,
+            "audit_id": self.audit_id,
+            "partitions": [
+                {"topic": t, "partition": p, "before": b, "status": s} for t, p, b, s in self.rows
+            ],
         }

@@ -20,6 +20,7 @@ from confluent_kafka.admin import AdminClient, OffsetSpec
 
 from mmstream.errors import BrokerUnavailable
 from mmstream.kafka.lag import TP, list_offsets, probe_consumer
+from mmstream.kafka.message import position
 from mmstream.settings import KafkaSettings
 
 Progress = Callable[[int], None]
@@ -33,10 +34,13 @@ class RecordStamp:
     timestamp_ms: int
 
 
-def first_records(kafka: KafkaSettings, positions: dict[TP, int], ends: dict[TP, int],
-                  timeout_s: float = 15.0) -> dict[TP, RecordStamp | None]:
+def first_records(
+    kafka: KafkaSettings, positions: dict[TP, int], ends: dict[TP, int], timeout_s: float = 15.0
+) -> dict[TP, RecordStamp | None]:
     """The first record at or after each position; None where the position is at the end."""
-    out: dict[TP, RecordStamp | None] = {tp: None for tp, pos in positions.items() if pos >= ends[tp]}
+    out: dict[TP, RecordStamp | None] = {
+        tp: None for tp, pos in positions.items() if pos >= ends[tp]
+    }
     wanted = {tp: pos for tp, pos in positions.items() if tp not in out}
     if not wanted:
         return out
@@ -49,21 +53,31 @@ def first_records(kafka: KafkaSettings, positions: dict[TP, int], ends: dict[TP,
                 missing = sorted(set(positions) - set(out))
                 raise BrokerUnavailable(f"no records fetched within {timeout_s:.0f}s for {missing}")
             for msg in consumer.consume(500, timeout=0.2):
-                tp = (msg.topic(), msg.partition())
-                if msg.error() or tp in out or msg.offset() < wanted[tp]:
+                if msg.error():
                     continue
-                out[tp] = RecordStamp(msg.offset(), msg.timestamp()[1])
-                consumer.pause([TopicPartition(*tp)])
+                topic, partition, offset = position(msg)
+                tp = (topic, partition)
+                if tp in out or offset < wanted[tp]:
+                    continue
+                out[tp] = RecordStamp(offset, msg.timestamp()[1])
+                consumer.pause([TopicPartition(topic, partition)])
         return out
     finally:
         consumer.close()
 
 
-def _verified(kafka: KafkaSettings, candidates: dict[TP, int], starts: dict[TP, int],
-              ends: dict[TP, int], ts_ms: int) -> set[TP]:
+def _verified(
+    kafka: KafkaSettings,
+    candidates: dict[TP, int],
+    starts: dict[TP, int],
+    ends: dict[TP, int],
+    ts_ms: int,
+) -> set[TP]:
     """The partitions whose candidate offset is consistent with the records around it."""
     at = first_records(kafka, {tp: o for tp, o in candidates.items() if o < ends[tp]}, ends)
-    before = first_records(kafka, {tp: o - 1 for tp, o in candidates.items() if o > starts[tp]}, ends)
+    before = first_records(
+        kafka, {tp: o - 1 for tp, o in candidates.items() if o > starts[tp]}, ends
+    )
     good = set()
     for tp, offset in candidates.items():
         rec = at.get(tp)
@@ -77,8 +91,14 @@ def _verified(kafka: KafkaSettings, candidates: dict[TP, int], starts: dict[TP, 
     return good
 
 
-def scan_for_time(kafka: KafkaSettings, starts: dict[TP, int], ends: dict[TP, int], ts_ms: int,
-                  progress: Progress | None = None, timeout_s: float = 600.0) -> dict[TP, int]:
+def scan_for_time(
+    kafka: KafkaSettings,
+    starts: dict[TP, int],
+    ends: dict[TP, int],
+    ts_ms: int,
+    progress: Progress | None = None,
+    timeout_s: float = 600.0,
+) -> dict[TP, int]:
     """First offset with timestamp >= ``ts_ms`` per partition by reading from ``starts``;
     the end where there is none. ``progress`` gets the number of records read since its
     last call."""
@@ -92,19 +112,24 @@ def scan_for_time(kafka: KafkaSettings, starts: dict[TP, int], ends: dict[TP, in
         deadline = time.monotonic() + timeout_s
         while len(out) < len(starts):
             if time.monotonic() > deadline:
-                raise BrokerUnavailable(f"scanning for a timestamp took longer than {timeout_s:.0f}s")
+                raise BrokerUnavailable(
+                    f"scanning for a timestamp took longer than {timeout_s:.0f}s"
+                )
             batch = consumer.consume(5000, timeout=0.2)
             for msg in batch:
-                tp = (msg.topic(), msg.partition())
-                if msg.error() or tp in out:
+                if msg.error():
+                    continue
+                topic, partition, offset = position(msg)
+                tp = (topic, partition)
+                if tp in out:
                     continue
                 if msg.timestamp()[1] >= ts_ms:
-                    out[tp] = msg.offset()
-                elif msg.offset() + 1 >= ends[tp]:
+                    out[tp] = offset
+                elif offset + 1 >= ends[tp]:
                     out[tp] = ends[tp]
                 else:
                     continue
-                consumer.pause([TopicPartition(*tp)])
+                consumer.pause([TopicPartition(topic, partition)])
             if progress and batch:
                 progress(len(batch))
         return out
@@ -120,13 +145,20 @@ class TimeOffsets:
     scanned: frozenset[TP]
 
 
-def offsets_for_time(kafka: KafkaSettings, admin: AdminClient, starts: dict[TP, int],
-                     ends: dict[TP, int], ts_ms: int, progress: Progress | None = None) -> TimeOffsets:
+def offsets_for_time(
+    kafka: KafkaSettings,
+    admin: AdminClient,
+    starts: dict[TP, int],
+    ends: dict[TP, int],
+    ts_ms: int,
+    progress: Progress | None = None,
+) -> TimeOffsets:
     """First offset with timestamp >= ``ts_ms`` for each partition of ``starts`` (the end
     where there is none): the broker's answer where the records confirm it, a scan elsewhere."""
     answered = list_offsets(admin, list(starts), OffsetSpec.for_timestamp(ts_ms))
-    candidates = {tp: ends[tp] if o < 0 else min(max(o, starts[tp]), ends[tp])
-                  for tp, o in answered.items()}
+    candidates = {
+        tp: ends[tp] if o < 0 else min(max(o, starts[tp]), ends[tp]) for tp, o in answered.items()
+    }
     good = _verified(kafka, candidates, starts, ends, ts_ms)
     bad = {tp: starts[tp] for tp in starts if tp not in good}
     scanned = scan_for_time(kafka, bad, ends, ts_ms, progress) if bad else {}

@@ -19,11 +19,18 @@ _DURATION = re.compile(
 def parse_duration(text: str) -> timedelta:
     """An ISO 8601 duration such as ``PT1H``, ``P1DT12H`` or ``PT90S``."""
     match = _DURATION.match(text.strip())
-    if not match or text.strip().upper().endswith(("P", "T")) or not any(
-            match.group(k) for k in ("d", "h", "m", "s")):
+    if (
+        not match
+        or text.strip().upper().endswith(("P", "T"))
+        or not any(match.group(k) for k in ("d", "h", "m", "s"))
+    ):
         raise InvalidResetSpec(f"{text!r} is not an ISO 8601 duration like PT1H, PT30M or P1DT2H")
-    delta = timedelta(days=int(match["d"] or 0), hours=int(match["h"] or 0),
-                      minutes=int(match["m"] or 0), seconds=float(match["s"] or 0))
+    delta = timedelta(
+        days=int(match["d"] or 0),
+        hours=int(match["h"] or 0),
+        minutes=int(match["m"] or 0),
+        seconds=float(match["s"] or 0),
+    )
     return -delta if match["sign"] == "-" else delta
 
 

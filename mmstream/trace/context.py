@@ -34,7 +34,12 @@ def _digest(kind: str, value: str, chars: int) -> str:
 def valid_traceparent(value: str) -> bool:
     """True for a version-00 (or later) traceparent with non-zero ids."""
     m = _TRACEPARENT.match(value or "")
-    return bool(m) and m.group(1) != "ff" and m.group(2) != _ZERO_TRACE and m.group(3) != _ZERO_SPAN
+    return (
+        m is not None
+        and m.group(1) != "ff"
+        and m.group(2) != _ZERO_TRACE
+        and m.group(3) != _ZERO_SPAN
+    )
 
 
 def traceparent(event_id: str, request_id: str = "", upstream: str = "") -> str:
@@ -66,15 +71,20 @@ def trace_id_of(event_id: str) -> str:
 # The ids of the changes a Bitrix24 ``batch`` request carries (set by the client around the
 # batch call): its commands come from several deliveries, so the packer's task context,
 # inherited from whichever delivery started it, must not speak for them.
-_BATCH: contextvars.ContextVar[tuple[tuple[str, ...], tuple[str, ...]] | None] = contextvars.ContextVar(
-    "trace_batch", default=None)
+_BATCH: contextvars.ContextVar[tuple[tuple[str, ...], tuple[str, ...]] | None] = (
+    contextvars.ContextVar("trace_batch", default=None)
+)
 
 
 @contextmanager
 def batch_scope(event_ids: Iterable[str], request_ids: Iterable[str]) -> Iterator[None]:
     """Calls made inside carry the ids of these changes instead of the log context's."""
-    token = _BATCH.set((tuple(dict.fromkeys(e for e in event_ids if e)),
-                        tuple(dict.fromkeys(r for r in request_ids if r))))
+    token = _BATCH.set(
+        (
+            tuple(dict.fromkeys(e for e in event_ids if e)),
+            tuple(dict.fromkeys(r for r in request_ids if r)),
+        )
+    )
     try:
         yield
     finally:

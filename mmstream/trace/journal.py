@@ -26,9 +26,11 @@ from mmstream.settings import RetentionSettings, Settings
 
 log = logging.getLogger(__name__)
 
-ENTRIES = Counter("mm_integration_log_entries_total",
-                  "Integration log entries by outcome (written, dropped: queue full, failed: insert failed)",
-                  ["outcome"])
+ENTRIES = Counter(
+    "mm_integration_log_entries_total",
+    "Integration log entries by outcome (written, dropped: queue full, failed: insert failed)",
+    ["outcome"],
+)
 
 INSERT = text("""
     INSERT INTO integration_log (at, target, operation, http_method, url, event_id, request_id,
@@ -36,6 +38,7 @@ INSERT = text("""
     VALUES (:at, :target, :operation, :http_method, :url, :event_id, :request_id,
             :traceparent, :request, :status, :error, :response, :latency_ms)
 """)
+
 
 @dataclass(frozen=True)
 class Entry:
@@ -59,8 +62,14 @@ class Entry:
 class Journal:
     """A bounded queue of entries and the task that writes them to ``integration_log``."""
 
-    def __init__(self, engine: AsyncEngine, *, capacity: int = 10_000, batch: int = 500,
-                 excerpt_chars: int = 2000) -> None:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        *,
+        capacity: int = 10_000,
+        batch: int = 500,
+        excerpt_chars: int = 2000,
+    ) -> None:
         self.engine = engine
         self.batch = batch
         self.excerpt_chars = excerpt_chars
@@ -70,9 +79,12 @@ class Journal:
 
     @classmethod
     def from_settings(cls, engine: AsyncEngine, retention: RetentionSettings) -> Journal:
-        return cls(engine, capacity=retention.integration_log_queue,
-                   batch=retention.integration_log_batch,
-                   excerpt_chars=retention.integration_log_excerpt_chars)
+        return cls(
+            engine,
+            capacity=retention.integration_log_queue,
+            batch=retention.integration_log_batch,
+            excerpt_chars=retention.integration_log_excerpt_chars,
+        )
 
     def offer(self, entry: Entry) -> bool:
         """Queue ``entry`` for writing; False (and counted) when the queue is full."""
@@ -83,7 +95,9 @@ class Journal:
             return True
         except asyncio.QueueFull:
             ENTRIES.labels("dropped").inc()
-            self._warn("integration log queue full: entry dropped", {"capacity": self._queue.maxsize})
+            self._warn(
+                "integration log queue full: entry dropped", {"capacity": self._queue.maxsize}
+            )
             return False
 
     async def flush(self) -> None:
@@ -114,8 +128,10 @@ class Journal:
                 raise
             except Exception as exc:  # noqa: BLE001 — the log never stops a delivery
                 ENTRIES.labels("failed").inc(len(rows))
-                self._warn("integration log write failed; entries lost",
-                           {"rows": len(rows), "error": f"{type(exc).__name__}: {exc}"[:300]})
+                self._warn(
+                    "integration log write failed; entries lost",
+                    {"rows": len(rows), "error": f"{type(exc).__name__}: {exc}"[:300]},
+                )
             finally:
                 for _ in rows:
                     self._queue.task_done()

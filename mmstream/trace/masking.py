@@ -18,14 +18,33 @@ from mmstream.settings import mask_url
 MASK = "***"
 
 # Field names (any case, in JSON bodies, form bodies and query strings) whose value is a secret.
-SECRET_KEYS = frozenset({
-    "auth", "password", "passwd", "pass", "secret", "client_secret", "token", "access_token",
-    "refresh_token", "application_token", "api_key", "apikey", "authorization", "webhook",
-    "webhook_url", "sig", "signature", "member_id",
-})
+SECRET_KEYS = frozenset(
+    {
+        "auth",
+        "password",
+        "passwd",
+        "pass",
+        "secret",
+        "client_secret",
+        "token",
+        "access_token",
+        "refresh_token",
+        "application_token",
+        "api_key",
+        "apikey",
+        "authorization",
+        "webhook",
+        "webhook_url",
+        "sig",
+        "signature",
+        "member_id",
+    }
+)
 # The same as key=value / "key": "value" inside text that did not parse (cut JSON, HTML).
 _NAMES = "|".join(sorted(SECRET_KEYS, key=len, reverse=True))
-_SECRET_TEXT = re.compile(r"""(?i)(\b["']?(?:""" + _NAMES + r""")["']?\s*[:=]\s*["']?)[^"'&\s,}]+""")
+_SECRET_TEXT = re.compile(
+    r"""(?i)(\b["']?(?:""" + _NAMES + r""")["']?\s*[:=]\s*["']?)[^"'&\s,}]+"""
+)
 _WEBHOOK_PATH = re.compile(r"(/rest/[^/\s]+/)([^/\s\"']+)(?=/)")
 
 

@@ -46,15 +46,21 @@ def after_marker(*patterns: str) -> Callable[[httpx.Request], str]:
             if m and m.group(1):
                 return mask_text(m.group(1))[:200]
         return last_segment(request)
+
     return operation
 
 
 class TracingTransport(httpx.AsyncBaseTransport):
     """Adds ``X-Request-Id`` / ``traceparent`` and logs the attempt to the integration log."""
 
-    def __init__(self, inner: httpx.AsyncBaseTransport | None, target: str, *,
-                 operation: Callable[[httpx.Request], str] = last_segment,
-                 journal: journals.Journal | None | bool = True) -> None:
+    def __init__(
+        self,
+        inner: httpx.AsyncBaseTransport | None,
+        target: str,
+        *,
+        operation: Callable[[httpx.Request], str] = last_segment,
+        journal: journals.Journal | None | bool = True,
+    ) -> None:
         # None: the default transport httpx would have made (proxies from the environment
         # are mounted by the client beside this transport and are not traced).
         self._inner = inner if inner is not None else httpx.AsyncHTTPTransport()
@@ -91,8 +97,15 @@ class TracingTransport(httpx.AsyncBaseTransport):
             self._record(journal, request, started, response)
         return response
 
-    def _record(self, journal: journals.Journal, request: httpx.Request, started: float,
-                response: httpx.Response | None, *, error: str = "") -> None:
+    def _record(
+        self,
+        journal: journals.Journal,
+        request: httpx.Request,
+        started: float,
+        response: httpx.Response | None,
+        *,
+        error: str = "",
+    ) -> None:
         limit = journal.excerpt_chars
         try:
             sent = request.content
@@ -101,15 +114,22 @@ class TracingTransport(httpx.AsyncBaseTransport):
         answer = ""
         if response is not None:
             answer = mask_body(response.content, response.headers.get("content-type", ""), limit)
-        journal.offer(journals.Entry(
-            target=self.target, operation=self._operation(request)[:200],
-            http_method=request.method, url=mask_target_url(str(request.url))[:1000],
-            latency_ms=round((time.perf_counter() - started) * 1000, 3),
-            status=response.status_code if response is not None else None, error=error,
-            request=mask_body(sent, request.headers.get("content-type", ""), limit),
-            response=answer, event_id=current_ids()[0],
-            request_id=request.headers.get("x-request-id", ""),
-            traceparent=request.headers.get(TRACEPARENT_HEADER, "")))
+        journal.offer(
+            journals.Entry(
+                target=self.target,
+                operation=self._operation(request)[:200],
+                http_method=request.method,
+                url=mask_target_url(str(request.url))[:1000],
+                latency_ms=round((time.perf_counter() - started) * 1000, 3),
+                status=response.status_code if response is not None else None,
+                error=error,
+                request=mask_body(sent, request.headers.get("content-type", ""), limit),
+                response=answer,
+                event_id=current_ids()[0],
+                request_id=request.headers.get("x-request-id", ""),
+                traceparent=request.headers.get(TRACEPARENT_HEADER, ""),
+            )
+        )
 
     async def aclose(self) -> None:
         await self._inner.aclose()
@@ -121,8 +141,16 @@ class TracingTransport(httpx.AsyncBaseTransport):
                 await asyncio.wait_for(journal.flush(), 5)
 
 
-def record_command(target: str, method: str, url: str, params: object, *, started: float,
-                   result: object = None, error: BaseException | None = None) -> None:
+def record_command(
+    target: str,
+    method: str,
+    url: str,
+    params: object,
+    *,
+    started: float,
+    result: object = None,
+    error: BaseException | None = None,
+) -> None:
     """Log one command a ``batch`` request carried, in the context of the change that sent
     it (its event and request id): the batch request itself is logged by the transport
     with the ids of all its commands."""
@@ -139,12 +167,27 @@ def record_command(target: str, method: str, url: str, params: object, *, starte
     status = None if error is not None else 200
     if error is not None:
         status = getattr(error, "status", None)
-    journal.offer(journals.Entry(
-        target=target, operation=method[:200], http_method="BATCH",
-        url=mask_target_url(url)[:1000], latency_ms=round((time.perf_counter() - started) * 1000, 3),
-        status=status, error="" if error is None else (getattr(error, "code", "") or type(error).__name__),
-        request=mask_body(json.dumps(params, ensure_ascii=False, default=str), "application/json", limit),
-        response=("" if error is not None else
-                  mask_body(json.dumps(result, ensure_ascii=False, default=str), "application/json", limit)),
-        event_id=event_id, request_id=request_id,
-        traceparent=traceparent(event_id, request_id, logctx.current("traceparent"))))
+    journal.offer(
+        journals.Entry(
+            target=target,
+            operation=method[:200],
+            http_method="BATCH",
+            url=mask_target_url(url)[:1000],
+            latency_ms=round((time.perf_counter() - started) * 1000, 3),
+            status=status,
+            error="" if error is None else (getattr(error, "code", "") or type(error).__name__),
+            request=mask_body(
+                json.dumps(params, ensure_ascii=False, default=str), "application/json", limit
+            ),
+            response=(
+                ""
+                if error is not None
+                else mask_body(
+                    json.dumps(result, ensure_ascii=False, default=str), "application/json", limit
+                )
+            ),
+            event_id=event_id,
+            request_id=request_id,
+            traceparent=traceparent(event_id, request_id, logctx.current("traceparent")),
+        )
+    )

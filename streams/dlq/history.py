@@ -15,14 +15,24 @@ from streams.dlq.replay import AUDIT_ACTION, ReplayPlan
 _LOOKBACK = 1000  # replays of one DLQ topic checked for overlap with a new one
 
 
-def record_replay(engine: Engine, actor: str, plan: ReplayPlan, published: Sequence[Delivered],
-                  *, outcome: str = "published", error: str | None = None) -> int:
+def record_replay(
+    engine: Engine,
+    actor: str,
+    plan: ReplayPlan,
+    published: Sequence[Delivered],
+    *,
+    outcome: str = "published",
+    error: str | None = None,
+) -> int:
     """Append the audit row of an executed (or failed part-way) replay; returns its id."""
-    return audit.record_sync(engine, actor, AUDIT_ACTION, plan.dlq_topic,
-                             plan.audit_details(published, outcome, error))
+    return audit.record_sync(
+        engine, actor, AUDIT_ACTION, plan.dlq_topic, plan.audit_details(published, outcome, error)
+    )
 
 
-def past_replays(engine: Engine, dlq_topic: str | None = None, limit: int = 50) -> list[audit.AuditEntry]:
+def past_replays(
+    engine: Engine, dlq_topic: str | None = None, limit: int = 50
+) -> list[audit.AuditEntry]:
     """The newest replays first, of one DLQ topic or of all."""
     return audit.recent_sync(engine, target=dlq_topic, action=AUDIT_ACTION, limit=limit)
 

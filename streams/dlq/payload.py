@@ -51,14 +51,16 @@ def describe(value: bytes | None, headers: Headers) -> dict[str, Any]:
     """A JSON-ready view: parsed JSON, text, or base64 for what cannot be shown as text."""
     fmt = detect(value, headers)
     out: dict[str, Any] = {"format": fmt, "bytes": len(value or b"")}
+    if value is None:  # a tombstone: "empty"
+        return out
     if fmt == "json":
-        out["json"] = json.loads(value)  # type: ignore[arg-type]
+        out["json"] = json.loads(value)
     elif fmt == "text":
-        out["text"] = value.decode("utf-8")  # type: ignore[union-attr]
+        out["text"] = value.decode("utf-8")
     elif fmt in ("avro", "binary"):
-        out["base64"] = base64.b64encode(value).decode()  # type: ignore[arg-type]
+        out["base64"] = base64.b64encode(value).decode()
         if fmt == "avro":
-            out["schema_id"] = schema_id(value)  # type: ignore[arg-type]
+            out["schema_id"] = schema_id(value)
     return out
 
 
@@ -73,7 +75,7 @@ def pretty(value: bytes | None, headers: Headers) -> str:
     if fmt == "text":
         return view["text"]
     label = f"avro, schema id {view['schema_id']}" if fmt == "avro" else "binary"
-    shown = value[:256].hex(" ")  # type: ignore[index]
+    shown = (value or b"")[:256].hex(" ")  # avro or binary: never None here
     more = f" … ({view['bytes'] - 256} more bytes)" if view["bytes"] > 256 else ""
     return f"({label}, {view['bytes']} bytes) {shown}{more}"
 
@@ -85,26 +87,36 @@ def load_patch(path: Path) -> jsonpatch.JsonPatch:
     except (OSError, ValueError) as exc:
         raise PatchRefused(f"cannot read patch file {path}: {exc}") from exc
     if not isinstance(ops, list) or not ops:
-        raise PatchRefused(f"patch file {path} must hold a non-empty JSON array of RFC 6902 operations")
+        raise PatchRefused(
+            f"patch file {path} must hold a non-empty JSON array of RFC 6902 operations"
+        )
     try:
         return jsonpatch.JsonPatch(ops)
-    except (jsonpatch.JsonPatchException, jsonpointer.JsonPointerException, TypeError,
-            KeyError, AttributeError) as exc:
+    except (
+        jsonpatch.JsonPatchException,
+        jsonpointer.JsonPointerException,
+        TypeError,
+        KeyError,
+        AttributeError,
+    ) as exc:
         raise PatchRefused(f"patch file {path} is not a valid RFC 6902 patch: {exc}") from exc
 
 
-def apply_patch(patch: jsonpatch.JsonPatch, value: bytes | None, headers: Headers, *,
-                where: str) -> bytes:
+def apply_patch(
+    patch: jsonpatch.JsonPatch, value: bytes | None, headers: Headers, *, where: str
+) -> bytes:
     """The patched payload (compact UTF-8 JSON); PatchRefused names ``where`` and why."""
     fmt = detect(value, headers)
-    if fmt != "json":
+    if value is None or fmt != "json":
         reason = {
             "empty": "it has no value (a tombstone)",
             "avro": "its payload is Avro (binary), not JSON",
         }.get(fmt, "its payload is not valid JSON")
-        raise PatchRefused(f"cannot patch {where}: {reason}; JSON patches apply to JSON payloads only")
+        raise PatchRefused(
+            f"cannot patch {where}: {reason}; JSON patches apply to JSON payloads only"
+        )
     try:
-        patched = patch.apply(json.loads(value))  # type: ignore[arg-type]
+        patched = patch.apply(json.loads(value))
     except (jsonpatch.JsonPatchException, jsonpointer.JsonPointerException) as exc:
         raise PatchRefused(f"the patch does not apply to {where}: {exc}") from exc
     return json.dumps(patched, ensure_ascii=False, separators=(",", ":")).encode("utf-8")

@@ -6,7 +6,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
 from datetime import datetime
 
-from streams.dlq.entry import DlqEntry
+from mmstream.dlq.entry import DlqEntry
 
 
 @dataclass(frozen=True)
@@ -62,5 +62,8 @@ class Selection:
 
     def describe(self) -> dict[str, str | int]:
         """The filters that are set, for the audit trail and the preview."""
-        return {k: v.isoformat() if isinstance(v, datetime) else v
-                for k, v in asdict(self).items() if v is not None}
+        return {
+            k: v.isoformat() if isinstance(v, datetime) else v
+            for k, v in asdict(self).items()
+            if v is not None
+        }

@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from streams.dlq.entry import DlqEntry
+from mmstream.dlq.entry import DlqEntry
 
 
 @dataclass
@@ -38,7 +38,8 @@ class TopicSummary:
     def as_dict(self) -> dict:
         """A JSON-ready form (times in ISO 8601)."""
         return {
-            "topic": self.topic, "records": self.records,
+            "topic": self.topic,
+            "records": self.records,
             "oldest_failure": self.oldest.isoformat() if self.oldest else None,
             "newest_failure": self.newest.isoformat() if self.newest else None,
             "by_reason": [vars(r) for r in self.reasons],
@@ -48,8 +49,9 @@ class TopicSummary:
         }
 
 
-def summarize(topic: str, entries: Iterable[DlqEntry], *, top: int = 10,
-              message_chars: int = 120) -> TopicSummary:
+def summarize(
+    topic: str, entries: Iterable[DlqEntry], *, top: int = 10, message_chars: int = 120
+) -> TopicSummary:
     """Count ``entries`` (one pass, memory bounded by distinct reasons and entities)."""
     out = TopicSummary(topic)
     per_reason: Counter[tuple[str, str]] = Counter()
@@ -61,16 +63,21 @@ def summarize(topic: str, entries: Iterable[DlqEntry], *, top: int = 10,
         reason = (entry.stage, entry.code)
         per_reason[reason] += 1
         reason_entities[reason].add(entry.entity)
-        reason_detail[reason] = (entry.failure.get("error.class", ""),
-                                 entry.failure.get("error.message", "")[:message_chars])
+        reason_detail[reason] = (
+            entry.failure.get("error.class", ""),
+            entry.failure.get("error.message", "")[:message_chars],
+        )
         per_entity[entry.entity] += 1
         at = entry.failed_at
         if at is not None:
             out.oldest = at if out.oldest is None or at < out.oldest else out.oldest
             out.newest = at if out.newest is None or at > out.newest else out.newest
-    out.reasons = [ReasonCount(stage, code, n, len(reason_entities[(stage, code)]),
-                               *reason_detail[(stage, code)])
-                   for (stage, code), n in per_reason.most_common()]
+    out.reasons = [
+        ReasonCount(
+            stage, code, n, len(reason_entities[(stage, code)]), *reason_detail[(stage, code)]
+        )
+        for (stage, code), n in per_reason.most_common()
+    ]
     out.entities = per_entity.most_common(top)
     out.distinct_entities = len(per_entity)
     return out

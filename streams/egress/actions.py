@@ -52,14 +52,24 @@ ACTIONS: dict[str, str] = {
 #: egress topics whose 1С side is selectable per flow (``onec.write_via``): topic ->
 #: (the ``OneCWriteVia`` field, {mode: "module:Class"}). ``http_service`` is ACTIONS' entry.
 WRITE_MODES: dict[str, tuple[str, dict[str, str]]] = {
-    "egress.onec.delivery_task": ("delivery_status", {
-        "odata": "streams.egress.deliveries:DeliveryConfirmationOData"}),
-    "egress.onec.instant_order": ("instant_order", {
-        "odata": "streams.egress.courier_documents:InstantOrderToOneCOData",
-        "commerceml": "streams.egress.commerceml_orders:InstantOrderToExchange"}),
-    "egress.onec.return": ("returns", {
-        "odata": "streams.egress.courier_documents:ReturnToOneCOData",
-        "commerceml": "streams.egress.commerceml_orders:ReturnToExchange"}),
+    "egress.onec.delivery_task": (
+        "delivery_status",
+        {"odata": "streams.egress.deliveries:DeliveryConfirmationOData"},
+    ),
+    "egress.onec.instant_order": (
+        "instant_order",
+        {
+            "odata": "streams.egress.courier_documents:InstantOrderToOneCOData",
+            "commerceml": "streams.egress.commerceml_orders:InstantOrderToExchange",
+        },
+    ),
+    "egress.onec.return": (
+        "returns",
+        {
+            "odata": "streams.egress.courier_documents:ReturnToOneCOData",
+            "commerceml": "streams.egress.commerceml_orders:ReturnToExchange",
+        },
+    ),
 }
 
 
@@ -69,16 +79,19 @@ def action_ref(topic: str, settings: Settings) -> str:
     try:
         ref = ACTIONS[topic]
     except KeyError:
-        raise ConfigurationError(f"no egress action for topic {topic}: add it to "
-                                 "streams/egress/actions.py ACTIONS") from None
+        raise ConfigurationError(
+            f"no egress action for topic {topic}: add it to streams/egress/actions.py ACTIONS"
+        ) from None
     if topic in WRITE_MODES:
         field, modes = WRITE_MODES[topic]
         mode = getattr(settings.onec.write_via, field)
         if mode != "http_service":
             if mode not in modes:
-                raise ConfigurationError(f"MM_ONEC__WRITE_VIA__{field.upper()}={mode} is not "
-                                         f"offered for {topic} (choose from http_service, "
-                                         f"{', '.join(modes)})")
+                raise ConfigurationError(
+                    f"MM_ONEC__WRITE_VIA__{field.upper()}={mode} is not "
+                    f"offered for {topic} (choose from http_service, "
+                    f"{', '.join(modes)})"
+                )
             ref = modes[mode]
     return ref
 
@@ -102,7 +115,9 @@ def action_for(topic: str, targets: Targets) -> Action:
     try:
         cls = getattr(importlib.import_module(module), name)
     except (ImportError, AttributeError) as exc:
-        raise ConfigurationError(f"the action {ref} chosen for {topic} cannot be loaded: {exc}") from exc
+        raise ConfigurationError(
+            f"the action {ref} chosen for {topic} cannot be loaded: {exc}"
+        ) from exc
     return cls(targets)
 
 
@@ -125,4 +140,5 @@ def check_coverage(catalog: TopicCatalog) -> None:
         raise ConfigurationError(
             "egress topics and actions disagree: "
             + (f"no action for {missing} (streams/egress/actions.py); " if missing else "")
-            + (f"no topic for {unknown} (topics.yaml)" if unknown else ""))
+            + (f"no topic for {unknown} (topics.yaml)" if unknown else "")
+        )

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
 from decimal import Decimal, InvalidOperation
 from typing import Any, ClassVar
 
@@ -49,8 +48,17 @@ ORIGINATOR = "mmstream"
 #: The Bitrix24 user field the 1С user's GUID is matched against before the e-mails.
 USER_KEY_FIELD = "XML_ID"
 
-_CURRENCIES = {"руб": "RUB", "руб.": "RUB", "rur": "RUB", "rub": "RUB", "643": "RUB",
-               "usd": "USD", "840": "USD", "eur": "EUR", "978": "EUR"}
+_CURRENCIES = {
+    "руб": "RUB",
+    "руб.": "RUB",
+    "rur": "RUB",
+    "rub": "RUB",
+    "643": "RUB",
+    "usd": "USD",
+    "840": "USD",
+    "eur": "EUR",
+    "978": "EUR",
+}
 
 
 # -- pure mapping -------------------------------------------------------------------------
@@ -87,12 +95,16 @@ def split_person_name(name: str) -> dict[str, str]:
     parts = name.split()
     if len(parts) == 1:
         return {"NAME": parts[0], "LAST_NAME": "", "SECOND_NAME": ""}
-    return {"LAST_NAME": parts[0] if parts else "", "NAME": parts[1] if len(parts) > 1 else "",
-            "SECOND_NAME": " ".join(parts[2:])}
+    return {
+        "LAST_NAME": parts[0] if parts else "",
+        "NAME": parts[1] if len(parts) > 1 else "",
+        "SECOND_NAME": " ".join(parts[2:]),
+    }
 
 
-def multifield_values(current: list[dict[str, Any]] | None,
-                      wanted: list[str]) -> list[dict[str, Any]]:
+def multifield_values(
+    current: list[dict[str, Any]] | None, wanted: list[str]
+) -> list[dict[str, Any]]:
     """The multi-field value list that turns ``current`` (the portal's values, with ids)
     into ``wanted``: a kept value is left out, a gone one is sent with its id and an empty
     VALUE (removes it), a new one without an id (adds it) — the portal adds every value
@@ -100,16 +112,24 @@ def multifield_values(current: list[dict[str, Any]] | None,
     have = [v for v in current or [] if isinstance(v, dict)]
     have_values = {str(v.get("VALUE", "")).strip() for v in have}
     wanted = [w.strip() for w in wanted if w and w.strip()]
-    out: list[dict[str, Any]] = [{"ID": str(v["ID"]), "VALUE": ""} for v in have
-                                 if str(v.get("VALUE", "")).strip() not in wanted]
-    out += [{"VALUE": w, "VALUE_TYPE": "WORK"} for w in dict.fromkeys(wanted)
-            if w not in have_values]
+    out: list[dict[str, Any]] = [
+        {"ID": str(v["ID"]), "VALUE": ""}
+        for v in have
+        if str(v.get("VALUE", "")).strip() not in wanted
+    ]
+    out += [
+        {"VALUE": w, "VALUE_TYPE": "WORK"} for w in dict.fromkeys(wanted) if w not in have_values
+    ]
     return out
 
 
-def counterparty_fields(payload: dict[str, Any], kind: str, *,
-                        company_id: int | None = None,
-                        assigned_by_id: int | None = None) -> dict[str, Any]:
+def counterparty_fields(
+    payload: dict[str, Any],
+    kind: str,
+    *,
+    company_id: int | None = None,
+    assigned_by_id: int | None = None,
+) -> dict[str, Any]:
     """Canonical counterparty -> ``crm.company`` or ``crm.contact`` fields (UPPER_CASE),
     without the multi-fields. INN/KPP live in Bitrix24 requisites, not on the record."""
     name = str(payload.get("name") or payload.get("full_name") or "").strip()
@@ -175,8 +195,12 @@ def price_fields(payload: dict[str, Any], product_id: int, price_type_id: int) -
         amount = Decimal(str(payload.get("price")))
     except InvalidOperation:
         raise ValueError(f"price {payload.get('price')!r} is not a number") from None
-    return {"productId": product_id, "catalogGroupId": price_type_id,
-            "price": float(amount), "currency": currency_code(payload)}
+    return {
+        "productId": product_id,
+        "catalogGroupId": price_type_id,
+        "price": float(amount),
+        "currency": currency_code(payload),
+    }
 
 
 def user_lookups(payload: dict[str, Any], key_field: str = USER_KEY_FIELD) -> list[dict[str, Any]]:
@@ -189,13 +213,19 @@ def user_lookups(payload: dict[str, Any], key_field: str = USER_KEY_FIELD) -> li
 # -- actions ------------------------------------------------------------------------------
 
 
-async def first_row(client: Any, family: str, many: str, flt: dict[str, Any],
-                    select: tuple[str, ...] = ("id", "xmlId")) -> dict[str, Any] | None:
+async def first_row(
+    client: Any,
+    family: str,
+    many: str,
+    flt: dict[str, Any],
+    select: tuple[str, ...] = ("id", "xmlId"),
+) -> dict[str, Any] | None:
     """The first ``catalog.<family>`` row (lowest id) passing ``flt`` as ``{id, xmlId}``,
     or None: how a crosswalked id is checked and a row found by its xmlId. Several rows
     with one xmlId mean duplicates were created earlier: the oldest wins."""
-    found = await client.call(f"catalog.{family}.list", {
-        "filter": flt, "select": list(select), "order": {"id": "ASC"}})
+    found = await client.call(
+        f"catalog.{family}.list", {"filter": flt, "select": list(select), "order": {"id": "ASC"}}
+    )
     rows = [r for r in (found or {}).get(many) or [] if isinstance(r, dict)]
     return rows[0] if rows else None
 
@@ -240,23 +270,28 @@ class CounterpartyAction(_MasterAction):
                 raise
             # Deleted in Bitrix24 between the read and the update: created again (after
             # the look-up by ORIGIN_ID, so never twice).
-            log.warning(describe(LinkState.GONE, self.entity, change.entity_id, str(known),
-                                 None, "ORIGIN_ID"))
+            log.warning(
+                describe(
+                    LinkState.GONE, self.entity, change.entity_id, str(known), None, "ORIGIN_ID"
+                )
+            )
             ident = await self._write(change, kind, None, xwalk)
         key = crm_key(kind, ident)
         if known != key:
             await claim(xwalk, self.entity, self.target, change.entity_id, key)
         return key
 
-    async def _write(self, change: Change, kind: str, linked: int | None,
-                     xwalk: Crosswalk) -> int:
+    async def _write(self, change: Change, kind: str, linked: int | None, xwalk: Crosswalk) -> int:
         """Update the record (the crosswalked one while it is ours, else the one with our
         ORIGIN_ID) or add it; its id."""
         payload = change.payload
         current = await self._current(kind, linked, change.entity_id)
-        fields = counterparty_fields(payload, kind,
-                                     company_id=await self._company_of(payload, kind, xwalk),
-                                     assigned_by_id=await self._user_of(payload, xwalk))
+        fields = counterparty_fields(
+            payload,
+            kind,
+            company_id=await self._company_of(payload, kind, xwalk),
+            assigned_by_id=await self._user_of(payload, xwalk),
+        )
         for multi, values in (("PHONE", payload.get("phones")), ("EMAIL", payload.get("emails"))):
             delta = multifield_values((current or {}).get(multi), list(values or []))
             if delta:
@@ -264,11 +299,14 @@ class CounterpartyAction(_MasterAction):
         if current is None:
             return int(await self.client.call(f"crm.{kind}.add", {"fields": fields}))
         ident = int(current["ID"])
+        if ident != linked:
+            # Found by ORIGIN_ID (an add whose answer was lost, or a relink): linked before
+            # the update, which may fail — see _XmlIdAction.apply.
+            await claim(xwalk, self.entity, self.target, change.entity_id, crm_key(kind, ident))
         await self.client.call(f"crm.{kind}.update", {"id": ident, "fields": fields})
         return ident
 
-    async def _current(self, kind: str, ident: int | None,
-                       origin: str) -> dict[str, Any] | None:
+    async def _current(self, kind: str, ident: int | None, origin: str) -> dict[str, Any] | None:
         """The portal's record (with its multi-field ids): the crosswalked one while it is
         there and ours, else the one with our ORIGIN_ID, else None."""
         if ident is not None:
@@ -282,24 +320,31 @@ class CounterpartyAction(_MasterAction):
             state = link_state(record, "ORIGIN_ID", origin, keyless_is_ours=True)
             if state is LinkState.OURS:
                 return record
-            log.warning(describe(state, self.entity, origin, crm_key(kind, ident), record,
-                                 "ORIGIN_ID"))
-        found = await self.client.call(f"crm.{kind}.list", {
-            "filter": {"ORIGIN_ID": origin}, "select": ["ID", "PHONE", "EMAIL"],
-            "order": {"ID": "ASC"}})
+            log.warning(
+                describe(state, self.entity, origin, crm_key(kind, ident), record, "ORIGIN_ID")
+            )
+        found = await self.client.call(
+            f"crm.{kind}.list",
+            {
+                "filter": {"ORIGIN_ID": origin},
+                "select": ["ID", "PHONE", "EMAIL"],
+                "order": {"ID": "ASC"},
+            },
+        )
         return found[0] if found else None
 
-    async def _company_of(self, payload: dict[str, Any], kind: str,
-                          xwalk: Crosswalk) -> int | None:
+    async def _company_of(self, payload: dict[str, Any], kind: str, xwalk: Crosswalk) -> int | None:
         if kind != "contact":
             return None
-        parsed = parse_crm_key(await xwalk.external_id(self.entity, self.target,
-                                                       payload.get("partner_id")))
+        parsed = parse_crm_key(
+            await xwalk.external_id(self.entity, self.target, payload.get("partner_id"))
+        )
         return parsed[1] if parsed and parsed[0] == "company" else None
 
     async def _user_of(self, payload: dict[str, Any], xwalk: Crosswalk) -> int | None:
-        parsed = parse_crm_key(await xwalk.external_id("employee", self.target,
-                                                       payload.get("manager_id")))
+        parsed = parse_crm_key(
+            await xwalk.external_id("employee", self.target, payload.get("manager_id"))
+        )
         return parsed[1] if parsed and parsed[0] == "user" else None
 
 
@@ -312,7 +357,7 @@ class _XmlIdAction(_MasterAction):
     family: ClassVar[str]
     many: ClassVar[str]
     #: Canonical row -> the portal's fields (a pure mapping function).
-    fields: ClassVar[Callable[[dict[str, Any]], dict[str, Any]]]
+    fields: ClassVar[staticmethod[[dict[str, Any]], dict[str, Any]]]
     #: Whether a deletion is written as an update (``active: N``) rather than left alone.
     deletes_in_place: ClassVar[bool] = False
     #: Whether groups (``is_folder``) are left out (they have no row of this family).
@@ -342,19 +387,24 @@ class _XmlIdAction(_MasterAction):
         if change.deleted:
             # A deletion may name no more than the id: only the active flag is written —
             # to our row only; one that is gone needs nothing.
-            if state is LinkState.OURS and self.deletes_in_place:
+            # (OURS implies ``known``: the state comes from the crosswalked row.)
+            if state is LinkState.OURS and known is not None and self.deletes_in_place:
                 try:
-                    await self.client.call(f"catalog.{self.family}.update",
-                                           {"id": int(known), "fields": {"active": "N"}})
+                    await self.client.call(
+                        f"catalog.{self.family}.update",
+                        {"id": int(known), "fields": {"active": "N"}},
+                    )
                 except InvalidRequest as exc:
                     # Deleted since the check: nothing is left to deactivate.
                     if not exc.not_found:
                         raise
             return known
-        if state is LinkState.OURS:
+        if state is LinkState.OURS and known is not None:
             try:
-                await self.client.call(f"catalog.{self.family}.update",
-                                       {"id": int(known), "fields": self.fields(payload)})
+                await self.client.call(
+                    f"catalog.{self.family}.update",
+                    {"id": int(known), "fields": self.fields(payload)},
+                )
                 return known
             except InvalidRequest as exc:
                 if not exc.not_found:
@@ -366,25 +416,42 @@ class _XmlIdAction(_MasterAction):
         # (a lost answer), so it is looked up by xmlId before any add.
         found = await self.find_row({"xmlId": change.entity_id})
         if found is None:
-            added = await self.client.call(f"catalog.{self.family}.add",
-                                           {"fields": {**self.scope(), **self.fields(payload)}})
+            added = await self.client.call(
+                f"catalog.{self.family}.add", {"fields": {**self.scope(), **self.fields(payload)}}
+            )
             try:
                 ident = str(int(added[self.added_at or self.family]["id"]))
             except (TypeError, KeyError, ValueError):
-                raise Bitrix24Error(200, "", f"catalog.{self.family}.add answered without "
-                                    f"{self.added_at or self.family}.id",
-                                    method=f"catalog.{self.family}.add") from None
+                raise Bitrix24Error(
+                    200,
+                    "",
+                    f"catalog.{self.family}.add answered without {self.added_at or self.family}.id",
+                    method=f"catalog.{self.family}.add",
+                ) from None
+            await claim(xwalk, self.entity, self.target, change.entity_id, ident)
         else:
             ident = str(found["id"])
-            await self.client.call(f"catalog.{self.family}.update",
-                                   {"id": int(ident), "fields": self.fields(payload)})
-        await claim(xwalk, self.entity, self.target, change.entity_id, ident)
+            # Linked before the update: the row carries our key, so it is ours whether or
+            # not the update gets through. Linked only after it, an add whose answer was
+            # lost stayed unlinked while the portal kept refusing (the link is written when
+            # the delivery parks or is dead-lettered too), and whatever resolves the
+            # object through the crosswalk (couriers' goods, prices) waited for a calm
+            # portal — or for a DLQ replay.
+            await claim(xwalk, self.entity, self.target, change.entity_id, ident)
+            await self.client.call(
+                f"catalog.{self.family}.update", {"id": int(ident), "fields": self.fields(payload)}
+            )
         return ident
 
     async def find_row(self, flt: dict[str, Any]) -> dict[str, Any] | None:
         """The family's first row passing ``flt`` (within :meth:`scope`), or None."""
-        return await first_row(self.client, self.family, self.many, {**self.scope(), **flt},
-                               ("id", *self.select_also, "xmlId"))
+        return await first_row(
+            self.client,
+            self.family,
+            self.many,
+            {**self.scope(), **flt},
+            ("id", *self.select_also, "xmlId"),
+        )
 
 
 class WarehouseAction(_XmlIdAction):
@@ -426,29 +493,35 @@ class PriceAction(_MasterAction):
         payload = change.payload
         if is_echo(payload) or change.deleted or payload.get("characteristic_id"):
             return None
-        product = await xwalk.require("product", self.target, payload.get("product_id"),
-                                      "price of a product")
-        price_type = await xwalk.require("price_type", self.target,
-                                         payload.get("price_type_id"), "price by a price type")
-        if product is None or price_type is None or payload.get("price") is None:
+        linked_product = await xwalk.require(
+            "product", self.target, payload.get("product_id"), "price of a product"
+        )
+        linked_type = await xwalk.require(
+            "price_type", self.target, payload.get("price_type_id"), "price by a price type"
+        )
+        if linked_product is None or linked_type is None or payload.get("price") is None:
             return None
         # Both links are checked (concurrently: one batch of the packing client) before
         # anything is written: a price must not land on a product a reset portal has given
         # our product's id to.
         product, price_type = await asyncio.gather(
-            self._product(str(payload["product_id"]), int(product), xwalk),
-            self._price_type(str(payload["price_type_id"]), int(price_type), xwalk))
+            self._product(str(payload["product_id"]), int(linked_product), xwalk),
+            self._price_type(str(payload["price_type_id"]), int(linked_type), xwalk),
+        )
         fields = price_fields(payload, product, price_type)
-        found = await self.client.call("catalog.price.list", {
-            "filter": {"productId": product, "catalogGroupId": price_type},
-            "select": ["id", "productId", "catalogGroupId"]})
+        found = await self.client.call(
+            "catalog.price.list",
+            {
+                "filter": {"productId": product, "catalogGroupId": price_type},
+                "select": ["id", "productId", "catalogGroupId"],
+            },
+        )
         rows = (found or {}).get("prices") or []
         ident = None
         if rows:
             ident = str(rows[0]["id"])
             try:
-                await self.client.call("catalog.price.update", {"id": int(ident),
-                                                                "fields": fields})
+                await self.client.call("catalog.price.update", {"id": int(ident), "fields": fields})
             except InvalidRequest as exc:
                 if not exc.not_found:
                     raise
@@ -477,7 +550,8 @@ class PriceAction(_MasterAction):
         if found is None:
             raise DependencyPending(
                 f"price of a product: product {ref} is gone from Bitrix24 (deleted there); "
-                "its next change from 1С creates it again, then the price follows")
+                "its next change from 1С creates it again, then the price follows"
+            )
         await claim(xwalk, "product", self.target, ref, str(found))
         return found
 
@@ -492,7 +566,8 @@ class PriceAction(_MasterAction):
         if found is None:
             raise DependencyPending(
                 f"price by a price type: price type {ref} is gone from Bitrix24 (deleted "
-                "there); its next change from 1С creates it again, then the price follows")
+                "there); its next change from 1С creates it again, then the price follows"
+            )
         await claim(xwalk, "price_type", self.target, ref, str(found["id"]))
         return int(found["id"])
 
@@ -520,8 +595,12 @@ class EmployeeAction(_MasterAction):
     async def apply(self, change: Change, xwalk: Crosswalk) -> str | None:
         """Find and link the user; ``user:<id>``."""
         payload = change.payload
-        if (is_echo(payload) or change.deleted or payload.get("kind") != "user"
-                or payload.get("is_active") is False):
+        if (
+            is_echo(payload)
+            or change.deleted
+            or payload.get("kind") != "user"
+            or payload.get("is_active") is False
+        ):
             return None
         known = await xwalk.external_id(self.entity, self.target, change.entity_id)
         if known is not None:
@@ -537,4 +616,5 @@ class EmployeeAction(_MasterAction):
         raise DependencyPending(
             f"employee {change.entity_id} ({payload.get('name') or 'no name'}) has no active "
             f"Bitrix24 user (looked up {tried}): invite the user or set their "
-            f"{self.key_field}/e-mail in Bitrix24, then replay the change")
+            f"{self.key_field}/e-mail in Bitrix24, then replay the change"
+        )

@@ -21,7 +21,7 @@ from streams.egress.bitrix24_master import _XmlIdAction
 
 
 def product_fields(product: dict[str, Any]) -> dict[str, Any]:
-    """Canonical product -> catalog.product fields (camelCase; the 1C GUID is the xmlId)."""
+    """Canonical product -> catalog.product fields (camelCase; the 1С GUID is the xmlId)."""
     return {
         "name": product["name"],
         "xmlId": product["id"],

@@ -59,9 +59,10 @@ from uuid import UUID
 
 from sqlalchemy import text
 
+from mmstream.errors import InvalidRecord
 from mmstream.metrics import EGRESS_DELIVERIES
 from mmstream.models.base import derived_id
-from streams.backoff import retry_transient
+from mmstream.retry import retry_forever
 from streams.egress.actions import Targets
 from streams.egress.courier_documents import deal_id
 from streams.egress.delivery import Change, Crosswalk, DependencyPending
@@ -125,8 +126,9 @@ def is_latest(change_version: str, stored_version: str | None) -> bool:
     return stored_version is None or stored_version == change_version
 
 
-def walking_warehouse(courier_id: str | None, walking: dict[str, int],
-                      known_user: str | None) -> str | None:
+def walking_warehouse(
+    courier_id: str | None, walking: dict[str, int], known_user: str | None
+) -> str | None:
     """The walking warehouse of an order's courier. ``courier_id`` is the canonical employee
     (a Bitrix24 user derived from ``user:<id>``, or a 1С employee the crosswalk maps to
     ``known_user`` = ``user:<id>``); ``walking``: warehouse GUID -> Bitrix24 user id."""
@@ -181,17 +183,31 @@ class StockAction:
             # Counted besides the delivery's own outcome (the change still ends "delivered":
             # nothing is left to do for it), as "retried" is: how many writes coalescing saved.
             EGRESS_DELIVERIES.labels(TARGET, self.entity, SUPERSEDED).inc()
-            log.info("stock change coalesced into a newer one", extra={
-                "entity_id": change.entity_id, "version": payload.get("version"),
-                "stored_version": stored})
+            log.info(
+                "stock change coalesced into a newer one",
+                extra={
+                    "entity_id": change.entity_id,
+                    "version": payload.get("version"),
+                    "stored_version": stored,
+                },
+            )
             return None
-        store = int(await xwalk.require("warehouse", TARGET, payload["warehouse_id"],
-                                        "stock on a warehouse"))
-        product = int(await xwalk.require("product", TARGET, payload.get("product_id"),
-                                          "stock of a product"))
-        found = await self.client.call("catalog.storeproduct.list", {
-            "select": ["id", "storeId", "productId", "amount"],
-            "filter": {"storeId": store, "productId": product}})
+        store_id = await xwalk.require(
+            "warehouse", TARGET, payload["warehouse_id"], "stock on a warehouse"
+        )
+        product_id = await xwalk.require(
+            "product", TARGET, payload.get("product_id"), "stock of a product"
+        )
+        if store_id is None or product_id is None:  # the warehouse was checked above
+            raise InvalidRecord("a stock balance without product_id names no store product")
+        store, product = int(store_id), int(product_id)
+        found = await self.client.call(
+            "catalog.storeproduct.list",
+            {
+                "select": ["id", "storeId", "productId", "amount"],
+                "filter": {"storeId": store, "productId": product},
+            },
+        )
         rows = (found or {}).get("storeProducts") or []
         current = _number(rows[0].get("amount")) if rows else Decimal(0)
         write = balance_write(current, target)
@@ -199,21 +215,38 @@ class StockAction:
             await self._conduct(write, store, product, change)
         return f"{store}:{product}"
 
-    async def _conduct(self, write: BalanceWrite, store: int, product: int,
-                       change: Change) -> None:
-        fields: dict[str, Any] = {"docType": write.doc_type,
-                                  "title": f"mmstream stock {change.entity_id}",
-                                  "commentary": f"1С balance {change.payload.get('version')}"}
+    async def _conduct(self, write: BalanceWrite, store: int, product: int, change: Change) -> None:
+        fields: dict[str, Any] = {
+            "docType": write.doc_type,
+            "title": f"mmstream stock {change.entity_id}",
+            "commentary": f"1С balance {change.payload.get('version')}",
+        }
         if write.doc_type == RAISE:
             fields["currency"] = "RUB"  # an adjustment is priced; the balance is what matters
         doc = _ident(await self.client.call("catalog.document.add", {"fields": fields}), "document")
-        await self.client.call("catalog.document.element.add", {"fields": {
-            "docId": doc, "elementId": product, "amount": float(write.amount),
-            write.store_field: store, "purchasingPrice": 0}})
+        await self.client.call(
+            "catalog.document.element.add",
+            {
+                "fields": {
+                    "docId": doc,
+                    "elementId": product,
+                    "amount": float(write.amount),
+                    write.store_field: store,
+                    "purchasingPrice": 0,
+                }
+            },
+        )
         await self.client.call("catalog.document.conduct", {"id": doc})
-        log.info("store balance written", extra={
-            "entity_id": change.entity_id, "store": store, "product": product,
-            "doc_type": write.doc_type, "amount": str(write.amount)})
+        log.info(
+            "store balance written",
+            extra={
+                "entity_id": change.entity_id,
+                "store": store,
+                "product": product,
+                "doc_type": write.doc_type,
+                "amount": str(write.amount),
+            },
+        )
 
     @staticmethod
     async def _stored_version(xwalk: Crosswalk, ident: str) -> str | None:
@@ -221,7 +254,7 @@ class StockAction:
             async with xwalk.engine.connect() as conn:
                 return await conn.scalar(_STORED_VERSION, {"id": ident})
 
-        return await retry_transient(read, what="stock row read", entity="stock")
+        return await retry_forever(read, stage="egress", what="stock row read", entity="stock")
 
 
 _RESERVE = text(
@@ -230,14 +263,20 @@ _RESERVE = text(
     "CAST(:product AS uuid), :quantity) ON CONFLICT (order_id, stock_id) DO UPDATE SET "
     # A changed quantity is a new reservation: its moment is now.
     "quantity = excluded.quantity, reserved_at = clock_timestamp() "
-    "WHERE stock_reservation.quantity <> excluded.quantity")
-_RELEASE = text("DELETE FROM stock_reservation WHERE order_id = CAST(:order AS uuid) "
-                "AND NOT (stock_id = ANY(CAST(:keep AS uuid[]))) "
-                "RETURNING stock_id, warehouse_id, product_id")
-_ROWS = text("SELECT quantity, reserved_at FROM stock_reservation "
-             "WHERE stock_id = CAST(:stock AS uuid)")
-_AS_OF = text("SELECT as_of, clock_timestamp() FROM (SELECT 1) one LEFT JOIN stock "
-              "ON stock.id = CAST(:stock AS uuid)")
+    "WHERE stock_reservation.quantity <> excluded.quantity"
+)
+_RELEASE = text(
+    "DELETE FROM stock_reservation WHERE order_id = CAST(:order AS uuid) "
+    "AND NOT (stock_id = ANY(CAST(:keep AS uuid[]))) "
+    "RETURNING stock_id, warehouse_id, product_id"
+)
+_ROWS = text(
+    "SELECT quantity, reserved_at FROM stock_reservation WHERE stock_id = CAST(:stock AS uuid)"
+)
+_AS_OF = text(
+    "SELECT as_of, clock_timestamp() FROM (SELECT 1) one LEFT JOIN stock "
+    "ON stock.id = CAST(:stock AS uuid)"
+)
 
 
 class InstantOrderReservation:
@@ -264,8 +303,11 @@ class InstantOrderReservation:
         warehouse = walking_warehouse(courier, self.walking, known)
         # A lost or deleted deal, or one no longer assigned to a courier with a walking
         # warehouse, holds nothing: whatever it reserved before is released.
-        released = bool(payload.get("deleted")) or warehouse is None or \
-            stage_outcome(str(payload.get("stage") or "")) == "failure"
+        released = (
+            bool(payload.get("deleted"))
+            or warehouse is None
+            or stage_outcome(str(payload.get("stage") or "")) == "failure"
+        )
         goods: dict[UUID, tuple[UUID, Decimal]] = {}
         if not released and warehouse is not None:
             goods = reservation.goods_by_stock(UUID(warehouse), await self._goods(deal, xwalk))
@@ -286,13 +328,15 @@ class InstantOrderReservation:
             if canonical is None:
                 raise DependencyPending(
                     f"deal {deal}: product {number} ({row.get('PRODUCT_NAME') or 'no name'}) is "
-                    "not a product from 1С: it has no stock to reserve from")
+                    "not a product from 1С: it has no stock to reserve from"
+                )
             out.append((UUID(canonical), quantity))
         return out
 
     @staticmethod
-    async def _store(xwalk: Crosswalk, order: str, warehouse: str | None,
-                     goods: dict[UUID, tuple[UUID, Decimal]]) -> dict[str, tuple[str, str]]:
+    async def _store(
+        xwalk: Crosswalk, order: str, warehouse: str | None, goods: dict[UUID, tuple[UUID, Decimal]]
+    ) -> dict[str, tuple[str, str]]:
         """Write the order's reservations (dropping those it no longer has); the stock rows
         touched -> (warehouse, product)."""
 
@@ -300,17 +344,25 @@ class InstantOrderReservation:
             touched: dict[str, tuple[str, str]] = {}
             async with xwalk.engine.begin() as conn:
                 for stock, (product, quantity) in goods.items():
-                    await conn.execute(_RESERVE, {"order": order, "stock": str(stock),
-                                                  "warehouse": warehouse, "product": str(product),
-                                                  "quantity": quantity})
+                    await conn.execute(
+                        _RESERVE,
+                        {
+                            "order": order,
+                            "stock": str(stock),
+                            "warehouse": warehouse,
+                            "product": str(product),
+                            "quantity": quantity,
+                        },
+                    )
                     touched[str(stock)] = (str(warehouse), str(product))
-                gone = await conn.execute(_RELEASE, {"order": order,
-                                                     "keep": [str(s) for s in goods]})
+                gone = await conn.execute(
+                    _RELEASE, {"order": order, "keep": [str(s) for s in goods]}
+                )
                 for stock, where, product in gone.all():
                     touched[str(stock)] = (str(where), str(product))
             return touched
 
-        return await retry_transient(write, what="stock reservation", entity="stock")
+        return await retry_forever(write, stage="egress", what="stock reservation", entity="stock")
 
     async def _publish(self, xwalk: Crosswalk, stock: str, warehouse: str, product: str) -> None:
         async def read() -> tuple[datetime | None, datetime, list[reservation.Reservation]]:
@@ -319,13 +371,26 @@ class InstantOrderReservation:
                 rows = (await conn.execute(_ROWS, {"stock": stock})).all()
             return as_of, now, [reservation.Reservation(Decimal(q), at) for q, at in rows]
 
-        as_of, now, rows = await retry_transient(read, what="stock reservation read",
-                                                 entity="stock")
+        as_of, now, rows = await retry_forever(
+            read, stage="egress", what="stock reservation read", entity="stock"
+        )
         total, latest = reservation.order_reserve(rows, as_of)
-        value = reservation.record(warehouse_id=UUID(warehouse), product_id=UUID(product),
-                                   characteristic_id=None, total=total, latest=latest,
-                                   computed_at=now)
-        await publish(self.producer, event_record(self.topic, "stock.reservation", "stock", stock,
-                                                  value, dedupe=now.isoformat()), "stock")
-        log.info("stock reserved for couriers' orders", extra={
-            "entity_id": stock, "order_reserve": str(total), "warehouse": warehouse})
+        value = reservation.record(
+            warehouse_id=UUID(warehouse),
+            product_id=UUID(product),
+            characteristic_id=None,
+            total=total,
+            latest=latest,
+            computed_at=now,
+        )
+        await publish(
+            self.producer,
+            event_record(
+                self.topic, "stock.reservation", "stock", stock, value, dedupe=now.isoformat()
+            ),
+            "stock",
+        )
+        log.info(
+            "stock reserved for couriers' orders",
+            extra={"entity_id": stock, "order_reserve": str(total), "warehouse": warehouse},
+        )

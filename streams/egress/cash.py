@@ -31,7 +31,7 @@ from zoneinfo import ZoneInfo
 
 from mmstream.errors import classify
 from mmstream.metrics import CASH_POSTING_LATENCY
-from streams.backoff import retry_transient
+from mmstream.retry import retry_forever
 from streams.egress.actions import Targets
 from streams.egress.cash_sla import claim, raise_claimed
 from streams.egress.delivery import Change, Crosswalk
@@ -46,8 +46,12 @@ EVENT_TOPIC = "events.cash_sla"  # the same as streams.egress.cash_sla.EVENT_TOP
 
 def needs_posting(payload: dict[str, Any]) -> bool:
     """A 1С cash document that is neither posted nor deleted (nor a deletion record)."""
-    return (payload.get("source") == "onec" and not payload.get("deleted")
-            and not payload.get("posted") and bool(payload.get("date")))
+    return (
+        payload.get("source") == "onec"
+        and not payload.get("deleted")
+        and not payload.get("posted")
+        and bool(payload.get("date"))
+    )
 
 
 def document_time(payload: dict[str, Any], tz: ZoneInfo) -> datetime:
@@ -56,20 +60,28 @@ def document_time(payload: dict[str, Any], tz: ZoneInfo) -> datetime:
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=tz)
 
 
-def deviation(payload: dict[str, Any], entity: str, *, outcome: str, at: datetime,
-              sla_s: float, tz: ZoneInfo) -> dict[str, Any] | None:
+def deviation(
+    payload: dict[str, Any], entity: str, *, outcome: str, at: datetime, sla_s: float, tz: ZoneInfo
+) -> dict[str, Any] | None:
     """The SLA event of a document ``outcome`` (``posted`` / ``refused``) at ``at``; None
     when it was posted in time."""
     dated = document_time(payload, tz)
     took = (at - dated).total_seconds()
     if outcome == "posted" and took <= sla_s:
         return None
-    return {"entity": entity, "id": str(payload["id"]), "number": payload.get("number") or "",
-            "date": dated.isoformat(), "outcome": outcome, "at": at.isoformat(),
-            "sla_s": sla_s, "late_by_s": round(max(took - sla_s, 0.0), 3),
-            # A string, as avro/cash_sla_event.avsc says: a JSON number would round money.
-            "amount": None if payload.get("amount") is None else str(payload["amount"]),
-            "employee_id": payload.get("employee_id")}
+    return {
+        "entity": entity,
+        "id": str(payload["id"]),
+        "number": payload.get("number") or "",
+        "date": dated.isoformat(),
+        "outcome": outcome,
+        "at": at.isoformat(),
+        "sla_s": sla_s,
+        "late_by_s": round(max(took - sla_s, 0.0), 3),
+        # A string, as avro/cash_sla_event.avsc says: a JSON number would round money.
+        "amount": None if payload.get("amount") is None else str(payload["amount"]),
+        "employee_id": payload.get("employee_id"),
+    }
 
 
 # -- actions ------------------------------------------------------------------------------
@@ -109,10 +121,17 @@ class _Posting:
         await self._deviation(change, xwalk, "posted", posted_at)
         return change.entity_id
 
-    async def _deviation(self, change: Change, xwalk: Crosswalk, outcome: str,
-                         at: datetime) -> None:
-        event = deviation(change.payload, self.entity, outcome=outcome, at=at,
-                          sla_s=self.flows.cash_sla_s, tz=self.tz)
+    async def _deviation(
+        self, change: Change, xwalk: Crosswalk, outcome: str, at: datetime
+    ) -> None:
+        event = deviation(
+            change.payload,
+            self.entity,
+            outcome=outcome,
+            at=at,
+            sla_s=self.flows.cash_sla_s,
+            tz=self.tz,
+        )
         if event is None:
             return
         engine = xwalk.engine
@@ -121,11 +140,13 @@ class _Posting:
             async with engine.begin() as conn:
                 return await claim(conn, event, "posting")
 
-        if not await retry_transient(take, what="cash SLA claim", entity=self.entity):
+        if not await retry_forever(take, stage="egress", what="cash SLA claim", entity=self.entity):
             # Raised already: by the watch (still unposted past the SLA), or by this posting
             # before a crash (a claim left unpublished is published by the watch).
-            log.info("cash SLA deviation raised already", extra={
-                "entity": self.entity, "entity_id": change.entity_id, "outcome": outcome})
+            log.info(
+                "cash SLA deviation raised already",
+                extra={"entity": self.entity, "entity_id": change.entity_id, "outcome": outcome},
+            )
             return
         await raise_claimed(engine, self.producer, self.event_topic, event, raised_by="posting")
 

@@ -127,11 +127,15 @@ def state_of(row: CashRow, now: datetime, sla_s: float, lagging_grace_s: float =
     return "lagging"
 
 
-def overdue(rows: Iterable[CashRow], now: datetime, sla_s: float,
-            lagging_grace_s: float = 0.0) -> list[tuple[CashRow, str]]:
+def overdue(
+    rows: Iterable[CashRow], now: datetime, sla_s: float, lagging_grace_s: float = 0.0
+) -> list[tuple[CashRow, str]]:
     """The documents to raise and their states, oldest first."""
-    found = [(row, state) for row in rows
-             if (state := state_of(row, now, sla_s, lagging_grace_s)) is not None]
+    found = [
+        (row, state)
+        for row in rows
+        if (state := state_of(row, now, sla_s, lagging_grace_s)) is not None
+    ]
     return sorted(found, key=lambda pair: (pair[0].date, pair[0].entity, pair[0].id))
 
 
@@ -139,11 +143,18 @@ def watch_event(row: CashRow, state: str, now: datetime, sla_s: float) -> dict[s
     """The ``events.cash_sla`` event of a document past its SLA (the posting's shape)."""
     assert row.date is not None
     took = (now - row.date).total_seconds()
-    return {"entity": row.entity, "id": row.id, "number": row.number or "",
-            "date": row.date.isoformat(), "outcome": state, "at": now.isoformat(),
-            "sla_s": sla_s, "late_by_s": round(max(took - sla_s, 0.0), 3),
-            "amount": None if row.amount is None else str(row.amount),
-            "employee_id": row.employee_id}
+    return {
+        "entity": row.entity,
+        "id": row.id,
+        "number": row.number or "",
+        "date": row.date.isoformat(),
+        "outcome": state,
+        "at": now.isoformat(),
+        "sla_s": sla_s,
+        "late_by_s": round(max(took - sla_s, 0.0), 3),
+        "amount": None if row.amount is None else str(row.amount),
+        "employee_id": row.employee_id,
+    }
 
 
 # -- claims (shared with the posting) ------------------------------------------------------
@@ -153,32 +164,57 @@ _CLAIM = text(
     "VALUES (:entity, :id, :outcome, :by, :event) "
     "ON CONFLICT (entity, document_id) DO NOTHING RETURNING document_id"
 ).bindparams(bindparam("event", type_=JSONB))
-_PUBLISHED = text("UPDATE cash_sla_deviation SET published_at = now() "
-                  "WHERE entity = :entity AND document_id = :id")
+_PUBLISHED = text(
+    "UPDATE cash_sla_deviation SET published_at = now() "
+    "WHERE entity = :entity AND document_id = :id"
+)
 _STALE = text(
     "SELECT entity, document_id, event FROM cash_sla_deviation "
     "WHERE published_at IS NULL AND raised_at < now() - make_interval(secs => :after) "
-    "ORDER BY raised_at LIMIT :limit FOR UPDATE SKIP LOCKED")
+    "ORDER BY raised_at LIMIT :limit FOR UPDATE SKIP LOCKED"
+)
 
 
 async def claim(conn: AsyncConnection, event: dict[str, Any], raised_by: str) -> bool:
     """Claim the deviation of ``event``'s document; False when it was raised already."""
-    row = await conn.execute(_CLAIM, {"entity": event["entity"], "id": event["id"],
-                                      "outcome": event["outcome"], "by": raised_by,
-                                      "event": event})
+    row = await conn.execute(
+        _CLAIM,
+        {
+            "entity": event["entity"],
+            "id": event["id"],
+            "outcome": event["outcome"],
+            "by": raised_by,
+            "event": event,
+        },
+    )
     return row.first() is not None
 
 
-async def raise_claimed(engine: AsyncEngine, producer: AckedProducer, topic: str,
-                        event: dict[str, Any], *, raised_by: str) -> None:
+async def raise_claimed(
+    engine: AsyncEngine,
+    producer: AckedProducer,
+    topic: str,
+    event: dict[str, Any],
+    *,
+    raised_by: str,
+) -> None:
     """Publish a claimed deviation, count it, and mark it published."""
     entity, doc = event["entity"], event["id"]
-    await publish(producer, event_record(topic, "cash_sla", entity, doc, event, dedupe=DEDUPE),
-                  entity)
+    await publish(
+        producer, event_record(topic, "cash_sla", entity, doc, event, dedupe=DEDUPE), entity
+    )
     CASH_SLA_DEVIATIONS.labels(entity).inc()
-    log.warning("cash document past its SLA", extra={
-        "entity": entity, "entity_id": doc, "outcome": event["outcome"],
-        "late_by_s": event["late_by_s"], "sla_s": event["sla_s"], "raised_by": raised_by})
+    log.warning(
+        "cash document past its SLA",
+        extra={
+            "entity": entity,
+            "entity_id": doc,
+            "outcome": event["outcome"],
+            "late_by_s": event["late_by_s"],
+            "sla_s": event["sla_s"],
+            "raised_by": raised_by,
+        },
+    )
     async with engine.begin() as conn:
         await conn.execute(_PUBLISHED, {"entity": entity, "id": doc})
 
@@ -215,18 +251,20 @@ def dlq_lookup(settings: Settings) -> DeadLettered:
     beginning, in a thread: run only for documents about to be raised as lagging)."""
 
     def scan(entity: str, ids: set[str]) -> set[str]:
-        from streams.dlq.reader import DlqReader
+        from mmstream.dlq.reader import DlqReader
 
-        reader = DlqReader(settings, settings.topic(f"dlq.egress.{TARGET}.{entity}"),
-                           idle_timeout_s=10.0)
+        reader = DlqReader(
+            settings, settings.topic(f"dlq.egress.{TARGET}.{entity}"), idle_timeout_s=10.0
+        )
         return {e.entity for e in reader.scan() if e.entity in ids}
 
     async def lookup(entity: str, ids: set[str]) -> set[str]:
         try:
             return await asyncio.to_thread(scan, entity, ids)
         except Exception:  # noqa: BLE001 — the state is a detail; the deviation is raised anyway
-            log.warning("DLQ not read: documents stay 'lagging'", exc_info=True,
-                        extra={"entity": entity})
+            log.warning(
+                "DLQ not read: documents stay 'lagging'", exc_info=True, extra={"entity": entity}
+            )
             return set()
 
     return lookup
@@ -235,9 +273,15 @@ def dlq_lookup(settings: Settings) -> DeadLettered:
 class CashSlaWatch:
     """One tick: raise every cash document past its SLA not raised yet (module docstring)."""
 
-    def __init__(self, engine: AsyncEngine, producer: AckedProducer, settings: Settings, *,
-                 dead_lettered: DeadLettered | None = None,
-                 lagging_grace_s: float = LAGGING_GRACE_S) -> None:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        producer: AckedProducer,
+        settings: Settings,
+        *,
+        dead_lettered: DeadLettered | None = None,
+        lagging_grace_s: float = LAGGING_GRACE_S,
+    ) -> None:
         self.engine = engine
         self.producer = producer
         self.sla_s = settings.flows.cash_sla_s
@@ -264,28 +308,40 @@ class CashSlaWatch:
                 event = watch_event(row, state, now, self.sla_s)
                 if await claim(conn, event, "watch"):  # False: the posting was first
                     raised.append(event)
-            stale = [dict(r.event) for r in await conn.execute(
-                _STALE, {"after": REPUBLISH_AFTER_S, "limit": BATCH})]
+            stale = [
+                dict(r.event)
+                for r in await conn.execute(_STALE, {"after": REPUBLISH_AFTER_S, "limit": BATCH})
+            ]
         # Claims are committed: a crash from here on leaves them for a later tick, which
         # publishes them again (at least once; the CloudEvent id is stable per document).
         for event in raised:
             await raise_claimed(self.engine, self.producer, self.topic, event, raised_by="watch")
         for event in stale:
-            log.info("publishing a deviation a crash left unpublished",
-                     extra={"entity": event["entity"], "entity_id": event["id"]})
+            log.info(
+                "publishing a deviation a crash left unpublished",
+                extra={"entity": event["entity"], "entity_id": event["id"]},
+            )
             await raise_claimed(self.engine, self.producer, self.topic, event, raised_by="retry")
         return len(raised)
 
     @staticmethod
     async def _lock(conn: AsyncConnection) -> bool:
         """One replica at a time (held until the transaction ends)."""
-        return bool(await conn.scalar(text("SELECT pg_try_advisory_xact_lock(:k)"),
-                                      {"k": LOCK_KEY}))
+        return bool(
+            await conn.scalar(text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": LOCK_KEY})
+        )
 
     async def _candidates(self, conn: AsyncConnection, kind: str, now: datetime) -> list[CashRow]:
-        result = await conn.execute(text(_CANDIDATES.format(kind=kind)), {
-            "target": TARGET, "now": now, "sla": self.sla_s, "horizon": self.horizon_s,
-            "limit": BATCH})
+        result = await conn.execute(
+            text(_CANDIDATES.format(kind=kind)),
+            {
+                "target": TARGET,
+                "now": now,
+                "sla": self.sla_s,
+                "horizon": self.horizon_s,
+                "limit": BATCH,
+            },
+        )
         return [CashRow(entity=kind, **mapping) for mapping in result.mappings()]
 
     async def _refine(self, found: list[tuple[CashRow, str]]) -> list[tuple[CashRow, str]]:
@@ -294,7 +350,12 @@ class CashSlaWatch:
         for row, state in found:
             if state == "lagging":
                 lagging.setdefault(row.entity, set()).add(row.id)
-        dead = {(kind, doc) for kind, ids in lagging.items()
-                for doc in await self.dead_lettered(kind, ids)}
-        return [(row, "dead_lettered" if state == "lagging" and (row.entity, row.id) in dead
-                 else state) for row, state in found]
+        dead = {
+            (kind, doc)
+            for kind, ids in lagging.items()
+            for doc in await self.dead_lettered(kind, ids)
+        }
+        return [
+            (row, "dead_lettered" if state == "lagging" and (row.entity, row.id) in dead else state)
+            for row, state in found
+        ]

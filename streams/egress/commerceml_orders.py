@@ -46,7 +46,7 @@ from connectors.commerceml.orders import (
     export_fragment,
 )
 from connectors.commerceml.store import ExportQueue
-from streams.backoff import retry_transient
+from mmstream.retry import retry_forever
 from streams.egress.courier_documents import (
     InstantOrderToOneC,
     NotACourierDeal,
@@ -78,10 +78,15 @@ def export_lines(lines: list[dict[str, Any]], names: dict[str, str]) -> tuple[Ex
     """courier_documents' goods lines (1С GUID, quantity, price, amount) -> the document's,
     each named as the 1С catalog names its product (``names``: GUID -> name)."""
     return tuple(
-        ExportLine(product_id=str(line["product_id"]), name=names.get(str(line["product_id"]), ""),
-                   price=Decimal(str(line["price"])), quantity=Decimal(str(line["quantity"])),
-                   amount=Decimal(str(line["amount"])))
-        for line in lines)
+        ExportLine(
+            product_id=str(line["product_id"]),
+            name=names.get(str(line["product_id"]), ""),
+            price=Decimal(str(line["price"])),
+            quantity=Decimal(str(line["quantity"])),
+            amount=Decimal(str(line["amount"])),
+        )
+        for line in lines
+    )
 
 
 def document_amount(value: Any, lines: tuple[ExportLine, ...]) -> Decimal:
@@ -93,8 +98,9 @@ def document_amount(value: Any, lines: tuple[ExportLine, ...]) -> Decimal:
     return sum((line.amount for line in lines), Decimal(0))
 
 
-def exchange_document(body: dict[str, Any], *, operation: str, deal: int, party: ExportParty,
-                      names: dict[str, str]) -> ExportDocument:
+def exchange_document(
+    body: dict[str, Any], *, operation: str, deal: int, party: ExportParty, names: dict[str, str]
+) -> ExportDocument:
     """The HTTP service's document (courier_documents ``instant_order_body`` /
     ``return_body``: the same readiness, customer, goods, date and money) -> the CommerceML
     document of ``operation``, numbered by the deal."""
@@ -105,12 +111,18 @@ def exchange_document(body: dict[str, Any], *, operation: str, deal: int, party:
     if body.get("shipment_id"):
         requisites.append(("Документ основание", str(body["shipment_id"])))
     return ExportDocument(
-        id=str(body["ref_key"]), number=str(deal),
+        id=str(body["ref_key"]),
+        number=str(deal),
         # The body's date is 1С's wall clock already (connectors/onec/client.onec_datetime).
-        moment=datetime.fromisoformat(body["date"]), operation=operation,
+        moment=datetime.fromisoformat(body["date"]),
+        operation=operation,
         currency=exchange_currency(body.get("currency")),
-        amount=document_amount(body.get("amount"), lines), counterparty=party, lines=lines,
-        comment=str(body.get("comment") or ""), requisites=tuple(requisites))
+        amount=document_amount(body.get("amount"), lines),
+        counterparty=party,
+        lines=lines,
+        comment=str(body.get("comment") or ""),
+        requisites=tuple(requisites),
+    )
 
 
 # -- actions ------------------------------------------------------------------------------
@@ -137,11 +149,11 @@ class _ToExchange(_ToOneC):
         deal = deal_id(change.payload)
         if deal is None:  # body() refuses such records; kept for the type checker
             raise NotACourierDeal(f"{self.entity} {change.entity_id} names no Bitrix24 deal")
-        party = await self._party(xwalk.engine, str(change.payload.get(self.customer_field)),
-                                  str(body["counterparty_id"]))
+        party = await self._party(
+            xwalk.engine, str(change.payload.get(self.customer_field)), str(body["counterparty_id"])
+        )
         names = await self._names(xwalk.engine, [str(line["product_id"]) for line in body["lines"]])
-        doc = exchange_document(body, operation=self.operation, deal=deal, party=party,
-                                names=names)
+        doc = exchange_document(body, operation=self.operation, deal=deal, party=party, names=names)
         return await self._queue(change, xwalk, doc)
 
     async def _party(self, engine: AsyncEngine, canonical_id: str, guid: str) -> ExportParty:
@@ -149,18 +161,25 @@ class _ToExchange(_ToOneC):
             async with engine.connect() as conn:
                 return (await conn.execute(_PARTY, {"id": canonical_id})).first()
 
-        row = await retry_transient(lookup, what="counterparty lookup", entity=self.entity)
+        row = await retry_forever(
+            lookup, stage="egress", what="counterparty lookup", entity=self.entity
+        )
         if row is None:
             return ExportParty(id=guid, name="")
-        return ExportParty(id=guid, name=row.name or "", full_name=row.full_name or "",
-                           inn=row.inn or "", kpp=row.kpp or "")
+        return ExportParty(
+            id=guid,
+            name=row.name or "",
+            full_name=row.full_name or "",
+            inn=row.inn or "",
+            kpp=row.kpp or "",
+        )
 
     async def _names(self, engine: AsyncEngine, ids: list[str]) -> dict[str, str]:
         async def lookup():
             async with engine.connect() as conn:
                 return (await conn.execute(_NAMES, {"ids": sorted(set(ids))})).all()
 
-        rows = await retry_transient(lookup, what="product names", entity=self.entity)
+        rows = await retry_forever(lookup, stage="egress", what="product names", entity=self.entity)
         return {r.id: r.name for r in rows}
 
     async def _queue(self, change: Change, xwalk: Crosswalk, doc: ExportDocument) -> str:
@@ -172,11 +191,20 @@ class _ToExchange(_ToOneC):
         # The queue is this flow's target: a worker that lost the entity's lease must not
         # replace a newer document with the older one it holds.
         await guard_write("commerceml export queue")
-        revision = await retry_transient(put, what="commerceml export queue", entity=self.entity)
-        log.info("document queued for 1С's exchange" if revision else
-                 "document already queued for 1С's exchange, unchanged", extra={
-                     "entity": self.entity, "entity_id": change.entity_id,
-                     "revision": revision, "lines": len(doc.lines)})
+        revision = await retry_forever(
+            put, stage="egress", what="commerceml export queue", entity=self.entity
+        )
+        log.info(
+            "document queued for 1С's exchange"
+            if revision
+            else "document already queued for 1С's exchange, unchanged",
+            extra={
+                "entity": self.entity,
+                "entity_id": change.entity_id,
+                "revision": revision,
+                "lines": len(doc.lines),
+            },
+        )
         return doc.id
 
 

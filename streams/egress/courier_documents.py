@@ -6,7 +6,9 @@ their status back in Bitrix24.
   with ``Idempotency-Key`` ``<entity>:<canonical id>`` and ``ref_key`` = our canonical id, so
   a retry after a timeout answers the first result and the document 1С later pushes back is
   the same entity. The goods are the deal's product rows (``crm.deal.productrows.get``),
-  each product mapped to its 1С GUID by the crosswalk; the customer must be one 1С holds.
+  each product mapped to its 1С GUID by the crosswalk — or, while the product's link has
+  not landed (an add whose answer was lost), by the portal row's xmlId naming a product we
+  hold; the customer must be one 1С holds.
   1С's answer is published on ``raw.onec.result`` *before* the delivery is recorded, so the
   entity sink merges it (the document's number, posted flag, and the middleware's status
   ``recorded``) like any other source; a crash in between repeats the call, and 1С replays
@@ -36,14 +38,19 @@ import logging
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, ClassVar
+from uuid import UUID
 from zoneinfo import ZoneInfo
+
+from sqlalchemy import text
 
 from connectors.bitrix24.errors import InvalidRequest
 from connectors.onec.client import WriteResult, onec_datetime
 from mmstream.errors import PermanentError
 from mmstream.metrics import EGRESS_DELIVERIES
+from mmstream.retry import retry_forever
 from streams.egress import onec_odata
 from streams.egress.actions import Targets
+from streams.egress.bitrix24_product import ProductAction
 from streams.egress.delivery import Change, Crosswalk, DependencyPending
 from streams.egress.events import event_record, publish
 from streams.egress.values import currency, money
@@ -56,6 +63,8 @@ RESULT_TOPIC = "raw.onec.result"
 DONE = ("recorded", "cancelled")
 #: The egress outcome counted (besides "delivered") for a status whose deal is gone.
 DEAL_GONE = "target_gone"
+#: Whether we hold a product (its canonical id is the 1С GUID the document names).
+_HELD_PRODUCT = text("SELECT id::text FROM product WHERE id = CAST(:id AS uuid)")
 
 
 class ReturnWithoutGoods(PermanentError):
@@ -100,22 +109,39 @@ def goods_lines(rows: list[dict[str, Any]], products: dict[int, str]) -> list[di
         if quantity <= 0:
             continue
         price = Decimal(str(row.get("PRICE") or 0))
-        lines.append({"product_id": products[int(row["PRODUCT_ID"])], "quantity": float(quantity),
-                      "price": float(price), "amount": float(price * quantity)})
+        lines.append(
+            {
+                "product_id": products[int(row["PRODUCT_ID"])],
+                "quantity": float(quantity),
+                "price": float(price),
+                "amount": float(price * quantity),
+            }
+        )
     return lines
 
 
-def instant_order_body(payload: dict[str, Any], *, customer: str, lines: list[dict[str, Any]],
-                       document_type: str, tz: ZoneInfo, post: bool,
-                       now: datetime | None = None) -> dict[str, Any]:
+def instant_order_body(
+    payload: dict[str, Any],
+    *,
+    customer: str,
+    lines: list[dict[str, Any]],
+    document_type: str,
+    tz: ZoneInfo,
+    post: bool,
+    now: datetime | None = None,
+) -> dict[str, Any]:
     """Canonical instant order -> the contract's InstantOrder."""
     moment = payload.get("closed_at") or payload.get("created_at")
     when = datetime.fromisoformat(moment) if moment else (now or datetime.now(UTC))
     body: dict[str, Any] = {
-        "source_id": str(payload["id"]), "ref_key": str(payload["id"]),
-        "document_type": document_type, "date": onec_datetime(when, tz),
-        "counterparty_id": customer, "currency": currency(payload.get("currency")),
-        "lines": lines, "post": post,
+        "source_id": str(payload["id"]),
+        "ref_key": str(payload["id"]),
+        "document_type": document_type,
+        "date": onec_datetime(when, tz),
+        "counterparty_id": customer,
+        "currency": currency(payload.get("currency")),
+        "lines": lines,
+        "post": post,
     }
     if (amount := money(payload.get("amount"))) is not None:
         body["amount"] = amount
@@ -125,16 +151,27 @@ def instant_order_body(payload: dict[str, Any], *, customer: str, lines: list[di
     return body
 
 
-def return_body(payload: dict[str, Any], *, customer: str, lines: list[dict[str, Any]],
-                shipment: str | None, tz: ZoneInfo, post: bool,
-                now: datetime | None = None) -> dict[str, Any]:
+def return_body(
+    payload: dict[str, Any],
+    *,
+    customer: str,
+    lines: list[dict[str, Any]],
+    shipment: str | None,
+    tz: ZoneInfo,
+    post: bool,
+    now: datetime | None = None,
+) -> dict[str, Any]:
     """Canonical return (the courier's fields) -> the contract's Return."""
     moment = payload.get("reported_at")
     when = datetime.fromisoformat(moment) if moment else (now or datetime.now(UTC))
     body: dict[str, Any] = {
-        "source_id": str(payload["id"]), "ref_key": str(payload["id"]),
-        "date": onec_datetime(when, tz), "counterparty_id": customer,
-        "currency": currency(payload.get("courier_currency")), "lines": lines, "post": post,
+        "source_id": str(payload["id"]),
+        "ref_key": str(payload["id"]),
+        "date": onec_datetime(when, tz),
+        "counterparty_id": customer,
+        "currency": currency(payload.get("courier_currency")),
+        "lines": lines,
+        "post": post,
     }
     if shipment:
         body["shipment_id"] = shipment
@@ -148,15 +185,26 @@ def return_body(payload: dict[str, Any], *, customer: str, lines: list[dict[str,
 def result_value(entity: str, entity_id: str, result: WriteResult) -> dict[str, Any]:
     """What ``raw.onec.result`` carries for one answer (streams/normalize/onec_result.py)."""
     doc = result.document
-    return {"entity": entity, "id": entity_id, "status": "recorded",
-            "idempotency_key": result.idempotency_key, "operation": result.operation,
-            "answered_at": result.created_at,
-            "document": {"type": doc.type, "ref_key": doc.ref_key, "number": doc.number,
-                         "date": doc.date, "posted": doc.posted}}
+    return {
+        "entity": entity,
+        "id": entity_id,
+        "status": "recorded",
+        "idempotency_key": result.idempotency_key,
+        "operation": result.operation,
+        "answered_at": result.created_at,
+        "document": {
+            "type": doc.type,
+            "ref_key": doc.ref_key,
+            "number": doc.number,
+            "date": doc.date,
+            "posted": doc.posted,
+        },
+    }
 
 
-def status_fields(status: str, number: str, *, status_field: str,
-                  document_field: str) -> dict[str, Any]:
+def status_fields(
+    status: str, number: str, *, status_field: str, document_field: str
+) -> dict[str, Any]:
     """The deal fields showing the middleware's status and the 1С document number."""
     fields: dict[str, Any] = {status_field: status}
     if number:
@@ -180,6 +228,8 @@ class _ToOneC:
         self.flows = targets.settings.flows
         self.tz = ZoneInfo(targets.settings.onec.timezone)
         self.result_topic = targets.settings.topic(RESULT_TOPIC)
+        # The product action's own look-up (catalog scope and all): one way to find a product.
+        self.products = ProductAction(targets)
 
     async def _lines(self, deal: int, xwalk: Crosswalk) -> list[dict[str, Any]]:
         rows = await self.bitrix24.call("crm.deal.productrows.get", {"id": deal}) or []
@@ -192,21 +242,79 @@ class _ToOneC:
                 continue
             canonical = await xwalk.canonical_id("product", "bitrix24", str(number))
             if canonical is None:
+                canonical = await self._ours_by_key(deal, number, xwalk)
+            if canonical is None:
                 raise DependencyPending(
                     f"deal {deal}: product {number} ({row.get('PRODUCT_NAME') or 'no name'}) "
-                    "is not a product from 1С; pick a 1С product in the deal, then replay")
+                    "is not a product from 1С; pick a 1С product in the deal, then replay"
+                )
             products[number] = canonical
         return goods_lines(rows, products)
 
+    async def body(self, change: Change, xwalk: Crosswalk) -> dict[str, Any] | None:
+        """The document the contract wants; None when there is nothing to create."""
+        raise NotImplementedError
+
+    async def _ours_by_key(self, deal: int, number: int, xwalk: Crosswalk) -> str | None:
+        """Our product that Bitrix24 product ``number`` is, read from its external key
+        (``xmlId``) at the portal, when the crosswalk does not link it (yet); None when it is
+        not one of ours.
+
+        The product egress writes the key with the product; the link comes with an answer:
+        the add's own, or a later attempt's look-up by the key. After an ``add`` the portal
+        executed and whose answer was lost (a storm, a timeout), the product is in the
+        catalog — couriers pick it — while its delivery waits for its next attempt on the
+        delayed path (backoff up to ``retry.max_delay_s``) or in the DLQ. The document need
+        not wait: the key says which 1С product it is. Only a product we hold counts (anyone
+        may put any text in a product's xmlId). Nothing is linked here: the product's own
+        delivery links what it finds, under its lease."""
+        row = await self.products.find_row({"id": number})
+        key = str((row or {}).get("xmlId") or "").strip()
+        try:
+            ref = str(UUID(key))
+        except ValueError:
+            return None
+
+        async def held() -> str | None:
+            async with xwalk.engine.connect() as conn:
+                return await conn.scalar(_HELD_PRODUCT, {"id": ref})
+
+        found = await retry_forever(held, stage="egress", what="product lookup", entity=self.entity)
+        if found is not None:
+            log.info(
+                "deal product found by its xmlId (not linked yet)",
+                extra={
+                    "entity": self.entity,
+                    "deal": deal,
+                    "bitrix24_product": number,
+                    "product_id": found,
+                },
+            )
+        return found
+
     async def _answered(self, change: Change, result: WriteResult) -> str:
         value = result_value(self.entity, change.entity_id, result)
-        await publish(self.producer, event_record(
-            self.result_topic, "onec.result", self.entity, change.entity_id, value,
-            dedupe=result.idempotency_key), self.entity)
-        log.info("1С recorded the document", extra={
-            "entity": self.entity, "entity_id": change.entity_id,
-            "document": json.dumps(value["document"], ensure_ascii=False),
-            "replayed": result.replayed})
+        await publish(
+            self.producer,
+            event_record(
+                self.result_topic,
+                "onec.result",
+                self.entity,
+                change.entity_id,
+                value,
+                dedupe=result.idempotency_key,
+            ),
+            self.entity,
+        )
+        log.info(
+            "1С recorded the document",
+            extra={
+                "entity": self.entity,
+                "entity_id": change.entity_id,
+                "document": json.dumps(value["document"], ensure_ascii=False),
+                "replayed": result.replayed,
+            },
+        )
         return result.document.ref_key
 
 
@@ -234,16 +342,22 @@ class InstantOrderToOneC(_ToOneC):
         deal = deal_id(payload)
         if deal is None:
             raise NotACourierDeal(f"instant order {change.entity_id} names no Bitrix24 deal")
-        customer = await xwalk.require_onec("counterparty", payload.get("counterparty_id"),
-                                            "customer of an instant order")
+        customer = await xwalk.require_onec(
+            "counterparty", payload.get("counterparty_id"), "customer of an instant order"
+        )
         if customer is None:
             raise DependencyPending(f"deal {deal}: the instant order names no customer yet")
         lines = await self._lines(deal, xwalk)
         if not lines:
             raise DependencyPending(f"deal {deal}: no goods in the instant order yet")
-        return instant_order_body(payload, customer=customer, lines=lines,
-                                  document_type=self.flows.instant_order_document, tz=self.tz,
-                                  post=self.flows.post_documents)
+        return instant_order_body(
+            payload,
+            customer=customer,
+            lines=lines,
+            document_type=self.flows.instant_order_document,
+            tz=self.tz,
+            post=self.flows.post_documents,
+        )
 
 
 class ReturnToOneC(_ToOneC):
@@ -270,19 +384,29 @@ class ReturnToOneC(_ToOneC):
             return None
         deal = deal_id(payload)
         if deal is None:
-            raise ReturnWithoutGoods(f"return {change.entity_id} started as "
-                                     f"{external.get('bitrix24')}: its goods cannot be read")
-        customer = await xwalk.require_onec("counterparty", payload.get("courier_counterparty_id"),
-                                            "customer of a return")
+            raise ReturnWithoutGoods(
+                f"return {change.entity_id} started as "
+                f"{external.get('bitrix24')}: its goods cannot be read"
+            )
+        customer = await xwalk.require_onec(
+            "counterparty", payload.get("courier_counterparty_id"), "customer of a return"
+        )
         if customer is None:
             raise DependencyPending(f"deal {deal}: the return names no customer yet")
-        shipment = await xwalk.require_onec("shipment", payload.get("courier_shipment_id"),
-                                            "shipment of a return")
+        shipment = await xwalk.require_onec(
+            "shipment", payload.get("courier_shipment_id"), "shipment of a return"
+        )
         lines = await self._lines(deal, xwalk)
         if not lines:
             raise ReturnWithoutGoods(f"deal {deal}: the return has no goods")
-        return return_body(payload, customer=customer, lines=lines, shipment=shipment,
-                           tz=self.tz, post=self.flows.post_documents)
+        return return_body(
+            payload,
+            customer=customer,
+            lines=lines,
+            shipment=shipment,
+            tz=self.tz,
+            post=self.flows.post_documents,
+        )
 
 
 def _known_document(change: Change) -> str | None:
@@ -291,13 +415,10 @@ def _known_document(change: Change) -> str | None:
     return str(known) if known else None
 
 
-class _ODataMode:
+class _ODataMode(_ToOneC):
     """Creates the document through the standard OData interface instead of the HTTP
     service (streams/egress/onec_odata.py); the rest of the flow is the parent's."""
 
-    entity: ClassVar[str]
-    onec: Any
-    flows: Any
     odata_writes: Any
 
     def entity_set(self, body: dict[str, Any]) -> str:
@@ -308,15 +429,21 @@ class _ODataMode:
 
     async def apply(self, change: Change, xwalk: Crosswalk) -> str | None:
         """Create (look-before-create) and post the 1С document; its Ref_Key."""
-        body = await self.body(change, xwalk)  # type: ignore[attr-defined]
+        body = await self.body(change, xwalk)
         if body is None:
             return _known_document(change)
         entity_set = self.entity_set(body)
         record, existed = await onec_odata.ensure_document(
-            self.onec, entity_set, self.record(body), post=bool(body.get("post")))
-        result = onec_odata.write_result(entity_set, record, key=f"{self.entity}:{change.entity_id}",
-                                         operation=self.entity, replayed=existed)
-        return await self._answered(change, result)  # type: ignore[attr-defined]
+            self.onec, entity_set, self.record(body), post=bool(body.get("post"))
+        )
+        result = onec_odata.write_result(
+            entity_set,
+            record,
+            key=f"{self.entity}:{change.entity_id}",
+            operation=self.entity,
+            replayed=existed,
+        )
+        return await self._answered(change, result)
 
 
 class InstantOrderToOneCOData(_ODataMode, InstantOrderToOneC):
@@ -344,8 +471,9 @@ class ReturnToOneCOData(_ODataMode, ReturnToOneC):
         return onec_odata.entity_sets(self.odata_writes)["return"]
 
     def record(self, body: dict[str, Any]) -> dict[str, Any]:
-        return onec_odata.return_record(body, self.odata_writes.return_defaults,
-                                        self.odata_writes.configuration)
+        return onec_odata.return_record(
+            body, self.odata_writes.return_defaults, self.odata_writes.configuration
+        )
 
 
 class _StatusToDeal:
@@ -364,12 +492,17 @@ class _StatusToDeal:
         records of other kinds (returns born in 1С have no deal)."""
         payload = change.payload
         deal = deal_id(payload)
-        if payload.get("source") == "bitrix24" or change.deleted or deal is None:
+        # A reconcile repair (streams/reconcile/job.py REPAIR_MARK) re-states the whole row:
+        # written whoever wrote its last version.
+        courier_own = payload.get("source") == "bitrix24" and not payload.get("mm_reconcile_run")
+        if courier_own or change.deleted or deal is None:
             return None
-        fields = status_fields(str(payload.get("status") or ""),
-                               str(payload.get(self.number_field) or ""),
-                               status_field=self.flows.deal_status_field,
-                               document_field=self.flows.deal_document_field)
+        fields = status_fields(
+            str(payload.get("status") or ""),
+            str(payload.get(self.number_field) or ""),
+            status_field=self.flows.deal_status_field,
+            document_field=self.flows.deal_document_field,
+        )
         try:
             await self.client.call("crm.deal.update", {"id": deal, "fields": fields})
         except InvalidRequest as exc:
@@ -379,10 +512,14 @@ class _StatusToDeal:
             # status has nowhere to go, and no replay can change that — so no DLQ record.
             # The 1С document stands; the warning and the counter let an operator see it.
             EGRESS_DELIVERIES.labels(self.target, self.entity, DEAL_GONE).inc()
-            log.warning("deal %s is gone from the portal: the %s status %r of %s is not "
-                        "written back", deal, self.entity, fields.get(self.flows.deal_status_field),
-                        change.entity_id, extra={"entity": self.entity,
-                                                 "entity_id": change.entity_id})
+            log.warning(
+                "deal %s is gone from the portal: the %s status %r of %s is not written back",
+                deal,
+                self.entity,
+                fields.get(self.flows.deal_status_field),
+                change.entity_id,
+                extra={"entity": self.entity, "entity_id": change.entity_id},
+            )
             return None
         return f"deal:{deal}"
 

@@ -105,8 +105,9 @@ def task_description(payload: dict[str, Any]) -> str:
     return "\n".join(f"{label}: {value}" for label, value in lines if value)
 
 
-def task_fields(payload: dict[str, Any], id_field: str, *,
-                responsible_id: int | None = None) -> dict[str, Any]:
+def task_fields(
+    payload: dict[str, Any], id_field: str, *, responsible_id: int | None = None
+) -> dict[str, Any]:
     """Canonical delivery task -> ``tasks.task.add/update`` fields (UPPER_CASE)."""
     fields: dict[str, Any] = {
         "TITLE": task_title(payload),
@@ -121,8 +122,9 @@ def task_fields(payload: dict[str, Any], id_field: str, *,
     return fields
 
 
-def item_fields(payload: dict[str, Any], id_field: str, *,
-                assigned_by_id: int | None = None) -> dict[str, Any]:
+def item_fields(
+    payload: dict[str, Any], id_field: str, *, assigned_by_id: int | None = None
+) -> dict[str, Any]:
     """Canonical delivery task -> ``crm.item.add/update`` fields (camelCase)."""
     fields: dict[str, Any] = {"title": task_title(payload), id_field: str(payload["id"])}
     if assigned_by_id is not None:
@@ -130,15 +132,18 @@ def item_fields(payload: dict[str, Any], id_field: str, *,
     return fields
 
 
-def confirmation_body(payload: dict[str, Any], tz: ZoneInfo, *,
-                      now: datetime | None = None) -> dict[str, Any]:
+def confirmation_body(
+    payload: dict[str, Any], tz: ZoneInfo, *, now: datetime | None = None
+) -> dict[str, Any]:
     """Canonical delivery task -> the contract's DeliveryStatus. ``occurred_at`` is when the
     courier reported the outcome (else now); the money collected goes with a delivery."""
     status = payload["status"]
     if not (payload.get("order_id") or payload.get("shipment_id")):
-        raise DeliveryNotDescribed(f"delivery task {payload.get('id')} names no order or "
-                                   "shipment: 1С cannot be told which document it confirms")
-    moment = (payload.get("delivered_at") if status == "delivered" else payload.get("failed_at"))
+        raise DeliveryNotDescribed(
+            f"delivery task {payload.get('id')} names no order or "
+            "shipment: 1С cannot be told which document it confirms"
+        )
+    moment = payload.get("delivered_at") if status == "delivered" else payload.get("failed_at")
     occurred = datetime.fromisoformat(moment) if moment else (now or datetime.now(UTC))
     body: dict[str, Any] = {"status": status, "occurred_at": onec_datetime(occurred, tz)}
     for name in ("order_id", "shipment_id"):
@@ -182,7 +187,9 @@ class DeliveryTaskAction:
     async def apply(self, change: Change, xwalk: Crosswalk) -> str | None:
         """Create or update the courier's task; its record key."""
         payload = change.payload
-        if payload.get("source") != "onec":
+        # A reconcile repair (streams/reconcile/job.py REPAIR_MARK) re-states the whole row,
+        # 1С's order data included, whoever wrote its last version: it is written.
+        if payload.get("source") != "onec" and not payload.get("mm_reconcile_run"):
             return None  # the courier's own change, or the middleware's status: nothing to write
         known = await xwalk.external_id(self.entity, self.target, change.entity_id)
         type_id = self.couriers.delivery_entity_type_id
@@ -206,8 +213,11 @@ class DeliveryTaskAction:
                         raise  # the portal refused the fields: a real error
                     state = LinkState.GONE  # deleted between our read and our write
                     row = None
-            log.warning(describe(state, self.entity, change.entity_id, str(known), row,
-                                 self._key_field(parsed)))
+            log.warning(
+                describe(
+                    state, self.entity, change.entity_id, str(known), row, self._key_field(parsed)
+                )
+            )
         if change.deleted:
             # Nothing of ours to defer. A task found by our key (created by an attempt whose
             # answer was lost) is deferred all the same.
@@ -243,8 +253,10 @@ class DeliveryTaskAction:
         kind, type_id, number = parsed
         if kind == "task":
             # tasks.task.get answers an empty result for a task that does not exist.
-            got = await self.client.call("tasks.task.get", {
-                "taskId": number, "select": ["ID", upper_field(self.couriers.task_id_field)]})
+            got = await self.client.call(
+                "tasks.task.get",
+                {"taskId": number, "select": ["ID", upper_field(self.couriers.task_id_field)]},
+            )
             task = got.get("task") if isinstance(got, dict) else None
             return task or None
         try:
@@ -256,47 +268,80 @@ class DeliveryTaskAction:
 
     async def _find(self, ident: str, type_id: int | None) -> str | None:
         if type_id is None:
-            found = await self.client.call("tasks.task.list", {
-                "filter": {upper_field(self.couriers.task_id_field): ident}, "select": ["ID"]})
+            found = await self.client.call(
+                "tasks.task.list",
+                {"filter": {upper_field(self.couriers.task_id_field): ident}, "select": ["ID"]},
+            )
             tasks = (found or {}).get("tasks") or []
             return f"task:{int(tasks[0]['id'])}" if tasks else None
-        found = await self.client.call("crm.item.list", {
-            "entityTypeId": type_id, "filter": {self.couriers.delivery_item_id_field: ident},
-            "select": ["id"]})
+        found = await self.client.call(
+            "crm.item.list",
+            {
+                "entityTypeId": type_id,
+                "filter": {self.couriers.delivery_item_id_field: ident},
+                "select": ["id"],
+            },
+        )
         items = (found or {}).get("items") or []
         return f"item:{type_id}:{int(items[0]['id'])}" if items else None
 
     async def _create(self, payload: dict[str, Any], type_id: int | None) -> str:
         responsible = self.flows.delivery_responsible_id
         if type_id is None:
-            added = await self.client.call("tasks.task.add", {"fields": task_fields(
-                payload, self.couriers.task_id_field, responsible_id=responsible)})
+            added = await self.client.call(
+                "tasks.task.add",
+                {
+                    "fields": task_fields(
+                        payload, self.couriers.task_id_field, responsible_id=responsible
+                    )
+                },
+            )
             return f"task:{int(added['task']['id'])}"
-        added = await self.client.call("crm.item.add", {
-            "entityTypeId": type_id, "fields": item_fields(
-                payload, self.couriers.delivery_item_id_field, assigned_by_id=responsible)})
+        added = await self.client.call(
+            "crm.item.add",
+            {
+                "entityTypeId": type_id,
+                "fields": item_fields(
+                    payload, self.couriers.delivery_item_id_field, assigned_by_id=responsible
+                ),
+            },
+        )
         return f"item:{type_id}:{int(added['item']['id'])}"
 
     async def _update(self, payload: dict[str, Any], parsed: tuple[str, int | None, int]) -> None:
         kind, type_id, number = parsed
         if kind == "task":
-            await self.client.call("tasks.task.update", {
-                "taskId": number, "fields": task_fields(payload, self.couriers.task_id_field)})
+            await self.client.call(
+                "tasks.task.update",
+                {"taskId": number, "fields": task_fields(payload, self.couriers.task_id_field)},
+            )
         else:
-            await self.client.call("crm.item.update", {
-                "entityTypeId": type_id, "id": number,
-                "fields": item_fields(payload, self.couriers.delivery_item_id_field)})
+            await self.client.call(
+                "crm.item.update",
+                {
+                    "entityTypeId": type_id,
+                    "id": number,
+                    "fields": item_fields(payload, self.couriers.delivery_item_id_field),
+                },
+            )
 
     async def _defer(self, parsed: tuple[str, int | None, int]) -> None:
         # The order was deleted in 1С: the task is deferred, not deleted, so what the courier
         # already did (comments, money) stays readable in Bitrix24.
         kind, type_id, number = parsed
         if kind == "task":
-            await self.client.call("tasks.task.update", {
-                "taskId": number, "fields": {"STATUS": TASK_DEFERRED}})
+            await self.client.call(
+                "tasks.task.update", {"taskId": number, "fields": {"STATUS": TASK_DEFERRED}}
+            )
         else:
-            await self.client.call("crm.item.update", {
-                "entityTypeId": type_id, "id": number, "fields": {"stageId": f"DT{type_id}_1:FAIL"}})
+            await self.client.call(
+                "crm.item.update",
+                {
+                    "entityTypeId": type_id,
+                    "id": number,
+                    "fields": {"stageId": f"DT{type_id}_1:FAIL"},
+                },
+            )
 
 
 class DeliveryConfirmation:
@@ -317,8 +362,9 @@ class DeliveryConfirmation:
         if change.deleted or status not in FINAL:
             return None
         body = confirmation_body(payload, self.tz)
-        result = await self.client.confirm_delivery(f"delivery:{change.entity_id}:{status}",
-                                                    change.entity_id, body)
+        result = await self.client.confirm_delivery(
+            f"delivery:{change.entity_id}:{status}", change.entity_id, body
+        )
         return result.document.ref_key
 
 
@@ -337,5 +383,6 @@ class DeliveryConfirmationOData(DeliveryConfirmation):
         if change.deleted or status not in FINAL:
             return None
         confirmation_body(payload, self.tz)  # the same checks: it must name its document
-        return await onec_odata.confirm_delivery(self.client, self.odata_writes, payload,
-                                                 change.entity_id, str(status))
+        return await onec_odata.confirm_delivery(
+            self.client, self.odata_writes, payload, change.entity_id, str(status)
+        )

@@ -41,21 +41,21 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any, ClassVar, Protocol
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from mmstream import log as logctx
-from mmstream.envelope import REQUEST_ID
+from mmstream.dlq.records import Failure, dead_letter
+from mmstream.envelope import REQUEST_ID, TRACEPARENT
 from mmstream.errors import InvalidRecord, TransientError, classify
 from mmstream.kafka.producer import AckedProducer
-from mmstream.metrics import DLQ_RECORDS, EGRESS_DELIVERIES, EGRESS_RETRIES
+from mmstream.metrics import DLQ_RECORDS, EGRESS_DELIVERIES
+from mmstream.retry import RetryPolicy, count_retry, retry_forever
 from streams import crosswalk
-from streams.backoff import retry_transient
-from streams.dlq.records import Failure, dead_letter
 from streams.egress.fencing import CURRENT, Fence, LeaseLost, guard_write
-from streams.egress.retry import RetryPolicy
 from streams.egress.sequencer import Parked, Sequencer
 from streams.outbox.relay import OUTBOX_ID
 from streams.records import SourceRecord
@@ -70,19 +70,28 @@ _ACQUIRE = text(
     "ON CONFLICT (target, entity, entity_id) DO UPDATE SET holder = excluded.holder, "
     "expires_at = excluded.expires_at WHERE egress_lease.expires_at < now() "
     # A retry of an acquisition whose commit went unanswered finds its own lease.
-    "OR egress_lease.holder = excluded.holder RETURNING holder")
+    "OR egress_lease.holder = excluded.holder RETURNING holder"
+)
 # The holder is the fencing token: a takeover replaces it, so a renewal (or a confirmation)
 # that matches no row means the lease is lost. Matching the holder alone is enough: while the
 # row carries our holder nobody else took the entity, even if it was past its expiry.
-_RENEW = text("UPDATE egress_lease SET expires_at = now() + make_interval(secs => :ttl) "
-              "WHERE holder = ANY(CAST(:holders AS uuid[])) RETURNING holder")
-_CONFIRM = text("UPDATE egress_lease SET expires_at = now() + make_interval(secs => :ttl) "
-                "WHERE target = :target AND entity = :entity AND entity_id = :id "
-                "AND holder = :holder RETURNING holder")
-_HOLDER = text("SELECT holder FROM egress_lease WHERE target = :target AND entity = :entity "
-               "AND entity_id = :id")
-_RELEASE = text("DELETE FROM egress_lease WHERE target = :target AND entity = :entity "
-                "AND entity_id = :id AND holder = :holder")
+_RENEW = text(
+    "UPDATE egress_lease SET expires_at = now() + make_interval(secs => :ttl) "
+    "WHERE holder = ANY(CAST(:holders AS uuid[])) RETURNING holder"
+)
+_CONFIRM = text(
+    "UPDATE egress_lease SET expires_at = now() + make_interval(secs => :ttl) "
+    "WHERE target = :target AND entity = :entity AND entity_id = :id "
+    "AND holder = :holder RETURNING holder"
+)
+_HOLDER = text(
+    "SELECT holder FROM egress_lease WHERE target = :target AND entity = :entity "
+    "AND entity_id = :id"
+)
+_RELEASE = text(
+    "DELETE FROM egress_lease WHERE target = :target AND entity = :entity "
+    "AND entity_id = :id AND holder = :holder"
+)
 #: How long a waiting delivery sleeps at most between tries for a busy lease.
 LEASE_POLL_MAX_S = 0.5
 # Read in the lease's transaction, after it is taken (a fresh snapshot: what an earlier
@@ -92,7 +101,8 @@ _STATE = text(
     "AND entity = :entity AND entity_id = :id), EXISTS (SELECT 1 FROM egress_parked "
     "WHERE target = :target AND entity = :entity AND entity_id = :id), "
     "(SELECT external_id FROM crosswalk WHERE system = :target AND entity = :entity "
-    "AND canonical_id = :id)")
+    "AND canonical_id = :id)"
+)
 
 
 @dataclass
@@ -111,6 +121,8 @@ class Held:
     def delivered(self, outbox_id: int) -> bool:
         """Whether the change with ``outbox_id`` (or a later one) was delivered already."""
         return self.last_outbox_id is not None and self.last_outbox_id >= outbox_id
+
+
 _DELIVERED = text(
     "INSERT INTO egress_delivery (target, entity, entity_id, last_outbox_id, last_event_id, external_id) "
     "VALUES (:target, :entity, :id, :outbox_id, :event_id, :ext) "
@@ -122,9 +134,17 @@ _DELIVERED = text(
 
 
 # Tables whose rows may name the 1С object (names are fixed here, never taken from records).
-_ONEC_TABLES = {name: text(f"SELECT external_ids->>'onec' FROM {name} WHERE id = CAST(:id AS uuid)")  # noqa: S608
-                for name in ("counterparty", "warehouse", "employee", "organization",
-                             "shipment", "customer_order")}
+_ONEC_TABLES = {
+    name: text(f"SELECT external_ids->>'onec' FROM {name} WHERE id = CAST(:id AS uuid)")  # noqa: S608
+    for name in (
+        "counterparty",
+        "warehouse",
+        "employee",
+        "organization",
+        "shipment",
+        "customer_order",
+    )
+}
 
 
 class DependencyPending(TransientError):
@@ -164,13 +184,19 @@ class Change:
             ce_type = headers.get("ce_type", "")
             parts = ce_type.split(".")
             change = parts[-2] if len(parts) >= 2 and parts[-1].startswith("v") else "upsert"
-            return cls(entity=entity, entity_id=str(payload["id"]), payload=payload,
-                       change=change, outbox_id=int(headers[OUTBOX_ID]),
-                       event_id=headers.get("ce_id") or str(payload.get("event_id") or ""))
+            return cls(
+                entity=entity,
+                entity_id=str(payload["id"]),
+                payload=payload,
+                change=change,
+                outbox_id=int(headers[OUTBOX_ID]),
+                event_id=headers.get("ce_id") or str(payload.get("event_id") or ""),
+            )
         except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
             # RecursionError: JSON nested deeper than the parser goes is a poison record too.
-            raise InvalidRecord(f"not an egress {entity} record: {type(exc).__name__}: "
-                                f"{str(exc)[:200]}") from exc
+            raise InvalidRecord(
+                f"not an egress {entity} record: {type(exc).__name__}: {str(exc)[:200]}"
+            ) from exc
 
 
 class Crosswalk:
@@ -183,8 +209,13 @@ class Crosswalk:
     external key before creating one. Without ``deferred`` each call is its own short
     transaction."""
 
-    def __init__(self, engine: AsyncEngine, *, deferred: bool = False,
-                 known: dict[tuple[str, str, str], str | None] | None = None) -> None:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        *,
+        deferred: bool = False,
+        known: dict[tuple[str, str, str], str | None] | None = None,
+    ) -> None:
         self.engine = engine
         self.deferred = deferred
         self._known: dict[tuple[str, str, str], str | None] = dict(known or {})
@@ -202,7 +233,7 @@ class Crosswalk:
             async with self.engine.connect() as conn:
                 return await crosswalk.external_id(conn, entity, system, str(canonical_id))
 
-        return await retry_transient(lookup, what="crosswalk lookup", entity=entity)
+        return await retry_forever(lookup, stage="egress", what="crosswalk lookup", entity=entity)
 
     async def canonical_id(self, entity: str, system: str, external_id: str) -> str | None:
         """The canonical id of ``system``'s object ``external_id``, if known."""
@@ -211,10 +242,11 @@ class Crosswalk:
             async with self.engine.connect() as conn:
                 return await crosswalk.canonical_id(conn, entity, system, str(external_id))
 
-        return await retry_transient(lookup, what="crosswalk lookup", entity=entity)
+        return await retry_forever(lookup, stage="egress", what="crosswalk lookup", entity=entity)
 
-    async def require(self, entity: str, system: str, canonical_id: str | None,
-                      what: str) -> str | None:
+    async def require(
+        self, entity: str, system: str, canonical_id: str | None, what: str
+    ) -> str | None:
         """Like :meth:`external_id`, but a reference the target does not know yet raises
         :class:`DependencyPending` (None stays None: no reference)."""
         if not canonical_id:
@@ -231,20 +263,40 @@ class Crosswalk:
         (e.g. a customer created only in Bitrix24); None stays None."""
         if not canonical_id:
             return None
-        found = await self.external_id(entity, "onec", canonical_id)
+        found = await self._onec_id(entity, str(canonical_id))
         if found is None:
-            if entity not in _ONEC_TABLES:
-                raise ValueError(f"no table of 1С objects for {entity!r}")
-
-            async def lookup() -> str | None:
+            # A reference stored before its object was linked (a customer picked in Bitrix24
+            # right after egress created it, the link held up by a lost answer or an outage)
+            # is the object's derived id; once the link lands it stands for the canonical
+            # object. Checked at every retry, so the wait ends with the link, not a replay.
+            async def aliased() -> str | None:
                 async with self.engine.connect() as conn:
-                    return await conn.scalar(_ONEC_TABLES[entity], {"id": str(canonical_id)})
+                    return await crosswalk.alias(conn, str(canonical_id))
 
-            found = await retry_transient(lookup, what="1С id lookup", entity=entity)
+            real = await retry_forever(
+                aliased, stage="egress", what="crosswalk alias", entity=entity
+            )
+            if real is not None:
+                found = await self._onec_id(entity, real)
         if found is None:
-            raise DependencyPending(f"{what}: {entity} {canonical_id} is not in 1С (create or "
-                                    "link it in 1С, then replay)")
+            raise DependencyPending(
+                f"{what}: {entity} {canonical_id} is not in 1С (create or "
+                "link it in 1С, then replay)"
+            )
         return found
+
+    async def _onec_id(self, entity: str, canonical_id: str) -> str | None:
+        found = await self.external_id(entity, "onec", canonical_id)
+        if found is not None:
+            return found
+        if entity not in _ONEC_TABLES:
+            raise ValueError(f"no table of 1С objects for {entity!r}")
+
+        async def lookup() -> str | None:
+            async with self.engine.connect() as conn:
+                return await conn.scalar(_ONEC_TABLES[entity], {"id": canonical_id})
+
+        return await retry_forever(lookup, stage="egress", what="1С id lookup", entity=entity)
 
     async def link(self, entity: str, system: str, canonical_id: str, external_id: str) -> None:
         """Record that ``canonical_id`` is ``external_id`` in ``system`` (idempotent). An
@@ -260,7 +312,7 @@ class Crosswalk:
             async with self.engine.begin() as conn:
                 await crosswalk.relink(conn, entity, system, str(canonical_id), str(external_id))
 
-        await retry_transient(write, what="crosswalk link", entity=entity)
+        await retry_forever(write, stage="egress", what="crosswalk link", entity=entity)
 
     async def flush(self, conn: AsyncConnection) -> None:
         """Write the deferred links in the caller's transaction."""
@@ -288,12 +340,22 @@ class Action(Protocol):
 class EntityEgress:
     """Delivers the changes of one ``egress.<target>.<entity>`` topic through its action."""
 
-    def __init__(self, engine: AsyncEngine, action: Action, producer: AckedProducer,
-                 policy: RetryPolicy, dlq_topic: str, *, inline_attempts: int = 3,
-                 inline_budget_s: float = 5.0, lease_s: float = 120.0,
-                 delivery_lease_s: float = 15.0, write_timeout_s: float | None = None,
-                 lease_engine: AsyncEngine | None = None,
-                 on_delivered: Callable[[Change, str | None], Awaitable[None]] | None = None) -> None:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        action: Action,
+        producer: AckedProducer,
+        policy: RetryPolicy,
+        dlq_topic: str,
+        *,
+        inline_attempts: int = 3,
+        inline_budget_s: float = 5.0,
+        lease_s: float = 120.0,
+        delivery_lease_s: float = 15.0,
+        write_timeout_s: float | None = None,
+        lease_engine: AsyncEngine | None = None,
+        on_delivered: Callable[[Change, str | None], Awaitable[None]] | None = None,
+    ) -> None:
         self.engine = engine
         self.action = action
         self.target = action.target
@@ -325,8 +387,13 @@ class EntityEgress:
         """The agent / topic role name, ``egress.<target>.<entity>``."""
         return f"egress.{self.target}.{self.entity}"
 
-    async def deliver_all(self, records: list[SourceRecord], *, concurrency: int = 16,
-                          slots: asyncio.Semaphore | None = None) -> list[str]:
+    async def deliver_all(
+        self,
+        records: list[SourceRecord],
+        *,
+        concurrency: int = 16,
+        slots: asyncio.Semaphore | None = None,
+    ) -> list[str]:
         """Deliver a batch: each entity's changes in order, up to ``concurrency`` entities at
         once (or as many as ``slots`` — a semaphore the worker's agents share — lets through).
         Returns the outcomes in record order. Raises only what :meth:`deliver` raises (after
@@ -370,8 +437,9 @@ class EntityEgress:
                     done.set_result(None)
 
         try:
-            results = await asyncio.gather(*(run(k, ix) for k, ix in queues.items()),
-                                           return_exceptions=True)
+            results = await asyncio.gather(
+                *(run(k, ix) for k, ix in queues.items()), return_exceptions=True
+            )
         finally:
             # Cancelled before a run started: its followers must not wait forever.
             for key, (_, done) in chain.items():
@@ -387,7 +455,11 @@ class EntityEgress:
     async def deliver(self, record: SourceRecord) -> str:
         """Deliver one change; returns the outcome (delivered, skipped, parked, dead_lettered)."""
         headers = record.header_map
-        with logctx.bind(event_id=headers.get("ce_id", ""), request_id=headers.get(REQUEST_ID, "")):
+        with logctx.bind(
+            event_id=headers.get("ce_id", ""),
+            request_id=headers.get(REQUEST_ID, ""),
+            traceparent=headers.get(TRACEPARENT, ""),
+        ):
             # The key is the entity id (the relay keys egress records by canonical id).
             key = record.key.decode(errors="replace") if record.key else None
             while True:
@@ -400,9 +472,15 @@ class EntityEgress:
                     # take waits for the new holder and finds the change delivered (or
                     # delivers it, if the new holder came for an older one).
                     EGRESS_DELIVERIES.labels(self.target, self.entity, "fenced").inc()
-                    log.warning("egress lease lost, delivery starts over", extra={
-                        "target": self.target, "entity": self.entity, "entity_id": key,
-                        "reason": str(exc)})
+                    log.warning(
+                        "egress lease lost, delivery starts over",
+                        extra={
+                            "target": self.target,
+                            "entity": self.entity,
+                            "entity_id": key,
+                            "reason": str(exc),
+                        },
+                    )
         EGRESS_DELIVERIES.labels(self.target, self.entity, outcome).inc()
         return outcome
 
@@ -413,8 +491,14 @@ class EntityEgress:
             yield Held(xwalk=Crosswalk(self.engine))
             return
         holder = uuid.uuid4()
-        held = Held(params={"target": self.target, "entity": self.entity, "id": entity_id,
-                            "holder": holder, "ttl": self.delivery_lease_s})
+        params = {
+            "target": self.target,
+            "entity": self.entity,
+            "id": entity_id,
+            "holder": holder,
+            "ttl": self.delivery_lease_s,
+        }
+        held = Held(params=params)
 
         loop = asyncio.get_running_loop()
 
@@ -422,14 +506,20 @@ class EntityEgress:
             # Sent after this instant, so the database's expires_at is later than ours.
             started = loop.time()
             async with self.engine.begin() as conn:
-                if await conn.scalar(_ACQUIRE, held.params) is None:
+                if await conn.scalar(_ACQUIRE, params) is None:
                     return False
-                row = (await conn.execute(_STATE, held.params)).one()
-            held.fence = Fence(held.params, started + self.delivery_lease_s,
-                               self.write_timeout_s, self.lease_op_timeout_s, self._confirm)
+                row = (await conn.execute(_STATE, params)).one()
+            held.fence = Fence(
+                params,
+                started + self.delivery_lease_s,
+                self.write_timeout_s,
+                self.lease_op_timeout_s,
+                self._confirm,
+            )
             held.last_outbox_id, held.parked = row[0], bool(row[1])
-            held.xwalk = Crosswalk(self.engine, deferred=True, known={
-                (self.entity, self.target, entity_id): row[2]})
+            held.xwalk = Crosswalk(
+                self.engine, deferred=True, known={(self.entity, self.target, entity_id): row[2]}
+            )
             return True
 
         async def release() -> None:
@@ -439,9 +529,12 @@ class EntityEgress:
                 await conn.execute(_RELEASE, held.params)
 
         wait = 0.01
-        while not await retry_transient(acquire, what="egress lease", entity=self.entity):
+        while not await retry_forever(
+            acquire, stage="egress", what="egress lease", entity=self.entity
+        ):
             await asyncio.sleep(wait)  # another delivery of this entity is in flight
             wait = min(wait * 2, LEASE_POLL_MAX_S)
+        assert held.fence is not None  # acquire() set it
         self._holding[holder] = held.fence
         token = CURRENT.set(held.fence)
         try:
@@ -452,8 +545,11 @@ class EntityEgress:
             if not held.released:
                 # Shielded: a delivery cancelled at shutdown still frees its entity at once
                 # rather than after lease_s.
-                await asyncio.shield(retry_transient(release, what="egress lease release",
-                                                     entity=self.entity))
+                await asyncio.shield(
+                    retry_forever(
+                        release, stage="egress", what="egress lease release", entity=self.entity
+                    )
+                )
 
     async def _deliver(self, record: SourceRecord, held: Held) -> str:
         first = datetime.now(UTC)
@@ -466,11 +562,18 @@ class EntityEgress:
             return "skipped"  # a replay of something already delivered
         if held.parked:
             # An earlier change of this entity is parked: never overtake it.
-            await retry_transient(lambda: self.sequencer.park(record, self.entity, change.entity_id,
-                                                              lease=held.params),
-                                  what="parking", entity=self.entity)
-            log.info("parked behind an earlier change", extra={"entity_id": change.entity_id,
-                                                                "entity": self.entity})
+            await retry_forever(
+                lambda: self.sequencer.park(
+                    record, self.entity, change.entity_id, lease=held.params
+                ),
+                stage="egress",
+                what="parking",
+                entity=self.entity,
+            )
+            log.info(
+                "parked behind an earlier change",
+                extra={"entity_id": change.entity_id, "entity": self.entity},
+            )
             return "parked"
         attempt, started = 0, time.monotonic()
         while True:
@@ -494,34 +597,61 @@ class EntityEgress:
                     return "dead_lettered"
                 delay = self.policy.delay(attempt, retry_after=err.retry_after)
                 EGRESS_DELIVERIES.labels(self.target, self.entity, "retried").inc()
-                EGRESS_RETRIES.labels(self.target, self.entity, err.code).inc()
+                count_retry("egress", self.entity, err)
                 if attempt >= self.inline_attempts or elapsed + delay > self.inline_budget_s:
                     # Leave the partition: the delayed path retries it, in order.
                     # The failures' span by the monotonic clock: the database dates them.
-                    await retry_transient(lambda exc=exc, delay=delay, n=attempt: self.sequencer.park(
-                        record, self.entity, change.entity_id, attempts=n, error=exc,
-                        failing_for_s=time.monotonic() - started, retry_in_s=delay,
-                        lease=held.params), what="parking", entity=self.entity)
-                    self._log_failure("target call keeps failing, parked for a delayed retry",
-                                      change, err.code, exc, attempt, delay)
+                    async def park(
+                        exc: BaseException = exc, delay: float = delay, n: int = attempt
+                    ) -> None:
+                        await self.sequencer.park(
+                            record,
+                            self.entity,
+                            change.entity_id,
+                            attempts=n,
+                            error=exc,
+                            failing_for_s=time.monotonic() - started,
+                            retry_in_s=delay,
+                            lease=held.params,
+                        )
+
+                    await retry_forever(park, stage="egress", what="parking", entity=self.entity)
+                    self._log_failure(
+                        "target call keeps failing, parked for a delayed retry",
+                        change,
+                        err.code,
+                        exc,
+                        attempt,
+                        delay,
+                    )
                     return "parked"
-                self._log_failure("target call failed, retrying", change, err.code, exc, attempt, delay)
+                self._log_failure(
+                    "target call failed, retrying", change, err.code, exc, attempt, delay
+                )
                 await asyncio.sleep(delay)
         await self._record_delivery(change, external_id, held)
-        log.info("delivered", extra={"target": self.target, "entity": self.entity,
-                                     "entity_id": change.entity_id, "external_id": external_id,
-                                     "attempts": attempt})
+        log.info(
+            "delivered",
+            extra={
+                "target": self.target,
+                "entity": self.entity,
+                "entity_id": change.entity_id,
+                "external_id": external_id,
+                "attempts": attempt,
+            },
+        )
         return "delivered"
 
     async def _apply(self, change: Change, held: Held) -> str | None:
         """Run the action as its own task, so losing the lease can cancel it (the renewal
         fences it) without cancelling the delivery, which then starts over."""
-        fence = held.fence
+        fence, xwalk = held.fence, held.xwalk
+        assert xwalk is not None  # _exclusive() gives every delivery a crosswalk
         if fence is None:
-            return await self.action.apply(change, held.xwalk)
+            return await self.action.apply(change, xwalk)
         fence.raise_if_fenced()
         # The task copies this context: the action's writes see the fence (CURRENT).
-        task = asyncio.ensure_future(self.action.apply(change, held.xwalk))
+        task = asyncio.ensure_future(self.action.apply(change, xwalk))
         fence.task = task
         try:
             return await task
@@ -546,20 +676,41 @@ class EntityEgress:
             fence.renewed(started)
         return held
 
-    def _log_failure(self, message: str, change: Change, code: str, exc: BaseException,
-                     attempt: int, delay: float) -> None:
-        log.warning(message, extra={
-            "target": self.target, "entity": self.entity, "entity_id": change.entity_id,
-            "error_code": code, "error": str(exc)[:300], "attempt": attempt,
-            "retry_in_s": round(delay, 2)})
+    def _log_failure(
+        self,
+        message: str,
+        change: Change,
+        code: str,
+        exc: BaseException,
+        attempt: int,
+        delay: float,
+    ) -> None:
+        log.warning(
+            message,
+            extra={
+                "target": self.target,
+                "entity": self.entity,
+                "entity_id": change.entity_id,
+                "error_code": code,
+                "error": str(exc)[:300],
+                "attempt": attempt,
+                "retry_in_s": round(delay, 2),
+            },
+        )
 
-    async def _record_delivery(self, change: Change, external_id: str | None,
-                               held: Held, *, release: bool = True) -> None:
+    async def _record_delivery(
+        self, change: Change, external_id: str | None, held: Held, *, release: bool = True
+    ) -> None:
         """Remember the delivery; the lease ends in the same transaction (unless the
         caller still has work under it)."""
-        params = {"target": self.target, "entity": self.entity, "id": change.entity_id,
-                  "outbox_id": change.outbox_id, "event_id": change.event_id or None,
-                  "ext": external_id}
+        params = {
+            "target": self.target,
+            "entity": self.entity,
+            "id": change.entity_id,
+            "outbox_id": change.outbox_id,
+            "event_id": change.event_id or None,
+            "ext": external_id,
+        }
 
         async def write() -> None:
             async with self.engine.begin() as conn:
@@ -578,7 +729,9 @@ class EntityEgress:
             if held.xwalk is not None:
                 held.xwalk.pending.clear()
 
-        await retry_transient(write, what="egress delivery record", entity=self.entity)
+        await retry_forever(
+            write, stage="egress", what="egress delivery record", entity=self.entity
+        )
         if self.on_delivered is not None:
             await self.on_delivered(change, external_id)
 
@@ -596,8 +749,9 @@ class EntityEgress:
             this ran) or let it expire: neither is a takeover, and a write after an expiry
             is refused by its own check (:meth:`_confirm`)."""
             async with self.lease_engine.begin() as conn:
-                result = await conn.execute(_RENEW, {"holders": [str(h) for h in fences],
-                                                     "ttl": self.delivery_lease_s})
+                result = await conn.execute(
+                    _RENEW, {"holders": [str(h) for h in fences], "ttl": self.delivery_lease_s}
+                )
                 renewed = {str(row[0]) for row in result}
                 taken = set()
                 for holder, fence in fences.items():
@@ -616,7 +770,8 @@ class EntityEgress:
             # cancelled. (A write they start meanwhile is checked on its own.)
             for fence in fences.values():
                 if fence is not None and fence.remaining() < (
-                        self.delivery_lease_s / 3 + self.lease_op_timeout_s):
+                    self.delivery_lease_s / 3 + self.lease_op_timeout_s
+                ):
                     fence.fence(f"lease cannot be renewed before it ends: {exc!r}"[:300])
             raise
         for holder, fence in fences.items():
@@ -634,18 +789,31 @@ class EntityEgress:
         released = 0
         for parked in await self.sequencer.claim_due(entity=self.entity):
             headers = parked.record.header_map
-            with logctx.bind(event_id=headers.get("ce_id", ""),
-                             request_id=headers.get(REQUEST_ID, "")):
+            with logctx.bind(
+                event_id=headers.get("ce_id", ""),
+                request_id=headers.get(REQUEST_ID, ""),
+                traceparent=headers.get(TRACEPARENT, ""),
+            ):
                 try:
                     async with self._exclusive(parked.entity_id) as held:
                         outcome = await self._retry(parked, held)
                 except LeaseLost as exc:
                     # The new holder has the entity; the head is due again at once.
-                    await retry_transient(lambda p=parked: self.sequencer.unclaim(p),
-                                          what="parking", entity=self.entity)
-                    log.warning("egress lease lost during a delayed retry", extra={
-                        "target": self.target, "entity": self.entity,
-                        "entity_id": parked.entity_id, "reason": str(exc)})
+                    await retry_forever(
+                        partial(self.sequencer.unclaim, parked),
+                        stage="egress",
+                        what="parking",
+                        entity=self.entity,
+                    )
+                    log.warning(
+                        "egress lease lost during a delayed retry",
+                        extra={
+                            "target": self.target,
+                            "entity": self.entity,
+                            "entity_id": parked.entity_id,
+                            "reason": str(exc),
+                        },
+                    )
                     outcome = "fenced"
             EGRESS_DELIVERIES.labels(self.target, self.entity, outcome).inc()
             released += outcome not in ("parked", "fenced")
@@ -679,27 +847,49 @@ class EntityEgress:
                 await self.sequencer.release(parked)
                 return "dead_lettered"
             delay = self.policy.delay(attempts, retry_after=err.retry_after)
-            EGRESS_RETRIES.labels(self.target, self.entity, err.code).inc()
-            await self.sequencer.reschedule(parked, attempts=attempts, error=exc,
-                                            first_failure=first, retry_in_s=delay)
+            count_retry("egress", self.entity, err)
+            await self.sequencer.reschedule(
+                parked, attempts=attempts, error=exc, first_failure=first, retry_in_s=delay
+            )
             self._log_failure("parked change failed again", change, err.code, exc, attempts, delay)
             return "parked"
         # The parked head goes before the lease: a change arriving meanwhile must not see
         # it still parked and queue behind it.
         await self._record_delivery(change, external_id, held, release=False)
         await self.sequencer.release(parked)
-        log.info("delivered from the delayed path", extra={
-            "target": self.target, "entity": self.entity, "entity_id": change.entity_id,
-            "external_id": external_id, "attempts": attempts})
+        log.info(
+            "delivered from the delayed path",
+            extra={
+                "target": self.target,
+                "entity": self.entity,
+                "entity_id": change.entity_id,
+                "external_id": external_id,
+                "attempts": attempts,
+            },
+        )
         return "delivered"
 
-    async def _dead_letter(self, record: SourceRecord, exc: BaseException, attempts: int,
-                           first: datetime) -> None:
-        out = dead_letter(record, Failure(exc, attempts, first, datetime.now(UTC)),
-                          stage="egress", topic=self.dlq_topic)
-        await retry_transient(lambda: self.producer.send(out), what="dlq publish", entity=self.entity)
+    async def _dead_letter(
+        self, record: SourceRecord, exc: BaseException, attempts: int, first: datetime
+    ) -> None:
+        out = dead_letter(
+            record,
+            Failure(exc, attempts, first, datetime.now(UTC)),
+            stage="egress",
+            topic=self.dlq_topic,
+        )
+        await retry_forever(
+            lambda: self.producer.send(out), stage="egress", what="dlq publish", entity=self.entity
+        )
         DLQ_RECORDS.labels("egress", classify(exc).code).inc()
-        log.error("egress record dead-lettered", extra={
-            "target": self.target, "entity": self.entity, "error": str(exc)[:500],
-            "attempts": attempts, "source_partition": record.partition,
-            "source_offset": record.offset})
+        log.error(
+            "egress record dead-lettered",
+            extra={
+                "target": self.target,
+                "entity": self.entity,
+                "error": str(exc)[:500],
+                "attempts": attempts,
+                "source_partition": record.partition,
+                "source_offset": record.offset,
+            },
+        )

@@ -11,22 +11,30 @@ from typing import Any
 from mmstream import log as logctx
 from mmstream.envelope import REQUEST_ID, CloudEvent, change_id, now_iso
 from mmstream.kafka.producer import AckedProducer, OutRecord
-from streams.backoff import retry_transient
+from mmstream.retry import retry_forever
 
 SOURCE = "mmstream/egress"
 
 
-def event_record(topic: str, kind: str, entity: str, entity_id: str, payload: dict[str, Any],
-                 *, dedupe: str) -> OutRecord:
+def event_record(
+    topic: str, kind: str, entity: str, entity_id: str, payload: dict[str, Any], *, dedupe: str
+) -> OutRecord:
     """The record of one event. Its id is stable for (``kind``, entity, ``dedupe``), so a
     repeat after a crash carries the same id and consumers can drop it."""
-    event = CloudEvent(id=change_id(f"{kind}:{entity}", entity_id, dedupe), source=SOURCE,
-                       type=f"mm.{kind}.v1", subject=f"{entity}/{entity_id}", time=now_iso(),
-                       request_id=logctx.current(REQUEST_ID))
+    event = CloudEvent(
+        id=change_id(f"{kind}:{entity}", entity_id, dedupe),
+        source=SOURCE,
+        type=f"mm.{kind}.v1",
+        subject=f"{entity}/{entity_id}",
+        time=now_iso(),
+        request_id=logctx.current(REQUEST_ID),
+    )
     value = json.dumps(payload, ensure_ascii=False, default=str).encode()
     return OutRecord(topic=topic, value=value, key=entity_id.encode(), headers=event.headers())
 
 
 async def publish(producer: AckedProducer, record: OutRecord, entity: str) -> None:
     """Publish and wait for the broker's ack (retrying while the broker is away)."""
-    await retry_transient(lambda: producer.send(record), what="event publish", entity=entity)
+    await retry_forever(
+        lambda: producer.send(record), stage="egress", what="event publish", entity=entity
+    )

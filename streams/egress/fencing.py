@@ -86,9 +86,14 @@ class Fence:
         """The lease is lost (or about to be): no more writes; cancel the action in flight."""
         if self.fenced is None:
             self.fenced = reason
-            log.warning("egress lease lost, delivery fenced", extra={
-                "entity": self.params.get("entity"), "entity_id": self.params.get("id"),
-                "reason": reason})
+            log.warning(
+                "egress lease lost, delivery fenced",
+                extra={
+                    "entity": self.params.get("entity"),
+                    "entity_id": self.params.get("id"),
+                    "reason": reason,
+                },
+            )
         if self.task is not None and not self.task.done():
             self.task.cancel()
 
@@ -105,8 +110,10 @@ class Fence:
         """:class:`LeaseLost` unless a write started now would end inside the lease."""
         self.raise_if_fenced()
         if self.remaining() < self.write_timeout_s + self.margin_s:
-            self.fence(f"lease ends in {self.remaining():.1f} s, too soon for a write "
-                       f"(timeout {self.write_timeout_s:.1f} s)")
+            self.fence(
+                f"lease ends in {self.remaining():.1f} s, too soon for a write "
+                f"(timeout {self.write_timeout_s:.1f} s)"
+            )
             raise LeaseLost(self.fenced)
 
 
@@ -125,9 +132,14 @@ async def guard_write(what: str) -> Fence | None:
         try:
             held = await fence.confirm(fence)
         except Exception as exc:  # noqa: BLE001 — the local deadline still decides below
-            log.warning("egress lease not confirmed before a write; relying on its last renewal",
-                        extra={"what": what, "error": str(exc)[:200],
-                               "remaining_s": round(fence.remaining(), 2)})
+            log.warning(
+                "egress lease not confirmed before a write; relying on its last renewal",
+                extra={
+                    "what": what,
+                    "error": str(exc)[:200],
+                    "remaining_s": round(fence.remaining(), 2),
+                },
+            )
         else:
             if not held:
                 fence.fence(f"lease taken over before {what}")
@@ -182,8 +194,16 @@ class FencedTransport(httpx.AsyncBaseTransport):
         await self.inner.aclose()
 
 
-__all__ = ["CURRENT", "Fence", "FencedBitrix24Client", "FencedTransport", "LeaseLost",
-           "guard_write", "is_write", "lease_engine"]
+__all__ = [
+    "CURRENT",
+    "Fence",
+    "FencedBitrix24Client",
+    "FencedTransport",
+    "LeaseLost",
+    "guard_write",
+    "is_write",
+    "lease_engine",
+]
 
 
 def lease_engine(settings: Settings) -> AsyncEngine:
@@ -193,7 +213,14 @@ def lease_engine(settings: Settings) -> AsyncEngine:
     bound = settings.retry.delivery_lease_s / 5
     size = settings.streams.egress_db_pool
     return create_async_engine(
-        settings.require_database_url(), pool_size=size, max_overflow=size,
-        pool_timeout=bound, pool_pre_ping=True, pool_recycle=1800,
-        connect_args={"connect_timeout": max(2, int(bound)),
-                      "options": f"-c statement_timeout={int(bound * 1000)}"})
+        settings.require_database_url(),
+        pool_size=size,
+        max_overflow=size,
+        pool_timeout=bound,
+        pool_pre_ping=True,
+        pool_recycle=1800,
+        connect_args={
+            "connect_timeout": max(2, int(bound)),
+            "options": f"-c statement_timeout={int(bound * 1000)}",
+        },
+    )

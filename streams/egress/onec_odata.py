@@ -61,10 +61,16 @@ log = logging.getLogger(__name__)
 
 #: Entity sets of the stock configurations (connectors/onec/objects.py names them too).
 CONFIGURATION_SETS: dict[str, dict[str, str]] = {
-    "ut11": {"order": "Document_ЗаказКлиента", "shipment": "Document_РеализацияТоваровУслуг",
-             "return": "Document_ВозвратТоваровОтКлиента"},
-    "ut103": {"order": "Document_ЗаказПокупателя", "shipment": "Document_РеализацияТоваровУслуг",
-              "return": "Document_ВозвратТоваровОтПокупателя"},
+    "ut11": {
+        "order": "Document_ЗаказКлиента",
+        "shipment": "Document_РеализацияТоваровУслуг",
+        "return": "Document_ВозвратТоваровОтКлиента",
+    },
+    "ut103": {
+        "order": "Document_ЗаказПокупателя",
+        "shipment": "Document_РеализацияТоваровУслуг",
+        "return": "Document_ВозвратТоваровОтПокупателя",
+    },
 }
 #: The return's reference to the shipment it returns goods of, per configuration.
 RETURN_SHIPMENT_FIELD = {"ut11": "ДокументРеализации_Key", "ut103": "ДокументОснование"}
@@ -73,8 +79,11 @@ RETURN_SHIPMENT_FIELD = {"ut11": "ДокументРеализации_Key", "ut
 def entity_sets(cfg: ODataWriteSettings) -> dict[str, str]:
     """order / shipment / return -> the entity set this base writes them to."""
     sets = dict(CONFIGURATION_SETS[cfg.configuration])
-    for kind, override in (("order", cfg.order_entity_set), ("shipment", cfg.shipment_entity_set),
-                           ("return", cfg.return_entity_set)):
+    for kind, override in (
+        ("order", cfg.order_entity_set),
+        ("shipment", cfg.shipment_entity_set),
+        ("return", cfg.return_entity_set),
+    ):
         if override:
             sets[kind] = override if override.startswith("Document_") else f"Document_{override}"
     return sets
@@ -83,17 +92,27 @@ def entity_sets(cfg: ODataWriteSettings) -> dict[str, str]:
 def goods_rows(lines: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The contract's GoodsLine list -> the ``Товары`` tabular section (1С numbers rows
     from 1, ``LineNumber`` as text)."""
-    return [{"LineNumber": str(n), "Номенклатура_Key": line["product_id"],
-             "Количество": line["quantity"], "Цена": line["price"],
-             "Сумма": line.get("amount", line["quantity"] * line["price"])}
-            for n, line in enumerate(lines, start=1)]
+    return [
+        {
+            "LineNumber": str(n),
+            "Номенклатура_Key": line["product_id"],
+            "Количество": line["quantity"],
+            "Цена": line["price"],
+            "Сумма": line.get("amount", line["quantity"] * line["price"]),
+        }
+        for n, line in enumerate(lines, start=1)
+    ]
 
 
 def _header(body: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
     # The base's constants first: what we know of this document wins over them.
-    record: dict[str, Any] = {**defaults, "Ref_Key": body["ref_key"], "Date": body["date"],
-                              "Контрагент_Key": body["counterparty_id"],
-                              "Товары": goods_rows(body["lines"])}
+    record: dict[str, Any] = {
+        **defaults,
+        "Ref_Key": body["ref_key"],
+        "Date": body["date"],
+        "Контрагент_Key": body["counterparty_id"],
+        "Товары": goods_rows(body["lines"]),
+    }
     if body.get("amount") is not None:
         record["СуммаДокумента"] = body["amount"]
     if body.get("comment"):
@@ -110,7 +129,9 @@ def instant_order_record(body: dict[str, Any], defaults: dict[str, Any]) -> dict
     return record
 
 
-def return_record(body: dict[str, Any], defaults: dict[str, Any], configuration: str) -> dict[str, Any]:
+def return_record(
+    body: dict[str, Any], defaults: dict[str, Any], configuration: str
+) -> dict[str, Any]:
     """The HTTP service's Return body (courier_documents.return_body) -> the OData record."""
     record = _header(body, defaults)
     if body.get("shipment_id"):
@@ -118,19 +139,45 @@ def return_record(body: dict[str, Any], defaults: dict[str, Any], configuration:
     return record
 
 
-def write_result(entity_set: str, record: dict[str, Any], *, key: str, operation: str,
-                 replayed: bool, now: datetime | None = None) -> WriteResult:
+def write_result(
+    entity_set: str,
+    record: dict[str, Any],
+    *,
+    key: str,
+    operation: str,
+    replayed: bool,
+    now: datetime | None = None,
+) -> WriteResult:
     """What 1С's OData answer means in the HTTP-service mode's terms, so
     ``raw.onec.result`` and the status back to Bitrix24 are the same in both modes."""
-    document = DocumentRef(type=entity_set, ref_key=str(record["Ref_Key"]).lower(),
-                           number=str(record.get("Number") or ""),
-                           date=str(record.get("Date") or ""), posted=bool(record.get("Posted")))
+    document = DocumentRef(
+        type=entity_set,
+        ref_key=str(record["Ref_Key"]).lower(),
+        number=str(record.get("Number") or ""),
+        date=str(record.get("Date") or ""),
+        posted=bool(record.get("Posted")),
+    )
     created_at = (now or datetime.now(UTC)).isoformat(timespec="seconds")
-    raw = {"idempotency_key": key, "operation": operation, "created_at": created_at,
-           "document": {"type": document.type, "ref_key": document.ref_key, "number": document.number,
-                        "date": document.date, "posted": document.posted}}
-    return WriteResult(idempotency_key=key, operation=operation, document=document,
-                       created_at=created_at, replayed=replayed, raw=raw)
+    raw = {
+        "idempotency_key": key,
+        "operation": operation,
+        "created_at": created_at,
+        "document": {
+            "type": document.type,
+            "ref_key": document.ref_key,
+            "number": document.number,
+            "date": document.date,
+            "posted": document.posted,
+        },
+    }
+    return WriteResult(
+        idempotency_key=key,
+        operation=operation,
+        document=document,
+        created_at=created_at,
+        replayed=replayed,
+        raw=raw,
+    )
 
 
 def delivery_target(payload: dict[str, Any], sets: dict[str, str]) -> tuple[str, str]:
@@ -146,8 +193,9 @@ def delivery_line(cfg: ODataWriteSettings, task_id: str, status: str) -> str:
     return f"{cfg.delivery_marker} {task_id}: {status}"
 
 
-def delivery_fields(record: dict[str, Any], cfg: ODataWriteSettings, task_id: str,
-                    status: str) -> dict[str, Any]:
+def delivery_fields(
+    record: dict[str, Any], cfg: ODataWriteSettings, task_id: str, status: str
+) -> dict[str, Any]:
     """The fields to PATCH so the document shows this delivery's outcome; empty when it
     shows it already (a retry or a replay sends nothing)."""
     fields: dict[str, Any] = {}
@@ -157,8 +205,11 @@ def delivery_fields(record: dict[str, Any], cfg: ODataWriteSettings, task_id: st
         if line not in text.splitlines():
             fields[cfg.delivery_comment_field] = f"{text}\n{line}" if text else line
     wanted = cfg.delivery_status_values.get(status)
-    if cfg.delivery_status_field and wanted is not None \
-            and record.get(cfg.delivery_status_field) != wanted:
+    if (
+        cfg.delivery_status_field
+        and wanted is not None
+        and record.get(cfg.delivery_status_field) != wanted
+    ):
         fields[cfg.delivery_status_field] = wanted
     return fields
 
@@ -166,8 +217,9 @@ def delivery_fields(record: dict[str, Any], cfg: ODataWriteSettings, task_id: st
 # -- I/O ----------------------------------------------------------------------------------
 
 
-async def ensure_document(client: OneCClient, entity_set: str, record: dict[str, Any], *,
-                          post: bool) -> tuple[dict[str, Any], bool]:
+async def ensure_document(
+    client: OneCClient, entity_set: str, record: dict[str, Any], *, post: bool
+) -> tuple[dict[str, Any], bool]:
     """Create the document unless 1С holds it already, and post it unless posted:
     (the record as 1С holds it, whether it existed before this call)."""
     ref = str(record["Ref_Key"])
@@ -189,8 +241,9 @@ async def ensure_document(client: OneCClient, entity_set: str, record: dict[str,
     return found, existed
 
 
-async def confirm_delivery(client: OneCClient, cfg: ODataWriteSettings, payload: dict[str, Any],
-                           task_id: str, status: str) -> str:
+async def confirm_delivery(
+    client: OneCClient, cfg: ODataWriteSettings, payload: dict[str, Any], task_id: str, status: str
+) -> str:
     """Record a delivery's final status on its order or shipment; its Ref_Key."""
     entity_set, ref = delivery_target(payload, entity_sets(cfg))
     record = await client.get_document(entity_set, ref)
@@ -200,6 +253,8 @@ async def confirm_delivery(client: OneCClient, cfg: ODataWriteSettings, payload:
     if fields:
         await client.update_document(entity_set, ref, fields)
     else:
-        log.info("1С shows the delivery already", extra={"entity_set": entity_set, "ref_key": ref,
-                                                         "task_id": task_id, "status": status})
+        log.info(
+            "1С shows the delivery already",
+            extra={"entity_set": entity_set, "ref_key": ref, "task_id": task_id, "status": status},
+        )
     return ref

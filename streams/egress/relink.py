@@ -28,7 +28,7 @@ from typing import Any
 
 from sqlalchemy import text
 
-from streams.backoff import retry_transient
+from mmstream.retry import retry_forever
 from streams.egress.delivery import Crosswalk
 
 log = logging.getLogger(__name__)
@@ -51,8 +51,9 @@ def external_key(row: Mapping[str, Any], key_field: str) -> str:
     return "" if value is None else str(value).strip()
 
 
-def link_state(row: Mapping[str, Any] | None, key_field: str, ours: str, *,
-               keyless_is_ours: bool = False) -> LinkState:
+def link_state(
+    row: Mapping[str, Any] | None, key_field: str, ours: str, *, keyless_is_ours: bool = False
+) -> LinkState:
     """Whether the portal's ``row`` at a crosswalked id is our object (``ours`` = our
     canonical id, the external key we write into ``key_field``).
 
@@ -70,24 +71,37 @@ def link_state(row: Mapping[str, Any] | None, key_field: str, ours: str, *,
     return LinkState.OTHER
 
 
-def describe(state: LinkState, entity: str, canonical_id: str, known: str,
-             row: Mapping[str, Any] | None, key_field: str) -> str:
+def describe(
+    state: LinkState,
+    entity: str,
+    canonical_id: str,
+    known: str,
+    row: Mapping[str, Any] | None,
+    key_field: str,
+) -> str:
     """A log line saying why the link of ``canonical_id`` to ``known`` is being repaired."""
     if state is LinkState.GONE:
-        return (f"{entity} {canonical_id}: bitrix24 object {known} is gone (deleted in the "
-                "portal): recreating it")
+        return (
+            f"{entity} {canonical_id}: bitrix24 object {known} is gone (deleted in the "
+            "portal): recreating it"
+        )
     other = external_key(row or {}, key_field)
-    return (f"{entity} {canonical_id}: bitrix24 id {known} now belongs to another object "
-            f"({key_field}={other!r}): relinking instead of overwriting it")
+    return (
+        f"{entity} {canonical_id}: bitrix24 id {known} now belongs to another object "
+        f"({key_field}={other!r}): relinking instead of overwriting it"
+    )
 
 
-_STEAL = text("DELETE FROM crosswalk WHERE system = :system AND entity = :entity "
-              "AND external_id = :external_id AND canonical_id <> :canonical_id "
-              "RETURNING canonical_id")
+_STEAL = text(
+    "DELETE FROM crosswalk WHERE system = :system AND entity = :entity "
+    "AND external_id = :external_id AND canonical_id <> :canonical_id "
+    "RETURNING canonical_id"
+)
 
 
-async def claim(xwalk: Crosswalk, entity: str, system: str, canonical_id: str,
-                external_id: str) -> None:
+async def claim(
+    xwalk: Crosswalk, entity: str, system: str, canonical_id: str, external_id: str
+) -> None:
     """Link ``canonical_id`` to ``external_id`` — an object just found by our external key
     or just created — dropping another canonical object's link to the same id first: that
     link is stale (the portal reissued the id), and the crosswalk keeps one owner per id."""
@@ -96,15 +110,27 @@ async def claim(xwalk: Crosswalk, entity: str, system: str, canonical_id: str,
 
         async def steal() -> list[str]:
             async with xwalk.engine.begin() as conn:
-                rows = await conn.execute(_STEAL, {
-                    "system": system, "entity": entity, "external_id": str(external_id),
-                    "canonical_id": str(canonical_id)})
+                rows = await conn.execute(
+                    _STEAL,
+                    {
+                        "system": system,
+                        "entity": entity,
+                        "external_id": str(external_id),
+                        "canonical_id": str(canonical_id),
+                    },
+                )
                 return [r[0] for r in rows]
 
-        dropped = await retry_transient(steal, what="crosswalk relink", entity=entity)
+        dropped = await retry_forever(steal, stage="egress", what="crosswalk relink", entity=entity)
         if dropped:
-            log.warning("crosswalk: %s %s in %s carried %s's key, not %s's: %s's stale link "
-                        "dropped (its next change finds or recreates its own object)",
-                        entity, external_id, system, canonical_id, ", ".join(dropped),
-                        ", ".join(dropped))
+            log.warning(
+                "crosswalk: %s %s in %s carried %s's key, not %s's: %s's stale link "
+                "dropped (its next change finds or recreates its own object)",
+                entity,
+                external_id,
+                system,
+                canonical_id,
+                ", ".join(dropped),
+                ", ".join(dropped),
+            )
     await xwalk.link(entity, system, str(canonical_id), str(external_id))

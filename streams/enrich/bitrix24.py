@@ -32,12 +32,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from connectors.bitrix24.event_dedupe import mark_fetched
 from connectors.bitrix24.events import KINDS, EventRef
-from mmstream.envelope import REQUEST_ID, CloudEvent, change_id, now_iso
+from mmstream.dlq.records import Failure, dead_letter
+from mmstream.envelope import REQUEST_ID, TRACEPARENT, CloudEvent, change_id, now_iso
 from mmstream.errors import InvalidRecord, classify, dead_letterable
 from mmstream.kafka.producer import AckedProducer, OutRecord
 from mmstream.metrics import DLQ_RECORDS
-from streams.backoff import retry_transient
-from streams.dlq.records import Failure, dead_letter
+from mmstream.retry import retry_forever
 from streams.enrich.entities import DELETED, digest, version_of
 from streams.enrich.fetch import Failed, Fetched, Fetcher, Outcome
 from streams.outbox.relay import VERSION
@@ -46,8 +46,10 @@ from streams.records import SourceRecord
 log = logging.getLogger(__name__)
 STAGE = "enrich"
 
-_LAST = text("SELECT entity_key, version, digest FROM bitrix24_published "
-             "WHERE entity_key = ANY(CAST(:keys AS text[]))")
+_LAST = text(
+    "SELECT entity_key, version, digest FROM bitrix24_published "
+    "WHERE entity_key = ANY(CAST(:keys AS text[]))"
+)
 _PUBLISHED = text(
     "INSERT INTO bitrix24_published (entity_key, version, digest) "
     "SELECT * FROM unnest(CAST(:keys AS text[]), CAST(:versions AS text[]), "
@@ -79,8 +81,16 @@ class EnrichResult:
 class Enricher:
     """Handles batches of ``raw.bitrix24.event``; replays are harmless."""
 
-    def __init__(self, engine: AsyncEngine, fetcher: Fetcher, producer: AckedProducer,
-                 topics: dict[str, str], dlq_topic: str, *, origin: str) -> None:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        fetcher: Fetcher,
+        producer: AckedProducer,
+        topics: dict[str, str],
+        dlq_topic: str,
+        *,
+        origin: str,
+    ) -> None:
         """``topics``: entity -> physical ``raw.bitrix24.<entity>``; ``origin``: the portal
         host for ``ce_source`` when a record names none (poller records)."""
         self.engine = engine
@@ -95,12 +105,21 @@ class Enricher:
         started = datetime.now(UTC)
         groups, dead = _group(records)
         if groups:
-            await retry_transient(lambda: self._mark(groups), what="event fetch mark",
-                                  entity="bitrix24")
+            await retry_forever(
+                lambda: self._mark(groups),
+                stage="enrich",
+                what="event fetch mark",
+                entity="bitrix24",
+            )
         outcomes: dict[str, Outcome] = await self.fetcher.fetch(
-            [g.ref for g in groups.values() if g.ref.kind != "DELETE"])
-        last = await retry_transient(lambda: self._last_published(list(groups)),
-                                     what="published versions", entity="bitrix24")
+            [g.ref for g in groups.values() if g.ref.kind != "DELETE"]
+        )
+        last = await retry_forever(
+            lambda: self._last_published(list(groups)),
+            stage="enrich",
+            what="published versions",
+            entity="bitrix24",
+        )
         skipped = 0
         built: list[tuple[_Group, OutRecord, tuple[str, str, str]]] = []
         for key, group in groups.items():
@@ -126,30 +145,55 @@ class Enricher:
         tombstones = sum(1 for _, record, _ in built if record.value is None)
         rows = [row for _, _, row in built]
         now = datetime.now(UTC)
-        out = [dead_letter(rec, Failure(exc, attempts, started, now), stage=STAGE,
-                           topic=self.dlq_topic) for rec, exc, attempts in dead]
+        out = [
+            dead_letter(
+                rec, Failure(exc, attempts, started, now), stage=STAGE, topic=self.dlq_topic
+            )
+            for rec, exc, attempts in dead
+        ]
         if out:
-            await retry_transient(lambda: self.producer.send_many(out), what="enrich dlq publish",
-                                  entity="bitrix24")
+            await retry_forever(
+                lambda: self.producer.send_many(out),
+                stage="enrich",
+                what="enrich dlq publish",
+                entity="bitrix24",
+            )
         if rows:
-            await retry_transient(lambda: self._store(rows), what="published versions",
-                                  entity="bitrix24")
-        for rec, exc, attempts in dead:
-            DLQ_RECORDS.labels(STAGE, classify(exc).code).inc()
-            log.error("bitrix24 event dead-lettered", extra={
-                "stage": STAGE, "error": str(exc)[:500], "attempts": attempts,
-                "source_partition": rec.partition, "source_offset": rec.offset})
+            await retry_forever(
+                lambda: self._store(rows),
+                stage="enrich",
+                what="published versions",
+                entity="bitrix24",
+            )
+        for rec, error, attempts in dead:
+            DLQ_RECORDS.labels(STAGE, classify(error).code).inc()
+            log.error(
+                "bitrix24 event dead-lettered",
+                extra={
+                    "stage": STAGE,
+                    "error": str(error)[:500],
+                    "attempts": attempts,
+                    "source_partition": rec.partition,
+                    "source_offset": rec.offset,
+                },
+            )
         result = EnrichResult(len(rows) - tombstones, tombstones, skipped, len(dead))
-        log.info("bitrix24 events enriched", extra={
-            "records": len(records), "entities": len(groups), **result.__dict__})
+        log.info(
+            "bitrix24 events enriched",
+            extra={"records": len(records), "entities": len(groups), **result.__dict__},
+        )
         return result
 
     async def _send(self, built, dead) -> list:
         """Publish the entities; one the broker refuses for itself (too large, …) goes to
         ``dead`` with the reason instead of failing the batch. Returns what was published."""
         try:
-            await retry_transient(lambda: self.producer.send_many([r for _, r, _ in built]),
-                                  what="enrich publish", entity="bitrix24")
+            await retry_forever(
+                lambda: self.producer.send_many([r for _, r, _ in built]),
+                stage="enrich",
+                what="enrich publish",
+                entity="bitrix24",
+            )
             return built
         except Exception as exc:  # noqa: BLE001 — dead_letterable decides
             if not dead_letterable(exc):
@@ -162,13 +206,17 @@ class Enricher:
             sent += await self._send([item], dead)
         return sent
 
-    def _record(self, group: _Group, entity: dict[str, Any] | None, version: str,
-                dig: str) -> OutRecord:
+    def _record(
+        self, group: _Group, entity: dict[str, Any] | None, version: str, dig: str
+    ) -> OutRecord:
         ref, src = group.ref, group.records[-1][0]
         value = None
         if entity is not None:
-            value = json.dumps({**entity, "_event": group.event, "_fetched_at": now_iso()},
-                               ensure_ascii=False, separators=(",", ":")).encode()
+            value = json.dumps(
+                {**entity, "_event": group.event, "_fetched_at": now_iso()},
+                ensure_ascii=False,
+                separators=(",", ":"),
+            ).encode()
         event = CloudEvent(
             id=change_id(ref.entity, ref.key, DELETED if entity is None else f"{version}|{dig}"),
             source=f"/bitrix24/{group.event.get('domain') or self.origin}",
@@ -176,13 +224,23 @@ class Enricher:
             subject=ref.key,
             time=_rfc3339(version) or now_iso(),
             request_id=src.header_map.get(REQUEST_ID, ""),
+            traceparent=src.header_map.get(TRACEPARENT, ""),
         )
-        return OutRecord(self.topics[ref.entity], value, ref.key.encode(),
-                         [*event.headers(), (VERSION, version.encode())], src.partition)
+        return OutRecord(
+            self.topics[ref.entity],
+            value,
+            ref.key.encode(),
+            [*event.headers(), (VERSION, version.encode())],
+            src.partition,
+        )
 
     async def _mark(self, groups: dict[str, _Group]) -> None:
-        seen = [(doc["member_id"], g.ref.key, doc["kind"]) for g in groups.values()
-                for _, doc in g.records if doc.get("member_id") and doc.get("kind") in KINDS]
+        seen = [
+            (doc["member_id"], g.ref.key, doc["kind"])
+            for g in groups.values()
+            for _, doc in g.records
+            if doc.get("member_id") and doc.get("kind") in KINDS
+        ]
         if seen:
             async with self.engine.begin() as conn:
                 await mark_fetched(conn, seen)
@@ -200,8 +258,9 @@ class Enricher:
             await conn.execute(_PUBLISHED, {"keys": keys, "versions": versions, "digests": digests})
 
 
-def _group(records: list[SourceRecord]
-           ) -> tuple[dict[str, _Group], list[tuple[SourceRecord, BaseException, int]]]:
+def _group(
+    records: list[SourceRecord],
+) -> tuple[dict[str, _Group], list[tuple[SourceRecord, BaseException, int]]]:
     groups: dict[str, _Group] = {}
     dead: list[tuple[SourceRecord, BaseException, int]] = []
     for rec in records:
@@ -219,6 +278,7 @@ def _group(records: list[SourceRecord]
                 raise
             dead.append((rec, exc, 1))
             continue
+        assert isinstance(doc, dict)  # EventRef.from_record refused anything else
         group = groups.setdefault(ref.key, _Group(ref, doc))
         group.ref, group.event = ref, doc
         group.records.append((rec, doc))

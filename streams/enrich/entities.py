@@ -30,11 +30,11 @@ class Listing:
     """A cursor listing: rows modified after a time, oldest first, ids as tie-break."""
 
     method: str
-    version_filter: str          # filter field of the modification time
-    id_filter: str               # filter field of the id
+    version_filter: str  # filter field of the modification time
+    id_filter: str  # filter field of the id
     order: dict[str, str]
     select: list[str]
-    rows_key: str | None         # the answer wraps rows in this key (None: a bare list)
+    rows_key: str | None  # the answer wraps rows in this key (None: a bare list)
     row_id: str
     row_version: str
     params: dict[str, Any] = field(default_factory=dict)
@@ -48,28 +48,82 @@ class EntitySpec:
 
     name: str
     get_method: str
-    wrapper: str | None          # the get answer wraps the entity in this key
+    wrapper: str | None  # the get answer wraps the entity in this key
     version_field: str
     listing: Listing
 
 
 def _crm(name: str) -> EntitySpec:
-    return EntitySpec(name, f"crm.{name}.get", None, "DATE_MODIFY", Listing(
-        f"crm.{name}.list", "DATE_MODIFY", "ID", {"DATE_MODIFY": "ASC", "ID": "ASC"},
-        ["ID", "DATE_MODIFY"], None, "ID", "DATE_MODIFY"))
+    return EntitySpec(
+        name,
+        f"crm.{name}.get",
+        None,
+        "DATE_MODIFY",
+        Listing(
+            f"crm.{name}.list",
+            "DATE_MODIFY",
+            "ID",
+            {"DATE_MODIFY": "ASC", "ID": "ASC"},
+            ["ID", "DATE_MODIFY"],
+            None,
+            "ID",
+            "DATE_MODIFY",
+        ),
+    )
 
 
 SPECS: dict[str, EntitySpec] = {
     **{name: _crm(name) for name in ("deal", "contact", "company")},
-    "item": EntitySpec("item", "crm.item.get", "item", "updatedTime", Listing(
-        "crm.item.list", "updatedTime", "id", {"updatedTime": "ASC", "id": "ASC"},
-        ["id", "updatedTime"], "items", "id", "updatedTime")),
-    "task": EntitySpec("task", "tasks.task.get", "task", "changedDate", Listing(
-        "tasks.task.list", "CHANGED_DATE", "ID", {"CHANGED_DATE": "asc", "ID": "asc"},
-        ["ID", "CHANGED_DATE"], "tasks", "id", "changedDate", start=0)),
-    "product": EntitySpec("product", "catalog.product.get", "product", "timestampX", Listing(
-        "catalog.product.list", "timestampX", "id", {"timestampX": "asc", "id": "asc"},
-        ["id", "iblockId", "timestampX"], "products", "id", "timestampX", start=0)),
+    "item": EntitySpec(
+        "item",
+        "crm.item.get",
+        "item",
+        "updatedTime",
+        Listing(
+            "crm.item.list",
+            "updatedTime",
+            "id",
+            {"updatedTime": "ASC", "id": "ASC"},
+            ["id", "updatedTime"],
+            "items",
+            "id",
+            "updatedTime",
+        ),
+    ),
+    "task": EntitySpec(
+        "task",
+        "tasks.task.get",
+        "task",
+        "changedDate",
+        Listing(
+            "tasks.task.list",
+            "CHANGED_DATE",
+            "ID",
+            {"CHANGED_DATE": "asc", "ID": "asc"},
+            ["ID", "CHANGED_DATE"],
+            "tasks",
+            "id",
+            "changedDate",
+            start=0,
+        ),
+    ),
+    "product": EntitySpec(
+        "product",
+        "catalog.product.get",
+        "product",
+        "timestampX",
+        Listing(
+            "catalog.product.list",
+            "timestampX",
+            "id",
+            {"timestampX": "asc", "id": "asc"},
+            ["id", "iblockId", "timestampX"],
+            "products",
+            "id",
+            "timestampX",
+            start=0,
+        ),
+    ),
 }
 
 

@@ -1,5 +1,5 @@
 """Fetching the entities events name: ``batch`` calls of get commands, retried under the
-egress RetryPolicy, with per-command failures re-fetched one by one.
+RetryPolicy (``mmstream.retry.retry_bounded``), with per-command failures re-fetched one by one.
 
 A ``batch`` answer reports failed commands in ``result_error``. Keyed by command name it
 can be matched; but PHP encodes a map keyed 0..n-1 as a JSON list, and real answers show
@@ -10,9 +10,7 @@ where the HTTP status and error code are the call's own.
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -20,8 +18,7 @@ from typing import Any
 from connectors.bitrix24.client import Bitrix24Client
 from connectors.bitrix24.errors import error_from_response
 from connectors.bitrix24.events import EventRef
-from mmstream.errors import classify
-from streams.egress.retry import RetryPolicy
+from mmstream.retry import RetryPolicy, retry_bounded
 from streams.enrich.entities import SPECS, entity_of, get_command, get_params, is_gone
 
 log = logging.getLogger(__name__)
@@ -93,13 +90,17 @@ class Fetcher:
         """Outcome per entity key; never raises for a Bitrix24 error."""
         out: dict[str, Outcome] = {}
         for start in range(0, len(refs), self.batch_max):
-            out.update(await self._chunk(refs[start:start + self.batch_max]))
+            out.update(await self._chunk(refs[start : start + self.batch_max]))
         return out
 
     async def _chunk(self, refs: list[EventRef]) -> dict[str, Outcome]:
         cmd = {f"c{i}": get_command(ref) for i, ref in enumerate(refs)}
+        # One entity label per batch (a closed set either way), "batch" when they are mixed.
+        kinds = {ref.entity for ref in refs}
         answer, error, attempts = await self._attempt(
-            lambda: self.client.call("batch", {"halt": 0, "cmd": cmd}))
+            lambda: self.client.call("batch", {"halt": 0, "cmd": cmd}),
+            kinds.pop() if len(kinds) == 1 else "batch",
+        )
         if error is not None:
             return {ref.key: Failed(error, attempts) for ref in refs}
         split = split_batch(answer, list(cmd))
@@ -108,14 +109,17 @@ class Fetcher:
         for name, ref in zip(cmd, refs, strict=True):
             if name in split.results:
                 out[ref.key] = _outcome(ref, split.results[name])
-            elif name in split.errors and is_gone(error_from_response(
-                    400, split.errors[name], method=SPECS[ref.entity].get_method)):
+            elif name in split.errors and is_gone(
+                error_from_response(400, split.errors[name], method=SPECS[ref.entity].get_method)
+            ):
                 out[ref.key] = Gone()
             else:
                 again.append(ref)
         if again:
-            log.info("batch commands without an answer, fetching one by one",
-                     extra={"commands": len(again), "unmatched_errors": len(split.unmatched_errors)})
+            log.info(
+                "batch commands without an answer, fetching one by one",
+                extra={"commands": len(again), "unmatched_errors": len(split.unmatched_errors)},
+            )
         for ref in again:
             out[ref.key] = await self._one(ref)
         return out
@@ -123,28 +127,30 @@ class Fetcher:
     async def _one(self, ref: EventRef) -> Outcome:
         method = SPECS[ref.entity].get_method
         answer, error, attempts = await self._attempt(
-            lambda: self.client.call(method, get_params(ref)))
+            lambda: self.client.call(method, get_params(ref)), ref.entity
+        )
         if error is None:
             return _outcome(ref, answer)
         return Gone() if is_gone(error) else Failed(error, attempts)
 
-    async def _attempt(self, call: Callable[[], Awaitable[Any]]
-                       ) -> tuple[Any, BaseException | None, int]:
+    async def _attempt(
+        self, call: Callable[[], Awaitable[Any]], entity: str
+    ) -> tuple[Any, BaseException | None, int]:
         """(answer, None, attempts) or (None, the last error, attempts) under the policy."""
-        attempt, started = 0, time.monotonic()
-        while True:
-            attempt += 1
-            try:
-                return await call(), None, attempt
-            except Exception as exc:  # noqa: BLE001 — the policy decides via classify()
-                if not self.policy.should_retry(exc, attempt, time.monotonic() - started):
-                    return None, exc, attempt
-                err = classify(exc)
-                delay = self.policy.delay(attempt, retry_after=getattr(err, "retry_after", None))
-                log.warning("bitrix24 read failed, retrying", extra={
-                    "error_code": err.code, "error": str(exc)[:300],
-                    "attempt": attempt, "retry_in_s": round(delay, 2)})
-                await asyncio.sleep(delay)
+        attempts = 0
+
+        async def counted() -> Any:
+            nonlocal attempts
+            attempts += 1
+            return await call()
+
+        try:
+            answer = await retry_bounded(
+                counted, self.policy, stage="enrich", what="bitrix24 read", entity=entity
+            )
+        except Exception as exc:  # noqa: BLE001 — permanent, or the policy gave up
+            return None, exc, attempts
+        return answer, None, attempts
 
 
 def _outcome(ref: EventRef, answer: Any) -> Outcome:

@@ -52,8 +52,9 @@ PAGE = 50
 
 _LOCK = text("SELECT pg_try_advisory_lock(hashtext('bitrix24-poll'), hashtext(:portal))")
 _UNLOCK = text("SELECT pg_advisory_unlock(hashtext('bitrix24-poll'), hashtext(:portal))")
-_LOAD = text("SELECT since, seen_ids FROM bitrix24_poll_cursor "
-             "WHERE portal = :portal AND entity = :entity")
+_LOAD = text(
+    "SELECT since, seen_ids FROM bitrix24_poll_cursor WHERE portal = :portal AND entity = :entity"
+)
 _SAVE = text(
     "INSERT INTO bitrix24_poll_cursor (portal, entity, since, seen_ids) "
     "VALUES (:portal, :entity, :since, CAST(:seen AS text[])) "
@@ -79,8 +80,9 @@ def calls_per_cycle(entities: int, max_pages: int) -> tuple[int, int]:
     return 2 * entities, entities * (1 + 2 * max_pages)
 
 
-def budget_share(entities: int, max_pages: int, interval_s: float,
-                 rate_per_s: float) -> tuple[float, float]:
+def budget_share(
+    entities: int, max_pages: int, interval_s: float, rate_per_s: float
+) -> tuple[float, float]:
     """(idle, worst) share of the portal's request budget the poller takes."""
     idle, worst = calls_per_cycle(entities, max_pages)
     per_interval = interval_s * rate_per_s
@@ -92,10 +94,15 @@ def parse_entities(names: list[str]) -> list[tuple[str, str | None]]:
     out = []
     for name in names:
         entity, _, type_id = name.partition(":")
-        if entity not in SPECS or (entity == "item") != bool(type_id) or (
-                type_id and not _ID.match(type_id)):
-            raise ValueError(f"cannot poll {name!r}: use deal, contact, company, task, "
-                             "product or item:<entityTypeId>")
+        if (
+            entity not in SPECS
+            or (entity == "item") != bool(type_id)
+            or (type_id and not _ID.match(type_id))
+        ):
+            raise ValueError(
+                f"cannot poll {name!r}: use deal, contact, company, task, "
+                "product or item:<entityTypeId>"
+            )
         out.append((entity, type_id or None))
     return out
 
@@ -103,9 +110,18 @@ def parse_entities(names: list[str]) -> list[tuple[str, str | None]]:
 class CursorPoller:
     """Lists changed entities of one portal and publishes POLL sightings."""
 
-    def __init__(self, engine: AsyncEngine, client: Bitrix24Client, producer: AckedProducer,
-                 *, event_topic: str, portal: str, entities: list[str], iblock_id: int,
-                 max_pages: int | None = None) -> None:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        client: Bitrix24Client,
+        producer: AckedProducer,
+        *,
+        event_topic: str,
+        portal: str,
+        entities: list[str],
+        iblock_id: int,
+        max_pages: int | None = None,
+    ) -> None:
         """``portal``: the portal's host (lock, cursor and ``ce_source`` name it);
         ``max_pages``: pages listed per entity and cycle (None: until done)."""
         self.engine = engine
@@ -143,8 +159,10 @@ class CursorPoller:
         while True:
             if self.max_pages is not None and pages >= self.max_pages:
                 # The budget of this cycle is spent: the saved cursor resumes here next cycle.
-                log.info("bitrix24 poll continues next cycle", extra={
-                    "entity": name, "until": cursor.since})
+                log.info(
+                    "bitrix24 poll continues next cycle",
+                    extra={"entity": name, "until": cursor.since},
+                )
                 return published
             pages += 1
             flt = {f">{listing.version_filter}": cursor.since} if cursor.since else {}
@@ -162,15 +180,19 @@ class CursorPoller:
             if not full:
                 return published
 
-    async def _drain_second(self, entity: str, type_id: str | None, name: str,
-                            cursor: Cursor) -> int:
+    async def _drain_second(
+        self, entity: str, type_id: str | None, name: str, cursor: Cursor
+    ) -> int:
         """Publish rows modified at exactly ``cursor.since`` that were not listed yet."""
         listing = SPECS[entity].listing
         after, published = 0, 0
         while True:
-            rows, full = await self._list(entity, type_id, {
-                listing.version_filter: cursor.since, f">{listing.id_filter}": after},
-                {listing.id_filter: "ASC"})
+            rows, full = await self._list(
+                entity,
+                type_id,
+                {listing.version_filter: cursor.since, f">{listing.id_filter}": after},
+                {listing.id_filter: "ASC"},
+            )
             new = [r for r in rows if str(r[listing.row_id]) not in cursor.seen]
             if new:
                 await self._publish(entity, type_id, new)
@@ -181,12 +203,17 @@ class CursorPoller:
                 return published
             after = max(int(r[listing.row_id]) for r in rows)
 
-    async def _list(self, entity: str, type_id: str | None, flt: dict[str, Any],
-                    order: dict[str, str]) -> tuple[list[dict[str, Any]], bool]:
+    async def _list(
+        self, entity: str, type_id: str | None, flt: dict[str, Any], order: dict[str, str]
+    ) -> tuple[list[dict[str, Any]], bool]:
         """One first page of a listing: (usable rows, whether the page was full)."""
         listing: Listing = SPECS[entity].listing
-        params: dict[str, Any] = {"filter": flt, "order": order, "select": listing.select,
-                                  "start": listing.start}
+        params: dict[str, Any] = {
+            "filter": flt,
+            "order": order,
+            "select": listing.select,
+            "start": listing.start,
+        }
         if entity == "item":
             params["entityTypeId"] = int(type_id or 0)
         if entity == "product":
@@ -196,11 +223,18 @@ class CursorPoller:
             # An empty wrapper comes as [] (PHP), not as {"tasks": []}.
             result = result.get(listing.rows_key) if isinstance(result, dict) else []
         rows = result if isinstance(result, list) else []
-        valid = [r for r in rows if isinstance(r, dict)
-                 and _ID.match(str(r.get(listing.row_id, ""))) and r.get(listing.row_version)]
+        valid = [
+            r
+            for r in rows
+            if isinstance(r, dict)
+            and _ID.match(str(r.get(listing.row_id, "")))
+            and r.get(listing.row_version)
+        ]
         if len(valid) < len(rows):
-            log.warning("rows without id or version skipped", extra={
-                "entity": entity, "skipped": len(rows) - len(valid)})
+            log.warning(
+                "rows without id or version skipped",
+                extra={"entity": entity, "skipped": len(rows) - len(valid)},
+            )
         # Whether the page was full decides paging: count what the portal sent.
         return valid, len(rows) >= PAGE
 
@@ -211,14 +245,27 @@ class CursorPoller:
         for row in rows:
             version = str(row[listing.row_version])
             ref = EventRef(entity, str(row[listing.row_id]), POLL, POLL, type_id)
-            record = ref.record(member_id="", domain=self.portal, ts=ts, received_at=now,
-                                version=version)
+            record = ref.record(
+                member_id="", domain=self.portal, ts=ts, received_at=now, version=version
+            )
             event = cloud_event(ref, origin=self.portal, occurrence=f"{POLL}:{version}", time=now)
-            out.append(OutRecord(self.event_topic, json.dumps(record, separators=(",", ":")).encode(),
-                                 ref.key.encode(), event.headers()))
+            out.append(
+                OutRecord(
+                    self.event_topic,
+                    json.dumps(record, separators=(",", ":")).encode(),
+                    ref.key.encode(),
+                    event.headers(),
+                )
+            )
         await self.producer.send_many(out)
-        log.info("bitrix24 changes polled", extra={"entity": entity, "rows": len(rows),
-                                                   "until": str(rows[-1][listing.row_version])})
+        log.info(
+            "bitrix24 changes polled",
+            extra={
+                "entity": entity,
+                "rows": len(rows),
+                "until": str(rows[-1][listing.row_version]),
+            },
+        )
 
     async def _load(self, name: str) -> Cursor:
         async with self.engine.connect() as conn:
@@ -227,5 +274,12 @@ class CursorPoller:
 
     async def _save(self, name: str, cursor: Cursor) -> None:
         async with self.engine.begin() as conn:
-            await conn.execute(_SAVE, {"portal": self.portal, "entity": name,
-                                       "since": cursor.since, "seen": sorted(cursor.seen)})
+            await conn.execute(
+                _SAVE,
+                {
+                    "portal": self.portal,
+                    "entity": name,
+                    "since": cursor.since,
+                    "seen": sorted(cursor.seen),
+                },
+            )

@@ -1,8 +1,8 @@
 """The Bitrix24 enrichment worker: raw.bitrix24.event -> raw.bitrix24.<entity>, plus the
 cursor poller as a timer when ``settings.bitrix24.poll_enabled``.
 
-Consumer group ``<streams.sink_group>-enrich-bitrix24``. Batches are taken with
-``noack_take`` and acknowledged only after every record they produced (entities,
+Consumer group ``<streams.sink_group>-enrich-bitrix24``. Batches go through the stage
+runner (streams/runner.py): acknowledged only after every record they produced (entities,
 tombstones, DLQ records) was acknowledged by the broker and the published versions were
 stored; an error the code does not handle stops the process (fail-stop), so the batch is
 replayed by the partition's next owner.
@@ -11,6 +11,8 @@ replayed by the partition's next owner.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import faust
@@ -19,12 +21,15 @@ from connectors.bitrix24.events import ENTITIES
 from mmstream.db.engine import async_engine
 from mmstream.kafka.admin import require_topics
 from mmstream.kafka.producer import AckedProducer
-from mmstream.metrics import observe_batch
 from mmstream.settings import Settings
 from mmstream.topics import load_catalog
 from streams.app import create_app, source_topic
 from streams.records import SourceRecord
-from streams.worker import ack_all, fail_stop
+from streams.runner import Once, StageRunner
+
+if TYPE_CHECKING:
+    from streams.enrich.bitrix24 import Enricher
+    from streams.enrich.poller import CursorPoller
 
 log = logging.getLogger(__name__)
 
@@ -39,12 +44,20 @@ def group_id(settings: Settings) -> str:
     return f"{settings.streams.sink_group}-enrich-bitrix24"
 
 
+@dataclass(frozen=True)
+class EnrichDeps:
+    """What the enrichment worker runs on, built once (first batch or first poll tick)."""
+
+    enricher: Enricher
+    poller: CursorPoller
+
+
 def build_enrich(settings: Settings, *, dlq_topic: str | None = None) -> faust.App:
     """The enrichment worker; ``dlq_topic`` is the physical DLQ name (default: the
     prefixed ``dlq.enrich.bitrix24``)."""
     from connectors.bitrix24.client import Bitrix24Client
     from connectors.metered import MeteredTransport
-    from streams.egress.retry import RetryPolicy
+    from mmstream.retry import RetryPolicy
     from streams.enrich.bitrix24 import Enricher
     from streams.enrich.fetch import Fetcher
     from streams.enrich.poller import CursorPoller
@@ -56,62 +69,81 @@ def build_enrich(settings: Settings, *, dlq_topic: str | None = None) -> faust.A
     topics = {entity: settings.topic(f"raw.bitrix24.{entity}") for entity in ENTITIES}
     bx = settings.bitrix24
     portal = urlsplit(bx.webhook_url.get_secret_value()).netloc
-    deps: dict[str, object] = {}
 
-    def ensure_deps() -> None:
-        if deps:
-            return
+    async def build() -> EnrichDeps:
         require_topics(settings, [settings.topic(EVENT_TOPIC), *topics.values(), dlq])
         engine = async_engine(settings)
         # Replicas of this group share the portal budget (split by the group's member count).
-        client = Bitrix24Client.for_worker(settings, group=group_id(settings),
-                                           transport=MeteredTransport("bitrix24"))
+        client = Bitrix24Client.for_worker(
+            settings, group=group_id(settings), transport=MeteredTransport("bitrix24")
+        )
         producer = AckedProducer(settings.kafka, client_id=f"{group_id(settings)}-out")
         fetcher = Fetcher(client, RetryPolicy.from_settings(settings.retry), bx.enrich_batch_max)
-        deps["enricher"] = Enricher(engine, fetcher, producer, topics, dlq, origin=portal)
-        deps["poller"] = CursorPoller(engine, client, producer,
-                                      event_topic=settings.topic(EVENT_TOPIC), portal=portal,
-                                      entities=bx.poll_entities, iblock_id=bx.product_iblock_id,
-                                      max_pages=bx.poll_max_pages)
+        return EnrichDeps(
+            Enricher(engine, fetcher, producer, topics, dlq, origin=portal),
+            CursorPoller(
+                engine,
+                client,
+                producer,
+                event_topic=settings.topic(EVENT_TOPIC),
+                portal=portal,
+                entities=bx.poll_entities,
+                iblock_id=bx.product_iblock_id,
+                max_pages=bx.poll_max_pages,
+            ),
+        )
+
+    deps = Once(build)
+
+    async def handle(records: list[SourceRecord]) -> None:
+        await (await deps.get()).enricher.handle(records)
 
     # A few `batch` calls per take: at the portal's ~2 calls/s a take of streams.batch_max
     # events could keep the consumer from polling long enough to be dropped from its group.
-    take = min(settings.streams.batch_max, 4 * bx.enrich_batch_max)
+    runner = StageRunner(
+        "enrich.bitrix24",
+        handle,
+        take=min(settings.streams.batch_max, 4 * bx.enrich_batch_max),
+        within_s=settings.streams.batch_within_s,
+        prepare=deps.get,
+    )
 
     @app.agent(events, name="enrich.bitrix24")
     async def enrich(stream):
-        async with fail_stop("enrich.bitrix24"):
-            ensure_deps()
-            enricher: Enricher = deps["enricher"]  # type: ignore[assignment]
-            async for batch in stream.noack_take(take, within=settings.streams.batch_within_s):
-                with observe_batch("enrich.bitrix24", len(batch)):
-                    await enricher.handle([SourceRecord.from_event(e) for e in batch])
-                    await ack_all(stream, batch)
+        await runner.run(stream)
 
     if bx.poll_enabled:
         from streams.enrich.poller import budget_share
 
-        idle, worst = budget_share(len(bx.poll_entities), bx.poll_max_pages, bx.poll_interval_s,
-                                   bx.rate_per_s)
-        log.info("bitrix24 cursor poller on", extra={
-            "entities": bx.poll_entities, "interval_s": bx.poll_interval_s,
-            "budget_share_idle": round(idle, 3), "budget_share_backlog": round(worst, 3)})
+        idle, worst = budget_share(
+            len(bx.poll_entities), bx.poll_max_pages, bx.poll_interval_s, bx.rate_per_s
+        )
+        log.info(
+            "bitrix24 cursor poller on",
+            extra={
+                "entities": bx.poll_entities,
+                "interval_s": bx.poll_interval_s,
+                "budget_share_idle": round(idle, 3),
+                "budget_share_backlog": round(worst, 3),
+            },
+        )
         if worst > 0.25:
-            log.warning("the bitrix24 cursor poller may take over a quarter of the portal's "
-                        "request budget: raise MM_BITRIX24__POLL_INTERVAL_S or lower "
-                        "MM_BITRIX24__POLL_MAX_PAGES", extra={
-                            "budget_share_backlog": round(worst, 3)})
+            log.warning(
+                "the bitrix24 cursor poller may take over a quarter of the portal's "
+                "request budget: raise MM_BITRIX24__POLL_INTERVAL_S or lower "
+                "MM_BITRIX24__POLL_MAX_PAGES",
+                extra={"budget_share_backlog": round(worst, 3)},
+            )
 
         @app.timer(interval=bx.poll_interval_s)
         async def poll() -> None:
             # Every worker ticks; the advisory lock lets one of them poll the portal.
             try:
-                ensure_deps()
-                poller: CursorPoller = deps["poller"]  # type: ignore[assignment]
-                published = await poller.poll_once()
+                published = await (await deps.get()).poller.poll_once()
             except Exception as exc:  # noqa: BLE001 — the next tick resumes from the cursor
-                log.warning("bitrix24 poll failed", extra={"error": f"{type(exc).__name__}: "
-                                                                    f"{exc}"[:300]})
+                log.warning(
+                    "bitrix24 poll failed", extra={"error": f"{type(exc).__name__}: {exc}"[:300]}
+                )
                 return
             if published is None:
                 log.debug("bitrix24 poll skipped: another worker holds the portal's lock")

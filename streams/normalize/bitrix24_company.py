@@ -21,23 +21,26 @@ TOPICS = ("raw.bitrix24.company",)
 KIND = "company"
 
 
-def normalize(value: dict[str, Any] | None, headers: Mapping[str, str],
-              ctx: Context) -> list[Counterparty]:
+def normalize(
+    value: dict[str, Any] | None, headers: Mapping[str, str], ctx: Context
+) -> list[Counterparty]:
     """One company (or its tombstone) -> one Counterparty."""
     if crm.is_tombstone(value):
         return [crm.tombstone(value, headers, KIND, ctx)]
     if not isinstance(value, dict):
         raise Unnormalizable(f"expected a JSON object, got {type(value).__name__}")
     company_type = text(value.get("COMPANY_TYPE")).upper()
-    return [Counterparty(
-        **crm.identity(value, KIND, ctx),
-        kind="partner",
-        name=text(value.get("TITLE")),
-        # Only the two stock types say something; PARTNER/COMPETITOR/OTHER/custom say nothing.
-        is_customer=True if company_type == "CUSTOMER" else None,
-        is_supplier=True if company_type == "SUPPLIER" else None,
-        phones=crm.multifield(value, "PHONE"),
-        emails=crm.multifield(value, "EMAIL"),
-        address=crm.address(value),
-        comment=text(value.get("COMMENTS")),
-    )]
+    return [
+        Counterparty(
+            **crm.identity(value, KIND, ctx),
+            kind="partner",
+            name=text(value.get("TITLE")),
+            # Only the two stock types say something; PARTNER/COMPETITOR/OTHER/custom say nothing.
+            is_customer=True if company_type == "CUSTOMER" else None,
+            is_supplier=True if company_type == "SUPPLIER" else None,
+            phones=crm.multifield(value, "PHONE"),
+            emails=crm.multifield(value, "EMAIL"),
+            address=crm.address(value),
+            comment=text(value.get("COMMENTS")),
+        )
+    ]

@@ -21,22 +21,26 @@ TOPICS = ("raw.bitrix24.contact",)
 KIND = "contact"
 
 
-def normalize(value: dict[str, Any] | None, headers: Mapping[str, str],
-              ctx: Context) -> list[Counterparty]:
+def normalize(
+    value: dict[str, Any] | None, headers: Mapping[str, str], ctx: Context
+) -> list[Counterparty]:
     """One contact (or its tombstone) -> one Counterparty."""
     if crm.is_tombstone(value):
         return [crm.tombstone(value, headers, KIND, ctx)]
     if not isinstance(value, dict):
         raise Unnormalizable(f"expected a JSON object, got {type(value).__name__}")
-    return [Counterparty(
-        **crm.identity(value, KIND, ctx),
-        kind="contact",
-        # Фамилия Имя Отчество: the order 1С and Russian documents use.
-        name=" ".join(p for p in (text(value.get(f)) for f in
-                                  ("LAST_NAME", "NAME", "SECOND_NAME")) if p),
-        partner_id=crm.counterparty_ref("company", value.get("COMPANY_ID")),
-        phones=crm.multifield(value, "PHONE"),
-        emails=crm.multifield(value, "EMAIL"),
-        address=crm.address(value),
-        comment=text(value.get("COMMENTS")),
-    )]
+    return [
+        Counterparty(
+            **crm.identity(value, KIND, ctx),
+            kind="contact",
+            # Фамилия Имя Отчество: the order 1С and Russian documents use.
+            name=" ".join(
+                p for p in (text(value.get(f)) for f in ("LAST_NAME", "NAME", "SECOND_NAME")) if p
+            ),
+            partner_id=crm.counterparty_ref("company", value.get("COMPANY_ID")),
+            phones=crm.multifield(value, "PHONE"),
+            emails=crm.multifield(value, "EMAIL"),
+            address=crm.address(value),
+            comment=text(value.get("COMMENTS")),
+        )
+    ]

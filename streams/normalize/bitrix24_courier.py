@@ -60,8 +60,11 @@ def version(record: Mapping[str, Any], field: str, ctx: Context) -> dict[str, An
     raw = text(record.get(field))
     if not raw:
         raise Unnormalizable(f"{field}: missing (it is the version)")
-    return {"source": "bitrix24", "version": raw,
-            "source_stamp": b24_datetime(raw, ctx.portal_tz, field)}
+    return {
+        "source": "bitrix24",
+        "version": raw,
+        "source_stamp": b24_datetime(raw, ctx.portal_tz, field),
+    }
 
 
 def user_ref(value: Any, field: str) -> UUID | None:
@@ -103,8 +106,9 @@ def mapped_text(record: Mapping[str, Any], fields: Mapping[str, str], name: str)
     return text(mapped(record, fields, name))
 
 
-def mapped_time(record: Mapping[str, Any], fields: Mapping[str, str], name: str,
-                ctx: Context) -> datetime | None:
+def mapped_time(
+    record: Mapping[str, Any], fields: Mapping[str, str], name: str, ctx: Context
+) -> datetime | None:
     """A mapped date-time field, aware (no offset: the portal's zone)."""
     return b24_datetime(mapped(record, fields, name), ctx.portal_tz, fields.get(name, name))
 

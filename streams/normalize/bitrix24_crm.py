@@ -23,8 +23,15 @@ from streams.normalize.registry import Context
 VERSION_HEADER = "mm.version"
 ENTITY = "counterparty"
 
-_ADDRESS_PARTS = ("ADDRESS_POSTAL_CODE", "ADDRESS_COUNTRY", "ADDRESS_PROVINCE", "ADDRESS_REGION",
-                  "ADDRESS_CITY", "ADDRESS", "ADDRESS_2")
+_ADDRESS_PARTS = (
+    "ADDRESS_POSTAL_CODE",
+    "ADDRESS_COUNTRY",
+    "ADDRESS_PROVINCE",
+    "ADDRESS_REGION",
+    "ADDRESS_CITY",
+    "ADDRESS",
+    "ADDRESS_2",
+)
 
 
 def crm_key(kind: str, ident: Any) -> str:
@@ -61,8 +68,13 @@ def identity(record: Mapping[str, Any], kind: str, ctx: Context) -> dict[str, An
     external = {"bitrix24": key}
     if origin is not None:
         external["onec"] = str(origin)
-    return {"id": origin or derived_id(ENTITY, "bitrix24", key), "source": "bitrix24",
-            "version": modified, "source_stamp": stamp, "external_ids": external}
+    return {
+        "id": origin or derived_id(ENTITY, "bitrix24", key),
+        "source": "bitrix24",
+        "version": modified,
+        "source_stamp": stamp,
+        "external_ids": external,
+    }
 
 
 def is_tombstone(value: Any) -> bool:
@@ -70,23 +82,27 @@ def is_tombstone(value: Any) -> bool:
     return value is None or (isinstance(value, dict) and value.get("_deleted") is True)
 
 
-def tombstone(value: Mapping[str, Any] | None, headers: Mapping[str, str], kind: str,
-              ctx: Context) -> Counterparty:
+def tombstone(
+    value: Mapping[str, Any] | None, headers: Mapping[str, str], kind: str, ctx: Context
+) -> Counterparty:
     """A deleted contact/company: its derived id, ``deleted``, the version from the headers
     and ``ce_time`` (when the deletion was seen) as the stamp."""
     subject = str((value or {}).get("_key") or headers.get("ce_subject", ""))
     prefix, _, number = subject.partition(":")
     if prefix != kind:
-        raise Unnormalizable(f"ce_subject: a {kind} tombstone needs the key '{kind}:<id>', "
-                             f"got {subject[:40]!r}")
+        raise Unnormalizable(
+            f"ce_subject: a {kind} tombstone needs the key '{kind}:<id>', got {subject[:40]!r}"
+        )
     key = crm_key(kind, number)
     seen = headers.get("ce_time", "")
     return Counterparty(
-        id=derived_id(ENTITY, "bitrix24", key), source="bitrix24",
+        id=derived_id(ENTITY, "bitrix24", key),
+        source="bitrix24",
         version=headers.get(VERSION_HEADER) or "deleted",
-        source_stamp=b24_datetime(seen, ctx.portal_tz, "ce_time")
-        if seen else None,
-        deleted=True, external_ids={"bitrix24": key})
+        source_stamp=b24_datetime(seen, ctx.portal_tz, "ce_time") if seen else None,
+        deleted=True,
+        external_ids={"bitrix24": key},
+    )
 
 
 def multifield(record: Mapping[str, Any], name: str) -> tuple[str, ...]:

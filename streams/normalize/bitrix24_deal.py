@@ -30,8 +30,9 @@ from streams.normalize.registry import Context
 TOPICS = ("raw.bitrix24.deal",)
 
 
-def normalize(value: dict[str, Any] | None, headers: Mapping[str, str],
-              ctx: Context) -> list[Canonical]:
+def normalize(
+    value: dict[str, Any] | None, headers: Mapping[str, str], ctx: Context
+) -> list[Canonical]:
     """One deal -> an InstantOrder or Return version, or none for other funnels."""
     if b24.is_tombstone(value):
         return []
@@ -48,15 +49,17 @@ def normalize(value: dict[str, Any] | None, headers: Mapping[str, str],
 
 def _common(record: Mapping[str, Any], entity: str, ctx: Context) -> dict[str, Any]:
     key = f"deal:{b24.positive_id(record.get('ID'), 'ID')}"
-    return {"id": b24.our_id(record, ctx.couriers.deal_id_field)
-            or derived_id(entity, "bitrix24", key),
-            **b24.version(record, "DATE_MODIFY", ctx),
-            "external_ids": {"bitrix24": key}}
+    return {
+        "id": b24.our_id(record, ctx.couriers.deal_id_field) or derived_id(entity, "bitrix24", key),
+        **b24.version(record, "DATE_MODIFY", ctx),
+        "external_ids": {"bitrix24": key},
+    }
 
 
 def _customer(record: Mapping[str, Any]):
-    return (counterparty_ref("company", record.get("COMPANY_ID"))
-            or counterparty_ref("contact", record.get("CONTACT_ID")))
+    return counterparty_ref("company", record.get("COMPANY_ID")) or counterparty_ref(
+        "contact", record.get("CONTACT_ID")
+    )
 
 
 def _instant_order(record: Mapping[str, Any], ctx: Context) -> InstantOrder:
@@ -75,7 +78,8 @@ def _instant_order(record: Mapping[str, Any], ctx: Context) -> InstantOrder:
         comment=text(record.get("COMMENTS")),
         created_at=b24_datetime(record.get("DATE_CREATE"), ctx.portal_tz, "DATE_CREATE"),
         closed_at=b24_datetime(record.get("CLOSEDATE"), ctx.portal_tz, "CLOSEDATE")
-        if closed else None,
+        if closed
+        else None,
     )
 
 

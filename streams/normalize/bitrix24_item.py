@@ -30,15 +30,19 @@ from streams.normalize.registry import Context
 TOPICS = ("raw.bitrix24.item",)
 
 
-def normalize(value: dict[str, Any] | None, headers: Mapping[str, str],
-              ctx: Context) -> list[Canonical]:
+def normalize(
+    value: dict[str, Any] | None, headers: Mapping[str, str], ctx: Context
+) -> list[Canonical]:
     """One item -> a DeliveryTask or Return version, or none for other smart processes."""
     if b24.is_tombstone(value):
         return []
     record = b24.record_of(value)
-    event = record.get("_event") if isinstance(record.get("_event"), dict) else {}
-    type_id = b24.positive_id(record.get("entityTypeId", event.get("entity_type_id")),
-                              "entityTypeId")
+    event = record.get("_event")
+    if not isinstance(event, dict):
+        event = {}
+    type_id = b24.positive_id(
+        record.get("entityTypeId", event.get("entity_type_id")), "entityTypeId"
+    )
     settings = ctx.couriers
     if type_id == settings.delivery_entity_type_id:
         return _delivery(record, type_id, ctx)
@@ -51,8 +55,9 @@ def _key(record: Mapping[str, Any], type_id: int) -> str:
     return f"item:{type_id}:{b24.positive_id(record.get('id'), 'id')}"
 
 
-def _outcome_time(record: Mapping[str, Any], fields: Mapping[str, str], name: str,
-                  outcome: str, ctx: Context):
+def _outcome_time(
+    record: Mapping[str, Any], fields: Mapping[str, str], name: str, outcome: str, ctx: Context
+):
     explicit = b24.mapped_time(record, fields, name, ctx)
     if explicit is not None or fields.get(name):
         return explicit
@@ -61,13 +66,15 @@ def _outcome_time(record: Mapping[str, Any], fields: Mapping[str, str], name: st
     return None
 
 
-def _delivery(record: Mapping[str, Any], type_id: int, ctx: Context) -> list[DeliveryTask]:
+def _delivery(record: Mapping[str, Any], type_id: int, ctx: Context) -> list[Canonical]:
     ident = b24.our_id(record, ctx.couriers.delivery_item_id_field)
     if ident is None:
         return []  # an item someone made by hand in the delivery funnel: not ours
     fields = ctx.couriers.delivery_item_fields
-    amount, currency = b24.money(b24.mapped(record, fields, "collected_amount"),
-                                 fields.get("collected_amount", "collected_amount"))
+    amount, currency = b24.money(
+        b24.mapped(record, fields, "collected_amount"),
+        fields.get("collected_amount", "collected_amount"),
+    )
     task = DeliveryTask(
         id=ident,
         **b24.version(record, "updatedTime", ctx),
@@ -88,8 +95,9 @@ def _return(record: Mapping[str, Any], type_id: int, ctx: Context) -> Return:
     key = _key(record, type_id)
     fields = ctx.couriers.return_item_fields
     if fields.get("courier_amount"):
-        amount, currency = b24.money(b24.mapped(record, fields, "courier_amount"),
-                                     fields["courier_amount"])
+        amount, currency = b24.money(
+            b24.mapped(record, fields, "courier_amount"), fields["courier_amount"]
+        )
     else:
         amount, currency = b24.money(record.get("opportunity"), "opportunity")
         currency = currency or text(record.get("currencyId"))

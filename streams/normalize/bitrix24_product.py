@@ -49,7 +49,14 @@ def parse(value: dict[str, Any]) -> tuple[Product, str] | None:
     if not version:
         raise Unnormalizable("timestampX: missing (the version of a Bitrix24 product)")
     active = yes_no(value.get("active"), "active")
-    product = Product(id=ref, source="bitrix24", version=version, code=text(value.get("code")),
-                      name=name, full_name=text(value.get("previewText")),
-                      deleted=active is False, external_ids={"bitrix24": str(b24_id)})
+    product = Product(
+        id=ref,
+        source="bitrix24",
+        version=version,
+        code=text(value.get("code")),
+        name=name,
+        full_name=text(value.get("previewText")),
+        deleted=active is False,
+        external_ids={"bitrix24": str(b24_id)},
+    )
     return product, str(b24_id)

@@ -29,8 +29,9 @@ COMPLETED = "5"
 5 completed, 6 deferred)."""
 
 
-def normalize(value: dict[str, Any] | None, headers: Mapping[str, str],
-              ctx: Context) -> list[DeliveryTask]:
+def normalize(
+    value: dict[str, Any] | None, headers: Mapping[str, str], ctx: Context
+) -> list[DeliveryTask]:
     """One task -> one DeliveryTask version, or none for a task that is not a delivery."""
     if b24.is_tombstone(value):
         return []
@@ -45,8 +46,10 @@ def normalize(value: dict[str, Any] | None, headers: Mapping[str, str],
     delivered = b24.mapped_time(record, fields, "delivered_at", ctx)
     if delivered is None and status == COMPLETED:
         delivered = b24_datetime(record.get("closedDate"), ctx.portal_tz, "closedDate")
-    amount, currency = b24.money(b24.mapped(record, fields, "collected_amount"),
-                                 fields.get("collected_amount", "collected_amount"))
+    amount, currency = b24.money(
+        b24.mapped(record, fields, "collected_amount"),
+        fields.get("collected_amount", "collected_amount"),
+    )
     task = DeliveryTask(
         id=ident,
         **b24.version(record, "changedDate", ctx),
@@ -59,5 +62,5 @@ def normalize(value: dict[str, Any] | None, headers: Mapping[str, str],
         collected_amount=amount,
         collected_currency=currency,
     )
-    status = status_version(task)
-    return [task] if status is None else [task, status]
+    derived = status_version(task)
+    return [task] if derived is None else [task, derived]

@@ -13,8 +13,9 @@ from streams.normalize.oddities import Unnormalizable, text
 # Lower-case spellings seen in 1С catalogs and site exports -> ISO 4217 code. Numeric
 # codes are the ISO numeric ones 1С keeps in Валюты.Code.
 _KNOWN: dict[str, str] = {
-    **dict.fromkeys(("руб", "руб.", "рубль", "рублей", "рубли", "р.", "₽", "rub", "rur",
-                     "643", "810"), "RUB"),
+    **dict.fromkeys(
+        ("руб", "руб.", "рубль", "рублей", "рубли", "р.", "₽", "rub", "rur", "643", "810"), "RUB"
+    ),
     **dict.fromkeys(("usd", "$", "840", "доллар", "долл", "долл.", "дол.", "доллар сша"), "USD"),
     **dict.fromkeys(("eur", "€", "978", "евро"), "EUR"),
     **dict.fromkeys(("kzt", "₸", "398", "тенге", "тг", "тг."), "KZT"),
@@ -36,5 +37,7 @@ def iso_currency(raw: object, field: str = "currency") -> str:
         return mapped
     if len(value) == 3 and value.isascii() and value.isalpha():
         return value.upper()
-    raise Unnormalizable(f"{field}: unknown currency {value[:40]!r} (expected an ISO 4217 code "
-                         "or a known 1С name such as руб)")
+    raise Unnormalizable(
+        f"{field}: unknown currency {value[:40]!r} (expected an ISO 4217 code "
+        "or a known 1С name such as руб)"
+    )

@@ -34,8 +34,12 @@ from streams.normalize.registry import Context
 
 SOURCE = "commerceml"
 BUYER_ROLE = "покупатель"
-_COMMENT_REQUISITES = ("Комментарий", "Комментарий покупателя", "Комментарий клиента",
-                       "Комментарии")
+_COMMENT_REQUISITES = (
+    "Комментарий",
+    "Комментарий покупателя",
+    "Комментарий клиента",
+    "Комментарии",
+)
 
 
 def one_line(value: Any) -> str:
@@ -73,8 +77,9 @@ def requisites(value: Any) -> dict[str, str]:
             raise Unnormalizable("requisites: an entry must be an object")
         values = item.get("values") or []
         if not isinstance(values, list):  # the bridge writes a list; anything else is not ours
-            raise Unnormalizable(f"requisites: values of {text(item.get('name'))[:40]!r} "
-                                 "must be a list")
+            raise Unnormalizable(
+                f"requisites: values of {text(item.get('name'))[:40]!r} must be a list"
+            )
         out.setdefault(text(item.get("name")), text(values[0]) if values else "")
     return out
 
@@ -109,7 +114,9 @@ def _line(index: int, item: Any) -> GoodsLine:
         section="Товары",
         line_number=index + 1,
         product_id=canonical_id("product", product)[0] if product else None,
-        characteristic_id=canonical_id("characteristic", characteristic)[0] if characteristic else None,
+        characteristic_id=canonical_id("characteristic", characteristic)[0]
+        if characteristic
+        else None,
         content=one_line(item.get("name")),
         quantity=decimal(item.get("quantity"), f"items.{index}.quantity"),
         price=decimal(item.get("price"), f"items.{index}.price"),
@@ -134,7 +141,11 @@ def to_order(doc: dict[str, Any], ctx: Context) -> CustomerOrder:
     if not isinstance(items, list):
         raise Unnormalizable("items: expected a list")
     return CustomerOrder(
-        id=order_id, source=SOURCE, version=version, deleted=deleted, external_ids=external,
+        id=order_id,
+        source=SOURCE,
+        version=version,
+        deleted=deleted,
+        external_ids=external,
         # The site numbers its own orders; 1С's number, when sent back, is the document's.
         number=one_line(req.get("Номер по 1С") or doc.get("number")),
         date=moment,
@@ -187,8 +198,9 @@ def answer_versions(doc: dict[str, Any], ctx: Context) -> list[Canonical]:
     status = "cancelled" if doc.get("deleted") is True else "recorded"
     onec: Canonical
     if entity == "instant_order":
-        onec = InstantOrder(id=ident, source=SOURCE, version=version, onec_number=number,
-                            onec_posted=posted)
+        onec = InstantOrder(
+            id=ident, source=SOURCE, version=version, onec_number=number, onec_posted=posted
+        )
         state: type[InstantOrder] | type[Return] = InstantOrder
     else:
         # 1С owns the return's document: what its answer tells of it. An answer without
@@ -198,13 +210,20 @@ def answer_versions(doc: dict[str, Any], ctx: Context) -> list[Canonical]:
         if not isinstance(items, list):
             raise Unnormalizable("items: expected a list")
         onec = Return(
-            id=ident, source=SOURCE, version=version, number=number,
-            date=_moment(req.get("Дата по 1С"), None, ctx), posted=posted,
+            id=ident,
+            source=SOURCE,
+            version=version,
+            number=number,
+            date=_moment(req.get("Дата по 1С"), None, ctx),
+            posted=posted,
             amount=decimal(doc.get("amount"), "amount", MONEY_SCALE),
             currency=iso_currency(doc.get("currency"), "currency"),
             operation=one_line(doc.get("operation")),
             counterparty_id=_buyer(doc.get("counterparties")),
-            lines=tuple(_line(i, item) for i, item in enumerate(items)))
+            lines=tuple(_line(i, item) for i, item in enumerate(items)),
+        )
         state = Return
-    return [onec, state(id=ident, source="middleware", version=f"{version}:{status}",
-                        status=status)]
+    return [
+        onec,
+        state(id=ident, source="middleware", version=f"{version}:{status}", status=status),
+    ]

@@ -46,8 +46,14 @@ def one_line(value: Any) -> str:
 def named_type(type_key: str, name: str, currency: str) -> PriceType:
     """The PriceType of a type 1С names instead of giving a GUID (content-hash version)."""
     digest = hashlib.sha256(f"{type_key}\x1f{name}\x1f{currency}".encode()).hexdigest()
-    return PriceType(id=type_id(type_key)[0], source=SOURCE, version=f"h:{digest[:32]}",
-                     external_ids={SOURCE: type_key}, name=name, currency=currency)
+    return PriceType(
+        id=type_id(type_key)[0],
+        source=SOURCE,
+        version=f"h:{digest[:32]}",
+        external_ids={SOURCE: type_key},
+        name=name,
+        currency=currency,
+    )
 
 
 def to_price_type(record: Mapping[str, Any]) -> PriceType:
@@ -70,9 +76,14 @@ def to_price_type(record: Mapping[str, Any]) -> PriceType:
     if tax is not None and not isinstance(tax, Mapping):
         raise Unnormalizable("tax: expected an object")
     return PriceType(
-        id=ident, source=SOURCE, version=version[:64], deleted=deleted,
+        id=ident,
+        source=SOURCE,
+        version=version[:64],
+        deleted=deleted,
         external_ids={"onec": str(ident)},
-        code=text(record.get("code")), name=name, currency=currency,
+        code=text(record.get("code")),
+        name=name,
+        currency=currency,
         includes_vat=yes_no(tax.get("included"), "tax.included") if tax else None,
         comment=text(record.get("description")),
     )

@@ -71,7 +71,9 @@ def properties(doc: dict) -> tuple[ProductProperty, ...]:
             continue  # a value without its property says nothing a consumer can use
         values, labels, refs = (item.get(k) or [] for k in ("values", "labels", "value_ids"))
         if not all(isinstance(v, list) for v in (values, labels, refs)):
-            raise InvalidRecord(f"properties {pid[:40]}: values, labels and value_ids must be lists")
+            raise InvalidRecord(
+                f"properties {pid[:40]}: values, labels and value_ids must be lists"
+            )
         name = one_line(item.get("name"))
         for i, raw in enumerate(values):
             ref = str(refs[i] or "") if i < len(refs) else ""
@@ -85,20 +87,28 @@ def properties(doc: dict) -> tuple[ProductProperty, ...]:
 def to_product(doc: dict) -> Product:
     """Map one CommerceML product record; InvalidRecord says why when it cannot."""
     if doc.get("characteristic_id"):
-        raise InvalidRecord("product characteristics (Ид product#characteristic) are not "
-                            "modelled yet; replay this record once they are")
+        raise InvalidRecord(
+            "product characteristics (Ид product#characteristic) are not "
+            "modelled yet; replay this record once they are"
+        )
     try:
         product_id = UUID(str(doc["id"]))
     except (KeyError, ValueError):
-        raise InvalidRecord(f"CommerceML product id {doc.get('id')!r} is not a 1C GUID") from None
+        raise InvalidRecord(f"CommerceML product id {doc.get('id')!r} is not a 1С GUID") from None
     name = one_line(doc.get("name"))
     version = str(doc.get("version") or "")
     if not name or not version:
         raise InvalidRecord("CommerceML product record without name or version")
     full_name = requisite(doc, _FULL_NAME) or one_line(doc.get("full_name"))
     barcode = one_line(doc.get("barcode")) or requisite(doc, _BARCODE)
-    if "\x00" in (name + version + full_name + barcode + str(doc.get("article") or "")
-                   + str(doc.get("code") or "")):
+    if "\x00" in (
+        name
+        + version
+        + full_name
+        + barcode
+        + str(doc.get("article") or "")
+        + str(doc.get("code") or "")
+    ):
         raise InvalidRecord("text fields must not contain the NUL character")
     return Product(
         id=product_id,

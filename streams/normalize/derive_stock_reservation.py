@@ -41,8 +41,9 @@ class Reservation:
     reserved_at: datetime
 
 
-def order_reserve(reservations: Iterable[Reservation],
-                  as_of: datetime | None) -> tuple[Decimal, datetime | None]:
+def order_reserve(
+    reservations: Iterable[Reservation], as_of: datetime | None
+) -> tuple[Decimal, datetime | None]:
     """(sum, latest moment) of the reservations made after 1С's balance moment ``as_of``:
     1С's balance as of a later moment has those orders in it already (they became 1С
     documents), so counting them again would reserve twice."""
@@ -52,7 +53,9 @@ def order_reserve(reservations: Iterable[Reservation],
     return sum((r.quantity for r in live), Decimal(0)), max(r.reserved_at for r in live)
 
 
-def goods_by_stock(warehouse_id: UUID, rows: Iterable[tuple[UUID, Decimal]]) -> dict[UUID, tuple[UUID, Decimal]]:
+def goods_by_stock(
+    warehouse_id: UUID, rows: Iterable[tuple[UUID, Decimal]]
+) -> dict[UUID, tuple[UUID, Decimal]]:
     """An order's goods (product, quantity) -> stock id -> (product, total quantity) on the
     courier's warehouse: two rows of one product reserve their sum; rows with no quantity
     (Bitrix24 placeholders) reserve nothing."""
@@ -66,14 +69,26 @@ def goods_by_stock(warehouse_id: UUID, rows: Iterable[tuple[UUID, Decimal]]) -> 
     return out
 
 
-def record(*, warehouse_id: UUID, product_id: UUID, characteristic_id: UUID | None,
-           total: Decimal, latest: datetime | None, computed_at: datetime) -> dict[str, Any]:
+def record(
+    *,
+    warehouse_id: UUID,
+    product_id: UUID,
+    characteristic_id: UUID | None,
+    total: Decimal,
+    latest: datetime | None,
+    computed_at: datetime,
+) -> dict[str, Any]:
     """The raw record the reservation action publishes for one stock row."""
-    return {"_source": SOURCE, "stock_id": str(stock_id(warehouse_id, product_id, characteristic_id)),
-            "warehouse_id": str(warehouse_id), "product_id": str(product_id),
-            "characteristic_id": str(characteristic_id) if characteristic_id else None,
-            "order_reserve": str(total), "order_reserve_at": latest.isoformat() if latest else None,
-            "computed_at": computed_at.isoformat()}
+    return {
+        "_source": SOURCE,
+        "stock_id": str(stock_id(warehouse_id, product_id, characteristic_id)),
+        "warehouse_id": str(warehouse_id),
+        "product_id": str(product_id),
+        "characteristic_id": str(characteristic_id) if characteristic_id else None,
+        "order_reserve": str(total),
+        "order_reserve_at": latest.isoformat() if latest else None,
+        "computed_at": computed_at.isoformat(),
+    }
 
 
 def from_record(raw: Mapping[str, Any]) -> Stock:
@@ -91,10 +106,17 @@ def from_record(raw: Mapping[str, Any]) -> Stock:
         raise Unnormalizable("computed_at: missing")
     latest = _moment(raw.get("order_reserve_at"), "order_reserve_at")
     digest = hashlib.sha256(f"{total}|{latest}|{computed.isoformat()}".encode()).hexdigest()[:24]
-    return Stock(id=stock_id(warehouse, product, characteristic), source="middleware",
-                 version=f"r:{digest}", source_stamp=computed, warehouse_id=warehouse,
-                 product_id=product, characteristic_id=characteristic,
-                 order_reserve=total, order_reserve_at=latest)
+    return Stock(
+        id=stock_id(warehouse, product, characteristic),
+        source="middleware",
+        version=f"r:{digest}",
+        source_stamp=computed,
+        warehouse_id=warehouse,
+        product_id=product,
+        characteristic_id=characteristic,
+        order_reserve=total,
+        order_reserve_at=latest,
+    )
 
 
 def _moment(value: Any, field: str) -> datetime | None:

@@ -35,11 +35,13 @@ def normalize(value: dict[str, Any], headers: Mapping[str, str], ctx: Context) -
         guid, _ = document_ref(line, "ДокументАванса")
         if guid is not None and guid not in advances:
             advances.append(guid)
-    return [AdvanceReport(
-        **fields,
-        employee_id=first_ref(value, "ПодотчетноеЛицо_Key", "ФизЛицо_Key"),
-        purpose=text(value.get("НазначениеАванса")),
-        advance_ids=tuple(advances),
-        lines=goods_lines(value, *SECTIONS),
-        supplier_payments=payment_lines(value, "ОплатаПоставщикам"),
-    )]
+    return [
+        AdvanceReport(
+            **fields,
+            employee_id=first_ref(value, "ПодотчетноеЛицо_Key", "ФизЛицо_Key"),
+            purpose=text(value.get("НазначениеАванса")),
+            advance_ids=tuple(advances),
+            lines=goods_lines(value, *SECTIONS),
+            supplier_payments=payment_lines(value, "ОплатаПоставщикам"),
+        )
+    ]

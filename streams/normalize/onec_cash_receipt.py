@@ -19,5 +19,4 @@ def normalize(value: dict[str, Any], headers: Mapping[str, str], ctx: Context) -
     fields, deleted = header(value, ctx)
     if deleted:
         return deletion(CashReceipt, fields)
-    return [CashReceipt(**fields, **cash_fields(value),
-                        received_from=text(value.get("ПринятоОт")))]
+    return [CashReceipt(**fields, **cash_fields(value), received_from=text(value.get("ПринятоОт")))]

@@ -55,16 +55,23 @@ def identity(record: Mapping[str, Any]) -> dict[str, Any]:
     if not version:
         raise Unnormalizable("DataVersion: missing")
     marked = yes_no(record.get("DeletionMark"), "DeletionMark")
-    return {"id": guid, "source": "onec", "version": version,
-            "deleted": is_deletion(record) or bool(marked),
-            "external_ids": {"onec": str(guid)}}
+    return {
+        "id": guid,
+        "source": "onec",
+        "version": version,
+        "deleted": is_deletion(record) or bool(marked),
+        "external_ids": {"onec": str(guid)},
+    }
 
 
 def catalog_fields(record: Mapping[str, Any]) -> dict[str, Any]:
     """Code, name and hierarchy every catalog item has (``parent_id`` of the same entity)."""
-    return {"code": text(record.get("Code")), "name": text(record.get("Description")),
-            "parent_id": ref(record.get("Parent_Key"), "Parent_Key"),
-            "is_folder": bool(yes_no(record.get("IsFolder"), "IsFolder"))}
+    return {
+        "code": text(record.get("Code")),
+        "name": text(record.get("Description")),
+        "parent_id": ref(record.get("Parent_Key"), "Parent_Key"),
+        "is_folder": bool(yes_no(record.get("IsFolder"), "IsFolder")),
+    }
 
 
 def first_ref(record: Mapping[str, Any], *fields: str) -> UUID | None:
@@ -102,8 +109,12 @@ def object_name(record: Mapping[str, Any]) -> str | None:
     return None
 
 
-def object_kind(record: Mapping[str, Any], names: Mapping[str, str],
-                markers: Mapping[str, tuple[str, ...]], what: str) -> str:
+def object_kind(
+    record: Mapping[str, Any],
+    names: Mapping[str, str],
+    markers: Mapping[str, tuple[str, ...]],
+    what: str,
+) -> str:
     """Which catalog of several sharing one raw topic the record comes from, as a kind.
 
     An explicit object name (``names``: 1С object -> kind) decides; otherwise the fields only
@@ -113,15 +124,18 @@ def object_kind(record: Mapping[str, Any], names: Mapping[str, str],
     named = object_name(record)
     if named is not None:
         if named not in names:
-            raise Unnormalizable(f"{what}: the record names 1С object {named!r}, not one of "
-                                 f"{', '.join(names)}")
+            raise Unnormalizable(
+                f"{what}: the record names 1С object {named!r}, not one of {', '.join(names)}"
+            )
         return names[named]
     found = [kind for kind, fields in markers.items() if any(f in record for f in fields)]
     if len(found) != 1:
         hint = "; ".join(f"{k}: {', '.join(f)}" for k, f in markers.items())
-        raise Unnormalizable(f"{what}: cannot tell which 1С catalog the record is from "
-                             f"(matched {found or 'none'}); expected the fields of exactly one "
-                             f"({hint}) or odata.metadata / _object")
+        raise Unnormalizable(
+            f"{what}: cannot tell which 1С catalog the record is from "
+            f"(matched {found or 'none'}); expected the fields of exactly one "
+            f"({hint}) or odata.metadata / _object"
+        )
     return found[0]
 
 
@@ -152,7 +166,9 @@ def contact_info(record: Mapping[str, Any]) -> ContactInfo:
         if not isinstance(line, dict):
             raise Unnormalizable(f"КонтактнаяИнформация.{index}: a line must be an object")
         rows.append((line_number(line.get("LineNumber")), line))
-    phones, emails, addresses = [], [], []
+    phones: list[str] = []
+    emails: list[str] = []
+    addresses: list[str] = []
     for _, line in sorted(rows, key=lambda row: row[0]):
         kind = text(line.get("Тип"))
         shown = text(line.get("Представление"))

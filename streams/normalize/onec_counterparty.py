@@ -34,12 +34,16 @@ from streams.normalize.registry import Context
 TOPICS = ("raw.onec.counterparty",)
 
 _NAMES = {"Контрагенты": "legal_entity", "Партнеры": "partner"}
-_MARKERS = {"legal_entity": ("ИНН", "Партнер_Key"),
-            "partner": ("Клиент", "Конкурент", "ПрочиеОтношения")}
+_MARKERS = {
+    "legal_entity": ("ИНН", "Партнер_Key"),
+    "partner": ("Клиент", "Конкурент", "ПрочиеОтношения"),
+}
 _CONTRACT_LISTS = ("Договоры", "ДоговорыКонтрагента", "ДоговорыКонтрагентов")
 
 
-def normalize(value: dict[str, Any], headers: Mapping[str, str], ctx: Context) -> list[Counterparty]:
+def normalize(
+    value: dict[str, Any], headers: Mapping[str, str], ctx: Context
+) -> list[Counterparty]:
     """One Контрагенты or Партнеры record -> one Counterparty."""
     record = common.record_of(value)
     ident = common.identity(record)
@@ -50,27 +54,32 @@ def normalize(value: dict[str, Any], headers: Mapping[str, str], ctx: Context) -
     is_customer = yes_no(record.get("Покупатель"), "Покупатель")
     if is_customer is None:
         is_customer = yes_no(record.get("Клиент"), "Клиент")
-    return [Counterparty(
-        **ident, **common.catalog_fields(record),
-        kind=kind,
-        full_name=text(record.get("НаименованиеПолное")),
-        legal_form=common.legal_form(record.get("ЮрФизЛицо")),
-        inn=text(record.get("ИНН")),
-        kpp=text(record.get("КПП")),
-        partner_id=ref(record.get("Партнер_Key"), "Партнер_Key"),
-        head_id=_head(record, ident["id"]),
-        is_customer=is_customer,
-        is_supplier=yes_no(record.get("Поставщик"), "Поставщик"),
-        manager_id=common.first_ref(record, "ОсновнойМенеджер_Key",
-                                    "ОсновнойМенеджерПокупателя_Key"),
-        phones=contacts.phones,
-        emails=contacts.emails,
-        address=contacts.addresses[0] if contacts.addresses else "",
-        comment=text(record.get("Комментарий")),
-        main_contract_id=ref(record.get("ОсновнойДоговорКонтрагента_Key"),
-                             "ОсновнойДоговорКонтрагента_Key"),
-        contracts=_contracts(record, ctx),
-    )]
+    return [
+        Counterparty(
+            **ident,
+            **common.catalog_fields(record),
+            kind=kind,
+            full_name=text(record.get("НаименованиеПолное")),
+            legal_form=common.legal_form(record.get("ЮрФизЛицо")),
+            inn=text(record.get("ИНН")),
+            kpp=text(record.get("КПП")),
+            partner_id=ref(record.get("Партнер_Key"), "Партнер_Key"),
+            head_id=_head(record, ident["id"]),
+            is_customer=is_customer,
+            is_supplier=yes_no(record.get("Поставщик"), "Поставщик"),
+            manager_id=common.first_ref(
+                record, "ОсновнойМенеджер_Key", "ОсновнойМенеджерПокупателя_Key"
+            ),
+            phones=contacts.phones,
+            emails=contacts.emails,
+            address=contacts.addresses[0] if contacts.addresses else "",
+            comment=text(record.get("Комментарий")),
+            main_contract_id=ref(
+                record.get("ОсновнойДоговорКонтрагента_Key"), "ОсновнойДоговорКонтрагента_Key"
+            ),
+            contracts=_contracts(record, ctx),
+        )
+    ]
 
 
 def _head(record: Mapping[str, Any], own: UUID) -> UUID | None:
@@ -97,18 +106,24 @@ def _contracts(record: Mapping[str, Any], ctx: Context) -> tuple[Contract, ...]:
         contract_id = ref(line.get("Ref_Key"), f"{where}.Ref_Key")
         if contract_id is None:
             raise Unnormalizable(f"{where}.Ref_Key: a contract without its reference")
-        rows.append((line_number(line.get("LineNumber")), Contract(
-            id=contract_id,
-            number=common.first_text(line, "Номер", "Code"),
-            name=text(line.get("Description")),
-            signed_on=onec_date(line.get("Дата"), ctx.onec_tz, f"{where}.Дата"),
-            valid_until=_valid_until(line, ctx, where),
-            kind=text(line.get("ВидДоговора")),
-            organization_id=ref(line.get("Организация_Key"), f"{where}.Организация_Key"),
-            currency_id=ref(line.get("ВалютаВзаиморасчетов_Key"),
-                            f"{where}.ВалютаВзаиморасчетов_Key"),
-            deleted=bool(yes_no(line.get("DeletionMark"), f"{where}.DeletionMark")),
-        )))
+        rows.append(
+            (
+                line_number(line.get("LineNumber")),
+                Contract(
+                    id=contract_id,
+                    number=common.first_text(line, "Номер", "Code"),
+                    name=text(line.get("Description")),
+                    signed_on=onec_date(line.get("Дата"), ctx.onec_tz, f"{where}.Дата"),
+                    valid_until=_valid_until(line, ctx, where),
+                    kind=text(line.get("ВидДоговора")),
+                    organization_id=ref(line.get("Организация_Key"), f"{where}.Организация_Key"),
+                    currency_id=ref(
+                        line.get("ВалютаВзаиморасчетов_Key"), f"{where}.ВалютаВзаиморасчетов_Key"
+                    ),
+                    deleted=bool(yes_no(line.get("DeletionMark"), f"{where}.DeletionMark")),
+                ),
+            )
+        )
     return tuple(contract for _, contract in sorted(rows, key=lambda row: row[0]))
 
 
@@ -134,15 +149,22 @@ def from_commerceml_party(party: Mapping[str, Any]) -> Counterparty:
         guid: UUID | None = UUID(raw_id)
     except ValueError:
         guid = None
-    fields = {"name": text(party.get("name")), "full_name": text(party.get("full_name")),
-              "inn": text(party.get("inn")), "kpp": text(party.get("kpp"))}
+    fields = {
+        "name": text(party.get("name")),
+        "full_name": text(party.get("full_name")),
+        "inn": text(party.get("inn")),
+        "kpp": text(party.get("kpp")),
+    }
     # A site may send only the full name: it is still the counterparty's name.
     fields["name"] = fields["name"] or fields["full_name"]
     if not fields["name"]:
-        raise Unnormalizable(f"counterparty {raw_id}: neither Наименование nor "
-                             "ПолноеНаименование")
+        raise Unnormalizable(f"counterparty {raw_id}: neither Наименование nor ПолноеНаименование")
     digest = hashlib.sha256("\x1f".join([raw_id, *fields.values()]).encode()).hexdigest()[:32]
     return Counterparty(
-        id=guid or derived_id("counterparty", "commerceml", raw_id), source="commerceml",
-        version=f"h:{digest}", external_ids={"onec": str(guid)} if guid else {},
-        kind="legal_entity", **fields)
+        id=guid or derived_id("counterparty", "commerceml", raw_id),
+        source="commerceml",
+        version=f"h:{digest}",
+        external_ids={"onec": str(guid)} if guid else {},
+        kind="legal_entity",
+        **fields,
+    )

@@ -57,8 +57,16 @@ def delivery_of(order: CustomerOrder, ctx: Context) -> list[DeliveryTask]:
     that never existed would publish a tombstone of nothing."""
     if not needs_delivery(order.delivery_address, address_required=ctx.delivery_needs_address):
         return []
-    return [delivery_task_from_order(
-        order_id=order.id, version=order.version, number=order.number,
-        counterparty_id=order.counterparty_id, warehouse_id=order.warehouse_id,
-        delivery_address=order.delivery_address, amount_to_collect=order.amount,
-        planned_from=order.shipment_date, deleted=order.deleted)]
+    return [
+        delivery_task_from_order(
+            order_id=order.id,
+            version=order.version,
+            number=order.number,
+            counterparty_id=order.counterparty_id,
+            warehouse_id=order.warehouse_id,
+            delivery_address=order.delivery_address,
+            amount_to_collect=order.amount,
+            planned_from=order.shipment_date,
+            deleted=order.deleted,
+        )
+    ]

@@ -182,8 +182,13 @@ def payment_lines(record: Mapping[str, Any], name: str) -> tuple[PaymentLine, ..
     return tuple(out)
 
 
-_SETTLEMENT_DOCS = ("Заказ", "ЗаказКлиента", "Сделка", "ДокументРасчетовСКонтрагентом",
-                    "ДокументРасчетов")
+_SETTLEMENT_DOCS = (
+    "Заказ",
+    "ЗаказКлиента",
+    "Сделка",
+    "ДокументРасчетовСКонтрагентом",
+    "ДокументРасчетов",
+)
 
 
 def _payment_line(line: Mapping[str, Any]) -> PaymentLine:
@@ -220,7 +225,8 @@ def cash_fields(record: Mapping[str, Any]) -> dict[str, Any]:
     base_entity = kind_entity(base_kind)
     person, person_kind = typed_ref(record, "Контрагент")
     employee_id = first_ref(record, "ПодотчетноеЛицо_Key", "ФизЛицо_Key") or (
-        person if person_kind == "employee" else None)
+        person if person_kind == "employee" else None
+    )
     return {
         "cash_desk_id": first_ref(record, "Касса_Key"),
         "counterparty_id": ref_to(record, "counterparty", "Контрагент"),
@@ -228,9 +234,11 @@ def cash_fields(record: Mapping[str, Any]) -> dict[str, Any]:
         "employee_id": employee_id,
         "base_document_id": base_id,
         "base_document_kind": base_kind,
-        "order_id": base_id if base_entity == "customer_order"
+        "order_id": base_id
+        if base_entity == "customer_order"
         else _only(p.order_id for p in payments),
-        "shipment_id": base_id if base_entity == "shipment"
+        "shipment_id": base_id
+        if base_entity == "shipment"
         else _only(p.shipment_id for p in payments),
         "basis": text(record.get("Основание")),
         "payments": payments,

@@ -37,17 +37,22 @@ def normalize(value: dict[str, Any], headers: Mapping[str, str], ctx: Context) -
     kind = common.object_kind(record, _NAMES, _MARKERS, "employee")
     fields = common.catalog_fields(record)
     contacts = common.contact_info(record)
-    return [Employee(
-        **ident, kind=kind, code=fields["code"], name=fields["name"],
-        person_id=common.first_ref(record, "ФизическоеЛицо_Key", "ФизЛицо_Key"),
-        organization_id=ref(record.get("ГоловнаяОрганизация_Key"), "ГоловнаяОрганизация_Key"),
-        department_id=ref(record.get("Подразделение_Key"), "Подразделение_Key"),
-        is_active=_active(record, kind),
-        birth_date=onec_date(record.get("ДатаРождения"), ctx.onec_tz, "ДатаРождения"),
-        inn=text(record.get("ИНН")),
-        phones=contacts.phones,
-        emails=contacts.emails,
-    )]
+    return [
+        Employee(
+            **ident,
+            kind=kind,
+            code=fields["code"],
+            name=fields["name"],
+            person_id=common.first_ref(record, "ФизическоеЛицо_Key", "ФизЛицо_Key"),
+            organization_id=ref(record.get("ГоловнаяОрганизация_Key"), "ГоловнаяОрганизация_Key"),
+            department_id=ref(record.get("Подразделение_Key"), "Подразделение_Key"),
+            is_active=_active(record, kind),
+            birth_date=onec_date(record.get("ДатаРождения"), ctx.onec_tz, "ДатаРождения"),
+            inn=text(record.get("ИНН")),
+            phones=contacts.phones,
+            emails=contacts.emails,
+        )
+    ]
 
 
 def _active(record: Mapping[str, Any], kind: str) -> bool | None:

@@ -60,12 +60,13 @@ def from_register(record: Mapping[str, Any], ctx: Context) -> Price:
     period = onec_datetime(record.get("Period"), ctx.onec_tz, "Period")
     if period is None:
         raise Unnormalizable("Period: a register record needs its period")
-    product = _required(ref(record.get("Номенклатура_Key"), "Номенклатура_Key"),
-                        "Номенклатура_Key")
-    price_type = _required(common.first_ref(record, "ВидЦены_Key", "ТипЦен_Key"),
-                           "ВидЦены_Key (ТипЦен_Key in УТ 10.3)")
-    characteristic = common.first_ref(record, "Характеристика_Key",
-                                      "ХарактеристикаНоменклатуры_Key")
+    product = _required(ref(record.get("Номенклатура_Key"), "Номенклатура_Key"), "Номенклатура_Key")
+    price_type = _required(
+        common.first_ref(record, "ВидЦены_Key", "ТипЦен_Key"), "ВидЦены_Key (ТипЦен_Key in УТ 10.3)"
+    )
+    characteristic = common.first_ref(
+        record, "Характеристика_Key", "ХарактеристикаНоменклатуры_Key"
+    )
     version = text(record.get("DataVersion"))
     if not version:
         raise Unnormalizable("DataVersion: missing (the sender supplies it for register records)")
@@ -75,9 +76,14 @@ def from_register(record: Mapping[str, Any], ctx: Context) -> Price:
     if amount is None and not gone:
         raise Unnormalizable("Цена: missing")
     return Price(
-        id=price_id(product, characteristic, price_type), source="onec", version=version,
-        source_stamp=period, deleted=gone or active is False,
-        product_id=product, characteristic_id=characteristic, price_type_id=price_type,
+        id=price_id(product, characteristic, price_type),
+        source="onec",
+        version=version,
+        source_stamp=period,
+        deleted=gone or active is False,
+        product_id=product,
+        characteristic_id=characteristic,
+        price_type_id=price_type,
         price=amount,
         currency_id=ref(record.get("Валюта_Key"), "Валюта_Key"),
         unit_id=common.first_ref(record, "Упаковка_Key", "ЕдиницаИзмерения_Key"),
@@ -99,11 +105,16 @@ def from_commerceml(record: Mapping[str, Any]) -> list[Canonical]:
     ptype, is_guid = type_id(type_key)
     currency = iso_currency(record.get("currency"), "currency")
     price = Price(
-        id=price_id(product, characteristic, ptype), source="commerceml", version=version,
+        id=price_id(product, characteristic, ptype),
+        source="commerceml",
+        version=version,
         deleted=bool(yes_no(record.get("deleted"), "deleted")),
-        product_id=product, characteristic_id=characteristic, price_type_id=ptype,
+        product_id=product,
+        characteristic_id=characteristic,
+        price_type_id=ptype,
         price=_required(_fits(decimal(record.get("price"), "price"), "price"), "price"),
-        currency=currency, unit=text(record.get("unit")),
+        currency=currency,
+        unit=text(record.get("unit")),
         ratio=_fits(decimal(record.get("ratio"), "ratio"), "ratio"),
     )
     type_name = one_line(record.get("price_type_name"))
@@ -134,6 +145,7 @@ def _fits(value: Decimal | None, field: str) -> Decimal | None:
     places = max(0, -int(value.normalize().as_tuple().exponent))
     whole_digits = max(0, value.adjusted() + 1)
     if places > DEFAULT_SCALE or whole_digits + DEFAULT_SCALE > DECIMAL_PRECISION:
-        raise Unnormalizable(f"{field}: {value} does not fit decimal({DECIMAL_PRECISION},"
-                             f"{DEFAULT_SCALE})")
+        raise Unnormalizable(
+            f"{field}: {value} does not fit decimal({DECIMAL_PRECISION},{DEFAULT_SCALE})"
+        )
     return value

@@ -31,16 +31,20 @@ def normalize(value: dict[str, Any], headers: Mapping[str, str], ctx: Context) -
     if common.is_deletion(record):
         return [PriceType(**ident, name="")]
     fields = common.catalog_fields(record)
-    return [PriceType(
-        **ident, code=fields["code"], name=fields["name"],
-        currency_id=ref(record.get("ВалютаЦены_Key"), "ВалютаЦены_Key"),
-        includes_vat=yes_no(record.get("ЦенаВключаетНДС"), "ЦенаВключаетНДС"),
-        pricing_method=_pricing_method(record),
-        base_price_type_id=ref(record.get("БазовыйТипЦен_Key"), "БазовыйТипЦен_Key"),
-        markup_percent=decimal(record.get("ПроцентСкидкиНаценки"), "ПроцентСкидкиНаценки"),
-        for_sale=yes_no(record.get("ИспользоватьПриПродаже"), "ИспользоватьПриПродаже"),
-        comment=text(record.get("Комментарий")),
-    )]
+    return [
+        PriceType(
+            **ident,
+            code=fields["code"],
+            name=fields["name"],
+            currency_id=ref(record.get("ВалютаЦены_Key"), "ВалютаЦены_Key"),
+            includes_vat=yes_no(record.get("ЦенаВключаетНДС"), "ЦенаВключаетНДС"),
+            pricing_method=_pricing_method(record),
+            base_price_type_id=ref(record.get("БазовыйТипЦен_Key"), "БазовыйТипЦен_Key"),
+            markup_percent=decimal(record.get("ПроцентСкидкиНаценки"), "ПроцентСкидкиНаценки"),
+            for_sale=yes_no(record.get("ИспользоватьПриПродаже"), "ИспользоватьПриПродаже"),
+            comment=text(record.get("Комментарий")),
+        )
+    ]
 
 
 def _pricing_method(record: Mapping[str, Any]) -> str:

@@ -51,9 +51,17 @@ def normalize(value: dict[str, Any], headers: Mapping[str, str], ctx: Context) -
         raise Unnormalizable(f"entity: no answers of {entity!r} are expected")
     out: list[Canonical] = []
     if state is InstantOrder:
-        out.append(InstantOrder(
-            id=ident, source="onec", version=answer, external_ids={"onec": str(ref)},
-            onec_document_id=ref, onec_document_kind=text(doc.get("type")),
-            onec_number=text(doc.get("number")), onec_posted=posted))
+        out.append(
+            InstantOrder(
+                id=ident,
+                source="onec",
+                version=answer,
+                external_ids={"onec": str(ref)},
+                onec_document_id=ref,
+                onec_document_kind=text(doc.get("type")),
+                onec_number=text(doc.get("number")),
+                onec_posted=posted,
+            )
+        )
     out.append(state(id=ident, source="middleware", version=f"{answer}:{status}", status=status))
     return out

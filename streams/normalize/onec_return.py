@@ -37,23 +37,28 @@ def normalize(value: dict[str, Any], headers: Mapping[str, str], ctx: Context) -
     fields, deleted = header(value, ctx)
     if deleted:
         return deletion(Return, fields)
-    return [Return(
-        **fields,
-        counterparty_id=ref_to(value, "counterparty", "Контрагент"),
-        partner_id=first_ref(value, "Партнер_Key"),
-        contract_id=first_ref(value, "Договор_Key", "ДоговорКонтрагента_Key"),
-        warehouse_id=ref_to(value, "warehouse", "Склад", "СкладОрдер"),
-        shipment_id=ref_to(value, "shipment", *_SHIPMENT_REFS) or _lines_shipment(value),
-        order_id=ref_to(value, "customer_order", "ЗаказКлиента", "Сделка"),
-        amount_includes_vat=includes_vat(value),
-        lines=goods_lines(value, *SECTIONS),
-    )]
+    return [
+        Return(
+            **fields,
+            counterparty_id=ref_to(value, "counterparty", "Контрагент"),
+            partner_id=first_ref(value, "Партнер_Key"),
+            contract_id=first_ref(value, "Договор_Key", "ДоговорКонтрагента_Key"),
+            warehouse_id=ref_to(value, "warehouse", "Склад", "СкладОрдер"),
+            shipment_id=ref_to(value, "shipment", *_SHIPMENT_REFS) or _lines_shipment(value),
+            order_id=ref_to(value, "customer_order", "ЗаказКлиента", "Сделка"),
+            amount_includes_vat=includes_vat(value),
+            lines=goods_lines(value, *SECTIONS),
+        )
+    ]
 
 
 def _lines_shipment(value: Mapping[str, Any]) -> UUID | None:
     # A return of one sale names it on every line (УТ 11 Товары.ДокументРеализации); lines of
     # several sales leave the header without one.
-    found = {ref_to(line, "shipment", *_SHIPMENT_REFS)
-             for name in SECTIONS for line in section(value, name)}
+    found = {
+        ref_to(line, "shipment", *_SHIPMENT_REFS)
+        for name in SECTIONS
+        for line in section(value, name)
+    }
     found.discard(None)
     return found.pop() if len(found) == 1 else None

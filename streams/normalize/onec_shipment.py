@@ -47,10 +47,18 @@ def delivery_of(shipment: Shipment, ctx: Context) -> list[DeliveryTask]:
     """The delivery task of a shipment without an order (none for a shipment of an order,
     or one the customer collects)."""
     if shipment.order_id is not None or not needs_delivery(
-            shipment.delivery_address, address_required=ctx.delivery_needs_address):
+        shipment.delivery_address, address_required=ctx.delivery_needs_address
+    ):
         return []
-    return [delivery_task_from_shipment(
-        shipment_id=shipment.id, version=shipment.version, number=shipment.number,
-        counterparty_id=shipment.counterparty_id, warehouse_id=shipment.warehouse_id,
-        delivery_address=shipment.delivery_address, amount_to_collect=shipment.amount,
-        deleted=shipment.deleted)]
+    return [
+        delivery_task_from_shipment(
+            shipment_id=shipment.id,
+            version=shipment.version,
+            number=shipment.number,
+            counterparty_id=shipment.counterparty_id,
+            warehouse_id=shipment.warehouse_id,
+            delivery_address=shipment.delivery_address,
+            amount_to_collect=shipment.amount,
+            deleted=shipment.deleted,
+        )
+    ]

@@ -99,11 +99,16 @@ def from_commerceml(record: Mapping[str, Any]) -> list[Canonical]:
     warehouse = guid or (derived_id("warehouse", "commerceml", key) if key else None)
     offer = text(record.get("offer_id")) or str(product)
     stock = Stock(
-        id=stock_id(warehouse, product, characteristic), source="commerceml", version=version,
+        id=stock_id(warehouse, product, characteristic),
+        source="commerceml",
+        version=version,
         deleted=bool(yes_no(record.get("deleted"), "deleted")),
         external_ids={"commerceml": f"{offer}:{key}" if key else offer},
-        warehouse_id=warehouse, product_id=product, characteristic_id=characteristic,
-        quantity=quantity, warehouse_name=name,
+        warehouse_id=warehouse,
+        product_id=product,
+        characteristic_id=characteristic,
+        quantity=quantity,
+        warehouse_name=name,
     )
     if not key or not name:
         return [stock]
@@ -112,21 +117,29 @@ def from_commerceml(record: Mapping[str, Any]) -> list[Canonical]:
     # store. The content-hash version repeats with every stock row of that warehouse: the
     # sink drops the repeats as duplicates.
     digest = hashlib.sha256(f"{key}\x1f{name}".encode()).hexdigest()
-    named = Warehouse(id=warehouse, source="commerceml", version=f"h:{digest[:32]}",
-                      external_ids={"onec" if guid is not None else "commerceml": key}, name=name)
+    named = Warehouse(
+        id=warehouse,
+        source="commerceml",
+        version=f"h:{digest[:32]}",
+        external_ids={"onec" if guid is not None else "commerceml": key},
+        name=name,
+    )
     return [named, stock]
 
 
-def from_register(record: Mapping[str, Any], ctx: Context,
-                  headers: Mapping[str, str] | None = None) -> Stock:
+def from_register(
+    record: Mapping[str, Any], ctx: Context, headers: Mapping[str, str] | None = None
+) -> Stock:
     """An accumulation-register balance record (УТ 11 or УТ 10.3 names); ``headers`` give
     the moment the bridge took a balance without Period (``ce_time``)."""
-    warehouse = _required(ref(record.get("Склад_Key"), "Склад_Key"),
-                          "Склад_Key (a balance by warehouse is what stock is)")
-    product = _required(ref(record.get("Номенклатура_Key"), "Номенклатура_Key"),
-                        "Номенклатура_Key")
-    characteristic = common.first_ref(record, "Характеристика_Key",
-                                      "ХарактеристикаНоменклатуры_Key")
+    warehouse = _required(
+        ref(record.get("Склад_Key"), "Склад_Key"),
+        "Склад_Key (a balance by warehouse is what stock is)",
+    )
+    product = _required(ref(record.get("Номенклатура_Key"), "Номенклатура_Key"), "Номенклатура_Key")
+    characteristic = common.first_ref(
+        record, "Характеристика_Key", "ХарактеристикаНоменклатуры_Key"
+    )
     gone = common.is_deletion(record)
     quantity = _first_number(record, _QUANTITY)
     if quantity is None and not gone:
@@ -140,10 +153,17 @@ def from_register(record: Mapping[str, Any], ctx: Context,
         # an earlier value; 1С's own DataVersion never does.
         version = f"{version}@{period.isoformat()}"
     return Stock(
-        id=stock_id(warehouse, product, characteristic), source="onec",
-        version=version, source_stamp=period, deleted=gone,
-        warehouse_id=warehouse, product_id=product, characteristic_id=characteristic,
-        quantity=quantity, reserve=_first_number(record, _RESERVE), as_of=period,
+        id=stock_id(warehouse, product, characteristic),
+        source="onec",
+        version=version,
+        source_stamp=period,
+        deleted=gone,
+        warehouse_id=warehouse,
+        product_id=product,
+        characteristic_id=characteristic,
+        quantity=quantity,
+        reserve=_first_number(record, _RESERVE),
+        as_of=period,
     )
 
 
@@ -160,8 +180,7 @@ def _content_hash(record: Mapping[str, Any]) -> str:
     # balance re-sent gives the same version and the sink drops it as a duplicate. ASCII
     # escapes: a stray surrogate in some field must not break the hash (the field's own
     # check names it).
-    body = json.dumps(record, ensure_ascii=True, sort_keys=True, separators=(",", ":"),
-                      default=str)
+    body = json.dumps(record, ensure_ascii=True, sort_keys=True, separators=(",", ":"), default=str)
     return "h:" + hashlib.sha256(body.encode()).hexdigest()[:32]
 
 

@@ -20,14 +20,18 @@ def normalize(value: dict[str, Any], headers: Mapping[str, str], ctx: Context) -
     if common.is_deletion(record):
         return [Warehouse(**ident, name="")]
     contacts = common.contact_info(record)
-    return [Warehouse(
-        **ident, **common.catalog_fields(record),
-        # Older bases keep the address in a plain attribute rather than contact information.
-        address=contacts.addresses[0] if contacts.addresses else text(record.get("Адрес")),
-        kind=common.first_text(record, "ТипСклада", "ВидСклада"),
-        retail_price_type_id=common.first_ref(record, "РозничныйВидЦены_Key",
-                                              "ТипЦенРозничнойТорговли_Key"),
-        department_id=ref(record.get("Подразделение_Key"), "Подразделение_Key"),
-        phones=contacts.phones,
-        comment=text(record.get("Комментарий")),
-    )]
+    return [
+        Warehouse(
+            **ident,
+            **common.catalog_fields(record),
+            # Older bases keep the address in a plain attribute rather than contact information.
+            address=contacts.addresses[0] if contacts.addresses else text(record.get("Адрес")),
+            kind=common.first_text(record, "ТипСклада", "ВидСклада"),
+            retail_price_type_id=common.first_ref(
+                record, "РозничныйВидЦены_Key", "ТипЦенРозничнойТорговли_Key"
+            ),
+            department_id=ref(record.get("Подразделение_Key"), "Подразделение_Key"),
+            phones=contacts.phones,
+            comment=text(record.get("Комментарий")),
+        )
+    ]

@@ -31,8 +31,10 @@ from streams.egress.relink import LinkState, external_key, link_state
 KINDS = ("missing", "deleted", "differs", "relinked", "orphan", "newer_at_source")
 #: 1С references are GUIDs: an external key of that shape is one of ours (a manager's own
 #: portal object has none, or another integration's).
-_GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-"
-                   r"[0-9a-fA-F]{12}$")
+_GUID = re.compile(
+    r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-"
+    r"[0-9a-fA-F]{12}$"
+)
 
 
 @dataclass(frozen=True)
@@ -102,15 +104,24 @@ def _norm(value: Any) -> str:
 
 def field_diff(expected: Mapping[str, Any], actual: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     """The owned fields whose value at the target is not the one we wrote."""
-    return {name: {"ours": want, "theirs": actual.get(name)}
-            for name, want in expected.items() if _norm(want) != _norm(actual.get(name))}
+    return {
+        name: {"ours": want, "theirs": actual.get(name)}
+        for name, want in expected.items()
+        if _norm(want) != _norm(actual.get(name))
+    }
 
 
-def classify_target(entity: str, target: str, key_field: str, canonical: Iterable[Canonical],
-                    rows: Iterable[TargetRow], *, owned: Iterable[str] | None = None,
-                    keyless_is_ours: bool = False,
-                    orphan_key: Callable[[str, Mapping[str, Any]], bool] | None = None
-                    ) -> list[Drift]:
+def classify_target(
+    entity: str,
+    target: str,
+    key_field: str,
+    canonical: Iterable[Canonical],
+    rows: Iterable[TargetRow],
+    *,
+    owned: Iterable[str] | None = None,
+    keyless_is_ours: bool = False,
+    orphan_key: Callable[[str, Mapping[str, Any]], bool] | None = None,
+) -> list[Drift]:
     """Drift between the canonical objects of ``entity`` and the target's listing ``rows``.
 
     ``key_field``: where the target keeps our canonical id (``xmlId``, ``ORIGIN_ID``);
@@ -133,54 +144,125 @@ def classify_target(entity: str, target: str, key_field: str, canonical: Iterabl
         mine = by_key.get(obj.target_key)
         if obj.linked is not None:
             at = by_id.get(str(obj.linked))
-            state = link_state(at.fields if at else None, key_field, obj.target_key,
-                               keyless_is_ours=keyless_is_ours)
+            state = link_state(
+                at.fields if at else None,
+                key_field,
+                obj.target_key,
+                keyless_is_ours=keyless_is_ours,
+            )
             if state is LinkState.OURS:
                 mine = at
             elif mine is not None:
-                out.append(Drift(entity, target, "relinked", obj.id, str(obj.linked),
-                                 f"the crosswalk names {obj.linked}; our object is {mine.id}"))
+                out.append(
+                    Drift(
+                        entity,
+                        target,
+                        "relinked",
+                        obj.id,
+                        str(obj.linked),
+                        f"the crosswalk names {obj.linked}; our object is {mine.id}",
+                    )
+                )
                 continue
             elif not obj.present:
                 continue
             elif state is LinkState.OTHER:
                 other = external_key(at.fields if at else {}, key_field)
-                out.append(Drift(entity, target, "relinked", obj.id, str(obj.linked),
-                                 f"{obj.linked} now holds another object ({key_field}={other!r})"))
+                out.append(
+                    Drift(
+                        entity,
+                        target,
+                        "relinked",
+                        obj.id,
+                        str(obj.linked),
+                        f"{obj.linked} now holds another object ({key_field}={other!r})",
+                    )
+                )
                 continue
             else:
-                out.append(Drift(entity, target, "deleted", obj.id, str(obj.linked),
-                                 f"{obj.linked} is gone from {target}"))
+                out.append(
+                    Drift(
+                        entity,
+                        target,
+                        "deleted",
+                        obj.id,
+                        str(obj.linked),
+                        f"{obj.linked} is gone from {target}",
+                    )
+                )
                 continue
         elif mine is not None:
-            out.append(Drift(entity, target, "relinked", obj.id, str(mine.id),
-                             f"the crosswalk has no link; our object is {mine.id}"))
+            out.append(
+                Drift(
+                    entity,
+                    target,
+                    "relinked",
+                    obj.id,
+                    str(mine.id),
+                    f"the crosswalk has no link; our object is {mine.id}",
+                )
+            )
             continue
         if mine is None:
             if obj.present:
-                out.append(Drift(entity, target, "missing", obj.id, None,
-                                 f"no object with {key_field}={obj.target_key} in {target}"))
+                out.append(
+                    Drift(
+                        entity,
+                        target,
+                        "missing",
+                        obj.id,
+                        None,
+                        f"no object with {key_field}={obj.target_key} in {target}",
+                    )
+                )
             continue
         diff = field_diff(expected, mine.fields)
         if diff:
-            out.append(Drift(entity, target, "differs", obj.id, str(mine.id),
-                             "fields differ: " + ", ".join(sorted(diff)), diff))
+            out.append(
+                Drift(
+                    entity,
+                    target,
+                    "differs",
+                    obj.id,
+                    str(mine.id),
+                    "fields differ: " + ", ".join(sorted(diff)),
+                    diff,
+                )
+            )
     for key, row in by_key.items():
         if key and key not in known and orphan_key(key, row.fields):
-            out.append(Drift(entity, target, "orphan", key, str(row.id),
-                             f"{target} object {row.id} carries {key_field}={key}, unknown here"))
+            out.append(
+                Drift(
+                    entity,
+                    target,
+                    "orphan",
+                    key,
+                    str(row.id),
+                    f"{target} object {row.id} carries {key_field}={key}, unknown here",
+                )
+            )
     return out
 
 
-def classify_source(entity: str, source: str, versions: Mapping[str, str],
-                    seen: Mapping[str, set[str]]) -> list[Drift]:
+def classify_source(
+    entity: str, source: str, versions: Mapping[str, str], seen: Mapping[str, set[str]]
+) -> list[Drift]:
     """``newer_at_source``: objects whose current version at the source (``versions``: id ->
     version, e.g. 1С ``DataVersion``) is not among the versions PostgreSQL has seen of them
     (``seen``: id -> versions, the sink's dedupe record). 1С versions are opaque, not
     ordered, so "not seen" is the only "newer" they can tell."""
-    return [Drift(entity, source, "newer_at_source", ident, None,
-                  f"{source} holds version {version!r}, not seen here")
-            for ident, version in sorted(versions.items()) if version not in seen.get(ident, set())]
+    return [
+        Drift(
+            entity,
+            source,
+            "newer_at_source",
+            ident,
+            None,
+            f"{source} holds version {version!r}, not seen here",
+        )
+        for ident, version in sorted(versions.items())
+        if version not in seen.get(ident, set())
+    ]
 
 
 def summary(drifts: Iterable[Drift]) -> dict[tuple[str, str, str], int]:

@@ -1,6 +1,8 @@
 """The entity sink: normalize a batch of raw records of any entity, merge the canonical
 versions into PostgreSQL, dead-letter what cannot be normalized or stored, publish the
-outbox, and only then let the caller acknowledge the batch."""
+changes the merge wrote (after its commit, marked published after the broker's ack; the
+outbox row is the crash-safety record the sweep publishes from), and only then let the
+caller acknowledge the batch."""
 
 from __future__ import annotations
 
@@ -14,23 +16,23 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from mmstream.envelope import REQUEST_ID
+from mmstream.dlq.records import Failure, dead_letter
+from mmstream.envelope import REQUEST_ID, TRACEPARENT
 from mmstream.errors import classify, dead_letterable
 from mmstream.kafka.producer import AckedProducer
 from mmstream.metrics import DLQ_RECORDS, SINK_BATCH_LATENCY, SINK_BATCH_SIZE, SINK_RECORDS
 from mmstream.models.base import Canonical
+from mmstream.retry import retry_forever
 from streams import crosswalk
-from streams.backoff import retry_transient
-from streams.dlq.records import Failure, dead_letter
 from streams.normalize.oddities import Unnormalizable
 from streams.normalize.registry import Context, Normalizer
-from streams.outbox.relay import OutboxRelay
+from streams.outbox.relay import OutboxRelay, OutboxRow
 from streams.records import SourceRecord
 from streams.sink.entity_store import Incoming, MergeCounts, merge
 from streams.sink.isolate import store_isolating
 
 log = logging.getLogger(__name__)
-_KEEP_HEADERS = (REQUEST_ID, "ce_id", "ce_source")
+_KEEP_HEADERS = (REQUEST_ID, TRACEPARENT, "ce_id", "ce_source")
 STAGE = "normalize"
 #: A record whose canonical versions the database refused (dlq.normalize, this stage).
 MERGE_STAGE = "merge"
@@ -54,8 +56,15 @@ def decode(record: SourceRecord) -> dict[str, Any]:
 class EntitySink:
     """Handles one batch of raw records of any registered topic; idempotent under replay."""
 
-    def __init__(self, engine: AsyncEngine, producer: AckedProducer, relay: OutboxRelay,
-                 dlq_topic: str, normalizers: Mapping[str, Normalizer], ctx: Context) -> None:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        producer: AckedProducer,
+        relay: OutboxRelay,
+        dlq_topic: str,
+        normalizers: Mapping[str, Normalizer],
+        ctx: Context,
+    ) -> None:
         """``normalizers`` maps the *physical* raw topic name to its normalizer."""
         self.engine = engine
         self.producer = producer
@@ -84,13 +93,18 @@ class EntitySink:
                     raise
                 dead.append((rec, exc, STAGE))
         normalized = time.perf_counter()
-        counts, by_entity = await self._merge(good, dead)
+        counts, by_entity, changes = await self._merge(good, dead)
         if dead:
             await self._dead_letter(dead)
         merged = time.perf_counter()
-        touched = sorted({(r.topic, r.partition) for r in records})
-        await retry_transient(lambda: self.relay.flush_many(touched), what="outbox publish",
-                              entity="entity")
+        # Committed: publish what the merge wrote, marked published once acknowledged. A crash
+        # before the mark leaves the entries pending for the sweep (at least once, same ce_id).
+        await retry_forever(
+            lambda: self.relay.publish_committed(changes),
+            stage="sink",
+            what="outbox publish",
+            entity="entity",
+        )
         published = time.perf_counter()
         for entity, c in by_entity.items():
             SINK_BATCH_SIZE.labels(entity).observe(c.total)
@@ -98,25 +112,44 @@ class EntitySink:
             for reason, n in c.skips().items():
                 SINK_RECORDS.labels(entity, reason).inc(n)
         SINK_BATCH_LATENCY.labels("entities").observe(time.perf_counter() - started)
-        log.info("batch stored", extra={
-            "records": len(records), "changed": counts.changed, "duplicates": counts.duplicate,
-            "stale": counts.stale, "not_owner": counts.not_owner, "unchanged": counts.unchanged,
-            "invalid": len(dead), "normalize_s": round(normalized - started, 3),
-            "merge_s": round(merged - normalized, 3), "publish_s": round(published - merged, 3),
-            "offsets": {f"{r.topic}/{r.partition}": r.offset for r in records}})
+        log.info(
+            "batch stored",
+            extra={
+                "records": len(records),
+                "changed": counts.changed,
+                "duplicates": counts.duplicate,
+                "stale": counts.stale,
+                "not_owner": counts.not_owner,
+                "unchanged": counts.unchanged,
+                "invalid": len(dead),
+                "normalize_s": round(normalized - started, 3),
+                "merge_s": round(merged - normalized, 3),
+                "publish_s": round(published - merged, 3),
+                "offsets": {f"{r.topic}/{r.partition}": r.offset for r in records},
+            },
+        )
         return counts
 
-    async def _store(self, items: list[Incoming]) -> dict[str, MergeCounts]:
+    async def _store(self, items: list[Incoming]) -> tuple[dict[str, MergeCounts], list[OutboxRow]]:
         by_model: dict[type[Canonical], list[Incoming]] = defaultdict(list)
+        changes: list[OutboxRow] = []
         async with self.engine.begin() as conn:
             resolved = await crosswalk.resolve(conn, [i.entity for i in items])
             for inc, ent in zip(items, resolved, strict=True):
-                by_model[type(ent)].append(Incoming(ent, inc.source_topic, inc.source_partition,
-                                                    inc.source_offset, inc.headers))
-            return {model.ENTITY: await merge(conn, model, batch)
-                    for model, batch in by_model.items()}
+                by_model[type(ent)].append(
+                    Incoming(
+                        ent, inc.source_topic, inc.source_partition, inc.source_offset, inc.headers
+                    )
+                )
+            counts = {
+                model.ENTITY: await merge(conn, model, batch, changes)
+                for model, batch in by_model.items()
+            }
+        return counts, changes  # committed
 
-    async def _merge(self, good, dead) -> tuple[MergeCounts, dict[str, MergeCounts]]:
+    async def _merge(
+        self, good, dead
+    ) -> tuple[MergeCounts, dict[str, MergeCounts], list[OutboxRow]]:
         totals = MergeCounts()
         by_entity: dict[str, MergeCounts] = defaultdict(MergeCounts)
 
@@ -127,21 +160,36 @@ class EntitySink:
 
         # The unit of isolation is the raw record: all its canonical versions go or none.
         results, bad = await store_isolating(
-            good, lambda part: self._store([inc for _, incs in part for inc in incs]),
-            what="entity merge", entity="entity")
-        for result in results:
+            good,
+            lambda part: self._store([inc for _, incs in part for inc in incs]),
+            what="entity merge",
+            entity="entity",
+        )
+        changes: list[OutboxRow] = []
+        for result, written in results:
             add(result)
+            changes += written
         dead += [(rec, exc, MERGE_STAGE) for (rec, _), exc in bad]
-        return totals, by_entity
+        return totals, by_entity, changes
 
     async def _dead_letter(self, dead: list[tuple[SourceRecord, BaseException, str]]) -> None:
         now = datetime.now(UTC)
-        out = [dead_letter(rec, Failure(exc, 1, now, now), stage=stage, topic=self.dlq_topic)
-               for rec, exc, stage in dead]
-        await retry_transient(lambda: self.producer.send_many(out), what="dlq publish",
-                              entity="entity")
+        out = [
+            dead_letter(rec, Failure(exc, 1, now, now), stage=stage, topic=self.dlq_topic)
+            for rec, exc, stage in dead
+        ]
+        await retry_forever(
+            lambda: self.producer.send_many(out), stage="sink", what="dlq publish", entity="entity"
+        )
         for rec, exc, stage in dead:
             DLQ_RECORDS.labels(stage, classify(exc).code).inc()
-            log.warning("record dead-lettered", extra={
-                "stage": stage, "error": str(exc)[:500], "source_topic": rec.topic,
-                "source_partition": rec.partition, "source_offset": rec.offset})
+            log.warning(
+                "record dead-lettered",
+                extra={
+                    "stage": stage,
+                    "error": str(exc)[:500],
+                    "source_topic": rec.topic,
+                    "source_partition": rec.partition,
+                    "source_offset": rec.offset,
+                },
+            )

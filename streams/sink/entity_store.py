@@ -30,6 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from mmstream.envelope import change_id
 from mmstream.models.base import Canonical, Source
+from streams.outbox.relay import OutboxRow
 from streams.sink.entity_table import Column, columns
 
 SOURCES: tuple[str, ...] = typing.get_args(Source)
@@ -66,8 +67,12 @@ class MergeCounts:
 
     def skips(self) -> dict[str, int]:
         """Skipped versions by reason (the metric's ``reason`` label)."""
-        return {"duplicate": self.duplicate, "stale": self.stale, "not_owner": self.not_owner,
-                "unchanged": self.unchanged}
+        return {
+            "duplicate": self.duplicate,
+            "stale": self.stale,
+            "not_owner": self.not_owner,
+            "unchanged": self.unchanged,
+        }
 
 
 def _q(name: str) -> str:
@@ -94,9 +99,12 @@ def _statements(model: type[Canonical], identity_only: bool = False) -> _Stateme
     cols: tuple[Column, ...] = columns(model)
     names = tuple(c.name for c in cols)
     temp = f"incoming_{entity}"
-    create = (f"CREATE TEMP TABLE IF NOT EXISTS {temp} (seq integer, source_topic text, "
-              "source_partition integer, source_offset bigint, headers jsonb, event_id uuid, "
-              + ", ".join(f"{_q(c.name)} {c.pg_type}" for c in cols) + ") ON COMMIT DELETE ROWS")
+    create = (
+        f"CREATE TEMP TABLE IF NOT EXISTS {temp} (seq integer, source_topic text, "
+        "source_partition integer, source_offset bigint, headers jsonb, event_id uuid, "
+        + ", ".join(f"{_q(c.name)} {c.pg_type}" for c in cols)
+        + ") ON COMMIT DELETE ROWS"
+    )
     copy = f"COPY {temp} ({', '.join([*_TRACE, *(_q(n) for n in names)])}) FROM STDIN"
     tracked = [*model.content_fields(), "deleted"]
 
@@ -111,19 +119,30 @@ def _statements(model: type[Canonical], identity_only: bool = False) -> _Stateme
         if not allowed:
             return f"t.{_q(name)}"
         owners = ", ".join(repr(s) for s in allowed)
-        return (f"CASE WHEN excluded.source IN ({owners}) OR NOT (t.writers && ARRAY[{owners}]) "
-                f"THEN excluded.{_q(name)} ELSE t.{_q(name)} END")
+        return (
+            f"CASE WHEN excluded.source IN ({owners}) OR NOT (t.writers && ARRAY[{owners}]) "
+            f"THEN excluded.{_q(name)} ELSE t.{_q(name)} END"
+        )
 
     sets = [f"{_q(n)} = {merged(n)}" for n in tracked]
-    sets += ["source = excluded.source", "version = excluded.version",
-             "source_stamp = excluded.source_stamp",
-             "external_ids = t.external_ids || excluded.external_ids",
-             "revision = t.revision + 1", "event_id = excluded.event_id", "changed_at = now()",
-             "writers = ARRAY(SELECT DISTINCT w FROM unnest(t.writers || excluded.writers) w ORDER BY w)"]
-    differs = (f"({', '.join(merged(n) for n in tracked)}) IS DISTINCT FROM "
-               f"({', '.join('t.' + _q(n) for n in tracked)})")
-    incoming_differs = (f"({', '.join('c.' + _q(n) for n in tracked)}) IS DISTINCT FROM "
-                        f"({', '.join('t.' + _q(n) for n in tracked)})")
+    sets += [
+        "source = excluded.source",
+        "version = excluded.version",
+        "source_stamp = excluded.source_stamp",
+        "external_ids = t.external_ids || excluded.external_ids",
+        "revision = t.revision + 1",
+        "event_id = excluded.event_id",
+        "changed_at = now()",
+        "writers = ARRAY(SELECT DISTINCT w FROM unnest(t.writers || excluded.writers) w ORDER BY w)",
+    ]
+    differs = (
+        f"({', '.join(merged(n) for n in tracked)}) IS DISTINCT FROM "
+        f"({', '.join('t.' + _q(n) for n in tracked)})"
+    )
+    incoming_differs = (
+        f"({', '.join('c.' + _q(n) for n in tracked)}) IS DISTINCT FROM "
+        f"({', '.join('t.' + _q(n) for n in tracked)})"
+    )
     table = _q(entity)
     col_list = ", ".join(_q(n) for n in names)
     # Identifiers only come from the model (checked above); values go through COPY.
@@ -148,7 +167,7 @@ WITH fresh AS (
 ), upserted AS (
     INSERT INTO {table} AS t ({col_list}, revision, writers, event_id)
     SELECT {col_list}, 1, ARRAY[source], event_id FROM cand
-    ON CONFLICT (id) DO UPDATE SET {', '.join(sets)}
+    ON CONFLICT (id) DO UPDATE SET {", ".join(sets)}
     WHERE {differs}
     RETURNING t.*, (t.xmax = 0) AS inserted
 ), outboxed AS (
@@ -161,8 +180,9 @@ WITH fresh AS (
     FROM upserted u JOIN cand c ON c.id = u.id
     ORDER BY c.seq
     ON CONFLICT (event_id) DO NOTHING
-    RETURNING 1
-)
+    RETURNING id, event_id, entity, entity_id, change, version, payload::text AS payload_text,
+              headers, created_at, source_topic, source_partition, source_offset
+), counts AS (
 SELECT
     (SELECT count(*) FROM {temp}) AS total,
     (SELECT count(*) FROM fresh) AS fresh,
@@ -178,6 +198,10 @@ SELECT
     (SELECT count(*) FROM cand c JOIN {table} t ON t.id = c.id
        WHERE NOT EXISTS (SELECT 1 FROM upserted u WHERE u.id = c.id)
          AND {incoming_differs}) AS not_owner
+)
+-- The counts on every row, with the outbox entries this statement wrote (one row with no
+-- entry when it wrote none): the sink publishes them after commit without reading them back.
+SELECT counts.*, o.* FROM counts LEFT JOIN outboxed o ON true ORDER BY o.id
 """  # noqa: S608
     return _Statements(temp, create, copy, merge, frozenset(c.name for c in cols if c.json), names)
 
@@ -198,8 +222,13 @@ def identity_only(entity: Canonical) -> bool:
     for name in entity.content_fields():
         info = type(entity).model_fields[name]
         value = getattr(entity, name)
-        empty = (info.get_default(call_default_factory=True) if not info.is_required()
-                 else type(value)() if value is not None else None)
+        empty = (
+            info.get_default(call_default_factory=True)
+            if not info.is_required()
+            else type(value)()
+            if value is not None
+            else None
+        )
         if value != empty:
             return False
     return True
@@ -225,13 +254,21 @@ def rounds(batch: list[Incoming]) -> list[list[tuple[int, Incoming]]]:
     return out
 
 
-async def merge(conn: AsyncConnection, model: type[Canonical], batch: list[Incoming]) -> MergeCounts:
-    """Merge ``batch`` (all of ``model``) inside the caller's transaction."""
+async def merge(
+    conn: AsyncConnection,
+    model: type[Canonical],
+    batch: list[Incoming],
+    changes: list[OutboxRow] | None = None,
+) -> MergeCounts:
+    """Merge ``batch`` (all of ``model``) inside the caller's transaction. The outbox entries
+    it writes are appended to ``changes`` (in outbox order) when given: the caller publishes
+    them once the transaction committed (:meth:`OutboxRelay.publish_committed`)."""
     totals = MergeCounts()
     if not batch:
         return totals
     raw = await conn.get_raw_connection()
     pg = raw.driver_connection  # psycopg AsyncConnection: COPY is not exposed by SQLAlchemy
+    assert pg is not None  # a checked-out connection always has its driver's
     async with pg.cursor() as cur:
         await cur.execute(_statements(model).create_temp)
         for whole in rounds(batch):
@@ -239,26 +276,47 @@ async def merge(conn: AsyncConnection, model: type[Canonical], batch: list[Incom
             for deletions in (False, True):
                 part = [(seq, rec) for seq, rec in whole if identity_only(rec.entity) == deletions]
                 if part:
-                    totals.add(await _merge_part(cur, _statements(model, deletions), model, part))
+                    totals.add(
+                        await _merge_part(cur, _statements(model, deletions), model, part, changes)
+                    )
     return totals
 
 
-async def _merge_part(cur, st: _Statements, model: type[Canonical],
-                      part: list[tuple[int, Incoming]]) -> MergeCounts:
+async def _merge_part(
+    cur,
+    st: _Statements,
+    model: type[Canonical],
+    part: list[tuple[int, Incoming]],
+    changes: list[OutboxRow] | None,
+) -> MergeCounts:
     # The temp table empties only at commit: each statement starts empty.
     await cur.execute(f"TRUNCATE {st.temp}")
     async with cur.copy(st.copy) as copy:
         for seq, rec in part:
             ent = rec.entity
             dump = ent.model_dump(mode="python")
-            trace = (seq, rec.source_topic, rec.source_partition, rec.source_offset,
-                     json.dumps(rec.headers, ensure_ascii=False),
-                     change_id(model.ENTITY, str(ent.id), change_version(ent)))
-            await copy.write_row(trace + tuple(_value(dump, n, n in st.json_columns)
-                                               for n in st.names))
+            trace = (
+                seq,
+                rec.source_topic,
+                rec.source_partition,
+                rec.source_offset,
+                json.dumps(rec.headers, ensure_ascii=False),
+                change_id(model.ENTITY, str(ent.id), change_version(ent)),
+            )
+            await copy.write_row(
+                trace + tuple(_value(dump, n, n in st.json_columns) for n in st.names)
+            )
     await cur.execute(st.merge)
-    total, fresh, cand, changed, inserted, _stamped, _outboxed, duplicate, not_owner = \
-        await cur.fetchone()
-    return MergeCounts(total=total, changed=changed, inserted=inserted, duplicate=duplicate,
-                       stale=total - fresh - duplicate + (fresh - cand), not_owner=not_owner,
-                       unchanged=cand - changed - not_owner)
+    rows = await cur.fetchall()
+    total, fresh, cand, changed, inserted, _stamped, _outboxed, duplicate, not_owner = rows[0][:9]
+    if changes is not None:
+        changes += [OutboxRow(*row[9:]) for row in rows if row[9] is not None]
+    return MergeCounts(
+        total=total,
+        changed=changed,
+        inserted=inserted,
+        duplicate=duplicate,
+        stale=total - fresh - duplicate + (fresh - cand),
+        not_owner=not_owner,
+        unchanged=cand - changed - not_owner,
+    )

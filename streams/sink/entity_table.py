@@ -27,7 +27,7 @@ SYSTEM_COLUMNS = (
     # has written the object (a company born in Bitrix24 stays Bitrix24's until 1С has it).
     ("writers", "text[] NOT NULL DEFAULT '{}'"),
     ("event_id", "uuid NOT NULL"),
-    ("stored_at", "timestamptz NOT NULL DEFAULT now()"),   # first stored
+    ("stored_at", "timestamptz NOT NULL DEFAULT now()"),  # first stored
     ("changed_at", "timestamptz NOT NULL DEFAULT now()"),  # last real change
 )
 RESERVED = frozenset(name for name, _ in SYSTEM_COLUMNS)
@@ -56,8 +56,15 @@ def _pg_type(tp: Any) -> tuple[str, bool, bool]:
         return "text", False, False
     if origin in (tuple, list, dict) or (isinstance(tp, type) and issubclass(tp, BaseModel)):
         return "jsonb", True, False
-    mapping = {bool: "boolean", int: "bigint", float: "double precision", UUID: "uuid",
-               Decimal: "numeric", datetime: "timestamptz", date: "date"}
+    mapping = {
+        bool: "boolean",
+        int: "bigint",
+        float: "double precision",
+        UUID: "uuid",
+        Decimal: "numeric",
+        datetime: "timestamptz",
+        date: "date",
+    }
     if tp in mapping:
         return mapping[tp], False, False
     raise TypeError(f"no column type for {tp!r}")
@@ -68,8 +75,10 @@ def columns(model: type[Canonical]) -> tuple[Column, ...]:
     out = []
     for name, info in model.model_fields.items():
         if name in RESERVED:
-            raise TypeError(f"{model.__name__}.{name}: the name is a bookkeeping column of every "
-                            f"entity table ({', '.join(sorted(RESERVED))}); rename the field")
+            raise TypeError(
+                f"{model.__name__}.{name}: the name is a bookkeeping column of every "
+                f"entity table ({', '.join(sorted(RESERVED))}); rename the field"
+            )
         pg, is_json, nullable = _pg_type(info.annotation)
         out.append(Column(name, pg, is_json, nullable))
     return tuple(out)

@@ -6,7 +6,7 @@ and each half retried, down to the single records that fail alone: those are dea
 and the rest is stored (design.md invariant 9). A good batch costs one transaction as
 before; k bad records among n cost about 2·k·log2(n) more. Halves go in batch order, so
 changes of one entity keep their order. Errors of the database or broker themselves are
-raised (after ``retry_transient`` waited out the retriable ones): no record is
+raised (after ``retry_forever`` waited out the retriable ones): no record is
 dead-lettered for them, the worker stops and the batch replays.
 """
 
@@ -17,15 +17,16 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
 
 from mmstream.errors import dead_letterable
-from streams.backoff import retry_transient
+from mmstream.retry import retry_forever
 
 T = TypeVar("T")
 R = TypeVar("R")
 log = logging.getLogger(__name__)
 
 
-async def store_isolating(items: Sequence[T], store: Callable[[list[T]], Awaitable[R]], *,
-                          what: str, entity: str) -> tuple[list[R], list[tuple[T, BaseException]]]:
+async def store_isolating(
+    items: Sequence[T], store: Callable[[list[T]], Awaitable[R]], *, what: str, entity: str
+) -> tuple[list[R], list[tuple[T, BaseException]]]:
     """Run ``store`` over ``items`` (one call when it succeeds); returns the results of the
     calls that succeeded and the items that fail alone, each with its error."""
     results: list[R] = []
@@ -33,7 +34,9 @@ async def store_isolating(items: Sequence[T], store: Callable[[list[T]], Awaitab
 
     async def attempt(part: list[T]) -> None:
         try:
-            results.append(await retry_transient(lambda: store(part), what=what, entity=entity))
+            results.append(
+                await retry_forever(lambda: store(part), stage="sink", what=what, entity=entity)
+            )
             return
         except Exception as exc:  # noqa: BLE001 — dead_letterable decides
             if not dead_letterable(exc):
@@ -41,8 +44,11 @@ async def store_isolating(items: Sequence[T], store: Callable[[list[T]], Awaitab
             if len(part) == 1:
                 bad.append((part[0], exc))
                 return
-            log.warning("%s failed for a record's data; splitting the batch to find it", what,
-                        extra={"error": str(exc)[:500], "batch": len(part)})
+            log.warning(
+                "%s failed for a record's data; splitting the batch to find it",
+                what,
+                extra={"error": str(exc)[:500], "batch": len(part)},
+            )
         mid = len(part) // 2
         await attempt(part[:mid])
         await attempt(part[mid:])

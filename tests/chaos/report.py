@@ -23,8 +23,17 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 RESULTS = Path(os.environ.get("MM_CHAOS_RESULTS", REPO / "chaos-results"))
 
-FIELDS = ("name", "offered", "accepted", "stored", "at_target", "dead_lettered", "lost",
-          "duplicated", "verdict")
+FIELDS = (
+    "name",
+    "offered",
+    "accepted",
+    "stored",
+    "at_target",
+    "dead_lettered",
+    "lost",
+    "duplicated",
+    "verdict",
+)
 
 
 @dataclass
@@ -65,8 +74,10 @@ class ChaosReport:
 
     def table(self) -> str:
         cols = [*FIELDS[:-1], "seconds", "verdict"]
-        data = [[str(getattr(r, c) if c != "seconds" else f"{r.seconds:.0f}") for c in cols]
-                for r in self.rows]
+        data = [
+            [str(getattr(r, c) if c != "seconds" else f"{r.seconds:.0f}") for c in cols]
+            for r in self.rows
+        ]
         widths = [max(len(c), *(len(d[i]) for d in data)) for i, c in enumerate(cols)]
         lines = ["  ".join(c.ljust(w) for c, w in zip(cols, widths, strict=True))]
         lines += ["  ".join(v.ljust(w) for v, w in zip(d, widths, strict=True)) for d in data]
@@ -80,10 +91,18 @@ class ChaosReport:
 
 def pytest_addoption(parser):
     group = parser.getgroup("chaos")
-    group.addoption("--chaos", action="store_true", default=False,
-                    help="run the fault and abuse scenarios in full (make chaos)")
-    group.addoption("--quick", action="store_true", default=False,
-                    help="with --chaos: the quick form (at most 5 minutes)")
+    group.addoption(
+        "--chaos",
+        action="store_true",
+        default=False,
+        help="run the fault and abuse scenarios in full (make chaos)",
+    )
+    group.addoption(
+        "--quick",
+        action="store_true",
+        default=False,
+        help="with --chaos: the quick form (at most 5 minutes)",
+    )
 
 
 @pytest.fixture(scope="session")
@@ -105,8 +124,11 @@ def chaos_report() -> ChaosReport:
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
     if not _REPORT.rows:
         return
-    mode = ("quick" if config.getoption("--quick") else "full") if config.getoption("--chaos") \
+    mode = (
+        ("quick" if config.getoption("--quick") else "full")
+        if config.getoption("--chaos")
         else "short"
+    )
     terminalreporter.section(f"chaos scenarios ({mode})")
     terminalreporter.write_line(_REPORT.table())
     if config.getoption("--chaos"):

@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from tests.chaos.load import WORKERS, MixedLoad, account, chaos_stack, settle
+from tests.chaos.load import WORKERS, Laps, MixedLoad, account, chaos_stack, settle
 
 pytestmark = pytest.mark.e2e
 
@@ -32,7 +32,9 @@ def test_workers_killed_under_load_lose_and_repeat_nothing(stack, chaos_mode, ch
     kills_per_kind, pause = SIZES[chaos_mode]
     rng = random.Random(20261207)
     began = time.monotonic()
+    laps = Laps()
     stack.start_everything()
+    laps("start")
     load = MixedLoad(stack).start(pace_s=0.6)
     kills: list[str] = []
     try:
@@ -44,15 +46,30 @@ def test_workers_killed_under_load_lose_and_repeat_nothing(stack, chaos_mode, ch
             kills.append(kind)
     finally:
         load.stop()
+    laps("kills under load")
     waited = settle(stack, load, timeout_s=240, quiet_s=45)
+    laps("settle")
     stack.assert_alive()
     tally = account(stack, load.offers)
-    verdict = (tally.lost == 0 and tally.duplicated == 0 and tally.accepted == tally.offered
-               and not tally.order_violations)
+    verdict = (
+        tally.lost == 0
+        and tally.duplicated == 0
+        and tally.accepted == tally.offered
+        and not tally.order_violations
+    )
     chaos_report.record(
-        "kill workers", verdict=verdict, **tally.figures(), seconds=time.monotonic() - began,
+        "kill workers",
+        verdict=verdict,
+        **tally.figures(),
+        seconds=time.monotonic() - began,
         notes=f"{len(kills)} SIGKILLs ({kills_per_kind} per kind: {', '.join(WORKERS.values())}), "
-              f"settled in {waited:.0f}s; accepted/at target per flow {tally.flows}",
-        kills=kills, lost_records=tally.lost_records, duplicates=tally.duplicates,
-        dlq_reasons=tally.dlq_reasons, order_violations=tally.order_violations)
+        f"settled in {waited:.0f}s; accepted/at target per flow {tally.flows}; seconds per "
+        f"phase {laps.seconds}",
+        phases=laps.seconds,
+        kills=kills,
+        lost_records=tally.lost_records,
+        duplicates=tally.duplicates,
+        dlq_reasons=tally.dlq_reasons,
+        order_violations=tally.order_violations,
+    )
     assert verdict, (tally.lost_records, tally.duplicates, tally.order_violations, stack.logs())

@@ -22,8 +22,8 @@ import psycopg
 import pytest
 from confluent_kafka import Producer
 
+from mmstream.dlq.records import failure_headers
 from mmstream.envelope import change_id
-from streams.dlq.records import failure_headers
 from tests.chaos.load import chaos_stack
 from tests.support.processes import eventually
 from tests.support.stack import onec_product
@@ -45,14 +45,26 @@ def stack(pipeline):
 
 
 def warehouse(ref: str, version: str, name: str) -> dict:
-    return {"Ref_Key": ref, "DataVersion": version, "DeletionMark": False, "Code": "000000001",
-            "Description": name, "Parent_Key": "00000000-0000-0000-0000-000000000000",
-            "IsFolder": False}
+    return {
+        "Ref_Key": ref,
+        "DataVersion": version,
+        "DeletionMark": False,
+        "Code": "000000001",
+        "Description": name,
+        "Parent_Key": "00000000-0000-0000-0000-000000000000",
+        "IsFolder": False,
+    }
 
 
 def price_type(ref: str, version: str, markup) -> dict:
-    return {"Ref_Key": ref, "DataVersion": version, "DeletionMark": False, "Code": "000000002",
-            "Description": "Розничная", "ПроцентСкидкиНаценки": markup}
+    return {
+        "Ref_Key": ref,
+        "DataVersion": version,
+        "DeletionMark": False,
+        "Code": "000000002",
+        "Description": "Розничная",
+        "ПроцентСкидкиНаценки": markup,
+    }
 
 
 def poison_outbox(stack, partitions: int) -> list[str]:
@@ -61,12 +73,21 @@ def poison_outbox(stack, partitions: int) -> list[str]:
     topic = stack.settings.topic("raw.onec.price_type")
     for p in range(partitions):
         ref = str(uuid.uuid4())
-        payload = (f'{{"id": "{ref}", "source": "onec", "version": "v1", "name": "relay poison", '
-                   f'"deleted": false, "external_ids": {{}}, "markup_percent": 1e300, "revision": 1}}')
-        execute(stack, "INSERT INTO outbox (event_id, entity, entity_id, change, version, source_topic, "
-                  "source_partition, source_offset, payload) VALUES "
-                "(%s, 'price_type', %s, 'upsert', 'v1', %s, %s, 0, %s)",
-                change_id("price_type", ref, "v1"), ref, topic, p, payload)
+        payload = (
+            f'{{"id": "{ref}", "source": "onec", "version": "v1", "name": "relay poison", '
+            f'"deleted": false, "external_ids": {{}}, "markup_percent": 1e300, "revision": 1}}'
+        )
+        execute(
+            stack,
+            "INSERT INTO outbox (event_id, entity, entity_id, change, version, source_topic, "
+            "source_partition, source_offset, payload) VALUES "
+            "(%s, 'price_type', %s, 'upsert', 'v1', %s, %s, 0, %s)",
+            change_id("price_type", ref, "v1"),
+            ref,
+            topic,
+            p,
+            payload,
+        )
         ids.append(ref)
     return ids
 
@@ -78,11 +99,15 @@ def execute(stack, statement: str, *params) -> None:
 
 
 def dlq_by_key(stack, name: str) -> dict[str, dict[str, str]]:
-    return {(m.key() or b"").decode(): failure_headers(m.headers())
-            for m in count_records(stack.settings, name, quiet_s=1.0)}
+    return {
+        (m.key() or b"").decode(): failure_headers(m.headers())
+        for m in count_records(stack.settings, name, quiet_s=1.0)
+    }
 
 
-def test_poison_at_every_stage_is_dead_lettered_and_the_stream_goes_on(stack, chaos_mode, chaos_report):
+def test_poison_at_every_stage_is_dead_lettered_and_the_stream_goes_on(
+    stack, chaos_mode, chaos_report
+):
     n = SIZES[chaos_mode]
     began = time.monotonic()
     s = stack.settings
@@ -92,8 +117,14 @@ def test_poison_at_every_stage_is_dead_lettered_and_the_stream_goes_on(stack, ch
     stack.start_emulator()
     stack.put_entity("deal", huge_deal, {"TITLE": "огромная", "COMMENTS": "я" * 1_500_000})
     egress_product = onec_product(Description="Отказ портала")
-    stack.inject_fault(method="catalog.product.add", status=400, error="",
-                       description="Field NAME is required", times=1, xml_id=egress_product["Ref_Key"])
+    stack.inject_fault(
+        method="catalog.product.add",
+        status=400,
+        error="",
+        description="Field NAME is required",
+        times=1,
+        xml_id=egress_product["Ref_Key"],
+    )
     stack.start_onec_emulator()
     stack.start_workers()
     stack.start_bridge()
@@ -106,15 +137,23 @@ def test_poison_at_every_stage_is_dead_lettered_and_the_stream_goes_on(stack, ch
     producer.flush(30)
     normalize_keys = [str(uuid.uuid4()) for _ in range(n)]
     merge_keys = [str(uuid.uuid4()) for _ in range(n)]
-    statuses = [stack.post_onec("ВидыЦен", price_type(k, V1, 1e300)).status_code for k in normalize_keys]
-    statuses += [stack.post_onec("Склады", warehouse(k, V1, REFUSED)).status_code for k in merge_keys]
+    statuses = [
+        stack.post_onec("ВидыЦен", price_type(k, V1, 1e300)).status_code for k in normalize_keys
+    ]
+    statuses += [
+        stack.post_onec("Склады", warehouse(k, V1, REFUSED)).status_code for k in merge_keys
+    ]
     statuses.append(stack.post_product(egress_product).status_code)
     stack.post_event("ONCRMDEALUPDATE", huge_deal)
 
     # -- later good records of the same entities ---------------------------------------------
     statuses += [stack.post_onec("Склады", warehouse(k, V1, "Склад")).status_code for k in raw_keys]
-    statuses += [stack.post_onec("ВидыЦен", price_type(k, V2, 5)).status_code for k in normalize_keys]
-    statuses += [stack.post_onec("Склады", warehouse(k, V2, "Склад")).status_code for k in merge_keys]
+    statuses += [
+        stack.post_onec("ВидыЦен", price_type(k, V2, 5)).status_code for k in normalize_keys
+    ]
+    statuses += [
+        stack.post_onec("Склады", warehouse(k, V2, "Склад")).status_code for k in merge_keys
+    ]
     relay_good = [str(uuid.uuid4()) for _ in range(n)]
     statuses += [stack.post_onec("ВидыЦен", price_type(k, V1, 7)).status_code for k in relay_good]
     assert set(statuses) == {202}, statuses
@@ -125,21 +164,37 @@ def test_poison_at_every_stage_is_dead_lettered_and_the_stream_goes_on(stack, ch
 
     eventually(egress_dead, 90, message="the refused product change in dlq.egress")
     # The product is fixed in 1С (a version that changes nothing publishes nothing).
-    assert stack.post_product(dict(egress_product, DataVersion=V2,
-                                   Description="Отказ портала, исправлено")).status_code == 202
-    eventually(lambda: stack.assert_alive() or "deal:901" in dlq_by_key(stack, "dlq.enrich.bitrix24"),
-               90, message="the huge deal in dlq.enrich.bitrix24")
+    assert (
+        stack.post_product(
+            dict(egress_product, DataVersion=V2, Description="Отказ портала, исправлено")
+        ).status_code
+        == 202
+    )
+    eventually(
+        lambda: stack.assert_alive() or "deal:901" in dlq_by_key(stack, "dlq.enrich.bitrix24"),
+        90,
+        message="the huge deal in dlq.enrich.bitrix24",
+    )
     stack.put_entity("deal", huge_deal, {"TITLE": "обычная", "COMMENTS": ""})
     stack.post_event("ONCRMDEALUPDATE", huge_deal)
 
     # -- every good record stored (or at its target), every poison dead-lettered ----------------
     good_warehouses = raw_keys + merge_keys
-    stack.wait_sql("SELECT id::text FROM warehouse WHERE id::text = ANY(%s) AND name = 'Склад'",
-                   lambda r: len(r) == len(good_warehouses), 120, good_warehouses)
-    stack.wait_sql("SELECT id::text FROM price_type WHERE id::text = ANY(%s)",
-                   lambda r: len(r) == 2 * n, 120, normalize_keys + relay_good)
-    stack.wait_sql("SELECT count(*) FROM outbox WHERE published_at IS NULL",
-                   lambda r: r == [(0,)], 60)  # nothing pending: no partition blocked
+    stack.wait_sql(
+        "SELECT id::text FROM warehouse WHERE id::text = ANY(%s) AND name = 'Склад'",
+        lambda r: len(r) == len(good_warehouses),
+        120,
+        good_warehouses,
+    )
+    stack.wait_sql(
+        "SELECT id::text FROM price_type WHERE id::text = ANY(%s)",
+        lambda r: len(r) == 2 * n,
+        120,
+        normalize_keys + relay_good,
+    )
+    stack.wait_sql(
+        "SELECT count(*) FROM outbox WHERE published_at IS NULL", lambda r: r == [(0,)], 60
+    )  # nothing pending: no partition blocked
 
     def at_target():
         stack.assert_alive()
@@ -149,8 +204,10 @@ def test_poison_at_every_stage_is_dead_lettered_and_the_stream_goes_on(stack, ch
 
     def enriched():
         stack.assert_alive()
-        return any(m.key() == b"deal:901" and m.value() and json.loads(m.value())["TITLE"] == "обычная"
-                   for m in count_records(s, "raw.bitrix24.deal", quiet_s=0.5))
+        return any(
+            m.key() == b"deal:901" and m.value() and json.loads(m.value())["TITLE"] == "обычная"
+            for m in count_records(s, "raw.bitrix24.deal", quiet_s=0.5)
+        )
 
     eventually(enriched, 90, message="the later deal fetched into raw.bitrix24.deal")
 
@@ -165,20 +222,36 @@ def test_poison_at_every_stage_is_dead_lettered_and_the_stream_goes_on(stack, ch
         "egress": [dlq_by_key(stack, "dlq.egress.bitrix24.product").get(egress_product["Ref_Key"])],
         "enrich": [dlq_by_key(stack, "dlq.enrich.bitrix24").get("deal:901")],
     }
-    missing = {stage: sum(1 for f in found if not (f and f.get("error.message")))
-               for stage, found in reasons.items()}
+    missing = {
+        stage: sum(1 for f in found if not (f and f.get("error.message")))
+        for stage, found in reasons.items()
+    }
     dead_lettered = sum(len(found) for found in reasons.values()) - sum(missing.values())
     stack.assert_alive()
     poison = sum(len(found) for found in reasons.values())
     good = 2 * n + 2 * n + 1 + 1  # warehouses, price types, the product, the deal
-    verdict = not any(missing.values()) and reasons["merge"][0]["stage"] == "merge" \
+    verdict = (
+        not any(missing.values())
+        and reasons["merge"][0]["stage"] == "merge"
         and reasons["relay"][0]["stage"] == "relay"
+    )
     chaos_report.record(
-        "poison at every stage", verdict=verdict, offered=poison + good, accepted=poison + good,
-        stored=good, at_target=1, dead_lettered=dead_lettered, lost=sum(missing.values()),
-        duplicated=0, seconds=time.monotonic() - began,
+        "poison at every stage",
+        verdict=verdict,
+        offered=poison + good,
+        accepted=poison + good,
+        stored=good,
+        at_target=1,
+        dead_lettered=dead_lettered,
+        lost=sum(missing.values()),
+        duplicated=0,
+        seconds=time.monotonic() - began,
         notes=f"{n} poison per stage for raw/normalize/merge/relay(x6 partitions), 1 for "
-              "egress/enrichment; no worker exited",
-        missing=missing, stages={stage: sorted({(f or {}).get("stage", "-") for f in found})
-                                 for stage, found in reasons.items()})
+        "egress/enrichment; no worker exited",
+        missing=missing,
+        stages={
+            stage: sorted({(f or {}).get("stage", "-") for f in found})
+            for stage, found in reasons.items()
+        },
+    )
     assert verdict, (missing, reasons, stack.logs())

@@ -14,18 +14,18 @@ import time
 
 import pytest
 
-from mmstream.embedded.ports import free_port
-from mmstream.embedded.postgres import EmbeddedPostgres
+from devstack.stack.postgres import EmbeddedPostgres
 from mmstream.kafka.admin import admin_client
 from mmstream.kafka.lag import committed_offsets
+from mmstream.serve import free_port
 from streams.enrich.worker import group_id as enrich_group
-from tests.chaos.load import WORKERS, MixedLoad, account, chaos_stack, settle
+from tests.chaos.load import WORKERS, Laps, MixedLoad, account, chaos_stack, settle
 from tests.support.services import Databases
 
 pytestmark = pytest.mark.e2e
 
 #: (load before the stop, outage, load after), seconds, by chaos mode.
-SIZES = {"short": (5, 10, 5), "quick": (5, 12, 5), "full": (10, 30, 15)}
+SIZES = {"short": (4, 10, 4), "quick": (4, 10, 4), "full": (10, 30, 15)}
 
 
 @pytest.fixture
@@ -51,36 +51,48 @@ def stack(pipeline):
 
 def groups(stack) -> dict[str, str]:
     s = stack.settings.streams
-    return {"entity sink": s.entity_sink_group,
-            "egress": s.egress_group, "enrichment": enrich_group(stack.settings)}
+    return {
+        "entity sink": s.entity_sink_group,
+        "egress": s.egress_group,
+        "enrichment": enrich_group(stack.settings),
+    }
 
 
 def commits(stack) -> dict[str, dict]:
     admin = admin_client(stack.settings)
-    return {name: {tp: c.offset for tp, c in committed_offsets(admin, group).items()}
-            for name, group in groups(stack).items()}
+    return {
+        name: {tp: c.offset for tp, c in committed_offsets(admin, group).items()}
+        for name, group in groups(stack).items()
+    }
 
 
 def advanced(first: dict[str, dict], last: dict[str, dict]) -> dict[str, list]:
     """Per group, the partitions whose committed offset moved between two readings."""
     moved = {}
     for name, offsets in last.items():
-        changes = [f"{t}[{p}] {first[name].get((t, p))} -> {o}" for (t, p), o in offsets.items()
-                   if o != first[name].get((t, p))]
+        changes = [
+            f"{t}[{p}] {first[name].get((t, p))} -> {o}"
+            for (t, p), o in offsets.items()
+            if o != first[name].get((t, p))
+        ]
         if changes:
             moved[name] = changes
     return moved
 
 
 def test_postgres_outage_commits_nothing_and_skips_nothing(
-        stack, own_postgres, chaos_mode, chaos_report):
+    stack, own_postgres, chaos_mode, chaos_report
+):
     before_s, outage_s, after_s = SIZES[chaos_mode]
     began = time.monotonic()
+    laps = Laps()
     stack.start_everything()
+    laps("start")
     load = MixedLoad(stack).start(pace_s=0.5)
     revived: list[str] = []
     try:
         stack.wait_sql("SELECT count(*) FROM customer_order", lambda r: r[0][0] > 0, 90)
+        laps("first order stored")
         time.sleep(before_s)
         own_postgres.stop()
         # A commit already on its way for a transaction that committed before the stop is
@@ -95,28 +107,51 @@ def test_postgres_outage_commits_nothing_and_skips_nothing(
         died_in_outage = [n for n in WORKERS if not stack.procs[n].alive()]
         own_postgres.start()
         revived += stack.revive()
+        laps("outage")
         time.sleep(after_s)
     finally:
         load.stop()
-    waited = settle(stack, load, timeout_s=240, quiet_s=40,
-                    during=lambda: revived.extend(stack.revive()))
+    laps("load after")
+    waited = settle(
+        stack, load, timeout_s=240, quiet_s=40, during=lambda: revived.extend(stack.revive())
+    )
+    laps("settle")
     moved = advanced(first, readings[-1]) if readings else {}
     tally = account(stack, load.offers)
     refused = sorted({(o.entity, o.status) for o in load.offers if not o.accepted})
     db_groups_moved = {g: v for g, v in moved.items() if g != "enrichment"}
     # The watch must have seen the groups' commits, or "nothing moved" would prove nothing.
     watched = {g: len(v) for g, v in first.items()}
-    verdict = (not db_groups_moved and all(watched[g] for g in ("entity sink", "egress"))
-               and tally.lost == 0 and tally.duplicated == 0)
+    verdict = (
+        not db_groups_moved
+        and all(watched[g] for g in ("entity sink", "egress"))
+        and tally.lost == 0
+        and tally.duplicated == 0
+    )
     chaos_report.record(
-        "postgres outage", verdict=verdict, **tally.figures(), seconds=time.monotonic() - began,
+        "postgres outage",
+        verdict=verdict,
+        **tally.figures(),
+        seconds=time.monotonic() - began,
         notes=f"PostgreSQL stopped {outage_s}s; committed partitions watched {watched}, "
-              "offsets committed meanwhile: "
-              f"{ {g: len(v) for g, v in moved.items()} or 'none'}; workers dead at the end of "
-              f"the outage: {died_in_outage or 'none'}; restarted by the test: "
-              f"{sorted(set(revived)) or 'none (they recovered by themselves)'}; bridge answers "
-              f"other than 2xx: {refused or 'none'}; settled in {waited:.0f}s",
-        committed_during_outage=moved, died_in_outage=died_in_outage, revived=revived,
+        "offsets committed meanwhile: "
+        f"{ {g: len(v) for g, v in moved.items()} or 'none' }; workers dead at the end of "
+        f"the outage: {died_in_outage or 'none'}; restarted by the test: "
+        f"{sorted(set(revived)) or 'none (they recovered by themselves)'}; bridge answers "
+        f"other than 2xx: {refused or 'none'}; settled in {waited:.0f}s; seconds per "
+        f"phase {laps.seconds}",
+        phases=laps.seconds,
+        committed_during_outage=moved,
+        died_in_outage=died_in_outage,
+        revived=revived,
         refused=[(o.entity, o.status, o.retry_after) for o in load.offers if not o.accepted],
-        lost_records=tally.lost_records, duplicates=tally.duplicates)
-    assert verdict, (db_groups_moved, watched, tally.lost_records[:20], tally.duplicates, stack.logs())
+        lost_records=tally.lost_records,
+        duplicates=tally.duplicates,
+    )
+    assert verdict, (
+        db_groups_moved,
+        watched,
+        tally.lost_records[:20],
+        tally.duplicates,
+        stack.logs(),
+    )

@@ -18,8 +18,17 @@ def test_rows_replace_by_name_and_serialise(tmp_path):
     assert [r["name"] for r in rows] == ["kill sink", "broker stop"]
     assert rows[0]["verdict"] == "pass" and rows[0]["stored"] == 10
     assert rows[1]["extra"] == {"restarts": 1}
-    assert set(rows[0]) >= {"name", "offered", "accepted", "stored", "at_target",
-                            "dead_lettered", "lost", "duplicated", "verdict"}
+    assert set(rows[0]) >= {
+        "name",
+        "offered",
+        "accepted",
+        "stored",
+        "at_target",
+        "dead_lettered",
+        "lost",
+        "duplicated",
+        "verdict",
+    }
     assert "kill sink" in report.table() and "rerun" in report.table()
 
 

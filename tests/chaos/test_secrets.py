@@ -31,7 +31,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from pydantic import SecretStr
 
 from connectors.ingress.auth import mint_token
-from mmstream.embedded.env import settings_env
+from devstack.stack.env import settings_env
 from mmstream.settings import ApiKey
 from mmstream.topics import load_catalog
 from tests.e2e.test_courier_flows import advance_report, cash_receipt
@@ -42,7 +42,7 @@ from tests.support.stack import onec_product
 pytestmark = pytest.mark.e2e
 
 #: Products posted (half with a bearer token, half with the API key) and cash receipts.
-SIZES = {"short": (4, 2), "quick": (20, 4), "full": (60, 10)}
+SIZES = {"short": (4, 2), "quick": (10, 4), "full": (60, 10)}
 #: Seconds the portal is down (egress meets connection errors and retries meanwhile).
 OUTAGE_S = 4
 RECEIPTS_SET = "Document_ПриходныйКассовыйОрдер"
@@ -58,37 +58,74 @@ def _with_password(url: str, password: str) -> str:
 
 def _secret_settings(settings, folder):
     """The pipeline's settings with every secret set to a distinctive random value."""
-    made = {name: f"{name}{secrets.token_hex(20)}" for name in (
-        "jwt", "apikey", "cml", "apptoken", "client", "access", "refresh", "onec", "odata",
-        "sasl", "db")}
-    made["hook"] = urlsplit(settings.bitrix24.webhook_url.get_secret_value()).path.strip("/").rsplit("/", 1)[-1]
-    bx = settings.bitrix24.model_copy(update={
-        "application_tokens": {MEMBER_ID: SecretStr(made["apptoken"])},
-        "oauth": settings.bitrix24.oauth.model_copy(update={
-            "client_id": "app.chaos", "client_secret": SecretStr(made["client"]),
-            "access_token": SecretStr(made["access"]), "refresh_token": SecretStr(made["refresh"])}),
-    })
-    settings = settings.model_copy(update={
-        "database_url": SecretStr(_with_password(settings.require_database_url(), made["db"])),
-        "auth": settings.auth.model_copy(update={
-            "jwt_secret": SecretStr(made["jwt"]),
-            "api_keys": {"onec-chaos": ApiKey(key=SecretStr(made["apikey"]), roles=["1c"])}}),
-        "kafka": settings.kafka.model_copy(update={"sasl_password": SecretStr(made["sasl"])}),
-        "commerceml": settings.commerceml.model_copy(update={
-            "username": "site", "password": SecretStr(made["cml"]), "work_dir": folder / "cml"}),
-        "bitrix24": bx,
-        "onec": settings.onec.model_copy(update={"username": "integration",
-                                                 "password": SecretStr(made["onec"])}),
-        "odata": settings.odata.model_copy(update={"username": "odata",
-                                                   "password": SecretStr(made["odata"])}),
-        # Long enough for products to wait out the portal's outage instead of dead-lettering.
-        "retry": settings.retry.model_copy(update={"max_attempts": 60, "budget_s": 120}),
-    })
+    made = {
+        name: f"{name}{secrets.token_hex(20)}"
+        for name in (
+            "jwt",
+            "apikey",
+            "cml",
+            "apptoken",
+            "client",
+            "access",
+            "refresh",
+            "onec",
+            "odata",
+            "sasl",
+            "db",
+        )
+    }
+    made["hook"] = (
+        urlsplit(settings.bitrix24.webhook_url.get_secret_value())
+        .path.strip("/")
+        .rsplit("/", 1)[-1]
+    )
+    bx = settings.bitrix24.model_copy(
+        update={
+            "application_tokens": {MEMBER_ID: SecretStr(made["apptoken"])},
+            "oauth": settings.bitrix24.oauth.model_copy(
+                update={
+                    "client_id": "app.chaos",
+                    "client_secret": SecretStr(made["client"]),
+                    "access_token": SecretStr(made["access"]),
+                    "refresh_token": SecretStr(made["refresh"]),
+                }
+            ),
+        }
+    )
+    settings = settings.model_copy(
+        update={
+            "database_url": SecretStr(_with_password(settings.require_database_url(), made["db"])),
+            "auth": settings.auth.model_copy(
+                update={
+                    "jwt_secret": SecretStr(made["jwt"]),
+                    "api_keys": {"onec-chaos": ApiKey(key=SecretStr(made["apikey"]), roles=["1c"])},
+                }
+            ),
+            "kafka": settings.kafka.model_copy(update={"sasl_password": SecretStr(made["sasl"])}),
+            "commerceml": settings.commerceml.model_copy(
+                update={
+                    "username": "site",
+                    "password": SecretStr(made["cml"]),
+                    "work_dir": folder / "cml",
+                }
+            ),
+            "bitrix24": bx,
+            "onec": settings.onec.model_copy(
+                update={"username": "integration", "password": SecretStr(made["onec"])}
+            ),
+            "odata": settings.odata.model_copy(
+                update={"username": "odata", "password": SecretStr(made["odata"])}
+            ),
+            # Long enough for products to wait out the portal's outage instead of dead-lettering.
+            "retry": settings.retry.model_copy(update={"max_attempts": 60, "budget_s": 120}),
+        }
+    )
     return settings, made
 
 
 def _forms(settings, made: dict[str, str], tokens: list[str]) -> dict[str, str]:
     """What must never be found: each secret, its Basic-auth and Bearer forms, the tokens."""
+
     def basic(user: str, password: str) -> str:
         return base64.b64encode(f"{user}:{password}".encode()).decode()
 
@@ -106,10 +143,19 @@ def _forms(settings, made: dict[str, str], tokens: list[str]) -> dict[str, str]:
 def _dlq_records(settings) -> list:
     """Every record of every declared DLQ topic, read to the end."""
     catalog = load_catalog(settings.topics_file)
-    tps = [TopicPartition(settings.topic(spec.name), p)
-           for spec in catalog.topics.values() if spec.role == "dlq" for p in range(spec.partitions)]
-    consumer = Consumer({**settings.kafka.client_config(), "group.id": f"scan-{uuid.uuid4().hex}",
-                         "enable.auto.commit": False})
+    tps = [
+        TopicPartition(settings.topic(spec.name), p)
+        for spec in catalog.topics.values()
+        if spec.role == "dlq"
+        for p in range(spec.partitions)
+    ]
+    consumer = Consumer(
+        {
+            **settings.kafka.client_config(),
+            "group.id": f"scan-{uuid.uuid4().hex}",
+            "enable.auto.commit": False,
+        }
+    )
     try:
         ends = {}
         for tp in tps:
@@ -163,8 +209,11 @@ def test_no_secret_in_any_log_or_dead_letter(stack, chaos_mode, chaos_report):
 
     stack.start_emulator()
     stack.start_onec_emulator()
-    httpx.put(f"{stack.onec_url}/_emulator/rules", json={"closed_before": "2026-01-01T00:00:00"},
-              timeout=10).raise_for_status()
+    httpx.put(
+        f"{stack.onec_url}/_emulator/rules",
+        json={"closed_before": "2026-01-01T00:00:00"},
+        timeout=10,
+    ).raise_for_status()
     stack.start_sink()
     stack.start_entity_sink()
     stack.start_egress()
@@ -192,9 +241,14 @@ def test_no_secret_in_any_log_or_dead_letter(stack, chaos_mode, chaos_report):
 
     # -- a product the portal refuses for good: dead-lettered by egress.
     refused_product = onec_product()
-    stack.inject_fault(method="catalog.product.add", status=400, error="ERROR_ARGUMENT",
-                       description="Field NAME is required", times=1000,
-                       xml_id=refused_product["Ref_Key"])
+    stack.inject_fault(
+        method="catalog.product.add",
+        status=400,
+        error="ERROR_ARGUMENT",
+        description="Field NAME is required",
+        times=1000,
+        xml_id=refused_product["Ref_Key"],
+    )
     post_product(refused_product, bearer)
     products = [onec_product() for _ in range(n_products)]
     for n, record in enumerate(products):
@@ -202,32 +256,71 @@ def test_no_secret_in_any_log_or_dead_letter(stack, chaos_mode, chaos_report):
 
     # -- bad credentials at the bridge.
     url = f"{stack.bridge_url}/v1/onec/products"
-    forged = jwt.encode({"sub": "x", "roles": ["1c"], "aud": s.auth.jwt_audience,
-                         "exp": int(time.time()) + 600}, secrets.token_hex(32), algorithm="HS256")
-    refused("forged bearer", client.post(url, json=onec_product(),
-                                         headers={"Authorization": f"Bearer {forged}"}), 401)
-    refused("garbage bearer", client.post(url, json=onec_product(),
-                                          headers={"Authorization": f"Bearer {made['jwt']}"}), 401)
-    refused("wrong api key", client.post(url, json=onec_product(),
-                                         headers={"X-API-Key": made["apikey"][::-1]}), 401)
-    refused("basic auth with the jwt key", client.post(url, json=onec_product(), headers={
-        "Authorization": "Basic " + base64.b64encode(f"x:{made['jwt']}".encode()).decode()}), 401)
+    forged = jwt.encode(
+        {"sub": "x", "roles": ["1c"], "aud": s.auth.jwt_audience, "exp": int(time.time()) + 600},
+        secrets.token_hex(32),
+        algorithm="HS256",
+    )
+    refused(
+        "forged bearer",
+        client.post(url, json=onec_product(), headers={"Authorization": f"Bearer {forged}"}),
+        401,
+    )
+    refused(
+        "garbage bearer",
+        client.post(url, json=onec_product(), headers={"Authorization": f"Bearer {made['jwt']}"}),
+        401,
+    )
+    refused(
+        "wrong api key",
+        client.post(url, json=onec_product(), headers={"X-API-Key": made["apikey"][::-1]}),
+        401,
+    )
+    refused(
+        "basic auth with the jwt key",
+        client.post(
+            url,
+            json=onec_product(),
+            headers={
+                "Authorization": "Basic " + base64.b64encode(f"x:{made['jwt']}".encode()).decode()
+            },
+        ),
+        401,
+    )
     wrong = "Basic " + base64.b64encode(f"site:{made['cml']}x".encode()).decode()
-    refused("wrong commerceml password", client.get(
-        f"{stack.bridge_url}/1c_exchange", params={"type": "catalog", "mode": "checkauth"},
-        headers={"Authorization": wrong}), 401)
+    refused(
+        "wrong commerceml password",
+        client.get(
+            f"{stack.bridge_url}/1c_exchange",
+            params={"type": "catalog", "mode": "checkauth"},
+            headers={"Authorization": wrong},
+        ),
+        401,
+    )
     right = "Basic " + base64.b64encode(f"site:{made['cml']}".encode()).decode()
-    resp = client.get(f"{stack.bridge_url}/1c_exchange",
-                      params={"type": "catalog", "mode": "checkauth"}, headers={"Authorization": right})
+    resp = client.get(
+        f"{stack.bridge_url}/1c_exchange",
+        params={"type": "catalog", "mode": "checkauth"},
+        headers={"Authorization": right},
+    )
     assert resp.status_code == 200 and resp.text.startswith("success"), resp.text
     form = {"Content-Type": "application/x-www-form-urlencoded"}
-    refused("wrong application token", client.post(
-        f"{stack.bridge_url}/v1/bitrix24/events", headers=form,
-        content=event_body("ONCRMDEALUPDATE", 1, token=made["apptoken"][::-1])), 401)
+    refused(
+        "wrong application token",
+        client.post(
+            f"{stack.bridge_url}/v1/bitrix24/events",
+            headers=form,
+            content=event_body("ONCRMDEALUPDATE", 1, token=made["apptoken"][::-1]),
+        ),
+        401,
+    )
     # A right event about a deal the portal does not have: the enrichment asks the portal.
     offered += 1
-    resp = client.post(f"{stack.bridge_url}/v1/bitrix24/events", headers=form,
-                       content=event_body("ONCRMDEALUPDATE", 987654, token=made["apptoken"]))
+    resp = client.post(
+        f"{stack.bridge_url}/v1/bitrix24/events",
+        headers=form,
+        content=event_body("ONCRMDEALUPDATE", 987654, token=made["apptoken"]),
+    )
     assert resp.status_code == 200, resp.text
     accepted += 1
 
@@ -238,13 +331,17 @@ def test_no_secret_in_any_log_or_dead_letter(stack, chaos_mode, chaos_report):
 
     # -- 1С: receipts posted through OData with Basic auth; a report in a closed period refused.
     now = datetime.now(UTC)
-    receipts = [cash_receipt(str(uuid.uuid4()), f"0000-{n:06d}", now - timedelta(minutes=5))
-                for n in range(n_receipts)]
+    receipts = [
+        cash_receipt(str(uuid.uuid4()), f"0000-{n:06d}", now - timedelta(minutes=5))
+        for n in range(n_receipts)
+    ]
     report = advance_report(str(uuid.uuid4()), "2025-12-30T12:00:00")
-    for entity_set, obj, record in ([(RECEIPTS_SET, "ПриходныйКассовыйОрдер", r) for r in receipts]
-                                    + [("Document_АвансовыйОтчет", "АвансовыйОтчет", report)]):
-        httpx.put(f"{stack.onec_url}/_emulator/odata/{entity_set}", json=record,
-                  timeout=10).raise_for_status()
+    for entity_set, obj, record in [
+        (RECEIPTS_SET, "ПриходныйКассовыйОрдер", r) for r in receipts
+    ] + [("Document_АвансовыйОтчет", "АвансовыйОтчет", report)]:
+        httpx.put(
+            f"{stack.onec_url}/_emulator/odata/{entity_set}", json=record, timeout=10
+        ).raise_for_status()
         offered += 1
         assert stack.post_onec(obj, record, headers=api_key_headers).status_code == 202
         accepted += 1
@@ -255,16 +352,24 @@ def test_no_secret_in_any_log_or_dead_letter(stack, chaos_mode, chaos_report):
     def settled():
         stack.assert_alive()
         at_portal = {p.get("xmlId") for p in stack.emulator_products()} & wanted
-        posted = {c["path"] for c in stack.onec_calls() if c["interface"] == "odata"
-                  and c["method"] == "POST" and c.get("status", 200) == 200}
+        posted = {
+            c["path"]
+            for c in stack.onec_calls()
+            if c["interface"] == "odata" and c["method"] == "POST" and c.get("status", 200) == 200
+        }
         done = {r["Ref_Key"] for r in receipts if any(r["Ref_Key"] in p for p in posted)}
         dead = _dlq_records(s)
         keys = {(m.topic(), (m.key() or b"").decode()) for m in dead}
-        dlq_ok = ((s.topic("dlq.egress.bitrix24.product"), refused_product["Ref_Key"]) in keys
-                  and any(t == s.topic("dlq.normalize") for t, _ in keys)
-                  and any(t == s.topic("dlq.egress.onec.advance_report") for t, _ in keys))
-        return (at_portal, done, dead) if at_portal == wanted and len(done) == len(receipts) \
-            and dlq_ok else None
+        dlq_ok = (
+            (s.topic("dlq.egress.bitrix24.product"), refused_product["Ref_Key"]) in keys
+            and any(t == s.topic("dlq.normalize") for t, _ in keys)
+            and any(t == s.topic("dlq.egress.onec.advance_report") for t, _ in keys)
+        )
+        return (
+            (at_portal, done, dead)
+            if at_portal == wanted and len(done) == len(receipts) and dlq_ok
+            else None
+        )
 
     try:
         at_portal, done, dead = eventually(settled, 180, interval_s=1.0, message="traffic settled")
@@ -274,41 +379,66 @@ def test_no_secret_in_any_log_or_dead_letter(stack, chaos_mode, chaos_report):
 
     # -- `mmctl config` on the same settings shows none of them either.
     outer = {k: v for k, v in os.environ.items() if not k.upper().startswith("MM_")}
-    config = subprocess.run([sys.executable, "-m", "mmstream.cli.main", "config"],
-                            env={**outer, **settings_env(s)}, capture_output=True, text=True,
-                            timeout=120)
+    config = subprocess.run(
+        [sys.executable, "-m", "mmstream.cli.main", "config"],
+        env={**outer, **settings_env(s)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert config.returncode == 0, config.stderr
 
     tokens = [stack.token, mint_token(s.auth, subject="onec-test", roles=["1c"])]
     forms = _forms(s, made, tokens)
     logs = sorted(stack.log_dir.glob("*.log"))
-    assert {p.stem for p in logs} >= {"bridge", "sink", "sink-entities", "egress", "enrich",
-                                      "bitrix24", "onec"}
+    assert {p.stem for p in logs} >= {
+        "bridge",
+        "sink",
+        "sink-entities",
+        "egress",
+        "enrich",
+        "bitrix24",
+        "onec",
+    }
     found = []
     for path in logs:
         text = path.read_text(errors="replace")
         found += [f"{what} in {path.name}" for what, value in forms.items() if value in text]
     for msg in dead:
         text = _record_text(msg)
-        found += [f"{what} in a record of {msg.topic()}" for what, value in forms.items()
-                  if value in text]
-    found += [f"{what} in mmctl config" for what, value in forms.items()
-              if value in config.stdout + config.stderr]
+        found += [
+            f"{what} in a record of {msg.topic()}" for what, value in forms.items() if value in text
+        ]
+    found += [
+        f"{what} in mmctl config"
+        for what, value in forms.items()
+        if value in config.stdout + config.stderr
+    ]
 
     # Accounting of the products: each stored, and at the portal or (the refused one)
     # dead-lettered.
     keys = [r["Ref_Key"] for r in [*during_outage, refused_product, *products]]
-    stored = {i for (i,) in stack.sql("SELECT id::text FROM product WHERE id::text = ANY(%s)", keys)}
+    stored = {
+        i for (i,) in stack.sql("SELECT id::text FROM product WHERE id::text = ANY(%s)", keys)
+    }
     dead_keys = {(m.key() or b"").decode() for m in dead}
     lost = [k for k in keys if k not in stored or (k not in at_portal and k not in dead_keys)]
     verdict = not found and not lost
     chaos_report.record(
-        "secrets in output", verdict=verdict, offered=offered, accepted=accepted,
-        stored=len(stored), at_target=len(at_portal) + len(done), dead_lettered=len(dead),
+        "secrets in output",
+        verdict=verdict,
+        offered=offered,
+        accepted=accepted,
+        stored=len(stored),
+        at_target=len(at_portal) + len(done),
+        dead_lettered=len(dead),
         lost=len(lost),
-        duplicated=0, seconds=time.monotonic() - began,
+        duplicated=0,
+        seconds=time.monotonic() - began,
         notes=f"{len(forms)} secret forms searched in {len(logs)} logs, {len(dead)} DLQ records "
-              f"and `mmctl config`; {len(refusals)} refused requests (401): "
-              f"{', '.join(refusals)}; portal outage {OUTAGE_S} s; found {len(found)}",
-        found=found, refusals=refusals)
+        f"and `mmctl config`; {len(refusals)} refused requests (401): "
+        f"{', '.join(refusals)}; portal outage {OUTAGE_S} s; found {len(found)}",
+        found=found,
+        refusals=refusals,
+    )
     assert verdict, (found, lost)

@@ -8,9 +8,9 @@ import time
 import pytest
 from fastapi.testclient import TestClient
 
-from connectors.bitrix24.emulator.app import create_app as bitrix24_app
-from connectors.bitrix24.emulator.faults import ConnectionDropped
-from connectors.onec.emulator import create_app as onec_app
+from devstack.emulators.bitrix24.app import create_app as bitrix24_app
+from devstack.emulators.bitrix24.faults import ConnectionDropped
+from devstack.emulators.onec.app import create_app as onec_app
 
 HOOK = "/rest/1/devwebhookcode/"
 
@@ -23,12 +23,15 @@ def companies(client: TestClient) -> list[str]:
     return [c["TITLE"] for c in client.get("/_emulator/entities/company").json()]
 
 
-@pytest.mark.parametrize(("kind", "status", "error"), [
-    ("query_limit", 503, "QUERY_LIMIT_EXCEEDED"),
-    ("operation_time_limit", 429, "OPERATION_TIME_LIMIT"),
-    ("overload_limit", 503, "OVERLOAD_LIMIT"),
-    ("server_error", 500, "INTERNAL_SERVER_ERROR"),
-])
+@pytest.mark.parametrize(
+    ("kind", "status", "error"),
+    [
+        ("query_limit", 503, "QUERY_LIMIT_EXCEEDED"),
+        ("operation_time_limit", 429, "OPERATION_TIME_LIMIT"),
+        ("overload_limit", 503, "OVERLOAD_LIMIT"),
+        ("server_error", 500, "INTERNAL_SERVER_ERROR"),
+    ],
+)
 def test_bitrix24_error_kinds_answer_like_the_portal_and_execute_nothing(kind, status, error):
     client = TestClient(bitrix24_app())
     client.post("/_emulator/storm", json={"rate": 1, "mix": {kind: 1}}).raise_for_status()
@@ -67,7 +70,9 @@ def test_a_storm_ends_by_itself_or_when_stopped_and_rejects_unknown_kinds():
 def test_onec_storm_answers_503_with_retry_after_in_each_interfaces_shape():
     client = TestClient(onec_app())
     client.post("/_emulator/storm", json={"rate": 1, "mix": {"query_limit": 1}}).raise_for_status()
-    odata = client.get("/trade/odata/standard.odata/Catalog_Номенклатура", params={"$format": "json"})
+    odata = client.get(
+        "/trade/odata/standard.odata/Catalog_Номенклатура", params={"$format": "json"}
+    )
     assert odata.status_code == 503 and odata.headers["Retry-After"] == "1"
     assert "odata.error" in odata.json()
     service = client.get("/trade/hs/mm/ping")

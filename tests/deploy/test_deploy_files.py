@@ -33,10 +33,15 @@ DASHBOARDS = DEPLOY / "grafana" / "dashboards"
 RUNBOOK = ROOT / "docs" / "runbook.md"
 
 APP_SERVICES = ("bridge", "worker-sink-entities", "worker-enrich-bitrix24", "worker-egress")
+# Every service built from this repository (all read x-mm-env).
+MM_SERVICES = (*APP_SERVICES, "init", "reconcile", "poller-onec-odata", "lag-exporter")
 BROKERS = ("kafka-1", "kafka-2", "kafka-3")
 # Environment variable names whose values are secrets.
-SECRET_NAME = re.compile(r"SECRET|PASSWORD|PASSWD|TOKEN|WEBHOOK|API_KEY|PRIVATE_KEY|CREDENTIAL"
-                         r"|DATABASE_URL", re.IGNORECASE)
+SECRET_NAME = re.compile(
+    r"SECRET|PASSWORD|PASSWD|TOKEN|WEBHOOK|API_KEY|PRIVATE_KEY|CREDENTIAL"
+    r"|DATABASE_URL",
+    re.IGNORECASE,
+)
 PLACEHOLDER = "REPLACE_ME"
 
 
@@ -53,13 +58,22 @@ def compose() -> dict:
     return yaml.safe_load(COMPOSE.read_text(encoding="utf-8"))
 
 
+def _kustomize_files(folder: Path) -> list[Path]:
+    """The files a kustomization lists as resources, following folders (kustomizations)."""
+    kustomization = yaml.safe_load((folder / "kustomization.yaml").read_text(encoding="utf-8"))
+    files = []
+    for name in kustomization["resources"]:
+        path = (folder / name).resolve()
+        files += _kustomize_files(path) if path.is_dir() else [path]
+    return files
+
+
 @pytest.fixture(scope="module")
 def k8s_docs() -> list[dict]:
-    """Every object the kustomization applies, plus the Secret template."""
-    kustomization = yaml.safe_load((K8S / "kustomization.yaml").read_text(encoding="utf-8"))
+    """Every object the kustomization applies (as written), plus the Secret template."""
     docs = []
-    for name in [*kustomization["resources"], "secret.template.yaml"]:
-        docs += _docs(K8S / name)
+    for path in [*_kustomize_files(K8S), K8S / "secret.template.yaml"]:
+        docs += _docs(path)
     return docs
 
 
@@ -72,6 +86,7 @@ def _env(service: dict) -> dict[str, str]:
 
 # ---- everything parses ------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("path", _yaml_files(), ids=lambda p: str(p.relative_to(ROOT)))
 def test_yaml_parses(path):
     docs = _docs(path)
@@ -80,6 +95,7 @@ def test_yaml_parses(path):
 
 
 # ---- Strimzi topics == topics.yaml ------------------------------------------------------
+
 
 def _generator():
     spec = importlib.util.spec_from_file_location("gen_kafkatopics", DEPLOY / "gen_kafkatopics.py")
@@ -90,8 +106,9 @@ def _generator():
 
 def test_kafkatopics_is_regenerated_from_topics_yaml():
     current = (K8S / "kafkatopics.yaml").read_text(encoding="utf-8")
-    assert _generator().render(TOPICS) == current, \
+    assert _generator().render(TOPICS) == current, (
         "deploy/k8s/kafkatopics.yaml is stale: run `python deploy/gen_kafkatopics.py`"
+    )
 
 
 def test_kafkatopics_match_what_mmctl_topics_apply_creates():
@@ -112,7 +129,9 @@ def test_kafkatopics_match_what_mmctl_topics_apply_creates():
 
 
 def test_topics_cluster_is_the_one_the_apps_bootstrap_from():
-    cluster = {r["metadata"]["labels"]["strimzi.io/cluster"] for r in _docs(K8S / "kafkatopics.yaml")}
+    cluster = {
+        r["metadata"]["labels"]["strimzi.io/cluster"] for r in _docs(K8S / "kafkatopics.yaml")
+    }
     config = next(d for d in _docs(K8S / "configmap.yaml") if d["kind"] == "ConfigMap")
     bootstrap = config["data"]["MM_KAFKA__BOOTSTRAP_SERVERS"]
     assert [f"{c}-kafka-bootstrap" for c in cluster] == [bootstrap.split(":")[0]]
@@ -120,16 +139,40 @@ def test_topics_cluster_is_the_one_the_apps_bootstrap_from():
 
 # ---- alert rules use only exported metrics -----------------------------------------------
 
-_SUFFIXES = {"counter": ("_total", "_created"), "gauge": ("",),
-             "histogram": ("_bucket", "_sum", "_count", "_created"),
-             "gaugehistogram": ("_bucket", "_gsum", "_gcount"),
-             "summary": ("", "_sum", "_count", "_created"), "info": ("_info",),
-             "stateset": ("",), "enum": ("",), "unknown": ("",)}
-_PROMQL_WORDS = {"by", "without", "on", "ignoring", "group_left", "group_right", "bool", "and",
-                 "or", "unless", "offset", "inf", "nan"}
+_SUFFIXES = {
+    "counter": ("_total", "_created"),
+    "gauge": ("",),
+    "histogram": ("_bucket", "_sum", "_count", "_created"),
+    "gaugehistogram": ("_bucket", "_gsum", "_gcount"),
+    "summary": ("", "_sum", "_count", "_created"),
+    "info": ("_info",),
+    "stateset": ("",),
+    "enum": ("",),
+    "unknown": ("",),
+}
+_PROMQL_WORDS = {
+    "by",
+    "without",
+    "on",
+    "ignoring",
+    "group_left",
+    "group_right",
+    "bool",
+    "and",
+    "or",
+    "unless",
+    "offset",
+    "inf",
+    "nan",
+}
 # Series Prometheus writes itself for every target.
-_SYNTHETIC = {"up", "scrape_duration_seconds", "scrape_samples_scraped",
-              "scrape_samples_post_metric_relabeling", "scrape_series_added"}
+_SYNTHETIC = {
+    "up",
+    "scrape_duration_seconds",
+    "scrape_samples_scraped",
+    "scrape_samples_post_metric_relabeling",
+    "scrape_series_added",
+}
 
 
 def exported_metric_names() -> set[str]:
@@ -166,23 +209,36 @@ def promql_metric_names(expr: str) -> set[str]:
 
 
 def test_promql_name_extraction():
-    expr = ('sum by (stage, reason) (increase(mm_dlq_records_total{stage=~"sink|x"}[15m])) > 0 '
-            'or (sum(mm_up) unless sum(mm_up offset 15m)) / on(job) group_left up')
+    expr = (
+        'sum by (stage, reason) (increase(mm_dlq_records_total{stage=~"sink|x"}[15m])) > 0 '
+        "or (sum(mm_up) unless sum(mm_up offset 15m)) / on(job) group_left up"
+    )
     assert promql_metric_names(expr) == {"mm_dlq_records_total", "mm_up", "up"}
-    grafana = ('time() - max by (group) (mm_consumer_lag_updated_timestamp_seconds) '
-               '+ histogram_quantile(0.99, sum by (le, agent) (rate(mm_agent_batch_size_bucket'
-               '[$__rate_interval]))) * 1e3 + deriv(sum(mm_consumer_lag{group=~"$group"})[15m:1m])')
-    assert promql_metric_names(grafana) == {"mm_consumer_lag_updated_timestamp_seconds",
-                                            "mm_agent_batch_size_bucket", "mm_consumer_lag"}
+    grafana = (
+        "time() - max by (group) (mm_consumer_lag_updated_timestamp_seconds) "
+        "+ histogram_quantile(0.99, sum by (le, agent) (rate(mm_agent_batch_size_bucket"
+        '[$__rate_interval]))) * 1e3 + deriv(sum(mm_consumer_lag{group=~"$group"})[15m:1m])'
+    )
+    assert promql_metric_names(grafana) == {
+        "mm_consumer_lag_updated_timestamp_seconds",
+        "mm_agent_batch_size_bucket",
+        "mm_consumer_lag",
+    }
 
 
 def test_exported_names_see_every_declared_metric():
     exported = exported_metric_names()
     # A name that is not exported must fail the check (the test can fail).
     assert "mm_no_such_metric_total" not in exported
-    assert {"mm_consumer_lag", "mm_outbox_backlog", "mm_egress_circuit_state",
-            "mm_cash_sla_deviations_total", "mm_agent_batch_duration_seconds_bucket",
-            "process_resident_memory_bytes", "up"} <= exported
+    assert {
+        "mm_consumer_lag",
+        "mm_outbox_backlog",
+        "mm_egress_circuit_state",
+        "mm_cash_sla_deviations_total",
+        "mm_agent_batch_duration_seconds_bucket",
+        "process_resident_memory_bytes",
+        "up",
+    } <= exported
 
 
 def _alert_rules() -> list[dict]:
@@ -191,22 +247,34 @@ def _alert_rules() -> list[dict]:
 
 def test_alert_rules_reference_only_exported_metrics():
     exported = exported_metric_names()
-    assert {"mm_ingress_requests_total", "mm_up", "mm_ingress_request_duration_seconds_bucket"} <= exported
+    assert {
+        "mm_ingress_requests_total",
+        "mm_up",
+        "mm_ingress_request_duration_seconds_bucket",
+    } <= exported
     rules = _alert_rules()
     assert rules
     for rule in rules:
         used = promql_metric_names(rule["expr"])
         assert used, f"{rule['alert']}: no metric found in its expression"
         unknown = used - exported
-        assert not unknown, f"{rule['alert']} uses metrics mmstream.metrics does not export: {unknown}"
+        assert not unknown, (
+            f"{rule['alert']} uses metrics mmstream.metrics does not export: {unknown}"
+        )
 
 
 def test_the_issue_alerts_exist():
     # lag growing, DLQ growing, circuit open, OVERLOAD_LIMIT, ingress 5xx, outbox age, cash SLA
     used = {name for r in _alert_rules() for name in promql_metric_names(r["expr"])}
-    assert {"mm_consumer_lag", "mm_dlq_records_total", "mm_egress_circuit_state",
-            "mm_egress_errors_total", "mm_ingress_requests_total", "mm_outbox_oldest_age_seconds",
-            "mm_cash_sla_deviations_total"} <= used
+    assert {
+        "mm_consumer_lag",
+        "mm_dlq_records_total",
+        "mm_egress_circuit_state",
+        "mm_egress_errors_total",
+        "mm_ingress_requests_total",
+        "mm_outbox_oldest_age_seconds",
+        "mm_cash_sla_deviations_total",
+    } <= used
     overload = [r for r in _alert_rules() if "bitrix24_overload_limit" in r["expr"]]
     assert overload and overload[0]["labels"]["severity"] == "critical"
 
@@ -229,13 +297,23 @@ def test_every_alert_links_to_its_runbook_section():
 
 def test_runbook_uses_the_mmctl_commands():
     text = RUNBOOK.read_text("utf-8")
-    for command in ("mmctl groups describe", "mmctl groups reset", "--to-datetime", "--execute",
-                    "mmctl dlq list", "mmctl dlq show", "mmctl dlq replay", "mmctl health",
-                    "mmctl topics diff", "mmctl topics apply"):
+    for command in (
+        "mmctl groups describe",
+        "mmctl groups reset",
+        "--to-datetime",
+        "--execute",
+        "mmctl dlq list",
+        "mmctl dlq show",
+        "mmctl dlq replay",
+        "mmctl health",
+        "mmctl topics diff",
+        "mmctl topics apply",
+    ):
         assert command in text, command
 
 
 # ---- Grafana dashboards ------------------------------------------------------------------
+
 
 def _dashboards() -> dict[str, dict]:
     return {p.stem: json.loads(p.read_text("utf-8")) for p in sorted(DASHBOARDS.glob("*.json"))}
@@ -285,18 +363,40 @@ def test_dashboards_reference_only_exported_metrics():
             if metric:
                 assert metric.group(1) in exported, f"{name}: variable {var['name']}"
     # The issue's list: ingress, agents, sink skips, outbox, egress, circuit, DLQ, lag, cash.
-    assert {"mm_ingress_requests_total", "mm_produce_duration_seconds_bucket",
-            "mm_agent_records_total", "mm_sink_records_total", "mm_outbox_backlog",
-            "mm_egress_calls_total", "mm_egress_retries_total",
-            "mm_egress_rate_limit_wait_seconds_sum", "mm_egress_circuit_state",
-            "mm_dlq_records_total", "mm_consumer_lag", "mm_cash_sla_deviations_total"} <= seen
+    assert {
+        "mm_ingress_requests_total",
+        "mm_produce_duration_seconds_bucket",
+        "mm_agent_records_total",
+        "mm_sink_records_total",
+        "mm_outbox_backlog",
+        "mm_egress_calls_total",
+        "mm_retries_total",
+        "mm_egress_rate_limit_wait_seconds_sum",
+        "mm_egress_circuit_state",
+        "mm_dlq_records_total",
+        "mm_consumer_lag",
+        "mm_cash_sla_deviations_total",
+    } <= seen
 
 
 # ---- metric naming -----------------------------------------------------------------------
 
 # Labels whose values would be ids or free text: unbounded series.
-_UNBOUNDED_LABELS = {"id", "request_id", "event_id", "entity_id", "key", "offset", "message",
-                     "error", "url", "path", "user", "subject", "instance_id"}
+_UNBOUNDED_LABELS = {
+    "id",
+    "request_id",
+    "event_id",
+    "entity_id",
+    "key",
+    "offset",
+    "message",
+    "error",
+    "url",
+    "path",
+    "user",
+    "subject",
+    "instance_id",
+}
 
 
 def test_project_metrics_follow_prometheus_conventions():
@@ -310,7 +410,9 @@ def test_project_metrics_follow_prometheus_conventions():
         if family.type == "gauge":
             assert not name.endswith("_total"), f"{name}: _total is for counters"
         labels = set(metric._labelnames)  # noqa: SLF001 — the public API has no accessor
-        assert not labels & _UNBOUNDED_LABELS, f"{name}: unbounded labels {labels & _UNBOUNDED_LABELS}"
+        assert not labels & _UNBOUNDED_LABELS, (
+            f"{name}: unbounded labels {labels & _UNBOUNDED_LABELS}"
+        )
 
 
 def test_prometheus_loads_the_alert_rules():
@@ -318,17 +420,23 @@ def test_prometheus_loads_the_alert_rules():
     for rule_file in config["rule_files"]:
         assert (DEPLOY / "prometheus" / rule_file).is_file()
     jobs = {j["job_name"] for j in config["scrape_configs"]}
-    assert {"mm-bridge", "mm-worker-sink-entities", "mm-worker-enrich-bitrix24",
-            "mm-worker-egress"} <= jobs
+    assert {
+        "mm-bridge",
+        "mm-worker-sink-entities",
+        "mm-worker-enrich-bitrix24",
+        "mm-worker-egress",
+    } <= jobs
     assert "mm-worker-sink" not in jobs  # products are on the entity sink: no product sink
 
 
 # ---- docker-compose.kafka.yml -------------------------------------------------------------
 
+
 def test_app_services_bootstrap_from_all_three_brokers(compose):
     services = compose["services"]
-    advertised = {b: _env(services[b])["KAFKA_ADVERTISED_LISTENERS"].split("://", 1)[1]
-                  for b in BROKERS}
+    advertised = {
+        b: _env(services[b])["KAFKA_ADVERTISED_LISTENERS"].split("://", 1)[1] for b in BROKERS
+    }
     for name in (*APP_SERVICES, "init"):
         bootstrap = _env(services[name]).get("MM_KAFKA__BOOTSTRAP_SERVERS") or ""
         assert sorted(bootstrap.split(",")) == sorted(advertised.values()), name
@@ -371,7 +479,11 @@ def test_compose_dependencies_are_consistent(compose):
             else:
                 assert source in declared_volumes, f"{name} uses undeclared volume {source}"
     assert services["bridge"]["deploy"]["replicas"] == 2
-    assert services["init"]["command"] == ["mmctl migrate && mmctl topics apply"]
+    assert services["init"]["command"] == [
+        "mmctl migrate && mmctl topics apply"
+        " && mmctl schemas register --compatibility BACKWARD_TRANSITIVE"
+    ]
+    assert services["init"]["depends_on"]["schema-registry"]["condition"] == "service_healthy"
     assert "worker-sink" not in services  # one sink for every entity, products included
     assert services["worker-sink-entities"]["command"][:2] == ["worker", "sink-entities"]
     assert services["worker-enrich-bitrix24"]["command"][:2] == ["worker", "enrich-bitrix24"]
@@ -388,6 +500,7 @@ def test_required_compose_variables_are_documented_at_the_top():
 
 
 # ---- no literal secrets --------------------------------------------------------------------
+
 
 def _dev_defaults() -> list[str]:
     """The built-in development secrets: a deployment file must never carry them."""
@@ -431,8 +544,12 @@ def test_k8s_has_no_literal_secrets(k8s_docs):
         for container in (pod or {}).get("containers", []):
             for env in container.get("env", []):
                 if SECRET_NAME.search(env["name"]):
-                    assert "value" not in env, f"{kind} {name}: {env['name']} must come from a Secret"
-    text = "".join((K8S / f).read_text(encoding="utf-8") for f in sorted(p.name for p in K8S.iterdir()))
+                    assert "value" not in env, (
+                        f"{kind} {name}: {env['name']} must come from a Secret"
+                    )
+    text = "".join(
+        (K8S / f).read_text(encoding="utf-8") for f in sorted(p.name for p in K8S.iterdir())
+    )
     for secret in _dev_defaults():
         assert secret not in text
 
@@ -444,10 +561,10 @@ def test_secret_template_is_not_applied():
 
 # ---- Kubernetes objects are complete ----------------------------------------------------
 
+
 def test_kustomization_resources_exist():
-    kustomization = yaml.safe_load((K8S / "kustomization.yaml").read_text(encoding="utf-8"))
-    for name in kustomization["resources"]:
-        assert (K8S / name).is_file(), name
+    for path in _kustomize_files(K8S):
+        assert path.is_file(), path
 
 
 def test_k8s_objects_have_required_fields(k8s_docs):
@@ -462,8 +579,10 @@ def _by_kind(docs: list[dict], kind: str) -> dict[str, dict]:
 
 def test_workloads_are_wired_to_config_and_secret(k8s_docs):
     workloads = [*_by_kind(k8s_docs, "Deployment").values(), *_by_kind(k8s_docs, "Job").values()]
-    assert len(workloads) == 7  # bridge, 3 workers (no product sink), OData poller,
-    #                              reconcile, migrate job
+    # Alertmanager is not ours: its settings come from its own Secret (test_alerting.py).
+    workloads = [w for w in workloads if w["metadata"]["name"] != "mm-alertmanager"]
+    assert len(workloads) == 8  # bridge, 3 workers (no product sink), OData poller,
+    #                              reconcile, lag exporter, migrate job
     for doc in workloads:
         spec = doc["spec"]
         if doc["kind"] == "Deployment":
@@ -485,7 +604,10 @@ def test_bridge_probes_service_hpa_and_pdbs(k8s_docs):
     assert container["livenessProbe"]["httpGet"]["path"] == "/health/live"
 
     service = _by_kind(k8s_docs, "Service")["mm-bridge"]
-    assert service["spec"]["selector"].items() <= bridge["spec"]["template"]["metadata"]["labels"].items()
+    assert (
+        service["spec"]["selector"].items()
+        <= bridge["spec"]["template"]["metadata"]["labels"].items()
+    )
 
     hpa = _by_kind(k8s_docs, "HorizontalPodAutoscaler")["mm-bridge"]
     assert hpa["spec"]["scaleTargetRef"]["name"] == "mm-bridge"
@@ -493,31 +615,47 @@ def test_bridge_probes_service_hpa_and_pdbs(k8s_docs):
     assert hpa["spec"]["metrics"][0]["resource"]["name"] == "cpu"
 
     pdbs = _by_kind(k8s_docs, "PodDisruptionBudget").values()
-    for name in ("mm-bridge", "mm-worker-sink-entities",
-                 "mm-worker-enrich-bitrix24", "mm-worker-egress"):
+    for name in (
+        "mm-bridge",
+        "mm-worker-sink-entities",
+        "mm-worker-enrich-bitrix24",
+        "mm-worker-egress",
+    ):
         labels = deployments[name]["spec"]["template"]["metadata"]["labels"]
-        assert any(p["spec"]["selector"]["matchLabels"].items() <= labels.items() for p in pdbs), name
+        assert any(p["spec"]["selector"]["matchLabels"].items() <= labels.items() for p in pdbs), (
+            name
+        )
 
 
-@pytest.mark.parametrize("name,role,port", [("mm-worker-sink-entities", "sink-entities", 9104),
-                                            ("mm-worker-enrich-bitrix24", "enrich-bitrix24", 9103),
-                                            ("mm-worker-egress", "egress", 9102)])
+@pytest.mark.parametrize(
+    "name,role,port",
+    [
+        ("mm-worker-sink-entities", "sink-entities", 9104),
+        ("mm-worker-enrich-bitrix24", "enrich-bitrix24", 9103),
+        ("mm-worker-egress", "egress", 9102),
+    ],
+)
 def test_workers_expose_metrics_and_liveness(k8s_docs, name, role, port):
     container = _by_kind(k8s_docs, "Deployment")[name]["spec"]["template"]["spec"]["containers"][0]
     assert container["args"] == ["worker", role, "--metrics-port", str(port)]
     assert container["ports"][0]["containerPort"] == port
     probe = container["livenessProbe"]
-    assert str(port) in " ".join(probe["exec"]["command"]) if "exec" in probe \
+    assert (
+        str(port) in " ".join(probe["exec"]["command"])
+        if "exec" in probe
         else probe["tcpSocket"]["port"] in (port, "metrics")
+    )
 
 
 # ---- KEDA: workers scale on consumer lag ---------------------------------------------------
 
 # Deployment -> (its consumer group as the code derives it from the settings, topic role).
-_WORKER_GROUPS = {"mm-worker-sink-entities": (lambda s: s.streams.entity_sink_group, "raw"),
-                  # No setting of its own: the sink group plus a suffix.
-                  "mm-worker-enrich-bitrix24": (enrich_group_id, "raw"),
-                  "mm-worker-egress": (lambda s: s.streams.egress_group, "egress")}
+_WORKER_GROUPS = {
+    "mm-worker-sink-entities": (lambda s: s.streams.entity_sink_group, "raw"),
+    # No setting of its own: the sink group plus a suffix.
+    "mm-worker-enrich-bitrix24": (enrich_group_id, "raw"),
+    "mm-worker-egress": (lambda s: s.streams.egress_group, "egress"),
+}
 
 
 def test_workers_scale_on_consumer_lag_with_keda(k8s_docs, monkeypatch):
@@ -557,29 +695,51 @@ def test_workers_scale_on_consumer_lag_with_keda(k8s_docs, monkeypatch):
 
 
 def test_no_hpa_competes_with_keda(k8s_docs):
-    scaled = {o["spec"]["scaleTargetRef"]["name"] for o in _by_kind(k8s_docs, "ScaledObject").values()}
-    hpas = {h["spec"]["scaleTargetRef"]["name"] for h in _by_kind(k8s_docs, "HorizontalPodAutoscaler").values()}
+    scaled = {
+        o["spec"]["scaleTargetRef"]["name"] for o in _by_kind(k8s_docs, "ScaledObject").values()
+    }
+    hpas = {
+        h["spec"]["scaleTargetRef"]["name"]
+        for h in _by_kind(k8s_docs, "HorizontalPodAutoscaler").values()
+    }
     assert hpas == {"mm-bridge"}
     assert not hpas & scaled
 
 
-def test_migration_job_migrates_then_applies_topics(k8s_docs):
+def test_migration_job_migrates_then_registers_schemas(k8s_docs):
     job = _by_kind(k8s_docs, "Job")["mm-migrate"]
     container = job["spec"]["template"]["spec"]["containers"][0]
-    assert " ".join(container["command"] + container["args"]).endswith(
-        "mmctl migrate && mmctl topics apply")
+    command = " ".join(container["command"] + container["args"])
+    assert command.endswith(
+        "mmctl migrate && mmctl schemas register --compatibility BACKWARD_TRANSITIVE"
+    )
+    # One owner of the topics in k8s: Strimzi's Topic Operator (kafkatopics.yaml).
+    assert "topics apply" not in command
 
 
 # ---- secrets have no working default (design.md invariant 11) -----------------------------
 
 # Which production role relies on each secret the deployments hand over.
-SECRET_ROLES = {"DATABASE_URL": "registry", "MM_AUTH__JWT_SECRET": "bridge",
-                "MM_BITRIX24__WEBHOOK_URL": "egress", "MM_BITRIX24__APPLICATION_TOKENS": "bridge",
-                "MM_ONEC__PASSWORD": "egress", "MM_COMMERCEML__PASSWORD": "bridge",
-                "MM_ODATA__PASSWORD": "poll-odata"}
+SECRET_ROLES = {
+    "DATABASE_URL": "registry",
+    "MM_AUTH__JWT_SECRET": "bridge",
+    "MM_BITRIX24__WEBHOOK_URL": "egress",
+    "MM_BITRIX24__APPLICATION_TOKENS": "bridge",
+    "MM_ONEC__PASSWORD": "egress",
+    "MM_COMMERCEML__PASSWORD": "bridge",
+    "MM_ODATA__PASSWORD": "poll-odata",
+}
 # Secrets of optional parts, off by default: not in the Secret template's data (its comment
 # names them), and in compose an empty default (never a working value).
-OPTIONAL_SECRETS = {"MM_COMMERCEML__PASSWORD", "MM_ODATA__PASSWORD"}
+OPTIONAL_SECRETS = {
+    "MM_COMMERCEML__PASSWORD",
+    "MM_ODATA__PASSWORD",
+    "MM_BITRIX24__OAUTH__CLIENT_SECRET",
+    "MM_BITRIX24__OAUTH__ACCESS_TOKEN",
+    "MM_BITRIX24__OAUTH__REFRESH_TOKEN",
+}
+# Alertmanager's receivers: each optional, but render.sh refuses to start with none of them.
+ALERT_SECRETS = {"TELEGRAM_BOT_TOKEN", "SLACK_WEBHOOK_URL", "SMTP_PASSWORD"}
 
 
 def _settings_from_env(monkeypatch, env: dict[str, str]) -> Settings:
@@ -630,28 +790,44 @@ def test_compose_secrets_are_required_and_have_no_default(compose):
             refs = _references(value)
             assert refs, f"{name}: {key} takes no variable"
             for ref in refs:
-                if key in OPTIONAL_SECRETS and re.fullmatch(r"\$\{\w+:-\}", ref):
+                if key in OPTIONAL_SECRETS | ALERT_SECRETS and re.fullmatch(r"\$\{\w+:-\}", ref):
                     continue  # an optional part's secret: empty unless set, never a default
                 # ${VAR:?message} only: ${VAR:-default} / ${VAR-default} would be a working
                 # default, a bare ${VAR} an empty secret.
                 assert re.fullmatch(r"\$\{\w+:\?[^}]+\}", ref), f"{name}: {key} uses {ref}"
             seen.add(key)
-    assert {"DATABASE_URL", "MM_AUTH__JWT_SECRET", "MM_BITRIX24__WEBHOOK_URL",
-            "MM_BITRIX24__APPLICATION_TOKENS", "MM_ONEC__PASSWORD"} <= seen
+    assert {
+        "DATABASE_URL",
+        "MM_AUTH__JWT_SECRET",
+        "MM_BITRIX24__WEBHOOK_URL",
+        "MM_BITRIX24__APPLICATION_TOKENS",
+        "MM_ONEC__PASSWORD",
+    } <= seen
 
 
 def test_app_services_get_every_secret_their_flow_needs(compose):
-    for name in APP_SERVICES:
+    for name in MM_SERVICES:
         env = _env(compose["services"][name])
-        for key in ("DATABASE_URL", "MM_AUTH__JWT_SECRET", "MM_BITRIX24__WEBHOOK_URL",
-                    "MM_BITRIX24__APPLICATION_TOKENS", "MM_ONEC__PASSWORD"):
+        for key in (
+            "DATABASE_URL",
+            "MM_AUTH__JWT_SECRET",
+            "MM_BITRIX24__WEBHOOK_URL",
+            "MM_BITRIX24__APPLICATION_TOKENS",
+            "MM_ONEC__BASE_URL",
+            "MM_ONEC__PASSWORD",
+            "SCHEMA_REGISTRY_URL",
+            "MM_KAFKA__BOOTSTRAP_SERVERS",
+        ):
             assert env.get(key), f"{name} lacks {key}"
 
 
 def test_no_deployment_claims_the_embedded_profile(compose, k8s_docs):
     # MM_PROFILE=embedded lets a process run on the development secrets: `mmctl run` only.
-    texts = [COMPOSE.read_text(encoding="utf-8"), (ROOT / "Dockerfile").read_text(encoding="utf-8"),
-             *(p.read_text(encoding="utf-8") for p in K8S.iterdir())]
+    texts = [
+        COMPOSE.read_text(encoding="utf-8"),
+        (ROOT / "Dockerfile").read_text(encoding="utf-8"),
+        *(p.read_text(encoding="utf-8") for p in K8S.iterdir()),
+    ]
     assert not [t for t in texts if "MM_PROFILE" in t]
 
 

@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from mmstream.settings import Settings
-from tests.deploy.test_deploy_files import COMPOSE, K8S, _by_kind, _env
+from tests.deploy.test_deploy_files import COMPOSE, K8S, _by_kind, _env, _kustomize_files
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="runs /bin/sh")
 
@@ -32,8 +32,8 @@ def k8s() -> list[dict]:
     kustomization = yaml.safe_load((K8S / "kustomization.yaml").read_text(encoding="utf-8"))
     assert "poller-onec-odata.yaml" in kustomization["resources"]
     docs = []
-    for name in [*kustomization["resources"], "secret.template.yaml"]:
-        docs += [d for d in yaml.safe_load_all((K8S / name).read_text(encoding="utf-8")) if d]
+    for path in [*_kustomize_files(K8S), K8S / "secret.template.yaml"]:
+        docs += [d for d in yaml.safe_load_all(path.read_text(encoding="utf-8")) if d]
     return docs
 
 
@@ -57,8 +57,12 @@ def test_compose_runs_the_poller_with_its_settings_from_env(compose_service):
     assert compose_service["deploy"]["replicas"] == 1
     assert compose_service["depends_on"]["init"]["condition"] == "service_completed_successfully"
     header = COMPOSE.read_text(encoding="utf-8").split("\nname:", 1)[0]
-    for var in ("ONEC_ODATA_ENABLED", "ONEC_ODATA_BASE_URL", "ONEC_ODATA_PASSWORD",
-                "ONEC_ODATA_ENTITY_SETS"):
+    for var in (
+        "ONEC_ODATA_ENABLED",
+        "ONEC_ODATA_BASE_URL",
+        "ONEC_ODATA_PASSWORD",
+        "ONEC_ODATA_ENTITY_SETS",
+    ):
         assert var in header, f"{var} is not documented in the .env part of the header"
 
 
@@ -93,18 +97,27 @@ def run_guard(script: str, tmp_path: Path, **env: str) -> subprocess.Popen:
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir(exist_ok=True)
     fake = bin_dir / "mmctl"
-    fake.write_text("#!/bin/sh\necho \"mmctl $*\"\n", encoding="utf-8")
+    fake.write_text('#!/bin/sh\necho "mmctl $*"\n', encoding="utf-8")
     fake.chmod(0o755)
     python_dir = str(Path(sys.executable).parent)
     path = os.pathsep.join([str(bin_dir), python_dir, "/usr/bin", "/bin"])
     clean = {k: v for k, v in os.environ.items() if not k.startswith("MM_ODATA__")}
-    return subprocess.Popen(["/bin/sh", "-c", script], env={**clean, "PATH": path, **env},
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        ["/bin/sh", "-c", script],
+        env={**clean, "PATH": path, **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def test_the_guard_polls_when_enabled_and_configured(compose_service, tmp_path):
-    proc = run_guard(compose_guard(compose_service), tmp_path, MM_ODATA__ENABLED="true",
-                     MM_ODATA__BASE_URL="https://1c.example/trade/odata/standard.odata/")
+    proc = run_guard(
+        compose_guard(compose_service),
+        tmp_path,
+        MM_ODATA__ENABLED="true",
+        MM_ODATA__BASE_URL="https://1c.example/trade/odata/standard.odata/",
+    )
     out, _ = proc.communicate(timeout=10)
     assert proc.returncode == 0 and out.strip() == "mmctl poll onec-odata"
 

@@ -122,8 +122,9 @@ OFFERS_XML = f"""<?xml version="1.0" encoding="UTF-8"?>
 @pytest.fixture
 def settings(settings, tmp_path):
     # The exchange password has no default (unset, the endpoint is off); all else default.
-    cml = settings.commerceml.model_copy(update={"password": SecretStr(PASSWORD),
-                                                 "work_dir": tmp_path / "cml"})
+    cml = settings.commerceml.model_copy(
+        update={"password": SecretStr(PASSWORD), "work_dir": tmp_path / "cml"}
+    )
     # A price may wait on the delayed path until its product is in Bitrix24 (~0.5 s a try).
     retry = settings.retry.model_copy(update={"max_attempts": 60, "budget_s": 60})
     return settings.model_copy(update={"commerceml": cml, "retry": retry})
@@ -137,22 +138,30 @@ class OneC:
         self.cookie = ""
 
     def get(self, mode: str, **params) -> httpx.Response:
-        return self.http.get("/1c_exchange", params={"type": "catalog", "mode": mode, **params},
-                             headers={"Cookie": self.cookie})
+        return self.http.get(
+            "/1c_exchange",
+            params={"type": "catalog", "mode": mode, **params},
+            headers={"Cookie": self.cookie},
+        )
 
     def checkauth(self, user: str) -> None:
         token = base64.b64encode(f"{user}:{PASSWORD}".encode()).decode()
-        resp = self.http.get("/1c_exchange", params={"type": "catalog", "mode": "checkauth"},
-                             headers={"Authorization": f"Basic {token}"})
+        resp = self.http.get(
+            "/1c_exchange",
+            params={"type": "catalog", "mode": "checkauth"},
+            headers={"Authorization": f"Basic {token}"},
+        )
         status, name, value = resp.text.split("\n")[:3]
         assert (resp.status_code, status) == (200, "success"), resp.text
         self.cookie = f"{name}={value}"
 
     def file(self, filename: str, chunk: bytes) -> None:
-        resp = self.http.post("/1c_exchange", params={"type": "catalog", "mode": "file",
-                                                      "filename": filename},
-                              content=chunk, headers={"Cookie": self.cookie,
-                                                      "Content-Type": "application/octet-stream"})
+        resp = self.http.post(
+            "/1c_exchange",
+            params={"type": "catalog", "mode": "file", "filename": filename},
+            content=chunk,
+            headers={"Cookie": self.cookie, "Content-Type": "application/octet-stream"},
+        )
         assert (resp.status_code, resp.text) == (200, "success"), resp.text
 
 
@@ -167,7 +176,10 @@ CML3_STORE = "e5b1f830-7b4a-11eb-8112-00155d000d01"
 
 def archive(members: dict[str, bytes] | None = None) -> bytes:
     if members is None:
-        members = {"import.xml": IMPORT_XML.encode("utf-8"), "offers.xml": OFFERS_XML.encode("utf-8")}
+        members = {
+            "import.xml": IMPORT_XML.encode("utf-8"),
+            "offers.xml": OFFERS_XML.encode("utf-8"),
+        }
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
         for name, data in members.items():
@@ -177,22 +189,25 @@ def archive(members: dict[str, bytes] | None = None) -> bytes:
 
 def in_chunks(data: bytes, count: int) -> list[bytes]:
     size = len(data) // count + 1
-    return [data[i:i + size] for i in range(0, len(data), size)]
+    return [data[i : i + size] for i in range(0, len(data), size)]
 
 
 def store_amount(pipeline, store: int, product: int) -> float | None:
     """The balance Bitrix24 shows for the product in the store (None: no row)."""
     hook = pipeline.settings.bitrix24.webhook_url.get_secret_value()
-    rows = httpx.post(f"{hook}catalog.storeproduct.list.json", timeout=10, json={
-        "select": ["id", "storeId", "productId", "amount"],
-        "filter": {"storeId": store, "productId": product}}).json()["result"]["storeProducts"]
+    rows = httpx.post(
+        f"{hook}catalog.storeproduct.list.json",
+        timeout=10,
+        json={
+            "select": ["id", "storeId", "productId", "amount"],
+            "filter": {"storeId": store, "productId": product},
+        },
+    ).json()["result"]["storeProducts"]
     return rows[0]["amount"] if rows else None
 
 
 def emulator(pipeline, path: str) -> list[dict]:
     return httpx.get(f"{pipeline.emulator_url}/_emulator/{path}", timeout=10).json()
-
-
 
 
 def test_a_chunked_catalog_and_offers_exchange_ends_stored_and_in_bitrix24(pipeline):
@@ -220,57 +235,92 @@ def test_a_chunked_catalog_and_offers_exchange_ends_stored_and_in_bitrix24(pipel
     # PostgreSQL: products (with their resolved property), price type, prices, stock.
     products = pipeline.wait_sql(
         "SELECT id, name, full_name, article, barcode, properties FROM product ORDER BY article",
-        lambda r: len(r) == 2)
+        lambda r: len(r) == 2,
+    )
     assert [(str(p[0]), p[1], p[2], p[3], p[4]) for p in products] == [
         (KETTLE, "Чайник", "Чайник электрический 1,7 л", "K-1", "4600000000011"),
-        (TOASTER, "Тостер", "", "T-2", "")]
-    assert products[0][5] == [{"id": BRAND, "name": "Производитель", "value": "Заря",
-                               "value_id": BRAND_VALUE}]
+        (TOASTER, "Тостер", "", "T-2", ""),
+    ]
+    assert products[0][5] == [
+        {"id": BRAND, "name": "Производитель", "value": "Заря", "value_id": BRAND_VALUE}
+    ]
     assert products[1][5] == []
     types = pipeline.wait_sql("SELECT id, name, currency FROM price_type", lambda r: len(r) == 1)
     assert types == [(UUID(RETAIL), "Розничная", "RUB")]
     prices = pipeline.wait_sql(
         "SELECT product_id, price_type_id, price, currency FROM price ORDER BY price",
-        lambda r: len(r) == 2)
-    assert prices == [(UUID(KETTLE), UUID(RETAIL), Decimal("1290"), "RUB"),
-                      (UUID(TOASTER), UUID(RETAIL), Decimal("2490.50"), "RUB")]
+        lambda r: len(r) == 2,
+    )
+    assert prices == [
+        (UUID(KETTLE), UUID(RETAIL), Decimal("1290"), "RUB"),
+        (UUID(TOASTER), UUID(RETAIL), Decimal("2490.50"), "RUB"),
+    ]
     stock = pipeline.wait_sql(
         "SELECT product_id, warehouse_id, quantity FROM stock ORDER BY product_id, warehouse_id",
-        lambda r: len(r) == 4)
-    assert sorted(((str(p), str(w), q) for p, w, q in stock)) == sorted([
-        (KETTLE, "None", Decimal("5")), (KETTLE, STORE, Decimal("5")),
-        (TOASTER, "None", Decimal("0")), (TOASTER, STORE, Decimal("0"))])
+        lambda r: len(r) == 4,
+    )
+    assert sorted(((str(p), str(w), q) for p, w, q in stock)) == sorted(
+        [
+            (KETTLE, "None", Decimal("5")),
+            (KETTLE, STORE, Decimal("5")),
+            (TOASTER, "None", Decimal("0")),
+            (TOASTER, STORE, Decimal("0")),
+        ]
+    )
 
     # Bitrix24: the products, the price type and both prices (after their products).
-    b24_products = wait_for(pipeline, "products in Bitrix24",
-                            lambda: (p := pipeline.emulator_products()) and len(p) == 2 and p)
+    b24_products = wait_for(
+        pipeline,
+        "products in Bitrix24",
+        lambda: (p := pipeline.emulator_products()) and len(p) == 2 and p,
+    )
     by_xml = {p["xmlId"]: p for p in b24_products}
     assert {x: by_xml[x]["name"] for x in by_xml} == {KETTLE: "Чайник", TOASTER: "Тостер"}
-    b24_types = wait_for(pipeline, "price type in Bitrix24",
-                         lambda: (t := emulator(pipeline, "directory/priceType")) and t)
+    b24_types = wait_for(
+        pipeline,
+        "price type in Bitrix24",
+        lambda: (t := emulator(pipeline, "directory/priceType")) and t,
+    )
     assert [(t["name"], t["xmlId"]) for t in b24_types] == [("Розничная", RETAIL)]
-    b24_prices = wait_for(pipeline, "prices in Bitrix24",
-                          lambda: (p := emulator(pipeline, "directory/price")) and len(p) == 2 and p)
-    assert sorted((p["productId"], p["catalogGroupId"], p["price"], p["currency"])
-                  for p in b24_prices) == sorted([
-        (by_xml[KETTLE]["id"], b24_types[0]["id"], 1290, "RUB"),
-        (by_xml[TOASTER]["id"], b24_types[0]["id"], 2490.5, "RUB")])
+    b24_prices = wait_for(
+        pipeline,
+        "prices in Bitrix24",
+        lambda: (p := emulator(pipeline, "directory/price")) and len(p) == 2 and p,
+    )
+    assert sorted(
+        (p["productId"], p["catalogGroupId"], p["price"], p["currency"]) for p in b24_prices
+    ) == sorted(
+        [
+            (by_xml[KETTLE]["id"], b24_types[0]["id"], 1290, "RUB"),
+            (by_xml[TOASTER]["id"], b24_types[0]["id"], 2490.5, "RUB"),
+        ]
+    )
     # Once each: no duplicate from the chunking, the two imports or a retry.
     assert len(pipeline.emulator_calls("catalog.price.add")) == 2
     # (Bitrix24 method names are case-insensitive; the portal logs them as called.)
-    assert len([c for c in pipeline.emulator_calls()
-                if c["method"].lower() == "catalog.pricetype.add"]) == 1
+    assert (
+        len(
+            [c for c in pipeline.emulator_calls() if c["method"].lower() == "catalog.pricetype.add"]
+        )
+        == 1
+    )
     assert len(pipeline.emulator_calls("catalog.product.add")) == 2
 
     # Stock: the package's Склады made the store, the kettle's balance went in through a
     # conducted warehouse document; the toaster's 0 needs none (and the totals over all
     # warehouses have no Bitrix24 store).
-    stores = wait_for(pipeline, "the warehouse as a Bitrix24 store",
-                      lambda: (t := emulator(pipeline, "directory/store")) and t)
+    stores = wait_for(
+        pipeline,
+        "the warehouse as a Bitrix24 store",
+        lambda: (t := emulator(pipeline, "directory/store")) and t,
+    )
     assert [(t["title"], t["xmlId"]) for t in stores] == [("Склад на Лесной", STORE)]
     store = int(stores[0]["id"])
-    wait_for(pipeline, "the kettle's balance in the store",
-             lambda: store_amount(pipeline, store, int(by_xml[KETTLE]["id"])) == 5)
+    wait_for(
+        pipeline,
+        "the kettle's balance in the store",
+        lambda: store_amount(pipeline, store, int(by_xml[KETTLE]["id"])) == 5,
+    )
     assert store_amount(pipeline, store, int(by_xml[TOASTER]["id"])) in (None, 0)
     (element,) = pipeline.emulator_calls("catalog.document.element.add")
     assert Decimal(str(element["params"]["fields"]["amount"])) == 5
@@ -280,32 +330,60 @@ def test_a_chunked_catalog_and_offers_exchange_ends_stored_and_in_bitrix24(pipel
     onec = OneC(pipeline.bridge_url)
     onec.checkauth(pipeline.settings.commerceml.username)
     assert onec.get("init").status_code == 200
-    for piece in in_chunks(archive({n: (FIXTURES / f"cml3_{n}").read_bytes() for n in CML3_FILES}), 2):
+    for piece in in_chunks(
+        archive({n: (FIXTURES / f"cml3_{n}").read_bytes() for n in CML3_FILES}), 2
+    ):
         onec.file("package.zip", piece)
     for name in CML3_FILES:
         resp = onec.get("import", filename=name)
         assert (resp.status_code, resp.text) == (200, "success"), (name, resp.text)
 
-    (props,) = pipeline.wait_sql("SELECT properties FROM product WHERE id = %s",
-                                 lambda r: len(r) == 1, 60, CML3_PRODUCT)
-    assert props[0] == [{"id": CML3_BRAND, "name": "Бренд", "value": "Северный ветер",
-                         "value_id": CML3_BRAND_VALUE}]
+    (props,) = pipeline.wait_sql(
+        "SELECT properties FROM product WHERE id = %s", lambda r: len(r) == 1, 60, CML3_PRODUCT
+    )
+    assert props[0] == [
+        {"id": CML3_BRAND, "name": "Бренд", "value": "Северный ветер", "value_id": CML3_BRAND_VALUE}
+    ]
     cml3_prices = pipeline.wait_sql(
         "SELECT characteristic_id IS NULL, price_type_id, price, currency FROM price "
-        "WHERE product_id = %s ORDER BY price", lambda r: len(r) == 2, 60, CML3_PRODUCT)
-    assert cml3_prices == [(True, UUID(CML3_RETAIL), Decimal("790"), "RUB"),
-                           (False, UUID(CML3_RETAIL), Decimal("850.00"), "RUB")]
+        "WHERE product_id = %s ORDER BY price",
+        lambda r: len(r) == 2,
+        60,
+        CML3_PRODUCT,
+    )
+    assert cml3_prices == [
+        (True, UUID(CML3_RETAIL), Decimal("790"), "RUB"),
+        (False, UUID(CML3_RETAIL), Decimal("850.00"), "RUB"),
+    ]
     cml3_stock = pipeline.wait_sql(
         "SELECT characteristic_id IS NULL, warehouse_id, warehouse_name, quantity FROM stock "
-        "WHERE product_id = %s ORDER BY quantity", lambda r: len(r) == 2, 60, CML3_PRODUCT)
-    assert cml3_stock == [(False, None, "", Decimal("3")),
-                          (True, UUID(CML3_STORE), "Основной склад", Decimal("14"))]
-    assert pipeline.wait_sql("SELECT name FROM warehouse WHERE id = %s", lambda r: len(r) == 1,
-                             60, CML3_STORE) == [("Основной склад",)]
-    cml3_store = wait_for(pipeline, "the 3.x warehouse as a Bitrix24 store", lambda: next(
-        (t for t in emulator(pipeline, "directory/store") if t["xmlId"] == CML3_STORE), None))
+        "WHERE product_id = %s ORDER BY quantity",
+        lambda r: len(r) == 2,
+        60,
+        CML3_PRODUCT,
+    )
+    assert cml3_stock == [
+        (False, None, "", Decimal("3")),
+        (True, UUID(CML3_STORE), "Основной склад", Decimal("14")),
+    ]
+    assert pipeline.wait_sql(
+        "SELECT name FROM warehouse WHERE id = %s", lambda r: len(r) == 1, 60, CML3_STORE
+    ) == [("Основной склад",)]
+    cml3_store = wait_for(
+        pipeline,
+        "the 3.x warehouse as a Bitrix24 store",
+        lambda: next(
+            (t for t in emulator(pipeline, "directory/store") if t["xmlId"] == CML3_STORE), None
+        ),
+    )
     assert cml3_store["title"] == "Основной склад"
-    cml3_b24 = wait_for(pipeline, "the 3.x product in Bitrix24", lambda: next(
-        (p for p in pipeline.emulator_products() if p["xmlId"] == CML3_PRODUCT), None))
-    wait_for(pipeline, "the 3.x balance in the store",
-             lambda: store_amount(pipeline, int(cml3_store["id"]), int(cml3_b24["id"])) == 14)
+    cml3_b24 = wait_for(
+        pipeline,
+        "the 3.x product in Bitrix24",
+        lambda: next((p for p in pipeline.emulator_products() if p["xmlId"] == CML3_PRODUCT), None),
+    )
+    wait_for(
+        pipeline,
+        "the 3.x balance in the store",
+        lambda: store_amount(pipeline, int(cml3_store["id"]), int(cml3_b24["id"])) == 14,
+    )

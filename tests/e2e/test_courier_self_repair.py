@@ -37,8 +37,12 @@ pytestmark = pytest.mark.e2e
 
 
 def xwalk(st, entity: str, canonical_id: str) -> str | None:
-    rows = st.sql("SELECT external_id FROM crosswalk WHERE system = 'bitrix24' AND "
-                     "entity = %s AND canonical_id = %s", entity, canonical_id)
+    rows = st.sql(
+        "SELECT external_id FROM crosswalk WHERE system = 'bitrix24' AND "
+        "entity = %s AND canonical_id = %s",
+        entity,
+        canonical_id,
+    )
     return rows[0][0] if rows else None
 
 
@@ -46,8 +50,7 @@ def tasks_of(st, task_id: str) -> list[dict]:
     return [t for t in emulated(st, "entities/task") if t.get("xmlId") == task_id]
 
 
-def test_delivery_tasks_are_recreated_after_a_portal_reset_and_a_gone_deal_takes_no_status(
-        stack):  # noqa: F811 (the fixture)
+def test_delivery_tasks_are_recreated_after_a_portal_reset_and_a_gone_deal_takes_no_status(stack):  # noqa: F811 (the fixture)
     stack.start_emulator()
     stack.start_onec_emulator()
     stack.start_entity_sink()
@@ -70,38 +73,65 @@ def test_delivery_tasks_are_recreated_after_a_portal_reset_and_a_gone_deal_takes
     for n in (1, 0):
         changed = order(refs[n], f"Тверская {n} корп. 2", version="AAAAAg==")
         assert stack.post_onec("ЗаказКлиента", changed).status_code == 202
-        wait_for(stack, f"task {n} recreated", lambda n=n: [
-            t for t in tasks_of(stack, ids[n]) if t["title"].endswith("корп. 2")] or None)
+        wait_for(
+            stack,
+            f"task {n} recreated",
+            lambda n=n: (
+                [t for t in tasks_of(stack, ids[n]) if t["title"].endswith("корп. 2")] or None
+            ),
+        )
     tasks = {n: tasks_of(stack, ids[n]) for n in (0, 1)}
     assert [len(tasks[0]), len(tasks[1])] == [1, 1]
     assert [tasks[1][0]["id"], tasks[0][0]["id"]] == ["1", "2"]
     assert [xwalk(stack, "delivery_task", i) for i in ids] == ["task:2", "task:1"]
     assert len(stack.emulator_calls("tasks.task.add")) == 2  # the call log restarts on reset
     # B's task (id 1) was never written with A's data.
-    assert all(str(c["params"].get("taskId")) != "1" for c in stack.emulator_calls(
-        "tasks.task.update") if "Тверская 0" in str(c["params"]))
+    assert all(
+        str(c["params"].get("taskId")) != "1"
+        for c in stack.emulator_calls("tasks.task.update")
+        if "Тверская 0" in str(c["params"])
+    )
 
     # (b) A courier's instant order; its deal is deleted in Bitrix24 while 1С records the
     # document (1С answers slowly), so the status has no deal to go to.
     product, company = str(uuid.uuid4()), str(uuid.uuid4())
     assert stack.post_product(onec_product(product, Description="Чай")).status_code == 202
     assert stack.post_onec("Контрагенты", counterparty(company, "ООО Ромашка")).status_code == 202
-    (b24_product,) = wait_for(stack, "product in Bitrix24", lambda: stack.emulator_products() or None)
-    (b24_company,) = wait_for(stack, "company in Bitrix24",
-                              lambda: emulated(stack, "entities/company") or None)
+    (b24_product,) = wait_for(
+        stack, "product in Bitrix24", lambda: stack.emulator_products() or None
+    )
+    (b24_company,) = wait_for(
+        stack, "company in Bitrix24", lambda: emulated(stack, "entities/company") or None
+    )
     stack.inject_onec_fault(target="hs", operation="instant_order", delay_s=2, count=1)
-    sale = courier_deal(stack, INSTANT, "Продажа у клиента", int(b24_company["ID"]),
-                        int(b24_product["id"]))
+    sale = courier_deal(
+        stack, INSTANT, "Продажа у клиента", int(b24_company["ID"]), int(b24_product["id"])
+    )
     stack.post_event("ONCRMDEALADD", sale)
-    wait_for(stack, "the deal's goods read", lambda: [
-        c for c in stack.emulator_calls("crm.deal.productrows.get")
-        if str(c["params"].get("id")) == str(sale)] or None)
+    wait_for(
+        stack,
+        "the deal's goods read",
+        lambda: (
+            [
+                c
+                for c in stack.emulator_calls("crm.deal.productrows.get")
+                if str(c["params"].get("id")) == str(sale)
+            ]
+            or None
+        ),
+    )
     resp = httpx.delete(f"{stack.emulator_url}/_emulator/entities/deal/{sale}", timeout=10)
     assert resp.status_code == 200, resp.text
     wait_for(stack, "instant order in 1С", lambda: odata(stack, "Document_ЗаказКлиента") or None)
     egress = stack.procs["egress"].log_path
-    wait_for(stack, "the status skipped", lambda: f"deal {sale} is gone from the portal"
-             in egress.read_text("utf-8", errors="replace") or None)
+    wait_for(
+        stack,
+        "the status skipped",
+        lambda: (
+            f"deal {sale} is gone from the portal" in egress.read_text("utf-8", errors="replace")
+            or None
+        ),
+    )
     stack.wait_sql("SELECT status FROM instant_order", lambda r: r == [("recorded",)], 30)
 
     # Nothing dead-lettered, nothing left waiting, no refused link.

@@ -10,10 +10,10 @@ import time
 import pytest
 from pydantic import SecretStr
 
+from devstack.stack.postgres import EmbeddedPostgres
 from mmstream.db.migrate import upgrade
-from mmstream.embedded.ports import free_port
-from mmstream.embedded.postgres import EmbeddedPostgres
 from mmstream.kafka.producer import AckedProducer, OutRecord
+from mmstream.serve import free_port
 from mmstream.settings import sqlalchemy_url
 from tests.support.stack import onec_product
 from tests.support.topics import count_records
@@ -41,8 +41,9 @@ def test_sink_waits_out_a_database_outage(pipeline, tmp_path):
         assert pipeline.procs["sink"].alive(), pipeline.logs()
         server.start()
 
-        rows = pipeline.wait_sql("SELECT count(*), count(DISTINCT id) FROM product",
-                                 lambda r: r[0][0] == 10, 90)
+        rows = pipeline.wait_sql(
+            "SELECT count(*), count(DISTINCT id) FROM product", lambda r: r[0][0] == 10, 90
+        )
         assert rows == [(10, 10)]
         assert pipeline.sql("SELECT count(*) FROM outbox") == [(10,)]
         sink_log = pipeline.procs["sink"].log_path.read_text()
@@ -59,13 +60,22 @@ def test_undecodable_raw_record_goes_to_the_sink_dlq_and_the_stream_goes_on(pipe
     pipeline.start_sink()
     settings = pipeline.settings
     good = onec_product()
-    garbage = OutRecord(settings.topic("raw.onec.product"), b"\xff{not json", good["Ref_Key"].encode(),
-                        [("ce_id", b"x-1")])
-    broken = OutRecord(settings.topic("raw.onec.product"),
-                       b'{"Ref_Key": "%s", "DataVersion": ""}' % good["Ref_Key"].encode(),
-                       good["Ref_Key"].encode())
-    valid = OutRecord(settings.topic("raw.onec.product"),
-                      __import__("json").dumps(good).encode(), good["Ref_Key"].encode())
+    garbage = OutRecord(
+        settings.topic("raw.onec.product"),
+        b"\xff{not json",
+        good["Ref_Key"].encode(),
+        [("ce_id", b"x-1")],
+    )
+    broken = OutRecord(
+        settings.topic("raw.onec.product"),
+        b'{"Ref_Key": "%s", "DataVersion": ""}' % good["Ref_Key"].encode(),
+        good["Ref_Key"].encode(),
+    )
+    valid = OutRecord(
+        settings.topic("raw.onec.product"),
+        __import__("json").dumps(good).encode(),
+        good["Ref_Key"].encode(),
+    )
 
     async def produce():
         producer = AckedProducer(settings.kafka, client_id="test")

@@ -22,10 +22,22 @@ def _calls(pipeline, method):
 def test_transient_503_is_retried_and_permanent_400_is_dead_lettered(pipeline):
     flaky, refused, healthy = onec_product(), onec_product(), onec_product()
     pipeline.start_emulator()
-    pipeline.inject_fault(method="catalog.product.add", status=503, error="INTERNAL_SERVER_ERROR",
-                          description="temporary", times=3, xml_id=flaky["Ref_Key"])
-    pipeline.inject_fault(method="catalog.product.add", status=400, error="",
-                          description="Field NAME is required", times=100, xml_id=refused["Ref_Key"])
+    pipeline.inject_fault(
+        method="catalog.product.add",
+        status=503,
+        error="INTERNAL_SERVER_ERROR",
+        description="temporary",
+        times=3,
+        xml_id=flaky["Ref_Key"],
+    )
+    pipeline.inject_fault(
+        method="catalog.product.add",
+        status=400,
+        error="",
+        description="Field NAME is required",
+        times=100,
+        xml_id=refused["Ref_Key"],
+    )
     pipeline.start_sink()
     pipeline.start_egress()
     pipeline.start_bridge()
@@ -41,11 +53,16 @@ def test_transient_503_is_retried_and_permanent_400_is_dead_lettered(pipeline):
     except AssertionError as exc:
         raise AssertionError(f"{exc}\n{pipeline.logs()}") from None
     assert refused["Ref_Key"] not in names
-    flaky_adds = [c for c in _calls(pipeline, "catalog.product.add")
-                  if c["params"]["fields"]["xmlId"] == flaky["Ref_Key"]]
+    flaky_adds = [
+        c
+        for c in _calls(pipeline, "catalog.product.add")
+        if c["params"]["fields"]["xmlId"] == flaky["Ref_Key"]
+    ]
     assert [c["status"] for c in flaky_adds] == [503, 503, 503, 200]
 
-    dlq = count_records(pipeline.settings, "dlq.egress.bitrix24.product", expect_at_least=1, timeout_s=60)
+    dlq = count_records(
+        pipeline.settings, "dlq.egress.bitrix24.product", expect_at_least=1, timeout_s=60
+    )
     assert len(dlq) == 1
     msg = dlq[0]
     headers = {k: v.decode() for k, v in msg.headers()}
@@ -73,7 +90,7 @@ def test_sink_killed_mid_batch_loses_and_duplicates_nothing(pipeline):
     headers = {"Authorization": f"Bearer {pipeline.token}"}
     with httpx.Client(base_url=pipeline.bridge_url, headers=headers, timeout=60) as client:
         for i in range(0, len(records), 100):
-            resp = client.post("/v1/onec/products/batch", json=records[i:i + 100])
+            resp = client.post("/v1/onec/products/batch", json=records[i : i + 100])
             assert resp.status_code == 200, resp.text
     # Kill the sink as soon as it has stored part of the load: mid-stream, uncommitted work.
     pipeline.wait_sql("SELECT count(*) FROM product", lambda r: r[0][0] > 0, 60)

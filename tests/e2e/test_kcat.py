@@ -34,7 +34,9 @@ from tests.support.topics import count_records
 pytestmark = pytest.mark.e2e
 
 KCAT = shutil.which("kcat")
-needs_kcat = pytest.mark.skipif(KCAT is None, reason="kcat is not installed (apt-get install -y kcat)")
+needs_kcat = pytest.mark.skipif(
+    KCAT is None, reason="kcat is not installed (apt-get install -y kcat)"
+)
 
 
 def kcat_env() -> dict[str, str]:
@@ -59,9 +61,22 @@ def kcat_consume(settings, topic: str, *extra: str) -> list[dict]:
     gives back the exact bytes.
     """
     out = subprocess.run(
-        [KCAT, "-C", "-b", settings.kafka.bootstrap_servers, "-t", settings.topic(topic),
-         "-e", "-J", "-q", *extra],
-        capture_output=True, env=kcat_env(), timeout=120)
+        [
+            KCAT,
+            "-C",
+            "-b",
+            settings.kafka.bootstrap_servers,
+            "-t",
+            settings.topic(topic),
+            "-e",
+            "-J",
+            "-q",
+            *extra,
+        ],
+        capture_output=True,
+        env=kcat_env(),
+        timeout=120,
+    )
     assert out.returncode == 0, out.stderr.decode(errors="replace")
     text = out.stdout.decode("utf-8", "surrogateescape")
     return [json.loads(line) for line in text.splitlines() if line.strip()]
@@ -69,9 +84,16 @@ def kcat_consume(settings, topic: str, *extra: str) -> list[dict]:
 
 def warehouse(ref: str, version: str, name: str, **extra) -> dict:
     """A Catalog_Склады record in the standard OData shape."""
-    return {"Ref_Key": ref, "DataVersion": version, "DeletionMark": False, "Code": "000000042",
-            "Description": name, "Parent_Key": "00000000-0000-0000-0000-000000000000",
-            "IsFolder": False, **extra}
+    return {
+        "Ref_Key": ref,
+        "DataVersion": version,
+        "DeletionMark": False,
+        "Code": "000000042",
+        "Description": name,
+        "Parent_Key": "00000000-0000-0000-0000-000000000000",
+        "IsFolder": False,
+        **extra,
+    }
 
 
 def publish_warehouse_and_delete_it(pipeline) -> str:
@@ -79,13 +101,16 @@ def publish_warehouse_and_delete_it(pipeline) -> str:
     pipeline.start_entity_sink()
     pipeline.start_bridge()
     ref = str(uuid.uuid4())
-    for version, name, deleted in (("AAAAAQ==", "Склад «Север»", False),
-                                   ("AAAAAg==", "Склад «Север» \\ №2", False),
-                                   ("AAAAAw==", "Склад «Север» \\ №2", True)):
+    for version, name, deleted in (
+        ("AAAAAQ==", "Склад «Север»", False),
+        ("AAAAAg==", "Склад «Север» \\ №2", False),
+        ("AAAAAw==", "Склад «Север» \\ №2", True),
+    ):
         resp = pipeline.post_onec("Склады", warehouse(ref, version, name, DeletionMark=deleted))
         assert resp.status_code == 202, resp.text
-    pipeline.wait_sql('SELECT 1 FROM "warehouse" WHERE id = %s AND deleted', lambda r: len(r) == 1,
-                      120, ref)
+    pipeline.wait_sql(
+        'SELECT 1 FROM "warehouse" WHERE id = %s AND deleted', lambda r: len(r) == 1, 120, ref
+    )
     # kcat -e stops at the end of each partition: wait until everything is there first.
     assert len(count_records(pipeline.settings, "norm.warehouse", expect_at_least=4)) >= 4
     return ref
@@ -116,8 +141,10 @@ def test_kcat_reads_the_normalized_topic_and_its_confluent_framed_avro(pipeline)
     everything = kcat_consume(pipeline.settings, "norm.warehouse")
     # kcat's bytes are exactly what a Kafka client reads.
     direct = count_records(pipeline.settings, "norm.warehouse", expect_at_least=len(everything))
-    assert sorted((r["offset"], r["payload"] and r["payload"].encode("utf-8", "surrogateescape"))
-                  for r in everything) == sorted((m.offset(), m.value()) for m in direct)
+    assert sorted(
+        (r["offset"], r["payload"] and r["payload"].encode("utf-8", "surrogateescape"))
+        for r in everything
+    ) == sorted((m.offset(), m.value()) for m in direct)
 
     records = distinct(everything)
     assert [r["key"] for r in records] == [ref] * 4
@@ -128,35 +155,53 @@ def test_kcat_reads_the_normalized_topic_and_its_confluent_framed_avro(pipeline)
     # registry by the standard client.
     payloads = [r["payload"].encode("utf-8", "surrogateescape") for r in records[:3]]
     assert all(p[0] == 0 for p in payloads)
-    deserializer = AvroDeserializer(SchemaRegistryClient({"url": pipeline.settings.schema_registry_url}))
+    deserializer = AvroDeserializer(
+        SchemaRegistryClient({"url": pipeline.settings.schema_registry_url})
+    )
     ctx = SerializationContext(pipeline.settings.topic("norm.warehouse"), MessageField.VALUE)
     values = [deserializer(p, ctx) for p in payloads]
     assert [(v["name"], v["deleted"], v["revision"], v["version"]) for v in values] == [
-        ("Склад «Север»", False, 1, "AAAAAQ=="), ("Склад «Север» \\ №2", False, 2, "AAAAAg=="),
-        ("Склад «Север» \\ №2", True, 3, "AAAAAw==")]
-    assert all(str(v["id"]) == ref and v["source"] == "onec" and v["code"] == "000000042"
-               for v in values)
+        ("Склад «Север»", False, 1, "AAAAAQ=="),
+        ("Склад «Север» \\ №2", False, 2, "AAAAAg=="),
+        ("Склад «Север» \\ №2", True, 3, "AAAAAw=="),
+    ]
+    assert all(
+        str(v["id"]) == ref and v["source"] == "onec" and v["code"] == "000000042" for v in values
+    )
 
     # CloudEvents headers come through kcat too.
     meta = [headers(r) for r in records[:3]]
     assert [h["ce_id"] for h in meta] == [str(v["event_id"]) for v in values]
     assert [h["ce_type"] for h in meta] == ["ru.mastermobile.warehouse.upsert.v1"] * 2 + [
-        "ru.mastermobile.warehouse.delete.v1"]
+        "ru.mastermobile.warehouse.delete.v1"
+    ]
     assert all(h["content-type"] == "application/avro" for h in meta)
 
 
 @needs_kcat
-@pytest.mark.skipif(KCAT is not None and not kcat_has_avro(),
-                    reason="this kcat build lacks Avro/Schema-Registry support (Debian builds kcat "
-                           "without libserdes); the wire-format test covers the same records")
+@pytest.mark.skipif(
+    KCAT is not None and not kcat_has_avro(),
+    reason="this kcat build lacks Avro/Schema-Registry support (Debian builds kcat "
+    "without libserdes); the wire-format test covers the same records",
+)
 def test_kcat_decodes_avro_values_through_the_registry(pipeline):
     ref = publish_warehouse_and_delete_it(pipeline)
 
-    records = distinct(kcat_consume(pipeline.settings, "norm.warehouse", "-s", "value=avro",
-                                    "-r", pipeline.settings.schema_registry_url))
+    records = distinct(
+        kcat_consume(
+            pipeline.settings,
+            "norm.warehouse",
+            "-s",
+            "value=avro",
+            "-r",
+            pipeline.settings.schema_registry_url,
+        )
+    )
     values = [r["payload"] for r in records if r["payload"] is not None]
     assert {r["key"] for r in records} == {ref}
     assert [(v["name"], v["deleted"], v["revision"]) for v in values] == [
-        ("Склад «Север»", False, 1), ("Склад «Север» \\ №2", False, 2),
-        ("Склад «Север» \\ №2", True, 3)]
+        ("Склад «Север»", False, 1),
+        ("Склад «Север» \\ №2", False, 2),
+        ("Склад «Север» \\ №2", True, 3),
+    ]
     assert all(v["id"] == ref for v in values)

@@ -35,19 +35,33 @@ ORDERS, RETURN_SET = "Document_ЗаказКлиента", "Document_Возвра
 
 @pytest.fixture
 def stack(pipeline):
-    settings = with_tokens(pipeline.settings, couriers=CourierObjectSettings(
-        instant_order_category_id=INSTANT, return_category_id=RETURNS))
-    settings = settings.model_copy(update={
-        "retry": settings.retry.model_copy(update={"max_attempts": 60, "budget_s": 90}),
-        "onec": settings.onec.model_copy(update={"write_via": OneCWriteVia(
-            delivery_status="odata", instant_order="odata", returns="odata")})})
+    settings = with_tokens(
+        pipeline.settings,
+        couriers=CourierObjectSettings(
+            instant_order_category_id=INSTANT, return_category_id=RETURNS
+        ),
+    )
+    settings = settings.model_copy(
+        update={
+            "retry": settings.retry.model_copy(update={"max_attempts": 60, "budget_s": 90}),
+            "onec": settings.onec.model_copy(
+                update={
+                    "write_via": OneCWriteVia(
+                        delivery_status="odata", instant_order="odata", returns="odata"
+                    )
+                }
+            ),
+        }
+    )
     stack = EnrichStack(settings, pipeline.log_dir)
     yield stack
     stack.stop()
 
 
 def odata_calls(stack, operation: str) -> list[dict]:
-    return [c for c in stack.onec_calls() if c["interface"] == "odata" and c["operation"] == operation]
+    return [
+        c for c in stack.onec_calls() if c["interface"] == "odata" and c["operation"] == operation
+    ]
 
 
 def test_a_stock_base_gets_documents_and_delivery_outcomes_through_odata_only(stack):
@@ -59,20 +73,32 @@ def test_a_stock_base_gets_documents_and_delivery_outcomes_through_odata_only(st
     stack.start_bridge()
     stack.start_enrich()
     # The gateway loses 1С's answer to the first create: the document is written all the same.
-    stack.inject_onec_fault(target="odata", operation="odata_create", after_write=True, status=502,
-                            message="Bad Gateway")
+    stack.inject_onec_fault(
+        target="odata",
+        operation="odata_create",
+        after_write=True,
+        status=502,
+        message="Bad Gateway",
+    )
 
     # Master data: the product and the customer reach Bitrix24.
     product, company = str(uuid.uuid4()), str(uuid.uuid4())
     assert stack.post_product(onec_product(product, Description="Чай")).status_code == 202
     assert stack.post_onec("Контрагенты", counterparty(company, "ООО Ромашка")).status_code == 202
-    (b24_product,) = wait_for(stack, "product in Bitrix24", lambda: stack.emulator_products() or None)
-    (b24_company,) = wait_for(stack, "company in Bitrix24",
-                              lambda: emulated(stack, "entities/company") or None)
+    (b24_product,) = wait_for(
+        stack, "product in Bitrix24", lambda: stack.emulator_products() or None
+    )
+    (b24_company,) = wait_for(
+        stack, "company in Bitrix24", lambda: emulated(stack, "entities/company") or None
+    )
 
     # Flow 3: a courier's sale and return, each a won deal.
-    sale = courier_deal(stack, INSTANT, "Продажа у клиента", int(b24_company["ID"]), int(b24_product["id"]))
-    back = courier_deal(stack, RETURNS, "Возврат у клиента", int(b24_company["ID"]), int(b24_product["id"]))
+    sale = courier_deal(
+        stack, INSTANT, "Продажа у клиента", int(b24_company["ID"]), int(b24_product["id"])
+    )
+    back = courier_deal(
+        stack, RETURNS, "Возврат у клиента", int(b24_company["ID"]), int(b24_product["id"])
+    )
     stack.post_event("ONCRMDEALADD", sale)
     stack.post_event("ONCRMDEALADD", back)
 
@@ -82,9 +108,14 @@ def test_a_stock_base_gets_documents_and_delivery_outcomes_through_odata_only(st
     delivery_order = order(ref, "Москва, Тверская 1")
     seed(stack, ORDERS, {**delivery_order, "Комментарий": "позвонить заранее"})
     assert stack.post_onec("ЗаказКлиента", delivery_order).status_code == 202
-    (task,) = wait_for(stack, "task created", lambda: [
-        t for t in emulated(stack, "entities/task") if t.get("xmlId") == task_id] or None)
-    stack.put_entity("task", task["id"], {"STATUS": "5", "CLOSED_DATE": "2026-12-06T15:30:00+03:00"})
+    (task,) = wait_for(
+        stack,
+        "task created",
+        lambda: [t for t in emulated(stack, "entities/task") if t.get("xmlId") == task_id] or None,
+    )
+    stack.put_entity(
+        "task", task["id"], {"STATUS": "5", "CLOSED_DATE": "2026-12-06T15:30:00+03:00"}
+    )
     stack.post_event("ONTASKUPDATE", task["id"])
 
     def posted_documents():
@@ -95,31 +126,46 @@ def test_a_stock_base_gets_documents_and_delivery_outcomes_through_odata_only(st
     orders, returns = wait_for(stack, "instant order and return posted in 1С", posted_documents)
     for (doc,) in (orders, returns):
         assert doc["Контрагент_Key"] == company
-        assert [(line["Номенклатура_Key"], line["Количество"], line["Цена"]) for line in doc["Товары"]] \
-            == [(product, 2.0, 350.0)]
+        assert [
+            (line["Номенклатура_Key"], line["Количество"], line["Цена"]) for line in doc["Товары"]
+        ] == [(product, 2.0, 350.0)]
     # Our canonical ids are the documents' Ref_Keys.
     assert {r[0] for r in stack.sql("SELECT id::text FROM instant_order")} == {orders[0]["Ref_Key"]}
 
     def confirmed():
         held = next(d for d in odata(stack, ORDERS) if d["Ref_Key"] == ref)
-        return held if f"[MM доставка] {task_id}: delivered" in held.get("Комментарий", "") else None
+        return (
+            held if f"[MM доставка] {task_id}: delivered" in held.get("Комментарий", "") else None
+        )
 
     held = wait_for(stack, "delivery outcome on the order", confirmed)
     assert held["Комментарий"] == f"позвонить заранее\n[MM доставка] {task_id}: delivered"
 
     # The status and the 1С number reach the deals as in the HTTP-service mode.
     for deal in (sale, back):
-        wait_for(stack, f"deal {deal} shows the status", lambda deal=deal: stack.rest(
-            "crm.deal.get", {"id": deal}).get("UF_CRM_MM_STATUS") == "recorded" or None)
+        wait_for(
+            stack,
+            f"deal {deal} shows the status",
+            lambda deal=deal: (
+                stack.rest("crm.deal.get", {"id": deal}).get("UF_CRM_MM_STATUS") == "recorded"
+                or None
+            ),
+        )
     assert stack.rest("crm.deal.get", {"id": sale})["UF_CRM_MM_ONEC_NUMBER"] == orders[0]["Number"]
-    stack.wait_sql("SELECT status, onec_number, onec_posted FROM instant_order",
-                   lambda r: r == [("recorded", orders[0]["Number"], True)], 30)
+    stack.wait_sql(
+        "SELECT status, onec_number, onec_posted FROM instant_order",
+        lambda r: r == [("recorded", orders[0]["Number"], True)],
+        30,
+    )
 
     # The courier edits the recorded deal: a new version reaches the 1С action, which
     # creates, posts and writes nothing again; a repeated task event changes nothing either.
     delivered = "SELECT last_outbox_id FROM egress_delivery WHERE entity = 'instant_order' AND target = 'onec'"
     (before,) = stack.sql(delivered)
-    assert stack.rest("crm.deal.update", {"id": sale, "fields": {"COMMENTS": "оплачено картой"}}) is True
+    assert (
+        stack.rest("crm.deal.update", {"id": sale, "fields": {"COMMENTS": "оплачено картой"}})
+        is True
+    )
     stack.post_event("ONCRMDEALUPDATE", sale)
     stack.post_event("ONTASKUPDATE", task["id"])
     stack.wait_sql(delivered, lambda r: r and r[0][0] > before[0], 60)

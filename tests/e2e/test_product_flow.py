@@ -1,5 +1,5 @@
 """The product flow end to end on the real broker, PostgreSQL and processes:
-1C POST -> bridge -> raw topic -> sink (PostgreSQL + outbox) -> norm (Avro) + egress -> Bitrix24."""
+1С POST -> bridge -> raw topic -> sink (PostgreSQL + outbox) -> norm (Avro) + egress -> Bitrix24."""
 
 from __future__ import annotations
 
@@ -26,7 +26,9 @@ def test_one_product_gives_one_row_one_norm_record_and_one_create(pipeline):
     body = resp.json()
     assert body["status"] == "accepted" and body["id"] == record["Ref_Key"]
 
-    pipeline.wait_sql("SELECT 1 FROM product WHERE id = %s", lambda r: len(r) == 1, 60, record["Ref_Key"])
+    pipeline.wait_sql(
+        "SELECT 1 FROM product WHERE id = %s", lambda r: len(r) == 1, 60, record["Ref_Key"]
+    )
     assert _product_rows(pipeline, record["Ref_Key"]) == [("AAAAAQAAAAA=", "Мойка кухонная", False)]
 
     creates = _wait_calls(pipeline, "catalog.product.add", 1)
@@ -39,7 +41,9 @@ def test_one_product_gives_one_row_one_norm_record_and_one_create(pipeline):
     assert len(norm) == 1
     msg = norm[0]
     assert msg.key().decode() == record["Ref_Key"]
-    deserializer = AvroDeserializer(SchemaRegistryClient({"url": pipeline.settings.schema_registry_url}))
+    deserializer = AvroDeserializer(
+        SchemaRegistryClient({"url": pipeline.settings.schema_registry_url})
+    )
     value = deserializer(msg.value(), SerializationContext(msg.topic(), MessageField.VALUE))
     assert str(value["id"]) == record["Ref_Key"] and value["name"] == "Мойка кухонная"
     assert value["version"] == "AAAAAQAAAAA=" and value["deleted"] is False
@@ -53,8 +57,11 @@ def _wait_calls(pipeline, method, count, timeout_s=60):
     from tests.support.processes import eventually
 
     try:
-        return eventually(lambda: (c := pipeline.emulator_calls(method)) and len(c) >= count and c,
-                          timeout_s, message=f"{count} x {method}")
+        return eventually(
+            lambda: (c := pipeline.emulator_calls(method)) and len(c) >= count and c,
+            timeout_s,
+            message=f"{count} x {method}",
+        )
     except AssertionError as exc:
         raise AssertionError(f"{exc}\n{pipeline.logs()}") from None
 
@@ -66,7 +73,7 @@ def test_same_version_changes_nothing_and_new_version_updates_once(pipeline):
     assert pipeline.post_product(record).status_code == 202
     _wait_calls(pipeline, "catalog.product.add", 1)
 
-    # The same DataVersion again (1C re-sends until acknowledged): no outbox entry, no call.
+    # The same DataVersion again (1С re-sends until acknowledged): no outbox entry, no call.
     assert pipeline.post_product(record).status_code == 202
     marker = onec_product()  # a later record through the same path proves the re-send was processed
     assert pipeline.post_product(marker).status_code == 202
@@ -90,14 +97,22 @@ def test_stale_replay_never_overwrites_newer_row(pipeline):
     new = {**old, "DataVersion": "AAAAAgAAAAA=", "Description": "новое"}
     for rec in (old, new):
         assert pipeline.post_product(rec).status_code == 202
-    pipeline.wait_sql("SELECT version FROM product WHERE id = %s",
-                      lambda r: r == [("AAAAAgAAAAA=",)], 60, old["Ref_Key"])
+    pipeline.wait_sql(
+        "SELECT version FROM product WHERE id = %s",
+        lambda r: r == [("AAAAAgAAAAA=",)],
+        60,
+        old["Ref_Key"],
+    )
     assert pipeline.post_product(old).status_code == 202  # the stale replay
     marker = onec_product()
     assert pipeline.post_product(marker).status_code == 202
-    pipeline.wait_sql("SELECT 1 FROM product WHERE id = %s", lambda r: len(r) == 1, 60, marker["Ref_Key"])
+    pipeline.wait_sql(
+        "SELECT 1 FROM product WHERE id = %s", lambda r: len(r) == 1, 60, marker["Ref_Key"]
+    )
     assert _product_rows(pipeline, old["Ref_Key"]) == [("AAAAAgAAAAA=", "новое", False)]
-    assert pipeline.sql("SELECT count(*) FROM outbox WHERE entity_id = %s", old["Ref_Key"]) == [(2,)]
+    assert pipeline.sql("SELECT count(*) FROM outbox WHERE entity_id = %s", old["Ref_Key"]) == [
+        (2,)
+    ]
 
 
 def test_concurrent_changes_share_batch_calls(pipeline):

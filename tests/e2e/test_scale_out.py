@@ -26,9 +26,16 @@ pytestmark = pytest.mark.e2e
 PARTITIONS = set(range(6))  # raw.onec.product / egress.bitrix24.product in topics.yaml
 
 
-def _until(pipeline: Pipeline, check, timeout_s: float, message: str, describe=None,
-           interval_s: float = 0.5):
+def _until(
+    pipeline: Pipeline,
+    check,
+    timeout_s: float,
+    message: str,
+    describe=None,
+    interval_s: float = 0.5,
+):
     """Wait for ``check()``; on timeout fail with ``describe()`` (what differs) and the logs."""
+
     def alive_check():
         pipeline.assert_alive()
         return check()
@@ -64,8 +71,11 @@ def _assert_exactly_once(pipeline: Pipeline, load: SteadyLoad) -> None:
     all_versions = {(ref, v) for ref, p in products.items() for v in p.versions}
 
     # PostgreSQL: each product once, at its latest version.
-    pipeline.wait_sql("SELECT id::text, version, name FROM product",
-                      lambda rows: {r[0]: (r[1], r[2]) for r in rows} == expected_rows, 120)
+    pipeline.wait_sql(
+        "SELECT id::text, version, name FROM product",
+        lambda rows: {r[0]: (r[1], r[2]) for r in rows} == expected_rows,
+        120,
+    )
     assert pipeline.sql("SELECT count(*) FROM product") == [(len(products),)]
 
     # Outbox: every version once.
@@ -76,14 +86,17 @@ def _assert_exactly_once(pipeline: Pipeline, load: SteadyLoad) -> None:
     event_ids = {r[2]: (r[0], r[1]) for r in outbox}
 
     # norm.product: every change; a repeated record (at-least-once relay) repeats its event id.
-    norm = count_records(pipeline.settings, "norm.product", expect_at_least=len(outbox), timeout_s=120)
+    norm = count_records(
+        pipeline.settings, "norm.product", expect_at_least=len(outbox), timeout_s=120
+    )
     seen: dict[str, set[tuple[str, str]]] = defaultdict(set)
     for msg in norm:
         headers = {k: v.decode() for k, v in msg.headers()}
         seen[headers["ce_id"]].add((msg.key().decode(), headers["mm.version"]))
     assert set(seen) == set(event_ids), "norm.product lost or invented changes"
-    assert all(versions == {event_ids[eid]} for eid, versions in seen.items()), \
+    assert all(versions == {event_ids[eid]} for eid, versions in seen.items()), (
         "one event id carried different changes"
+    )
 
     # Bitrix24: every product delivered at its latest version, created exactly once.
     expected_names = sorted((ref, p.name) for ref, p in products.items())
@@ -94,19 +107,29 @@ def _assert_exactly_once(pipeline: Pipeline, load: SteadyLoad) -> None:
     def differences():
         have = held()
         dup = [x for x, n in Counter(ref for ref, _ in have).items() if n > 1]
-        return (f"products held twice: {dup[:5]}; missing or stale: "
-                f"{sorted(set(expected_names) - set(have))[:5]}")
+        return (
+            f"products held twice: {dup[:5]}; missing or stale: "
+            f"{sorted(set(expected_names) - set(have))[:5]}"
+        )
 
     def settled():  # more products than expected is a duplicate create: no use waiting
         have = held()
         return have == expected_names or len(have) > len(expected_names)
 
-    _until(pipeline, settled, 150, "every product once, at its latest version, in Bitrix24",
-           differences)
+    _until(
+        pipeline,
+        settled,
+        150,
+        "every product once, at its latest version, in Bitrix24",
+        differences,
+    )
     assert held() == expected_names, differences()
     time.sleep(2)  # a duplicate create in flight would land now
-    creates = Counter(c["params"]["fields"]["xmlId"] for c in pipeline.emulator_calls("catalog.product.add")
-                      if c["status"] == 200)
+    creates = Counter(
+        c["params"]["fields"]["xmlId"]
+        for c in pipeline.emulator_calls("catalog.product.add")
+        if c["status"] == 200
+    )
     assert set(creates) == set(products)
     assert max(creates.values()) == 1, [k for k, n in creates.items() if n > 1][:5]
     assert len(pipeline.emulator_products()) == len(products)
@@ -121,8 +144,12 @@ def test_sink_workers_share_partitions_and_survive_join_leave_and_kill(pipeline)
     load.start()
     try:
         # Both members of the group get partitions and store batches from them.
-        _until(pipeline, lambda: sink_partitions(first) and sink_partitions(second), 120,
-               "both sinks store batches")
+        _until(
+            pipeline,
+            lambda: sink_partitions(first) and sink_partitions(second),
+            120,
+            "both sinks store batches",
+        )
         _assert_group_shared(pipeline, pipeline.settings.streams.entity_sink_group, 2)
 
         third = pipeline.start_sink("sink-3")  # a member joins
@@ -131,8 +158,13 @@ def test_sink_workers_share_partitions_and_survive_join_leave_and_kill(pipeline)
         _graceful_stop(first)  # a member leaves
         stored = _batches(second)
         # Kill right after a batch is stored: its offsets are most likely not committed yet.
-        _until(pipeline, lambda: _batches(second) > stored, 120, "sink-2 stores after the leave",
-               interval_s=0.05)
+        _until(
+            pipeline,
+            lambda: _batches(second) > stored,
+            120,
+            "sink-2 stores after the leave",
+            interval_s=0.05,
+        )
         second.kill(signal.SIGKILL)  # a member dies mid-stream
         load.wait_batches(15)
     finally:
@@ -155,8 +187,12 @@ def test_egress_workers_share_partitions_and_survive_join_leave_and_kill(pipelin
         return egress_partitions(proc, {ref: p.partition for ref, p in list(load.products.items())})
 
     try:
-        _until(pipeline, lambda: delivered_from(first) and delivered_from(second), 120,
-               "both egress workers deliver")
+        _until(
+            pipeline,
+            lambda: delivered_from(first) and delivered_from(second),
+            120,
+            "both egress workers deliver",
+        )
         _assert_group_shared(pipeline, pipeline.settings.streams.egress_group, 2)
 
         third = pipeline.start_egress("egress-3")
@@ -165,8 +201,13 @@ def test_egress_workers_share_partitions_and_survive_join_leave_and_kill(pipelin
         _graceful_stop(first)
         delivered = _deliveries(second)
         # Kill mid-batch: the batch is acknowledged only when all of it is delivered.
-        _until(pipeline, lambda: _deliveries(second) > delivered, 120, "egress-2 delivers after the leave",
-               interval_s=0.05)
+        _until(
+            pipeline,
+            lambda: _deliveries(second) > delivered,
+            120,
+            "egress-2 delivers after the leave",
+            interval_s=0.05,
+        )
         second.kill(signal.SIGKILL)
         load.wait_batches(15)
     finally:

@@ -34,7 +34,9 @@ def libpq(url: str) -> str:
 def as_user(url: str, user: str) -> str:
     """``url`` with another user (the test server trusts local connections)."""
     scheme, rest = libpq(url).split("://", 1)
-    return f"{scheme}://{user}@{rest.split('@', 1)[1]}" if "@" in rest else f"{scheme}://{user}@{rest}"
+    return (
+        f"{scheme}://{user}@{rest.split('@', 1)[1]}" if "@" in rest else f"{scheme}://{user}@{rest}"
+    )
 
 
 @pytest.fixture
@@ -63,12 +65,22 @@ def _store(db_url: str, warehouses: list[Warehouse], products: list[Product]) ->
         engine = create_async_engine(db_url)
         try:
             async with engine.begin() as conn:
-                await entity_store.merge(conn, Warehouse, [
-                    entity_store.Incoming(w, "t.raw.onec.warehouse", 0, i, {})
-                    for i, w in enumerate(warehouses)])
-                await entity_store.merge(conn, Product, [
-                    entity_store.Incoming(p, "t.raw.onec.product", 0, i, {})
-                    for i, p in enumerate(products)])
+                await entity_store.merge(
+                    conn,
+                    Warehouse,
+                    [
+                        entity_store.Incoming(w, "t.raw.onec.warehouse", 0, i, {})
+                        for i, w in enumerate(warehouses)
+                    ],
+                )
+                await entity_store.merge(
+                    conn,
+                    Product,
+                    [
+                        entity_store.Incoming(p, "t.raw.onec.product", 0, i, {})
+                        for i, p in enumerate(products)
+                    ],
+                )
         finally:
             await engine.dispose()
 
@@ -78,41 +90,63 @@ def _store(db_url: str, warehouses: list[Warehouse], products: list[Product]) ->
 def test_analyst_reads_current_rows_of_the_views_and_no_table(db_url, login_role):
     live, gone = uuid.uuid4(), uuid.uuid4()
     kept, dropped = uuid.uuid4(), uuid.uuid4()
-    _store(db_url, [
-        Warehouse(id=live, source="onec", version="v1", name="Склад №1",
-                  external_ids={"onec": str(live), "bitrix24": "store:7"}),
-        Warehouse(id=gone, source="onec", version="v1", name="Старый склад", deleted=True),
-    ], [Product(id=kept, source="onec", version="v1", name="Мойка",
-                external_ids={"onec": str(kept)}),
-        Product(id=dropped, source="onec", version="v1", name="Смеситель", deleted=True)])
+    _store(
+        db_url,
+        [
+            Warehouse(
+                id=live,
+                source="onec",
+                version="v1",
+                name="Склад №1",
+                external_ids={"onec": str(live), "bitrix24": "store:7"},
+            ),
+            Warehouse(id=gone, source="onec", version="v1", name="Старый склад", deleted=True),
+        ],
+        [
+            Product(
+                id=kept, source="onec", version="v1", name="Мойка", external_ids={"onec": str(kept)}
+            ),
+            Product(id=dropped, source="onec", version="v1", name="Смеситель", deleted=True),
+        ],
+    )
     with psycopg.connect(libpq(db_url)) as conn:  # the deleted rows are in the tables
-        assert conn.execute("SELECT (SELECT count(*) FROM warehouse WHERE deleted), "
-                            "(SELECT count(*) FROM product WHERE deleted)").fetchone() == (1, 1)
+        assert conn.execute(
+            "SELECT (SELECT count(*) FROM warehouse WHERE deleted), "
+            "(SELECT count(*) FROM product WHERE deleted)"
+        ).fetchone() == (1, 1)
 
     alice = login_role(migration.ROLE)
     with psycopg.connect(as_user(db_url, alice)) as conn:
-        rows = conn.execute("SELECT id, name, onec_id, bitrix24_id, commerceml_id "
-                            "FROM analytics.warehouse").fetchall()
+        rows = conn.execute(
+            "SELECT id, name, onec_id, bitrix24_id, commerceml_id FROM analytics.warehouse"
+        ).fetchall()
         assert rows == [(live, "Склад №1", str(live), "store:7", None)]
         # Products are canonical like the rest: their view flattens the external ids too.
         assert conn.execute("SELECT id, onec_id FROM analytics.product").fetchall() == [
-            (kept, str(kept))]
+            (kept, str(kept))
+        ]
         for entity in migration.ENTITIES:  # every view is there and readable
             conn.execute(f'SELECT * FROM analytics."{entity}" LIMIT 0')
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             conn.execute("SELECT * FROM public.warehouse")
     for table in ("product", "outbox", "return"):
-        with psycopg.connect(as_user(db_url, alice)) as conn, \
-                pytest.raises(psycopg.errors.InsufficientPrivilege):
+        with (
+            psycopg.connect(as_user(db_url, alice)) as conn,
+            pytest.raises(psycopg.errors.InsufficientPrivilege),
+        ):
             conn.execute(f'SELECT 1 FROM public."{table}"')
-    with psycopg.connect(as_user(db_url, alice)) as conn, \
-            pytest.raises(psycopg.errors.InsufficientPrivilege):
+    with (
+        psycopg.connect(as_user(db_url, alice)) as conn,
+        pytest.raises(psycopg.errors.InsufficientPrivilege),
+    ):
         conn.execute("CREATE VIEW analytics.mine AS SELECT 1")  # read-only: no CREATE
 
     # A login user without the role sees nothing.
     bob = login_role()
-    with psycopg.connect(as_user(db_url, bob)) as conn, \
-            pytest.raises(psycopg.errors.InsufficientPrivilege):
+    with (
+        psycopg.connect(as_user(db_url, bob)) as conn,
+        pytest.raises(psycopg.errors.InsufficientPrivilege),
+    ):
         conn.execute("SELECT * FROM analytics.warehouse")
 
 
@@ -122,14 +156,19 @@ def test_the_migration_runs_again_over_an_existing_role(db_url):
     cfg.attributes["url"] = db_url
     command.downgrade(cfg, migration.down_revision)
     with psycopg.connect(libpq(db_url)) as conn:
-        assert conn.execute("SELECT 1 FROM pg_namespace WHERE nspname = 'analytics'").fetchall() == []
-        assert conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s",
-                            (migration.ROLE,)).fetchall() == [(1,)]  # the server's, kept
+        assert (
+            conn.execute("SELECT 1 FROM pg_namespace WHERE nspname = 'analytics'").fetchall() == []
+        )
+        assert conn.execute(
+            "SELECT 1 FROM pg_roles WHERE rolname = %s", (migration.ROLE,)
+        ).fetchall() == [(1,)]  # the server's, kept
     upgrade(db_url)  # the role exists already: no error, grants made again
     with psycopg.connect(libpq(db_url)) as conn:
-        assert conn.execute("SELECT has_table_privilege(%s, 'analytics.price', 'SELECT'), "
-                            "has_table_privilege(%s, 'public.price', 'SELECT')",
-                            (migration.ROLE, migration.ROLE)).fetchone() == (True, False)
+        assert conn.execute(
+            "SELECT has_table_privilege(%s, 'analytics.price', 'SELECT'), "
+            "has_table_privilege(%s, 'public.price', 'SELECT')",
+            (migration.ROLE, migration.ROLE),
+        ).fetchone() == (True, False)
 
 
 def test_without_createrole_the_migration_says_so_and_goes_on(db_url, login_role):
@@ -142,9 +181,12 @@ def test_without_createrole_the_migration_says_so_and_goes_on(db_url, login_role
         conn.add_notice_handler(lambda diag: notices.append(diag.message_primary))
         conn.execute(migration.role_sql(missing))
         conn.execute(migration.grants_sql(missing))
-        assert conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (missing,)).fetchall() == []
-    assert any(f"role {missing} not created: {migrator} may not CREATE ROLE" in n for n in notices), \
-        notices
+        assert (
+            conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (missing,)).fetchall() == []
+        )
+    assert any(
+        f"role {missing} not created: {migrator} may not CREATE ROLE" in n for n in notices
+    ), notices
     assert any(f"role {missing} does not exist" in n for n in notices), notices
 
     # With the privilege it is created once; running it again changes nothing.
@@ -152,8 +194,9 @@ def test_without_createrole_the_migration_says_so_and_goes_on(db_url, login_role
         try:
             conn.execute(migration.role_sql(missing))
             conn.execute(migration.role_sql(missing))
-            assert conn.execute("SELECT rolcanlogin FROM pg_roles WHERE rolname = %s",
-                                (missing,)).fetchall() == [(False,)]
+            assert conn.execute(
+                "SELECT rolcanlogin FROM pg_roles WHERE rolname = %s", (missing,)
+            ).fetchall() == [(False,)]
         finally:
             conn.execute(f'DROP ROLE IF EXISTS "{missing}"')
 

@@ -13,8 +13,9 @@ from mmstream.settings import Settings
 
 def test_sync_record_is_readable_with_details(db_url):
     engine = create_engine(db_url, poolclass=pool.NullPool)
-    row_id = audit.record_sync(engine, "alice", "groups.reset", "group-a",
-                               {"before": {"t:0": 5}, "after": {"t:0": 0}})
+    row_id = audit.record_sync(
+        engine, "alice", "groups.reset", "group-a", {"before": {"t:0": 5}, "after": {"t:0": 0}}
+    )
     [entry] = audit.recent_sync(engine, target="group-a")
     assert entry.id == row_id
     assert (entry.actor, entry.action) == ("alice", "groups.reset")

@@ -51,11 +51,22 @@ class _Doc(Canonical):
 
 def test_every_field_kind_round_trips_exactly():
     schema = fastavro.parse_schema(schema_for(_Doc, "doc"))
-    doc = _Doc(id=uuid.uuid4(), source="onec", version="v", total=Decimal("1234.5"),
-               at=datetime(2026, 11, 1, 9, 30, tzinfo=UTC), ref=uuid.uuid4(),
-               lines=(_Line(amount=Decimal("0.1")), _Line(amount=Decimal("7"), day=date(2026, 1, 2))),
-               external_ids={"bitrix24": "42"})
-    record = {**avro_record(doc), "event_id": str(uuid.uuid4()), "changed_at": doc.at, "revision": 3}
+    doc = _Doc(
+        id=uuid.uuid4(),
+        source="onec",
+        version="v",
+        total=Decimal("1234.5"),
+        at=datetime(2026, 11, 1, 9, 30, tzinfo=UTC),
+        ref=uuid.uuid4(),
+        lines=(_Line(amount=Decimal("0.1")), _Line(amount=Decimal("7"), day=date(2026, 1, 2))),
+        external_ids={"bitrix24": "42"},
+    )
+    record = {
+        **avro_record(doc),
+        "event_id": str(uuid.uuid4()),
+        "changed_at": doc.at,
+        "revision": 3,
+    }
     buf = io.BytesIO()
     fastavro.schemaless_writer(buf, schema, record)
     buf.seek(0)

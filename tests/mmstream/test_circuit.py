@@ -58,8 +58,10 @@ def gauge(target: str) -> float | None:
 
 
 def transitions(target: str, to: str) -> float:
-    return REGISTRY.get_sample_value("mm_circuit_transitions_total",
-                                     {"target": target, "to": to}) or 0.0
+    return (
+        REGISTRY.get_sample_value("mm_circuit_transitions_total", {"target": target, "to": to})
+        or 0.0
+    )
 
 
 def test_opens_after_n_consecutive_transient_failures_only():
@@ -169,8 +171,12 @@ def test_state_gauge_and_transition_counter():
     assert transitions(target, "open") == 1
     assert transitions(target, "half_open") == 1
     assert transitions(target, "closed") == 1
-    assert REGISTRY.get_sample_value("mm_egress_circuit_opened_total",
-                                     {"target": target, "reason": "permanent"}) == 1
+    assert (
+        REGISTRY.get_sample_value(
+            "mm_egress_circuit_opened_total", {"target": target, "reason": "permanent"}
+        )
+        == 1
+    )
 
 
 def test_rejects_nonsense_settings():

@@ -29,8 +29,11 @@ def test_change_id_is_stable_across_calls_and_processes():
     # any release must agree on it, so it is pinned here.
     parsed = uuid.UUID(first)
     assert parsed.version == 5 and str(parsed) == first
-    assert first == str(uuid.uuid5(uuid.UUID("6f1c7a52-9a7e-4f5e-8d35-2b4f0e6b7a10"),
-                                   f"product\x1f{REF}\x1fAAAAAQAAAAA="))
+    assert first == str(
+        uuid.uuid5(
+            uuid.UUID("6f1c7a52-9a7e-4f5e-8d35-2b4f0e6b7a10"), f"product\x1f{REF}\x1fAAAAAQAAAAA="
+        )
+    )
 
 
 def test_change_id_differs_per_entity_id_and_version():
@@ -63,9 +66,14 @@ def test_change_id_is_case_sensitive_in_the_version():
 
 
 def _event(**overrides) -> CloudEvent:
-    fields = dict(id=change_id("product", REF, "AAAAAQAAAAA="), source="/onec/ut11",
-                  type="ru.mastermobile.product.upsert.v1", subject=REF,
-                  time="2026-11-22T04:00:00.000Z", request_id="req-42")
+    fields = dict(
+        id=change_id("product", REF, "AAAAAQAAAAA="),
+        source="/onec/ut11",
+        type="ru.mastermobile.product.upsert.v1",
+        subject=REF,
+        time="2026-11-22T04:00:00.000Z",
+        request_id="req-42",
+    )
     fields.update(overrides)
     return CloudEvent(**fields)
 
@@ -110,8 +118,9 @@ def test_request_id_is_optional():
 
 def test_from_headers_fills_missing_attributes_with_empty_strings():
     event = CloudEvent.from_headers({"ce_id": "x"})
-    assert event == CloudEvent(id="x", source="", type="", subject="", time="", content_type="",
-                               request_id="")
+    assert event == CloudEvent(
+        id="x", source="", type="", subject="", time="", content_type="", request_id=""
+    )
     assert CloudEvent.from_headers({}).id == ""
 
 

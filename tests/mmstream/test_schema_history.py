@@ -28,10 +28,12 @@ def test_committed_schemas_stay_backward_compatible_with_their_history():
         pytest.skip(f"no git history to compare the schemas with: {exc}")
     assert not problems, "\n".join(map(str, problems)) + (
         "\nNew fields need a default; a meant break needs a new topic and a line in "
-        f"avro/{ACCEPTED_FILE}")
+        f"avro/{ACCEPTED_FILE}"
+    )
 
 
 # -- the check itself, on throwaway repositories ---------------------------------------------
+
 
 class Repo:
     """A git repository in a temporary folder with an ``avro/`` folder of schemas."""
@@ -43,11 +45,22 @@ class Repo:
         self.git("init", "-q")
 
     def git(self, *args: str) -> str:
-        env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.invalid",
-               "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.invalid",
-               "GIT_CONFIG_GLOBAL": os.devnull, "GIT_CONFIG_NOSYSTEM": "1"}
-        return subprocess.run(["git", "-C", str(self.path), *args], env=env, check=True,
-                              capture_output=True, text=True).stdout
+        env = {
+            **os.environ,
+            "GIT_AUTHOR_NAME": "t",
+            "GIT_AUTHOR_EMAIL": "t@example.invalid",
+            "GIT_COMMITTER_NAME": "t",
+            "GIT_COMMITTER_EMAIL": "t@example.invalid",
+            "GIT_CONFIG_GLOBAL": os.devnull,
+            "GIT_CONFIG_NOSYSTEM": "1",
+        }
+        return subprocess.run(
+            ["git", "-C", str(self.path), *args],
+            env=env,
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
 
     def write(self, schema: dict, name: str = "thing.avsc") -> None:
         (self.avro / name).write_text(json.dumps(schema, indent=2), encoding="utf-8")
@@ -65,14 +78,28 @@ def repo(tmp_path) -> Repo:
 
 
 def record(*fields: dict, name: str = "Thing") -> dict:
-    return {"type": "record", "name": name, "namespace": "ru.mastermobile.stream.norm",
-            "fields": [{"name": "id", "type": "string"}, *fields]}
+    return {
+        "type": "record",
+        "name": name,
+        "namespace": "ru.mastermobile.stream.norm",
+        "fields": [{"name": "id", "type": "string"}, *fields],
+    }
 
 
 CODE = {"name": "code", "type": "string", "default": ""}
 STATUS = {"name": "status", "type": {"type": "enum", "name": "Status", "symbols": ["NEW", "DONE"]}}
-LINE = {"name": "lines", "type": {"type": "array", "items": {
-    "type": "record", "name": "Line", "fields": [{"name": "quantity", "type": "long"}]}}, "default": []}
+LINE = {
+    "name": "lines",
+    "type": {
+        "type": "array",
+        "items": {
+            "type": "record",
+            "name": "Line",
+            "fields": [{"name": "quantity", "type": "long"}],
+        },
+    },
+    "default": [],
+}
 
 
 def test_added_field_without_default_is_caught(repo):
@@ -87,7 +114,10 @@ def test_changed_field_type_is_caught(repo):
     repo.commit(record(CODE))
     repo.write(record({"name": "code", "type": "long", "default": 0}))
     (problem,) = check_dir(repo.avro)
-    assert "/fields/code" in problem.reasons[0] and "long cannot read writer type string" in problem.reasons[0]
+    assert (
+        "/fields/code" in problem.reasons[0]
+        and "long cannot read writer type string" in problem.reasons[0]
+    )
 
 
 def test_removed_enum_symbol_is_caught(repo):
@@ -100,8 +130,17 @@ def test_removed_enum_symbol_is_caught(repo):
 def test_changed_type_inside_nested_line_records_is_caught(repo):
     repo.commit(record(LINE))
     line = LINE["type"]["items"]
-    repo.write(record({**LINE, "type": {"type": "array", "items": {
-        **line, "fields": [{"name": "quantity", "type": "boolean"}]}}}))
+    repo.write(
+        record(
+            {
+                **LINE,
+                "type": {
+                    "type": "array",
+                    "items": {**line, "fields": [{"name": "quantity", "type": "boolean"}]},
+                },
+            }
+        )
+    )
     (problem,) = check_dir(repo.avro)
     assert "/fields/lines/items/fields/quantity" in problem.reasons[0]
 
@@ -115,9 +154,13 @@ def test_renamed_record_is_caught(repo):
 def test_compatible_changes_pass(repo):
     repo.commit(record(CODE, STATUS, {"name": "quantity", "type": "int"}))
     # New optional field, a field dropped, an enum symbol added, int promoted to long, docs.
-    repo.write(record({**STATUS, "type": {**STATUS["type"], "symbols": ["NEW", "DONE", "LOST"]}},
-                      {"name": "quantity", "type": "long", "doc": "how many"},
-                      {"name": "note", "type": ["null", "string"], "default": None}))
+    repo.write(
+        record(
+            {**STATUS, "type": {**STATUS["type"], "symbols": ["NEW", "DONE", "LOST"]}},
+            {"name": "quantity", "type": "long", "doc": "how many"},
+            {"name": "note", "type": ["null", "string"], "default": None},
+        )
+    )
     assert check_dir(repo.avro) == []
 
 
@@ -152,9 +195,13 @@ def test_a_break_recorded_in_accepted_breaks_is_not_reported(repo):
     (problem,) = check_dir(repo.avro)
     assert problem.fingerprint == fingerprint(broken)
     (repo.avro / ACCEPTED_FILE).write_text(
-        f"# meant breaks\nthing.avsc {problem.fingerprint} consumers moved to norm.thing.v2\n", "utf-8")
+        f"# meant breaks\nthing.avsc {problem.fingerprint} consumers moved to norm.thing.v2\n",
+        "utf-8",
+    )
     assert check_dir(repo.avro) == []
-    (repo.avro / ACCEPTED_FILE).write_text("other.avsc " + problem.fingerprint + " wrong file\n", "utf-8")
+    (repo.avro / ACCEPTED_FILE).write_text(
+        "other.avsc " + problem.fingerprint + " wrong file\n", "utf-8"
+    )
     assert len(check_dir(repo.avro)) == 1
 
 

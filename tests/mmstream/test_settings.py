@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr, ValidationError
 
-from mmstream.embedded.env import settings_env
+from devstack.stack.env import settings_env
 from mmstream.errors import ConfigurationError
 from mmstream.settings import Settings, mask_url, sqlalchemy_url
 
@@ -34,8 +34,12 @@ def with_secrets() -> Settings:
     return Settings(
         _env_file=None,
         database_url=f"postgresql://mm:{SECRETS['db']}@db.internal:5432/mm",
-        kafka={"sasl_mechanism": "PLAIN", "sasl_username": "svc", "sasl_password": SECRETS["sasl"],
-               "security_protocol": "SASL_SSL"},
+        kafka={
+            "sasl_mechanism": "PLAIN",
+            "sasl_username": "svc",
+            "sasl_password": SECRETS["sasl"],
+            "security_protocol": "SASL_SSL",
+        },
         auth={"jwt_secret": SECRETS["jwt"]},
         bitrix24={"webhook_url": f"https://portal.example/rest/1/{SECRETS['hook']}/"},
         onec={"password": SECRETS["onec"]},
@@ -105,7 +109,9 @@ def test_the_prefixed_database_name_wins_over_the_conventional_one(monkeypatch):
 
 
 def test_a_dotenv_file_is_read(tmp_path):
-    (tmp_path / ".env").write_text("MM_KAFKA__TOPIC_PREFIX=fromfile.\nDATABASE_URL=postgresql://f/db\n")
+    (tmp_path / ".env").write_text(
+        "MM_KAFKA__TOPIC_PREFIX=fromfile.\nDATABASE_URL=postgresql://f/db\n"
+    )
     s = Settings()  # the working directory is tmp_path
     assert s.kafka.topic_prefix == "fromfile."
     assert s.require_database_url() == "postgresql+psycopg://f/db"
@@ -128,8 +134,16 @@ def test_require_database_url_explains_how_to_set_it():
 
 def test_secrets_are_masked_in_repr_str_and_json():
     s = with_secrets()
-    for shown in (repr(s), str(s), s.model_dump_json(), str(s.model_dump()), repr(s.kafka),
-                  repr(s.bitrix24), repr(s.auth), repr(s.onec)):
+    for shown in (
+        repr(s),
+        str(s),
+        s.model_dump_json(),
+        str(s.model_dump()),
+        repr(s.kafka),
+        repr(s.bitrix24),
+        repr(s.auth),
+        repr(s.onec),
+    ):
         for secret in SECRETS.values():
             assert secret not in shown
     assert "**********" in s.model_dump_json()
@@ -154,13 +168,16 @@ def test_client_config_carries_security_settings_only_when_sasl_is_set():
 # ------------------------------------------------------------------ URL helpers
 
 
-@pytest.mark.parametrize("given,expected", [
-    ("postgres://u:p@h:5432/db", "postgresql+psycopg://u:p@h:5432/db"),
-    ("postgresql://u:p@h:5432/db", "postgresql+psycopg://u:p@h:5432/db"),
-    ("postgresql+psycopg://u:p@h/db", "postgresql+psycopg://u:p@h/db"),
-    ("postgresql:///db?host=/run/postgresql", "postgresql+psycopg:///db?host=/run/postgresql"),
-    ("sqlite:///x.db", "sqlite:///x.db"),
-])
+@pytest.mark.parametrize(
+    "given,expected",
+    [
+        ("postgres://u:p@h:5432/db", "postgresql+psycopg://u:p@h:5432/db"),
+        ("postgresql://u:p@h:5432/db", "postgresql+psycopg://u:p@h:5432/db"),
+        ("postgresql+psycopg://u:p@h/db", "postgresql+psycopg://u:p@h/db"),
+        ("postgresql:///db?host=/run/postgresql", "postgresql+psycopg:///db?host=/run/postgresql"),
+        ("sqlite:///x.db", "sqlite:///x.db"),
+    ],
+)
 def test_sqlalchemy_url_selects_the_psycopg3_driver(given, expected):
     assert sqlalchemy_url(given) == expected
 
@@ -170,15 +187,20 @@ def test_sqlalchemy_url_only_rewrites_the_scheme():
     assert sqlalchemy_url(url) == "postgresql+psycopg://postgres://user:pw@h/db"
 
 
-@pytest.mark.parametrize("given,expected", [
-    ("postgresql://mm:s3cret@db:5432/mm", "postgresql://mm:***@db:5432/mm"),
-    ("postgresql+psycopg://mm:s3cret@db/mm?sslmode=require",
-     "postgresql+psycopg://mm:***@db/mm?sslmode=require"),
-    ("postgresql://s3cret:s3cret@db/mm", "postgresql://s3cret:***@db/mm"),
-    ("postgresql://mm:p%40ss@db/mm", "postgresql://mm:***@db/mm"),
-    ("postgresql://mm@db/mm", "postgresql://mm@db/mm"),
-    ("postgresql://db/mm", "postgresql://db/mm"),
-])
+@pytest.mark.parametrize(
+    "given,expected",
+    [
+        ("postgresql://mm:s3cret@db:5432/mm", "postgresql://mm:***@db:5432/mm"),
+        (
+            "postgresql+psycopg://mm:s3cret@db/mm?sslmode=require",
+            "postgresql+psycopg://mm:***@db/mm?sslmode=require",
+        ),
+        ("postgresql://s3cret:s3cret@db/mm", "postgresql://s3cret:***@db/mm"),
+        ("postgresql://mm:p%40ss@db/mm", "postgresql://mm:***@db/mm"),
+        ("postgresql://mm@db/mm", "postgresql://mm@db/mm"),
+        ("postgresql://db/mm", "postgresql://db/mm"),
+    ],
+)
 def test_mask_url_hides_only_the_password(given, expected):
     assert mask_url(given) == expected
 
@@ -212,10 +234,15 @@ def test_base_delay_above_max_delay_is_refused():
     Settings(_env_file=None, retry={"base_delay_s": 1.0, "max_delay_s": 1.0})
 
 
-@pytest.mark.parametrize("section,field", [("kafka", "session_timeout_s"),
-                                           ("kafka", "produce_timeout_s"),
-                                           ("streams", "batch_within_s"),
-                                           ("retry", "budget_s")])
+@pytest.mark.parametrize(
+    "section,field",
+    [
+        ("kafka", "session_timeout_s"),
+        ("kafka", "produce_timeout_s"),
+        ("streams", "batch_within_s"),
+        ("retry", "budget_s"),
+    ],
+)
 def test_non_positive_durations_are_refused(section, field):
     with pytest.raises(ValidationError, match=field):
         Settings(_env_file=None, **{section: {field: 0}})
@@ -226,21 +253,32 @@ def test_non_positive_durations_are_refused(section, field):
 
 def _rich_settings(tmp_path) -> Settings:
     s = with_secrets()
-    return s.model_copy(update={
-        "schema_registry_url": "http://127.0.0.1:18081",
-        "log_format": "console",
-        "topics_file": tmp_path / "topics.yaml",
-        "kafka": s.kafka.model_copy(update={"bootstrap_servers": "127.0.0.1:19092",
-                                            "topic_prefix": "tabc123.", "replication_factor": 1,
-                                            "session_timeout_s": 3.0, "heartbeat_interval_s": 0.5,
-                                            "linger_ms": 0}),
-        "streams": s.streams.model_copy(update={"sink_group": "sink-abc", "batch_within_s": 0.2}),
-        "retry": s.retry.model_copy(update={"base_delay_s": 0.05, "max_delay_s": 0.5}),
-        "ingress": s.ingress.model_copy(update={"port": 18080}),
-        "auth": s.auth.model_copy(update={"jwt_issuer": "tests"}),
-        "embedded": s.embedded.model_copy(update={"demo": False, "data_dir": tmp_path / "data",
-                                                  "demo_rate_per_s": 12.5}),
-    })
+    return s.model_copy(
+        update={
+            "schema_registry_url": "http://127.0.0.1:18081",
+            "log_format": "console",
+            "topics_file": tmp_path / "topics.yaml",
+            "kafka": s.kafka.model_copy(
+                update={
+                    "bootstrap_servers": "127.0.0.1:19092",
+                    "topic_prefix": "tabc123.",
+                    "replication_factor": 1,
+                    "session_timeout_s": 3.0,
+                    "heartbeat_interval_s": 0.5,
+                    "linger_ms": 0,
+                }
+            ),
+            "streams": s.streams.model_copy(
+                update={"sink_group": "sink-abc", "batch_within_s": 0.2}
+            ),
+            "retry": s.retry.model_copy(update={"base_delay_s": 0.05, "max_delay_s": 0.5}),
+            "ingress": s.ingress.model_copy(update={"port": 18080}),
+            "auth": s.auth.model_copy(update={"jwt_issuer": "tests"}),
+            "embedded": s.embedded.model_copy(
+                update={"demo": False, "data_dir": tmp_path / "data", "demo_rate_per_s": 12.5}
+            ),
+        }
+    )
 
 
 def test_settings_env_round_trips(monkeypatch, tmp_path):
@@ -286,19 +324,23 @@ def test_events_of_a_second_portal_are_refused_at_configuration():
 def test_courier_objects_are_read_from_nested_variables(monkeypatch):
     monkeypatch.setenv("MM_BITRIX24__COURIERS__INSTANT_ORDER_CATEGORY_ID", "3")
     monkeypatch.setenv("MM_BITRIX24__COURIERS__DELIVERY_ENTITY_TYPE_ID", "180")
-    monkeypatch.setenv("MM_BITRIX24__COURIERS__DEAL_FIELDS",
-                       '{"delivery_address": "UF_CRM_MM_ADDRESS"}')
+    monkeypatch.setenv(
+        "MM_BITRIX24__COURIERS__DEAL_FIELDS", '{"delivery_address": "UF_CRM_MM_ADDRESS"}'
+    )
     couriers = Settings().bitrix24.couriers
     assert (couriers.instant_order_category_id, couriers.delivery_entity_type_id) == (3, 180)
     assert couriers.deal_fields == {"delivery_address": "UF_CRM_MM_ADDRESS"}
     assert couriers.task_id_field == "xmlId" and couriers.return_category_id is None
 
 
-@pytest.mark.parametrize("env", [
-    {"INSTANT_ORDER_CATEGORY_ID": "3", "RETURN_CATEGORY_ID": "3"},
-    {"DELIVERY_ENTITY_TYPE_ID": "180", "RETURN_ENTITY_TYPE_ID": "180"},
-    {"DELIVERY_ENTITY_TYPE_ID": "2"},  # a deal, not a smart process
-])
+@pytest.mark.parametrize(
+    "env",
+    [
+        {"INSTANT_ORDER_CATEGORY_ID": "3", "RETURN_CATEGORY_ID": "3"},
+        {"DELIVERY_ENTITY_TYPE_ID": "180", "RETURN_ENTITY_TYPE_ID": "180"},
+        {"DELIVERY_ENTITY_TYPE_ID": "2"},  # a deal, not a smart process
+    ],
+)
 def test_courier_objects_that_cannot_be_told_apart_are_refused(monkeypatch, env):
     for name, value in env.items():
         monkeypatch.setenv(f"MM_BITRIX24__COURIERS__{name}", value)
@@ -315,12 +357,18 @@ def strong_settings(**overrides) -> Settings:
     """Every secret of every role set to a real-looking value."""
     values = {
         "database_url": "postgresql://mm:Zq8vR2kLm4Tx9wPb@db.internal:5432/mm",
-        "kafka": {"sasl_mechanism": "PLAIN", "sasl_username": "svc",
-                  "sasl_password": "Kf7Qm2Vx9Lp4Rt8Z", "security_protocol": "SASL_SSL"},
+        "kafka": {
+            "sasl_mechanism": "PLAIN",
+            "sasl_username": "svc",
+            "sasl_password": "Kf7Qm2Vx9Lp4Rt8Z",
+            "security_protocol": "SASL_SSL",
+        },
         "auth": {"jwt_secret": STRONG, "api_keys": {"onec": {"key": STRONG[::-1]}}},
         "commerceml": {"password": "c0" + STRONG[2:]},
-        "bitrix24": {"webhook_url": "https://portal.bitrix24.ru/rest/1/4w0ohv1o5r6z4cgt/",
-                     "application_tokens": {"member": STRONG}},
+        "bitrix24": {
+            "webhook_url": "https://portal.bitrix24.ru/rest/1/4w0ohv1o5r6z4cgt/",
+            "application_tokens": {"member": STRONG},
+        },
         "onec": {"password": "Qm7Vx2Lp9Rt4Zk8W"},
         "odata": {"password": "Lp9Rt4Zk8WQm7Vx2"},
     }
@@ -336,9 +384,14 @@ def test_real_secrets_pass_every_role(role):
     strong_settings().check_secrets(role)
 
 
-@pytest.mark.parametrize("role,setting", [("bridge", "auth.jwt_secret"),
-                                          ("egress", "bitrix24.webhook_url"),
-                                          ("enrich", "bitrix24.webhook_url")])
+@pytest.mark.parametrize(
+    "role,setting",
+    [
+        ("bridge", "auth.jwt_secret"),
+        ("egress", "bitrix24.webhook_url"),
+        ("enrich", "bitrix24.webhook_url"),
+    ],
+)
 def test_the_development_defaults_are_refused_in_production(role, setting):
     with pytest.raises(ConfigurationError) as err:
         Settings(_env_file=None).check_secrets(role)
@@ -361,18 +414,21 @@ def test_the_embedded_mark_travels_to_child_processes_and_production_is_the_defa
     Settings(_env_file=None).check_secrets("bridge")
 
 
-@pytest.mark.parametrize("value,reason", [
-    ("a" * 16 + "0123456789abcde", "shorter than 32 bytes"),             # 31 bytes
-    ("change-me-" + STRONG, "placeholder"),
-    ("CHANGEME" + STRONG, "placeholder"),
-    ("<your jwt secret, 32 random bytes at least>", "placeholder"),
-    ("${JWT_SECRET}" + STRONG, "placeholder"),
-    ("REPLACE_ME: at least 32 random bytes", "placeholder"),           # the k8s template's
-    ("my-super-secret-key-" + STRONG, "placeholder"),
-    ("x" * 40, "placeholder"),
-    ("ab" * 20, "too few distinct characters"),
-    ("", "not set"),
-])
+@pytest.mark.parametrize(
+    "value,reason",
+    [
+        ("a" * 16 + "0123456789abcde", "shorter than 32 bytes"),  # 31 bytes
+        ("change-me-" + STRONG, "placeholder"),
+        ("CHANGEME" + STRONG, "placeholder"),
+        ("<your jwt secret, 32 random bytes at least>", "placeholder"),
+        ("${JWT_SECRET}" + STRONG, "placeholder"),
+        ("REPLACE_ME: at least 32 random bytes", "placeholder"),  # the k8s template's
+        ("my-super-secret-key-" + STRONG, "placeholder"),
+        ("x" * 40, "placeholder"),
+        ("ab" * 20, "too few distinct characters"),
+        ("", "not set"),
+    ],
+)
 def test_weak_jwt_secrets_are_refused(value, reason):
     with pytest.raises(ConfigurationError) as err:
         strong_settings(auth={"jwt_secret": value}).check_secrets("bridge")
@@ -387,26 +443,58 @@ def test_a_32_byte_secret_is_accepted_and_31_is_not():
         strong_settings(auth={"jwt_secret": STRONG[:31]}).check_secrets("bridge")
 
 
-@pytest.mark.parametrize("role,overrides,setting", [
-    ("bridge", {"auth": {"jwt_secret": STRONG, "api_keys": {"onec": {"key": "short-key-1"}}}},
-     "auth.api_keys.onec.key"),
-    ("bridge", {"commerceml": {"password": "dev-only-commerceml"}}, "commerceml.password"),
-    ("bridge", {"commerceml": {"password": "1c-exchange"}}, "commerceml.password"),
-    ("bridge", {"bitrix24": {"application_tokens": {"m": "placeholder-token-0123456789abcdef"}}},
-     "bitrix24.application_tokens.m"),
-    ("egress", {"bitrix24": {"webhook_url": "https://portal.bitrix24.ru/rest/1/abc123/"}},
-     "bitrix24.webhook_url"),
-    ("egress", {"bitrix24": {"auth_mode": "oauth", "oauth": {"client_id": "app.1",
-                                                              "client_secret": "changeme"}}},
-     "bitrix24.oauth.client_secret"),
-    ("enrich", {"bitrix24": {"auth_mode": "oauth", "oauth": {"client_id": "app.1"}}},
-     "bitrix24.oauth.client_secret"),
-    ("egress", {"onec": {"password": "password"}}, "onec.password"),
-    ("poll-odata", {"odata": {"password": "odata"}}, "odata.password"),
-    ("sink", {"kafka": {"sasl_mechanism": "PLAIN", "sasl_username": "svc"}}, "kafka.sasl_password"),
-    ("registry", {"database_url": "postgresql://mm:postgres@db/mm"}, "database_url"),
-    ("sink", {"database_url": "postgresql://mm:<password>@db/mm"}, "database_url"),
-])
+@pytest.mark.parametrize(
+    "role,overrides,setting",
+    [
+        (
+            "bridge",
+            {"auth": {"jwt_secret": STRONG, "api_keys": {"onec": {"key": "short-key-1"}}}},
+            "auth.api_keys.onec.key",
+        ),
+        ("bridge", {"commerceml": {"password": "dev-only-commerceml"}}, "commerceml.password"),
+        ("bridge", {"commerceml": {"password": "1c-exchange"}}, "commerceml.password"),
+        (
+            "bridge",
+            {"bitrix24": {"application_tokens": {"m": "placeholder-token-0123456789abcdef"}}},
+            "bitrix24.application_tokens.m",
+        ),
+        (
+            "egress",
+            {"bitrix24": {"webhook_url": "https://portal.bitrix24.ru/rest/1/abc123/"}},
+            "bitrix24.webhook_url",
+        ),
+        (
+            "egress",
+            {
+                "bitrix24": {
+                    "auth_mode": "oauth",
+                    "oauth": {"client_id": "app.1", "client_secret": "changeme"},
+                }
+            },
+            "bitrix24.oauth.client_secret",
+        ),
+        (
+            "enrich",
+            {"bitrix24": {"auth_mode": "oauth", "oauth": {"client_id": "app.1"}}},
+            "bitrix24.oauth.client_secret",
+        ),
+        ("egress", {"onec": {"password": "password"}}, "onec.password"),
+        ("poll-odata", {"odata": {"password": "odata"}}, "odata.password"),
+        (
+            "sink",
+            {
+                "kafka": {
+                    "sasl_mechanism": "PLAIN",
+                    "sasl_username": "svc",
+                    "security_protocol": "SASL_SSL",
+                }
+            },
+            "kafka.sasl_password",
+        ),
+        ("registry", {"database_url": "postgresql://mm:postgres@db/mm"}, "database_url"),
+        ("sink", {"database_url": "postgresql://mm:<password>@db/mm"}, "database_url"),
+    ],
+)
 def test_each_secret_in_scope_is_checked_for_the_roles_relying_on_it(role, overrides, setting):
     with pytest.raises(ConfigurationError) as err:
         strong_settings(**overrides).check_secrets(role)
@@ -416,15 +504,21 @@ def test_each_secret_in_scope_is_checked_for_the_roles_relying_on_it(role, overr
 def test_optional_secrets_may_stay_unset():
     # No CommerceML password: the endpoint is off; no 1С / OData password: no Basic auth; a
     # database URL without password: peer or certificate authentication.
-    strong_settings(commerceml={"password": None}, onec={"password": ""}, odata={"password": ""},
-                    database_url="postgresql://mm@db/mm").check_secrets("bridge")
+    strong_settings(
+        commerceml={"password": None},
+        onec={"password": ""},
+        odata={"password": ""},
+        database_url="postgresql://mm@db/mm",
+    ).check_secrets("bridge")
     strong_settings(onec={"password": ""}).check_secrets("egress")
 
 
 def test_roles_check_only_the_secrets_they_rely_on():
     # A sink never calls Bitrix24, the bridge never uses the webhook: no deployment has to
     # hand every secret to every process.
-    weak_hook = strong_settings(bitrix24={"webhook_url": "http://127.0.0.1:8081/rest/1/devwebhookcode/"})
+    weak_hook = strong_settings(
+        bitrix24={"webhook_url": "http://127.0.0.1:8081/rest/1/devwebhookcode/"}
+    )
     weak_hook.check_secrets("sink")
     weak_hook.check_secrets("bridge")
 
@@ -433,29 +527,40 @@ def test_every_built_in_secret_default_is_refused():
     from mmstream.settings import secret_weakness
 
     defaults = Settings(_env_file=None)
-    for value in (defaults.auth.jwt_secret.get_secret_value(), "devwebhookcode",
-                  "dev-only-commerceml", "dev-only-oauth-secret"):
+    for value in (
+        defaults.auth.jwt_secret.get_secret_value(),
+        "devwebhookcode",
+        "dev-only-commerceml",
+        "dev-only-oauth-secret",
+    ):
         assert secret_weakness(value) == "is a development or placeholder value"
 
 
 # ------------------------------------------------------------------ masking URLs
 
 
-@pytest.mark.parametrize("given,hidden", [
-    ("https://portal.bitrix24.ru/rest/1/4w0ohv1o5r6z4cgt/", "4w0ohv1o5r6z4cgt"),
-    ("https://portal/rest/1/4w0ohv1o5r6z4cgt/crm.deal.get.json", "4w0ohv1o5r6z4cgt"),
-    ("http://integration:Qm7Vx2Lp9Rt4@1c.local/trade/hs/mm/", "Qm7Vx2Lp9Rt4"),
-    ("http://u:p@ss@host/x", "p@ss"),
-    ("https://oauth.bitrix.info/oauth/token/?client_secret=Zk8W&refresh_token=Rt4Z", "Zk8W"),
-    ("https://oauth.bitrix.info/oauth/token/?client_secret=Zk8W&refresh_token=Rt4Z", "Rt4Z"),
-    ("http://[::1:Qm7Vx/", "Qm7Vx"),  # unparseable: nothing of it is shown
-])
+@pytest.mark.parametrize(
+    "given,hidden",
+    [
+        ("https://portal.bitrix24.ru/rest/1/4w0ohv1o5r6z4cgt/", "4w0ohv1o5r6z4cgt"),
+        ("https://portal/rest/1/4w0ohv1o5r6z4cgt/crm.deal.get.json", "4w0ohv1o5r6z4cgt"),
+        ("http://integration:Qm7Vx2Lp9Rt4@1c.local/trade/hs/mm/", "Qm7Vx2Lp9Rt4"),
+        ("http://u:p@ss@host/x", "p@ss"),
+        ("https://oauth.bitrix.info/oauth/token/?client_secret=Zk8W&refresh_token=Rt4Z", "Zk8W"),
+        ("https://oauth.bitrix.info/oauth/token/?client_secret=Zk8W&refresh_token=Rt4Z", "Rt4Z"),
+        ("http://[::1:Qm7Vx/", "Qm7Vx"),  # unparseable: nothing of it is shown
+    ],
+)
 def test_mask_url_hides_every_credential(given, hidden):
     assert hidden not in mask_url(given)
 
 
 def test_mask_url_keeps_what_identifies_the_endpoint():
-    assert mask_url("https://portal.bitrix24.ru/rest/7/4w0ohv1o5r6z4cgt/") == \
-        "https://portal.bitrix24.ru/rest/7/***/"
-    assert mask_url("http://integration:pw@1c.local:8080/trade/hs/mm/?x=1") == \
-        "http://integration:***@1c.local:8080/trade/hs/mm/?x=1"
+    assert (
+        mask_url("https://portal.bitrix24.ru/rest/7/4w0ohv1o5r6z4cgt/")
+        == "https://portal.bitrix24.ru/rest/7/***/"
+    )
+    assert (
+        mask_url("http://integration:pw@1c.local:8080/trade/hs/mm/?x=1")
+        == "http://integration:***@1c.local:8080/trade/hs/mm/?x=1"
+    )

@@ -12,8 +12,12 @@ from mmstream.topics import TopicSpec, effective_specs, load_catalog
 
 TOPICS_FILE = REPO_ROOT / "topics.yaml"
 # The raw records the entity sink cannot store go to dlq.normalize, shared by every entity.
-PRODUCT_PATH = ["raw.onec.product", "norm.product", "egress.bitrix24.product",
-                "dlq.egress.bitrix24.product"]
+PRODUCT_PATH = [
+    "raw.onec.product",
+    "norm.product",
+    "egress.bitrix24.product",
+    "dlq.egress.bitrix24.product",
+]
 
 
 def settings(**kafka) -> Settings:
@@ -73,13 +77,16 @@ def test_an_undeclared_topic_name_raises_configuration_error():
 
 
 def test_mismatched_partitions_in_a_group_are_refused(tmp_path):
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        """
 copartition_groups:
   order: [raw.order, norm.order]
 topics:
   raw.order: {partitions: 6}
   norm.order: {partitions: 12}
-""")
+""",
+    )
     with pytest.raises(ConfigurationError) as info:
         load_catalog(path)
     message = str(info.value)
@@ -88,13 +95,16 @@ topics:
 
 
 def test_a_group_naming_an_undeclared_topic_is_refused(tmp_path):
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        """
 copartition_groups:
   order: [raw.order, norm.ordr]
 topics:
   raw.order: {partitions: 6}
   norm.order: {partitions: 6}
-""")
+""",
+    )
     with pytest.raises(ConfigurationError) as info:
         load_catalog(path)
     assert "'order'" in str(info.value) and "norm.ordr" in str(info.value)
@@ -102,11 +112,14 @@ topics:
 
 
 def test_a_topic_without_partitions_is_refused(tmp_path):
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        """
 topics:
   raw.order:
     replication_factor: 1
-""")
+""",
+    )
     with pytest.raises(ConfigurationError) as info:
         load_catalog(path)
     assert "'raw.order'" in str(info.value) and "partition" in str(info.value)
@@ -125,7 +138,9 @@ def test_broken_yaml_is_a_configuration_error(tmp_path):
 
 
 def test_defaults_and_per_topic_overrides_combine(tmp_path):
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        """
 defaults:
   replication_factor: 2
   configs: {min.insync.replicas: 2, cleanup.policy: delete}
@@ -135,23 +150,32 @@ topics:
     partitions: 3
     replication_factor: 5
     configs: {cleanup.policy: compact}
-""")
+""",
+    )
     catalog = load_catalog(path)
-    assert catalog["a"] == TopicSpec(name="a", partitions=3, replication_factor=2,
-                                     configs={"min.insync.replicas": "2", "cleanup.policy": "delete"})
+    assert catalog["a"] == TopicSpec(
+        name="a",
+        partitions=3,
+        replication_factor=2,
+        configs={"min.insync.replicas": "2", "cleanup.policy": "delete"},
+    )
     assert catalog["b"].replication_factor == 5
     assert catalog["b"].configs == {"min.insync.replicas": "2", "cleanup.policy": "compact"}
     assert catalog.copartition_groups == {}
 
 
-@pytest.mark.parametrize("text", [
-    "",
-    "- raw.order\n",
-    "topics:\n  raw.order:\n",
-    "topics:\n  raw.order: {partitions: six}\n",
-    "topics:\n  raw.order: {partitions: 0}\n",
-    "topics:\n  raw.order: {partitions: -6}\n",
-], ids=["empty", "list", "no-body", "non-numeric", "zero", "negative"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "- raw.order\n",
+        "topics:\n  raw.order:\n",
+        "topics:\n  raw.order: {partitions: six}\n",
+        "topics:\n  raw.order: {partitions: 0}\n",
+        "topics:\n  raw.order: {partitions: -6}\n",
+    ],
+    ids=["empty", "list", "no-body", "non-numeric", "zero", "negative"],
+)
 def test_malformed_topic_files_raise_configuration_error(tmp_path, text):
     with pytest.raises(ConfigurationError):
         load_catalog(write(tmp_path, text))
@@ -162,8 +186,10 @@ def test_malformed_topic_files_raise_configuration_error(tmp_path, text):
 
 def test_effective_specs_prefix_names_and_apply_the_replication_override():
     catalog = load_catalog(TOPICS_FILE)
-    specs = {s.name: s for s in effective_specs(settings(topic_prefix="tenant1.", replication_factor=1),
-                                                catalog)}
+    specs = {
+        s.name: s
+        for s in effective_specs(settings(topic_prefix="tenant1.", replication_factor=1), catalog)
+    }
     assert set(specs) == {f"tenant1.{n}" for n in catalog.topics}
     for name, declared in catalog.topics.items():
         spec = specs[f"tenant1.{name}"]
@@ -171,9 +197,14 @@ def test_effective_specs_prefix_names_and_apply_the_replication_override():
         assert spec.partitions == declared.partitions
         # min.insync.replicas above the replication factor would refuse every acks=all write.
         assert _min_isr(spec) == 1
-        assert {k: v for k, v in spec.configs.items() if k != "min.insync.replicas"} == \
-            {k: v for k, v in declared.configs.items() if k != "min.insync.replicas"}
-        assert (spec.role, spec.entity, spec.schema) == (declared.role, declared.entity, declared.schema)
+        assert {k: v for k, v in spec.configs.items() if k != "min.insync.replicas"} == {
+            k: v for k, v in declared.configs.items() if k != "min.insync.replicas"
+        }
+        assert (spec.role, spec.entity, spec.schema) == (
+            declared.role,
+            declared.entity,
+            declared.schema,
+        )
 
 
 def test_effective_specs_do_not_change_the_catalog():
@@ -209,13 +240,16 @@ def test_an_override_at_or_above_min_insync_keeps_it():
 
 
 def test_a_declared_replication_below_min_insync_is_lowered_too(tmp_path):
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        """
 defaults:
   configs: {min.insync.replicas: 3}
 topics:
   a: {partitions: 1, replication_factor: 2}
   b: {partitions: 1}
-""")
+""",
+    )
     specs = {s.name: s for s in effective_specs(settings(), load_catalog(path))}
     assert specs["a"].replication_factor == 2 and specs["a"].configs["min.insync.replicas"] == "2"
     # default replication_factor of the file is 1 when not given

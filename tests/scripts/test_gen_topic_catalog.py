@@ -10,7 +10,9 @@ from scripts.gen_topic_catalog import CATALOG_FILE, SCHEMAS_DIR, TOPICS_FILE, _S
 
 def test_committed_catalog_is_current():
     assert CATALOG_FILE.exists(), "missing docs/topic-catalog.md: run make catalog"
-    assert CATALOG_FILE.read_text("utf-8") == render(), "stale docs/topic-catalog.md: run make catalog"
+    assert CATALOG_FILE.read_text("utf-8") == render(), (
+        "stale docs/topic-catalog.md: run make catalog"
+    )
 
 
 def _field_names(node, out: set[str]) -> set[str]:
@@ -44,16 +46,31 @@ def test_every_normalized_topic_and_every_field_is_documented():
 
 
 def test_types_read_as_analysts_expect_and_nested_records_are_listed_once():
-    line = {"type": "record", "name": "ns.Line", "doc": "a line",
-            "fields": [{"name": "amount", "type": ["null", {"type": "bytes", "logicalType": "decimal",
-                                                             "precision": 20, "scale": 2}]}]}
-    record = {"type": "record", "name": "ns.Doc", "fields": [
-        {"name": "at", "type": {"type": "long", "logicalType": "timestamp-micros"}},
-        {"name": "lines", "type": {"type": "array", "items": line}, "default": []},
-        {"name": "more", "type": {"type": "array", "items": "ns.Line"}},
-        {"name": "kind", "type": {"type": "enum", "name": "Kind", "symbols": ["A", "B"]}},
-        {"name": "ids", "type": {"type": "map", "values": "string"}, "default": {}},
-    ]}
+    line = {
+        "type": "record",
+        "name": "ns.Line",
+        "doc": "a line",
+        "fields": [
+            {
+                "name": "amount",
+                "type": [
+                    "null",
+                    {"type": "bytes", "logicalType": "decimal", "precision": 20, "scale": 2},
+                ],
+            }
+        ],
+    }
+    record = {
+        "type": "record",
+        "name": "ns.Doc",
+        "fields": [
+            {"name": "at", "type": {"type": "long", "logicalType": "timestamp-micros"}},
+            {"name": "lines", "type": {"type": "array", "items": line}, "default": []},
+            {"name": "more", "type": {"type": "array", "items": "ns.Line"}},
+            {"name": "kind", "type": {"type": "enum", "name": "Kind", "symbols": ["A", "B"]}},
+            {"name": "ids", "type": {"type": "map", "values": "string"}, "default": {}},
+        ],
+    }
     schema = _Schema(record)
     rows = schema.field_rows(record)
     assert rows[2] == "| `at` | timestamp (µs, UTC) | required |  |"

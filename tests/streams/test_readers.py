@@ -31,8 +31,12 @@ def test_every_shipped_raw_and_egress_topic_has_a_reader():
 
 def _with_extra_raw_topic(tmp_path: Path) -> Path:
     doc = yaml.safe_load(SHIPPED.read_text())
-    doc["topics"]["raw.bitrix24.lead"] = {"description": "nobody reads this", "entity": "lead",
-                                          "role": "raw", "partitions": 6}
+    doc["topics"]["raw.bitrix24.lead"] = {
+        "description": "nobody reads this",
+        "entity": "lead",
+        "role": "raw",
+        "partitions": 6,
+    }
     path = tmp_path / "topics.yaml"
     path.write_text(yaml.safe_dump(doc, allow_unicode=True))
     return path
@@ -50,10 +54,20 @@ def test_no_worker_starts_on_a_topic_file_with_an_unread_topic(tmp_path, role):
     kafka, db = Listener(), Listener()
     try:
         secret = "b3f1c0a9d2e84f6a9c1d7e2b5a8f3c60"
-        env = _reachable_env(kafka, db, MM_TOPICS_FILE=str(_with_extra_raw_topic(tmp_path)),
-                             MM_BITRIX24__WEBHOOK_URL=f"https://p.bitrix24.ru/rest/1/{secret}/")
-        proc = subprocess.run([sys.executable, "-m", "mmstream.cli.main", "worker", role],
-                              env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+        env = _reachable_env(
+            kafka,
+            db,
+            MM_TOPICS_FILE=str(_with_extra_raw_topic(tmp_path)),
+            MM_BITRIX24__WEBHOOK_URL=f"https://p.bitrix24.ru/rest/1/{secret}/",
+        )
+        proc = subprocess.run(
+            [sys.executable, "-m", "mmstream.cli.main", "worker", role],
+            env=env,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert proc.returncode != 0, proc.stdout + proc.stderr
         assert "no worker consumes" in proc.stderr and "raw.bitrix24.lead" in proc.stderr
         assert not kafka.connected() and not db.connected()

@@ -10,8 +10,9 @@ from streams.reconcile.job import run_scheduled
 
 
 def test_one_replica_at_a_time_runs_the_reconcile(db_url):
-    settings = Settings(database_url=db_url).model_copy(update={
-        "reconcile": Settings().reconcile.model_copy(update={"interval_s": 0.2})})
+    settings = Settings(database_url=db_url).model_copy(
+        update={"reconcile": Settings().reconcile.model_copy(update={"interval_s": 0.2})}
+    )
 
     async def scenario() -> tuple[int, int, list[str]]:
         stop = asyncio.Event()
@@ -26,13 +27,19 @@ def test_one_replica_at_a_time_runs_the_reconcile(db_url):
                     overlaps += 1
                 running.append(name)
                 ticks.append(name)
-                await asyncio.sleep(0.5)  # longer than the interval: the other replica ticks meanwhile
+                await asyncio.sleep(
+                    0.5
+                )  # longer than the interval: the other replica ticks meanwhile
                 running.remove(name)
+
             return tick
 
-        replicas = [asyncio.create_task(run_scheduled(settings, repair=False, actor="t",
-                                                      stop=stop, run=work(n)))
-                    for n in ("a", "b")]
+        replicas = [
+            asyncio.create_task(
+                run_scheduled(settings, repair=False, actor="t", stop=stop, run=work(n))
+            )
+            for n in ("a", "b")
+        ]
         await asyncio.sleep(2.5)
         stop.set()
         await asyncio.gather(*replicas)

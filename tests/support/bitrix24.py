@@ -4,8 +4,6 @@ worker (plus the Bitrix24 emulator) as processes next to the test."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
 import uuid
 from pathlib import Path
@@ -16,8 +14,7 @@ import yaml
 from confluent_kafka import Consumer, TopicPartition
 from pydantic import SecretStr
 
-from mmstream.embedded.ports import free_port
-from mmstream.embedded.process import spawn
+from mmstream.serve import free_port
 from mmstream.settings import Settings
 from streams.enrich.worker import group_id
 from tests.support.processes import Proc, eventually
@@ -47,8 +44,16 @@ def php_form(doc: dict) -> bytes:
     return urlencode(pairs).encode()
 
 
-def event_doc(event: str, data: dict | str, *, member_id: str = MEMBER_ID, token: str = APP_TOKEN,
-              ts: str = "1736405807", handler_id: str = "201", domain: str = DOMAIN) -> dict:
+def event_doc(
+    event: str,
+    data: dict | str,
+    *,
+    member_id: str = MEMBER_ID,
+    token: str = APP_TOKEN,
+    ts: str = "1736405807",
+    handler_id: str = "201",
+    domain: str = DOMAIN,
+) -> dict:
     """An outbound event as an OAuth application receives it (fields in the portal's order)."""
     return {
         "event": event,
@@ -77,8 +82,12 @@ def event_body(event: str, ident: str | int, *, entity_type_id: int | None = Non
     name = event.upper()
     if name.startswith("ONTASK"):
         after = "undefined" if name == "ONTASKDELETE" else {"ID": str(ident)}
-        data = {"FIELDS_BEFORE": {"ID": str(ident)}, "FIELDS_AFTER": after,
-                "IS_ACCESSIBLE_BEFORE": "N", "IS_ACCESSIBLE_AFTER": "undefined"}
+        data = {
+            "FIELDS_BEFORE": {"ID": str(ident)},
+            "FIELDS_AFTER": after,
+            "IS_ACCESSIBLE_BEFORE": "N",
+            "IS_ACCESSIBLE_AFTER": "undefined",
+        }
     elif name.startswith("CATALOG.PRODUCT"):
         data = {"FIELDS": {"ID": str(ident), "TYPE": "1"}}
     elif entity_type_id is not None:
@@ -90,44 +99,41 @@ def event_body(event: str, ident: str | int, *, entity_type_id: int | None = Non
 
 def placement_body(member_id: str = MEMBER_ID) -> bytes:
     """What a portal posts when a user opens an application placement (not an event)."""
-    return urlencode({
-        "DOMAIN": DOMAIN, "PROTOCOL": "1", "LANG": "ru", "APP_SID": "9a0b8f3c1d2e",
-        "AUTH_ID": "s6p6eclrvim6da22ft9ch94ekreb52lv", "AUTH_EXPIRES": "3600",
-        "REFRESH_ID": "4s386p3q0tr8dy89xvmt96234v3dljg8", "member_id": member_id,
-        "status": "L", "PLACEMENT": "CRM_DEAL_DETAIL_TAB", "PLACEMENT_OPTIONS": '{"ID":"42"}',
-    }).encode()
+    return urlencode(
+        {
+            "DOMAIN": DOMAIN,
+            "PROTOCOL": "1",
+            "LANG": "ru",
+            "APP_SID": "9a0b8f3c1d2e",
+            "AUTH_ID": "s6p6eclrvim6da22ft9ch94ekreb52lv",
+            "AUTH_EXPIRES": "3600",
+            "REFRESH_ID": "4s386p3q0tr8dy89xvmt96234v3dljg8",
+            "member_id": member_id,
+            "status": "L",
+            "PLACEMENT": "CRM_DEAL_DETAIL_TAB",
+            "PLACEMENT_OPTIONS": '{"ID":"42"}',
+        }
+    ).encode()
 
 
 def install_body() -> bytes:
     """The ONAPPINSTALL callback a portal posts to the handler URL on installation."""
-    return php_form(event_doc("ONAPPINSTALL", {"VERSION": "1", "ACTIVE": "Y", "INSTALLED": "Y",
-                                               "LANGUAGE_ID": "ru"}))
+    return php_form(
+        event_doc(
+            "ONAPPINSTALL", {"VERSION": "1", "ACTIVE": "Y", "INSTALLED": "Y", "LANGUAGE_ID": "ru"}
+        )
+    )
 
 
 def with_tokens(settings: Settings, **bitrix24) -> Settings:
     """Settings accepting events from the test portal (plus other Bitrix24 overrides)."""
-    bx = settings.bitrix24.model_copy(update={
-        "application_tokens": {MEMBER_ID: SecretStr(APP_TOKEN)}, **bitrix24})
+    bx = settings.bitrix24.model_copy(
+        update={"application_tokens": {MEMBER_ID: SecretStr(APP_TOKEN)}, **bitrix24}
+    )
     return settings.model_copy(update={"bitrix24": bx})
 
 
 # -- processes ---------------------------------------------------------------------------
-
-
-class _PythonProc(Proc):
-    """A child running ``python -c code`` instead of an mmctl command."""
-
-    def __init__(self, name: str, code: str, env: dict[str, str], log_dir: Path) -> None:
-        super().__init__(name, [], env, log_dir)
-        self.code = code
-
-    def start(self) -> _PythonProc:
-        self.stopped = False
-        log = open(self.log_path, "ab")
-        self.popen = spawn([sys.executable, "-c", self.code],
-                           env={**os.environ, **self.env}, stdout=log,
-                           stderr=subprocess.STDOUT, start_new_session=True)
-        return self
 
 
 _ENRICH_CODE = (
@@ -142,7 +148,9 @@ class EnrichStack(Pipeline):
 
     def start_enrich(self) -> Proc:
         """Start the enrichment worker (``streams.enrich.worker.run``) as a process."""
-        proc = _PythonProc("enrich", _ENRICH_CODE, self.env, self.log_dir).start()
+        proc = Proc(
+            "enrich", [], self.env, self.log_dir, argv=[sys.executable, "-c", _ENRICH_CODE]
+        ).start()
         self.procs["enrich"] = proc
         return proc
 
@@ -154,8 +162,12 @@ class EnrichStack(Pipeline):
 
     def post_event(self, event: str, ident: int | str, **kw) -> httpx.Response:
         """POST an outbound event to the bridge process, as the portal does."""
-        resp = httpx.post(f"{self.bridge_url}/v1/bitrix24/events", content=event_body(event, ident, **kw),
-                          headers={"Content-Type": "application/x-www-form-urlencoded"}, timeout=30)
+        resp = httpx.post(
+            f"{self.bridge_url}/v1/bitrix24/events",
+            content=event_body(event, ident, **kw),
+            headers={"Content-Type": "application/x-www-form-urlencoded"},
+            timeout=30,
+        )
         assert resp.status_code == 200, resp.text
         return resp
 
@@ -166,14 +178,16 @@ class EnrichStack(Pipeline):
 
     # -- emulator state ------------------------------------------------------------------
     def put_entity(self, entity: str, ident: int | str, fields: dict) -> dict:
-        resp = httpx.put(f"{self.emulator_url}/_emulator/entities/{entity}/{ident}", json=fields,
-                         timeout=10)
+        resp = httpx.put(
+            f"{self.emulator_url}/_emulator/entities/{entity}/{ident}", json=fields, timeout=10
+        )
         resp.raise_for_status()
         return resp.json()
 
     def delete_entity(self, entity: str, ident: int | str) -> None:
-        httpx.delete(f"{self.emulator_url}/_emulator/entities/{entity}/{ident}",
-                     timeout=10).raise_for_status()
+        httpx.delete(
+            f"{self.emulator_url}/_emulator/entities/{entity}/{ident}", timeout=10
+        ).raise_for_status()
 
     def batch_calls(self) -> list[dict]:
         return self.emulator_calls("batch")
@@ -185,8 +199,9 @@ class EnrichStack(Pipeline):
         for msg in records:
             tp = (msg.topic(), msg.partition())
             ends[tp] = max(ends.get(tp, -1), msg.offset() + 1)
-        consumer = Consumer({**self.settings.kafka.client_config(), "group.id": group,
-                             "enable.auto.commit": False})
+        consumer = Consumer(
+            {**self.settings.kafka.client_config(), "group.id": group, "enable.auto.commit": False}
+        )
 
         def done():
             self.assert_alive()
@@ -212,10 +227,14 @@ def declare_dlq(settings: Settings, folder: Path) -> Settings:
     if DLQ_TOPIC not in doc["topics"]:
         doc["topics"][DLQ_TOPIC] = {
             "description": "Bitrix24 events the enrichment could not turn into records",
-            "entity": "bitrix24_event", "role": "dlq", "stage": "enrich",
-            "key": "as received", "value_format": "original bytes",
+            "entity": "bitrix24_event",
+            "role": "dlq",
+            "stage": "enrich",
+            "key": "as received",
+            "value_format": "original bytes",
             "partitions": doc["topics"]["raw.bitrix24.event"]["partitions"],
-            "configs": {"cleanup.policy": "delete", "retention.ms": "2592000000"}}
+            "configs": {"cleanup.policy": "delete", "retention.ms": "2592000000"},
+        }
         doc["copartition_groups"]["bitrix24"].append(DLQ_TOPIC)
     path = folder / "topics.yaml"
     path.write_text(yaml.safe_dump(doc, allow_unicode=True), encoding="utf-8")
@@ -226,17 +245,24 @@ def enrich_settings(settings: Settings, folder: Path, **bitrix24) -> Settings:
     """Settings for one enrichment test: own emulator port and webhook, a fast portal, the
     DLQ declared."""
     port = free_port()
-    settings = declare_dlq(settings, folder).model_copy(update={
-        "ingress": settings.ingress.model_copy(update={"port": free_port()}),
-        "embedded": settings.embedded.model_copy(update={"bitrix24_port": port}),
-    })
-    return with_tokens(settings, **{
-        "webhook_url": SecretStr(f"http://127.0.0.1:{port}/rest/1/{uuid.uuid4().hex}/"),
-        "rate_per_s": 50.0, "timeout_s": 5.0, **bitrix24})
+    settings = declare_dlq(settings, folder).model_copy(
+        update={
+            "ingress": settings.ingress.model_copy(update={"port": free_port()}),
+            "embedded": settings.embedded.model_copy(update={"bitrix24_port": port}),
+        }
+    )
+    return with_tokens(
+        settings,
+        **{
+            "webhook_url": SecretStr(f"http://127.0.0.1:{port}/rest/1/{uuid.uuid4().hex}/"),
+            "rate_per_s": 50.0,
+            "timeout_s": 5.0,
+            **bitrix24,
+        },
+    )
 
 
 def record_json(msg) -> dict | None:
     """A consumed record's JSON value (None for a tombstone)."""
     value = msg.value()
     return None if value is None else json.loads(value)
-

@@ -41,8 +41,15 @@ class SteadyLoad(threading.Thread):
     exchange), so every version in :attr:`products` is known to be in Kafka.
     """
 
-    def __init__(self, pipeline: Pipeline, *, batch: int = 10, pause_s: float = 0.15,
-                 update_share: float = 0.3, max_products: int = 400) -> None:
+    def __init__(
+        self,
+        pipeline: Pipeline,
+        *,
+        batch: int = 10,
+        pause_s: float = 0.15,
+        update_share: float = 0.3,
+        max_products: int = 400,
+    ) -> None:
         super().__init__(name="steady-load", daemon=True)
         self.pipeline = pipeline
         self.batch = batch
@@ -76,7 +83,9 @@ class SteadyLoad(threading.Thread):
     def run(self) -> None:
         headers = {"Authorization": f"Bearer {self.pipeline.token}"}
         try:
-            with httpx.Client(base_url=self.pipeline.bridge_url, headers=headers, timeout=60) as client:
+            with httpx.Client(
+                base_url=self.pipeline.bridge_url, headers=headers, timeout=60
+            ) as client:
                 while not self._halt.is_set():
                     self._post(client, self._next_batch())
                     self.batches += 1
@@ -89,13 +98,20 @@ class SteadyLoad(threading.Thread):
         chosen: set[str] = set()
         for _ in range(self.batch):
             known = [p for p in self.products.values() if p.versions and p.ref not in chosen]
-            update = known and (len(self.products) >= self.max_products or
-                                self._rng.random() < self.update_share)
+            update = known and (
+                len(self.products) >= self.max_products or self._rng.random() < self.update_share
+            )
             product = self._rng.choice(known) if update else Product(str(uuid.uuid4()))
             chosen.add(product.ref)
             n = len(product.versions) + 1
-            out.append((product, onec_product(product.ref, data_version(n),
-                                              Description=f"товар {product.ref[:8]} v{n}")))
+            out.append(
+                (
+                    product,
+                    onec_product(
+                        product.ref, data_version(n), Description=f"товар {product.ref[:8]} v{n}"
+                    ),
+                )
+            )
         return out
 
     def _post(self, client: httpx.Client, batch: list[tuple[Product, dict]]) -> None:
@@ -106,7 +122,9 @@ class SteadyLoad(threading.Thread):
                 break
             time.sleep(1)
         else:
-            raise AssertionError(f"the bridge kept refusing a batch: {resp.status_code} {resp.text}")
+            raise AssertionError(
+                f"the bridge kept refusing a batch: {resp.status_code} {resp.text}"
+            )
         for (product, rec), result in zip(batch, resp.json()["results"], strict=True):
             assert result["status"] == "accepted", result
             product.partition = result["partition"]
@@ -136,20 +154,29 @@ def log_lines(proc: Proc, message: str) -> list[dict]:
 
 def sink_partitions(proc: Proc) -> set[int]:
     """Raw partitions a sink process stored batches from (its "batch stored" log lines)."""
-    return {int(tp.rsplit("/", 1)[1]) for doc in log_lines(proc, "batch stored")
-            for tp in doc.get("offsets", {})}
+    return {
+        int(tp.rsplit("/", 1)[1])
+        for doc in log_lines(proc, "batch stored")
+        for tp in doc.get("offsets", {})
+    }
 
 
 def egress_partitions(proc: Proc, partition_of: dict[str, int]) -> set[int]:
     """Egress partitions a process delivered from (products it delivered -> their partition)."""
-    return {partition_of[d["entity_id"]] for d in product_deliveries(proc)
-            if d.get("entity_id") in partition_of}
+    return {
+        partition_of[d["entity_id"]]
+        for d in product_deliveries(proc)
+        if d.get("entity_id") in partition_of
+    }
 
 
 def product_deliveries(proc: Proc) -> list[dict]:
     """The "delivered" log records of a process for products sent to Bitrix24."""
-    return [d for d in log_lines(proc, "delivered")
-            if d.get("target") == "bitrix24" and d.get("entity") == "product"]
+    return [
+        d
+        for d in log_lines(proc, "delivered")
+        if d.get("target") == "bitrix24" and d.get("entity") == "product"
+    ]
 
 
 @dataclass(frozen=True)
@@ -165,6 +192,10 @@ def describe_group(pipeline: Pipeline, group: str) -> GroupView:
     assignment; the embedded broker answers with a state but no members (tansu.md)."""
     admin = AdminClient(pipeline.settings.kafka.client_config())
     desc = admin.describe_consumer_groups([group], request_timeout=15)[group].result()
-    members = {m.member_id: {tp.partition for tp in (m.assignment.topic_partitions if m.assignment else [])}
-               for m in desc.members}
+    members = {
+        m.member_id: {
+            tp.partition for tp in (m.assignment.topic_partitions if m.assignment else [])
+        }
+        for m in desc.members
+    }
     return GroupView(desc.state.name, members)

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import psycopg
 
+from devstack.stack.broker import EmbeddedBroker
+from devstack.stack.postgres import EmbeddedPostgres
 from mmstream.db.migrate import upgrade
-from mmstream.embedded.broker import EmbeddedBroker
-from mmstream.embedded.ports import free_port
-from mmstream.embedded.postgres import EmbeddedPostgres
+from mmstream.serve import free_port
 from mmstream.settings import Settings, sqlalchemy_url
 
 TEMPLATE_DB = "mm_test_template"
@@ -92,7 +92,8 @@ def _refuse_in_unit_tier(what: str) -> None:
         raise RuntimeError(
             f"TEST_TIER=unit: the unit tier starts no {what}; this test belongs to the "
             "integration tier (request a service fixture, e.g. settings or db_url, or see "
-            "pytest_collection_modifyitems in tests/conftest.py)")
+            "pytest_collection_modifyitems in tests/conftest.py)"
+        )
 
 
 def start_postgres(tmp: Path) -> tuple[str, EmbeddedPostgres | None]:
@@ -103,7 +104,7 @@ def start_postgres(tmp: Path) -> tuple[str, EmbeddedPostgres | None]:
         return given.replace("postgresql+psycopg://", "postgresql://"), None
     # As root the server runs as its own user, which must pass through this folder (ours, made
     # by the tests) to reach its data; a private folder above it makes the server's data move
-    # out instead (mmstream/embedded/pg_access.py).
+    # out instead (devstack/stack/pg_access.py).
     tmp.chmod(0o711)
     server = EmbeddedPostgres(tmp / "pgdata", free_port(), durable=False).start()
     return server.url("postgres"), server

@@ -15,9 +15,9 @@ import psycopg
 import pytest
 
 from connectors.ingress.auth import mint_token
-from mmstream.embedded.env import settings_env
-from mmstream.embedded.ports import free_port
+from devstack.stack.env import settings_env
 from mmstream.kafka.admin import apply
+from mmstream.serve import free_port
 from mmstream.settings import Settings
 from mmstream.topics import load_catalog
 from tests.support.processes import Proc, eventually, wait_http
@@ -30,8 +30,12 @@ def registry_url(databases, tmp_path_factory):
     """A schema registry process for the session (its own database)."""
     logs = tmp_path_factory.mktemp("registry")
     port = free_port()
-    proc = Proc("registry", ["registry", "--port", str(port)],
-                {"MM_DATABASE_URL": databases.create(), "MM_LOG_LEVEL": "INFO"}, logs).start()
+    proc = Proc(
+        "registry",
+        ["registry", "--port", str(port)],
+        {"MM_DATABASE_URL": databases.create(), "MM_LOG_LEVEL": "INFO"},
+        logs,
+    ).start()
     url = f"http://127.0.0.1:{port}"
     wait_http(f"{url}/health", proc)
     yield url
@@ -51,7 +55,13 @@ class Pipeline:
     # -- processes ---------------------------------------------------------------------
     @property
     def env(self) -> dict[str, str]:
-        return {**settings_env(self.settings), "MM_LOG_LEVEL": "INFO"}
+        # An operator's name for the audited commands (mmctl reconcile --repair, dlq replay)
+        # the tests run as people would.
+        return {
+            **settings_env(self.settings),
+            "MM_LOG_LEVEL": "INFO",
+            "MM_OPS__ACTOR": "e2e-operator",
+        }
 
     def _start(self, name: str, args: list[str]) -> Proc:
         proc = Proc(name, args, self.env, self.log_dir).start()
@@ -120,14 +130,24 @@ class Pipeline:
 
     def post_product(self, record: dict, **kwargs) -> httpx.Response:
         headers = {"Authorization": f"Bearer {self.token}", **kwargs.pop("headers", {})}
-        return httpx.post(f"{self.bridge_url}/v1/onec/products", json=record, headers=headers,
-                          timeout=30, **kwargs)
+        return httpx.post(
+            f"{self.bridge_url}/v1/onec/products",
+            json=record,
+            headers=headers,
+            timeout=30,
+            **kwargs,
+        )
 
     def post_onec(self, object_name: str, record: dict, **kwargs) -> httpx.Response:
         """POST one 1С record of any object (``Склады``, ``ЗаказКлиента``...) to the bridge."""
         headers = {"Authorization": f"Bearer {self.token}", **kwargs.pop("headers", {})}
-        return httpx.post(f"{self.bridge_url}/v1/onec/{object_name}", json=record,
-                          headers=headers, timeout=30, **kwargs)
+        return httpx.post(
+            f"{self.bridge_url}/v1/onec/{object_name}",
+            json=record,
+            headers=headers,
+            timeout=30,
+            **kwargs,
+        )
 
     # -- emulator ----------------------------------------------------------------------
     @property
@@ -142,7 +162,9 @@ class Pipeline:
         return httpx.get(f"{self.emulator_url}/_emulator/products", timeout=10).json()
 
     def inject_fault(self, **fault) -> None:
-        httpx.post(f"{self.emulator_url}/_emulator/faults", json=fault, timeout=10).raise_for_status()
+        httpx.post(
+            f"{self.emulator_url}/_emulator/faults", json=fault, timeout=10
+        ).raise_for_status()
 
     @property
     def onec_url(self) -> str:
@@ -172,10 +194,11 @@ class Pipeline:
         except AssertionError as exc:
             raise AssertionError(f"{exc}\n{self.logs()}") from None
 
-def wait_for(stack: Pipeline, what: str, probe, timeout_s: float = 60,
-             interval_s: float = 0.3):
+
+def wait_for(stack: Pipeline, what: str, probe, timeout_s: float = 60, interval_s: float = 0.3):
     """``probe()``'s first truthy answer, failing at once (with every process's log) when a
     process of ``stack`` died, or after ``timeout_s``."""
+
     def check():
         stack.assert_alive()
         return probe()
@@ -189,19 +212,31 @@ def wait_for(stack: Pipeline, what: str, probe, timeout_s: float = 60,
 @pytest.fixture
 def pipeline(settings, registry_url, tmp_path):
     """A Pipeline whose processes are stopped (and logs shown on failure) after the test."""
-    settings = settings.model_copy(update={
-        "schema_registry_url": registry_url,
-        "ingress": settings.ingress.model_copy(update={"port": free_port()}),
-        "embedded": settings.embedded.model_copy(update={"bitrix24_port": free_port(),
-                                                         "onec_port": free_port()}),
-    })
-    bx = settings.bitrix24.model_copy(update={
-        "webhook_url": type(settings.bitrix24.webhook_url)(
-            # 32 random hex characters: egress refuses a short or placeholder webhook code.
-            f"http://127.0.0.1:{settings.embedded.bitrix24_port}/rest/1/{uuid.uuid4().hex}/"),
-        "rate_per_s": 50.0, "timeout_s": 5.0})
-    onec = settings.onec.model_copy(update={
-        "base_url": f"http://127.0.0.1:{settings.embedded.onec_port}/trade/hs/mm/", "timeout_s": 5.0})
+    settings = settings.model_copy(
+        update={
+            "schema_registry_url": registry_url,
+            "ingress": settings.ingress.model_copy(update={"port": free_port()}),
+            "embedded": settings.embedded.model_copy(
+                update={"bitrix24_port": free_port(), "onec_port": free_port()}
+            ),
+        }
+    )
+    bx = settings.bitrix24.model_copy(
+        update={
+            "webhook_url": type(settings.bitrix24.webhook_url)(
+                # 32 random hex characters: egress refuses a short or placeholder webhook code.
+                f"http://127.0.0.1:{settings.embedded.bitrix24_port}/rest/1/{uuid.uuid4().hex}/"
+            ),
+            "rate_per_s": 50.0,
+            "timeout_s": 5.0,
+        }
+    )
+    onec = settings.onec.model_copy(
+        update={
+            "base_url": f"http://127.0.0.1:{settings.embedded.onec_port}/trade/hs/mm/",
+            "timeout_s": 5.0,
+        }
+    )
     settings = settings.model_copy(update={"bitrix24": bx, "onec": onec})
     pipe = Pipeline(settings, tmp_path)
     yield pipe
@@ -210,7 +245,9 @@ def pipeline(settings, registry_url, tmp_path):
 
 def onec_product(ref: str | None = None, version: str = "AAAAAQAAAAA=", **overrides) -> dict:
     """A Номенклатура record shaped like the real OData fixture, with a fresh Ref_Key."""
-    doc = json.loads((FIXTURES / "onec_odata" / "bp30_Catalog_Nomenklatura.json").read_text("utf-8"))
+    doc = json.loads(
+        (FIXTURES / "onec_odata" / "bp30_Catalog_Nomenklatura.json").read_text("utf-8")
+    )
     record = dict(doc["value"][0])
     record["Ref_Key"] = ref or str(uuid.uuid4())
     record["DataVersion"] = version

@@ -11,8 +11,13 @@ from mmstream.settings import Settings
 from mmstream.topics import load_catalog
 
 
-def count_records(settings: Settings, name: str, expect_at_least: int = 0, timeout_s: float = 20.0,
-                  quiet_s: float = 1.5) -> list:
+def count_records(
+    settings: Settings,
+    name: str,
+    expect_at_least: int = 0,
+    timeout_s: float = 20.0,
+    quiet_s: float = 1.5,
+) -> list:
     """Every record of a declared topic, read from offset 0 until ``quiet_s`` of silence
     after at least ``expect_at_least`` records (or the timeout).
 
@@ -23,8 +28,14 @@ def count_records(settings: Settings, name: str, expect_at_least: int = 0, timeo
     topic = settings.topic(name)
     parts = load_catalog(settings.topics_file)[name].partitions
     exact = not quiet_s
-    consumer = Consumer({**settings.kafka.client_config(), "group.id": f"reader-{uuid.uuid4().hex}",
-                         "enable.auto.commit": False, "enable.partition.eof": exact})
+    consumer = Consumer(
+        {
+            **settings.kafka.client_config(),
+            "group.id": f"reader-{uuid.uuid4().hex}",
+            "enable.auto.commit": False,
+            "enable.partition.eof": exact,
+        }
+    )
     consumer.assign([TopicPartition(topic, p, 0) for p in range(parts)])
     out: list = []
     at_end: set[int] = set()  # partitions read to their end offset (no record since)

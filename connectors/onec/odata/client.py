@@ -29,10 +29,16 @@ log = logging.getLogger(__name__)
 class ODataClient:
     """Reads entity sets of one 1С publication (``settings.base_url``)."""
 
-    def __init__(self, settings: ODataSettings, *, transport: httpx.AsyncBaseTransport | None = None) -> None:
+    def __init__(
+        self, settings: ODataSettings, *, transport: httpx.AsyncBaseTransport | None = None
+    ) -> None:
         if not settings.base_url.startswith(("http://", "https://")):
-            raise ConfigurationError(f"MM_ODATA__BASE_URL must be an http(s) URL, got {settings.base_url!r}")
-        self._base = settings.base_url if settings.base_url.endswith("/") else settings.base_url + "/"
+            raise ConfigurationError(
+                f"MM_ODATA__BASE_URL must be an http(s) URL, got {settings.base_url!r}"
+            )
+        self._base = (
+            settings.base_url if settings.base_url.endswith("/") else settings.base_url + "/"
+        )
         password = settings.password.get_secret_value()
         self._http = httpx.AsyncClient(
             transport=transport,
@@ -43,19 +49,29 @@ class ODataClient:
             follow_redirects=False,
         )
 
-    async def query(self, entity_set: str, *, filter: str | None = None, orderby: str | None = None,
-                    top: int | None = None, skip: int | None = None) -> list[dict[str, Any]]:
+    async def query(
+        self,
+        entity_set: str,
+        *,
+        filter: str | None = None,
+        orderby: str | None = None,
+        top: int | None = None,
+        skip: int | None = None,
+    ) -> list[dict[str, Any]]:
         """The records of ``entity_set`` matching the options, in the order asked."""
         try:
             path = entity_set_path(entity_set)
         except ValueError as exc:
             raise ConfigurationError(str(exc)) from None
-        url = f"{self._base}{path}?" + query_string(format="json", filter=filter, orderby=orderby,
-                                                     top=top, skip=skip)
+        url = f"{self._base}{path}?" + query_string(
+            format="json", filter=filter, orderby=orderby, top=top, skip=skip
+        )
         try:
             resp = await self._http.get(url)
         except httpx.HTTPError as exc:
-            raise ODataTransportError(None, message=f"{type(exc).__name__}: {exc}", entity_set=entity_set) from exc
+            raise ODataTransportError(
+                None, message=f"{type(exc).__name__}: {exc}", entity_set=entity_set
+            ) from exc
         try:
             body: Any = resp.json()
         except ValueError:
@@ -64,8 +80,11 @@ class ODataClient:
             raise error_from_response(resp.status_code, body, entity_set=entity_set)
         value = body.get("value") if isinstance(body, dict) else None
         if not isinstance(value, list) or not all(isinstance(r, dict) for r in value):
-            raise ODataServerError(resp.status_code, message="the answer is not an OData JSON document "
-                                   "with a value list", entity_set=entity_set)
+            raise ODataServerError(
+                resp.status_code,
+                message="the answer is not an OData JSON document with a value list",
+                entity_set=entity_set,
+            )
         return value
 
     async def aclose(self) -> None:

@@ -19,8 +19,14 @@ class ODataError(ConnectorError):
 
     code = "onec_odata_error"
 
-    def __init__(self, status: int | None, odata_code: str = "", message: str = "", *,
-                 entity_set: str | None = None) -> None:
+    def __init__(
+        self,
+        status: int | None,
+        odata_code: str = "",
+        message: str = "",
+        *,
+        entity_set: str | None = None,
+    ) -> None:
         self.status = status
         self.odata_code = odata_code
         self.entity_set = entity_set

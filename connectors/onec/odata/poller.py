@@ -110,19 +110,24 @@ def resolve(name: str) -> tuple[OneCObject, str]:
         raise ConfigurationError(f"MM_ODATA__ENTITY_SETS names {name!r}: {exc}") from None
     obj = lookup(vt.entity_set if vt is not None else name)
     if obj is None:
-        raise ConfigurationError(f"MM_ODATA__ENTITY_SETS names {name!r}, which is not a 1C object the "
-                                 "bridge knows (see connectors/onec/objects.py)")
+        raise ConfigurationError(
+            f"MM_ODATA__ENTITY_SETS names {name!r}, which is not a 1С object the "
+            "bridge knows (see connectors/onec/objects.py)"
+        )
     if obj.accumulation:
         if vt is None:
             return obj, obj.read_set
         if vt.table != "Balance":
-            raise ConfigurationError(f"MM_ODATA__ENTITY_SETS names {name!r}: {obj.entity} holds "
-                                     f"balances, read {obj.odata_name}/Balance(…)")
+            raise ConfigurationError(
+                f"MM_ODATA__ENTITY_SETS names {name!r}: {obj.entity} holds "
+                f"balances, read {obj.odata_name}/Balance(…)"
+            )
         balance_layout(obj, vt.text)  # refuses dimensions no configuration keeps stock by
         return obj, vt.text
     if vt is not None:
-        raise ConfigurationError(f"MM_ODATA__ENTITY_SETS names {name!r}: {obj.name} has no "
-                                 "virtual tables")
+        raise ConfigurationError(
+            f"MM_ODATA__ENTITY_SETS names {name!r}: {obj.name} has no virtual tables"
+        )
     return obj, name if name.startswith(_PREFIXES) else obj.odata_name
 
 
@@ -136,10 +141,14 @@ def balance_layout(obj: OneCObject, read_set: str) -> BalanceLayout:
     for layout in obj.balances:
         if tuple(d.casefold() for d in asked) == tuple(d.casefold() for d in layout.dimensions):
             return layout
-    known = "; ".join(f"{layout.configuration}: Dimensions='{','.join(layout.dimensions)}'"
-                      for layout in obj.balances)
-    raise ConfigurationError(f"{read_set!r}: the balance must be asked by the dimensions a stock "
-                             f"row is kept by ({known})")
+    known = "; ".join(
+        f"{layout.configuration}: Dimensions='{','.join(layout.dimensions)}'"
+        for layout in obj.balances
+    )
+    raise ConfigurationError(
+        f"{read_set!r}: the balance must be asked by the dimensions a stock "
+        f"row is kept by ({known})"
+    )
 
 
 def zero_balance(layout: BalanceLayout, ident: dict[str, Any]) -> dict[str, Any]:
@@ -152,15 +161,21 @@ def zero_balance(layout: BalanceLayout, ident: dict[str, Any]) -> dict[str, Any]
 class ODataPoller:
     """Scans entity sets and publishes what changed; state lives in PostgreSQL."""
 
-    def __init__(self, settings: Settings, client: ODataClient, producer: AckedProducer,
-                 engine: AsyncEngine) -> None:
+    def __init__(
+        self, settings: Settings, client: ODataClient, producer: AckedProducer, engine: AsyncEngine
+    ) -> None:
         self._settings = settings
         self._client = client
         self._producer = producer
         self._engine = engine
 
-    async def scan(self, entity_set: str, *, reconcile: bool | None = None,
-                   should_stop: Callable[[], bool] | None = None) -> ScanReport:
+    async def scan(
+        self,
+        entity_set: str,
+        *,
+        reconcile: bool | None = None,
+        should_stop: Callable[[], bool] | None = None,
+    ) -> ScanReport:
         """Scan ``entity_set`` to its end (or resume the interrupted scan), unless another
         process leads it. ``reconcile`` None: look for deletions when the interval is due."""
         obj, name = resolve(entity_set)
@@ -177,8 +192,14 @@ class ODataPoller:
         log.info("odata scan finished", extra=asdict(report))
         return report
 
-    async def _scan(self, obj: OneCObject, name: str, report: ScanReport, reconcile: bool | None,
-                    should_stop: Callable[[], bool]) -> None:
+    async def _scan(
+        self,
+        obj: OneCObject,
+        name: str,
+        report: ScanReport,
+        reconcile: bool | None,
+        should_stop: Callable[[], bool],
+    ) -> None:
         trace = uuid.uuid4().hex
         async with self._engine.begin() as conn:
             cursor = await store.open_scan(conn, name)
@@ -199,13 +220,25 @@ class ODataPoller:
             reconcile = True  # a balance reaches zero only by vanishing from the table
         if reconcile is None:
             last = cursor.reconciled_at
-            reconcile = last is None or (datetime.now(UTC) - last).total_seconds() >= \
-                self._settings.odata.reconcile_interval_s
+            reconcile = (
+                last is None
+                or (datetime.now(UTC) - last).total_seconds()
+                >= self._settings.odata.reconcile_interval_s
+            )
         if reconcile:
             await self._reconcile(obj, name, cursor.scan_id, report, trace)
 
-    async def _take(self, obj: OneCObject, name: str, scan_id: int, docs: list[dict[str, Any]],
-                    report: ScanReport, trace: str, *, advance_to: int | None = None) -> None:
+    async def _take(
+        self,
+        obj: OneCObject,
+        name: str,
+        scan_id: int,
+        docs: list[dict[str, Any]],
+        report: ScanReport,
+        trace: str,
+        *,
+        advance_to: int | None = None,
+    ) -> None:
         """Publish the changed records among ``docs``, then remember all of them."""
         entries: list[tuple[store.Seen, dict[str, Any]]] = []
         for doc in docs:
@@ -219,7 +252,9 @@ class ODataPoller:
                 continue
             entries.append((store.Seen(key, ident, str(doc.get("DataVersion", "")), None), doc))
         async with self._engine.begin() as conn:
-            published = await store.published_versions(conn, name, [seen.key for seen, _ in entries])
+            published = await store.published_versions(
+                conn, name, [seen.key for seen, _ in entries]
+            )
         out: list[OutRecord] = []
         rows: list[tuple[store.Seen, bool]] = []
         for seen, doc in entries:
@@ -243,8 +278,9 @@ class ODataPoller:
             if advance_to is not None:
                 await store.advance(conn, name, advance_to)
 
-    async def _reconcile(self, obj: OneCObject, name: str, scan_id: int, report: ScanReport,
-                         trace: str) -> None:
+    async def _reconcile(
+        self, obj: OneCObject, name: str, scan_id: int, report: ScanReport, trace: str
+    ) -> None:
         async with self._engine.begin() as conn:
             candidates = await store.unseen(conn, name, scan_id)
         gone: list[store.Seen] = []
@@ -274,9 +310,17 @@ class ODataPoller:
             await store.forget(conn, name, [seen.key for seen in gone])
             await store.mark_reconciled(conn, name)
 
-    def _out(self, obj: OneCObject, key: str, version: str, doc: dict[str, Any], trace: str) -> OutRecord:
-        event = CloudEvent(id=change_id(obj.entity, key, version), source=EVENT_SOURCE,
-                           type=obj.event_type, subject=key, time=now_iso(), request_id=trace)
+    def _out(
+        self, obj: OneCObject, key: str, version: str, doc: dict[str, Any], trace: str
+    ) -> OutRecord:
+        event = CloudEvent(
+            id=change_id(obj.entity, key, version),
+            source=EVENT_SOURCE,
+            type=obj.event_type,
+            subject=key,
+            time=now_iso(),
+            request_id=trace,
+        )
         value = json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode()
         return OutRecord(self._settings.topic(obj.topic), value, key.encode(), event.headers())
 
@@ -289,5 +333,7 @@ class ODataPoller:
     def _reject(obj: OneCObject, name: str, exc: RecordRejected, report: ScanReport) -> None:
         report.rejected += 1
         INGRESS_RECORDS.labels("onec_odata", obj.entity, "rejected").inc()
-        log.warning("a record read over OData is not valid; not published",
-                    extra={"entity_set": name, "detail": str(exc)})
+        log.warning(
+            "a record read over OData is not valid; not published",
+            extra={"entity_set": name, "detail": str(exc)},
+        )

@@ -23,17 +23,26 @@ from urllib.parse import quote
 # An entity set name goes into the URL path: letters (Cyrillic too), digits and '_' only.
 _ENTITY_SET_RE = re.compile(r"^[^\W\d]\w*$")
 _NAME = r"[^\W\d]\w*"
-_VIRTUAL_RE = re.compile(rf"^(?P<set>AccumulationRegister_{_NAME})/(?P<table>{_NAME})"
-                         r"(?:\((?P<params>.*)\))?$", re.DOTALL)
+_VIRTUAL_RE = re.compile(
+    rf"^(?P<set>AccumulationRegister_{_NAME})/(?P<table>{_NAME})"
+    r"(?:\((?P<params>.*)\))?$",
+    re.DOTALL,
+)
 # One parameter at the head of the rest of the list: Name=datetime'…' or Name='…''…'.
-_PARAM_RE = re.compile(r"\s*(?P<name>[A-Za-z]+)\s*=\s*(?:datetime'(?P<moment>[^']*)'"
-                       r"|'(?P<text>(?:[^']|'')*)')\s*(?P<sep>,|$)", re.DOTALL)
+_PARAM_RE = re.compile(
+    r"\s*(?P<name>[A-Za-z]+)\s*=\s*(?:datetime'(?P<moment>[^']*)'"
+    r"|'(?P<text>(?:[^']|'')*)')\s*(?P<sep>,|$)",
+    re.DOTALL,
+)
 _MOMENT_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}$")
 _DIMENSION_LIST_RE = re.compile(rf"^{_NAME}(?:,{_NAME})*$")
 # Control characters have no business in a condition; a NUL or newline in a URL is a trick.
 _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
-_PERIODS = {"Balance": ("Period",), "Turnovers": ("StartPeriod", "EndPeriod"),
-            "BalanceAndTurnovers": ("StartPeriod", "EndPeriod")}
+_PERIODS = {
+    "Balance": ("Period",),
+    "Turnovers": ("StartPeriod", "EndPeriod"),
+    "BalanceAndTurnovers": ("StartPeriod", "EndPeriod"),
+}
 _TEXTS = ("Condition", "Dimensions")
 # A virtual table's path keeps these literal (1С reads the parentheses, quotes, commas and
 # '='); everything else — spaces, '&', '?', '#', '/', '%', Cyrillic — is percent-encoded.
@@ -65,17 +74,25 @@ class VirtualTable:
         return dict(self.moments).get(name)
 
 
-def virtual_table(entity_set: str, table: str = "Balance", *, condition: str | None = None,
-                  dimensions: tuple[str, ...] | list[str] | None = None,
-                  **moments: datetime | str) -> str:
+def virtual_table(
+    entity_set: str,
+    table: str = "Balance",
+    *,
+    condition: str | None = None,
+    dimensions: tuple[str, ...] | list[str] | None = None,
+    **moments: datetime | str,
+) -> str:
     """``<set>/<table>(…)`` of an accumulation register with its parameters quoted, or
     ValueError for a table or parameter 1С's interface does not have. ``moments``:
     ``Period`` (Balance), ``StartPeriod``/``EndPeriod`` (Turnovers, BalanceAndTurnovers),
     1С datetimes without a zone."""
-    written = tuple((name, value.strftime("%Y-%m-%dT%H:%M:%S") if isinstance(value, datetime)
-                     else value) for name, value in moments.items())
-    vt = VirtualTable(entity_set, table, written, condition,
-                      tuple(dimensions) if dimensions is not None else None)
+    written = tuple(
+        (name, value.strftime("%Y-%m-%dT%H:%M:%S") if isinstance(value, datetime) else value)
+        for name, value in moments.items()
+    )
+    vt = VirtualTable(
+        entity_set, table, written, condition, tuple(dimensions) if dimensions is not None else None
+    )
     return _checked(vt).text
 
 
@@ -86,7 +103,9 @@ def parse_virtual_table(path: str) -> VirtualTable | None:
         return None
     match = _VIRTUAL_RE.match(path)
     if match is None:
-        raise ValueError(f"not an OData entity set or a virtual table of an AccumulationRegister_ set: {path!r}")
+        raise ValueError(
+            f"not an OData entity set or a virtual table of an AccumulationRegister_ set: {path!r}"
+        )
     moments: list[tuple[str, str]] = []
     texts: dict[str, str] = {}
     rest = (match["params"] or "").strip()
@@ -102,13 +121,20 @@ def parse_virtual_table(path: str) -> VirtualTable | None:
         elif name in _TEXTS:
             texts[name] = found["text"].replace("''", "'")
         else:
-            raise ValueError(f"{match['table']} has no string parameter {name} ({', '.join(_TEXTS)})")
-        rest = rest[found.end():]
+            raise ValueError(
+                f"{match['table']} has no string parameter {name} ({', '.join(_TEXTS)})"
+            )
+        rest = rest[found.end() :]
         if found["sep"] == "," and not rest.strip():
             raise ValueError(f"the parameters of {match['table']} end with a comma")
     dims = texts.get("Dimensions")
-    vt = VirtualTable(match["set"], match["table"], tuple(moments), texts.get("Condition"),
-                      tuple(d.strip() for d in dims.split(",")) if dims is not None else None)
+    vt = VirtualTable(
+        match["set"],
+        match["table"],
+        tuple(moments),
+        texts.get("Condition"),
+        tuple(d.strip() for d in dims.split(",")) if dims is not None else None,
+    )
     return _checked(vt)
 
 
@@ -117,8 +143,10 @@ def _checked(vt: VirtualTable) -> VirtualTable:
         raise ValueError(f"virtual tables are of AccumulationRegister_ sets, not {vt.entity_set!r}")
     periods = _PERIODS.get(vt.table)
     if periods is None:
-        raise ValueError(f"not a virtual table of an accumulation register: {vt.table!r} "
-                         f"(one of {', '.join(_PERIODS)})")
+        raise ValueError(
+            f"not a virtual table of an accumulation register: {vt.table!r} "
+            f"(one of {', '.join(_PERIODS)})"
+        )
     for name, value in vt.moments:
         if name not in periods:
             raise ValueError(f"{vt.table} has no datetime parameter {name} ({', '.join(periods)})")
@@ -131,8 +159,10 @@ def _checked(vt: VirtualTable) -> VirtualTable:
     if vt.condition is not None and _CONTROL_RE.search(vt.condition):
         raise ValueError("Condition: control characters are not allowed")
     if vt.dimensions is not None and not _DIMENSION_LIST_RE.match(",".join(vt.dimensions)):
-        raise ValueError("Dimensions: expected dimension names separated by commas, got "
-                         f"{','.join(vt.dimensions)!r}")
+        raise ValueError(
+            "Dimensions: expected dimension names separated by commas, got "
+            f"{','.join(vt.dimensions)!r}"
+        )
     return vt
 
 
@@ -143,7 +173,9 @@ def entity_set_path(entity_set: str) -> str:
     vt = parse_virtual_table(entity_set)
     if vt is None:
         return quote(entity_set, safe="_")
-    return quote(vt.entity_set, safe="_") + "/" + quote(vt.text.partition("/")[2], safe=_SAFE_PARAMS)
+    return (
+        quote(vt.entity_set, safe="_") + "/" + quote(vt.text.partition("/")[2], safe=_SAFE_PARAMS)
+    )
 
 
 def query_string(**options: Any) -> str:
@@ -152,8 +184,11 @@ def query_string(**options: Any) -> str:
     The ``$`` of option names stays literal (some 1С publications do not decode ``%24``);
     values are percent-encoded as UTF-8.
     """
-    parts = [f"${name}={quote(str(value), safe=',()')}" for name, value in options.items()
-             if value is not None]
+    parts = [
+        f"${name}={quote(str(value), safe=',()')}"
+        for name, value in options.items()
+        if value is not None
+    ]
     return "&".join(parts)
 
 

@@ -73,6 +73,14 @@ async def _scan_once(poller: ODataPoller, name: str, stop: asyncio.Event) -> Non
     except MMStreamError as exc:
         alert = getattr(exc, "alert", False)
         level = logging.ERROR if alert or not exc.retriable else logging.WARNING
-        log.log(level, "odata scan failed; trying again next round",
-                extra={"entity_set": name, "error_code": exc.code, "detail": str(exc),
-                       "retriable": exc.retriable, "alert": alert})
+        log.log(
+            level,
+            "odata scan failed; trying again next round",
+            extra={
+                "entity_set": name,
+                "error_code": exc.code,
+                "detail": str(exc),
+                "retriable": exc.retriable,
+                "alert": alert,
+            },
+        )

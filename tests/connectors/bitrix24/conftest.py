@@ -17,8 +17,8 @@ import pytest
 import uvicorn
 
 from connectors.bitrix24.client import Bitrix24Client
-from connectors.bitrix24.emulator import create_app
-from mmstream.embedded.ports import free_port
+from devstack.emulators.bitrix24 import create_app
+from mmstream.serve import free_port
 from mmstream.settings import Bitrix24Settings
 
 FIXTURES = Path(__file__).resolve().parents[3].parent / "shared" / "fixtures" / "bitrix24_rest"
@@ -39,8 +39,9 @@ def serve_emulator(**options: Any) -> Iterator[tuple[str, Any]]:
     """(base URL, app) of an emulator served by uvicorn until the block ends."""
     app = create_app(**options)
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port,
-                                           log_level="warning", access_log=False))
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+    )
     thread = threading.Thread(target=server.run, name="bitrix24-emulator", daemon=True)
     thread.start()
     deadline = time.monotonic() + 15
@@ -67,8 +68,10 @@ def run_in_process(app: Any, hook: str, scenario, base: str = "http://portal.tes
     socket): the real Bitrix24 client with a generous budget, and an admin HTTP client."""
 
     async def main():
-        client = Bitrix24Client(Bitrix24Settings(webhook_url=base + hook, rate_per_s=1e6, burst=1000),
-                                transport=httpx.ASGITransport(app=app))
+        client = Bitrix24Client(
+            Bitrix24Settings(webhook_url=base + hook, rate_per_s=1e6, burst=1000),
+            transport=httpx.ASGITransport(app=app),
+        )
         admin = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=base)
         try:
             return await scenario(client, admin)
@@ -79,8 +82,9 @@ def run_in_process(app: Any, hook: str, scenario, base: str = "http://portal.tes
     return asyncio.run(main())
 
 
-async def raw_call(admin: httpx.AsyncClient, hook: str, method: str,
-                   params: dict[str, Any]) -> tuple[int, Any]:
+async def raw_call(
+    admin: httpx.AsyncClient, hook: str, method: str, params: dict[str, Any]
+) -> tuple[int, Any]:
     """(status, body) of a REST call to the emulator, without the client's error mapping."""
     resp = await admin.post(f"{hook}{method}.json", json=params)
     return resp.status_code, resp.json()

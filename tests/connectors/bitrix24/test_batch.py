@@ -14,12 +14,13 @@ from connectors.bitrix24.batch import (
     encode_query,
     map_results,
 )
-from connectors.bitrix24.emulator.php import php_parse
 from connectors.bitrix24.errors import (
+    AccessDenied,
     InvalidRequest,
     OperationTimeLimit,
     QueryLimitExceeded,
 )
+from devstack.emulators.bitrix24.php import php_parse
 
 
 def get(ident) -> Command:
@@ -30,14 +31,22 @@ def get(ident) -> Command:
 
 
 def test_query_encoding_round_trips_through_php_parsing():
-    params = {"select": ["id", "iblockId"], "filter": {"iblockId": 14, "xmlId": "a&b=c d/é"},
-              "order": {"id": "ASC"}, "skip": None, "flag": True}
+    params = {
+        "select": ["id", "iblockId"],
+        "filter": {"iblockId": 14, "xmlId": "a&b=c d/é"},
+        "order": {"id": "ASC"},
+        "skip": None,
+        "flag": True,
+    }
     query = encode_query(params)
     assert "skip" not in query
     parsed = php_parse(parse_qsl(query, keep_blank_values=True))
-    assert parsed == {"select": ["id", "iblockId"],
-                      "filter": {"iblockId": "14", "xmlId": "a&b=c d/é"},
-                      "order": {"id": "ASC"}, "flag": "1"}
+    assert parsed == {
+        "select": ["id", "iblockId"],
+        "filter": {"iblockId": "14", "xmlId": "a&b=c d/é"},
+        "order": {"id": "ASC"},
+        "flag": "1",
+    }
 
 
 def test_command_text_is_method_and_query():
@@ -67,14 +76,33 @@ def test_real_mix_of_success_and_list_errors(rest_fixture):
 def test_real_batch_of_two_errors(rest_fixture):
     answer = rest_fixture("crm_get_batch_of_two_error.json")["result"]
     out = map_results(answer, {"0": get(0), "1": get(999999)})
-    assert all(isinstance(o, Failed) and isinstance(o.error, InvalidRequest)
-               for o in out.values())
+    assert all(isinstance(o, Failed) and isinstance(o.error, InvalidRequest) for o in out.values())
+
+
+def test_list_errors_of_one_class_other_than_invalid_request_fail_each_command():
+    # Two refusals for two commands without a result: each failed with that class, and is
+    # not "not found" (the flag exists on every Bitrix24 error, only InvalidRequest sets it).
+    answer = {
+        "result": {"a": {"ID": "1"}},
+        "result_error": [
+            {"error": "ACCESS_DENIED", "error_description": "Access denied"},
+            {"error": "ACCESS_DENIED", "error_description": "Access denied"},
+        ],
+    }
+    out = map_results(answer, {"a": get(1), "b": get(2), "c": get(3)})
+    for name in ("b", "c"):
+        err = out[name].error
+        assert isinstance(err, AccessDenied) and not err.not_found
 
 
 def test_list_errors_of_different_classes_stay_unmatched():
-    answer = {"result": {"a": {"ID": "1"}}, "result_error": [
-        {"error": "", "error_description": "Not found"},
-        {"error": "QUERY_LIMIT_EXCEEDED", "error_description": "Too many requests"}]}
+    answer = {
+        "result": {"a": {"ID": "1"}},
+        "result_error": [
+            {"error": "", "error_description": "Not found"},
+            {"error": "QUERY_LIMIT_EXCEEDED", "error_description": "Too many requests"},
+        ],
+    }
     out = map_results(answer, {"a": get(1), "b": get(2), "c": get(3)})
     assert isinstance(out["a"], Ok)
     for name in ("b", "c"):
@@ -93,9 +121,12 @@ def test_fewer_errors_than_commands_without_result_is_unmatched():
 def test_keyed_errors_are_matched_and_classified_by_code():
     answer = {
         "result": {"a": {"products": []}},
-        "result_error": {"b": {"error": "OPERATION_TIME_LIMIT", "error_description": "slow"},
-                         "c": {"error": "", "error_description": "Not found"}},
-        "result_total": {"a": 0}, "result_next": [],
+        "result_error": {
+            "b": {"error": "OPERATION_TIME_LIMIT", "error_description": "slow"},
+            "c": {"error": "", "error_description": "Not found"},
+        },
+        "result_total": {"a": 0},
+        "result_next": [],
     }
     out = map_results(answer, {"a": get(1), "b": get(2), "c": get(3)})
     assert out["a"] == Ok({"products": []}, total=0)
@@ -105,9 +136,11 @@ def test_keyed_errors_are_matched_and_classified_by_code():
 
 def test_numbered_commands_read_list_results_by_position():
     # PHP writes a map keyed 0..m-1 as a list: commands "0" and "1" succeeded, "2" failed.
-    answer = {"result": [{"ID": "1"}, {"ID": "2"}],
-              "result_error": {"2": {"error": "QUERY_LIMIT_EXCEEDED", "error_description": ""}},
-              "result_next": [50]}
+    answer = {
+        "result": [{"ID": "1"}, {"ID": "2"}],
+        "result_error": {"2": {"error": "QUERY_LIMIT_EXCEEDED", "error_description": ""}},
+        "result_next": [50],
+    }
     out = map_results(answer, {"0": get(1), "1": get(2), "2": get(3)})
     assert out["0"] == Ok({"ID": "1"}, next=50) and out["1"] == Ok({"ID": "2"})
     assert isinstance(out["2"].error, QueryLimitExceeded)

@@ -47,20 +47,24 @@ def test_one_batch_call_maps_results_and_failures_back_per_command(emulator):
 
     async def scenario():
         async with client_for(base) as client:
-            added = await client.call("catalog.product.add",
-                                      {"fields": {"iblockId": 14, "name": "A", "xmlId": "a"}})
+            added = await client.call(
+                "catalog.product.add", {"fields": {"iblockId": 14, "name": "A", "xmlId": "a"}}
+            )
             first = int(added["element"]["id"])
-            fault(base, method="catalog.product.get", status=500, times=1,
-                  entity_id=str(first))
-            out = await execute(client, {
-                "get-a": Command("catalog.product.get", {"id": first}),
-                "get-missing": Command("catalog.product.get", {"id": 999}),
-                "list": Command("catalog.product.list", {"select": ["id", "iblockId"],
-                                                        "filter": {"iblockId": 14}}),
-            })
+            fault(base, method="catalog.product.get", status=500, times=1, entity_id=str(first))
+            out = await execute(
+                client,
+                {
+                    "get-a": Command("catalog.product.get", {"id": first}),
+                    "get-missing": Command("catalog.product.get", {"id": 999}),
+                    "list": Command(
+                        "catalog.product.list",
+                        {"select": ["id", "iblockId"], "filter": {"iblockId": 14}},
+                    ),
+                },
+            )
             # Only the failed transient command is run again.
-            again = await execute(client, {"get-a": Command("catalog.product.get",
-                                                            {"id": first})})
+            again = await execute(client, {"get-a": Command("catalog.product.get", {"id": first})})
             return first, out, again
 
     first, out, again = asyncio.run(scenario())
@@ -77,9 +81,16 @@ def test_more_than_fifty_commands_take_several_batches(emulator):
 
     async def scenario():
         async with client_for(base) as client:
-            return await execute(client, {f"k{i}": Command("catalog.product.add", {
-                "fields": {"iblockId": 14, "name": f"p{i}", "xmlId": f"g{i}"}})
-                for i in range(120)})
+            return await execute(
+                client,
+                {
+                    f"k{i}": Command(
+                        "catalog.product.add",
+                        {"fields": {"iblockId": 14, "name": f"p{i}", "xmlId": f"g{i}"}},
+                    )
+                    for i in range(120)
+                },
+            )
 
     out = asyncio.run(scenario())
     assert all(isinstance(o, Ok) for o in out.values())
@@ -94,10 +105,17 @@ def test_packer_coalesces_concurrent_submitters_into_full_batches(emulator):
         # 1 request/s with no burst: while one batch waits for its slot the next fills up.
         async with client_for(base, rate_per_s=1.0, burst=1) as client:
             packer = BatchPacker(client, linger_s=0.05)
-            outcomes = await asyncio.gather(*(
-                packer.submit(Command("catalog.product.add", {
-                    "fields": {"iblockId": 14, "name": f"p{i}", "xmlId": f"g{i}"}}))
-                for i in range(100)))
+            outcomes = await asyncio.gather(
+                *(
+                    packer.submit(
+                        Command(
+                            "catalog.product.add",
+                            {"fields": {"iblockId": 14, "name": f"p{i}", "xmlId": f"g{i}"}},
+                        )
+                    )
+                    for i in range(100)
+                )
+            )
             await packer.aclose()
             return outcomes
 
@@ -109,16 +127,28 @@ def test_packer_coalesces_concurrent_submitters_into_full_batches(emulator):
     assert ids == list(range(1, 101))
 
 
-@pytest.mark.parametrize("error, cls", [("QUERY_LIMIT_EXCEEDED", "QueryLimitExceeded"),
-                                        ("OPERATION_TIME_LIMIT", "OperationTimeLimit")])
+@pytest.mark.parametrize(
+    "error, cls",
+    [
+        ("QUERY_LIMIT_EXCEEDED", "QueryLimitExceeded"),
+        ("OPERATION_TIME_LIMIT", "OperationTimeLimit"),
+    ],
+)
 def test_a_limited_command_inside_a_batch_steers_the_budget(emulator, error, cls):
     base, _ = emulator
 
     async def scenario():
         async with client_for(base, rate_per_s=100.0, burst=10) as client:
             fault(base, method="catalog.product.list", status=503, error=error, times=1)
-            out = await execute(client, {"l": Command("catalog.product.list", {
-                "select": ["id", "iblockId"], "filter": {"iblockId": 14}})})
+            out = await execute(
+                client,
+                {
+                    "l": Command(
+                        "catalog.product.list",
+                        {"select": ["id", "iblockId"], "filter": {"iblockId": 14}},
+                    )
+                },
+            )
             return out, client.budget.rate_per_s, client.budget.blocked_for("catalog.product.list")
 
     out, rate, blocked = asyncio.run(scenario())

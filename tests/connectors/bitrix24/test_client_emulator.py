@@ -13,7 +13,6 @@ import httpx
 import pytest
 
 from connectors.bitrix24.client import Bitrix24Client
-from connectors.bitrix24.emulator import create_app
 from connectors.bitrix24.errors import (
     AuthFailed,
     Bitrix24Error,
@@ -23,9 +22,10 @@ from connectors.bitrix24.errors import (
     ServerError,
     TransportError,
 )
+from devstack.emulators.bitrix24 import create_app
 from mmstream.errors import ConfigurationError
+from mmstream.retry import RetryPolicy
 from mmstream.settings import Bitrix24Settings, RetrySettings
-from streams.egress.retry import RetryPolicy
 
 SECRET = "s3cr3tW3bh00kC0de"
 HOOK_PATH = f"/rest/7/{SECRET}/"
@@ -70,9 +70,14 @@ async def add_product(client: Bitrix24Client, fields: dict, iblock_id: int = 14)
 
 async def find_product(client: Bitrix24Client, xml_id: str, iblock_id: int = 14) -> int | None:
     """The oldest catalog product with ``xml_id``, or None (``catalog.product.list``)."""
-    result = await client.call("catalog.product.list", {
-        "select": ["id", "iblockId", "xmlId"], "filter": {"iblockId": iblock_id, "xmlId": xml_id},
-        "order": {"id": "ASC"}})
+    result = await client.call(
+        "catalog.product.list",
+        {
+            "select": ["id", "iblockId", "xmlId"],
+            "filter": {"iblockId": iblock_id, "xmlId": xml_id},
+            "order": {"id": "ASC"},
+        },
+    )
     rows = (result or {}).get("products") or []
     return int(rows[0]["id"]) if rows else None
 
@@ -106,8 +111,9 @@ def test_a_refusal_penalizes_the_client_bucket():
 
     async def scenario():
         async with new_client(app, rate_per_s=2.0, burst=5) as client:
-            await client.call("catalog.product.list",
-                              {"select": ["id", "iblockId"], "filter": {"iblockId": 14}})
+            await client.call(
+                "catalog.product.list", {"select": ["id", "iblockId"], "filter": {"iblockId": 14}}
+            )
             with pytest.raises(QueryLimitExceeded):
                 await client.call("catalog.product.get", {"id": 1})
             return client.bucket.rate_per_s, client.bucket.try_acquire()
@@ -142,9 +148,16 @@ def test_injected_server_errors_then_success():
 
     async def scenario():
         async with admin(app) as adm, new_client(app) as client:
-            r = await adm.post("/_emulator/faults", json={
-                "method": "catalog.product.add", "status": 503,
-                "error": "INTERNAL_SERVER_ERROR", "description": "boom", "times": 3})
+            r = await adm.post(
+                "/_emulator/faults",
+                json={
+                    "method": "catalog.product.add",
+                    "status": 503,
+                    "error": "INTERNAL_SERVER_ERROR",
+                    "description": "boom",
+                    "times": 3,
+                },
+            )
             assert r.status_code == 200
             failures = []
             for _ in range(3):
@@ -166,7 +179,8 @@ def test_injected_server_errors_then_success():
 def test_retry_policy_drives_the_client_through_transient_faults():
     app = new_app()
     policy = RetryPolicy.from_settings(
-        RetrySettings(max_attempts=5, base_delay_s=0.001, max_delay_s=0.002, budget_s=10))
+        RetrySettings(max_attempts=5, base_delay_s=0.001, max_delay_s=0.002, budget_s=10)
+    )
 
     async def scenario():
         async with admin(app) as adm, new_client(app) as client:
@@ -191,9 +205,17 @@ def test_injected_400_is_invalid_request_for_the_matching_xml_id_only():
 
     async def scenario():
         async with admin(app) as adm, new_client(app) as client:
-            await adm.post("/_emulator/faults", json={
-                "method": "catalog.product.add", "status": 400, "error": "",
-                "description": "Bad product", "times": 5, "xml_id": "bad"})
+            await adm.post(
+                "/_emulator/faults",
+                json={
+                    "method": "catalog.product.add",
+                    "status": 400,
+                    "error": "",
+                    "description": "Bad product",
+                    "times": 5,
+                    "xml_id": "bad",
+                },
+            )
             good = await add_product(client, {"name": "ok", "xmlId": "good"})
             with pytest.raises(InvalidRequest) as caught:
                 await add_product(client, {"name": "no", "xmlId": "bad"})
@@ -213,8 +235,9 @@ def test_real_validation_errors_are_invalid_request():
             with pytest.raises(InvalidRequest) as missing_name:
                 await client.call("catalog.product.add", {"fields": {"iblockId": 14}})
             with pytest.raises(InvalidRequest) as no_select:
-                await client.call("catalog.product.list",
-                                  {"select": ["name"], "filter": {"iblockId": 14}})
+                await client.call(
+                    "catalog.product.list", {"select": ["name"], "filter": {"iblockId": 14}}
+                )
             with pytest.raises(InvalidRequest) as absent:
                 await client.call("catalog.product.update", {"id": 999, "fields": {"name": "x"}})
             return missing_name.value, no_select.value, absent.value
@@ -265,8 +288,10 @@ def test_method_names_cannot_rewrite_the_url():
     assert app.state.emulator.calls == []
 
 
-@pytest.mark.parametrize("url", [f"portal.test/rest/1/{SECRET}/",
-                                 f"ftp://portal.test/rest/1/{SECRET}/", "https://portal.test"])
+@pytest.mark.parametrize(
+    "url",
+    [f"portal.test/rest/1/{SECRET}/", f"ftp://portal.test/rest/1/{SECRET}/", "https://portal.test"],
+)
 def test_invalid_webhook_url_is_a_configuration_error_without_the_secret(url):
     with pytest.raises(ConfigurationError) as caught:
         Bitrix24Client(Bitrix24Settings(webhook_url=url))
@@ -276,8 +301,13 @@ def test_invalid_webhook_url_is_a_configuration_error_without_the_secret(url):
 def test_non_json_answers_are_handled():
     async def proxy_error_page(scope, receive, send):
         # Stands in for a reverse proxy in front of the portal.
-        await send({"type": "http.response.start", "status": 502,
-                    "headers": [(b"content-type", b"text/html")]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 502,
+                "headers": [(b"content-type", b"text/html")],
+            }
+        )
         await send({"type": "http.response.body", "body": b"<html>502 Bad Gateway</html>"})
 
     async def scenario():
@@ -314,29 +344,40 @@ def test_the_webhook_secret_never_appears_in_errors_or_logs(caplog):
     async def scenario():
         errors = []
         async with admin(app) as adm:
-            await adm.post("/_emulator/faults", json={
-                "method": "catalog.product.add", "status": 400, "error": "",
-                "description": "Bad", "times": 1})
+            await adm.post(
+                "/_emulator/faults",
+                json={
+                    "method": "catalog.product.add",
+                    "status": 400,
+                    "error": "",
+                    "description": "Bad",
+                    "times": 1,
+                },
+            )
         async with new_client(app) as client:
             for call in (
-                lambda: add_product(client, {"name": "x"}),               # injected 400
-                lambda: client.call("no.such.method", {}),               # 404
-                lambda: client.call("catalog.product.get", {"id": 1}),   # 503 over the limit
+                lambda: add_product(client, {"name": "x"}),  # injected 400
+                lambda: client.call("no.such.method", {}),  # 404
+                lambda: client.call("catalog.product.get", {"id": 1}),  # 503 over the limit
             ):
                 with pytest.raises(Bitrix24Error) as caught:
                     await call()
                 errors.append(caught.value)
         # Connection refused.
-        async with Bitrix24Client(Bitrix24Settings(
-                webhook_url=f"http://127.0.0.1:{free_port()}{HOOK_PATH}", timeout_s=2.0)) as c:
+        async with Bitrix24Client(
+            Bitrix24Settings(
+                webhook_url=f"http://127.0.0.1:{free_port()}{HOOK_PATH}", timeout_s=2.0
+            )
+        ) as c:
             with pytest.raises(TransportError) as caught:
                 await c.call("catalog.product.list", {})
             errors.append(caught.value)
         # A server that accepts and never answers: a read timeout.
         server = await silent_server()
         port = server.sockets[0].getsockname()[1]
-        async with Bitrix24Client(Bitrix24Settings(
-                webhook_url=f"http://127.0.0.1:{port}{HOOK_PATH}", timeout_s=0.2)) as c:
+        async with Bitrix24Client(
+            Bitrix24Settings(webhook_url=f"http://127.0.0.1:{port}{HOOK_PATH}", timeout_s=0.2)
+        ) as c:
             with pytest.raises(TransportError) as caught:
                 await c.call("catalog.product.list", {})
             errors.append(caught.value)
@@ -345,16 +386,22 @@ def test_the_webhook_secret_never_appears_in_errors_or_logs(caplog):
 
     errors = run(scenario())
     assert [type(e).__name__ for e in errors] == [
-        "InvalidRequest", "MethodNotFound", "QueryLimitExceeded", "TransportError",
-        "TransportError"]
+        "InvalidRequest",
+        "MethodNotFound",
+        "QueryLimitExceeded",
+        "TransportError",
+        "TransportError",
+    ]
     assert errors[-1].error == "ReadTimeout"
     for err in errors:
         assert SECRET not in error_text(err)
         assert err.method and err.method in str(err)
     # httpx logs every request URL at INFO: it must reach the log redacted.
     messages = [r.getMessage() for r in caplog.records]
-    assert any("HTTP Request: POST http://portal.test/<webhook>/catalog.product.add.json" in m
-               for m in messages)
+    assert any(
+        "HTTP Request: POST http://portal.test/<webhook>/catalog.product.add.json" in m
+        for m in messages
+    )
     assert not any(SECRET in m for m in messages)
 
 
@@ -364,19 +411,29 @@ def test_the_webhook_secret_never_appears_in_errors_or_logs(caplog):
 def emulator_call(app, method: str, **kwargs) -> httpx.Response:
     async def go():
         async with admin(app) as http:
-            return await http.request(kwargs.pop("verb", "POST"),
-                                      f"{HOOK_PATH}{method}.json", **kwargs)
+            return await http.request(
+                kwargs.pop("verb", "POST"), f"{HOOK_PATH}{method}.json", **kwargs
+            )
 
     return run(go())
 
 
 def test_envelope_has_the_real_time_block():
     app = new_app()
-    body = emulator_call(app, "catalog.product.add",
-                         json={"fields": {"iblockId": 14, "name": "A"}}).json()
+    body = emulator_call(
+        app, "catalog.product.add", json={"fields": {"iblockId": 14, "name": "A"}}
+    ).json()
     assert set(body) == {"result", "time"}
-    assert set(body["time"]) == {"start", "finish", "duration", "processing", "date_start",
-                                 "date_finish", "operating", "operating_reset_at"}
+    assert set(body["time"]) == {
+        "start",
+        "finish",
+        "duration",
+        "processing",
+        "date_start",
+        "date_finish",
+        "operating",
+        "operating_reset_at",
+    }
     assert body["time"]["operating_reset_at"] > body["time"]["start"]
     element = body["result"]["element"]
     # Without an external code the portal stores the id as one.
@@ -385,14 +442,26 @@ def test_envelope_has_the_real_time_block():
 
 def test_form_encoded_and_query_parameters():
     app = new_app()
-    r = emulator_call(app, "catalog.product.add",
-                      content="fields[iblockId]=14&fields[name]=Form&fields[xmlId]=f1",
-                      headers={"content-type": "application/x-www-form-urlencoded"})
+    r = emulator_call(
+        app,
+        "catalog.product.add",
+        content="fields[iblockId]=14&fields[name]=Form&fields[xmlId]=f1",
+        headers={"content-type": "application/x-www-form-urlencoded"},
+    )
     assert r.status_code == 200, r.text
     assert r.json()["result"]["element"]["iblockId"] == 14
-    r = emulator_call(app, "catalog.product.list", verb="GET",
-                      params=[("select[]", "id"), ("select[]", "iblockId"), ("select[]", "name"),
-                              ("filter[iblockId]", "14"), ("filter[xmlId]", "f1")])
+    r = emulator_call(
+        app,
+        "catalog.product.list",
+        verb="GET",
+        params=[
+            ("select[]", "id"),
+            ("select[]", "iblockId"),
+            ("select[]", "name"),
+            ("filter[iblockId]", "14"),
+            ("filter[xmlId]", "f1"),
+        ],
+    )
     assert r.status_code == 200, r.text
     assert [p["name"] for p in r.json()["result"]["products"]] == ["Form"]
     assert set(r.json()["result"]["products"][0]) == {"id", "iblockId", "name"}
@@ -407,24 +476,37 @@ def test_list_paging_total_and_next():
     assert (len(first["result"]["products"]), first["total"], first["next"]) == (50, 120, 50)
     last = emulator_call(app, "catalog.product.list", json={**query, "start": 100}).json()
     assert len(last["result"]["products"]) == 20 and "next" not in last
-    fast = emulator_call(app, "catalog.product.list",
-                         json={**query, "start": -1, "filter": {"iblockId": 14, ">id": 110},
-                               "order": {"id": "DESC"}}).json()
+    fast = emulator_call(
+        app,
+        "catalog.product.list",
+        json={
+            **query,
+            "start": -1,
+            "filter": {"iblockId": 14, ">id": 110},
+            "order": {"id": "DESC"},
+        },
+    ).json()
     assert [p["id"] for p in fast["result"]["products"]] == list(range(120, 110, -1))
     assert "total" not in fast
 
 
 def test_crm_product_methods_share_the_store():
     app = new_app()
-    r = emulator_call(app, "crm.product.add",
-                      json={"fields": {"NAME": "Legacy", "XML_ID": "x1", "PRICE": 10}})
+    r = emulator_call(
+        app, "crm.product.add", json={"fields": {"NAME": "Legacy", "XML_ID": "x1", "PRICE": 10}}
+    )
     product_id = r.json()["result"]
     assert isinstance(product_id, int)
     got = emulator_call(app, "crm.product.get", json={"id": product_id}).json()["result"]
     assert (got["ID"], got["NAME"], got["XML_ID"], got["CATALOG_ID"]) == (
-        str(product_id), "Legacy", "x1", "14")
-    listed = emulator_call(app, "crm.product.list",
-                           json={"filter": {"XML_ID": "x1"}, "select": ["ID", "NAME"]}).json()
+        str(product_id),
+        "Legacy",
+        "x1",
+        "14",
+    )
+    listed = emulator_call(
+        app, "crm.product.list", json={"filter": {"XML_ID": "x1"}, "select": ["ID", "NAME"]}
+    ).json()
     assert listed["result"] == [{"ID": str(product_id), "NAME": "Legacy"}]
     assert listed["total"] == 1
     catalog = emulator_call(app, "catalog.product.get", json={"id": product_id}).json()
@@ -440,17 +522,22 @@ def test_batch_mix_of_good_and_bad_commands_answers_like_the_real_portal():
     async def scenario():
         async with new_client(app) as client:
             product_id = await add_product(client, {"name": "A", "xmlId": "g"})
-            result = await client.call("batch", {"halt": 0, "cmd": {
-                str(product_id + 1000): f"crm.product.get?id={product_id}",
-                "0": "crm.product.get?id=0",
-                "1": "crm.product.get?id=999999",
-            }})
+            result = await client.call(
+                "batch",
+                {
+                    "halt": 0,
+                    "cmd": {
+                        str(product_id + 1000): f"crm.product.get?id={product_id}",
+                        "0": "crm.product.get?id=0",
+                        "1": "crm.product.get?id=999999",
+                    },
+                },
+            )
             return product_id, result
 
     product_id, result = run(scenario())
     key = str(product_id + 1000)
-    assert set(result) == {"result", "result_error", "result_total", "result_next",
-                           "result_time"}
+    assert set(result) == {"result", "result_error", "result_total", "result_next", "result_time"}
     assert list(result["result"]) == [key]
     assert result["result"][key]["ID"] == str(product_id)
     # As in crm_get_batch_mix_success_and_errors.json: a LIST of errors with empty codes.
@@ -471,24 +558,30 @@ def test_batch_halt_references_totals_and_limits():
 
     async def scenario():
         async with new_client(app) as client:
-            chained = await client.call("batch", {"halt": 1, "cmd": {
-                "add": "catalog.product.add?fields[iblockId]=14&fields[name]=B&fields[xmlId]=b",
-                "get": "catalog.product.get?id=$result[add][element][id]",
-                "list": "catalog.product.list?select[]=id&select[]=iblockId"
+            chained = await client.call(
+                "batch",
+                {
+                    "halt": 1,
+                    "cmd": {
+                        "add": "catalog.product.add?fields[iblockId]=14&fields[name]=B&fields[xmlId]=b",
+                        "get": "catalog.product.get?id=$result[add][element][id]",
+                        "list": "catalog.product.list?select[]=id&select[]=iblockId"
                         "&filter[iblockId]=14",
-                "bad": "catalog.product.get?id=424242",
-                "never": "catalog.product.delete?id=$result[add][element][id]",
-            }})
+                        "bad": "catalog.product.get?id=424242",
+                        "never": "catalog.product.delete?id=$result[add][element][id]",
+                    },
+                },
+            )
             with pytest.raises(InvalidRequest) as too_long:
-                await client.call("batch", {"cmd": {str(i): "crm.product.list"
-                                                    for i in range(51)}})
+                await client.call("batch", {"cmd": {str(i): "crm.product.list" for i in range(51)}})
             return chained, too_long.value
 
     chained, too_long = run(scenario())
     assert chained["result"]["get"]["product"]["xmlId"] == "b"
     assert chained["result_total"] == {"list": 1}
     assert chained["result_error"] == {
-        "bad": {"error": 0, "error_description": "product does not exist."}}
+        "bad": {"error": 0, "error_description": "product does not exist."}
+    }
     # halt=1 stopped before the delete.
     assert "never" not in chained["result"]
     assert len(app.state.emulator.store.products) == 1
@@ -500,13 +593,25 @@ def test_batch_commands_see_injected_faults():
 
     async def scenario():
         async with admin(app) as adm, new_client(app) as client:
-            await adm.post("/_emulator/faults", json={
-                "method": "catalog.product.add", "status": 400, "error": "",
-                "description": "nope", "xml_id": "x2"})
-            return await client.call("batch", {"cmd": [
-                "catalog.product.add?fields[iblockId]=14&fields[name]=one&fields[xmlId]=x1",
-                "catalog.product.add?fields[iblockId]=14&fields[name]=two&fields[xmlId]=x2",
-            ]})
+            await adm.post(
+                "/_emulator/faults",
+                json={
+                    "method": "catalog.product.add",
+                    "status": 400,
+                    "error": "",
+                    "description": "nope",
+                    "xml_id": "x2",
+                },
+            )
+            return await client.call(
+                "batch",
+                {
+                    "cmd": [
+                        "catalog.product.add?fields[iblockId]=14&fields[name]=one&fields[xmlId]=x1",
+                        "catalog.product.add?fields[iblockId]=14&fields[name]=two&fields[xmlId]=x2",
+                    ]
+                },
+            )
 
     result = run(scenario())
     # PHP encoding: results keyed 0 come out as a list, errors keyed 1 as an object.
@@ -520,13 +625,17 @@ def test_slow_fault_executes_then_delays_and_error_fault_delays_then_refuses():
 
     async def scenario():
         async with admin(app) as adm, new_client(app) as client:
-            await adm.post("/_emulator/faults", json={
-                "method": "catalog.product.add", "status": 200, "delay_s": 0.2})
+            await adm.post(
+                "/_emulator/faults",
+                json={"method": "catalog.product.add", "status": 200, "delay_s": 0.2},
+            )
             start = time.monotonic()
             await add_product(client, {"name": "slow", "xmlId": "s"})
             slow = time.monotonic() - start
-            await adm.post("/_emulator/faults", json={"status": 503, "delay_s": 0.2,
-                                                      "error": "INTERNAL_SERVER_ERROR"})
+            await adm.post(
+                "/_emulator/faults",
+                json={"status": 503, "delay_s": 0.2, "error": "INTERNAL_SERVER_ERROR"},
+            )
             start = time.monotonic()
             with pytest.raises(ServerError):
                 await add_product(client, {"name": "late", "xmlId": "l"})
@@ -542,8 +651,10 @@ def test_operation_time_limit_fault_reports_the_reset_time():
 
     async def scenario():
         async with admin(app) as adm, new_client(app) as client:
-            await adm.post("/_emulator/faults", json={
-                "status": 429, "error": "OPERATION_TIME_LIMIT", "reset_in_s": 30})
+            await adm.post(
+                "/_emulator/faults",
+                json={"status": 429, "error": "OPERATION_TIME_LIMIT", "reset_in_s": 30},
+            )
             with pytest.raises(Bitrix24Error) as caught:
                 await client.call("catalog.product.get", {"id": 1})
             return caught.value
@@ -569,8 +680,9 @@ def test_admin_endpoints_inspect_reset_and_limits():
             await client.call("catalog.product.get", {"id": products[0]["id"]})
             with pytest.raises(QueryLimitExceeded):
                 await client.call("catalog.product.get", {"id": products[0]["id"]})
-            calls = (await adm.get("/_emulator/calls",
-                                   params={"method": "catalog.product.get"})).json()
+            calls = (
+                await adm.get("/_emulator/calls", params={"method": "catalog.product.get"})
+            ).json()
             await adm.post("/_emulator/reset")
             after = (await adm.get("/_emulator/products")).json()
             return products, calls, after

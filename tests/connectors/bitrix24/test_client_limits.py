@@ -19,9 +19,14 @@ LIST = {"select": ["id", "iblockId"], "filter": {"iblockId": 14}}
 
 
 def client_for(base: str, **circuit) -> Bitrix24Client:
-    return Bitrix24Client(Bitrix24Settings(webhook_url=base + HOOK, rate_per_s=1000.0, burst=1000,
-                                           circuit={"failure_threshold": 3, "cool_down_s": 30.0,
-                                                    **circuit}))
+    return Bitrix24Client(
+        Bitrix24Settings(
+            webhook_url=base + HOOK,
+            rate_per_s=1000.0,
+            burst=1000,
+            circuit={"failure_threshold": 3, "cool_down_s": 30.0, **circuit},
+        )
+    )
 
 
 def fault(base: str, **spec) -> None:
@@ -34,8 +39,14 @@ def call_count(base: str) -> int:
 
 def test_overload_limit_opens_the_circuit_and_stops_calling(emulator):
     base, _ = emulator
-    fault(base, method="*", status=503, error="OVERLOAD_LIMIT",
-          description="REST API is blocked due to overload.", times=1)
+    fault(
+        base,
+        method="*",
+        status=503,
+        error="OVERLOAD_LIMIT",
+        description="REST API is blocked due to overload.",
+        times=1,
+    )
 
     async def scenario():
         async with client_for(base) as client:
@@ -80,8 +91,15 @@ def test_consecutive_failures_open_it_and_a_successful_probe_closes_it(emulator)
 
 def test_operation_time_limit_blocks_that_method_locally_until_reset(emulator):
     base, _ = emulator
-    fault(base, method="catalog.product.list", status=429, error="OPERATION_TIME_LIMIT",
-          description="Method is blocked due to operation time limit.", reset_in_s=30, times=1)
+    fault(
+        base,
+        method="catalog.product.list",
+        status=429,
+        error="OPERATION_TIME_LIMIT",
+        description="Method is blocked due to operation time limit.",
+        reset_in_s=30,
+        times=1,
+    )
 
     async def scenario():
         async with client_for(base) as client:
@@ -89,7 +107,9 @@ def test_operation_time_limit_blocks_that_method_locally_until_reset(emulator):
                 await client.call("catalog.product.list", LIST)
             with pytest.raises(OperationTimeLimit) as local:
                 await client.call("catalog.product.list", LIST)
-            other = await client.call("catalog.product.add", {"fields": {"iblockId": 14, "name": "A", "xmlId": "a"}})
+            other = await client.call(
+                "catalog.product.add", {"fields": {"iblockId": 14, "name": "A", "xmlId": "a"}}
+            )
             return first.value, local.value, other, client.breaker.state
 
     first, local, other, state = asyncio.run(scenario())

@@ -23,18 +23,31 @@ def _value(name: str, **labels: str) -> float:
 def test_overload_limit_is_counted_under_its_code(emulator):
     base, _ = emulator
     before = _value("mm_egress_errors_total", target="bitrix24", code="bitrix24_overload_limit")
-    httpx.post(f"{base}/_emulator/faults", json={"method": "*", "status": 503, "error": "OVERLOAD_LIMIT",
-                                                 "description": "blocked", "times": 1},
-               timeout=10).raise_for_status()
+    httpx.post(
+        f"{base}/_emulator/faults",
+        json={
+            "method": "*",
+            "status": 503,
+            "error": "OVERLOAD_LIMIT",
+            "description": "blocked",
+            "times": 1,
+        },
+        timeout=10,
+    ).raise_for_status()
 
     async def scenario():
-        settings = Bitrix24Settings(webhook_url=f"{base}/rest/1/testhook/", rate_per_s=1000.0, burst=1000)
+        settings = Bitrix24Settings(
+            webhook_url=f"{base}/rest/1/testhook/", rate_per_s=1000.0, burst=1000
+        )
         async with Bitrix24Client(settings) as client:
             with pytest.raises(OverloadLimit):
                 await client.call("catalog.product.list", LIST)
 
     asyncio.run(scenario())
-    assert _value("mm_egress_errors_total", target="bitrix24", code="bitrix24_overload_limit") == before + 1
+    assert (
+        _value("mm_egress_errors_total", target="bitrix24", code="bitrix24_overload_limit")
+        == before + 1
+    )
 
 
 def test_every_call_observes_its_wait_for_the_rate_budget(emulator):

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from connectors.bitrix24.emulator import create_app
+from devstack.emulators.bitrix24 import create_app
 from tests.connectors.bitrix24.conftest import raw_call, run_in_process
 
 HOOK = "/rest/1/rowstest/"
@@ -29,10 +29,16 @@ async def raw(admin, method, params):
 def test_rows_set_on_a_deal_read_back_as_the_portal_answers_them(app):
     async def scenario(client, admin):
         deal = await client.call("crm.deal.add", {"fields": {"TITLE": "Мгновенный заказ"}})
-        done = await client.call("crm.deal.productrows.set", {"id": deal, "rows": [
-            {"PRODUCT_ID": "7", "PRODUCT_NAME": "Чехол", "PRICE": "250", "QUANTITY": 2},
-            {"product_id": 8, "price": 99.9, "quantity": "0.5", "TAX_INCLUDED": "Y"},
-        ]})
+        done = await client.call(
+            "crm.deal.productrows.set",
+            {
+                "id": deal,
+                "rows": [
+                    {"PRODUCT_ID": "7", "PRODUCT_NAME": "Чехол", "PRICE": "250", "QUANTITY": 2},
+                    {"product_id": 8, "price": 99.9, "quantity": "0.5", "TAX_INCLUDED": "Y"},
+                ],
+            },
+        )
         return deal, done, await client.call("crm.deal.productrows.get", {"id": deal})
 
     deal, done, rows = run(app, scenario)
@@ -53,12 +59,19 @@ def test_rows_set_replaces_every_row_of_the_deal(app):
     async def scenario(client, admin):
         deal = await client.call("crm.deal.add", {"fields": {"TITLE": "Возврат"}})
         other = await client.call("crm.deal.add", {"fields": {"TITLE": "Другая"}})
-        await client.call("crm.deal.productrows.set", {"id": deal, "rows": [
-            {"PRODUCT_ID": 1, "QUANTITY": 1}, {"PRODUCT_ID": 2, "QUANTITY": 1}]})
-        await client.call("crm.deal.productrows.set", {"id": other, "rows": [
-            {"PRODUCT_ID": 9, "QUANTITY": 1}]})
-        await client.call("crm.deal.productrows.set", {"id": deal, "rows": [
-            {"PRODUCT_ID": 3, "QUANTITY": 4}]})
+        await client.call(
+            "crm.deal.productrows.set",
+            {
+                "id": deal,
+                "rows": [{"PRODUCT_ID": 1, "QUANTITY": 1}, {"PRODUCT_ID": 2, "QUANTITY": 1}],
+            },
+        )
+        await client.call(
+            "crm.deal.productrows.set", {"id": other, "rows": [{"PRODUCT_ID": 9, "QUANTITY": 1}]}
+        )
+        await client.call(
+            "crm.deal.productrows.set", {"id": deal, "rows": [{"PRODUCT_ID": 3, "QUANTITY": 4}]}
+        )
         replaced = await client.call("crm.deal.productrows.get", {"id": deal})
         await client.call("crm.deal.productrows.set", {"id": deal, "rows": []})
         emptied = await client.call("crm.deal.productrows.get", {"id": deal})
@@ -82,8 +95,11 @@ def test_a_deal_without_rows_reads_as_an_empty_list(app):
 def test_rows_of_an_unknown_deal_are_a_legacy_error(app):
     async def scenario(client, admin):
         return [
-            await raw(admin, "crm.deal.productrows.set",
-                      {"id": 404, "rows": [{"PRODUCT_ID": 1, "QUANTITY": 1}]}),
+            await raw(
+                admin,
+                "crm.deal.productrows.set",
+                {"id": 404, "rows": [{"PRODUCT_ID": 1, "QUANTITY": 1}]},
+            ),
             await raw(admin, "crm.deal.productrows.get", {"id": 404}),
             await raw(admin, "crm.deal.productrows.get", {}),
         ]
@@ -99,8 +115,9 @@ def test_rows_of_an_unknown_deal_are_a_legacy_error(app):
 def test_rows_that_are_not_a_list_of_rows_are_refused(app, rows):
     async def scenario(client, admin):
         deal = await client.call("crm.deal.add", {"fields": {"TITLE": "x"}})
-        await client.call("crm.deal.productrows.set", {"id": deal, "rows": [
-            {"PRODUCT_ID": 5, "QUANTITY": 1}]})
+        await client.call(
+            "crm.deal.productrows.set", {"id": deal, "rows": [{"PRODUCT_ID": 5, "QUANTITY": 1}]}
+        )
         refused = await raw(admin, "crm.deal.productrows.set", {"id": deal, "rows": rows})
         return refused, await client.call("crm.deal.productrows.get", {"id": deal})
 
@@ -115,8 +132,9 @@ def test_a_placeholder_row_with_zero_quantity_keeps_it(app):
     # emulator must not turn them into real goods.
     async def scenario(client, admin):
         deal = await client.call("crm.deal.add", {"fields": {"TITLE": "x"}})
-        await client.call("crm.deal.productrows.set", {"id": deal, "rows": [
-            {"PRODUCT_ID": 5, "QUANTITY": 0}]})
+        await client.call(
+            "crm.deal.productrows.set", {"id": deal, "rows": [{"PRODUCT_ID": 5, "QUANTITY": 0}]}
+        )
         return await client.call("crm.deal.productrows.get", {"id": deal})
 
     assert [r["QUANTITY"] for r in run(app, scenario)] == [0.0]

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from connectors.bitrix24.emulator import create_app
 from connectors.bitrix24.errors import InvalidRequest
+from devstack.emulators.bitrix24 import create_app
 from tests.connectors.bitrix24.conftest import run_in_process
 
 HOOK = "/rest/1/entitytest/"
@@ -63,21 +63,37 @@ def test_crm_get_errors_are_legacy(app):
                 errors.append((exc.status, exc.error, exc.description))
         return errors
 
-    assert run(app, scenario) == [(400, "", "Not found"), (400, "", "ID is not defined or invalid.")]
+    assert run(app, scenario) == [
+        (400, "", "Not found"),
+        (400, "", "ID is not defined or invalid."),
+    ]
 
 
 def test_crm_list_by_date_modify_cursor_and_paging(app):
     async def scenario(client, admin):
         for i in range(1, 121):
             minute = "10:00:00" if i <= 60 else "10:00:05"
-            await put(admin, "contact", i, {"NAME": f"N{i}", "DATE_MODIFY": f"2026-03-01T{minute}+03:00"})
-        older = await client.call("crm.contact.list", {
-            "filter": {">DATE_MODIFY": "2026-03-01T07:00:01+00:00"},  # the same instant, in UTC
-            "order": {"DATE_MODIFY": "ASC", "ID": "ASC"}, "select": ["ID", "DATE_MODIFY"],
-            "start": -1})
-        same_second = await client.call("crm.contact.list", {
-            "filter": {"DATE_MODIFY": "2026-03-01T07:00:00Z", ">ID": 50},
-            "order": {"ID": "ASC"}, "select": ["ID", "DATE_MODIFY"], "start": -1})
+            await put(
+                admin, "contact", i, {"NAME": f"N{i}", "DATE_MODIFY": f"2026-03-01T{minute}+03:00"}
+            )
+        older = await client.call(
+            "crm.contact.list",
+            {
+                "filter": {">DATE_MODIFY": "2026-03-01T07:00:01+00:00"},  # the same instant, in UTC
+                "order": {"DATE_MODIFY": "ASC", "ID": "ASC"},
+                "select": ["ID", "DATE_MODIFY"],
+                "start": -1,
+            },
+        )
+        same_second = await client.call(
+            "crm.contact.list",
+            {
+                "filter": {"DATE_MODIFY": "2026-03-01T07:00:00Z", ">ID": 50},
+                "order": {"ID": "ASC"},
+                "select": ["ID", "DATE_MODIFY"],
+                "start": -1,
+            },
+        )
         return older, same_second
 
     newer, same = run(app, scenario)
@@ -101,8 +117,9 @@ def test_item_shape_and_not_found(app):
     async def scenario(client, admin):
         await put(admin, "item:1220", 24, {"title": "Заявка", "ufCrm11_1712074666": "x"})
         item = await client.call("crm.item.get", {"entityTypeId": 1220, "id": 24})
-        listed = await client.call("crm.item.list", {"entityTypeId": 1220,
-                                                     "select": ["id", "updatedTime"]})
+        listed = await client.call(
+            "crm.item.list", {"entityTypeId": 1220, "select": ["id", "updatedTime"]}
+        )
         try:
             await client.call("crm.item.get", {"entityTypeId": 1220, "id": 25})
         except InvalidRequest as exc:
@@ -122,14 +139,22 @@ def test_task_shape_upper_in_camel_out_and_missing_is_empty(app):
         await put(admin, "task", 8618, {"TITLE": "Забрать возврат", "RESPONSIBLE_ID": 7})
         await put(admin, "task", 8619, {"title": "Второй"})
         got = await client.call("tasks.task.get", {"taskId": 8618})
-        listed = await client.call("tasks.task.list", {
-            "filter": {">ID": 8618}, "order": {"CHANGED_DATE": "asc"}, "select": ["ID", "CHANGED_DATE"]})
+        listed = await client.call(
+            "tasks.task.list",
+            {
+                "filter": {">ID": 8618},
+                "order": {"CHANGED_DATE": "asc"},
+                "select": ["ID", "CHANGED_DATE"],
+            },
+        )
         missing = await client.call("tasks.task.get", {"taskId": 1})
         return got, listed, missing
 
     got, listed, missing = run(app, scenario)
     task = got["task"]
-    assert task["id"] == "8618" and task["title"] == "Забрать возврат" and task["responsibleId"] == "7"
+    assert (
+        task["id"] == "8618" and task["title"] == "Забрать возврат" and task["responsibleId"] == "7"
+    )
     real = fixture("get_all_tasks.json")[0]["result"]["tasks"][0]
     assert set(real) <= set(task) and task["group"] == [] == real["group"]
     assert listed == {"tasks": [{"id": "8619", "changedDate": listed["tasks"][0]["changedDate"]}]}
@@ -139,11 +164,20 @@ def test_task_shape_upper_in_camel_out_and_missing_is_empty(app):
 def test_batch_of_gets_maps_named_keys_and_lists_numeric_ones(app):
     async def scenario(client, admin):
         await put(admin, "deal", 1, {"TITLE": "one"})
-        named = await client.call("batch", {"halt": 0, "cmd": {
-            "deal_1": "crm.deal.get?id=1", "deal_2": "crm.deal.get?id=2",
-            "task_5": "tasks.task.get?taskId=5"}})
-        numbered = await client.call("batch", {"halt": 0, "cmd": [
-            "crm.deal.get?id=", "crm.deal.get?id=2"]})
+        named = await client.call(
+            "batch",
+            {
+                "halt": 0,
+                "cmd": {
+                    "deal_1": "crm.deal.get?id=1",
+                    "deal_2": "crm.deal.get?id=2",
+                    "task_5": "tasks.task.get?taskId=5",
+                },
+            },
+        )
+        numbered = await client.call(
+            "batch", {"halt": 0, "cmd": ["crm.deal.get?id=", "crm.deal.get?id=2"]}
+        )
         return named, numbered
 
     named, numbered = run(app, scenario)
@@ -169,13 +203,24 @@ def test_admin_delete_change_log_reset_and_unknown_entities(app):
         try:
             await client.call("crm.lead.get", {"id": 3})
         except InvalidRequest as exc:
-            return product, gone.status_code, again.status_code, bad.status_code, changes, after, exc
+            return (
+                product,
+                gone.status_code,
+                again.status_code,
+                bad.status_code,
+                changes,
+                after,
+                exc,
+            )
 
     product, gone, again, bad, changes, after, err = run(app, scenario)
     assert product["product"]["id"] == 9 and product["product"]["name"] == "Кабель"
     assert (gone, again, bad) == (200, 404, 404)
     assert [(c["entity"], c["id"], c["change"]) for c in changes] == [
-        ("lead", 3, "upsert"), ("product", 9, "upsert"), ("lead", 3, "delete")]
+        ("lead", 3, "upsert"),
+        ("product", 9, "upsert"),
+        ("lead", 3, "delete"),
+    ]
     assert changes[0]["version"] == "2026-01-01T10:00:00+03:00"
     assert after == [] and err.description == "Not found"
 
@@ -184,13 +229,23 @@ def test_fault_on_one_entity_id_hits_one_batch_command(app):
     async def scenario(client, admin):
         for i in (1, 2, 3):
             await put(admin, "deal", i, {"TITLE": f"d{i}"})
-        await admin.post("/_emulator/faults", json={"method": "crm.deal.get", "entity_id": "2",
-                                                    "status": 403, "error": "ACCESS_DENIED",
-                                                    "description": "Access denied", "times": 1})
-        return await client.call("batch", {"halt": 0, "cmd": {
-            f"c{i}": f"crm.deal.get?id={i}" for i in (1, 2, 3)}})
+        await admin.post(
+            "/_emulator/faults",
+            json={
+                "method": "crm.deal.get",
+                "entity_id": "2",
+                "status": 403,
+                "error": "ACCESS_DENIED",
+                "description": "Access denied",
+                "times": 1,
+            },
+        )
+        return await client.call(
+            "batch", {"halt": 0, "cmd": {f"c{i}": f"crm.deal.get?id={i}" for i in (1, 2, 3)}}
+        )
 
     result = run(app, scenario)
     assert sorted(result["result"]) == ["c1", "c3"]
-    assert result["result_error"] == {"c2": {"error": "ACCESS_DENIED",
-                                             "error_description": "Access denied"}}
+    assert result["result_error"] == {
+        "c2": {"error": "ACCESS_DENIED", "error_description": "Access denied"}
+    }

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from connectors.bitrix24.emulator import create_app
 from connectors.bitrix24.errors import InvalidRequest
+from devstack.emulators.bitrix24 import create_app
 from tests.connectors.bitrix24.conftest import raw_call, run_in_process
 
 HOOK = "/rest/1/writetest/"
@@ -27,20 +27,26 @@ async def raw(admin, method, params):
     return await raw_call(admin, HOOK, method, params)
 
 
-@pytest.mark.parametrize("entity,fields", [
-    ("company", {"TITLE": "ООО Ромашка"}),
-    ("contact", {"NAME": "Иван", "LAST_NAME": "Петров"}),
-    ("deal", {"TITLE": "Заказ"}),
-    ("lead", {"TITLE": "Лид"}),
-])
+@pytest.mark.parametrize(
+    "entity,fields",
+    [
+        ("company", {"TITLE": "ООО Ромашка"}),
+        ("contact", {"NAME": "Иван", "LAST_NAME": "Петров"}),
+        ("deal", {"TITLE": "Заказ"}),
+        ("lead", {"TITLE": "Лид"}),
+    ],
+)
 def test_crm_add_returns_an_integer_id_and_the_record_reads_back(app, entity, fields):
     async def scenario(client, admin):
-        first = await client.call(f"crm.{entity}.add",
-                                  {"fields": {**fields, "ORIGIN_ID": "guid-1",
-                                              "ORIGINATOR_ID": "1c", "ID": 999}})
+        first = await client.call(
+            f"crm.{entity}.add",
+            {"fields": {**fields, "ORIGIN_ID": "guid-1", "ORIGINATOR_ID": "1c", "ID": 999}},
+        )
         second = await client.call(f"crm.{entity}.add", {"fields": dict(fields)})
-        found = await client.call(f"crm.{entity}.list", {"filter": {"ORIGIN_ID": "guid-1"},
-                                                         "select": ["ID", "ORIGINATOR_ID"]})
+        found = await client.call(
+            f"crm.{entity}.list",
+            {"filter": {"ORIGIN_ID": "guid-1"}, "select": ["ID", "ORIGINATOR_ID"]},
+        )
         got = await client.call(f"crm.{entity}.get", {"id": first})
         changes = (await admin.get("/_emulator/changes", params={"entity": entity})).json()
         return first, second, found, got, changes
@@ -56,11 +62,14 @@ def test_crm_add_returns_an_integer_id_and_the_record_reads_back(app, entity, fi
 def test_crm_update_changes_fields_and_moves_date_modify(app):
     async def scenario(client, admin):
         ident = await client.call("crm.company.add", {"fields": {"TITLE": "Старое"}})
-        await admin.put(f"/_emulator/entities/company/{ident}",
-                        json={"DATE_MODIFY": "2020-01-01T00:00:00+03:00"})
-        updated = await client.call("crm.company.update",
-                                    {"id": ident, "fields": {"TITLE": "Новое",
-                                                             "DATE_MODIFY": "1999-01-01"}})
+        await admin.put(
+            f"/_emulator/entities/company/{ident}",
+            json={"DATE_MODIFY": "2020-01-01T00:00:00+03:00"},
+        )
+        updated = await client.call(
+            "crm.company.update",
+            {"id": ident, "fields": {"TITLE": "Новое", "DATE_MODIFY": "1999-01-01"}},
+        )
         return updated, await client.call("crm.company.get", {"id": ident})
 
     updated, company = run(app, scenario)
@@ -71,13 +80,27 @@ def test_crm_update_changes_fields_and_moves_date_modify(app):
 
 def test_crm_multifields_get_ids_and_update_by_id(app):
     async def scenario(client, admin):
-        ident = await client.call("crm.contact.add", {"fields": {
-            "NAME": "Анна", "PHONE": [{"VALUE": "+7 900 000-00-01", "VALUE_TYPE": "WORK"}]}})
+        ident = await client.call(
+            "crm.contact.add",
+            {
+                "fields": {
+                    "NAME": "Анна",
+                    "PHONE": [{"VALUE": "+7 900 000-00-01", "VALUE_TYPE": "WORK"}],
+                }
+            },
+        )
         before = await client.call("crm.contact.get", {"id": ident})
         phone_id = before["PHONE"][0]["ID"]
-        await client.call("crm.contact.update", {"id": ident, "fields": {
-            "PHONE": [{"ID": phone_id, "VALUE": "+7 900 000-00-02"}],
-            "EMAIL": [{"VALUE": "anna@example.com"}]}})
+        await client.call(
+            "crm.contact.update",
+            {
+                "id": ident,
+                "fields": {
+                    "PHONE": [{"ID": phone_id, "VALUE": "+7 900 000-00-02"}],
+                    "EMAIL": [{"VALUE": "anna@example.com"}],
+                },
+            },
+        )
         return before, await client.call("crm.contact.get", {"id": ident})
 
     before, after = run(app, scenario)
@@ -116,8 +139,10 @@ def test_crm_delete_removes_and_ids_are_not_reused(app):
 
 def test_crm_add_works_inside_a_batch(app):
     async def scenario(client, admin):
-        result = await client.call("batch", {"halt": 0, "cmd": {
-            "a": "crm.company.add?fields[TITLE]=Альфа&fields[ORIGIN_ID]=g-a"}})
+        result = await client.call(
+            "batch",
+            {"halt": 0, "cmd": {"a": "crm.company.add?fields[TITLE]=Альфа&fields[ORIGIN_ID]=g-a"}},
+        )
         return result, await client.call("crm.company.list", {"filter": {"ORIGIN_ID": "g-a"}})
 
     result, found = run(app, scenario)
@@ -126,15 +151,23 @@ def test_crm_add_works_inside_a_batch(app):
 
 def test_crm_item_add_and_update_answer_camel_case_items(app):
     async def scenario(client, admin):
-        added = await client.call("crm.item.add", {"entityTypeId": 133, "fields": {
-            "title": "Доставка", "xmlId": "g-1", "ufCrm5Address": "Ленина 1"}})
+        added = await client.call(
+            "crm.item.add",
+            {
+                "entityTypeId": 133,
+                "fields": {"title": "Доставка", "xmlId": "g-1", "ufCrm5Address": "Ленина 1"},
+            },
+        )
         ident = added["item"]["id"]
-        updated = await client.call("crm.item.update", {"entityTypeId": 133, "id": ident,
-                                                         "fields": {"title": "Доставка 2"}})
-        found = await client.call("crm.item.list", {"entityTypeId": 133,
-                                                     "filter": {"xmlId": "g-1"}})
-        missing = await raw(admin, "crm.item.update", {"entityTypeId": 133, "id": 999,
-                                                       "fields": {"title": "x"}})
+        updated = await client.call(
+            "crm.item.update", {"entityTypeId": 133, "id": ident, "fields": {"title": "Доставка 2"}}
+        )
+        found = await client.call(
+            "crm.item.list", {"entityTypeId": 133, "filter": {"xmlId": "g-1"}}
+        )
+        missing = await raw(
+            admin, "crm.item.update", {"entityTypeId": 133, "id": 999, "fields": {"title": "x"}}
+        )
         no_type = await raw(admin, "crm.item.add", {"fields": {"title": "x"}})
         return added, updated, found, missing, no_type
 
@@ -149,11 +182,12 @@ def test_crm_item_add_and_update_answer_camel_case_items(app):
 
 def test_tasks_task_add_takes_upper_case_and_answers_camel_case(app):
     async def scenario(client, admin):
-        added = await client.call("tasks.task.add", {"fields": {
-            "TITLE": "Доставить заказ", "RESPONSIBLE_ID": 7, "UF_CRM_TASK": ["D_12"]}})
+        added = await client.call(
+            "tasks.task.add",
+            {"fields": {"TITLE": "Доставить заказ", "RESPONSIBLE_ID": 7, "UF_CRM_TASK": ["D_12"]}},
+        )
         ident = added["task"]["id"]
-        updated = await client.call("tasks.task.update", {"taskId": ident,
-                                                          "fields": {"STATUS": 5}})
+        updated = await client.call("tasks.task.update", {"taskId": ident, "fields": {"STATUS": 5}})
         untitled = await raw(admin, "tasks.task.add", {"fields": {"RESPONSIBLE_ID": 1}})
         missing = await raw(admin, "tasks.task.update", {"taskId": 999, "fields": {"STATUS": 5}})
         return added, updated, untitled, missing
@@ -169,18 +203,21 @@ def test_tasks_task_add_takes_upper_case_and_answers_camel_case(app):
 
 def test_catalog_store_and_price_type_add_update_and_list_by_xml_id(app):
     async def scenario(client, admin):
-        store = await client.call("catalog.store.add", {"fields": {
-            "title": "Основной", "address": "Склад 1", "xmlId": "wh-1"}})
+        store = await client.call(
+            "catalog.store.add",
+            {"fields": {"title": "Основной", "address": "Склад 1", "xmlId": "wh-1"}},
+        )
         sid = store["store"]["id"]
         await client.call("catalog.store.update", {"id": sid, "fields": {"title": "Главный"}})
         stores = await client.call("catalog.store.list", {"filter": {"xmlId": "wh-1"}})
         no_address = await raw(admin, "catalog.store.add", {"fields": {"title": "x"}})
-        ptype = await client.call("catalog.priceType.add", {"fields": {
-            "name": "Розничная", "xmlId": "pt-1"}})
-        types = await client.call("catalog.priceType.list",
-                                  {"filter": {"xmlId": "pt-1"}, "select": ["id", "name"]})
-        missing = await raw(admin, "catalog.priceType.update", {"id": 99,
-                                                                "fields": {"name": "x"}})
+        ptype = await client.call(
+            "catalog.priceType.add", {"fields": {"name": "Розничная", "xmlId": "pt-1"}}
+        )
+        types = await client.call(
+            "catalog.priceType.list", {"filter": {"xmlId": "pt-1"}, "select": ["id", "name"]}
+        )
+        missing = await raw(admin, "catalog.priceType.update", {"id": 99, "fields": {"name": "x"}})
         return store, stores, no_address, ptype, types, missing
 
     store, stores, no_address, ptype, types, missing = run(app, scenario)
@@ -195,21 +232,40 @@ def test_catalog_store_and_price_type_add_update_and_list_by_xml_id(app):
 
 def test_catalog_price_needs_product_and_price_type_and_filters_by_both(app):
     async def scenario(client, admin):
-        product = await client.call("catalog.product.add", {"fields": {"iblockId": 14,
-                                                                       "name": "Чай"}})
+        product = await client.call(
+            "catalog.product.add", {"fields": {"iblockId": 14, "name": "Чай"}}
+        )
         pid = product["element"]["id"]
-        ptype = (await client.call("catalog.priceType.add",
-                                   {"fields": {"name": "Опт"}}))["priceType"]["id"]
-        no_product = await raw(admin, "catalog.price.add", {"fields": {
-            "productId": 999, "catalogGroupId": ptype, "price": 10, "currency": "RUB"}})
-        no_type = await raw(admin, "catalog.price.add", {"fields": {
-            "productId": pid, "catalogGroupId": 999, "price": 10, "currency": "RUB"}})
-        added = await client.call("catalog.price.add", {"fields": {
-            "productId": pid, "catalogGroupId": ptype, "price": "120.50", "currency": "RUB"}})
-        await client.call("catalog.price.update", {"id": added["price"]["id"],
-                                                   "fields": {"price": 130}})
-        listed = await client.call("catalog.price.list", {"filter": {
-            "productId": pid, "catalogGroupId": ptype}})
+        ptype = (await client.call("catalog.priceType.add", {"fields": {"name": "Опт"}}))[
+            "priceType"
+        ]["id"]
+        no_product = await raw(
+            admin,
+            "catalog.price.add",
+            {"fields": {"productId": 999, "catalogGroupId": ptype, "price": 10, "currency": "RUB"}},
+        )
+        no_type = await raw(
+            admin,
+            "catalog.price.add",
+            {"fields": {"productId": pid, "catalogGroupId": 999, "price": 10, "currency": "RUB"}},
+        )
+        added = await client.call(
+            "catalog.price.add",
+            {
+                "fields": {
+                    "productId": pid,
+                    "catalogGroupId": ptype,
+                    "price": "120.50",
+                    "currency": "RUB",
+                }
+            },
+        )
+        await client.call(
+            "catalog.price.update", {"id": added["price"]["id"], "fields": {"price": 130}}
+        )
+        listed = await client.call(
+            "catalog.price.list", {"filter": {"productId": pid, "catalogGroupId": ptype}}
+        )
         other = await client.call("catalog.price.list", {"filter": {"productId": pid + 1}})
         return no_product, no_type, added, listed, other
 
@@ -222,16 +278,21 @@ def test_catalog_price_needs_product_and_price_type_and_filters_by_both(app):
 
 def test_user_get_finds_seeded_users_by_email_xml_id_and_uf_fields(app):
     async def scenario(client, admin):
-        for fields in ({"NAME": "Пётр", "EMAIL": "Petr@Example.com", "XML_ID": "emp-1"},
-                       {"NAME": "Олег", "EMAIL": "oleg@example.com", "UF_EMPLOYEE_GUID": "g2",
-                        "ACTIVE": False}):
+        for fields in (
+            {"NAME": "Пётр", "EMAIL": "Petr@Example.com", "XML_ID": "emp-1"},
+            {
+                "NAME": "Олег",
+                "EMAIL": "oleg@example.com",
+                "UF_EMPLOYEE_GUID": "g2",
+                "ACTIVE": False,
+            },
+        ):
             (await admin.post("/_emulator/users", json=fields)).raise_for_status()
         return [
             await client.call("user.get", {"FILTER": {"EMAIL": "petr@example.com"}}),
             await client.call("user.get", {"XML_ID": "emp-1"}),
             await client.call("user.get", {"filter": {"UF_EMPLOYEE_GUID": "g2"}}),
-            await client.call("user.get", {"FILTER": {"UF_EMPLOYEE_GUID": "g2",
-                                                      "ACTIVE": True}}),
+            await client.call("user.get", {"FILTER": {"UF_EMPLOYEE_GUID": "g2", "ACTIVE": True}}),
             await client.call("user.get", {"FILTER": {"EMAIL": "nobody@example.com"}}),
         ]
 

@@ -49,28 +49,45 @@ def body(error, description=""):
 CASES = [
     # status, body, class, retriable, alert
     (503, body("QUERY_LIMIT_EXCEEDED", "Too many requests"), QueryLimitExceeded, True, False),
-    (429, body("OPERATION_TIME_LIMIT", "Method is blocked due to operation time limit."),
-     OperationTimeLimit, True, False),
-    (503, body("OVERLOAD_LIMIT", "REST API is blocked due to overload"), OverloadLimit, True,
-     True),
-    (401, body("expired_token", "The access token provided has expired."), ExpiredToken, True,
-     False),
+    (
+        429,
+        body("OPERATION_TIME_LIMIT", "Method is blocked due to operation time limit."),
+        OperationTimeLimit,
+        True,
+        False,
+    ),
+    (503, body("OVERLOAD_LIMIT", "REST API is blocked due to overload"), OverloadLimit, True, True),
+    (
+        401,
+        body("expired_token", "The access token provided has expired."),
+        ExpiredToken,
+        True,
+        False,
+    ),
     (401, body("NO_AUTH_FOUND", "Wrong authorization data"), AuthFailed, False, True),
-    (401, body("invalid_token", "The access token provided is invalid."), AuthFailed, False,
-     True),
+    (401, body("invalid_token", "The access token provided is invalid."), AuthFailed, False, True),
     (401, body("INVALID_CREDENTIALS", "Invalid request credentials"), AuthFailed, False, True),
     (403, body("ACCESS_DENIED", "Access denied."), AccessDenied, False, True),
-    (401, body("insufficient_scope", "The request requires higher privileges"), AccessDenied,
-     False, True),
+    (
+        401,
+        body("insufficient_scope", "The request requires higher privileges"),
+        AccessDenied,
+        False,
+        True,
+    ),
     (404, body("ERROR_METHOD_NOT_FOUND", "Method not found!"), MethodNotFound, False, True),
     (400, body(0, "Required fields: iblockId, name"), InvalidRequest, False, False),
-    (400, body(100, "Could not find value for parameter {fields}"), InvalidRequest, False,
-     False),
+    (400, body(100, "Could not find value for parameter {fields}"), InvalidRequest, False, False),
     (400, body("", "Not found"), InvalidRequest, False, False),
     (422, body("SOMETHING_NEW", "x"), InvalidRequest, False, False),
     (500, body("INTERNAL_SERVER_ERROR", "Internal server error"), ServerError, True, False),
-    (500, body("ERROR_UNEXPECTED_ANSWER", "Server returned an unexpected response"),
-     ServerError, True, False),
+    (
+        500,
+        body("ERROR_UNEXPECTED_ANSWER", "Server returned an unexpected response"),
+        ServerError,
+        True,
+        False,
+    ),
     (502, body("", ""), ServerError, True, False),
     (504, None, ServerError, True, False),
     (500, body("PORTAL_DELETED", "Portal was deleted"), PortalDeleted, False, True),
@@ -164,8 +181,10 @@ def test_a_redirect_is_permanent():
 def test_operation_time_limit_waits_until_operating_reset_at():
     # The time block of a real answer, with its operating_reset_at 600 s after the start.
     timing = REAL_TIME
-    payload = {**body("OPERATION_TIME_LIMIT", "Method is blocked due to operation time limit."),
-               "time": timing}
+    payload = {
+        **body("OPERATION_TIME_LIMIT", "Method is blocked due to operation time limit."),
+        "time": timing,
+    }
     err = error_from_response(429, payload, now=timing["start"])
     assert type(err) is OperationTimeLimit
     assert err.retry_after == pytest.approx(timing["operating_reset_at"] - timing["start"])
@@ -188,8 +207,9 @@ def test_other_errors_name_no_wait():
 
 
 def test_message_names_method_status_code_and_text():
-    err = error_from_response(503, body("QUERY_LIMIT_EXCEEDED", "Too many requests"),
-                              method="catalog.product.add")
+    err = error_from_response(
+        503, body("QUERY_LIMIT_EXCEEDED", "Too many requests"), method="catalog.product.add"
+    )
     assert str(err) == "catalog.product.add: HTTP 503 QUERY_LIMIT_EXCEEDED: Too many requests"
     assert err.method == "catalog.product.add"
 
@@ -203,21 +223,39 @@ def test_transport_error_has_no_status():
 
 
 def test_errors_survive_pickling():
-    err = error_from_response(429, {**body("OPERATION_TIME_LIMIT", "x"),
-                                    "time": {"operating_reset_at": 130}},
-                              method="crm.product.add", now=100.0)
+    err = error_from_response(
+        429,
+        {**body("OPERATION_TIME_LIMIT", "x"), "time": {"operating_reset_at": 130}},
+        method="crm.product.add",
+        now=100.0,
+    )
     copy = pickle.loads(pickle.dumps(err))
     assert type(copy) is OperationTimeLimit
     assert (copy.status, copy.error, copy.description, copy.method) == (
-        429, "OPERATION_TIME_LIMIT", "x", "crm.product.add")
+        429,
+        "OPERATION_TIME_LIMIT",
+        "x",
+        "crm.product.add",
+    )
     assert copy.retry_after == pytest.approx(30.0)
     assert str(copy) == str(err)
 
 
 def test_every_class_has_a_distinct_machine_code():
-    classes = [Bitrix24Error, QueryLimitExceeded, OperationTimeLimit, OverloadLimit,
-               ExpiredToken, AuthFailed, AccessDenied, MethodNotFound, InvalidRequest,
-               ServerError, PortalDeleted, TransportError]
+    classes = [
+        Bitrix24Error,
+        QueryLimitExceeded,
+        OperationTimeLimit,
+        OverloadLimit,
+        ExpiredToken,
+        AuthFailed,
+        AccessDenied,
+        MethodNotFound,
+        InvalidRequest,
+        ServerError,
+        PortalDeleted,
+        TransportError,
+    ]
     codes = [c.code for c in classes]
     assert len(set(codes)) == len(codes)
     assert all(c.__doc__ for c in classes)

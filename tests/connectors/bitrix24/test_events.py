@@ -54,8 +54,10 @@ def test_parse_real_deal_update_body():
     assert form["auth"]["client_endpoint"] == "https://some-domain.bitrix24.com/rest/"
     auth = portal_auth(form)
     assert (auth.member_id, auth.application_token, auth.domain) == (
-        "a223c6b3710f85df22e9377d6c4f7553", "51856fefc120afa4b628cc82d3935cce",
-        "some-domain.bitrix24.com")
+        "a223c6b3710f85df22e9377d6c4f7553",
+        "51856fefc120afa4b628cc82d3935cce",
+        "some-domain.bitrix24.com",
+    )
     ref = classify(event_name(form), form)
     assert (ref.entity, ref.id, ref.kind, ref.key) == ("deal", "759", "UPDATE", "deal:759")
 
@@ -70,15 +72,18 @@ def test_parse_cyrillic_and_plus_as_space():
     assert form == {"data": {"FIELDS": {"TITLE": "Сделка 1"}}}
 
 
-@pytest.mark.parametrize("body", [
-    b"a=%FF%FE",                 # not UTF-8 once decoded
-    b"\xff\xfe\x00junk",         # raw binary
-    b"a=1&a[b]=2",               # a value and a container at once
-    b"a[b]=2&a=1",
-    b"a[b]]=1",                  # unbalanced brackets
-    b"[x]=1",                    # no name before the brackets
-    b"a[1][2][3][4][5][6]=deep",
-])
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"a=%FF%FE",  # not UTF-8 once decoded
+        b"\xff\xfe\x00junk",  # raw binary
+        b"a=1&a[b]=2",  # a value and a container at once
+        b"a[b]=2&a=1",
+        b"a[b]]=1",  # unbalanced brackets
+        b"[x]=1",  # no name before the brackets
+        b"a[1][2][3][4][5][6]=deep",
+    ],
+)
 def test_malformed_forms_are_refused(body):
     with pytest.raises(MalformedForm):
         parse_php_form(body)
@@ -89,12 +94,15 @@ def test_too_many_fields_is_refused():
         parse_php_form("&".join(f"f{i}=1" for i in range(201)))
 
 
-@pytest.mark.parametrize("body", [
-    "&".join(f"data[FIELDS][F{i}]=x" for i in range(5000)),  # thousands of fields
-    "data" + "[a]" * 100_000 + "=x",                          # a key nested 100,000 deep
-    "data[" + "k" * 100_000 + "]=x",                          # one 100 kB key
-    "a[1][2][3][4][5][6]=deep",
-])
+@pytest.mark.parametrize(
+    "body",
+    [
+        "&".join(f"data[FIELDS][F{i}]=x" for i in range(5000)),  # thousands of fields
+        "data" + "[a]" * 100_000 + "=x",  # a key nested 100,000 deep
+        "data[" + "k" * 100_000 + "]=x",  # one 100 kB key
+        "a[1][2][3][4][5][6]=deep",
+    ],
+)
 def test_forms_over_a_bound_are_too_large_not_just_malformed(body):
     """Bounds are their own error (the bridge answers 413 form_too_large), checked before the
     form is built: a hostile key costs a count, not a parse."""
@@ -102,8 +110,10 @@ def test_forms_over_a_bound_are_too_large_not_just_malformed(body):
         parse_php_form(body)
 
 
-@pytest.mark.parametrize(("event", "entity", "kind"), [
-    (name, entity, kind) for name, (entity, kind) in sorted(SUPPORTED.items())])
+@pytest.mark.parametrize(
+    ("event", "entity", "kind"),
+    [(name, entity, kind) for name, (entity, kind) in sorted(SUPPORTED.items())],
+)
 def test_every_supported_event_is_classified(event, entity, kind):
     type_id = 1220 if entity == "item" else None
     form = parse_php_form(event_body(event, 24, entity_type_id=type_id))
@@ -159,8 +169,9 @@ def test_placement_open_is_not_an_event():
     assert err.value.reason == "placement"
 
 
-@pytest.mark.parametrize("body", [b"", b"foo=bar", b"event=", b"event=%3Cscript%3E",
-                                  b"event[]=ONCRMDEALADD"])
+@pytest.mark.parametrize(
+    "body", [b"", b"foo=bar", b"event=", b"event=%3Cscript%3E", b"event[]=ONCRMDEALADD"]
+)
 def test_forms_without_an_event_are_not_events(body):
     with pytest.raises(NotAnEvent):
         event_name(parse_php_form(body))
@@ -168,8 +179,15 @@ def test_forms_without_an_event_are_not_events(body):
 
 @pytest.mark.parametrize("drop", ["member_id", "application_token"])
 def test_missing_portal_auth(drop):
-    doc = json.loads(json.dumps({"event": "ONCRMDEALADD", "data": {"FIELDS": {"ID": "1"}},
-                                 "auth": {"member_id": MEMBER_ID, "application_token": APP_TOKEN}}))
+    doc = json.loads(
+        json.dumps(
+            {
+                "event": "ONCRMDEALADD",
+                "data": {"FIELDS": {"ID": "1"}},
+                "auth": {"member_id": MEMBER_ID, "application_token": APP_TOKEN},
+            }
+        )
+    )
     del doc["auth"][drop]
     with pytest.raises(MissingPortalAuth):
         portal_auth(parse_php_form(php_form(doc)))
@@ -177,8 +195,13 @@ def test_missing_portal_auth(drop):
 
 def test_record_round_trip_and_stable_event_id():
     ref = EventRef("item", "24", "UPDATE", "ONCRMDYNAMICITEMUPDATE", "1220")
-    record = ref.record(member_id=MEMBER_ID, domain=DOMAIN, ts="1736405807", handler_id="5",
-                        received_at="2026-01-01T00:00:00Z")
+    record = ref.record(
+        member_id=MEMBER_ID,
+        domain=DOMAIN,
+        ts="1736405807",
+        handler_id="5",
+        received_at="2026-01-01T00:00:00Z",
+    )
     assert record["key"] == "item:1220:24"
     assert EventRef.from_record(json.loads(json.dumps(record))) == ref
     a = cloud_event(ref, origin=DOMAIN, occurrence="m:ONCRMDYNAMICITEMUPDATE:1736405807", time="t")
@@ -190,40 +213,66 @@ def test_record_round_trip_and_stable_event_id():
     assert epoch_iso("soon") is None
 
 
-@pytest.mark.parametrize("doc", [
-    [], {"entity": "deal", "kind": "UPDATE"}, {"entity": "deal", "kind": "UPDATE", "id": "x"},
-    {"entity": "invoice", "kind": "UPDATE", "id": "1"},
-    {"entity": "item", "kind": "UPDATE", "id": "1"},
-    {"entity": "deal", "kind": "UPDATE", "id": "1", "entity_type_id": "2"},
-])
+@pytest.mark.parametrize(
+    "doc",
+    [
+        [],
+        {"entity": "deal", "kind": "UPDATE"},
+        {"entity": "deal", "kind": "UPDATE", "id": "x"},
+        {"entity": "invoice", "kind": "UPDATE", "id": "1"},
+        {"entity": "item", "kind": "UPDATE", "id": "1"},
+        {"entity": "deal", "kind": "UPDATE", "id": "1", "entity_type_id": "2"},
+    ],
+)
 def test_invalid_event_records(doc):
     with pytest.raises(InvalidRecord):
         EventRef.from_record(doc)
 
 
 def test_authorization_code_redirect_is_recognised_from_query_or_form():
-    query = {"code": "c0de", "state": "s", "domain": DOMAIN, "member_id": MEMBER_ID,
-             "scope": "crm", "server_domain": "oauth.bitrix.info"}
+    query = {
+        "code": "c0de",
+        "state": "s",
+        "domain": DOMAIN,
+        "member_id": MEMBER_ID,
+        "scope": "crm",
+        "server_domain": "oauth.bitrix.info",
+    }
     for params in (query, parse_php_form(php_form(query))):
         found = authorization_code(params)
-        assert (found.code, found.domain, found.member_id, found.state, found.server_domain) == \
-            ("c0de", DOMAIN, MEMBER_ID, "s", "oauth.bitrix.info")
+        assert (found.code, found.domain, found.member_id, found.state, found.server_domain) == (
+            "c0de",
+            DOMAIN,
+            MEMBER_ID,
+            "s",
+            "oauth.bitrix.info",
+        )
         assert "c0de" not in repr(found)  # the one-time code stays out of logs
 
 
-@pytest.mark.parametrize("params", [
-    {}, {"code": "c"}, {"code": "c", "domain": DOMAIN}, {"code": "", "domain": DOMAIN,
-                                                         "member_id": MEMBER_ID},
-    {"code": "c", "domain": DOMAIN, "member_id": MEMBER_ID, "event": "ONCRMDEALADD"},
-    {"code": ["c"], "domain": DOMAIN, "member_id": MEMBER_ID}, "code=c",
-])
+@pytest.mark.parametrize(
+    "params",
+    [
+        {},
+        {"code": "c"},
+        {"code": "c", "domain": DOMAIN},
+        {"code": "", "domain": DOMAIN, "member_id": MEMBER_ID},
+        {"code": "c", "domain": DOMAIN, "member_id": MEMBER_ID, "event": "ONCRMDEALADD"},
+        {"code": ["c"], "domain": DOMAIN, "member_id": MEMBER_ID},
+        "code=c",
+    ],
+)
 def test_what_is_not_an_authorization_code_redirect(params):
     assert authorization_code(params) is None
 
 
 def test_onappinstall_carries_the_portal_and_its_tokens():
     found = app_install(parse_php_form(install_body()))
-    assert (found.member_id, found.application_token, found.domain) == (MEMBER_ID, APP_TOKEN, DOMAIN)
+    assert (found.member_id, found.application_token, found.domain) == (
+        MEMBER_ID,
+        APP_TOKEN,
+        DOMAIN,
+    )
     assert found.access_token == "s6p6eclrvim6da22ft9ch94ekreb52lv"
     assert found.refresh_token == "4s386p3q0tr8dy89xvmt96234v3dljg8"
     assert APP_TOKEN not in repr(found) and found.refresh_token not in repr(found)

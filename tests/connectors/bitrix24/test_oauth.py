@@ -44,10 +44,19 @@ def stats(base: str) -> dict:
 
 def settings_for(base: str, pair: dict, **oauth) -> Bitrix24Settings:
     return Bitrix24Settings(
-        auth_mode="oauth", rate_per_s=1000.0, burst=1000,
-        oauth={"client_id": CLIENT_ID, "client_secret": CLIENT_SECRET, "portal": base,
-               "access_token": pair["access_token"], "refresh_token": pair["refresh_token"],
-               "token_url": f"{base}/oauth/token/", **oauth})
+        auth_mode="oauth",
+        rate_per_s=1000.0,
+        burst=1000,
+        oauth={
+            "client_id": CLIENT_ID,
+            "client_secret": CLIENT_SECRET,
+            "portal": base,
+            "access_token": pair["access_token"],
+            "refresh_token": pair["refresh_token"],
+            "token_url": f"{base}/oauth/token/",
+            **oauth,
+        },
+    )
 
 
 def test_calls_carry_the_token_and_an_expired_one_is_refreshed_once(emulator, caplog):
@@ -60,8 +69,9 @@ def test_calls_carry_the_token_and_an_expired_one_is_refreshed_once(emulator, ca
             await client.call("catalog.product.list", LIST)
             expire(base)
             # Many callers meet the expired token at once: one refresh serves them all.
-            results = await asyncio.gather(*(client.call("catalog.product.list", LIST)
-                                             for _ in range(20)))
+            results = await asyncio.gather(
+                *(client.call("catalog.product.list", LIST) for _ in range(20))
+            )
             return results, client.oauth.refreshes
 
     results, refreshes = asyncio.run(scenario())
@@ -96,8 +106,11 @@ def stored(db_url: str) -> tuple:
         engine = create_async_engine(db_url)
         try:
             async with engine.connect() as conn:
-                return (await conn.execute(text(
-                    "SELECT portal, access_token, generation FROM bitrix24_oauth_token"))).one()
+                return (
+                    await conn.execute(
+                        text("SELECT portal, access_token, generation FROM bitrix24_oauth_token")
+                    )
+                ).one()
         finally:
             await engine.dispose()
 
@@ -113,11 +126,13 @@ def test_two_workers_refresh_once_through_the_token_table(emulator, db_url, engi
         a = Bitrix24Client(settings_for(base, pair), token_store=PgTokenStore(engines()))
         b = Bitrix24Client(settings_for(base, pair), token_store=PgTokenStore(engines()))
         try:
-            await asyncio.gather(a.call("catalog.product.list", LIST),
-                                 b.call("catalog.product.list", LIST))
+            await asyncio.gather(
+                a.call("catalog.product.list", LIST), b.call("catalog.product.list", LIST)
+            )
             expire(base)
-            await asyncio.gather(*(c.call("catalog.product.list", LIST)
-                                   for c in (a, b) for _ in range(10)))
+            await asyncio.gather(
+                *(c.call("catalog.product.list", LIST) for c in (a, b) for _ in range(10))
+            )
             return a.oauth.refreshes + b.oauth.refreshes
         finally:
             await a.aclose()
@@ -125,8 +140,12 @@ def test_two_workers_refresh_once_through_the_token_table(emulator, db_url, engi
 
     refreshes = asyncio.run(scenario())
     assert refreshes == 1
-    assert stats(base) == {"refreshes": 1, "refused": 0, "live_access_tokens": 1,
-                           "live_refresh_tokens": 1}
+    assert stats(base) == {
+        "refreshes": 1,
+        "refused": 0,
+        "live_access_tokens": 1,
+        "live_refresh_tokens": 1,
+    }
     portal, access, generation = stored(db_url)
     assert portal == base.removeprefix("http://") and generation == 2
     assert access != pair["access_token"]
@@ -154,23 +173,32 @@ def test_a_worker_whose_token_was_rotated_adopts_the_stored_pair(emulator, db_ur
     assert stats(base)["refused"] == 0
     calls = httpx.get(f"{base}/_emulator/calls", timeout=10).json()
     assert [c["status"] for c in calls if c["method"] == "catalog.product.list"] == [
-        200, 200, 401, 200, 401, 200]
+        200,
+        200,
+        401,
+        200,
+        401,
+        200,
+    ]
 
 
 def test_a_restarted_worker_uses_the_stored_pair_not_the_spent_configured_one(
-        emulator, db_url, engines):
+    emulator, db_url, engines
+):
     base, _ = emulator
     pair = issue(base)
 
     async def scenario():
-        async with Bitrix24Client(settings_for(base, pair),
-                                  token_store=PgTokenStore(engines())) as first:
+        async with Bitrix24Client(
+            settings_for(base, pair), token_store=PgTokenStore(engines())
+        ) as first:
             await first.call("catalog.product.list", LIST)
             expire(base)
             await first.call("catalog.product.list", LIST)
         # Same configured (now spent) pair, new process: the table wins.
-        async with Bitrix24Client(settings_for(base, pair),
-                                  token_store=PgTokenStore(engines())) as second:
+        async with Bitrix24Client(
+            settings_for(base, pair), token_store=PgTokenStore(engines())
+        ) as second:
             result = await second.call("catalog.product.list", LIST)
             return result, second.oauth.refreshes
 
@@ -182,9 +210,16 @@ def test_a_spent_refresh_token_is_auth_failed(emulator):
     base, _ = emulator
     pair = issue(base)
     # Someone else spends the refresh token (e.g. a second deployment with the same pair).
-    httpx.get(f"{base}/oauth/token/", params={
-        "grant_type": "refresh_token", "client_id": CLIENT_ID, "client_secret": CLIENT_SECRET,
-        "refresh_token": pair["refresh_token"]}, timeout=10).raise_for_status()
+    httpx.get(
+        f"{base}/oauth/token/",
+        params={
+            "grant_type": "refresh_token",
+            "client_id": CLIENT_ID,
+            "client_secret": CLIENT_SECRET,
+            "refresh_token": pair["refresh_token"],
+        },
+        timeout=10,
+    ).raise_for_status()
 
     async def scenario():
         async with Bitrix24Client(settings_for(base, pair), token_store=MemoryTokenStore()) as c:
@@ -201,8 +236,9 @@ def test_a_spent_refresh_token_is_auth_failed(emulator):
 def test_a_token_about_to_expire_is_refreshed_before_the_call(db_url):
     from tests.connectors.bitrix24.conftest import serve_emulator
 
-    with serve_emulator(webhook_path="/rest/1/testhook/", rate_per_s=1000.0, burst=1000,
-                        oauth_token_ttl_s=61.0) as (base, _):
+    with serve_emulator(
+        webhook_path="/rest/1/testhook/", rate_per_s=1000.0, burst=1000, oauth_token_ttl_s=61.0
+    ) as (base, _):
         pair = issue(base)
 
         async def scenario():
@@ -217,11 +253,16 @@ def test_a_token_about_to_expire_is_refreshed_before_the_call(db_url):
         assert asyncio.run(scenario()) == 2
         calls = httpx.get(f"{base}/_emulator/calls", timeout=10).json()
         assert [c["status"] for c in calls if c["method"] == "catalog.product.list"] == [
-            200, 401, 200, 200]
+            200,
+            401,
+            200,
+            200,
+        ]
 
 
 def test_an_authorization_code_is_exchanged_once_and_installed_over_the_stored_pair(
-        emulator, db_url, engines, caplog):
+    emulator, db_url, engines, caplog
+):
     base, app = emulator
     oauth = settings_for(base, issue(base)).oauth
     code = app.state.oauth.authorize()

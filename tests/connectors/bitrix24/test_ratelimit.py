@@ -7,7 +7,8 @@ import time
 
 import pytest
 
-from connectors.bitrix24.ratelimit import BURST_HEADROOM, LeakyBucket, PortalBudget, shared_budget
+from connectors.bitrix24.ratelimit import BURST_HEADROOM, PortalBudget, shared_budget
+from mmstream.ratelimit import LeakyBucket
 
 
 class FakeClock:
@@ -253,15 +254,21 @@ def test_clients_of_one_portal_on_one_loop_share_the_budget():
 def test_group_size_comes_from_the_broker_or_is_unknown(settings, unique):
     from confluent_kafka import Consumer
 
-    from connectors.bitrix24.ratelimit import kafka_group_size
+    from mmstream.kafka.groups import group_size
 
     group = f"budget-{unique}"
-    consumer = Consumer({**settings.kafka.client_config(), "group.id": group,
-                         "session.timeout.ms": 3000, "heartbeat.interval.ms": 500})
+    consumer = Consumer(
+        {
+            **settings.kafka.client_config(),
+            "group.id": group,
+            "session.timeout.ms": 3000,
+            "heartbeat.interval.ms": 500,
+        }
+    )
     try:
         consumer.subscribe([settings.topic("egress.bitrix24.product")])
         consumer.poll(3.0)
-        size = asyncio.run(kafka_group_size(settings.kafka, group))
+        size = asyncio.run(group_size(settings.kafka, group))
     finally:
         consumer.close()
     # Apache Kafka reports the one member; the embedded broker reports none (unknown), and

@@ -68,7 +68,9 @@ def offers_with_stock() -> bytes:
     store = ET.SubElement(stores, "Склад")
     ET.SubElement(store, "Ид").text = WAREHOUSE
     ET.SubElement(store, "Наименование").text = "Основной склад"
-    for index, offer in enumerate(o for o in root.iter("Предложение") if o.find("Цены") is not None):
+    for index, offer in enumerate(
+        o for o in root.iter("Предложение") if o.find("Цены") is not None
+    ):
         ET.SubElement(offer, "Количество").text = str(index)
         ET.SubElement(offer, "Склад", {"ИдСклада": WAREHOUSE, "КоличествоНаСкладе": f"{index}.5"})
     return _document(root)
@@ -76,8 +78,11 @@ def offers_with_stock() -> bytes:
 
 def with_namespace(data: bytes) -> bytes:
     """The document with the CommerceML namespace declared on its root."""
-    return data.replace("<КоммерческаяИнформация ".encode(),
-                        '<КоммерческаяИнформация xmlns="urn:1C.ru:commerceml_2" '.encode(), 1)
+    return data.replace(
+        "<КоммерческаяИнформация ".encode(),
+        '<КоммерческаяИнформация xmlns="urn:1C.ru:commerceml_2" '.encode(),
+        1,
+    )
 
 
 def as_windows_1251(data: bytes) -> bytes:
@@ -99,7 +104,7 @@ def zipped(members: dict[str, bytes]) -> bytes:
 
 def chunks(data: bytes, size: int) -> list[bytes]:
     """The data cut into pieces of at most ``size`` bytes, as 1С cuts at file_limit."""
-    return [data[i:i + size] for i in range(0, len(data), size)]
+    return [data[i : i + size] for i in range(0, len(data), size)]
 
 
 def offer_ids() -> list[str]:
@@ -109,9 +114,15 @@ def offer_ids() -> list[str]:
 
 def priced_offer_ids() -> list[str]:
     """Offer Ид values of the real offers.xml that carry a price."""
-    return [o.findtext("Ид") for o in _tree(OFFERS).iter("Предложение") if o.find("Цены") is not None]
+    return [
+        o.findtext("Ид") for o in _tree(OFFERS).iter("Предложение") if o.find("Цены") is not None
+    ]
 
 
 def deleted_offer_ids() -> list[str]:
     """Offer Ид values of the real offers.xml with <Статус>Удален</Статус>."""
-    return [o.findtext("Ид") for o in _tree(OFFERS).iter("Предложение") if o.findtext("Статус") == "Удален"]
+    return [
+        o.findtext("Ид")
+        for o in _tree(OFFERS).iter("Предложение")
+        if o.findtext("Статус") == "Удален"
+    ]

@@ -35,14 +35,21 @@ def _payloads(name: str, ctx: Context | None = None) -> dict[str, dict]:
 
 
 def test_merge_overlays_names_and_unites_a_propertys_dictionary():
-    base = Context(properties={"p": Property("Цвет", {"v1": "Красный", "v2": "Синий"}, "Справочник")},
-                   price_types={"t": PriceType("Розничная", "643")}, warehouses={"w": "Старый"},
-                   groups={"g": "Одежда"})
-    top = Context(properties={"p": Property("", {"v2": "Голубой", "v3": "Зелёный"}, "")},
-                  price_types={"t": PriceType("Розница", "RUB")}, warehouses={"w2": "Новый"})
+    base = Context(
+        properties={"p": Property("Цвет", {"v1": "Красный", "v2": "Синий"}, "Справочник")},
+        price_types={"t": PriceType("Розничная", "643")},
+        warehouses={"w": "Старый"},
+        groups={"g": "Одежда"},
+    )
+    top = Context(
+        properties={"p": Property("", {"v2": "Голубой", "v3": "Зелёный"}, "")},
+        price_types={"t": PriceType("Розница", "RUB")},
+        warehouses={"w2": "Новый"},
+    )
     merged = names.merge(base, top)
     assert merged.properties["p"] == Property(
-        "Цвет", {"v1": "Красный", "v2": "Голубой", "v3": "Зелёный"}, "Справочник")
+        "Цвет", {"v1": "Красный", "v2": "Голубой", "v3": "Зелёный"}, "Справочник"
+    )
     assert merged.price_types == {"t": PriceType("Розница", "RUB")}
     assert merged.warehouses == {"w": "Старый", "w2": "Новый"}
     assert merged.groups == {"g": "Одежда"}
@@ -55,8 +62,13 @@ def test_the_names_survive_json_and_nothing_of_the_file_itself_travels():
     ctx = _declared("cml3_import.xml")
     assert (ctx.classifier_id, ctx.full_classifier) == (CATALOG, True)
     back = names.from_json(json.loads(names.dump(ctx)))
-    assert (back.properties, back.price_types, back.warehouses, back.groups, back.group_parents) == (
-        ctx.properties, ctx.price_types, ctx.warehouses, ctx.groups, ctx.group_parents)
+    assert (
+        back.properties,
+        back.price_types,
+        back.warehouses,
+        back.groups,
+        back.group_parents,
+    ) == (ctx.properties, ctx.price_types, ctx.warehouses, ctx.groups, ctx.group_parents)
     assert (back.sections, back.classifier_id, back.changes_only) == ([], "", False)
     assert names.from_json(None) == Context() == names.from_json({"format": 999})
     assert names.is_empty(Context()) and not names.is_empty(back)
@@ -73,10 +85,13 @@ def test_a_split_3x_package_resolves_through_the_classifier_of_its_import_file()
     prices = _payloads("cml3_prices.xml", names.names(session))
     assert {k: (p["price_type_name"], p["currency"], p["price"]) for k, p in prices.items()} == {
         f"{PRODUCT}:{RETAIL}": ("Розничная", "RUB", "790"),
-        f"{VARIANT}:{RETAIL}": ("Розничная", "RUB", "850.00")}
+        f"{VARIANT}:{RETAIL}": ("Розничная", "RUB", "850.00"),
+    }
     rests = _payloads("cml3_rests.xml", names.names(session))
     assert {k: (p["warehouse_name"], p["quantity"]) for k, p in rests.items()} == {
-        f"{PRODUCT}:{STORE}": ("Основной склад", "14"), VARIANT: (None, "3")}
+        f"{PRODUCT}:{STORE}": ("Основной склад", "14"),
+        VARIANT: (None, "3"),
+    }
 
 
 def test_a_price_without_its_currency_takes_the_declared_price_types():
@@ -90,16 +105,25 @@ def test_a_price_without_its_currency_takes_the_declared_price_types():
 def test_a_changes_only_classifier_keeps_the_values_it_does_not_repeat():
     """cml210_import_changes.xml re-declares Цвет with Чёрный only; its product also names
     the value ...12, which the last full classifier declared."""
-    full = Context(properties={"7b4e2f10-ff10-11e9-80e5-00155d010b01": Property(
-        "Цвет", {"7b4e2f12-ff10-11e9-80e5-00155d010b01": "Белый"}, "Справочник")})
-    (product,) = [p for p in _payloads("cml210_import_changes.xml", names.names(full)).values()
-                  if not p["deleted"]]
+    full = Context(
+        properties={
+            "7b4e2f10-ff10-11e9-80e5-00155d010b01": Property(
+                "Цвет", {"7b4e2f12-ff10-11e9-80e5-00155d010b01": "Белый"}, "Справочник"
+            )
+        }
+    )
+    (product,) = [
+        p
+        for p in _payloads("cml210_import_changes.xml", names.names(full)).values()
+        if not p["deleted"]
+    ]
     colour = [p for p in product["properties"] if p["name"] == "Цвет"]
     assert [c["labels"] for c in colour] == [["Чёрный"], ["Белый"]]
     # Without the earlier classifier the unknown value stays its id (as before).
     (alone,) = [p for p in _payloads("cml210_import_changes.xml").values() if not p["deleted"]]
     assert [p["labels"] for p in alone["properties"] if p["name"] == "Цвет"][1] == [
-        "7b4e2f12-ff10-11e9-80e5-00155d010b01"]
+        "7b4e2f12-ff10-11e9-80e5-00155d010b01"
+    ]
 
 
 def test_the_summary_tells_the_catalog_and_whether_the_file_holds_only_changes():

@@ -14,16 +14,21 @@ from mmstream.settings import CommerceMLSettings
 from tests.connectors.commerceml import samples
 
 
-@pytest.mark.parametrize("raw, expected", [
-    ("import.xml", "import.xml"),
-    ("/import_files/ab/abc.jpg", "import_files/ab/abc.jpg"),
-    ("import_files\\ab\\abc.jpg", "import_files/ab/abc.jpg"),
-])
+@pytest.mark.parametrize(
+    "raw, expected",
+    [
+        ("import.xml", "import.xml"),
+        ("/import_files/ab/abc.jpg", "import_files/ab/abc.jpg"),
+        ("import_files\\ab\\abc.jpg", "import_files/ab/abc.jpg"),
+    ],
+)
 def test_safe_names(raw, expected):
     assert files.safe_name(raw) == expected
 
 
-@pytest.mark.parametrize("raw", [None, "", "../etc/passwd", "a/../../b", "a//b", "x\x00.xml", "a" * 600])
+@pytest.mark.parametrize(
+    "raw", [None, "", "../etc/passwd", "a/../../b", "a//b", "x\x00.xml", "a" * 600]
+)
 def test_unsafe_names(raw):
     with pytest.raises(BadRequest):
         files.safe_name(raw)
@@ -38,9 +43,16 @@ def test_what_is_kept():
 
 
 def test_extract_by_path_or_base_name():
-    archive = io.BytesIO(samples.zipped({"import.xml": b"<a/>", "sub/offers.xml": b"<b/>",
-                                          "import_files/x.jpg": b"\xff"}))
-    for name, expected in (("import.xml", b"<a/>"), ("offers.xml", b"<b/>"), ("sub/offers.xml", b"<b/>")):
+    archive = io.BytesIO(
+        samples.zipped(
+            {"import.xml": b"<a/>", "sub/offers.xml": b"<b/>", "import_files/x.jpg": b"\xff"}
+        )
+    )
+    for name, expected in (
+        ("import.xml", b"<a/>"),
+        ("offers.xml", b"<b/>"),
+        ("sub/offers.xml", b"<b/>"),
+    ):
         dest = io.BytesIO()
         assert files.extract(archive, name, dest)
         assert dest.read() == expected
@@ -61,7 +73,9 @@ def test_cp866_member_names():
 
 def test_broken_archive():
     with pytest.raises(InvalidDocument):
-        files.extract(io.BytesIO(samples.zipped({"import.xml": b"<a/>"})[:30]), "import.xml", io.BytesIO())
+        files.extract(
+            io.BytesIO(samples.zipped({"import.xml": b"<a/>"})[:30]), "import.xml", io.BytesIO()
+        )
 
 
 def _basic(user: str, password: str, encoding: str = "utf-8") -> str:
@@ -76,8 +90,18 @@ def test_basic_credentials():
     assert auth.check_basic(_basic("обмен", "s3cret", "cp1251"), CFG) == "обмен"
 
 
-@pytest.mark.parametrize("header", [None, "", "Bearer x", "Basic !!!", _basic("обмен", "wrong"),
-                                    _basic("site", "s3cret"), "Basic " + base64.b64encode(b"nocolon").decode()])
+@pytest.mark.parametrize(
+    "header",
+    [
+        None,
+        "",
+        "Bearer x",
+        "Basic !!!",
+        _basic("обмен", "wrong"),
+        _basic("site", "s3cret"),
+        "Basic " + base64.b64encode(b"nocolon").decode(),
+    ],
+)
 def test_bad_credentials(header):
     with pytest.raises(BadCredentials):
         auth.check_basic(header, CFG)
@@ -85,7 +109,9 @@ def test_bad_credentials(header):
 
 def test_no_password_configured_means_disabled():
     with pytest.raises(BadCredentials, match="disabled"):
-        auth.check_basic(_basic("site", ""), CommerceMLSettings(username="site", password=SecretStr("")))
+        auth.check_basic(
+            _basic("site", ""), CommerceMLSettings(username="site", password=SecretStr(""))
+        )
 
 
 def test_cookie_header():

@@ -43,11 +43,14 @@ def _offers_with(junk: bytes, before: str) -> bytes:
     return data[:at] + junk + data[at:]
 
 
-@pytest.mark.parametrize("where,before", [
-    ("inside ПакетПредложений", "<Предложения>"),     # depth 3, beside the offers
-    ("inside Классификатор", "</Классификатор>"),    # the classifier used to be read whole
-    ("a deep unknown branch", "<Предложения>"),
-])
+@pytest.mark.parametrize(
+    "where,before",
+    [
+        ("inside ПакетПредложений", "<Предложения>"),  # depth 3, beside the offers
+        ("inside Классификатор", "</Классификатор>"),  # the classifier used to be read whole
+        ("a deep unknown branch", "<Предложения>"),
+    ],
+)
 def test_unknown_elements_do_not_grow_memory(where, before):
     """Unknown elements: the old reader kept every one of them until its section ended
     (~10 MiB traced here; 8 MiB of them made 84 MiB traced, ~140 MB RSS); now each is
@@ -80,8 +83,9 @@ def test_a_large_catalog_is_read_in_bounded_memory():
 
 
 def _nested_groups(depth: int) -> bytes:
-    opening = "".join(f"<Группы><Группа><Ид>g{i}</Ид><Наименование>G{i}</Наименование>"
-                      for i in range(depth))
+    opening = "".join(
+        f"<Группы><Группа><Ид>g{i}</Ид><Наименование>G{i}</Наименование>" for i in range(depth)
+    )
     closing = "</Группа></Группы>" * depth
     return f"{HEAD}<Классификатор>{opening}{closing}</Классификатор>{TAIL}".encode()
 
@@ -102,11 +106,13 @@ def test_nested_groups_within_the_bound_keep_their_parents():
 def test_group_parents_do_not_depend_on_the_order_of_children():
     """The nested Группы may come before the parent's Ид; a group without Ид passes its
     children to the enclosing group (as before)."""
-    doc = (f"{HEAD}<Классификатор><Группы>"
-           "<Группа><Группы><Группа><Ид>child</Ид></Группа></Группы><Ид>top</Ид></Группа>"
-           "<Группа><Ид>a</Ид><Группы><Группа><Группы><Группа><Ид>b</Ид></Группа></Группы>"
-           "</Группа></Группы></Группа>"
-           f"</Группы></Классификатор>{TAIL}").encode()
+    doc = (
+        f"{HEAD}<Классификатор><Группы>"
+        "<Группа><Группы><Группа><Ид>child</Ид></Группа></Группы><Ид>top</Ид></Группа>"
+        "<Группа><Ид>a</Ид><Группы><Группа><Группы><Группа><Ид>b</Ид></Группа></Группы>"
+        "</Группа></Группы></Группа>"
+        f"</Группы></Классификатор>{TAIL}"
+    ).encode()
     ctx = Context()
     list(entries(io.BytesIO(doc), ctx))
     assert ctx.group_parents == {"child": "top", "b": "a"}
@@ -119,30 +125,38 @@ def test_an_entry_holding_too_many_elements_is_refused():
         check(io.BytesIO(doc.encode()))
 
 
-@pytest.mark.parametrize("doctype", [
-    # A modest internal entity: under expat's amplification limit, so it used to be expanded.
-    '<!DOCTYPE КоммерческаяИнформация [<!ENTITY e "{}">]>'.format("x" * 1000),
-    # Billion laughs.
-    '<!DOCTYPE КоммерческаяИнформация [<!ENTITY a "aaaaaaaaaa"><!ENTITY b "&a;&a;&a;&a;&a;&a;&a;&a;">'
-    '<!ENTITY c "&b;&b;&b;&b;&b;&b;&b;&b;"><!ENTITY d "&c;&c;&c;&c;&c;&c;&c;&c;">]>',
-    # An external entity.
-    '<!DOCTYPE КоммерческаяИнформация [<!ENTITY e SYSTEM "file:///etc/passwd">]>',
-    # A DOCTYPE with no internal subset at all.
-    '<!DOCTYPE КоммерческаяИнформация SYSTEM "http://example.invalid/cml.dtd">',
-])
+@pytest.mark.parametrize(
+    "doctype",
+    [
+        # A modest internal entity: under expat's amplification limit, so it used to be expanded.
+        '<!DOCTYPE КоммерческаяИнформация [<!ENTITY e "{}">]>'.format("x" * 1000),
+        # Billion laughs.
+        '<!DOCTYPE КоммерческаяИнформация [<!ENTITY a "aaaaaaaaaa"><!ENTITY b "&a;&a;&a;&a;&a;&a;&a;&a;">'
+        '<!ENTITY c "&b;&b;&b;&b;&b;&b;&b;&b;"><!ENTITY d "&c;&c;&c;&c;&c;&c;&c;&c;">]>',
+        # An external entity.
+        '<!DOCTYPE КоммерческаяИнформация [<!ENTITY e SYSTEM "file:///etc/passwd">]>',
+        # A DOCTYPE with no internal subset at all.
+        '<!DOCTYPE КоммерческаяИнформация SYSTEM "http://example.invalid/cml.dtd">',
+    ],
+)
 def test_a_doctype_is_refused_before_anything_is_read(doctype):
     uses = "&e;" * 50 if "ENTITY e" in doctype else "&d;" if "ENTITY d" in doctype else ""
-    doc = ("<?xml version='1.0' encoding='UTF-8'?>" + doctype
-           + f"<КоммерческаяИнформация><Документ><Ид>1</Ид><Комментарий>{uses}</Комментарий>"
-           + f"</Документ>{TAIL}").encode()
+    doc = (
+        "<?xml version='1.0' encoding='UTF-8'?>"
+        + doctype
+        + f"<КоммерческаяИнформация><Документ><Ид>1</Ид><Комментарий>{uses}</Комментарий>"
+        + f"</Документ>{TAIL}"
+    ).encode()
     with pytest.raises(InvalidDocument, match="DOCTYPE") as caught:
         list(entries(io.BytesIO(doc)))
     assert not isinstance(caught.value, IncompleteDocument)
 
 
 def test_a_doctype_in_windows_1251_is_refused_too():
-    doc = ("<?xml version='1.0' encoding='windows-1251'?><!DOCTYPE К [<!ENTITY e 'е'>]>"
-           "<КоммерческаяИнформация>&e;</КоммерческаяИнформация>").encode("cp1251")
+    doc = (
+        "<?xml version='1.0' encoding='windows-1251'?><!DOCTYPE К [<!ENTITY e 'е'>]>"
+        "<КоммерческаяИнформация>&e;</КоммерческаяИнформация>"
+    ).encode("cp1251")
     with pytest.raises(InvalidDocument, match="DOCTYPE"):
         list(entries(io.BytesIO(doc)))
 
@@ -162,8 +176,13 @@ def _zip(members: list[tuple[str, bytes]]) -> io.BytesIO:
 def test_the_reported_bomb_duplicate_members():
     """~8 KB: one 4 MiB XML member and 39 more of the same name. The old code unpacked all
     40 into memory at once (168 MB); now the archive is refused before any is unpacked."""
-    xml = (HEAD + "<Документ><Ид>1</Ид><Комментарий>" + "a" * (4 << 20)
-           + "</Комментарий></Документ>" + TAIL).encode()
+    xml = (
+        HEAD
+        + "<Документ><Ид>1</Ид><Комментарий>"
+        + "a" * (4 << 20)
+        + "</Комментарий></Документ>"
+        + TAIL
+    ).encode()
     with pytest.warns(UserWarning, match="Duplicate name"):
         archive = _zip([("orders.xml", xml)] * 40)
     assert len(archive.getvalue()) < 400_000
@@ -215,7 +234,7 @@ def test_looks_complete():
     orders = samples.ORDERS.read_bytes()
     half = len(orders) // 2
     assert files.looks_complete(orders[:4096], orders[-4096:])
-    assert not files.looks_complete(orders[:4096], orders[half - 4096:half])
+    assert not files.looks_complete(orders[:4096], orders[half - 4096 : half])
     cp1251 = samples.as_windows_1251(orders)
     assert files.looks_complete(cp1251[:100], cp1251[-100:] + b"\r\n")
     namespaced = f"<?xml version='1.0'?><cml:{TAIL[2:-1]} xmlns:cml='urn:1C.ru:commerceml_2'>"

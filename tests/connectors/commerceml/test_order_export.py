@@ -46,42 +46,95 @@ PRODUCT = "5d1b6a3e-2f4c-11ef-8a6b-000c29b45b09"
 OTHER = "6e2c7b4f-3a5d-11ef-8a6b-000c29b45b09"
 NOW = datetime(2026, 12, 7, 12, 0, 0)
 # CommerceML 2.08: the children of a Документ, in the schema's sequence.
-DOCUMENT_ORDER = ["Ид", "Номер", "Дата", "ХозОперация", "Роль", "Валюта", "Курс", "Сумма",
-                  "Контрагенты", "Время", "СрокПлатежа", "Комментарий", "Налоги", "Скидки",
-                  "Товары", "ЗначенияРеквизитов"]
-ITEM_ORDER = ["Ид", "ИдКаталога", "Наименование", "БазоваяЕдиница", "ЗначенияРеквизитов",
-              "ЦенаЗаЕдиницу", "Количество", "Сумма"]
+DOCUMENT_ORDER = [
+    "Ид",
+    "Номер",
+    "Дата",
+    "ХозОперация",
+    "Роль",
+    "Валюта",
+    "Курс",
+    "Сумма",
+    "Контрагенты",
+    "Время",
+    "СрокПлатежа",
+    "Комментарий",
+    "Налоги",
+    "Скидки",
+    "Товары",
+    "ЗначенияРеквизитов",
+]
+ITEM_ORDER = [
+    "Ид",
+    "ИдКаталога",
+    "Наименование",
+    "БазоваяЕдиница",
+    "ЗначенияРеквизитов",
+    "ЦенаЗаЕдиницу",
+    "Количество",
+    "Сумма",
+]
 
 PARTY = ExportParty(CUSTOMER, 'ООО "Ромашка"', inn="7701234567", kpp="770101001")
-LINES = (ExportLine(PRODUCT, "Клавиатура", Decimal("250"), Decimal("2"), Decimal("500")),
-         ExportLine(OTHER, "Мышь ✓", Decimal("10.5"), Decimal("1.5"), Decimal("15.75")))
+LINES = (
+    ExportLine(PRODUCT, "Клавиатура", Decimal("250"), Decimal("2"), Decimal("500")),
+    ExportLine(OTHER, "Мышь ✓", Decimal("10.5"), Decimal("1.5"), Decimal("15.75")),
+)
 NAMES = {PRODUCT: "Клавиатура", OTHER: "Мышь ✓"}
 # The deal's rows as courier_documents maps them (Bitrix24 product 7, 8 -> 1С GUIDs).
-ROWS = [{"PRODUCT_ID": 7, "PRICE": 250, "QUANTITY": 2}, {"PRODUCT_ID": 8, "PRICE": "10.5",
-                                                         "QUANTITY": "1.5"}]
+ROWS = [
+    {"PRODUCT_ID": 7, "PRICE": 250, "QUANTITY": 2},
+    {"PRODUCT_ID": 8, "PRICE": "10.5", "QUANTITY": "1.5"},
+]
 GOODS = goods_lines(ROWS, {7: PRODUCT, 8: OTHER})
 
 
 def order_payload(**fields) -> dict:
-    return {"id": ORDER_ID, "stage": "C3:WON", "status": "new", "currency": "RUB",
-            "amount": "515.75", "external_ids": {"bitrix24": "deal:42"},
-            "created_at": "2026-12-07T08:00:00+00:00", "closed_at": "2026-12-07T09:30:05+00:00",
-            "comment": "Позвонить\nзаранее", "delivery_address": "Москва, Тверская 1", **fields}
+    return {
+        "id": ORDER_ID,
+        "stage": "C3:WON",
+        "status": "new",
+        "currency": "RUB",
+        "amount": "515.75",
+        "external_ids": {"bitrix24": "deal:42"},
+        "created_at": "2026-12-07T08:00:00+00:00",
+        "closed_at": "2026-12-07T09:30:05+00:00",
+        "comment": "Позвонить\nзаранее",
+        "delivery_address": "Москва, Тверская 1",
+        **fields,
+    }
 
 
 def order_document(payload: dict | None = None, names: dict | None = None) -> ExportDocument:
     """The instant order's document as InstantOrderToExchange builds it: the HTTP service's
     body (courier_documents), then the exchange's document."""
-    body = instant_order_body(payload or order_payload(), customer=CUSTOMER, lines=GOODS,
-                              document_type="order", tz=MSK, post=True)
-    return exchange_document(body, operation="Заказ товара", deal=42, party=PARTY,
-                             names=NAMES if names is None else names)
+    body = instant_order_body(
+        payload or order_payload(),
+        customer=CUSTOMER,
+        lines=GOODS,
+        document_type="order",
+        tz=MSK,
+        post=True,
+    )
+    return exchange_document(
+        body,
+        operation="Заказ товара",
+        deal=42,
+        party=PARTY,
+        names=NAMES if names is None else names,
+    )
 
 
 def return_payload(**fields) -> dict:
-    return {"id": RETURN_ID, "courier_stage": "C5:WON", "status": "new",
-            "courier_currency": "USD", "external_ids": {"bitrix24": "deal:43"},
-            "reported_at": "2026-12-07T21:10:05+00:00", **fields}
+    return {
+        "id": RETURN_ID,
+        "courier_stage": "C5:WON",
+        "status": "new",
+        "courier_currency": "USD",
+        "external_ids": {"bitrix24": "deal:43"},
+        "reported_at": "2026-12-07T21:10:05+00:00",
+        **fields,
+    }
 
 
 def in_order(tags: list[str], schema: list[str]) -> bool:
@@ -115,21 +168,38 @@ def test_an_instant_order_is_a_2_08_document_1c_reads():
     # 09:30:05 UTC closed -> 12:30:05 in Moscow, 1С's wall clock.
     assert (order["date"], order["time"]) == ("2026-12-07", "12:30:05")
     assert order["amount"] == "515.75" and order["comment"] == "Позвонить\nзаранее"
-    assert order["counterparties"] == [{"id": CUSTOMER, "name": 'ООО "Ромашка"',
-                                        "full_name": 'ООО "Ромашка"', "role": "Покупатель",
-                                        "inn": "7701234567", "kpp": "770101001"}]
-    assert [(i["product_id"], i["name"], i["price"], i["quantity"], i["amount"])
-            for i in order["items"]] == [(PRODUCT, "Клавиатура", "250.00", "2", "500.00"),
-                                        (OTHER, "Мышь ✓", "10.50", "1.5", "15.75")]
+    assert order["counterparties"] == [
+        {
+            "id": CUSTOMER,
+            "name": 'ООО "Ромашка"',
+            "full_name": 'ООО "Ромашка"',
+            "role": "Покупатель",
+            "inn": "7701234567",
+            "kpp": "770101001",
+        }
+    ]
+    assert [
+        (i["product_id"], i["name"], i["price"], i["quantity"], i["amount"]) for i in order["items"]
+    ] == [
+        (PRODUCT, "Клавиатура", "250.00", "2", "500.00"),
+        (OTHER, "Мышь ✓", "10.50", "1.5", "15.75"),
+    ]
     assert order["items"][0]["unit"]["code"] == "796"
     assert {"name": "Адрес доставки", "values": ["Москва, Тверская 1"]} in order["requisites"]
 
 
 def test_a_return_is_a_return_of_goods_document():
-    body = return_body(return_payload(), customer=CUSTOMER, lines=GOODS[:1],
-                       shipment="8b9660f6-6332-11ec-ad72-000c29b45b09", tz=MSK, post=True)
-    doc = exchange_document(body, operation=RETURN_OPERATION, deal=43,
-                            party=ExportParty(CUSTOMER, ""), names={})
+    body = return_body(
+        return_payload(),
+        customer=CUSTOMER,
+        lines=GOODS[:1],
+        shipment="8b9660f6-6332-11ec-ad72-000c29b45b09",
+        tz=MSK,
+        post=True,
+    )
+    doc = exchange_document(
+        body, operation=RETURN_OPERATION, deal=43, party=ExportParty(CUSTOMER, ""), names={}
+    )
     _, (record,) = parsed([export_fragment(doc)])
     order = record.payload
     assert order["operation"] == RETURN_OPERATION == "Возврат товара"
@@ -139,8 +209,10 @@ def test_a_return_is_a_return_of_goods_document():
     # requires a name; 1С finds both by Ид).
     assert order["counterparties"][0]["name"] == CUSTOMER
     assert order["items"][0]["name"] == PRODUCT
-    assert {"name": "Документ основание",
-            "values": ["8b9660f6-6332-11ec-ad72-000c29b45b09"]} in order["requisites"]
+    assert {
+        "name": "Документ основание",
+        "values": ["8b9660f6-6332-11ec-ad72-000c29b45b09"],
+    } in order["requisites"]
 
 
 def test_the_same_document_is_the_same_text():
@@ -152,8 +224,17 @@ def test_the_same_document_is_the_same_text():
 
 
 def test_text_outside_windows_1251_survives_as_character_references():
-    doc = ExportDocument(ORDER_ID, "1", NOW, "Заказ товара", "руб", Decimal(1), PARTY, LINES,
-                         comment="Курьер: 👍 ✓ €")
+    doc = ExportDocument(
+        ORDER_ID,
+        "1",
+        NOW,
+        "Заказ товара",
+        "руб",
+        Decimal(1),
+        PARTY,
+        LINES,
+        comment="Курьер: 👍 ✓ €",
+    )
     body, (record,) = parsed([export_fragment(doc)])
     body.decode("cp1251")  # the whole answer is windows-1251
     assert b"&#128077;" in body
@@ -167,8 +248,9 @@ def test_a_broken_queued_fragment_is_left_out_not_sent():
     assert [d.findtext("Ид") for d in ET.fromstring(body)] == [ORDER_ID]
 
 
-@pytest.mark.parametrize("value,expected", [("RUB", "руб"), ("", "руб"), ("usd", "USD"),
-                                            ("руб", "руб")])
+@pytest.mark.parametrize(
+    "value,expected", [("RUB", "руб"), ("", "руб"), ("usd", "USD"), ("руб", "руб")]
+)
 def test_the_currency_is_named_as_the_exchange_names_it(value, expected):
     assert exchange_currency(value) == expected
 
@@ -203,7 +285,9 @@ ANSWER = f"""<?xml version="1.0" encoding="UTF-8"?>
 </КоммерческаяИнформация>"""
 
 
-def answer(entity: str, doc_id: str, operation: str = "Заказ товара", deleted: str = "false") -> dict:
+def answer(
+    entity: str, doc_id: str, operation: str = "Заказ товара", deleted: str = "false"
+) -> dict:
     """1С's document parsed by the project's parser, as the bridge publishes it."""
     xml = ANSWER.format(id=doc_id, operation=operation, deleted=deleted).encode()
     (order,) = list(document.records(io.BytesIO(xml)))
@@ -228,7 +312,8 @@ def test_an_instant_order_answer_records_1c_number_and_posted():
 
 def test_a_return_answer_is_1c_document_of_the_return():
     onec, middleware = commerceml_result.normalize(
-        answer("return", RETURN_ID, "Возврат товара"), {}, Context())
+        answer("return", RETURN_ID, "Возврат товара"), {}, Context()
+    )
     assert isinstance(onec, Return) and onec.source == "commerceml"
     assert onec.number == "ЗК-000777" and onec.posted is True
     assert onec.date == datetime(2026, 12, 7, tzinfo=MSK)
@@ -240,15 +325,19 @@ def test_a_return_answer_is_1c_document_of_the_return():
 
 def test_a_document_1c_marked_for_deletion_is_cancelled():
     _, middleware = commerceml_result.normalize(
-        answer("instant_order", ORDER_ID, deleted="true"), {}, Context())
+        answer("instant_order", ORDER_ID, deleted="true"), {}, Context()
+    )
     assert middleware.status == "cancelled"
 
 
-@pytest.mark.parametrize("change,reason", [
-    ({"entity": "customer_order"}, "entity"),
-    ({"id": "36"}, "id: not a canonical id"),
-    ({"version": ""}, "version"),
-])
+@pytest.mark.parametrize(
+    "change,reason",
+    [
+        ({"entity": "customer_order"}, "entity"),
+        ({"id": "36"}, "id: not a canonical id"),
+        ({"version": ""}, "version"),
+    ],
+)
 def test_an_answer_that_is_not_one_is_unnormalizable(change, reason):
     value = {**answer("instant_order", ORDER_ID), **change}
     with pytest.raises(Unnormalizable, match=reason):

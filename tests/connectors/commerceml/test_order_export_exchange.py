@@ -27,10 +27,10 @@ from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from connectors.bitrix24.client import Bitrix24Client
-from connectors.bitrix24.emulator import create_app as portal_app
 from connectors.commerceml import document
 from connectors.commerceml.store import ExchangeStore, ExportQueue
 from connectors.ingress.app import create_app
+from devstack.emulators.bitrix24 import create_app as portal_app
 from mmstream.settings import Bitrix24Settings, CourierObjectSettings
 from streams.egress.actions import Targets
 from streams.egress.commerceml_orders import InstantOrderToExchange, ReturnToExchange
@@ -55,15 +55,20 @@ PRODUCT = "5d1b6a3e-2f4c-11ef-8a6b-000c29b45b09"
 @pytest.fixture
 def s(settings, registry_url, tmp_path):
     made = sink_settings(settings, registry_url)
-    cml = made.commerceml.model_copy(update={"work_dir": tmp_path, "password": PASSWORD,
-                                             "use_zip": False})
+    cml = made.commerceml.model_copy(
+        update={"work_dir": tmp_path, "password": PASSWORD, "use_zip": False}
+    )
     portal = Bitrix24Settings(webhook_url=BASE + HOOK, rate_per_s=1e6, burst=1000)
     return made.model_copy(update={"commerceml": cml, "bitrix24": portal})
 
 
 def _records(messages) -> list[SourceRecord]:
-    return [SourceRecord(m.topic(), m.partition(), m.offset(), m.key(), m.value(),
-                         list(m.headers() or [])) for m in messages]
+    return [
+        SourceRecord(
+            m.topic(), m.partition(), m.offset(), m.key(), m.value(), list(m.headers() or [])
+        )
+        for m in messages
+    ]
 
 
 def _changes(s, topic: str, entity: str, expect: int) -> dict[str, Change]:
@@ -88,8 +93,11 @@ class Portal:
 
 async def _sink(s, records: list[SourceRecord]) -> None:
     sinks = Sinks(s)
-    sinks.entities.ctx = Context(couriers=CourierObjectSettings(
-        instant_order_category_id=INSTANT, return_category_id=RETURNS))
+    sinks.entities.ctx = Context(
+        couriers=CourierObjectSettings(
+            instant_order_category_id=INSTANT, return_category_id=RETURNS
+        )
+    )
     try:
         await sinks.entities.handle(records)
     finally:
@@ -107,7 +115,8 @@ def _query(onec: OneC) -> list:
 def _answer(documents: list[tuple[str, str, str]]) -> bytes:
     """1С's sale file: (Ид, ХозОперация, Номер по 1С) per document, as 1С sends changed
     orders back (the site's Ид and number echoed, 1С's own in the requisites)."""
-    body = "".join(f"""
+    body = "".join(
+        f"""
   <Документ><Ид>{ident}</Ид><Номер>{ident[:8]}</Номер><Дата>2026-12-07</Дата>
     <ХозОперация>{operation}</ХозОперация><Роль>Продавец</Роль><Валюта>руб</Валюта>
     <Курс>1</Курс><Сумма>500</Сумма><Время>12:30:05</Время>
@@ -118,9 +127,13 @@ def _answer(documents: list[tuple[str, str, str]]) -> bytes:
       <ЗначениеРеквизита><Наименование>Проведен</Наименование><Значение>true</Значение></ЗначениеРеквизита>
       <ЗначениеРеквизита><Наименование>Статус заказа</Наименование><Значение>Открыт</Значение></ЗначениеРеквизита>
     </ЗначенияРеквизитов>
-  </Документ>""" for ident, operation, number in documents)
-    return ('<?xml version="1.0" encoding="UTF-8"?>\n<КоммерческаяИнформация ВерсияСхемы="2.08" '
-            f'ДатаФормирования="2026-12-07T13:00:00">{body}\n</КоммерческаяИнформация>').encode()
+  </Документ>"""
+        for ident, operation, number in documents
+    )
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?>\n<КоммерческаяИнформация ВерсияСхемы="2.08" '
+        f'ДатаФормирования="2026-12-07T13:00:00">{body}\n</КоммерческаяИнформация>'
+    ).encode()
 
 
 def test_courier_documents_go_to_1c_through_the_exchange_and_come_back_recorded(s, caplog):
@@ -133,13 +146,30 @@ def test_courier_documents_go_to_1c_through_the_exchange_and_come_back_recorded(
         try:
             deals = {}
             for kind, category in (("order", INSTANT), ("return", RETURNS)):
-                deal = await client.call("crm.deal.add", {"fields": {
-                    "TITLE": f"Курьер: {kind}", "CATEGORY_ID": category,
-                    "STAGE_ID": f"C{category}:WON", "CLOSED": "Y", "COMPANY_ID": COMPANY,
-                    "OPPORTUNITY": "500.00", "CURRENCY_ID": "RUB"}})
-                await client.call("crm.deal.productrows.set", {"id": deal, "rows": [
-                    {"PRODUCT_ID": 11, "PRICE": 250, "QUANTITY": 2},
-                    {"PRODUCT_ID": 12, "PRICE": 1, "QUANTITY": 0}]})  # a placeholder row
+                deal = await client.call(
+                    "crm.deal.add",
+                    {
+                        "fields": {
+                            "TITLE": f"Курьер: {kind}",
+                            "CATEGORY_ID": category,
+                            "STAGE_ID": f"C{category}:WON",
+                            "CLOSED": "Y",
+                            "COMPANY_ID": COMPANY,
+                            "OPPORTUNITY": "500.00",
+                            "CURRENCY_ID": "RUB",
+                        }
+                    },
+                )
+                await client.call(
+                    "crm.deal.productrows.set",
+                    {
+                        "id": deal,
+                        "rows": [
+                            {"PRODUCT_ID": 11, "PRICE": 250, "QUANTITY": 2},
+                            {"PRODUCT_ID": 12, "PRICE": 1, "QUANTITY": 0},
+                        ],
+                    },
+                )  # a placeholder row
                 deals[kind] = deal
             raw = [await client.call("crm.deal.get", {"id": deals[k]}) for k in deals]
         finally:
@@ -151,8 +181,12 @@ def test_courier_documents_go_to_1c_through_the_exchange_and_come_back_recorded(
     async def store_deals():
         sinks = Sinks(s)
         try:
-            records = [sinks.record("raw.bitrix24.deal", {**d, "_event": {"kind": "UPDATE"}},
-                                    f"deal:{d['ID']}") for d in raw]
+            records = [
+                sinks.record(
+                    "raw.bitrix24.deal", {**d, "_event": {"kind": "UPDATE"}}, f"deal:{d['ID']}"
+                )
+                for d in raw
+            ]
         finally:
             await sinks.close()
         await _sink(s, records)
@@ -169,8 +203,9 @@ def test_courier_documents_go_to_1c_through_the_exchange_and_come_back_recorded(
         try:
             xwalk = Crosswalk(engine)
             await xwalk.link("product", "bitrix24", PRODUCT, "11")
-            await xwalk.link("counterparty", "onec",
-                             str(counterparty_ref("company", COMPANY)), CUSTOMER)
+            await xwalk.link(
+                "counterparty", "onec", str(counterparty_ref("company", COMPANY)), CUSTOMER
+            )
             got = []
             for _ in range(times):  # a retry after a timeout runs apply again
                 got.append(await InstantOrderToExchange(targets).apply(orders[order_id], xwalk))
@@ -188,8 +223,11 @@ def test_courier_documents_go_to_1c_through_the_exchange_and_come_back_recorded(
             await engine.dispose()
 
     assert asyncio.run(queue(2)) == [order_id, return_id] * 2
-    queued = sql(s, "SELECT document_id, entity, revision, sent_session FROM "
-                    "commerceml_order_export ORDER BY id")
+    queued = sql(
+        s,
+        "SELECT document_id, entity, revision, sent_session FROM "
+        "commerceml_order_export ORDER BY id",
+    )
     assert queued == [(order_id, "instant_order", 1, None), (return_id, "return", 1, None)]
 
     # -- 1С's exchange: query without success, again, success, nothing more ---------------
@@ -198,10 +236,13 @@ def test_courier_documents_go_to_1c_through_the_exchange_and_come_back_recorded(
         assert onec.call("init").status_code == 200
         first = _query(onec)
         assert [(r.key, r.payload["operation"]) for r in first] == [
-            (order_id, "Заказ товара"), (return_id, "Возврат товара")]
+            (order_id, "Заказ товара"),
+            (return_id, "Возврат товара"),
+        ]
         assert first[0].payload["number"] == str(deals["order"])
-        assert [(i["product_id"], i["quantity"], i["amount"]) for i in first[0].payload["items"]] \
-            == [(PRODUCT, "2", "500.00")]
+        assert [
+            (i["product_id"], i["quantity"], i["amount"]) for i in first[0].payload["items"]
+        ] == [(PRODUCT, "2", "500.00")]
         assert first[0].payload["counterparties"][0]["id"] == CUSTOMER
         # 1С broke off before `success`: its next exchange gets the same documents.
         onec = OneC(bridge, kind="sale").login(s)
@@ -212,9 +253,13 @@ def test_courier_documents_go_to_1c_through_the_exchange_and_come_back_recorded(
         assert _query(onec) == []
 
         # 1С sends its documents back (with an order of its own site flow, not ours).
-        answer = _answer([(order_id, "Заказ товара", "ЗК-000777"),
-                          (return_id, "Возврат товара", "ВК-000042"),
-                          ("92", "Заказ товара", "MM92")])
+        answer = _answer(
+            [
+                (order_id, "Заказ товара", "ЗК-000777"),
+                (return_id, "Возврат товара", "ВК-000042"),
+                ("92", "Заказ товара", "MM92"),
+            ]
+        )
         resp = onec.call("file", answer, filename="orders.xml")
         assert (resp.status_code, resp.text) == (200, "success")
     acked = sql(s, "SELECT count(*) FROM commerceml_order_export WHERE acknowledged_at IS NOT NULL")
@@ -227,10 +272,14 @@ def test_courier_documents_go_to_1c_through_the_exchange_and_come_back_recorded(
     # -- the sink records 1С's numbers; the status actions write them to the deals --------
     asyncio.run(_sink(s, _records(answers)))
     assert dlq(s, "dlq.normalize") == []
-    assert sql(s, 'SELECT onec_number, onec_posted, status FROM "instant_order" WHERE id = %s',
-               UUID(order_id)) == [("ЗК-000777", True, "recorded")]
-    assert sql(s, 'SELECT number, posted, status FROM "return" WHERE id = %s',
-               UUID(return_id)) == [("ВК-000042", True, "recorded")]
+    assert sql(
+        s,
+        'SELECT onec_number, onec_posted, status FROM "instant_order" WHERE id = %s',
+        UUID(order_id),
+    ) == [("ЗК-000777", True, "recorded")]
+    assert sql(s, 'SELECT number, posted, status FROM "return" WHERE id = %s', UUID(return_id)) == [
+        ("ВК-000042", True, "recorded")
+    ]
     statuses = _changes(s, "egress.bitrix24.instant_order", "instant_order", 2)
     return_statuses = _changes(s, "egress.bitrix24.return", "return", 2)
     after = _changes(s, "egress.onec.instant_order", "instant_order", 2)
@@ -245,8 +294,9 @@ def test_courier_documents_go_to_1c_through_the_exchange_and_come_back_recorded(
             await ReturnStatus(targets).apply(return_statuses[return_id], xwalk)
             # Recorded: the recorded order's next change queues nothing more.
             requeued = await InstantOrderToExchange(targets).apply(after[order_id], xwalk)
-            return requeued, [await client.call("crm.deal.get", {"id": deals[k]})
-                              for k in ("order", "return")]
+            return requeued, [
+                await client.call("crm.deal.get", {"id": deals[k]}) for k in ("order", "return")
+            ]
         finally:
             await client.aclose()
             await engine.dispose()
@@ -256,13 +306,15 @@ def test_courier_documents_go_to_1c_through_the_exchange_and_come_back_recorded(
     fields = (s.flows.deal_status_field, s.flows.deal_document_field)
     assert (order_deal[fields[0]], order_deal[fields[1]]) == ("recorded", "ЗК-000777")
     assert (return_deal[fields[0]], return_deal[fields[1]]) == ("recorded", "ВК-000042")
-    assert sql(s, "SELECT revision, acknowledged_at IS NOT NULL FROM commerceml_order_export "
-                  "ORDER BY id") == [(1, True), (1, True)]
+    assert sql(
+        s, "SELECT revision, acknowledged_at IS NOT NULL FROM commerceml_order_export ORDER BY id"
+    ) == [(1, True), (1, True)]
 
 
 def test_a_document_changed_between_query_and_success_goes_again(db_url):
     """1С confirms what its query carried: a revision queued after that query is not
     confirmed by the success, and the next query carries it (same Ид, same row)."""
+
     async def main():
         engine = create_async_engine(db_url)
         queue, store = ExportQueue(engine), ExchangeStore(engine, 60)
@@ -272,8 +324,12 @@ def test_a_document_changed_between_query_and_success_goes_again(db_url):
             session = await store.open_session(b"\x01" * 32, "site")
             sent = await store.pending_orders()
             await store.mark_sent(session, sent)
-            assert await queue.put("A", "instant_order",
-                                   "<Документ><Ид>A</Ид><Номер>2</Номер></Документ>") == 2
+            assert (
+                await queue.put(
+                    "A", "instant_order", "<Документ><Ид>A</Ид><Номер>2</Номер></Документ>"
+                )
+                == 2
+            )
             unconfirmed = await store.acknowledge_orders(session)
             again = await store.pending_orders()
             await store.mark_sent(session, again)
@@ -286,5 +342,6 @@ def test_a_document_changed_between_query_and_success_goes_again(db_url):
     assert [(o.document_id, o.revision) for o in sent] == [("A", 1)]
     assert unconfirmed == 0
     assert [(o.document_id, o.revision, o.document) for o in again] == [
-        ("A", 2, "<Документ><Ид>A</Ид><Номер>2</Номер></Документ>")]
+        ("A", 2, "<Документ><Ид>A</Ид><Номер>2</Номер></Документ>")
+    ]
     assert confirmed == 1 and left == []

@@ -82,12 +82,15 @@ def test_a_truncated_file_is_incomplete():
         check(io.BytesIO(data[: len(data) // 2]))
 
 
-@pytest.mark.parametrize("data", [
-    b"<?xml version='1.0'?><catalog><item/></catalog>",
-    "<?xml version='1.0'?><КоммерческаяИнформация><a></b></КоммерческаяИнформация>".encode(),
-    b"not xml at all",
-    b"PK\x03\x04 a zip is not a document",
-])
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"<?xml version='1.0'?><catalog><item/></catalog>",
+        "<?xml version='1.0'?><КоммерческаяИнформация><a></b></КоммерческаяИнформация>".encode(),
+        b"not xml at all",
+        b"PK\x03\x04 a zip is not a document",
+    ],
+)
 def test_not_a_commerceml_document(data):
     with pytest.raises(InvalidDocument) as caught:
         check(io.BytesIO(data))
@@ -96,13 +99,19 @@ def test_not_a_commerceml_document(data):
 
 def test_an_invalid_entry_rejects_the_whole_document():
     original = samples.OFFERS.read_bytes()
-    broken = original.decode("utf-8-sig").replace(
-        "<ЦенаЗаЕдиницу>2042.66</ЦенаЗаЕдиницу>", "<ЦенаЗаЕдиницу>дорого</ЦенаЗаЕдиницу>").encode()
+    broken = (
+        original.decode("utf-8-sig")
+        .replace("<ЦенаЗаЕдиницу>2042.66</ЦенаЗаЕдиницу>", "<ЦенаЗаЕдиницу>дорого</ЦенаЗаЕдиницу>")
+        .encode()
+    )
     assert broken != original
     with pytest.raises(DocumentRejected) as caught:
         check(io.BytesIO(broken))
     assert "'дорого' is not a number" in str(caught.value)
-    assert caught.value.problems and "235ccc6d-ab81-11e4-944a-00155d020201#" in caught.value.problems[0]
+    assert (
+        caught.value.problems
+        and "235ccc6d-ab81-11e4-944a-00155d020201#" in caught.value.problems[0]
+    )
 
 
 def test_an_empty_orders_document_is_valid():

@@ -17,8 +17,11 @@ def _records(data: bytes):
 
 
 def _doc(body: str) -> bytes:
-    return ("<?xml version='1.0' encoding='UTF-8'?><КоммерческаяИнформация ВерсияСхемы='2.05'>"
-            + body + "</КоммерческаяИнформация>").encode()
+    return (
+        "<?xml version='1.0' encoding='UTF-8'?><КоммерческаяИнформация ВерсияСхемы='2.05'>"
+        + body
+        + "</КоммерческаяИнформация>"
+    ).encode()
 
 
 def test_products_keyed_by_the_product_part_with_the_characteristic_as_a_field():
@@ -27,8 +30,11 @@ def test_products_keyed_by_the_product_part_with_the_characteristic_as_a_field()
     assert [r.entity for r in out] == ["product"] * len(ids)
     assert [r.key for r in out] == [i.split("#")[0] for i in ids]
     assert [r.payload["characteristic_id"] for r in out] == [
-        i.split("#")[1] if "#" in i else None for i in ids]
-    assert all(r.payload["_source"] == "commerceml" and r.payload["cml_id"] == i for r, i in zip(out, ids))
+        i.split("#")[1] if "#" in i else None for i in ids
+    ]
+    assert all(
+        r.payload["_source"] == "commerceml" and r.payload["cml_id"] == i for r, i in zip(out, ids)
+    )
 
 
 def test_product_fields_resolved_through_the_classifier():
@@ -37,9 +43,14 @@ def test_product_fields_resolved_through_the_classifier():
     assert first["unit"] == {"code": "796", "name": "шт", "full_name": "штука", "international": ""}
     assert first["groups"] == [{"id": "4080da7e-ab7d-11e4-944a-00155d020201", "name": "Microsoft"}]
     license_type = next(p for p in first["properties"] if p["id"] == "LICENSE_TYPE")
-    assert license_type == {"id": "LICENSE_TYPE", "name": "Тип лицензии", "type": "Справочник",
-                            "values": ["MAINTANCE"], "labels": ["поддержка"],
-                            "value_ids": ["MAINTANCE"]}
+    assert license_type == {
+        "id": "LICENSE_TYPE",
+        "name": "Тип лицензии",
+        "type": "Справочник",
+        "values": ["MAINTANCE"],
+        "labels": ["поддержка"],
+        "value_ids": ["MAINTANCE"],
+    }
 
 
 def test_deletions_are_records_with_deleted_true():
@@ -48,14 +59,20 @@ def test_deletions_are_records_with_deleted_true():
     assert deleted == samples.deleted_offer_ids() and len(deleted) == 6
 
 
-@pytest.mark.parametrize("marker", ["<Статус>Удален</Статус>", "<ПометкаУдаления>true</ПометкаУдаления>"])
+@pytest.mark.parametrize(
+    "marker", ["<Статус>Удален</Статус>", "<ПометкаУдаления>true</ПометкаУдаления>"]
+)
 def test_deletion_markers(marker):
-    (rec,) = _records(_doc(f"<Каталог><Товары><Товар><Ид>p1</Ид>{marker}</Товар></Товары></Каталог>"))
+    (rec,) = _records(
+        _doc(f"<Каталог><Товары><Товар><Ид>p1</Ид>{marker}</Товар></Товары></Каталог>")
+    )
     assert rec.payload["deleted"] is True and rec.payload["name"] == ""
 
 
 def test_deletion_as_attribute():
-    (rec,) = _records(_doc("<Каталог><Товары><Товар Статус='Удален'><Ид>p1</Ид></Товар></Товары></Каталог>"))
+    (rec,) = _records(
+        _doc("<Каталог><Товары><Товар Статус='Удален'><Ид>p1</Ид></Товар></Товары></Каталог>")
+    )
     assert rec.payload["deleted"] is True
 
 
@@ -69,14 +86,31 @@ def test_prices_one_per_offer_and_price_type():
     priced = samples.priced_offer_ids()
     assert [r.key for r in out] == [f"{i}:{samples.PRICE_TYPE}" for i in priced]
     first = out[0].payload
-    assert {k: first[k] for k in ("product_id", "characteristic_id", "price_type_id", "price_type_name",
-                                  "price", "currency", "unit", "ratio")} == {
+    assert {
+        k: first[k]
+        for k in (
+            "product_id",
+            "characteristic_id",
+            "price_type_id",
+            "price_type_name",
+            "price",
+            "currency",
+            "unit",
+            "ratio",
+        )
+    } == {
         "product_id": "235ccc6d-ab81-11e4-944a-00155d020201",
         "characteristic_id": "a5abd77f-93f6-11e5-9468-00155d020201",
-        "price_type_id": "Отпускная цена", "price_type_name": "Отпускная цена",
-        "price": "2042.66", "currency": "руб", "unit": "шт", "ratio": "1"}
+        "price_type_id": "Отпускная цена",
+        "price_type_name": "Отпускная цена",
+        "price": "2042.66",
+        "currency": "руб",
+        "unit": "шт",
+        "ratio": "1",
+    }
     assert sorted(r.payload["offer_id"] for r in out if r.payload["deleted"]) == sorted(
-        samples.deleted_offer_ids())
+        samples.deleted_offer_ids()
+    )
 
 
 def test_stock_total_and_per_warehouse():
@@ -86,21 +120,28 @@ def test_stock_total_and_per_warehouse():
     total, store = out[2].payload, out[3].payload
     assert (total["warehouse_id"], total["quantity"]) == (None, "1")
     assert (store["warehouse_id"], store["warehouse_name"], store["quantity"]) == (
-        samples.WAREHOUSE, "Основной склад", "1.5")
+        samples.WAREHOUSE,
+        "Основной склад",
+        "1.5",
+    )
 
 
 def test_stock_in_the_rests_shape():
-    body = ("<ПакетПредложений><Предложения><Предложение><Ид>p1#c1</Ид><Остатки>"
-            "<Остаток><Количество>7</Количество></Остаток>"
-            "<Остаток><Склад><Ид>w1</Ид><Количество>3</Количество></Склад></Остаток>"
-            "</Остатки></Предложение></Предложения></ПакетПредложений>")
+    body = (
+        "<ПакетПредложений><Предложения><Предложение><Ид>p1#c1</Ид><Остатки>"
+        "<Остаток><Количество>7</Количество></Остаток>"
+        "<Остаток><Склад><Ид>w1</Ид><Количество>3</Количество></Склад></Остаток>"
+        "</Остатки></Предложение></Предложения></ПакетПредложений>"
+    )
     out = _records(_doc(body))
     assert [(r.key, r.payload["quantity"]) for r in out] == [("p1#c1", "7"), ("p1#c1:w1", "3")]
 
 
 def test_stock_warehouse_as_child_elements():
-    body = ("<ПакетПредложений><Предложения><Предложение><Ид>p1</Ид><Склад><ИдСклада>w2</ИдСклада>"
-            "<КоличествоНаСкладе>4</КоличествоНаСкладе></Склад></Предложение></Предложения></ПакетПредложений>")
+    body = (
+        "<ПакетПредложений><Предложения><Предложение><Ид>p1</Ид><Склад><ИдСклада>w2</ИдСклада>"
+        "<КоличествоНаСкладе>4</КоличествоНаСкладе></Склад></Предложение></Предложения></ПакетПредложений>"
+    )
     assert [(r.key, r.payload["quantity"]) for r in _records(_doc(body))] == [("p1:w2", "4")]
 
 
@@ -109,9 +150,15 @@ def test_orders():
     assert [(r.entity, r.key) for r in out] == [("customer_order", k) for k in ("36", "92", "93")]
     first = out[0].payload
     assert (first["number"], first["date"], first["amount"], first["currency"]) == (
-        "36", "2007-10-30", "6734.47", "руб")
+        "36",
+        "2007-10-30",
+        "6734.47",
+        "руб",
+    )
     assert [(i["product_id"], i["price"], i["quantity"]) for i in first["items"]] == [
-        ("ORDER_DELIVERY", "340.00", "1.00"), ("dee6e19a-55bc-11d9-848a-00112f43529a", "6394.47", "1.00")]
+        ("ORDER_DELIVERY", "340.00", "1.00"),
+        ("dee6e19a-55bc-11d9-848a-00112f43529a", "6394.47", "1.00"),
+    ]
     assert first["counterparties"][0]["role"] == "Покупатель"
     assert {"name": "Статус заказа", "values": ["[N] Принят"]} in first["requisites"]
     assert out[1].payload["deleted"] is False

@@ -14,10 +14,14 @@ def test_trace_route_needs_a_token_and_the_admin_role(bridge, bridge_settings, t
     engine = create_engine(bridge_settings.require_database_url())
     try:
         with engine.begin() as conn:
-            conn.execute(text(
-                "INSERT INTO outbox (event_id, entity, entity_id, change, version, source_topic, source_partition, "
-                "source_offset, payload, headers) VALUES (:e, 'product', :id, 'upsert', 'v1', 't', 0, 1, '{}', "
-                "'{\"x-request-id\": \"req-abc\"}')"), {"e": event, "id": entity})
+            conn.execute(
+                text(
+                    "INSERT INTO outbox (event_id, entity, entity_id, change, version, source_topic, source_partition, "
+                    "source_offset, payload, headers) VALUES (:e, 'product', :id, 'upsert', 'v1', 't', 0, 1, '{}', "
+                    '\'{"x-request-id": "req-abc"}\')'
+                ),
+                {"e": event, "id": entity},
+            )
     finally:
         engine.dispose()
     path = f"/v1/admin/trace/{event}"

@@ -25,9 +25,11 @@ COURIER_KEY = "courier-key-1a2b3c4d5e6f7a8b9c0d"
 
 @pytest.fixture
 def bridge_settings(settings):
-    keys = {"onec-main": ApiKey(key=SecretStr(ONEC_KEY), roles=["1c"]),
-            "courier-app": ApiKey(key=SecretStr(COURIER_KEY), roles=["courier"]),
-            "unset": ApiKey(key=SecretStr(""), roles=["admin"])}
+    keys = {
+        "onec-main": ApiKey(key=SecretStr(ONEC_KEY), roles=["1c"]),
+        "courier-app": ApiKey(key=SecretStr(COURIER_KEY), roles=["courier"]),
+        "unset": ApiKey(key=SecretStr(""), roles=["admin"]),
+    }
     s = settings.model_copy(update={"auth": settings.auth.model_copy(update={"api_keys": keys})})
     apply(s, load_catalog(s.topics_file))
     return s
@@ -59,18 +61,27 @@ def test_bad_credentials_are_refused_and_publish_nothing(bridge, bridge_settings
         ({"X-API-Key": COURIER_KEY}, 403, "forbidden"),
         # A bearer token wins over an API key: a bad token is not rescued by a good key.
         ({"Authorization": "Bearer garbage", "X-API-Key": ONEC_KEY}, 401, "unauthenticated"),
-        ({"Authorization": f"Bearer {mint_token(forged, subject='x', roles=['1c'])}"}, 401,
-         "unauthenticated"),
+        (
+            {"Authorization": f"Bearer {mint_token(forged, subject='x', roles=['1c'])}"},
+            401,
+            "unauthenticated",
+        ),
         ({"Authorization": f"Bearer {expired}"}, 401, "unauthenticated"),
         # Basic is for routes that check it themselves (CommerceML), not a credential here.
         ({"Authorization": "Basic c2l0ZTpzZWNyZXQ="}, 401, "unauthenticated"),
     ]
     for headers, status, code in cases:
         _refused(bridge.post(URL, json=onec_product(), headers=headers), status, code)
-    assert "expired" in bridge.post(URL, json=onec_product(),
-                                    headers={"Authorization": f"Bearer {expired}"}).json()["error"]["message"]
+    assert (
+        "expired"
+        in bridge.post(
+            URL, json=onec_product(), headers={"Authorization": f"Bearer {expired}"}
+        ).json()["error"]["message"]
+    )
     good = onec_product()
-    assert bridge.post(URL, json=good, headers={"Authorization": f"Bearer {token}"}).status_code == 202
+    assert (
+        bridge.post(URL, json=good, headers={"Authorization": f"Bearer {token}"}).status_code == 202
+    )
     records = count_records(bridge_settings, "raw.onec.product", expect_at_least=1, quiet_s=0)
     assert [r.key().decode() for r in records] == [good["Ref_Key"]]
 
@@ -82,7 +93,11 @@ def test_identify_never_matches_an_unset_key(bridge_settings):
     with pytest.raises(ApiError):
         identify(auth, None, " ")
     identity = identify(auth, None, COURIER_KEY)
-    assert (identity.principal, identity.roles, identity.scheme) == ("courier-app", ("courier",), "api_key")
+    assert (identity.principal, identity.roles, identity.scheme) == (
+        "courier-app",
+        ("courier",),
+        "api_key",
+    )
 
 
 def test_routes_are_denied_by_default_unless_they_authenticate_themselves(bridge_settings, token):
@@ -103,7 +118,8 @@ def test_routes_are_denied_by_default_unless_they_authenticate_themselves(bridge
         resp = client.post("/v1/test/forgot-auth", headers={"Authorization": f"Bearer {token}"})
         assert resp.json() == {"principal": "onec-test"}
         assert client.post("/v1/test/forgot-auth", headers={"X-API-Key": ONEC_KEY}).json() == {
-            "principal": "onec-main"}
+            "principal": "onec-main"
+        }
         assert client.post("/v1/test/own-auth").json() == {"reached": True}
         assert client.app.openapi()["paths"]["/v1/test/own-auth"]["post"]["security"] == []
 
@@ -120,9 +136,11 @@ def test_every_documented_operation_without_its_own_security_refuses_anonymous_c
             if "security" in operation or method not in ("get", "post", "put", "patch", "delete"):
                 continue
             resp = bridge.request(method.upper(), concrete)
-            assert resp.status_code == 401, f"{method.upper()} {path}: {resp.status_code} {resp.text}"
+            assert resp.status_code == 401, (
+                f"{method.upper()} {path}: {resp.status_code} {resp.text}"
+            )
             checked += 1
-    assert checked >= 2  # at least the 1C push routes
+    assert checked >= 2  # at least the 1С push routes
 
 
 @pytest.mark.parametrize("path", ["/health/live", "/health/ready", "/metrics", "/openapi.json"])

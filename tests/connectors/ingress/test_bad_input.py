@@ -27,13 +27,18 @@ def _check(resp, status: int, code: str) -> None:
 
 
 def test_invalid_json(bridge, token):
-    resp = bridge.post(URL, content=b'{"Ref_Key": ', headers={**_auth(token), "Content-Type": "application/json"})
+    resp = bridge.post(
+        URL, content=b'{"Ref_Key": ', headers={**_auth(token), "Content-Type": "application/json"}
+    )
     _check(resp, 400, "invalid_json")
 
 
 def test_wrong_content_type(bridge, token):
-    resp = bridge.post(URL, content=json.dumps(onec_product()).encode(),
-                       headers={**_auth(token), "Content-Type": "text/plain"})
+    resp = bridge.post(
+        URL,
+        content=json.dumps(onec_product()).encode(),
+        headers={**_auth(token), "Content-Type": "text/plain"},
+    )
     _check(resp, 415, "unsupported_media_type")
 
 
@@ -47,7 +52,9 @@ def test_missing_required_field(bridge, token, missing):
 
 
 def test_wrong_types(bridge, token):
-    resp = bridge.post(URL, json=onec_product(Ref_Key="not-a-guid", DeletionMark="yes"), headers=_auth(token))
+    resp = bridge.post(
+        URL, json=onec_product(Ref_Key="not-a-guid", DeletionMark="yes"), headers=_auth(token)
+    )
     _check(resp, 422, "validation_failed")
     assert {d["field"] for d in resp.json()["error"]["details"]} == {"Ref_Key", "DeletionMark"}
 
@@ -59,8 +66,12 @@ def test_no_token(bridge):
 
 
 def test_wrong_token_signature(bridge, bridge_settings):
-    forged = bridge_settings.auth.model_copy(update={"jwt_secret": type(bridge_settings.auth.jwt_secret)("x" * 40)})
-    resp = bridge.post(URL, json=onec_product(), headers=_auth(mint_token(forged, subject="x", roles=["1c"])))
+    forged = bridge_settings.auth.model_copy(
+        update={"jwt_secret": type(bridge_settings.auth.jwt_secret)("x" * 40)}
+    )
+    resp = bridge.post(
+        URL, json=onec_product(), headers=_auth(mint_token(forged, subject="x", roles=["1c"]))
+    )
     _check(resp, 401, "unauthenticated")
 
 
@@ -88,8 +99,10 @@ def test_nothing_reaches_the_topic(bridge, bridge_settings, token):
         dict(content=b"{", headers={**_auth(token), "Content-Type": "application/json"}),
         dict(json=onec_product(Ref_Key="nope"), headers=_auth(token)),
         dict(json=onec_product()),
-        dict(content=b"x" * (bridge_settings.ingress.max_body_bytes + 1),
-             headers={**_auth(token), "Content-Type": "application/json"}),
+        dict(
+            content=b"x" * (bridge_settings.ingress.max_body_bytes + 1),
+            headers={**_auth(token), "Content-Type": "application/json"},
+        ),
     ]
     for kwargs in bad:
         assert 400 <= bridge.post(URL, **kwargs).status_code < 500
@@ -105,7 +118,9 @@ def test_batch_reports_each_record(bridge, bridge_settings, token):
     assert resp.status_code == 207, resp.text
     body = resp.json()
     assert (body["accepted"], body["rejected"]) == (1, 1)
-    assert body["results"][0]["status"] == "accepted" and body["results"][0]["id"] == good["Ref_Key"]
+    assert (
+        body["results"][0]["status"] == "accepted" and body["results"][0]["id"] == good["Ref_Key"]
+    )
     assert body["results"][1]["status"] == "rejected"
     assert body["results"][1]["error"]["code"] == "validation_failed"
     records = count_records(bridge_settings, "raw.onec.product", expect_at_least=1, quiet_s=0)

@@ -84,8 +84,10 @@ def test_near_duplicate_within_the_window_publishes_once(bridge, bridge_settings
     assert (first.status_code, again.status_code) == (200, 200)
     assert (first.json()["status"], again.json()["status"]) == ("accepted", "duplicate")
     # Another kind of change, another entity, another portal's id space: not duplicates.
-    other = [post(bridge, event_body("ONCRMDEALDELETE", 42)),
-             post(bridge, event_body("ONCRMDEALUPDATE", 43))]
+    other = [
+        post(bridge, event_body("ONCRMDEALDELETE", 42)),
+        post(bridge, event_body("ONCRMDEALUPDATE", 43)),
+    ]
     assert [r.json()["status"] for r in other] == ["accepted", "accepted"]
 
     records = count_records(bridge_settings, TOPIC, expect_at_least=3, quiet_s=0)
@@ -117,10 +119,13 @@ def test_repeat_passes_once_the_pending_event_was_fetched(bridge, bridge_setting
 
 def test_dedupe_fails_open_when_the_database_is_unreachable(bridge, bridge_settings):
     engine = bridge.app.state.event_engine
-    bridge.app.state.event_engine = create_async_engine("postgresql+psycopg://nobody@127.0.0.1:1/none")
+    bridge.app.state.event_engine = create_async_engine(
+        "postgresql+psycopg://nobody@127.0.0.1:1/none"
+    )
     try:
-        statuses = [post(bridge, event_body("ONCRMCONTACTUPDATE", 5)).json()["status"]
-                    for _ in range(2)]
+        statuses = [
+            post(bridge, event_body("ONCRMCONTACTUPDATE", 5)).json()["status"] for _ in range(2)
+        ]
     finally:
         bridge.app.state.event_engine = engine
     # Bitrix24 never re-sends: publishing a duplicate beats losing the event.
@@ -133,17 +138,26 @@ def test_unknown_portal_is_refused_naming_the_one_served(bridge):
     check(resp, 403, "unknown_portal")
     assert resp.json()["error"]["message"] == (
         f"this deployment serves one Bitrix24 portal (member_id {MEMBER_ID}); run one "
-        "deployment per portal")
+        "deployment per portal"
+    )
 
 
 def test_wrong_application_token_of_the_served_portal_has_its_own_code(bridge):
-    check(post(bridge, event_body("ONCRMDEALUPDATE", 1, token=APP_TOKEN[:-1] + "0")),
-          401, "invalid_application_token")
+    check(
+        post(bridge, event_body("ONCRMDEALUPDATE", 1, token=APP_TOKEN[:-1] + "0")),
+        401,
+        "invalid_application_token",
+    )
 
 
 def test_missing_application_token(bridge):
-    body = php_form({"event": "ONCRMDEALUPDATE", "data": {"FIELDS": {"ID": "1"}},
-                     "auth": {"member_id": MEMBER_ID, "domain": DOMAIN}})
+    body = php_form(
+        {
+            "event": "ONCRMDEALUPDATE",
+            "data": {"FIELDS": {"ID": "1"}},
+            "auth": {"member_id": MEMBER_ID, "domain": DOMAIN},
+        }
+    )
     check(post(bridge, body), 401, "unauthenticated", "no_token")
 
 
@@ -152,7 +166,9 @@ def test_install_callback_at_a_webhook_deployment(bridge):
 
 
 def test_unknown_event(bridge):
-    check(post(bridge, event_body("ONCRMACTIVITYADD", 9)), 422, "unsupported_event", "unknown_event")
+    check(
+        post(bridge, event_body("ONCRMACTIVITYADD", 9)), 422, "unsupported_event", "unknown_event"
+    )
 
 
 @pytest.mark.parametrize("event", ["ONCRMLEADADD", "ONCRMLEADUPDATE", "ONCRMLEADDELETE"])
@@ -162,8 +178,13 @@ def test_lead_events_are_not_accepted_into_a_topic_nobody_reads(bridge, event):
 
 
 def test_supported_event_without_an_id(bridge):
-    body = php_form({"event": "ONCRMDEALADD", "data": {"FIELDS": {}},
-                     "auth": {"member_id": MEMBER_ID, "application_token": APP_TOKEN}})
+    body = php_form(
+        {
+            "event": "ONCRMDEALADD",
+            "data": {"FIELDS": {}},
+            "auth": {"member_id": MEMBER_ID, "application_token": APP_TOKEN},
+        }
+    )
     check(post(bridge, body), 422, "validation_failed", "bad_id")
 
 
@@ -177,25 +198,33 @@ def test_empty_post(bridge):
 
 
 def test_json_body(bridge):
-    doc = {"event": "ONCRMDEALUPDATE", "data": {"FIELDS": {"ID": "1"}},
-           "auth": {"member_id": MEMBER_ID, "application_token": APP_TOKEN}}
+    doc = {
+        "event": "ONCRMDEALUPDATE",
+        "data": {"FIELDS": {"ID": "1"}},
+        "auth": {"member_id": MEMBER_ID, "application_token": APP_TOKEN},
+    }
     resp = bridge.post(URL, json=doc)
     check(resp, 415, "unsupported_media_type")
 
 
-@pytest.mark.parametrize(("body", "reason"), [
-    (b"<?php system($_GET['c']); ?>", "malformed_form"),
-    (b"<?xml version='1.0'?><methodCall/>", "no_event"),
-    (b"\xff\xfe\x00\x01binary", "malformed_form"),
-    (b"a=1&a[b]=2", "malformed_form"),
-    (b"username=admin&password=admin", "no_event"),
-])
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        (b"<?php system($_GET['c']); ?>", "malformed_form"),
+        (b"<?xml version='1.0'?><methodCall/>", "no_event"),
+        (b"\xff\xfe\x00\x01binary", "malformed_form"),
+        (b"a=1&a[b]=2", "malformed_form"),
+        (b"username=admin&password=admin", "no_event"),
+    ],
+)
 def test_scanner_junk(bridge, body, reason):
     check(post(bridge, body), 400, "bad_request", reason)
 
 
 def test_oversized_body(bridge, bridge_settings):
-    body = event_body("ONCRMDEALUPDATE", 1) + b"&pad=" + b"x" * bridge_settings.ingress.max_body_bytes
+    body = (
+        event_body("ONCRMDEALUPDATE", 1) + b"&pad=" + b"x" * bridge_settings.ingress.max_body_bytes
+    )
     check(post(bridge, body), 413, "body_too_large")
 
 
@@ -209,10 +238,18 @@ def test_nothing_reaches_the_topic(bridge, bridge_settings):
     bad = [
         event_body("ONCRMDEALUPDATE", 1, member_id="0" * 32),
         event_body("ONCRMDEALUPDATE", 1, token="wrong"),
-        install_body(), placement_body(), b"", b"<?php ?>", b"\xff\xfe",
+        install_body(),
+        placement_body(),
+        b"",
+        b"<?php ?>",
+        b"\xff\xfe",
         event_body("ONCRMACTIVITYADD", 9),
-        php_form({"event": "ONCRMDEALADD", "auth": {"member_id": MEMBER_ID,
-                                                    "application_token": APP_TOKEN}}),
+        php_form(
+            {
+                "event": "ONCRMDEALADD",
+                "auth": {"member_id": MEMBER_ID, "application_token": APP_TOKEN},
+            }
+        ),
     ]
     for body in bad:
         assert 400 <= post(bridge, body).status_code < 500

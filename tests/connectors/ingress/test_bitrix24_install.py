@@ -21,10 +21,10 @@ from pydantic import SecretStr, ValidationError
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from connectors.bitrix24.emulator.oauth import MEMBER_ID as EMU_MEMBER
 from connectors.ingress.app import create_app
-from mmstream.embedded.ports import free_port
+from devstack.emulators.bitrix24.oauth import MEMBER_ID as EMU_MEMBER
 from mmstream.kafka.admin import apply
+from mmstream.serve import free_port
 from mmstream.settings import Settings
 from mmstream.topics import load_catalog
 from tests.connectors.bitrix24.conftest import serve_emulator
@@ -47,16 +47,28 @@ CLIENT_SECRET = "dev-only-oauth-secret"  # noqa: S105 — the emulator's own
 @pytest.fixture
 def portal():
     """The emulated portal over real HTTP: (base URL, its OAuth server)."""
-    with serve_emulator(webhook_path="/rest/1/testhook/", rate_per_s=1000.0, burst=1000) as (base, app):
+    with serve_emulator(webhook_path="/rest/1/testhook/", rate_per_s=1000.0, burst=1000) as (
+        base,
+        app,
+    ):
         yield base, app.state.oauth
 
 
 def oauth_settings(settings: Settings, base: str, member: str) -> Settings:
-    bx = settings.bitrix24.model_copy(update={
-        "auth_mode": "oauth", "application_tokens": {member: SecretStr(APP_TOKEN)},
-        "oauth": settings.bitrix24.oauth.model_copy(update={
-            "client_id": CLIENT_ID, "client_secret": SecretStr(CLIENT_SECRET), "portal": base,
-            "token_url": f"{base}/oauth/token/"})})
+    bx = settings.bitrix24.model_copy(
+        update={
+            "auth_mode": "oauth",
+            "application_tokens": {member: SecretStr(APP_TOKEN)},
+            "oauth": settings.bitrix24.oauth.model_copy(
+                update={
+                    "client_id": CLIENT_ID,
+                    "client_secret": SecretStr(CLIENT_SECRET),
+                    "portal": base,
+                    "token_url": f"{base}/oauth/token/",
+                }
+            ),
+        }
+    )
     made = settings.model_copy(update={"bitrix24": bx})
     apply(made, load_catalog(made.topics_file))
     return made
@@ -67,9 +79,17 @@ def stored(db_url: str) -> list[tuple]:
         engine = create_async_engine(db_url)
         try:
             async with engine.connect() as conn:
-                return [tuple(r) for r in (await conn.execute(text(
-                    "SELECT portal, access_token, refresh_token, member_id "
-                    "FROM bitrix24_oauth_token ORDER BY portal"))).all()]
+                return [
+                    tuple(r)
+                    for r in (
+                        await conn.execute(
+                            text(
+                                "SELECT portal, access_token, refresh_token, member_id "
+                                "FROM bitrix24_oauth_token ORDER BY portal"
+                            )
+                        )
+                    ).all()
+                ]
         finally:
             await engine.dispose()
 
@@ -81,15 +101,22 @@ def raw_records(settings: Settings) -> dict[str, int]:
     the one control event was seen and then 1.5 s of silence."""
     catalog = load_catalog(settings.topics_file).topics
     names = {settings.topic(n): n for n in catalog if n.startswith("raw.")}
-    consumer = Consumer({**settings.kafka.client_config(), "group.id": f"reader-{uuid.uuid4().hex}",
-                         "enable.auto.commit": False})
-    consumer.assign([TopicPartition(t, p, 0) for t, n in names.items()
-                     for p in range(catalog[n].partitions)])
+    consumer = Consumer(
+        {
+            **settings.kafka.client_config(),
+            "group.id": f"reader-{uuid.uuid4().hex}",
+            "enable.auto.commit": False,
+        }
+    )
+    consumer.assign(
+        [TopicPartition(t, p, 0) for t, n in names.items() for p in range(catalog[n].partitions)]
+    )
     counts = dict.fromkeys(names.values(), 0)
     quiet_until, deadline = time.monotonic() + 1.5, time.monotonic() + 30
     try:
         while time.monotonic() < deadline and (
-                time.monotonic() < quiet_until or counts["raw.bitrix24.event"] == 0):
+            time.monotonic() < quiet_until or counts["raw.bitrix24.event"] == 0
+        ):
             msg = consumer.poll(0.1)
             if msg is not None and not msg.error():
                 counts[names[msg.topic()]] += 1
@@ -117,8 +144,14 @@ def check(resp, status: int, code: str) -> dict:
 
 
 def redirect(code: str, member: str = EMU_MEMBER) -> dict:
-    return {"code": code, "state": "s1", "domain": DOMAIN, "member_id": member,
-            "scope": "crm,task", "server_domain": "oauth.bitrix.info"}
+    return {
+        "code": code,
+        "state": "s1",
+        "domain": DOMAIN,
+        "member_id": member,
+        "scope": "crm,task",
+        "server_domain": "oauth.bitrix.info",
+    }
 
 
 def test_a_second_portal_is_refused_at_load_in_one_line():
@@ -127,19 +160,26 @@ def test_a_second_portal_is_refused_at_load_in_one_line():
         Settings(_env_file=None, bitrix24={"application_tokens": tokens})
     (error,) = err.value.errors()
     assert error["loc"] == ("bitrix24", "application_tokens")
-    assert error["msg"].startswith("this deployment serves one Bitrix24 portal, but 2 are "
-                                   "configured (m1, m2)")
+    assert error["msg"].startswith(
+        "this deployment serves one Bitrix24 portal, but 2 are configured (m1, m2)"
+    )
     Settings(_env_file=None, bitrix24={"application_tokens": {"m1": "a" * 44}})  # one is fine
 
     env = {**os.environ, "MM_BITRIX24__APPLICATION_TOKENS": json.dumps(tokens)}
-    done = subprocess.run([sys.executable, "-c", "from mmstream.cli.main import cli; cli()",
-                           "config"], env=env, capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-c", "from mmstream.cli.main import cli; cli()", "config"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 2, done.stderr
     assert "Traceback" not in done.stderr and "a" * 44 not in done.stderr
     assert done.stderr.strip().splitlines() == [
         "mmctl: invalid settings: bitrix24.application_tokens: this deployment serves one "
         "Bitrix24 portal, but 2 are configured (m1, m2); enrichment, polling and egress reach "
-        "one portal, so run one deployment per portal"]
+        "one portal, so run one deployment per portal"
+    ]
 
 
 def test_oauth_code_redirect_stores_the_pair_the_token_endpoint_issued(settings, portal, db_url):
@@ -149,8 +189,9 @@ def test_oauth_code_redirect_stores_the_pair_the_token_endpoint_issued(settings,
     with TestClient(create_app(s), raise_server_exceptions=False) as bridge:
         # Another portal's redirect: refused before its code is spent.
         other = oauth.authorize()
-        error = check(bridge.get(URL, params=redirect(other, member="f" * 32)), 403,
-                      "unknown_portal")
+        error = check(
+            bridge.get(URL, params=redirect(other, member="f" * 32)), 403, "unknown_portal"
+        )
         assert EMU_MEMBER in error["message"]
         assert stored(db_url) == []
 
@@ -183,29 +224,47 @@ def test_onappinstall_stores_its_tokens_only_for_the_served_portal(settings, por
     with TestClient(create_app(s), raise_server_exceptions=False) as bridge:
         forged = php_form_install(token=APP_TOKEN[:-1] + "0")
         check(bridge.post(URL, content=forged, headers=FORM), 401, "invalid_application_token")
-        error = check(bridge.post(URL, content=php_form_install(member="0" * 32), headers=FORM),
-                      403, "unknown_portal")
-        assert error["message"] == (f"this deployment serves one Bitrix24 portal (member_id "
-                                    f"{MEMBER_ID}); run one deployment per portal")
+        error = check(
+            bridge.post(URL, content=php_form_install(member="0" * 32), headers=FORM),
+            403,
+            "unknown_portal",
+        )
+        assert error["message"] == (
+            f"this deployment serves one Bitrix24 portal (member_id "
+            f"{MEMBER_ID}); run one deployment per portal"
+        )
         assert stored(db_url) == []
 
         resp = bridge.post(URL, content=install_body(), headers=FORM)
         assert resp.status_code == 200, resp.text
         assert resp.json()["status"] == "installed"
-        assert stored(db_url) == [(base.removeprefix("http://"), "s6p6eclrvim6da22ft9ch94ekreb52lv",
-                                   "4s386p3q0tr8dy89xvmt96234v3dljg8", MEMBER_ID)]
+        assert stored(db_url) == [
+            (
+                base.removeprefix("http://"),
+                "s6p6eclrvim6da22ft9ch94ekreb52lv",
+                "4s386p3q0tr8dy89xvmt96234v3dljg8",
+                MEMBER_ID,
+            )
+        ]
         control(bridge, MEMBER_ID)
     assert only_the_control(s)
 
 
 def test_a_webhook_deployment_does_not_expect_installs(settings, portal):
     base, oauth = portal
-    s = settings.model_copy(update={"bitrix24": settings.bitrix24.model_copy(update={
-        "application_tokens": {MEMBER_ID: SecretStr(APP_TOKEN)}})})
+    s = settings.model_copy(
+        update={
+            "bitrix24": settings.bitrix24.model_copy(
+                update={"application_tokens": {MEMBER_ID: SecretStr(APP_TOKEN)}}
+            )
+        }
+    )
     apply(s, load_catalog(s.topics_file))
     with TestClient(create_app(s), raise_server_exceptions=False) as bridge:
-        for resp in (bridge.post(URL, content=install_body(), headers=FORM),
-                     bridge.get(URL, params=redirect(oauth.authorize(), member=MEMBER_ID))):
+        for resp in (
+            bridge.post(URL, content=install_body(), headers=FORM),
+            bridge.get(URL, params=redirect(oauth.authorize(), member=MEMBER_ID)),
+        ):
             error = check(resp, 409, "install_not_expected")
             assert "incoming webhook" in error["message"]
         assert oauth.stats()["refreshes"] == 0 and oauth.stats()["live_refresh_tokens"] == 0
@@ -214,26 +273,38 @@ def test_a_webhook_deployment_does_not_expect_installs(settings, portal):
         check(bridge.get(URL), 405, "method_not_allowed")
         check(bridge.get(URL, params={"code": "x"}), 405, "method_not_allowed")
         check(bridge.post(URL, content=b"a=b", headers=FORM), 400, "bad_request")
-        check(bridge.post(URL, content=php_form({"code": "x", "domain": DOMAIN}), headers=FORM),
-              400, "bad_request")
+        check(
+            bridge.post(URL, content=php_form({"code": "x", "domain": DOMAIN}), headers=FORM),
+            400,
+            "bad_request",
+        )
         control(bridge, MEMBER_ID)
     assert only_the_control(s)
 
 
 def php_form_install(*, token: str = APP_TOKEN, member: str = MEMBER_ID) -> bytes:
-    return php_form(event_doc("ONAPPINSTALL", {"VERSION": "1", "ACTIVE": "Y", "INSTALLED": "Y",
-                                               "LANGUAGE_ID": "ru"}, token=token, member_id=member))
+    return php_form(
+        event_doc(
+            "ONAPPINSTALL",
+            {"VERSION": "1", "ACTIVE": "Y", "INSTALLED": "Y", "LANGUAGE_ID": "ru"},
+            token=token,
+            member_id=member,
+        )
+    )
 
 
 def test_an_unreachable_token_endpoint_is_a_502_and_stores_nothing(settings, portal, db_url):
     base, oauth = portal
     s = oauth_settings(settings, base, EMU_MEMBER)
     dead = f"http://127.0.0.1:{free_port()}/oauth/token/"
-    bx = s.bitrix24.model_copy(update={"oauth": s.bitrix24.oauth.model_copy(
-        update={"token_url": dead})})
-    with TestClient(create_app(s.model_copy(update={"bitrix24": bx})),
-                    raise_server_exceptions=False) as bridge:
-        error = check(bridge.get(URL, params=redirect(oauth.authorize())), 502,
-                      "token_endpoint_unavailable")
+    bx = s.bitrix24.model_copy(
+        update={"oauth": s.bitrix24.oauth.model_copy(update={"token_url": dead})}
+    )
+    with TestClient(
+        create_app(s.model_copy(update={"bitrix24": bx})), raise_server_exceptions=False
+    ) as bridge:
+        error = check(
+            bridge.get(URL, params=redirect(oauth.authorize())), 502, "token_endpoint_unavailable"
+        )
         assert "new code" in error["message"]
     assert stored(db_url) == []

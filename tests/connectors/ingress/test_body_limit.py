@@ -16,16 +16,20 @@ LIMIT = 1000
 
 @pytest.fixture
 def client(bridge_settings, token):
-    settings = bridge_settings.model_copy(update={"ingress": bridge_settings.ingress.model_copy(
-        update={"max_body_bytes": LIMIT})})
+    settings = bridge_settings.model_copy(
+        update={"ingress": bridge_settings.ingress.model_copy(update={"max_body_bytes": LIMIT})}
+    )
     app = create_app(settings)
 
     @app.post("/v1/test/raw")
     async def raw(request: Request) -> dict:
         return {"size": len(await request.body())}
 
-    @app.post("/v1/test/upload", dependencies=[max_body(lambda s: 3 * s.ingress.max_body_bytes)],
-              openapi_extra=authenticates_itself())
+    @app.post(
+        "/v1/test/upload",
+        dependencies=[max_body(lambda s: 3 * s.ingress.max_body_bytes)],
+        openapi_extra=authenticates_itself(),
+    )
     async def upload(request: Request) -> dict:
         size = 0
         async for chunk in request.stream():
@@ -48,13 +52,19 @@ def _too_large(resp) -> None:
     assert resp.json()["request_id"] == resp.headers["x-request-id"]
 
 
-@pytest.mark.parametrize("ctype", ["application/x-www-form-urlencoded", "application/xml",
-                                   "application/octet-stream"])
+@pytest.mark.parametrize(
+    "ctype", ["application/x-www-form-urlencoded", "application/xml", "application/octet-stream"]
+)
 def test_any_body_over_the_limit_is_413(client, ctype):
-    assert client.post("/v1/test/raw", content=b"x" * LIMIT, headers={"Content-Type": ctype}).json() == {
-        "size": LIMIT}
-    _too_large(client.post("/v1/test/raw", content=b"x" * (LIMIT + 1), headers={"Content-Type": ctype}))
-    _too_large(client.post("/v1/test/raw", content=chunked(LIMIT + 100), headers={"Content-Type": ctype}))
+    assert client.post(
+        "/v1/test/raw", content=b"x" * LIMIT, headers={"Content-Type": ctype}
+    ).json() == {"size": LIMIT}
+    _too_large(
+        client.post("/v1/test/raw", content=b"x" * (LIMIT + 1), headers={"Content-Type": ctype})
+    )
+    _too_large(
+        client.post("/v1/test/raw", content=chunked(LIMIT + 100), headers={"Content-Type": ctype})
+    )
 
 
 def test_a_route_may_declare_a_larger_limit(client):
@@ -66,7 +76,11 @@ def test_a_route_may_declare_a_larger_limit(client):
 
 def test_a_keyed_request_is_buffered_within_the_default_limit(client):
     """The idempotency store buffers before routing, so the default limit holds there."""
-    _too_large(client.post("/v1/test/upload", content=b"x" * (2 * LIMIT), headers={"Idempotency-Key": "k1"}))
+    _too_large(
+        client.post(
+            "/v1/test/upload", content=b"x" * (2 * LIMIT), headers={"Idempotency-Key": "k1"}
+        )
+    )
 
 
 def test_an_unauthenticated_upload_is_refused_before_its_body_is_read(client):

@@ -29,10 +29,10 @@ from pythonjsonlogger.json import JsonFormatter
 from connectors.commerceml import document
 from connectors.commerceml.auth import COOKIE_NAME
 from connectors.ingress.app import create_app
-from mmstream.embedded.broker import EmbeddedBroker
-from mmstream.embedded.ports import free_port
+from devstack.stack.broker import EmbeddedBroker
 from mmstream.envelope import decode_headers
 from mmstream.kafka.admin import apply
+from mmstream.serve import free_port
 from mmstream.topics import load_catalog
 from tests.connectors.commerceml import samples
 from tests.support.topics import count_records
@@ -55,7 +55,9 @@ def at_default_log_level(caplog):
 class OneC:
     """Speaks the protocol the way 1С does: Basic at checkauth, then the cookie it got."""
 
-    def __init__(self, client: TestClient, kind: str = "catalog", url: str = "/1c_exchange") -> None:
+    def __init__(
+        self, client: TestClient, kind: str = "catalog", url: str = "/1c_exchange"
+    ) -> None:
         self.client, self.kind, self.url = client, kind, url
         self.cookie: str | None = None
 
@@ -64,21 +66,32 @@ class OneC:
         query = {"type": self.kind, "mode": mode, **params}
         if content is None:
             return self.client.get(self.url, params=query, headers=headers)
-        return self.client.post(self.url, params=query, content=content,
-                                headers={**headers, "Content-Type": "application/octet-stream"})
+        return self.client.post(
+            self.url,
+            params=query,
+            content=content,
+            headers={**headers, "Content-Type": "application/octet-stream"},
+        )
 
     def checkauth(self, user: str, password: str):
         token = base64.b64encode(f"{user}:{password}".encode()).decode()
-        resp = self.client.get(self.url, params={"type": self.kind, "mode": "checkauth"},
-                               headers={"Authorization": f"Basic {token}"})
+        resp = self.client.get(
+            self.url,
+            params={"type": self.kind, "mode": "checkauth"},
+            headers={"Authorization": f"Basic {token}"},
+        )
         lines = resp.text.split("\n")
         if resp.status_code == 200 and lines[0] == "success":
             self.cookie = f"{lines[1]}={lines[2]}"
         return resp
 
     def login(self, settings) -> OneC:
-        resp = self.checkauth(settings.commerceml.username, settings.commerceml.password.get_secret_value())
-        assert resp.status_code == 200 and resp.text.split("\n")[:2] == ["success", COOKIE_NAME], resp.text
+        resp = self.checkauth(
+            settings.commerceml.username, settings.commerceml.password.get_secret_value()
+        )
+        assert resp.status_code == 200 and resp.text.split("\n")[:2] == ["success", COOKIE_NAME], (
+            resp.text
+        )
         return self
 
     def upload(self, filename: str, data: bytes, chunk: int = LIMIT) -> None:
@@ -91,8 +104,15 @@ class OneC:
 
 
 def _settings(base, tmp_path, **commerceml):
-    cml = base.commerceml.model_copy(update={"file_limit_bytes": LIMIT, "use_zip": False,
-                                             "work_dir": tmp_path, "password": PASSWORD, **commerceml})
+    cml = base.commerceml.model_copy(
+        update={
+            "file_limit_bytes": LIMIT,
+            "use_zip": False,
+            "work_dir": tmp_path,
+            "password": PASSWORD,
+            **commerceml,
+        }
+    )
     return base.model_copy(update={"commerceml": cml})
 
 
@@ -157,7 +177,9 @@ def test_catalog_exchange_chunked(onec, cml_settings, caplog):
     assert _keys(products) == Counter(i.split("#")[0] for i in ids)
     payloads = [json.loads(r.value()) for r in products]
     assert sorted(p["cml_id"] for p in payloads) == sorted(ids)
-    assert sorted(p["cml_id"] for p in payloads if p["deleted"]) == sorted(samples.deleted_offer_ids())
+    assert sorted(p["cml_id"] for p in payloads if p["deleted"]) == sorted(
+        samples.deleted_offer_ids()
+    )
     assert all(p["_source"] == "commerceml" for p in payloads)
 
     prices = _read(cml_settings, "raw.onec.price", len(priced))
@@ -173,8 +195,13 @@ def test_catalog_exchange_zipped(bridge_settings, tmp_path):
     """zip=yes: one archive (with a picture inside), uploaded in chunks; 1С then imports the
     XML files by name and the bridge finds them inside the archive."""
     settings = _settings(bridge_settings, tmp_path, use_zip=True)
-    archive = samples.zipped({"import.xml": samples.catalog(), "offers.xml": samples.OFFERS.read_bytes(),
-                              "import_files/23/235ccc6d.jpg": b"\xff\xd8\xff\xe0 not really a jpeg"})
+    archive = samples.zipped(
+        {
+            "import.xml": samples.catalog(),
+            "offers.xml": samples.OFFERS.read_bytes(),
+            "import_files/23/235ccc6d.jpg": b"\xff\xd8\xff\xe0 not really a jpeg",
+        }
+    )
     with _bridge(settings) as client:
         onec = OneC(client, url="/1c_exchange.php").login(settings)
         assert onec.call("init").text == f"zip=yes\nfile_limit={LIMIT}"
@@ -182,7 +209,8 @@ def test_catalog_exchange_zipped(bridge_settings, tmp_path):
         assert onec.import_("import.xml").text == "success"
         assert onec.import_("offers.xml").text == "success"
     assert _keys(_read(settings, "raw.onec.price", 84)) == Counter(
-        f"{i}:{samples.PRICE_TYPE}" for i in samples.priced_offer_ids())
+        f"{i}:{samples.PRICE_TYPE}" for i in samples.priced_offer_ids()
+    )
     assert len(_read(settings, "raw.onec.product", 103)) == 103
 
 
@@ -229,15 +257,21 @@ def test_refusals_publish_nothing(cml_settings):
         _failure(onec.call("explode"), 400, "unknown mode")
         _failure(OneC(client, kind="pictures").call("checkauth"), 400, "unknown type")
         _failure(onec.call("import"), 400, "filename parameter is missing")
-        _failure(onec.call("file", b"x", filename="../../etc/passwd"), 400, "not a plain relative path")
+        _failure(
+            onec.call("file", b"x", filename="../../etc/passwd"), 400, "not a plain relative path"
+        )
         whole = samples.OFFERS.read_bytes()
         _failure(onec.call("file", whole, filename="offers.xml"), 413, f"file_limit={LIMIT}")
         _failure(onec.import_("offers.xml"), 404, "was not uploaded")
         _failure(onec.import_("never.xml"), 404, "was not uploaded")
         onec.upload("broken.xml", whole[: len(whole) // 2])
         _failure(onec.import_("broken.xml"), 400, "incomplete")
-        onec.upload("bad.xml", whole.decode("utf-8-sig").replace(
-            "<ЦенаЗаЕдиницу>2042.66", "<ЦенаЗаЕдиницу>дорого").encode())
+        onec.upload(
+            "bad.xml",
+            whole.decode("utf-8-sig")
+            .replace("<ЦенаЗаЕдиницу>2042.66", "<ЦенаЗаЕдиницу>дорого")
+            .encode(),
+        )
         _failure(onec.import_("bad.xml"), 422, "'дорого' is not a number")
         onec.upload("offers.xml", whole)  # the same file, chunked: accepted
         assert onec.import_("offers.xml").text == "success"
@@ -247,7 +281,9 @@ def test_refusals_publish_nothing(cml_settings):
 
 
 def test_expired_session(onec, cml_settings):
-    with psycopg.connect(cml_settings.database_url.get_secret_value().replace("+psycopg", "")) as conn:
+    with psycopg.connect(
+        cml_settings.database_url.get_secret_value().replace("+psycopg", "")
+    ) as conn:
         conn.execute("UPDATE commerceml_session SET expires_at = now() - interval '1 second'")
     _failure(onec.call("init"), 401, "unknown or expired")
 
@@ -268,16 +304,22 @@ def test_sale_query_and_success(cml_settings):
         assert list(_query(onec)) == []
         with psycopg.connect(url) as conn:
             for doc_id in ("A-1", "A-2"):
-                conn.execute("INSERT INTO commerceml_order_export (document_id, document) VALUES (%s, %s)",
-                             (doc_id, f"<Документ><Ид>{doc_id}</Ид><Номер>{doc_id}</Номер></Документ>"))
-            conn.execute("INSERT INTO commerceml_order_export (document_id, document) "
-                         "VALUES ('broken', '<Документ><Ид>')")
+                conn.execute(
+                    "INSERT INTO commerceml_order_export (document_id, document) VALUES (%s, %s)",
+                    (doc_id, f"<Документ><Ид>{doc_id}</Ид><Номер>{doc_id}</Номер></Документ>"),
+                )
+            conn.execute(
+                "INSERT INTO commerceml_order_export (document_id, document) "
+                "VALUES ('broken', '<Документ><Ид>')"
+            )
         assert [d.findtext("Ид") for d in _query(onec)] == ["A-1", "A-2"]
         assert onec.call("success").text == "success"
         assert list(_query(onec)) == []
     with psycopg.connect(url) as conn:
-        rows = conn.execute("SELECT document_id, acknowledged_at IS NOT NULL FROM commerceml_order_export "
-                            "ORDER BY id").fetchall()
+        rows = conn.execute(
+            "SELECT document_id, acknowledged_at IS NOT NULL FROM commerceml_order_export "
+            "ORDER BY id"
+        ).fetchall()
     assert rows == [("A-1", True), ("A-2", True), ("broken", False)]
 
 
@@ -303,8 +345,9 @@ def test_sale_file_in_chunks_publishes_the_orders(cml_settings):
 def test_broker_down_is_a_503_failure_that_1c_retries(settings, tmp_path):
     broker = EmbeddedBroker(free_port(), log_path=tmp_path / "broker.log").start()
     try:
-        kafka = settings.kafka.model_copy(update={"bootstrap_servers": broker.bootstrap,
-                                                  "produce_timeout_s": 2.0})
+        kafka = settings.kafka.model_copy(
+            update={"bootstrap_servers": broker.bootstrap, "produce_timeout_s": 2.0}
+        )
         down = _settings(settings.model_copy(update={"kafka": kafka}), tmp_path)
         apply(down, load_catalog(down.topics_file))
         with _bridge(down) as client:
@@ -322,8 +365,9 @@ def test_broker_down_is_a_503_failure_that_1c_retries(settings, tmp_path):
 def test_without_a_database_the_exchange_says_so(cml_settings):
     """Sessions and files live in PostgreSQL: a bridge without one answers 503, not 500."""
     with _bridge(cml_settings.model_copy(update={"database_url": None})) as client:
-        resp = OneC(client).checkauth(cml_settings.commerceml.username,
-                                      cml_settings.commerceml.password.get_secret_value())
+        resp = OneC(client).checkauth(
+            cml_settings.commerceml.username, cml_settings.commerceml.password.get_secret_value()
+        )
     _failure(resp, 503, "needs PostgreSQL")
     assert int(resp.headers["retry-after"]) > 0
 
@@ -336,7 +380,9 @@ def test_an_archive_is_checked_whole_before_anything_is_published(onec, cml_sett
     onec.call("init")
     onec.upload("bundle.zip", samples.zipped({"offers.xml": good, "prices.xml": bad}))
     _failure(onec.import_("bundle.zip"), 422, "is not a number")
-    onec.upload("other.zip", samples.zipped({"offers.xml": good, "orders.xml": samples.ORDERS.read_bytes()}))
+    onec.upload(
+        "other.zip", samples.zipped({"offers.xml": good, "orders.xml": samples.ORDERS.read_bytes()})
+    )
     assert onec.import_("other.zip").text == "success"
     assert len(_read(cml_settings, "raw.onec.price", 84)) == 84
     assert _keys(_read(cml_settings, "raw.onec.customer_order", 3)) == Counter(["36", "92", "93"])
@@ -355,11 +401,22 @@ def test_without_a_password_the_exchange_is_off(cml_settings, caplog):
     off = _settings(cml_settings, cml_settings.commerceml.work_dir, password=None)
     with _bridge(off) as client:
         onec = OneC(client)
-        _failure(onec.checkauth("site", "dev-only-commerceml"), 404, "exchange is off", "commerceml_disabled")
+        _failure(
+            onec.checkauth("site", "dev-only-commerceml"),
+            404,
+            "exchange is off",
+            "commerceml_disabled",
+        )
         _failure(onec.call("init"), 404, "exchange is off", "commerceml_disabled")
-    assert [r.levelno for r in _logged(caplog, "commerceml exchange is off: no password is set "
-                                               "(MM_COMMERCEML__PASSWORD); /1c_exchange answers 404 "
-                                               "commerceml_disabled")] == [logging.WARNING]
+    assert [
+        r.levelno
+        for r in _logged(
+            caplog,
+            "commerceml exchange is off: no password is set "
+            "(MM_COMMERCEML__PASSWORD); /1c_exchange answers 404 "
+            "commerceml_disabled",
+        )
+    ] == [logging.WARNING]
 
 
 def test_the_setting_has_no_default_password():
@@ -383,8 +440,9 @@ def test_database_errors_do_not_reach_the_client(cml_settings, caplog):
     assert "mm_no_such_database_h3a" in logged.error
 
 
-def test_at_the_session_cap_the_least_recently_used_idle_session_makes_room(bridge_settings,
-                                                                             tmp_path):
+def test_at_the_session_cap_the_least_recently_used_idle_session_makes_room(
+    bridge_settings, tmp_path
+):
     """1С logs in for every exchange: a login at the cap evicts the least recently used session
     with nothing left to import (a 10,000-login loop never gets a 5xx), never one with an
     upload in progress; when every session holds one, storage_full + Retry-After."""
@@ -393,17 +451,18 @@ def test_at_the_session_cap_the_least_recently_used_idle_session_makes_room(brid
         busy, idle = OneC(client).login(settings), OneC(client).login(settings)
         busy.upload("import.xml", b"<?xml version='1.0'?><partial")
         assert idle.call("init").status_code == 200
-        fresh = OneC(client).login(settings)            # evicts `idle`, not `busy`
+        fresh = OneC(client).login(settings)  # evicts `idle`, not `busy`
         _failure(idle.call("init"), 401, "unknown or expired")
-        busy.upload("import.xml", b" more")            # still there, upload intact
+        busy.upload("import.xml", b" more")  # still there, upload intact
         fresh.upload("offers.xml", b"<?xml version='1.0'?><partial")
         resp = OneC(client).checkauth(settings.commerceml.username, PASSWORD.get_secret_value())
         _failure(resp, 503, "2 exchange sessions are open", "storage_full")
         assert 0 < int(resp.headers["retry-after"])
-        with _db(settings) as conn:                     # `fresh` imported its file: idle
-            conn.execute("UPDATE commerceml_file SET processed_at = now() "
-                         "WHERE filename = 'offers.xml'")
-        for _ in range(20):                             # a login loop: every login succeeds
+        with _db(settings) as conn:  # `fresh` imported its file: idle
+            conn.execute(
+                "UPDATE commerceml_file SET processed_at = now() WHERE filename = 'offers.xml'"
+            )
+        for _ in range(20):  # a login loop: every login succeeds
             OneC(client).login(settings)
         busy.upload("import.xml", b" and more")
     with _db(settings) as conn:
@@ -422,11 +481,16 @@ def test_a_global_quota_across_sessions(bridge_settings, tmp_path):
         _failure(resp, 503, "exchange storage is full", "storage_full")
         assert int(resp.headers["retry-after"]) > 0
         with _db(settings) as conn:
-            conn.execute("UPDATE commerceml_session SET expires_at = now() - interval '1 second' "
-                         "WHERE id = (SELECT min(id) FROM commerceml_session)")
+            conn.execute(
+                "UPDATE commerceml_session SET expires_at = now() - interval '1 second' "
+                "WHERE id = (SELECT min(id) FROM commerceml_session)"
+            )
         assert two.call("file", chunk, filename="import.xml").text == "success"
     with _db(settings) as conn:
-        assert conn.execute("SELECT count(*), sum(size) FROM commerceml_file").fetchone() == (1, len(chunk))
+        assert conn.execute("SELECT count(*), sum(size) FROM commerceml_file").fetchone() == (
+            1,
+            len(chunk),
+        )
 
 
 def _bomb(member: bytes, copies: int) -> bytes:
@@ -444,8 +508,11 @@ def test_zip_bombs_are_refused_with_the_protocols_failure(bridge_settings, tmp_p
     published. Entry count and unpacked size caps come from the settings."""
     settings = _settings(bridge_settings, tmp_path, use_zip=True, max_zip_members=45)
     orders = samples.ORDERS.read_bytes()
-    padded = orders.replace(b"</\xd0\x9a\xd0\xbe\xd0\xbc\xd0", b"<!--" + b" " * (4 << 20) + b"-->"
-                            + b"</\xd0\x9a\xd0\xbe\xd0\xbc\xd0", 1)
+    padded = orders.replace(
+        b"</\xd0\x9a\xd0\xbe\xd0\xbc\xd0",
+        b"<!--" + b" " * (4 << 20) + b"-->" + b"</\xd0\x9a\xd0\xbe\xd0\xbc\xd0",
+        1,
+    )
     duplicates, ratio = _bomb(padded, 40), _bomb(padded, 1)
     assert len(duplicates) < 400_000 and len(ratio) < 20_000
     many = samples.zipped({f"import_files/{i}.jpg": b"\xff\xd8" for i in range(46)})
@@ -453,7 +520,12 @@ def test_zip_bombs_are_refused_with_the_protocols_failure(bridge_settings, tmp_p
         onec = OneC(client).login(settings)
         onec.call("init")
         onec.upload("bomb.zip", duplicates)
-        _failure(onec.import_("orders.xml"), 400, "more than one entry named orders.xml", "duplicate_member")
+        _failure(
+            onec.import_("orders.xml"),
+            400,
+            "more than one entry named orders.xml",
+            "duplicate_member",
+        )
         onec.upload("ratio.zip", ratio)
         _failure(onec.import_("ratio.zip"), 413, "zip bomb", "archive_too_large")
         onec.upload("many.zip", many)
@@ -463,25 +535,37 @@ def test_zip_bombs_are_refused_with_the_protocols_failure(bridge_settings, tmp_p
         *first, last = samples.chunks(duplicates, LIMIT)
         for piece in first:  # the archive's end is not there yet: stored, not opened
             assert sale.call("file", piece, filename="orders.zip").text == "success"
-        _failure(sale.call("file", last, filename="orders.zip"), 400, "more than one entry",
-                 "duplicate_member")
-        _failure(sale.call("file", ratio, filename="orders2.zip"), 413, "zip bomb", "archive_too_large")
+        _failure(
+            sale.call("file", last, filename="orders.zip"),
+            400,
+            "more than one entry",
+            "duplicate_member",
+        )
+        _failure(
+            sale.call("file", ratio, filename="orders2.zip"), 413, "zip bomb", "archive_too_large"
+        )
     assert _read(settings, "raw.onec.customer_order", 0) == []
 
 
 def test_groups_nested_thousands_deep_are_a_clear_failure(onec):
     """Used to be a 500 (RecursionError in the classifier reader)."""
     opening = "".join(f"<Группы><Группа><Ид>g{i}</Ид>" for i in range(3000))
-    doc = ("<?xml version='1.0' encoding='UTF-8'?><КоммерческаяИнформация><Классификатор>"
-           + opening + "</Группа></Группы>" * 3000 + "</Классификатор></КоммерческаяИнформация>").encode()
+    doc = (
+        "<?xml version='1.0' encoding='UTF-8'?><КоммерческаяИнформация><Классификатор>"
+        + opening
+        + "</Группа></Группы>" * 3000
+        + "</Классификатор></КоммерческаяИнформация>"
+    ).encode()
     onec.call("init")
     onec.upload("import.xml", doc)
     _failure(onec.import_("import.xml"), 400, "nested deeper than", "invalid_document")
 
 
 def test_a_doctype_is_refused(onec, cml_settings):
-    doc = ("<?xml version='1.0'?><!DOCTYPE d [<!ENTITY e 'x'>]><КоммерческаяИнформация>"
-           "</КоммерческаяИнформация>").encode()
+    doc = (
+        "<?xml version='1.0'?><!DOCTYPE d [<!ENTITY e 'x'>]><КоммерческаяИнформация>"
+        "</КоммерческаяИнформация>"
+    ).encode()
     onec.call("init")
     onec.upload("import.xml", doc)
     _failure(onec.import_("import.xml"), 400, "DOCTYPE", "invalid_document")
@@ -524,7 +608,9 @@ def test_a_zipped_exchange_at_the_default_settings(bridge_settings):
     cml = bridge_settings.commerceml.model_copy(update={"password": PASSWORD})
     settings = bridge_settings.model_copy(update={"commerceml": cml})
     assert settings.commerceml.work_dir == Path(tempfile.gettempdir()) / "mmstream-commerceml"
-    archive = samples.zipped({"import.xml": samples.catalog(), "offers.xml": samples.offers_with_stock()})
+    archive = samples.zipped(
+        {"import.xml": samples.catalog(), "offers.xml": samples.offers_with_stock()}
+    )
     with _bridge(settings) as client:
         onec = OneC(client).login(settings)
         assert onec.call("init").text == f"zip=yes\nfile_limit={8 * 1024 * 1024}"
@@ -549,13 +635,17 @@ def test_a_3x_sale_file_publishes_every_contained_order(cml_settings, caplog):
         resp = onec.call("file", orders, filename="documents___a1b2.xml")
         assert (resp.status_code, resp.text) == (200, "success")
         # A sale file without any order is accepted (1С expects success) but not unseen.
-        empty = onec.call("file", "<?xml version='1.0' encoding='UTF-8'?><КоммерческаяИнформация "
-                                  "ВерсияСхемы='3.1'><Unknown/></КоммерческаяИнформация>".encode(),
-                          filename="empty.xml")
+        empty = onec.call(
+            "file",
+            "<?xml version='1.0' encoding='UTF-8'?><КоммерческаяИнформация "
+            "ВерсияСхемы='3.1'><Unknown/></КоммерческаяИнформация>".encode(),
+            filename="empty.xml",
+        )
         assert (empty.status_code, empty.text) == (200, "success")
     records = _read(cml_settings, "raw.onec.customer_order", 2)
-    assert _keys(records) == Counter({"d1c0a8e2-6f7a-11eb-8105-00155d000c01": 1,
-                                      "d1c0a8e4-6f7a-11eb-8105-00155d000c01": 1})
+    assert _keys(records) == Counter(
+        {"d1c0a8e2-6f7a-11eb-8105-00155d000c01": 1, "d1c0a8e4-6f7a-11eb-8105-00155d000c01": 1}
+    )
     by_key = {r.key().decode(): json.loads(r.value()) for r in records}
     assert by_key["d1c0a8e2-6f7a-11eb-8105-00155d000c01"]["comment"] == "Оставить у двери"
     (warned,) = _logged(caplog, "commerceml orders file holds no order (Документ)")
@@ -570,6 +660,7 @@ def test_an_offer_package_publishes_its_price_types(onec, cml_settings):
     resp = onec.import_("offers.xml")
     assert (resp.status_code, resp.text) == (200, "success")
     types = _read(cml_settings, "raw.onec.price_type", 2)
-    assert _keys(types) == Counter({"bd72d8f3-55bc-11d9-848a-00112f43529a": 1,
-                                    "bd72d8f4-55bc-11d9-848a-00112f43529a": 1})
+    assert _keys(types) == Counter(
+        {"bd72d8f3-55bc-11d9-848a-00112f43529a": 1, "bd72d8f4-55bc-11d9-848a-00112f43529a": 1}
+    )
     assert {json.loads(r.value())["_source"] for r in types} == {"commerceml"}

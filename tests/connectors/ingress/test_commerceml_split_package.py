@@ -56,7 +56,8 @@ def _payloads(settings, topic: str, expect: int) -> dict[str, dict]:
 
 
 def test_a_split_package_resolves_through_the_first_files_classifier_on_another_replica(
-        bridge_settings, tmp_path):
+    bridge_settings, tmp_path
+):
     s = _settings(bridge_settings, tmp_path)
     with _bridge(s) as first:
         onec = OneC(first).login(s)
@@ -74,14 +75,19 @@ def test_a_split_package_resolves_through_the_first_files_classifier_on_another_
     products = _payloads(s, "raw.onec.product", 1)
     (brand,) = products[PRODUCT]["properties"]
     assert (brand["name"], brand["labels"], brand["value_ids"]) == (
-        "Бренд", ["Северный ветер"], ["e5b1f811-7b4a-11eb-8112-00155d000d01"])
+        "Бренд",
+        ["Северный ветер"],
+        ["e5b1f811-7b4a-11eb-8112-00155d000d01"],
+    )
     prices = _payloads(s, "raw.onec.price", 2)
     assert {k: (p["price_type_name"], p["currency"], p["price"]) for k, p in prices.items()} == {
         f"{PRODUCT}:{RETAIL}": ("Розничная", "RUB", "790"),
-        f"{VARIANT}:{RETAIL}": ("Розничная", "RUB", "850.00")}
+        f"{VARIANT}:{RETAIL}": ("Розничная", "RUB", "850.00"),
+    }
     stock = _payloads(s, "raw.onec.stock", 2)
-    assert {k: (p["warehouse_id"], p["warehouse_name"], p["quantity"]) for k, p in stock.items()} == {
-        f"{PRODUCT}:{STORE}": (STORE, "Основной склад", "14"), VARIANT: (None, None, "3")}
+    assert {
+        k: (p["warehouse_id"], p["warehouse_name"], p["quantity"]) for k, p in stock.items()
+    } == {f"{PRODUCT}:{STORE}": (STORE, "Основной склад", "14"), VARIANT: (None, None, "3")}
 
 
 def test_a_changes_only_classifier_resolves_through_the_last_full_one(bridge_settings, tmp_path):
@@ -89,10 +95,15 @@ def test_a_changes_only_classifier_resolves_through_the_last_full_one(bridge_set
     the changes (Цвет: Чёрный) and a product whose colour is Белый."""
     s = _settings(bridge_settings, tmp_path)
     changes = _fixture("cml210_import_changes.xml").decode()
-    full = changes.replace('СодержитТолькоИзменения="true"', 'СодержитТолькоИзменения="false"').replace(
-        "</Справочник>", f"</Справочник><Справочник><ИдЗначения>{WHITE}</ИдЗначения>"
-                         "<Значение>Белый</Значение></Справочник>", 1)
-    full = full[:full.index("<Каталог")] + full[full.index("</Каталог>") + len("</Каталог>"):]
+    full = changes.replace(
+        'СодержитТолькоИзменения="true"', 'СодержитТолькоИзменения="false"'
+    ).replace(
+        "</Справочник>",
+        f"</Справочник><Справочник><ИдЗначения>{WHITE}</ИдЗначения>"
+        "<Значение>Белый</Значение></Справочник>",
+        1,
+    )
+    full = full[: full.index("<Каталог")] + full[full.index("</Каталог>") + len("</Каталог>") :]
     with _bridge(s) as client:
         yesterday = OneC(client).login(s)
         yesterday.call("init")
@@ -104,7 +115,8 @@ def test_a_changes_only_classifier_resolves_through_the_last_full_one(bridge_set
     colours = [p["labels"] for p in products[CHAIR]["properties"] if p["name"] == "Цвет"]
     assert colours == [["Чёрный"], ["Белый"]]
     assert [k for (k,) in _sql(s, "SELECT catalog_id FROM commerceml_catalog_context")] == [
-        "7b4e2f00-ff10-11e9-80e5-00155d010b01"]
+        "7b4e2f00-ff10-11e9-80e5-00155d010b01"
+    ]
 
 
 def test_the_names_are_capped_and_purged_with_the_session(bridge_settings, tmp_path, caplog):
@@ -114,7 +126,10 @@ def test_the_names_are_capped_and_purged_with_the_session(bridge_settings, tmp_p
         onec.call("init")
         _import(onec, "import.xml", _fixture("cml3_import.xml"))  # imported all the same
     (warned,) = _logged(caplog, "commerceml names not kept for later files: over max_context_bytes")
-    assert warned.levelno == logging.WARNING and (warned.code, warned.cap) == ("context_too_large", 200)
+    assert warned.levelno == logging.WARNING and (warned.code, warned.cap) == (
+        "context_too_large",
+        200,
+    )
     assert _sql(capped, "SELECT count(*) FROM commerceml_session_context") == [(0,)]
 
     s = _settings(bridge_settings, tmp_path)
@@ -139,6 +154,7 @@ def test_the_names_are_capped_and_purged_with_the_session(bridge_settings, tmp_p
 def test_the_kept_catalogs_are_bounded(db_url):
     """Each catalog Ид keeps its last full classifier: at most MAX_CATALOG_CONTEXTS of them,
     the least recently updated dropped first."""
+
     async def main():
         engine = create_async_engine(db_url)
         store = ExchangeStore(engine, 60)
@@ -154,5 +170,7 @@ def test_the_kept_catalogs_are_bounded(db_url):
     assert kept == {} and oldest is None
     url = db_url.replace("+psycopg", "")
     with psycopg.connect(url) as conn:
-        rows = conn.execute("SELECT catalog_id FROM commerceml_catalog_context ORDER BY 1").fetchall()
+        rows = conn.execute(
+            "SELECT catalog_id FROM commerceml_catalog_context ORDER BY 1"
+        ).fetchall()
     assert [r[0] for r in rows] == [f"catalog-{i:02}" for i in range(2, MAX_CATALOG_CONTEXTS + 2)]

@@ -47,6 +47,7 @@ def _code(resp) -> str:
 
 # -- 1. a record too large for Kafka ------------------------------------------------------
 
+
 def test_a_record_too_large_for_kafka_is_413_not_a_503_forever(bridge, bridge_settings, token):
     huge = onec_product(Комментарий="я" * 600_000)  # 1.2 MB of UTF-8: over Kafka's 1 MB
     resp = bridge.post(URL, json=huge, headers=_auth(token))
@@ -58,15 +59,20 @@ def test_a_record_too_large_for_kafka_is_413_not_a_503_forever(bridge, bridge_se
     results = batch.json()["results"]
     assert results[0]["status"] == "accepted"
     assert results[1]["status"] == "rejected" and results[1]["error"]["code"] == "record_too_large"
-    keys = [r.key().decode() for r in count_records(bridge_settings, "raw.onec.product", 1, quiet_s=0)]
+    keys = [
+        r.key().decode() for r in count_records(bridge_settings, "raw.onec.product", 1, quiet_s=0)
+    ]
     assert keys == [small["Ref_Key"]]
 
 
 def test_the_producers_own_size_refusal_is_413_too(bridge_settings, token):
     """With the bridge's size check set above the producer's limit, librdkafka refuses the
     record itself (MSG_SIZE_TOO_LARGE): still a definite 413, never 503 + Retry-After."""
-    settings = bridge_settings.model_copy(update={"ingress": bridge_settings.ingress.model_copy(
-        update={"max_record_bytes": 5_000_000})})
+    settings = bridge_settings.model_copy(
+        update={
+            "ingress": bridge_settings.ingress.model_copy(update={"max_record_bytes": 5_000_000})
+        }
+    )
     with TestClient(create_app(settings), raise_server_exceptions=False) as client:
         resp = client.post(URL, json=onec_product(Комментарий="я" * 600_000), headers=_auth(token))
     assert resp.status_code == 413, resp.text
@@ -75,11 +81,14 @@ def test_the_producers_own_size_refusal_is_413_too(bridge_settings, token):
 
 # -- 5. deep JSON, huge forms ---------------------------------------------------------------
 
+
 @pytest.mark.parametrize("depth", [100_000, 65])
 def test_deeply_nested_json_is_refused_with_a_code(bridge, bridge_settings, token, depth):
     body = ("[" * depth + "]" * depth).encode()
     for url in (URL, f"{URL}/batch"):
-        resp = bridge.post(url, content=body, headers={**_auth(token), "Content-Type": "application/json"})
+        resp = bridge.post(
+            url, content=body, headers={**_auth(token), "Content-Type": "application/json"}
+        )
         assert resp.status_code == 400, resp.text
         assert _code(resp) == "json_too_deep"
     nested = onec_product(Описание={"a": {"b": {"c": "fine"}}})  # ordinary depth still passes on
@@ -90,7 +99,9 @@ def test_an_integer_too_long_to_convert_is_invalid_json(bridge, token):
     # json.loads raises a plain ValueError (not JSONDecodeError) past 4,300 digits.
     body = b'{"Ref_Key": "f02ce7b3-e3b3-11eb-b4ad-000c29b45b09", "Code": ' + b"9" * 5000 + b"}"
     for url in (URL, f"{URL}/batch"):
-        resp = bridge.post(url, content=body, headers={**_auth(token), "Content-Type": "application/json"})
+        resp = bridge.post(
+            url, content=body, headers={**_auth(token), "Content-Type": "application/json"}
+        )
         assert resp.status_code == 400, resp.text
         assert _code(resp) == "invalid_json"
 
@@ -98,10 +109,21 @@ def test_an_integer_too_long_to_convert_is_invalid_json(bridge, token):
 @pytest.fixture
 def portal_settings(settings):
     s = with_tokens(settings, event_dedupe_window_s=0.0)
-    s = s.model_copy(update={"ingress": s.ingress.model_copy(update={
-        "client_rate_per_s": 0.01, "client_burst": 5,
-        "unverified_rate_per_s": 0.01, "unverified_burst": 3}),
-        "commerceml": s.commerceml.model_copy(update={"password": SecretStr("cml-test-password")})})
+    s = s.model_copy(
+        update={
+            "ingress": s.ingress.model_copy(
+                update={
+                    "client_rate_per_s": 0.01,
+                    "client_burst": 5,
+                    "unverified_rate_per_s": 0.01,
+                    "unverified_burst": 3,
+                }
+            ),
+            "commerceml": s.commerceml.model_copy(
+                update={"password": SecretStr("cml-test-password")}
+            ),
+        }
+    )
     apply(s, load_catalog(s.topics_file))
     return s
 
@@ -128,38 +150,56 @@ def test_huge_forms_are_refused_413(bridge, bridge_settings):
 
 # -- 2. rate-limit buckets ----------------------------------------------------------------
 
-def test_forged_events_from_one_address_do_not_starve_a_verified_portal(portal_bridge, portal_settings):
+
+def test_forged_events_from_one_address_do_not_starve_a_verified_portal(
+    portal_bridge, portal_settings
+):
     """Behind a load balancer junk and Bitrix24 share an address; Bitrix24 never re-sends."""
-    forged = [portal_bridge.post(EVENTS, content=event_body("ONCRMDEALUPDATE", n, token="forged"),
-                                 headers=FORM) for n in range(1, 21)]
+    forged = [
+        portal_bridge.post(
+            EVENTS, content=event_body("ONCRMDEALUPDATE", n, token="forged"), headers=FORM
+        )
+        for n in range(1, 21)
+    ]
     statuses = [r.status_code for r in forged]
     assert statuses[:3] == [401] * 3 and set(statuses[3:]) == {429}, statuses
     junk = [portal_bridge.post(EVENTS, content=b"hello", headers=FORM) for _ in range(5)]
     assert {r.status_code for r in junk} == {429}
-    real = [portal_bridge.post(EVENTS, content=event_body("ONCRMDEALUPDATE", n), headers=FORM)
-            for n in (101, 102)]
+    real = [
+        portal_bridge.post(EVENTS, content=event_body("ONCRMDEALUPDATE", n), headers=FORM)
+        for n in (101, 102)
+    ]
     assert [r.status_code for r in real] == [200, 200], [r.text for r in real]
     # The portal has its own budget (burst 5), and it is enforced.
-    more = [portal_bridge.post(EVENTS, content=event_body("ONCRMDEALUPDATE", n), headers=FORM)
-            for n in range(103, 110)]
+    more = [
+        portal_bridge.post(EVENTS, content=event_body("ONCRMDEALUPDATE", n), headers=FORM)
+        for n in range(103, 110)
+    ]
     assert [r.status_code for r in more].count(429) == 4
-    keys = sorted(r.key().decode() for r in count_records(portal_settings, "raw.bitrix24.event", 5, quiet_s=0))
+    keys = sorted(
+        r.key().decode() for r in count_records(portal_settings, "raw.bitrix24.event", 5, quiet_s=0)
+    )
     assert keys == sorted(f"deal:{n}" for n in range(101, 106))
 
 
 def test_unauthenticated_junk_does_not_starve_a_commerceml_user(portal_bridge, portal_settings):
     for _ in range(10):
-        assert portal_bridge.get("/1c_exchange", params={"type": "catalog", "mode": "init"}
-                                 ).status_code in (401, 429)
+        assert portal_bridge.get(
+            "/1c_exchange", params={"type": "catalog", "mode": "init"}
+        ).status_code in (401, 429)
         portal_bridge.post(URL, json={})  # no credentials: the address's unverified bucket
     cml = portal_settings.commerceml
     basic = base64.b64encode(f"{cml.username}:{cml.password.get_secret_value()}".encode()).decode()
-    resp = portal_bridge.get("/1c_exchange", params={"type": "catalog", "mode": "checkauth"},
-                             headers={"Authorization": f"Basic {basic}"})
+    resp = portal_bridge.get(
+        "/1c_exchange",
+        params={"type": "catalog", "mode": "checkauth"},
+        headers={"Authorization": f"Basic {basic}"},
+    )
     assert resp.status_code == 200 and resp.text.startswith("success"), resp.text
 
 
 # -- 3. database connections and timeouts ---------------------------------------------------
+
 
 class WatchedProducer(AckedProducer):
     """The real producer, noting how many database connections the producing request (its
@@ -209,12 +249,22 @@ def test_no_database_connection_is_held_while_the_broker_is_awaited(bridge_setti
             answers = []
 
             def send(n: int) -> None:
-                answers.append(client.post(
-                    f"{URL}/batch", json=[onec_product()],
-                    headers={**_auth(token), exchange.NODE_HEADER: "CB", exchange.NUMBER_HEADER: str(n)}))
+                answers.append(
+                    client.post(
+                        f"{URL}/batch",
+                        json=[onec_product()],
+                        headers={
+                            **_auth(token),
+                            exchange.NODE_HEADER: "CB",
+                            exchange.NUMBER_HEADER: str(n),
+                        },
+                    )
+                )
 
             def event(n: int) -> None:
-                answers.append(client.post(EVENTS, content=event_body("ONCRMDEALUPDATE", n), headers=FORM))
+                answers.append(
+                    client.post(EVENTS, content=event_body("ONCRMDEALUPDATE", n), headers=FORM)
+                )
 
             threads = [threading.Thread(target=send, args=(n,)) for n in range(1, 16)]
             threads += [threading.Thread(target=event, args=(n,)) for n in range(1, 6)]
@@ -222,8 +272,11 @@ def test_no_database_connection_is_held_while_the_broker_is_awaited(bridge_setti
                 thread.start()
             for thread in threads:
                 thread.join(60)
-            keyed = client.post(URL, json=onec_product(),
-                                headers={**_auth(token), "Idempotency-Key": str(uuid.uuid4())})
+            keyed = client.post(
+                URL,
+                json=onec_product(),
+                headers={**_auth(token), "Idempotency-Key": str(uuid.uuid4())},
+            )
     finally:
         producer.close()
     assert sorted(a.status_code for a in answers) == [200] * 20, [a.text for a in answers]
@@ -241,9 +294,12 @@ def test_bridge_connections_have_connect_and_statement_timeouts(bridge_settings)
 
     with TestClient(app, raise_server_exceptions=False) as client:
         assert client.portal.call(probe) == "10s"
-    settings = bridge_settings.model_copy(update={
-        "database_url": SecretStr("postgresql+psycopg://nobody@10.255.255.1:5432/none"),
-        "ingress": bridge_settings.ingress.model_copy(update={"db_connect_timeout_s": 1})})
+    settings = bridge_settings.model_copy(
+        update={
+            "database_url": SecretStr("postgresql+psycopg://nobody@10.255.255.1:5432/none"),
+            "ingress": bridge_settings.ingress.model_copy(update={"db_connect_timeout_s": 1}),
+        }
+    )
 
     async def unreachable() -> float:
         engine = bridge_engine(settings)
@@ -262,29 +318,46 @@ def test_bridge_connections_have_connect_and_statement_timeouts(bridge_settings)
 
 # -- 4. purge ------------------------------------------------------------------------------
 
+
 def test_purge_keeps_up_and_exchange_numbers_expire(bridge_settings, capsys):
     n_keys, n_msgs = 60_000, 20_000
     with psycopg.connect(_libpq(bridge_settings), autocommit=True) as conn:
-        conn.execute("INSERT INTO ingress_idempotency (principal, path, key, fingerprint, claim, "
-                     "status, lease_until, expires_at) SELECT 'p', '/x', 'k' || g, '\\x00', "
-                     "gen_random_uuid(), 202, now(), now() - interval '1 second' "
-                     "FROM generate_series(1, %s) g", (n_keys,))
-        conn.execute("INSERT INTO ingress_idempotency (principal, path, key, fingerprint, claim, "
-                     "status, lease_until, expires_at) VALUES ('p', '/x', 'fresh', '\\x00', "
-                     "gen_random_uuid(), 202, now(), now() + interval '1 day')")
-        conn.execute("INSERT INTO onec_exchange_message (principal, node, message_no, object, "
-                     "body_sha256, response, received_at) SELECT 'p', 'ЦБ', g, 'Склады', 'x', "
-                     "'{}', now() - interval '31 days' FROM generate_series(1, %s) g", (n_msgs,))
-        conn.execute("INSERT INTO onec_exchange_message (principal, node, message_no, object, "
-                     "body_sha256, response) VALUES ('p', 'ЦБ', 0, 'Склады', 'x', '{}')")
+        conn.execute(
+            "INSERT INTO ingress_idempotency (principal, path, key, fingerprint, claim, "
+            "status, lease_until, expires_at) SELECT 'p', '/x', 'k' || g, '\\x00', "
+            "gen_random_uuid(), 202, now(), now() - interval '1 second' "
+            "FROM generate_series(1, %s) g",
+            (n_keys,),
+        )
+        conn.execute(
+            "INSERT INTO ingress_idempotency (principal, path, key, fingerprint, claim, "
+            "status, lease_until, expires_at) VALUES ('p', '/x', 'fresh', '\\x00', "
+            "gen_random_uuid(), 202, now(), now() + interval '1 day')"
+        )
+        conn.execute(
+            "INSERT INTO onec_exchange_message (principal, node, message_no, object, "
+            "body_sha256, response, received_at) SELECT 'p', 'ЦБ', g, 'Склады', 'x', "
+            "'{}', now() - interval '31 days' FROM generate_series(1, %s) g",
+            (n_msgs,),
+        )
+        conn.execute(
+            "INSERT INTO onec_exchange_message (principal, node, message_no, object, "
+            "body_sha256, response) VALUES ('p', 'ЦБ', 0, 'Склады', 'x', '{}')"
+        )
         # Abandoned CommerceML sessions with an upload go too; a live one stays.
-        conn.execute("INSERT INTO commerceml_session (cookie_hash, principal, expires_at) "
-                     "SELECT sha256(g::text::bytea), 'site', now() - interval '1 minute' "
-                     "FROM generate_series(1, 300) g")
-        conn.execute("INSERT INTO commerceml_session (cookie_hash, principal, expires_at) "
-                     "VALUES ('\\x01', 'site', now() + interval '1 hour')")
-        conn.execute("INSERT INTO commerceml_file (session_id, filename, size) "
-                     "SELECT id, 'import.xml', 1 FROM commerceml_session")
+        conn.execute(
+            "INSERT INTO commerceml_session (cookie_hash, principal, expires_at) "
+            "SELECT sha256(g::text::bytea), 'site', now() - interval '1 minute' "
+            "FROM generate_series(1, 300) g"
+        )
+        conn.execute(
+            "INSERT INTO commerceml_session (cookie_hash, principal, expires_at) "
+            "VALUES ('\\x01', 'site', now() + interval '1 hour')"
+        )
+        conn.execute(
+            "INSERT INTO commerceml_file (session_id, filename, size) "
+            "SELECT id, 'import.xml', 1 FROM commerceml_session"
+        )
 
     async def run():
         engine = bridge_engine(bridge_settings)
@@ -300,17 +373,22 @@ def test_purge_keeps_up_and_exchange_numbers_expire(bridge_settings, capsys):
         assert conn.execute("SELECT message_no FROM onec_exchange_message").fetchall() == [(0,)]
         assert conn.execute("SELECT count(*) FROM commerceml_file").fetchone() == (1,)
     with capsys.disabled():
-        print(f"\npurge: {n_keys + n_msgs} rows in {done.seconds:.2f} s = "
-              f"{(n_keys + n_msgs) / done.seconds:,.0f} rows/s")
+        print(
+            f"\npurge: {n_keys + n_msgs} rows in {done.seconds:.2f} s = "
+            f"{(n_keys + n_msgs) / done.seconds:,.0f} rows/s"
+        )
 
 
 def test_purge_job_runs_in_the_bridge(bridge_settings, token):
-    settings = bridge_settings.model_copy(update={"ingress": bridge_settings.ingress.model_copy(
-        update={"purge_interval_s": 0.5})})
+    settings = bridge_settings.model_copy(
+        update={"ingress": bridge_settings.ingress.model_copy(update={"purge_interval_s": 0.5})}
+    )
     with psycopg.connect(_libpq(settings), autocommit=True) as conn:
-        conn.execute("INSERT INTO onec_exchange_message (principal, node, message_no, object, "
-                     "body_sha256, response, received_at) VALUES ('p', 'ЦБ', 1, 'Склады', 'x', "
-                     "'{}', now() - interval '31 days')")
+        conn.execute(
+            "INSERT INTO onec_exchange_message (principal, node, message_no, object, "
+            "body_sha256, response, received_at) VALUES ('p', 'ЦБ', 1, 'Склады', 'x', "
+            "'{}', now() - interval '31 days')"
+        )
     with TestClient(create_app(settings), raise_server_exceptions=False):
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
@@ -322,19 +400,32 @@ def test_purge_job_runs_in_the_bridge(bridge_settings, token):
             raise AssertionError("the old exchange message number was not purged")
 
 
-
 def test_a_client_leaving_mid_body_is_not_a_server_error(bridge_settings, token, caplog):
     app = create_app(bridge_settings)
     sent: list[dict] = []
 
     async def call() -> None:
-        scope = {"type": "http", "http_version": "1.1", "method": "POST", "path": URL,
-                 "raw_path": URL.encode(), "query_string": b"", "root_path": "", "scheme": "http",
-                 "headers": [(b"authorization", f"Bearer {token}".encode()),
-                             (b"content-type", b"application/json"), (b"content-length", b"1000")],
-                 "client": ("127.0.0.1", 50000), "server": ("127.0.0.1", 80)}
-        parts = [{"type": "http.request", "body": b'{"Ref_Key": "', "more_body": True},
-                 {"type": "http.disconnect"}]
+        scope = {
+            "type": "http",
+            "http_version": "1.1",
+            "method": "POST",
+            "path": URL,
+            "raw_path": URL.encode(),
+            "query_string": b"",
+            "root_path": "",
+            "scheme": "http",
+            "headers": [
+                (b"authorization", f"Bearer {token}".encode()),
+                (b"content-type", b"application/json"),
+                (b"content-length", b"1000"),
+            ],
+            "client": ("127.0.0.1", 50000),
+            "server": ("127.0.0.1", 80),
+        }
+        parts = [
+            {"type": "http.request", "body": b'{"Ref_Key": "', "more_body": True},
+            {"type": "http.disconnect"},
+        ]
 
         async def receive() -> dict:
             return parts.pop(0) if parts else {"type": "http.disconnect"}

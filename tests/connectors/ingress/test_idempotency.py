@@ -14,9 +14,9 @@ from fastapi.testclient import TestClient
 from connectors.ingress.app import create_app
 from connectors.ingress.auth import mint_token
 from connectors.ingress.idempotency_store import fingerprint
-from mmstream.embedded.broker import EmbeddedBroker
-from mmstream.embedded.ports import free_port
+from devstack.stack.broker import EmbeddedBroker
 from mmstream.kafka.admin import apply
+from mmstream.serve import free_port
 from mmstream.topics import load_catalog
 from tests.support.processes import eventually
 from tests.support.stack import onec_product
@@ -45,17 +45,36 @@ def encoded(record: dict) -> bytes:
 
 
 def keys_published(settings, expect: int) -> list[str]:
-    return [r.key().decode() for r in count_records(settings, "raw.onec.product", expect_at_least=expect, quiet_s=0)]
+    return [
+        r.key().decode()
+        for r in count_records(settings, "raw.onec.product", expect_at_least=expect, quiet_s=0)
+    ]
 
 
-def put_row(settings, key: str, body: bytes, *, status: int | None, lease: str, expires: str,
-            principal: str = "onec-test") -> None:
+def put_row(
+    settings,
+    key: str,
+    body: bytes,
+    *,
+    status: int | None,
+    lease: str,
+    expires: str,
+    principal: str = "onec-test",
+) -> None:
     """A key row as another request (or an older one) would have left it."""
-    sql(settings, "INSERT INTO ingress_idempotency (principal, path, key, fingerprint, claim, status, "
+    sql(
+        settings,
+        "INSERT INTO ingress_idempotency (principal, path, key, fingerprint, claim, status, "
         "headers, body, lease_until, expires_at) VALUES (%s, %s, %s, %s, %s, %s, '[]', %s, "
         f"now() + interval '{lease}', now() + interval '{expires}')",
-        principal, URL, key, fingerprint(b"", JSON.encode(), body), uuid.uuid4(), status,
-        b"{}" if status else None)
+        principal,
+        URL,
+        key,
+        fingerprint(b"", JSON.encode(), body),
+        uuid.uuid4(),
+        status,
+        b"{}" if status else None,
+    )
 
 
 def test_same_key_same_body_replays_the_answer_and_publishes_once(bridge, bridge_settings, token):
@@ -112,7 +131,14 @@ def test_a_4xx_answer_is_kept_and_replayed(bridge, bridge_settings, token):
 def test_a_key_in_flight_is_409_and_a_crashed_claim_is_taken_over(bridge, bridge_settings, token):
     busy, crashed = onec_product(), onec_product()
     put_row(bridge_settings, "busy", encoded(busy), status=None, lease="1 minute", expires="1 day")
-    put_row(bridge_settings, "crashed", encoded(crashed), status=None, lease="-1 second", expires="1 day")
+    put_row(
+        bridge_settings,
+        "crashed",
+        encoded(crashed),
+        status=None,
+        lease="-1 second",
+        expires="1 day",
+    )
     resp = post(bridge, token, encoded(busy), "busy")
     assert resp.status_code == 409, resp.text
     assert resp.json()["error"]["code"] == "idempotency_in_progress"
@@ -125,17 +151,29 @@ def test_a_key_in_flight_is_409_and_a_crashed_claim_is_taken_over(bridge, bridge
 
 
 def test_expired_keys_are_reusable_and_purged(bridge_settings, token):
-    settings = bridge_settings.model_copy(update={"ingress": bridge_settings.ingress.model_copy(
-        update={"purge_interval_s": 0.3})})
+    settings = bridge_settings.model_copy(
+        update={"ingress": bridge_settings.ingress.model_copy(update={"purge_interval_s": 0.3})}
+    )
     with TestClient(create_app(settings), raise_server_exceptions=False) as bridge:
-        put_row(bridge_settings, "old", b"something else", status=202, lease="-2 days", expires="-1 day")
+        put_row(
+            bridge_settings, "old", b"something else", status=202, lease="-2 days", expires="-1 day"
+        )
         record = onec_product()
         assert post(bridge, token, encoded(record), "old").status_code == 202
         put_row(bridge_settings, "stale", b"x", status=202, lease="-2 days", expires="-1 second")
         # The bridge's purge job deletes "stale"; "old" was renewed with the new answer.
-        eventually(lambda: sql(bridge_settings, "SELECT key, status, expires_at > now() + "
-                               "interval '23 hours' FROM ingress_idempotency ORDER BY key")
-                   == [("old", 202, True)], 30, message="the expired key is purged")
+        eventually(
+            lambda: (
+                sql(
+                    bridge_settings,
+                    "SELECT key, status, expires_at > now() + "
+                    "interval '23 hours' FROM ingress_idempotency ORDER BY key",
+                )
+                == [("old", 202, True)]
+            ),
+            30,
+            message="the expired key is purged",
+        )
     assert keys_published(bridge_settings, 1) == [record["Ref_Key"]]
 
 
@@ -153,8 +191,13 @@ def test_a_503_is_not_kept_so_the_same_key_succeeds_later(settings, tmp_path):
     token = mint_token(settings.auth, subject="onec-test", roles=["1c"])
 
     def bridge_on(broker: EmbeddedBroker):
-        s = settings.model_copy(update={"kafka": settings.kafka.model_copy(
-            update={"bootstrap_servers": broker.bootstrap, "produce_timeout_s": 2.0})})
+        s = settings.model_copy(
+            update={
+                "kafka": settings.kafka.model_copy(
+                    update={"bootstrap_servers": broker.bootstrap, "produce_timeout_s": 2.0}
+                )
+            }
+        )
         apply(s, load_catalog(s.topics_file))
         return s, TestClient(create_app(s), raise_server_exceptions=False)
 

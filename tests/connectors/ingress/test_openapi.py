@@ -31,10 +31,20 @@ def test_the_committed_document_is_the_apps():
     expected = current_yaml()
     committed = OPENAPI_FILE.read_text("utf-8") if OPENAPI_FILE.exists() else ""
     if committed != expected:
-        diff = "".join(list(difflib.unified_diff(committed.splitlines(True), expected.splitlines(True),
-                                                 "openapi.yaml (committed)", "the app"))[:80])
-        pytest.fail(f"openapi.yaml differs from the app; regenerate it with `{REGENERATE}` "
-                    f"and commit it.\n{diff}")
+        diff = "".join(
+            list(
+                difflib.unified_diff(
+                    committed.splitlines(True),
+                    expected.splitlines(True),
+                    "openapi.yaml (committed)",
+                    "the app",
+                )
+            )[:80]
+        )
+        pytest.fail(
+            f"openapi.yaml differs from the app; regenerate it with `{REGENERATE}` "
+            f"and commit it.\n{diff}"
+        )
 
 
 def test_every_operation_documents_the_shared_errors(bridge):
@@ -52,8 +62,11 @@ def test_every_operation_documents_the_shared_errors(bridge):
             expected |= {"400", "413", "415", "422"}
         if method == "post" and "security" not in operation:
             expected.add("409")
-            assert any(p.get("$ref") == "#/components/parameters/IdempotencyKey"
-                       or p.get("name", "").lower() == "idempotency-key" for p in operation["parameters"])
+            assert any(
+                p.get("$ref") == "#/components/parameters/IdempotencyKey"
+                or p.get("name", "").lower() == "idempotency-key"
+                for p in operation["parameters"]
+            )
         missing = expected - set(operation["responses"])
         assert not missing, f"{method.upper()} {path} does not document {sorted(missing)}"
         checked += 1
@@ -73,12 +86,16 @@ def test_real_error_answers_match_the_documented_error_body(bridge, bridge_setti
     auth = {"Authorization": f"Bearer {token}"}
     big = b"x" * (bridge_settings.ingress.max_body_bytes + 1)
     answers = [
-        bridge.post("/v1/onec/products", json=onec_product()),                       # 401
-        bridge.get("/no/such/route", headers=auth),                                   # 404
-        bridge.get("/v1/onec/products", headers=auth),                                # 405
-        bridge.post("/v1/onec/products", content=big, headers={**auth, "Content-Type": "application/json"}),
-        bridge.post("/v1/onec/products", content=b"{}", headers={**auth, "Content-Type": "text/plain"}),
-        bridge.post("/v1/onec/products", json={"Ref_Key": "x"}, headers=auth),       # 422
+        bridge.post("/v1/onec/products", json=onec_product()),  # 401
+        bridge.get("/no/such/route", headers=auth),  # 404
+        bridge.get("/v1/onec/products", headers=auth),  # 405
+        bridge.post(
+            "/v1/onec/products", content=big, headers={**auth, "Content-Type": "application/json"}
+        ),
+        bridge.post(
+            "/v1/onec/products", content=b"{}", headers={**auth, "Content-Type": "text/plain"}
+        ),
+        bridge.post("/v1/onec/products", json={"Ref_Key": "x"}, headers=auth),  # 422
         bridge.post("/v1/onec/products", json={}, headers={**auth, "Idempotency-Key": "\t"}),
     ]
     assert sorted({a.status_code for a in answers}) == [400, 401, 404, 405, 413, 415, 422]

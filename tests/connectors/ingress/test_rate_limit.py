@@ -50,9 +50,18 @@ def test_limiter_forgets_idle_clients_and_stays_bounded():
 @pytest.fixture
 def bridge_settings(settings):
     # A burst of 2 and a rate so low that no bucket drains during the test.
-    s = settings.model_copy(update={"ingress": settings.ingress.model_copy(
-        update={"client_rate_per_s": 0.01, "client_burst": 2, "unverified_rate_per_s": 0.01,
-                "unverified_burst": 2})})
+    s = settings.model_copy(
+        update={
+            "ingress": settings.ingress.model_copy(
+                update={
+                    "client_rate_per_s": 0.01,
+                    "client_burst": 2,
+                    "unverified_rate_per_s": 0.01,
+                    "unverified_burst": 2,
+                }
+            )
+        }
+    )
     apply(s, load_catalog(s.topics_file))
     return s
 
@@ -70,18 +79,27 @@ def test_over_the_burst_is_429_with_retry_after_per_principal(bridge, bridge_set
 
     other = mint_token(bridge_settings.auth, subject="another-1c", roles=["1c"])
     third = onec_product()
-    assert bridge.post(URL, json=third, headers={"Authorization": f"Bearer {other}"}).status_code == 202
+    assert (
+        bridge.post(URL, json=third, headers={"Authorization": f"Bearer {other}"}).status_code
+        == 202
+    )
     for _ in range(5):
         assert bridge.get("/health/live").status_code == 200
         assert bridge.get("/metrics").status_code == 200
 
     records = count_records(bridge_settings, "raw.onec.product", expect_at_least=3, quiet_s=0)
-    assert sorted(r.key().decode() for r in records) == sorted(r["Ref_Key"] for r in [*first, third])
+    assert sorted(r.key().decode() for r in records) == sorted(
+        r["Ref_Key"] for r in [*first, third]
+    )
 
 
 def test_anonymous_callers_are_limited_by_address_apart_from_verified_ones(bridge, token):
     answers = [bridge.post(URL, json=onec_product()).status_code for _ in range(4)]
     assert answers == [401, 401, 429, 429]
     # The same address with a valid token draws on its own bucket, untouched by the junk.
-    assert bridge.post(URL, json=onec_product(), headers={"Authorization": f"Bearer {token}"}
-                       ).status_code == 202
+    assert (
+        bridge.post(
+            URL, json=onec_product(), headers={"Authorization": f"Bearer {token}"}
+        ).status_code
+        == 202
+    )

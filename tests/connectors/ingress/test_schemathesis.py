@@ -17,26 +17,42 @@ from schemathesis.checks import (
 )
 
 from connectors.ingress.auth import mint_token
-from mmstream.embedded.env import settings_env
-from mmstream.embedded.ports import free_port
+from devstack.stack.env import settings_env
 from mmstream.kafka.admin import apply
+from mmstream.serve import free_port
 from mmstream.topics import load_catalog
 from tests.support.processes import Proc, wait_http
 
 # Per operation and generation mode. With ~10 operations the run stays well under a minute.
 MAX_EXAMPLES = 25
-CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
-          response_schema_conformance]
+CHECKS = [
+    not_a_server_error,
+    status_code_conformance,
+    content_type_conformance,
+    response_schema_conformance,
+]
 
 
 @pytest.fixture
 def served_bridge(settings, tmp_path):
     """(base URL, process) of a bridge process; its rate limit is out of the fuzzer's way."""
-    settings = settings.model_copy(update={"ingress": settings.ingress.model_copy(
-        update={"port": free_port(), "client_rate_per_s": 100_000.0, "client_burst": 100_000,
-                "unverified_rate_per_s": 100_000.0, "unverified_burst": 100_000})})
+    settings = settings.model_copy(
+        update={
+            "ingress": settings.ingress.model_copy(
+                update={
+                    "port": free_port(),
+                    "client_rate_per_s": 100_000.0,
+                    "client_burst": 100_000,
+                    "unverified_rate_per_s": 100_000.0,
+                    "unverified_burst": 100_000,
+                }
+            )
+        }
+    )
     apply(settings, load_catalog(settings.topics_file))
-    proc = Proc("bridge", ["bridge"], {**settings_env(settings), "MM_LOG_LEVEL": "INFO"}, tmp_path).start()
+    proc = Proc(
+        "bridge", ["bridge"], {**settings_env(settings), "MM_LOG_LEVEL": "INFO"}, tmp_path
+    ).start()
     url = f"http://{settings.ingress.host}:{settings.ingress.port}"
     try:
         wait_http(f"{url}/health/ready", proc)
@@ -48,8 +64,14 @@ def served_bridge(settings, tmp_path):
 def _fuzz(operation, mode, url: str, token: str) -> str | None:
     """Run one operation in one mode; the failure's text, or None."""
 
-    @hypothesis.settings(max_examples=MAX_EXAMPLES, derandomize=True, deadline=None, database=None,
-                         phases=[Phase.explicit, Phase.generate], suppress_health_check=list(HealthCheck))
+    @hypothesis.settings(
+        max_examples=MAX_EXAMPLES,
+        derandomize=True,
+        deadline=None,
+        database=None,
+        phases=[Phase.explicit, Phase.generate],
+        suppress_health_check=list(HealthCheck),
+    )
     @given(case=operation.as_strategy(mode))
     def run(case) -> None:
         response = case.call(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=30)
@@ -69,11 +91,18 @@ def test_no_operation_answers_a_server_error_or_off_the_document(served_bridge):
     schema = schemathesis.openapi.from_url(f"{url}/openapi.json")
     operations = [result.ok() for result in schema.get_all_operations()]
     assert len(operations) >= 5
-    failures = [failure
-                for operation in operations
-                for mode in (schemathesis.GenerationMode.POSITIVE, schemathesis.GenerationMode.NEGATIVE)
-                if (failure := _fuzz(operation, mode, url, token))]
+    failures = [
+        failure
+        for operation in operations
+        for mode in (schemathesis.GenerationMode.POSITIVE, schemathesis.GenerationMode.NEGATIVE)
+        if (failure := _fuzz(operation, mode, url, token))
+    ]
     assert proc.alive(), proc.tail()
-    errors = [line for line in proc.tail(2000).splitlines() if '"level": "INFO"' not in line
-              and '"level": "WARNING"' not in line]
-    assert not failures, "\n\n".join(failures) + "\n--- bridge errors ---\n" + "\n".join(errors[-60:])
+    errors = [
+        line
+        for line in proc.tail(2000).splitlines()
+        if '"level": "INFO"' not in line and '"level": "WARNING"' not in line
+    ]
+    assert not failures, (
+        "\n\n".join(failures) + "\n--- bridge errors ---\n" + "\n".join(errors[-60:])
+    )

@@ -10,9 +10,9 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from connectors.onec.emulator import create_app
 from connectors.onec.odata.client import ODataClient
 from connectors.onec.odata.poller import ODataPoller, ScanReport
+from devstack.emulators.onec.app import create_app
 from mmstream.db.engine import async_engine
 from mmstream.kafka.admin import apply
 from mmstream.kafka.producer import AckedProducer
@@ -26,7 +26,9 @@ PRODUCTS = "Catalog_Номенклатура"
 
 def product(name: str, **fields) -> dict:
     """A Номенклатура record as 1С holds it (the emulator assigns the DataVersion)."""
-    doc = json.loads((FIXTURES / "onec_odata" / "bp30_Catalog_Nomenklatura.json").read_text("utf-8"))["value"][0]
+    doc = json.loads(
+        (FIXTURES / "onec_odata" / "bp30_Catalog_Nomenklatura.json").read_text("utf-8")
+    )["value"][0]
     doc = {**doc, "Ref_Key": str(uuid.uuid4()), "Description": name, "НаименованиеПолное": name}
     doc.pop("DataVersion")
     return {**doc, **fields}
@@ -37,8 +39,11 @@ class OData:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.app = create_app(FIXTURES / "onec_odata" / "bp30_Catalog_Nomenklatura.json",
-                              username="odata", password="secret")
+        self.app = create_app(
+            FIXTURES / "onec_odata" / "bp30_Catalog_Nomenklatura.json",
+            username="odata",
+            password="secret",
+        )
 
     def records(self, entity_set: str = PRODUCTS) -> dict[str, dict]:
         """The base's records by key, as the emulator holds them."""
@@ -46,7 +51,9 @@ class OData:
 
     def _admin(self, method: str, path: str, body) -> httpx.Response:
         async def call():
-            async with httpx.AsyncClient(transport=httpx.ASGITransport(app=self.app), base_url="http://1c.test") as c:
+            async with httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=self.app), base_url="http://1c.test"
+            ) as c:
                 return await c.request(method, path, json=body)
 
         resp = asyncio.run(call())
@@ -76,7 +83,11 @@ class OData:
             pollers.append(ODataPoller(self.settings, client, producer, engine))
             closers.append((producer, engine, client))
         try:
-            return list(await asyncio.gather(*(p.scan(s, **kwargs) for p, s in zip(pollers, entity_sets, strict=True))))
+            return list(
+                await asyncio.gather(
+                    *(p.scan(s, **kwargs) for p, s in zip(pollers, entity_sets, strict=True))
+                )
+            )
         finally:
             for producer, engine, client in closers:
                 await client.aclose()
@@ -87,8 +98,18 @@ class OData:
 @pytest.fixture
 def odata(settings) -> OData:
     apply(settings, load_catalog(settings.topics_file))
-    settings = settings.model_copy(update={"odata": settings.odata.model_copy(update={
-        "base_url": BASE, "username": "odata", "password": SecretStr("secret"), "page_size": 2})})
+    settings = settings.model_copy(
+        update={
+            "odata": settings.odata.model_copy(
+                update={
+                    "base_url": BASE,
+                    "username": "odata",
+                    "password": SecretStr("secret"),
+                    "page_size": 2,
+                }
+            )
+        }
+    )
     return OData(settings)
 
 
@@ -104,12 +125,13 @@ def onec_service():
 
     import uvicorn
 
-    from mmstream.embedded.ports import free_port
+    from mmstream.serve import free_port
 
     app = create_app(service_username=SERVICE_USER, service_password=SERVICE_PASSWORD)
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
-                                           access_log=False))
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+    )
     thread = threading.Thread(target=server.run, name="onec-emulator", daemon=True)
     thread.start()
     deadline = time.monotonic() + 15

@@ -35,8 +35,8 @@ from connectors.onec.errors import (
 )
 from mmstream.circuit import CircuitBreaker
 from mmstream.errors import CircuitOpen, ConfigurationError, classify
+from mmstream.retry import RetryPolicy
 from mmstream.settings import OneCSettings, RetrySettings
-from streams.egress.retry import RetryPolicy
 from tests.connectors.onec.conftest import SERVICE_PASSWORD, SERVICE_USER
 
 ORDERS = "Document_ЗаказКлиента"
@@ -45,11 +45,18 @@ COURIER = uuid.UUID("6ca8e4a2-5f3c-11ee-8c99-0242ac120002")
 
 
 def make_client(url: str, **overrides) -> OneCClient:
-    fields = {"base_url": f"{url}/trade/hs/mm/", "username": SERVICE_USER,
-              "password": SecretStr(SERVICE_PASSWORD), "timeout_s": 10.0, **overrides}
+    fields = {
+        "base_url": f"{url}/trade/hs/mm/",
+        "username": SERVICE_USER,
+        "password": SecretStr(SERVICE_PASSWORD),
+        "timeout_s": 10.0,
+        **overrides,
+    }
     # A private breaker with a low threshold: tests must not share state through it.
-    return OneCClient(OneCSettings(**fields),
-                      breaker=CircuitBreaker("onec", failure_threshold=3, verdict=circuit_verdict))
+    return OneCClient(
+        OneCSettings(**fields),
+        breaker=CircuitBreaker("onec", failure_threshold=3, verdict=circuit_verdict),
+    )
 
 
 def admin(url: str, method: str, path: str, body=None) -> httpx.Response:
@@ -59,28 +66,60 @@ def admin(url: str, method: str, path: str, body=None) -> httpx.Response:
 
 
 def order_body(**overrides) -> dict:
-    return {"source_id": "deal:42", "document_type": "order", "date": "2024-05-01T14:30:00",
-            "counterparty_id": uuid.uuid4(), "currency": "RUB", "amount": Decimal("150.50"),
-            "lines": [{"product_id": uuid.uuid4(), "quantity": Decimal("2"), "price": Decimal("75.25"),
-                       "amount": Decimal("150.50")}], **overrides}
+    return {
+        "source_id": "deal:42",
+        "document_type": "order",
+        "date": "2024-05-01T14:30:00",
+        "counterparty_id": uuid.uuid4(),
+        "currency": "RUB",
+        "amount": Decimal("150.50"),
+        "lines": [
+            {
+                "product_id": uuid.uuid4(),
+                "quantity": Decimal("2"),
+                "price": Decimal("75.25"),
+                "amount": Decimal("150.50"),
+            }
+        ],
+        **overrides,
+    }
 
 
 def cash_body(**overrides) -> dict:
-    return {"source_id": "cash:1", "kind": "cash_receipt", "date": "2024-05-01T18:00:00",
-            "amount": Decimal("1500"), "employee_id": COURIER, "basis": "выручка курьера",
-            **overrides}
+    return {
+        "source_id": "cash:1",
+        "kind": "cash_receipt",
+        "date": "2024-05-01T18:00:00",
+        "amount": Decimal("1500"),
+        "employee_id": COURIER,
+        "basis": "выручка курьера",
+        **overrides,
+    }
 
 
 def test_every_write_is_created_once_and_replayed_with_the_first_result(onec_service):
     url, app = onec_service
     task, order_ref = uuid.uuid4(), uuid.uuid4()
 
-    ret = {"source_id": "deal:43", "date": "2024-05-02T10:00:00", "counterparty_id": uuid.uuid4(),
-           "lines": [{"product_id": uuid.uuid4(), "quantity": 1, "price": 10}]}
-    advance = {"source_id": "adv:1", "date": "2024-05-03T09:00:00", "employee_id": uuid.uuid4(),
-               "amount": 300, "purpose": "топливо"}
-    delivery = {"status": "delivered", "order_id": order_ref,
-                "occurred_at": datetime(2024, 5, 1, 11, 0, tzinfo=UTC), "collected_amount": 150.5}
+    ret = {
+        "source_id": "deal:43",
+        "date": "2024-05-02T10:00:00",
+        "counterparty_id": uuid.uuid4(),
+        "lines": [{"product_id": uuid.uuid4(), "quantity": 1, "price": 10}],
+    }
+    advance = {
+        "source_id": "adv:1",
+        "date": "2024-05-03T09:00:00",
+        "employee_id": uuid.uuid4(),
+        "amount": 300,
+        "purpose": "топливо",
+    }
+    delivery = {
+        "status": "delivered",
+        "order_id": order_ref,
+        "occurred_at": datetime(2024, 5, 1, 11, 0, tzinfo=UTC),
+        "collected_amount": 150.5,
+    }
     order, cash = order_body(), cash_body()
 
     async def main():
@@ -101,11 +140,18 @@ def test_every_write_is_created_once_and_replayed_with_the_first_result(onec_ser
     assert [r.replayed for r in agains] == [True] * 5
     assert [r.document for r in agains] == [r.document for r in firsts]
     assert [r.document.type for r in firsts] == [
-        ORDERS, "Document_ВозвратТоваровОтКлиента", "Document_ПриходныйКассовыйОрдер",
-        "Document_АвансовыйОтчет", ORDERS]
+        ORDERS,
+        "Document_ВозвратТоваровОтКлиента",
+        "Document_ПриходныйКассовыйОрдер",
+        "Document_АвансовыйОтчет",
+        ORDERS,
+    ]
     # Cash documents and advance reports are posted by default, orders and returns not.
     assert [r.document.posted for r in firsts] == [False, False, True, True, False]
-    assert firsts[4].document.ref_key == str(order_ref) and firsts[4].raw["delivery_status"] == "delivered"
+    assert (
+        firsts[4].document.ref_key == str(order_ref)
+        and firsts[4].raw["delivery_status"] == "delivered"
+    )
     # One document per key in the base, whatever the repeats.
     base = app.state.base.sets
     assert len(base[ORDERS]) == 1 and len(base["Document_ПриходныйКассовыйОрдер"]) == 1
@@ -124,7 +170,9 @@ def test_a_reused_key_with_another_body_is_refused_for_good(onec_service):
         async with make_client(url) as onec:
             await onec.create_cash_document("ev-cash-2", cash_body(employee_id=None))
             with pytest.raises(OneCIdempotencyKeyReused) as caught:
-                await onec.create_cash_document("ev-cash-2", cash_body(employee_id=None, amount=Decimal("1")))
+                await onec.create_cash_document(
+                    "ev-cash-2", cash_body(employee_id=None, amount=Decimal("1"))
+                )
             return caught.value
 
     err = asyncio.run(main())
@@ -134,8 +182,15 @@ def test_a_reused_key_with_another_body_is_refused_for_good(onec_service):
 
 def test_a_busy_base_is_retried_by_the_callers_policy_after_its_retry_after(onec_service):
     url, app = onec_service
-    admin(url, "POST", "/_emulator/faults", {"target": "hs", "status": 503, "retry_after": 1, "count": 2})
-    policy = RetryPolicy.from_settings(RetrySettings(max_attempts=5, base_delay_s=0.01, max_delay_s=0.05))
+    admin(
+        url,
+        "POST",
+        "/_emulator/faults",
+        {"target": "hs", "status": 503, "retry_after": 1, "count": 2},
+    )
+    policy = RetryPolicy.from_settings(
+        RetrySettings(max_attempts=5, base_delay_s=0.01, max_delay_s=0.05)
+    )
 
     async def main():
         errors, waits = [], []
@@ -161,17 +216,33 @@ def test_a_busy_base_is_retried_by_the_callers_policy_after_its_retry_after(onec
 
 def test_a_locked_object_is_retriable_and_does_not_open_the_circuit(onec_service):
     url, _ = onec_service
-    admin(url, "POST", "/_emulator/faults", {"target": "hs", "operation": "delivery_status",
-                                             "status": 409, "code": "object_locked", "count": 4})
+    admin(
+        url,
+        "POST",
+        "/_emulator/faults",
+        {
+            "target": "hs",
+            "operation": "delivery_status",
+            "status": 409,
+            "code": "object_locked",
+            "count": 4,
+        },
+    )
 
     async def main():
         async with make_client(url) as onec:
             seen = []
             for _ in range(4):
                 with pytest.raises(OneCObjectLocked) as caught:
-                    await onec.confirm_delivery("ev-delivery-2", uuid.uuid4(), {
-                        "status": "failed", "shipment_id": str(uuid.uuid4()),
-                        "occurred_at": "2024-05-01T12:00:00"})
+                    await onec.confirm_delivery(
+                        "ev-delivery-2",
+                        uuid.uuid4(),
+                        {
+                            "status": "failed",
+                            "shipment_id": str(uuid.uuid4()),
+                            "occurred_at": "2024-05-01T12:00:00",
+                        },
+                    )
                 seen.append(caught.value)
             return seen, onec.breaker.state
 
@@ -182,7 +253,12 @@ def test_a_locked_object_is_retriable_and_does_not_open_the_circuit(onec_service
 
 def test_permanent_errors_are_not_retriable(onec_service):
     url, _ = onec_service
-    admin(url, "PUT", "/_emulator/rules", {"closed_before": "2024-06-01T00:00:00", "strict_references": True})
+    admin(
+        url,
+        "PUT",
+        "/_emulator/rules",
+        {"closed_before": "2024-06-01T00:00:00", "strict_references": True},
+    )
 
     async def main():
         out = {}
@@ -190,17 +266,28 @@ def test_permanent_errors_are_not_retriable(onec_service):
             for name, call in {
                 "invalid": lambda: onec.create_instant_order("ev-bad", order_body(lines=[])),
                 "closed": lambda: onec.create_cash_document("ev-closed", cash_body()),
-                "missing": lambda: onec.confirm_delivery("ev-missing", uuid.uuid4(), {
-                    "status": "delivered", "order_id": str(uuid.uuid4()), "occurred_at": "2024-07-01T10:00:00"}),
+                "missing": lambda: onec.confirm_delivery(
+                    "ev-missing",
+                    uuid.uuid4(),
+                    {
+                        "status": "delivered",
+                        "order_id": str(uuid.uuid4()),
+                        "occurred_at": "2024-07-01T10:00:00",
+                    },
+                ),
             }.items():
                 try:
                     await call()
                 except Exception as exc:  # noqa: BLE001
                     out[name] = exc
             ref = str(uuid.uuid4())
-            await onec.create_cash_document("ev-ref-1", cash_body(date="2024-07-01T10:00:00", ref_key=ref))
+            await onec.create_cash_document(
+                "ev-ref-1", cash_body(date="2024-07-01T10:00:00", ref_key=ref)
+            )
             with pytest.raises(OneCDocumentExists) as caught:
-                await onec.create_cash_document("ev-ref-2", cash_body(date="2024-07-01T10:00:00", ref_key=ref))
+                await onec.create_cash_document(
+                    "ev-ref-2", cash_body(date="2024-07-01T10:00:00", ref_key=ref)
+                )
             out["exists"] = caught.value
         async with make_client(url, password=SecretStr("wrong")) as onec:
             with pytest.raises(OneCAuthFailed) as caught:
@@ -225,8 +312,14 @@ def test_forbidden_is_an_alert(onec_service):
     async def main():
         async with make_client(url) as onec:
             with pytest.raises(OneCForbidden) as caught:
-                await onec.create_advance_report("ev-adv-x", {"source_id": "a", "date": "2024-05-03T09:00:00",
-                                                              "employee_id": str(uuid.uuid4())})
+                await onec.create_advance_report(
+                    "ev-adv-x",
+                    {
+                        "source_id": "a",
+                        "date": "2024-05-03T09:00:00",
+                        "employee_id": str(uuid.uuid4()),
+                    },
+                )
             return caught.value
 
     err = asyncio.run(main())
@@ -235,8 +328,12 @@ def test_forbidden_is_an_alert(onec_service):
 
 def test_a_lost_answer_is_found_by_key_and_the_retry_writes_nothing_twice(onec_service):
     url, app = onec_service
-    admin(url, "POST", "/_emulator/faults", {"target": "hs", "operation": "instant_order",
-                                             "after_write": True, "delay_s": 2.0})
+    admin(
+        url,
+        "POST",
+        "/_emulator/faults",
+        {"target": "hs", "operation": "instant_order", "after_write": True, "delay_s": 2.0},
+    )
 
     async def main():
         body = order_body()
@@ -258,8 +355,12 @@ def test_a_lost_answer_is_found_by_key_and_the_retry_writes_nothing_twice(onec_s
 def test_a_repeat_while_the_first_still_runs_is_told_to_retry(onec_service):
     url, app = onec_service
     admin(url, "POST", "/_emulator/faults", {"target": "hs", "operation": "return", "delay_s": 1.5})
-    body = {"source_id": "deal:44", "date": "2024-05-02T10:00:00", "counterparty_id": str(uuid.uuid4()),
-            "lines": [{"product_id": str(uuid.uuid4()), "quantity": 1, "price": 10}]}
+    body = {
+        "source_id": "deal:44",
+        "date": "2024-05-02T10:00:00",
+        "counterparty_id": str(uuid.uuid4()),
+        "lines": [{"product_id": str(uuid.uuid4()), "quantity": 1, "price": 10}],
+    }
 
     async def main():
         async with make_client(url) as onec, make_client(url) as other:
@@ -297,7 +398,9 @@ def test_whether_a_document_is_posted_is_read_before_posting(onec_service):
 
     async def main():
         async with make_client(url) as onec:
-            created = await onec.create_instant_order("ev-order-read", order_body(document_type="shipment"))
+            created = await onec.create_instant_order(
+                "ev-order-read", order_body(document_type="shipment")
+            )
             ref = created.document.ref_key
             before = await onec.document_posted(SHIPMENTS, ref)
             await onec.post_document(SHIPMENTS, ref)
@@ -313,20 +416,35 @@ def test_documents_are_posted_through_odata(onec_service):
 
     async def main():
         async with make_client(url) as onec:
-            created = await onec.create_instant_order("ev-order-post", order_body(document_type="shipment"))
+            created = await onec.create_instant_order(
+                "ev-order-post", order_body(document_type="shipment")
+            )
             assert not created.document.posted
             await onec.post_document(created.document.type, created.document.ref_key)
-            await onec.post_document(created.document.type, created.document.ref_key)  # re-posting is fine
+            await onec.post_document(
+                created.document.type, created.document.ref_key
+            )  # re-posting is fine
             after = await onec.operation("ev-order-post")
 
-            marked = await onec.create_instant_order("ev-order-del", order_body(document_type="shipment"))
+            marked = await onec.create_instant_order(
+                "ev-order-del", order_body(document_type="shipment")
+            )
             record = app.state.base.sets[SHIPMENTS][marked.document.ref_key]
             record["DeletionMark"] = True
             with pytest.raises(ODataPostingRefused) as refused:
                 await onec.post_document(SHIPMENTS, marked.document.ref_key)
 
-            admin(url, "POST", "/_emulator/faults", {"target": "odata", "operation": "odata_post", "status": 500,
-                                                     "message": "Ошибка блокировки объекта. Объект уже заблокирован"})
+            admin(
+                url,
+                "POST",
+                "/_emulator/faults",
+                {
+                    "target": "odata",
+                    "operation": "odata_post",
+                    "status": 500,
+                    "message": "Ошибка блокировки объекта. Объект уже заблокирован",
+                },
+            )
             with pytest.raises(ODataObjectLocked) as locked:
                 await onec.post_document(SHIPMENTS, created.document.ref_key)
 
@@ -378,7 +496,10 @@ def test_urls_dates_and_keys():
     with pytest.raises(ConfigurationError):
         OneCClient(OneCSettings(base_url="http://user:pw@h/trade/hs/mm/"))
     moscow = ZoneInfo("Europe/Moscow")
-    assert onec_datetime(datetime(2024, 5, 1, 11, 0, 30, 999, tzinfo=UTC), moscow) == "2024-05-01T14:00:30"
+    assert (
+        onec_datetime(datetime(2024, 5, 1, 11, 0, 30, 999, tzinfo=UTC), moscow)
+        == "2024-05-01T14:00:30"
+    )
     assert onec_datetime(datetime(2024, 5, 1, 11, 0), moscow) == "2024-05-01T11:00:00"
 
     async def main():

@@ -24,15 +24,19 @@ from schemathesis.checks import (
 )
 
 import connectors.onec
-from mmstream.embedded.env import settings_env
-from mmstream.embedded.ports import free_port
+from devstack.stack.env import settings_env
+from mmstream.serve import free_port
 from tests.support.processes import Proc, wait_http
 
 CONTRACT = Path(connectors.onec.__file__).parent / "http_service.openapi.yaml"
 USER, PASSWORD = "integration", "contract-pw"
 MAX_EXAMPLES = 25
-CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
-          response_schema_conformance]
+CHECKS = [
+    not_a_server_error,
+    status_code_conformance,
+    content_type_conformance,
+    response_schema_conformance,
+]
 AUTH = {"Authorization": "Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()}
 
 
@@ -43,9 +47,12 @@ def served_emulator(tmp_path_factory):
 
     port = free_port()
     settings = Settings(_env_file=None, onec={"username": USER, "password": PASSWORD})
-    proc = Proc("emulate-onec", ["emulate", "onec", "--port", str(port)],
-                {**settings_env(settings), "MM_LOG_LEVEL": "INFO"},
-                tmp_path_factory.mktemp("onec-contract")).start()
+    proc = Proc(
+        "emulate-onec",
+        ["emulate", "onec", "--port", str(port)],
+        {**settings_env(settings), "MM_LOG_LEVEL": "INFO"},
+        tmp_path_factory.mktemp("onec-contract"),
+    ).start()
     root = f"http://127.0.0.1:{port}"
     try:
         wait_http(f"{root}/health", proc)
@@ -62,8 +69,14 @@ def contract():
 def _fuzz(operation, mode, url: str) -> str | None:
     """Run one operation in one mode; the failure's text, or None."""
 
-    @hypothesis.settings(max_examples=MAX_EXAMPLES, derandomize=True, deadline=None, database=None,
-                         phases=[Phase.explicit, Phase.generate], suppress_health_check=list(HealthCheck))
+    @hypothesis.settings(
+        max_examples=MAX_EXAMPLES,
+        derandomize=True,
+        deadline=None,
+        database=None,
+        phases=[Phase.explicit, Phase.generate],
+        suppress_health_check=list(HealthCheck),
+    )
     @given(case=operation.as_strategy(mode))
     def run(case) -> None:
         response = case.call(base_url=url, headers=AUTH, timeout=30)
@@ -82,10 +95,12 @@ def test_no_operation_answers_a_server_error_or_off_the_contract(served_emulator
     url, root, proc = served_emulator
     operations = [result.ok() for result in contract.get_all_operations()]
     assert len(operations) == 7
-    failures = [failure
-                for operation in operations
-                for mode in (schemathesis.GenerationMode.POSITIVE, schemathesis.GenerationMode.NEGATIVE)
-                if (failure := _fuzz(operation, mode, url))]
+    failures = [
+        failure
+        for operation in operations
+        for mode in (schemathesis.GenerationMode.POSITIVE, schemathesis.GenerationMode.NEGATIVE)
+        if (failure := _fuzz(operation, mode, url))
+    ]
     assert proc.alive(), proc.tail()
     assert not failures, "\n\n".join(failures) + "\n--- emulator log ---\n" + proc.tail(60)
     # The fuzzer really wrote: created and refused answers both happened.
@@ -99,12 +114,21 @@ def test_replays_reuse_faults_and_auth_answer_as_documented(served_emulator, con
     create = contract["/cash-documents"]["POST"]
     lookup = contract["/operations/{idempotency_key}"]["GET"]
     key = f"contract-{uuid.uuid4()}"
-    doc = {"source_id": "cash:1", "kind": "cash_expense", "date": "2024-05-01T09:00:00", "amount": 500,
-           "employee_id": str(uuid.uuid4())}
+    doc = {
+        "source_id": "cash:1",
+        "kind": "cash_expense",
+        "date": "2024-05-01T09:00:00",
+        "amount": 500,
+        "employee_id": str(uuid.uuid4()),
+    }
 
     def post(body: dict, **headers) -> httpx.Response:
-        return httpx.post(f"{url}/cash-documents", json=body,
-                          headers={**AUTH, "Idempotency-Key": key, **headers}, timeout=10)
+        return httpx.post(
+            f"{url}/cash-documents",
+            json=body,
+            headers={**AUTH, "Idempotency-Key": key, **headers},
+            timeout=10,
+        )
 
     first, again, reused = post(doc), post(doc), post({**doc, "amount": 501})
     assert (first.status_code, again.status_code, reused.status_code) == (201, 200, 409)
@@ -116,16 +140,24 @@ def test_replays_reuse_faults_and_auth_answer_as_documented(served_emulator, con
         create.validate_response(response)
     lookup.validate_response(found)
 
-    httpx.post(f"{root}/_emulator/faults", json={"target": "hs", "status": 503, "retry_after": 4},
-               timeout=10).raise_for_status()
+    httpx.post(
+        f"{root}/_emulator/faults",
+        json={"target": "hs", "status": 503, "retry_after": 4},
+        timeout=10,
+    ).raise_for_status()
     busy = post({**doc, "source_id": "cash:2"})
     assert busy.status_code == 503 and busy.headers["retry-after"] == "4"
     assert busy.json()["error"]["code"] == "base_unavailable"
-    httpx.post(f"{root}/_emulator/faults", json={"target": "hs", "status": 409, "code": "object_locked"},
-               timeout=10).raise_for_status()
+    httpx.post(
+        f"{root}/_emulator/faults",
+        json={"target": "hs", "status": 409, "code": "object_locked"},
+        timeout=10,
+    ).raise_for_status()
     locked = post({**doc, "source_id": "cash:2"})
     assert locked.json()["error"]["code"] == "object_locked"
-    no_auth = httpx.post(f"{url}/cash-documents", json=doc, headers={"Idempotency-Key": key}, timeout=10)
+    no_auth = httpx.post(
+        f"{url}/cash-documents", json=doc, headers={"Idempotency-Key": key}, timeout=10
+    )
     assert no_auth.status_code == 401 and no_auth.headers["www-authenticate"].startswith("Basic")
     no_key = httpx.post(f"{url}/cash-documents", json=doc, headers=AUTH, timeout=10)
     assert no_key.status_code == 400

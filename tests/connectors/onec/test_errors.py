@@ -37,26 +37,31 @@ from mmstream.errors import classify
 
 
 def body(code: str, message: str = "текст", **details) -> dict:
-    return {"error": {"code": code, "message": message, **({"details": details} if details else {})}}
+    return {
+        "error": {"code": code, "message": message, **({"details": details} if details else {})}
+    }
 
 
-@pytest.mark.parametrize(("status", "code", "cls", "retriable", "alert"), [
-    (400, "validation_failed", OneCValidationFailed, False, False),
-    (401, "unauthorized", OneCAuthFailed, False, True),
-    (403, "forbidden", OneCForbidden, False, True),
-    (404, "not_found", OneCNotFound, False, False),
-    (409, "idempotency_key_reused", OneCIdempotencyKeyReused, False, True),
-    (409, "idempotency_in_progress", OneCInProgress, True, False),
-    (409, "period_closed", OneCPeriodClosed, False, False),
-    (409, "object_locked", OneCObjectLocked, True, False),
-    (409, "document_exists", OneCDocumentExists, False, False),
-    (409, "something_new", OneCConflict, False, False),
-    (423, "base_locked", OneCBaseBusy, True, False),
-    (503, "base_unavailable", OneCBaseBusy, True, False),
-    (500, "internal_error", OneCServerError, True, False),
-    # The code decides before the status: a lock reported under 500 is still a lock.
-    (500, "OBJECT_LOCKED", OneCObjectLocked, True, False),
-])
+@pytest.mark.parametrize(
+    ("status", "code", "cls", "retriable", "alert"),
+    [
+        (400, "validation_failed", OneCValidationFailed, False, False),
+        (401, "unauthorized", OneCAuthFailed, False, True),
+        (403, "forbidden", OneCForbidden, False, True),
+        (404, "not_found", OneCNotFound, False, False),
+        (409, "idempotency_key_reused", OneCIdempotencyKeyReused, False, True),
+        (409, "idempotency_in_progress", OneCInProgress, True, False),
+        (409, "period_closed", OneCPeriodClosed, False, False),
+        (409, "object_locked", OneCObjectLocked, True, False),
+        (409, "document_exists", OneCDocumentExists, False, False),
+        (409, "something_new", OneCConflict, False, False),
+        (423, "base_locked", OneCBaseBusy, True, False),
+        (503, "base_unavailable", OneCBaseBusy, True, False),
+        (500, "internal_error", OneCServerError, True, False),
+        # The code decides before the status: a lock reported under 500 is still a lock.
+        (500, "OBJECT_LOCKED", OneCObjectLocked, True, False),
+    ],
+)
 def test_contract_codes(status, code, cls, retriable, alert):
     err = error_from_response(status, body(code), operation="instant_order")
     assert type(err) is cls
@@ -65,17 +70,20 @@ def test_contract_codes(status, code, cls, retriable, alert):
     assert str(err).startswith("instant_order: HTTP")
 
 
-@pytest.mark.parametrize(("status", "answer", "cls"), [
-    (404, "<html>Not found</html>", OneCServiceMissing),  # no extension in the publication
-    (404, None, OneCServiceMissing),
-    (302, "", OneCServiceMissing),
-    (400, "bad", OneCValidationFailed),
-    (401, None, OneCAuthFailed),
-    (408, None, OneCBaseBusy),
-    (429, None, OneCBaseBusy),
-    (502, "<html>Bad gateway</html>", OneCServerError),
-    (200, "<html>maintenance</html>", OneCServerError),
-])
+@pytest.mark.parametrize(
+    ("status", "answer", "cls"),
+    [
+        (404, "<html>Not found</html>", OneCServiceMissing),  # no extension in the publication
+        (404, None, OneCServiceMissing),
+        (302, "", OneCServiceMissing),
+        (400, "bad", OneCValidationFailed),
+        (401, None, OneCAuthFailed),
+        (408, None, OneCBaseBusy),
+        (429, None, OneCBaseBusy),
+        (502, "<html>Bad gateway</html>", OneCServerError),
+        (200, "<html>maintenance</html>", OneCServerError),
+    ],
+)
 def test_statuses_decide_without_a_contract_body(status, answer, cls):
     assert type(error_from_response(status, answer)) is cls
 
@@ -92,24 +100,45 @@ def test_retry_after_in_seconds_or_as_a_date_and_messages_are_capped():
 
 
 def test_details_survive_and_errors_pickle():
-    err = error_from_response(400, body("validation_failed", errors=[{"field": "lines", "problem": "empty"}]),
-                              operation="returns", headers={"retry-after": "3"})
+    err = error_from_response(
+        400,
+        body("validation_failed", errors=[{"field": "lines", "problem": "empty"}]),
+        operation="returns",
+        headers={"retry-after": "3"},
+    )
     assert err.details == {"errors": [{"field": "lines", "problem": "empty"}]}
     again = pickle.loads(pickle.dumps(err))
     assert type(again) is OneCValidationFailed and again.details == err.details
     assert str(again) == str(err) and again.retry_after == 3.0 and again.operation == "returns"
 
 
-@pytest.mark.parametrize(("status", "message", "cls", "retriable"), [
-    (500, "Ошибка при вызове метода контекста (Записать): Ошибка блокировки объекта. Объект уже заблокирован",
-     ODataObjectLocked, True),
-    (500, "Не удалось провести документ. Дата запрета изменения: 01.01.2025", ODataPeriodClosed, False),
-    (500, "Не удалось провести \"Реализация товаров ММ00-000001\": недостаточно товара", ODataPostingRefused, False),
-    (500, "Failed to post the document", ODataPostingRefused, False),
-    (500, "Произошла внутренняя ошибка OData сервиса", ODataServerError, True),
-    (404, "Не найден объект", ODataNotPublished, False),
-    (401, "", ODataAuthFailed, False),
-])
+@pytest.mark.parametrize(
+    ("status", "message", "cls", "retriable"),
+    [
+        (
+            500,
+            "Ошибка при вызове метода контекста (Записать): Ошибка блокировки объекта. Объект уже заблокирован",
+            ODataObjectLocked,
+            True,
+        ),
+        (
+            500,
+            "Не удалось провести документ. Дата запрета изменения: 01.01.2025",
+            ODataPeriodClosed,
+            False,
+        ),
+        (
+            500,
+            'Не удалось провести "Реализация товаров ММ00-000001": недостаточно товара',
+            ODataPostingRefused,
+            False,
+        ),
+        (500, "Failed to post the document", ODataPostingRefused, False),
+        (500, "Произошла внутренняя ошибка OData сервиса", ODataServerError, True),
+        (404, "Не найден объект", ODataNotPublished, False),
+        (401, "", ODataAuthFailed, False),
+    ],
+)
 def test_posting_errors(status, message, cls, retriable):
     answer = {"odata.error": {"code": "-1", "message": {"lang": "ru", "value": message}}}
     err = posting_error_from_response(status, answer, entity_set="Document_РеализацияТоваровУслуг")
@@ -117,17 +146,20 @@ def test_posting_errors(status, message, cls, retriable):
     assert message[:20] in str(err) and "Document_РеализацияТоваровУслуг" in str(err)
 
 
-@pytest.mark.parametrize(("exc", "verdict"), [
-    (None, Verdict.SUCCESS),
-    (OneCBaseBusy(503), Verdict.FAILURE),
-    (OneCServerError(500), Verdict.FAILURE),
-    (OneCTransportError(None), Verdict.FAILURE),
-    (ODataServerError(500), Verdict.FAILURE),
-    (OneCObjectLocked(409), Verdict.NEUTRAL),  # one object, not the base
-    (OneCInProgress(409), Verdict.NEUTRAL),
-    (OneCValidationFailed(400), Verdict.SUCCESS),  # the base answered
-    (ODataPostingRefused(500), Verdict.SUCCESS),
-    (RuntimeError("our bug"), Verdict.NEUTRAL),
-])
+@pytest.mark.parametrize(
+    ("exc", "verdict"),
+    [
+        (None, Verdict.SUCCESS),
+        (OneCBaseBusy(503), Verdict.FAILURE),
+        (OneCServerError(500), Verdict.FAILURE),
+        (OneCTransportError(None), Verdict.FAILURE),
+        (ODataServerError(500), Verdict.FAILURE),
+        (OneCObjectLocked(409), Verdict.NEUTRAL),  # one object, not the base
+        (OneCInProgress(409), Verdict.NEUTRAL),
+        (OneCValidationFailed(400), Verdict.SUCCESS),  # the base answered
+        (ODataPostingRefused(500), Verdict.SUCCESS),
+        (RuntimeError("our bug"), Verdict.NEUTRAL),
+    ],
+)
 def test_circuit_verdicts(exc, verdict):
     assert circuit_verdict(exc) is verdict

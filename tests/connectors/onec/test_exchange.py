@@ -16,17 +16,34 @@ def test_neither_header_means_no_message():
     assert parse_headers(None, None) is None
 
 
-@pytest.mark.parametrize(("node", "expected"), [
-    ("CB", "CB"), (as_received("ЦБ"), "ЦБ"), ("%D0%A6%D0%91", "ЦБ"), ("  Филиал 2 ", "Филиал 2"),
-])
+@pytest.mark.parametrize(
+    ("node", "expected"),
+    [
+        ("CB", "CB"),
+        (as_received("ЦБ"), "ЦБ"),
+        ("%D0%A6%D0%91", "ЦБ"),
+        ("  Филиал 2 ", "Филиал 2"),
+    ],
+)
 def test_node_codes(node, expected):
     assert parse_headers(node, "42") == (expected, 42)
 
 
-@pytest.mark.parametrize(("node", "number"), [
-    ("ЦБ", None), (None, "1"), ("", "1"), (" ", "1"), ("x" * 151, "1"), ("a\tb", "1"),
-    ("ЦБ", "-1"), ("ЦБ", "1.5"), ("ЦБ", "seven"), ("ЦБ", "9" * 19),
-])
+@pytest.mark.parametrize(
+    ("node", "number"),
+    [
+        ("ЦБ", None),
+        (None, "1"),
+        ("", "1"),
+        (" ", "1"),
+        ("x" * 151, "1"),
+        ("a\tb", "1"),
+        ("ЦБ", "-1"),
+        ("ЦБ", "1.5"),
+        ("ЦБ", "seven"),
+        ("ЦБ", "9" * 19),
+    ],
+)
 def test_malformed(node, number):
     with pytest.raises(ExchangeHeadersInvalid):
         parse_headers(node, number)

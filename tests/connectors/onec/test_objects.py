@@ -11,8 +11,11 @@ from mmstream.settings import Settings
 from mmstream.topics import load_catalog
 
 # (УТ 11 name, УТ 10.3 name): the same entity under two names.
-RENAMED = [("ЗаказКлиента", "ЗаказПокупателя"), ("ВидыЦен", "ТипыЦенНоменклатуры"),
-           ("ВозвратТоваровОтКлиента", "ВозвратТоваровОтПокупателя")]
+RENAMED = [
+    ("ЗаказКлиента", "ЗаказПокупателя"),
+    ("ВидыЦен", "ТипыЦенНоменклатуры"),
+    ("ВозвратТоваровОтКлиента", "ВозвратТоваровОтПокупателя"),
+]
 
 
 def test_every_object_goes_to_a_declared_raw_topic():
@@ -23,10 +26,25 @@ def test_every_object_goes_to_a_declared_raw_topic():
 
 
 def test_every_flow_entity_has_an_object():
-    assert entities() == sorted(["product", "counterparty", "contract", "warehouse", "organization",
-                                 "price_type",
-                                 "price", "employee", "customer_order", "shipment", "return",
-                                 "cash_receipt", "cash_expense", "advance_report", "stock"])
+    assert entities() == sorted(
+        [
+            "product",
+            "counterparty",
+            "contract",
+            "warehouse",
+            "organization",
+            "price_type",
+            "price",
+            "employee",
+            "customer_order",
+            "shipment",
+            "return",
+            "cash_receipt",
+            "cash_expense",
+            "advance_report",
+            "stock",
+        ]
+    )
 
 
 @pytest.mark.parametrize(("ut11", "ut103"), RENAMED)
@@ -36,29 +54,47 @@ def test_both_configurations_name_the_same_entity(ut11, ut103):
     assert UT11 in new.configurations and UT103 in old.configurations
 
 
-@pytest.mark.parametrize(("name", "entity"), [
-    ("Номенклатура", "product"), ("Catalog_Номенклатура", "product"), ("products", "product"),
-    ("Контрагенты", "counterparty"), ("Партнеры", "counterparty"), ("Склады", "warehouse"),
-    ("Организации", "organization"), ("ЦеныНоменклатуры", "price"),
-    ("InformationRegister_ЦеныНоменклатуры", "price"),
-    ("InformationRegister_ЦеныНоменклатуры_RecordType", "price"),
-    ("Пользователи", "employee"), ("ФизическиеЛица", "employee"), ("Сотрудники", "employee"),
-    ("Document_ЗаказКлиента", "customer_order"), ("РеализацияТоваровУслуг", "shipment"),
-    ("ПриходныйКассовыйОрдер", "cash_receipt"), ("РасходныйКассовыйОрдер", "cash_expense"),
-    ("АвансовыйОтчет", "advance_report"),
-])
+@pytest.mark.parametrize(
+    ("name", "entity"),
+    [
+        ("Номенклатура", "product"),
+        ("Catalog_Номенклатура", "product"),
+        ("products", "product"),
+        ("Контрагенты", "counterparty"),
+        ("Партнеры", "counterparty"),
+        ("Склады", "warehouse"),
+        ("Организации", "organization"),
+        ("ЦеныНоменклатуры", "price"),
+        ("InformationRegister_ЦеныНоменклатуры", "price"),
+        ("InformationRegister_ЦеныНоменклатуры_RecordType", "price"),
+        ("Пользователи", "employee"),
+        ("ФизическиеЛица", "employee"),
+        ("Сотрудники", "employee"),
+        ("Document_ЗаказКлиента", "customer_order"),
+        ("РеализацияТоваровУслуг", "shipment"),
+        ("ПриходныйКассовыйОрдер", "cash_receipt"),
+        ("РасходныйКассовыйОрдер", "cash_expense"),
+        ("АвансовыйОтчет", "advance_report"),
+    ],
+)
 def test_lookup(name, entity):
     assert lookup(name).entity == entity
 
 
 def test_lookup_is_forgiving_about_case_and_unicode_form():
-    decomposed = unicodedata.normalize("NFD", "ВидыЦен")  # й and ё arrive decomposed from some clients
+    decomposed = unicodedata.normalize(
+        "NFD", "ВидыЦен"
+    )  # й and ё arrive decomposed from some clients
     assert lookup("catalog_номенклатура").name == "Номенклатура"
-    assert lookup(unicodedata.normalize("NFD", "Document_ЗаказПокупателя")).name == "ЗаказПокупателя"
+    assert (
+        lookup(unicodedata.normalize("NFD", "Document_ЗаказПокупателя")).name == "ЗаказПокупателя"
+    )
     assert lookup(decomposed).name == "ВидыЦен"
 
 
-@pytest.mark.parametrize("name", ["Nomenklatura", "Catalog_ЗаказКлиента", "Document_Номенклатура", "", "batch"])
+@pytest.mark.parametrize(
+    "name", ["Nomenklatura", "Catalog_ЗаказКлиента", "Document_Номенклатура", "", "batch"]
+)
 def test_unknown_names(name):
     assert lookup(name) is None
 

@@ -20,16 +20,32 @@ ZERO = "00000000-0000-0000-0000-000000000000"
 def recorder(*lines: tuple[str, str, float], kind: str = "Receipt") -> dict:
     """One recorder's RecordSet of movements (warehouse, product, quantity per line)."""
     ref = str(uuid.uuid4())
-    return {"Recorder": ref, "RecordSet": [
-        {"Recorder": ref, "Period": "2026-12-01T10:00:00", "LineNumber": str(n), "Active": True,
-         "RecordType": kind, "Склад_Key": w, "Номенклатура_Key": p, "Характеристика_Key": ZERO,
-         "ВНаличии": q, "ВРезервеСоСклада": 0} for n, (w, p, q) in enumerate(lines, 1)]}
+    return {
+        "Recorder": ref,
+        "RecordSet": [
+            {
+                "Recorder": ref,
+                "Period": "2026-12-01T10:00:00",
+                "LineNumber": str(n),
+                "Active": True,
+                "RecordType": kind,
+                "Склад_Key": w,
+                "Номенклатура_Key": p,
+                "Характеристика_Key": ZERO,
+                "ВНаличии": q,
+                "ВРезервеСоСклада": 0,
+            }
+            for n, (w, p, q) in enumerate(lines, 1)
+        ],
+    }
 
 
 def stock_records(settings, expect: int) -> list[tuple[str, dict, dict]]:
     """(key, value, headers) of every record on raw.onec.stock."""
-    return [(m.key().decode(), json.loads(m.value()), decode_headers(m.headers()))
-            for m in count_records(settings, "raw.onec.stock", expect_at_least=expect)]
+    return [
+        (m.key().decode(), json.loads(m.value()), decode_headers(m.headers()))
+        for m in count_records(settings, "raw.onec.stock", expect_at_least=expect)
+    ]
 
 
 def row_key(warehouse: str, product: str) -> str:
@@ -38,20 +54,34 @@ def row_key(warehouse: str, product: str) -> str:
 
 def test_balances_are_published_once_per_change_and_a_vanished_row_as_zero(odata):
     w, p1, p2, p3 = (str(uuid.uuid4()) for _ in range(4))
-    odata.write(REGISTER, recorder((w, p1, 10), (w, p2, 4), (w, p3, 1)),
-                recorder((w, p1, 3), kind="Expense"))
+    odata.write(
+        REGISTER,
+        recorder((w, p1, 10), (w, p2, 4), (w, p3, 1)),
+        recorder((w, p1, 3), kind="Expense"),
+    )
     first = odata.scan(STOCK.read_set)
     # page_size 2: three rows take two pages; every row once, as the table answers it.
     assert (first.complete, first.read, first.published, first.zeroed) == (True, 3, 3, 0)
     records = stock_records(odata.settings, 3)
     assert {k: v["ВНаличииBalance"] for k, v, _ in records} == {
-        row_key(w, p1): 7, row_key(w, p2): 4, row_key(w, p3): 1}
+        row_key(w, p1): 7,
+        row_key(w, p2): 4,
+        row_key(w, p3): 1,
+    }
     key, value, headers = records[0]
     assert value["DataVersion"].startswith("h:") and "Period" not in value
-    assert (headers["ce_source"], headers["ce_type"]) == ("/onec/odata", "ru.mastermobile.onec.stock.v1")
+    assert (headers["ce_source"], headers["ce_type"]) == (
+        "/onec/odata",
+        "ru.mastermobile.onec.stock.v1",
+    )
 
     unchanged = odata.scan(STOCK.read_set)
-    assert (unchanged.read, unchanged.unchanged, unchanged.published, unchanged.zeroed) == (3, 3, 0, 0)
+    assert (unchanged.read, unchanged.unchanged, unchanged.published, unchanged.zeroed) == (
+        3,
+        3,
+        0,
+        0,
+    )
 
     odata.write(REGISTER, recorder((w, p1, 2), kind="Expense"))  # a new document: 7 -> 5
     changed = odata.scan("ТоварыНаСкладах")  # the 1С name reads the same table
@@ -64,16 +94,23 @@ def test_balances_are_published_once_per_change_and_a_vanished_row_as_zero(odata
 
     records = stock_records(odata.settings, 5)
     assert len(records) == 5
-    tail = [(k, v.get("ВНаличииBalance"), v.get("_deleted")) for k, v, _ in records
-            if k in (row_key(w, p1), row_key(w, p2))]
-    assert [(k, q) for k, q, _ in tail if k == row_key(w, p1)] == [(row_key(w, p1), 7), (row_key(w, p1), 5)]
+    tail = [
+        (k, v.get("ВНаличииBalance"), v.get("_deleted"))
+        for k, v, _ in records
+        if k in (row_key(w, p1), row_key(w, p2))
+    ]
+    assert [(k, q) for k, q, _ in tail if k == row_key(w, p1)] == [
+        (row_key(w, p1), 7),
+        (row_key(w, p1), 5),
+    ]
     assert [(q, gone) for k, q, gone in tail if k == row_key(w, p2)] == [(4, None), (0, None)]
 
     odata.write(REGISTER, recorder((w, p2, 6)))  # restocked: a new row again
     assert odata.scan(STOCK.read_set).published == 1
     # One partition per stock row: its records in order, the last the restocked balance.
-    assert [v["ВНаличииBalance"] for k, v, _ in stock_records(odata.settings, 6)
-            if k == row_key(w, p2)] == [4, 0, 6]
+    assert [
+        v["ВНаличииBalance"] for k, v, _ in stock_records(odata.settings, 6) if k == row_key(w, p2)
+    ] == [4, 0, 6]
 
 
 def test_a_ut103_base_is_read_by_its_dimensions_and_zeroed_in_its_resource(odata):
@@ -83,10 +120,22 @@ def test_a_ut103_base_is_read_by_its_dimensions_and_zeroed_in_its_resource(odata
 
     def movement(kind: str, quantity: float) -> dict:
         ref = str(uuid.uuid4())
-        return {"Recorder": ref, "RecordSet": [{
-            "Recorder": ref, "Period": "2026-12-01T10:00:00", "LineNumber": "1", "Active": True,
-            "RecordType": kind, "Склад_Key": w, "Номенклатура_Key": p,
-            "ХарактеристикаНоменклатуры_Key": ZERO, "Количество": quantity}]}
+        return {
+            "Recorder": ref,
+            "RecordSet": [
+                {
+                    "Recorder": ref,
+                    "Period": "2026-12-01T10:00:00",
+                    "LineNumber": "1",
+                    "Active": True,
+                    "RecordType": kind,
+                    "Склад_Key": w,
+                    "Номенклатура_Key": p,
+                    "ХарактеристикаНоменклатуры_Key": ZERO,
+                    "Количество": quantity,
+                }
+            ],
+        }
 
     odata.write(REGISTER, movement("Receipt", 8))
     assert odata.scan(path).published == 1

@@ -15,9 +15,9 @@ import httpx
 import pytest
 
 from connectors.onec.client import ODataDocumentMissing
-from connectors.onec.emulator import create_app
 from connectors.onec.errors import ODataPeriodClosed
 from connectors.onec.odata.errors import ODataBadRequest, ODataServerError
+from devstack.emulators.onec.app import create_app
 from tests.connectors.onec.test_client import make_client
 
 ODATA = "/trade/odata/standard.odata"
@@ -28,16 +28,30 @@ PRODUCT = "6ca8e4a2-5f3c-11ee-8c99-0242ac120002"
 
 def run(app, script):
     async def main():
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://1c.test") as http:
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://1c.test"
+        ) as http:
             return await script(http)
 
     return asyncio.run(main())
 
 
 def order(ref: str, date: str = "2026-12-06T10:00:00") -> dict:
-    return {"Ref_Key": ref, "Date": date, "Контрагент_Key": str(uuid.uuid4()), "СуммаДокумента": 700,
-            "Товары": [{"LineNumber": "1", "Номенклатура_Key": PRODUCT, "Количество": 2, "Цена": 350,
-                        "Сумма": 700}]}
+    return {
+        "Ref_Key": ref,
+        "Date": date,
+        "Контрагент_Key": str(uuid.uuid4()),
+        "СуммаДокумента": 700,
+        "Товары": [
+            {
+                "LineNumber": "1",
+                "Номенклатура_Key": PRODUCT,
+                "Количество": 2,
+                "Цена": 350,
+                "Сумма": 700,
+            }
+        ],
+    }
 
 
 def odata_error(response: httpx.Response) -> tuple[str, str]:
@@ -50,17 +64,27 @@ def test_create_patch_and_post_answer_as_1c_does():
     ref = str(uuid.uuid4())
 
     async def script(http):
-        created = await http.post(f"{ODATA}/{ORDERS}?$format=json", json={**order(ref), "Posted": True},
-                                  headers=AUTH)
+        created = await http.post(
+            f"{ODATA}/{ORDERS}?$format=json", json={**order(ref), "Posted": True}, headers=AUTH
+        )
         again = await http.post(f"{ODATA}/{ORDERS}?$format=json", json=order(ref), headers=AUTH)
         read = await http.get(f"{ODATA}/{ORDERS}(guid'{ref}')?$format=json", headers=AUTH)
-        patched = await http.patch(f"{ODATA}/{ORDERS}(guid'{ref}')?$format=json",
-                                   json={"Комментарий": "доставлен"}, headers=AUTH)
-        posted = await http.post(f"{ODATA}/{ORDERS}(guid'{ref}')/Post?PostingModeOperational=false",
-                                 headers=AUTH)
-        missing = await http.patch(f"{ODATA}/{ORDERS}(guid'{uuid.uuid4()}')?$format=json",
-                                   json={"Комментарий": "x"}, headers=AUTH)
-        unauthorized = await http.post(f"{ODATA}/{ORDERS}?$format=json", json=order(str(uuid.uuid4())))
+        patched = await http.patch(
+            f"{ODATA}/{ORDERS}(guid'{ref}')?$format=json",
+            json={"Комментарий": "доставлен"},
+            headers=AUTH,
+        )
+        posted = await http.post(
+            f"{ODATA}/{ORDERS}(guid'{ref}')/Post?PostingModeOperational=false", headers=AUTH
+        )
+        missing = await http.patch(
+            f"{ODATA}/{ORDERS}(guid'{uuid.uuid4()}')?$format=json",
+            json={"Комментарий": "x"},
+            headers=AUTH,
+        )
+        unauthorized = await http.post(
+            f"{ODATA}/{ORDERS}?$format=json", json=order(str(uuid.uuid4()))
+        )
         return created, again, read, patched, posted, missing, unauthorized
 
     created, again, read, patched, posted, missing, unauthorized = run(app, script)
@@ -82,8 +106,14 @@ def test_create_patch_and_post_answer_as_1c_does():
     assert missing.status_code == 404 and odata_error(missing)[0] == "9"
     assert unauthorized.status_code == 401
     assert [c["operation"] for c in app.state.calls.list()] == [
-        "odata_create", "odata_create", "odata_get", "odata_patch", "odata_post", "odata_patch",
-        "odata_create"]
+        "odata_create",
+        "odata_create",
+        "odata_get",
+        "odata_patch",
+        "odata_post",
+        "odata_patch",
+        "odata_create",
+    ]
 
 
 def test_a_closed_period_refuses_creating_changing_and_posting():
@@ -91,10 +121,14 @@ def test_a_closed_period_refuses_creating_changing_and_posting():
     ref = str(uuid.uuid4())
 
     async def script(http):
-        assert (await http.post(f"{ODATA}/{ORDERS}?$format=json", json=order(ref))).status_code == 201
+        assert (
+            await http.post(f"{ODATA}/{ORDERS}?$format=json", json=order(ref))
+        ).status_code == 201
         await http.put("/_emulator/rules", json={"closed_before": "2027-01-01T00:00:00"})
         create = await http.post(f"{ODATA}/{ORDERS}?$format=json", json=order(str(uuid.uuid4())))
-        patch = await http.patch(f"{ODATA}/{ORDERS}(guid'{ref}')?$format=json", json={"Комментарий": "x"})
+        patch = await http.patch(
+            f"{ODATA}/{ORDERS}(guid'{ref}')?$format=json", json={"Комментарий": "x"}
+        )
         post = await http.post(f"{ODATA}/{ORDERS}(guid'{ref}')/Post?PostingModeOperational=false")
         bad = await http.post(f"{ODATA}/{ORDERS}?$format=json", json=[1])
         return create, patch, post, bad
@@ -114,8 +148,15 @@ def test_an_after_write_fault_loses_the_answer_of_a_write_that_happened():
     ref = str(uuid.uuid4())
 
     async def script(http):
-        await http.post("/_emulator/faults", json={"target": "odata", "operation": "odata_create",
-                                                   "after_write": True, "status": 502})
+        await http.post(
+            "/_emulator/faults",
+            json={
+                "target": "odata",
+                "operation": "odata_create",
+                "after_write": True,
+                "status": 502,
+            },
+        )
         lost = await http.post(f"{ODATA}/{ORDERS}?$format=json", json=order(ref))
         found = await http.get(f"{ODATA}/{ORDERS}(guid'{ref}')?$format=json")
         return lost, found
@@ -141,7 +182,9 @@ def test_the_client_creates_reads_changes_and_classifies_refusals(onec_service):
                 await onec.update_document(ORDERS, uuid.uuid4(), {"Комментарий": "x"})
             with pytest.raises(ODataBadRequest):
                 await onec.create_document(ORDERS, {**order(str(uuid.uuid4())), "Date": "вчера"})
-            admin_rules = httpx.put(f"{url}/_emulator/rules", json={"closed_before": "2027-01-01T00:00:00"})
+            admin_rules = httpx.put(
+                f"{url}/_emulator/rules", json={"closed_before": "2027-01-01T00:00:00"}
+            )
             assert admin_rules.status_code == 200
             with pytest.raises(ODataPeriodClosed) as closed:
                 await onec.update_document(ORDERS, ref, {"Комментарий": "поздно"})
@@ -169,8 +212,15 @@ def test_look_before_create_survives_a_lost_answer_a_race_and_a_refused_posting(
     async def main():
         async with make_client(url, timeout_s=0.5) as onec:
             # The answer comes after the client gave up: the document exists all the same.
-            httpx.post(f"{url}/_emulator/faults", json={"target": "odata", "operation": "odata_create",
-                                                        "after_write": True, "delay_s": 1.5})
+            httpx.post(
+                f"{url}/_emulator/faults",
+                json={
+                    "target": "odata",
+                    "operation": "odata_create",
+                    "after_write": True,
+                    "delay_s": 1.5,
+                },
+            )
             first = await ensure_document(onec, ORDERS, order(lost), post=True)
             again = await ensure_document(onec, ORDERS, order(lost), post=True)
             # Another worker created it between our look and our create: 1С refuses ours.
@@ -187,7 +237,9 @@ def test_look_before_create_survives_a_lost_answer_a_race_and_a_refused_posting(
             onec.get_document = real_get
             # A closed period refuses the posting; the replay after it opens only posts.
             httpx.put(f"{url}/_emulator/rules", json={"closed_before": "2027-01-01T00:00:00"})
-            app.state.base.write(ORDERS, {**order(refused), "Number": "ММ00-888888", "Posted": False})
+            app.state.base.write(
+                ORDERS, {**order(refused), "Number": "ММ00-888888", "Posted": False}
+            )
             with pytest.raises(ODataPeriodClosed):
                 await ensure_document(onec, ORDERS, order(refused), post=True)
             httpx.put(f"{url}/_emulator/rules", json={"closed_before": None})
@@ -219,7 +271,9 @@ def test_a_delivery_outcome_is_patched_once_and_a_missing_order_is_permanent(one
     url, app = onec_service
     ref, task = str(uuid.uuid4()), str(uuid.uuid4())
     app.state.base.write(ORDERS, {**order(ref), "Number": "УТ-000777", "Комментарий": ""})
-    cfg = ODataWriteSettings(delivery_status_field="Статус", delivery_status_values={"delivered": "Закрыт"})
+    cfg = ODataWriteSettings(
+        delivery_status_field="Статус", delivery_status_values={"delivered": "Закрыт"}
+    )
 
     async def main():
         async with make_client(url) as onec:

@@ -41,8 +41,13 @@ def shipment(**changes) -> dict:
 
 
 def price(**fields) -> dict:
-    doc = {"Period": "2024-03-01T00:00:00", "Номенклатура_Key": "f02ce7b3-e3b3-11eb-b4ad-000c29b45b09",
-           "ВидЦены_Key": "2528e58f-e921-11ea-8591-000c29b45b09", "Цена": 1250.5, "DataVersion": "AAAAAQAAAAA="}
+    doc = {
+        "Period": "2024-03-01T00:00:00",
+        "Номенклатура_Key": "f02ce7b3-e3b3-11eb-b4ad-000c29b45b09",
+        "ВидЦены_Key": "2528e58f-e921-11ea-8591-000c29b45b09",
+        "Цена": 1250.5,
+        "DataVersion": "AAAAAQAAAAA=",
+    }
     doc.update(fields)
     return {k: v for k, v in doc.items() if v is not None}
 
@@ -52,7 +57,11 @@ def test_the_real_shipments_are_valid_documents():
     assert len(records) == 2
     for doc in records:
         rec = validate(SHIPMENT, doc)
-        assert (rec.key, rec.version, rec.ident) == (doc["Ref_Key"], doc["DataVersion"], {"Ref_Key": doc["Ref_Key"]})
+        assert (rec.key, rec.version, rec.ident) == (
+            doc["Ref_Key"],
+            doc["DataVersion"],
+            {"Ref_Key": doc["Ref_Key"]},
+        )
         assert rec.obj.entity == "shipment" and not rec.deleted
 
 
@@ -62,17 +71,20 @@ def test_the_real_nomenclature_is_a_valid_product_and_catalog_item():
     assert validate(lookup("Склады"), doc).version == doc["DataVersion"]
 
 
-@pytest.mark.parametrize(("field", "value", "problem"), [
-    ("Date", "2021-12-22T17:22:08+03:00", "without a zone"),
-    ("Date", "2021-12-22", "without a zone"),
-    ("Date", "2021-02-30T00:00:00", "not a calendar date"),
-    ("Date", "0001-01-01T00:00:00", "empty date"),
-    ("Posted", "false", "boolean"),
-    ("Number", 1, "string"),
-    ("Ref_Key", "00000000-0000-0000-0000-000000000000", "empty reference"),
-    ("Ref_Key", "8b9660f6", "UUID"),
-    ("DataVersion", "", "at least 1"),
-])
+@pytest.mark.parametrize(
+    ("field", "value", "problem"),
+    [
+        ("Date", "2021-12-22T17:22:08+03:00", "without a zone"),
+        ("Date", "2021-12-22", "without a zone"),
+        ("Date", "2021-02-30T00:00:00", "not a calendar date"),
+        ("Date", "0001-01-01T00:00:00", "empty date"),
+        ("Posted", "false", "boolean"),
+        ("Number", 1, "string"),
+        ("Ref_Key", "00000000-0000-0000-0000-000000000000", "empty reference"),
+        ("Ref_Key", "8b9660f6", "UUID"),
+        ("DataVersion", "", "at least 1"),
+    ],
+)
 def test_document_fields(field, value, problem):
     found = problems(SHIPMENT, shipment(**{field: value}))
     assert list(found) == [field] and problem in found[field]
@@ -102,9 +114,16 @@ def test_empty_dates_elsewhere_and_unknown_fields_are_fine():
 def test_catalog_items_need_ref_version_and_description():
     warehouse = lookup("Склады")
     assert set(problems(warehouse, {"Code": "1"})) == {"Ref_Key", "DataVersion", "Description"}
-    ok = {"Ref_Key": str(uuid.uuid4()), "DataVersion": "AAAAAQAAAAA=", "Description": "Основной склад"}
+    ok = {
+        "Ref_Key": str(uuid.uuid4()),
+        "DataVersion": "AAAAAQAAAAA=",
+        "Description": "Основной склад",
+    }
     assert validate(warehouse, ok).key == ok["Ref_Key"]
-    assert set(problems(warehouse, {**ok, "DeletionMark": "false", "Parent_Key": "x"})) == {"DeletionMark", "Parent_Key"}
+    assert set(problems(warehouse, {**ok, "DeletionMark": "false", "Parent_Key": "x"})) == {
+        "DeletionMark",
+        "Parent_Key",
+    }
 
 
 def test_not_an_object():
@@ -116,10 +135,15 @@ def test_prices_of_both_configurations_share_a_key():
     old_doc = price(ВидЦены_Key=None, ТипЦен_Key="2528e58f-e921-11ea-8591-000c29b45b09")
     old = validate(PRICES, old_doc)
     assert new.key == old.key
-    assert new.key == ("f02ce7b3-e3b3-11eb-b4ad-000c29b45b09|00000000-0000-0000-0000-000000000000|"
-                       "2528e58f-e921-11ea-8591-000c29b45b09|2024-03-01T00:00:00")
-    assert old.ident == {"Номенклатура_Key": old_doc["Номенклатура_Key"], "ТипЦен_Key": old_doc["ТипЦен_Key"],
-                         "Period": "2024-03-01T00:00:00"}
+    assert new.key == (
+        "f02ce7b3-e3b3-11eb-b4ad-000c29b45b09|00000000-0000-0000-0000-000000000000|"
+        "2528e58f-e921-11ea-8591-000c29b45b09|2024-03-01T00:00:00"
+    )
+    assert old.ident == {
+        "Номенклатура_Key": old_doc["Номенклатура_Key"],
+        "ТипЦен_Key": old_doc["ТипЦен_Key"],
+        "Period": "2024-03-01T00:00:00",
+    }
     other_period = validate(PRICES, price(Period="2024-04-01T00:00:00"))
     assert other_period.key != new.key
 
@@ -128,13 +152,19 @@ def test_price_problems():
     assert set(problems(PRICES, price(ВидЦены_Key=None))) == {"ВидЦены_Key"}
     assert set(problems(PRICES, price(DataVersion=None, Цена="12"))) == {"DataVersion", "Цена"}
     assert set(problems(PRICES, price(Period="0001-01-01T00:00:00"))) == {"Period"}
-    assert set(problems(PRICES, price(Номенклатура_Key="00000000-0000-0000-0000-000000000000"))) == {"Номенклатура_Key"}
+    assert set(
+        problems(PRICES, price(Номенклатура_Key="00000000-0000-0000-0000-000000000000"))
+    ) == {"Номенклатура_Key"}
 
 
 def test_deletion_records_need_identity_and_version_only():
     doc = deletion_record({"Ref_Key": "8b9660f6-6332-11ec-ad72-000c29b45b09"}, "AAAACgAAAAA=")
-    assert doc == {"Ref_Key": "8b9660f6-6332-11ec-ad72-000c29b45b09", "DataVersion": "deleted:AAAACgAAAAA=",
-                   "DeletionMark": True, "_deleted": True}
+    assert doc == {
+        "Ref_Key": "8b9660f6-6332-11ec-ad72-000c29b45b09",
+        "DataVersion": "deleted:AAAACgAAAAA=",
+        "DeletionMark": True,
+        "_deleted": True,
+    }
     rec = validate(SHIPMENT, doc)
     assert rec.deleted and rec.version == "deleted:AAAACgAAAAA="
     _, ident = identity(PRICES, price())

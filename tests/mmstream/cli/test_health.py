@@ -9,15 +9,17 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from pydantic import SecretStr
 
-from mmstream.embedded.ports import free_port
 from mmstream.kafka.admin import apply
+from mmstream.serve import free_port
 from mmstream.topics import load_catalog
 from tests.mmstream.cli.conftest import Mmctl
 
 ONEC_PASSWORD = "integration-password-for-the-health-test"
-CIRCUITS = ('# TYPE mm_egress_circuit_state gauge\n'
-            'mm_egress_circuit_state{target="bitrix24"} 0.0\n'
-            'mm_egress_circuit_state{target="onec"} 2.0\n')
+CIRCUITS = (
+    "# TYPE mm_egress_circuit_state gauge\n"
+    'mm_egress_circuit_state{target="bitrix24"} 0.0\n'
+    'mm_egress_circuit_state{target="onec"} 2.0\n'
+)
 
 
 class _Metrics(BaseHTTPRequestHandler):
@@ -48,8 +50,9 @@ def reachable(pipeline):
     """The real targets: the Bitrix24 emulator behind the test's webhook and the 1С emulator
     requiring its integration user's password, as a base does."""
     s = pipeline.settings
-    pipeline.settings = s.model_copy(update={"onec": s.onec.model_copy(
-        update={"password": SecretStr(ONEC_PASSWORD)})})
+    pipeline.settings = s.model_copy(
+        update={"onec": s.onec.model_copy(update={"password": SecretStr(ONEC_PASSWORD)})}
+    )
     apply(pipeline.settings, load_catalog(pipeline.settings.topics_file))
     pipeline.start_emulator()
     pipeline.start_onec_emulator()
@@ -70,7 +73,9 @@ def test_everything_up(reachable):
     for name in ("broker", "database", "schema-registry", "bitrix24", "onec"):
         assert report[name]["status"] == "ok", report[name]
     declared = len(load_catalog(reachable.topics_file).topics)
-    assert report["broker"]["detail"].startswith(f"1 broker(s), {declared}/{declared} declared topics")
+    assert report["broker"]["detail"].startswith(
+        f"1 broker(s), {declared}/{declared} declared topics"
+    )
     assert report["bitrix24"]["detail"].startswith("authenticated (server.time 20")
     assert report["onec"]["detail"] == "ping: HTTP 200; $metadata: HTTP 200"
     assert report["circuits"]["status"] == "n/a"  # no egress worker in this test
@@ -82,10 +87,12 @@ def test_everything_up(reachable):
 
 def test_a_revoked_webhook_is_down_not_reachable(reachable):
     """Any answer used to count: a portal refusing the webhook looked healthy (HTTP 401)."""
-    url = reachable.bitrix24.webhook_url.get_secret_value().replace(_webhook_code(reachable),
-                                                                   "0" * 32)
-    revoked = reachable.model_copy(update={"bitrix24": reachable.bitrix24.model_copy(
-        update={"webhook_url": SecretStr(url)})})
+    url = reachable.bitrix24.webhook_url.get_secret_value().replace(
+        _webhook_code(reachable), "0" * 32
+    )
+    revoked = reachable.model_copy(
+        update={"bitrix24": reachable.bitrix24.model_copy(update={"webhook_url": SecretStr(url)})}
+    )
     out = Mmctl(revoked)("health", "--output", "json", "--check", "bitrix24", expect=1)
     (check,) = json.loads(out.stdout)["checks"]
     assert check["status"] == "down"
@@ -93,17 +100,24 @@ def test_a_revoked_webhook_is_down_not_reachable(reachable):
 
 
 def test_a_refused_1c_user_and_a_wrong_1c_path_are_down(reachable):
-    wrong_user = reachable.model_copy(update={"onec": reachable.onec.model_copy(
-        update={"password": SecretStr("not-the-password-of-this-infobase-user")})})
+    wrong_user = reachable.model_copy(
+        update={
+            "onec": reachable.onec.model_copy(
+                update={"password": SecretStr("not-the-password-of-this-infobase-user")}
+            )
+        }
+    )
     out = Mmctl(wrong_user)("health", "--output", "json", "--check", "onec", expect=1)
     (check,) = json.loads(out.stdout)["checks"]
     assert check["status"] == "down"
-    assert check["detail"] == ("ping: credentials refused (HTTP 401); "
-                               "$metadata: credentials refused (HTTP 401)")
+    assert check["detail"] == (
+        "ping: credentials refused (HTTP 401); $metadata: credentials refused (HTTP 401)"
+    )
 
     base = reachable.onec.base_url.replace("/hs/mm/", "/hs/mm-wrong/")
-    wrong_path = reachable.model_copy(update={"onec": reachable.onec.model_copy(
-        update={"base_url": base})})
+    wrong_path = reachable.model_copy(
+        update={"onec": reachable.onec.model_copy(update={"base_url": base})}
+    )
     out = Mmctl(wrong_path)("health", "--output", "json", "--check", "onec", expect=1)
     (check,) = json.loads(out.stdout)["checks"]
     assert check["status"] == "down"
@@ -124,5 +138,9 @@ def test_database_down_fails_the_probe(reachable):
 
 def test_open_circuit_is_down(reachable, target_url):
     out = Mmctl(reachable)("health", "--metrics-url", f"{target_url}/metrics", expect=1).stdout
-    lines = {ln.split()[0]: ln.split()[1] for ln in out.splitlines()[2:] if ln and not ln.startswith("overall")}
+    lines = {
+        ln.split()[0]: ln.split()[1]
+        for ln in out.splitlines()[2:]
+        if ln and not ln.startswith("overall")
+    }
     assert lines["circuit:bitrix24"] == "ok" and lines["circuit:onec"] == "down"

@@ -19,14 +19,26 @@ from mmstream.settings import REPO_ROOT
 
 def _clean_env(**env: str) -> dict[str, str]:
     """The outer environment without MM_* / DATABASE_URL, plus ``env``."""
-    base = {k: v for k, v in os.environ.items()
-            if not k.upper().startswith("MM_") and k.upper() not in ("DATABASE_URL", "SCHEMA_REGISTRY_URL")}
+    base = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.upper().startswith("MM_")
+        and k.upper() not in ("DATABASE_URL", "SCHEMA_REGISTRY_URL")
+    }
     return {**base, "MM_LOG_LEVEL": "INFO", **env}
 
 
-def _mmctl(args: list[str], env: dict[str, str], cwd, timeout_s: float = 60) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "mmstream.cli.main", *args], env=env, cwd=cwd,
-                          capture_output=True, text=True, timeout=timeout_s)
+def _mmctl(
+    args: list[str], env: dict[str, str], cwd, timeout_s: float = 60
+) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "mmstream.cli.main", *args],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+    )
 
 
 class Listener:
@@ -61,33 +73,73 @@ def targets():
 
 
 def _reachable_env(kafka: Listener, db: Listener, **env: str) -> dict[str, str]:
-    return _clean_env(**{"MM_KAFKA__BOOTSTRAP_SERVERS": f"127.0.0.1:{kafka.port}",
-                         "DATABASE_URL": f"postgresql://mm@127.0.0.1:{db.port}/mm", **env})
+    return _clean_env(
+        **{
+            "MM_KAFKA__BOOTSTRAP_SERVERS": f"127.0.0.1:{kafka.port}",
+            "DATABASE_URL": f"postgresql://mm@127.0.0.1:{db.port}/mm",
+            **env,
+        }
+    )
 
 
 STRONG = secrets.token_hex(16)  # 32 bytes
 
 
-@pytest.mark.parametrize("args,env,setting,value", [
-    (["bridge"], {}, "auth.jwt_secret", "dev-only-change-me"),
-    (["bridge"], {"MM_AUTH__JWT_SECRET": "0123456789abcdef0123456789abcde"}, "auth.jwt_secret",
-     "0123456789abcdef0123456789abcde"),                                    # 31 bytes
-    (["bridge"], {"MM_AUTH__JWT_SECRET": "REPLACE_ME: at least 32 random bytes"}, "auth.jwt_secret",
-     "REPLACE_ME"),                                                          # the k8s template's
-    (["bridge"], {"MM_AUTH__JWT_SECRET": STRONG, "MM_COMMERCEML__PASSWORD": "dev-only-commerceml"},
-     "commerceml.password", "dev-only-commerceml"),
-    (["worker", "egress"], {}, "bitrix24.webhook_url", "devwebhookcode"),
-    (["worker", "enrich-bitrix24"], {}, "bitrix24.webhook_url", "devwebhookcode"),
-    (["worker", "egress"], {"MM_BITRIX24__WEBHOOK_URL": f"https://p.bitrix24.ru/rest/1/{STRONG}/",
-                            "MM_ONEC__PASSWORD": "changeme"}, "onec.password", "changeme"),
-    (["worker", "sink-entities"], {"MM_KAFKA__SASL_MECHANISM": "PLAIN", "MM_KAFKA__SASL_USERNAME": "svc",
-                          "MM_KAFKA__SASL_PASSWORD": "kafka-password"}, "kafka.sasl_password",
-     "kafka-password"),
-    (["poll", "onec-odata"], {"MM_ODATA__PASSWORD": "<odata password>"}, "odata.password",
-     "<odata password>"),
-])
-def test_production_commands_refuse_unfit_secrets_before_connecting(tmp_path, targets, args, env,
-                                                                    setting, value):
+@pytest.mark.parametrize(
+    "args,env,setting,value",
+    [
+        (["bridge"], {}, "auth.jwt_secret", "dev-only-change-me"),
+        (
+            ["bridge"],
+            {"MM_AUTH__JWT_SECRET": "0123456789abcdef0123456789abcde"},
+            "auth.jwt_secret",
+            "0123456789abcdef0123456789abcde",
+        ),  # 31 bytes
+        (
+            ["bridge"],
+            {"MM_AUTH__JWT_SECRET": "REPLACE_ME: at least 32 random bytes"},
+            "auth.jwt_secret",
+            "REPLACE_ME",
+        ),  # the k8s template's
+        (
+            ["bridge"],
+            {"MM_AUTH__JWT_SECRET": STRONG, "MM_COMMERCEML__PASSWORD": "dev-only-commerceml"},
+            "commerceml.password",
+            "dev-only-commerceml",
+        ),
+        (["worker", "egress"], {}, "bitrix24.webhook_url", "devwebhookcode"),
+        (["worker", "enrich-bitrix24"], {}, "bitrix24.webhook_url", "devwebhookcode"),
+        (
+            ["worker", "egress"],
+            {
+                "MM_BITRIX24__WEBHOOK_URL": f"https://p.bitrix24.ru/rest/1/{STRONG}/",
+                "MM_ONEC__PASSWORD": "changeme",
+            },
+            "onec.password",
+            "changeme",
+        ),
+        (
+            ["worker", "sink-entities"],
+            {
+                "MM_KAFKA__SECURITY_PROTOCOL": "SASL_SSL",
+                "MM_KAFKA__SASL_MECHANISM": "PLAIN",
+                "MM_KAFKA__SASL_USERNAME": "svc",
+                "MM_KAFKA__SASL_PASSWORD": "kafka-password",
+            },
+            "kafka.sasl_password",
+            "kafka-password",
+        ),
+        (
+            ["poll", "onec-odata"],
+            {"MM_ODATA__PASSWORD": "<odata password>"},
+            "odata.password",
+            "<odata password>",
+        ),
+    ],
+)
+def test_production_commands_refuse_unfit_secrets_before_connecting(
+    tmp_path, targets, args, env, setting, value
+):
     kafka, db = targets
     proc = _mmctl(args, _reachable_env(kafka, db, **env), tmp_path)
     assert proc.returncode == 2, proc.stdout + proc.stderr
@@ -108,8 +160,13 @@ def test_a_bridge_with_real_secrets_gets_past_the_check(tmp_path, targets):
     # The counterpart: with fit secrets the bridge starts and reaches for Kafka.
     kafka, db = targets
     env = _reachable_env(kafka, db, MM_AUTH__JWT_SECRET=STRONG, MM_INGRESS__PORT="0")
-    child = subprocess.Popen([sys.executable, "-m", "mmstream.cli.main", "bridge"], env=env,
-                             cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    child = subprocess.Popen(
+        [sys.executable, "-m", "mmstream.cli.main", "bridge"],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
     try:
         deadline = time.monotonic() + 60
         while not kafka.connected():
@@ -127,8 +184,13 @@ def test_embedded_children_may_run_on_the_development_values(tmp_path, targets):
     # dev defaults pass the check, so the bridge starts and reaches for Kafka.
     kafka, db = targets
     env = _reachable_env(kafka, db, MM_PROFILE="embedded", MM_INGRESS__PORT="0")
-    child = subprocess.Popen([sys.executable, "-m", "mmstream.cli.main", "bridge"], env=env,
-                             cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    child = subprocess.Popen(
+        [sys.executable, "-m", "mmstream.cli.main", "bridge"],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
     try:
         deadline = time.monotonic() + 60
         while not kafka.connected():
@@ -141,15 +203,35 @@ def test_embedded_children_may_run_on_the_development_values(tmp_path, targets):
 
 
 def test_mmctl_config_shows_no_configured_secret(tmp_path):
-    s = {name: f"{name}{secrets.token_hex(12)}" for name in (
-        "db", "jwt", "apikey", "sasl", "hook", "cml", "onec", "odata", "onecurl", "odataurl",
-        "registry", "client", "access", "refresh", "apptoken", "portal")}
+    s = {
+        name: f"{name}{secrets.token_hex(12)}"
+        for name in (
+            "db",
+            "jwt",
+            "apikey",
+            "sasl",
+            "hook",
+            "cml",
+            "onec",
+            "odata",
+            "onecurl",
+            "odataurl",
+            "registry",
+            "client",
+            "access",
+            "refresh",
+            "apptoken",
+            "portal",
+        )
+    }
     env = _clean_env(
         DATABASE_URL=f"postgresql://mm:{s['db']}@db.internal:5432/mm?password={s['db']}",
         SCHEMA_REGISTRY_URL=f"https://reg:{s['registry']}@registry.internal:8081",
         MM_AUTH__JWT_SECRET=s["jwt"],
         MM_AUTH__API_KEYS=f'{{"onec": {{"key": "{s["apikey"]}"}}}}',
-        MM_KAFKA__SASL_MECHANISM="PLAIN", MM_KAFKA__SASL_USERNAME="svc",
+        MM_KAFKA__SECURITY_PROTOCOL="SASL_SSL",
+        MM_KAFKA__SASL_MECHANISM="PLAIN",
+        MM_KAFKA__SASL_USERNAME="svc",
         MM_KAFKA__SASL_PASSWORD=s["sasl"],
         MM_BITRIX24__WEBHOOK_URL=f"https://portal.bitrix24.ru/rest/1/{s['hook']}/",
         MM_BITRIX24__APPLICATION_TOKENS=f'{{"member": "{s["apptoken"]}"}}',
@@ -170,8 +252,13 @@ def test_mmctl_config_shows_no_configured_secret(tmp_path):
         assert value not in out, f"mmctl config shows {name}"
         assert base64.b64encode(value.encode()).decode() not in out
     # Still useful: where each URL points is shown.
-    for visible in ("db.internal:5432", "registry.internal", "portal.bitrix24.ru/rest/1/",
-                    "1c.local/trade/hs/mm/", "1c.local/trade/odata/"):
+    for visible in (
+        "db.internal:5432",
+        "registry.internal",
+        "portal.bitrix24.ru/rest/1/",
+        "1c.local/trade/hs/mm/",
+        "1c.local/trade/odata/",
+    ):
         assert visible in out, visible
     assert str(REPO_ROOT) in out or "topics.yaml" in out
 

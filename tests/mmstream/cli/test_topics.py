@@ -35,21 +35,34 @@ def test_apply_creates_then_diff_is_clean(settings, mmctl):
 def test_config_drift_is_reported_and_set_back(settings, mmctl):
     mmctl("topics", "apply")
     topic, admin = settings.topic("raw.onec.product"), admin_client(settings)
-    admin.incremental_alter_configs([ConfigResource(
-        ResourceType.TOPIC, topic,
-        incremental_configs=[ConfigEntry("retention.ms", "1000", incremental_operation=AlterConfigOpType.SET)],
-    )])[ConfigResource(ResourceType.TOPIC, topic)].result()
+    admin.incremental_alter_configs(
+        [
+            ConfigResource(
+                ResourceType.TOPIC,
+                topic,
+                incremental_configs=[
+                    ConfigEntry("retention.ms", "1000", incremental_operation=AlterConfigOpType.SET)
+                ],
+            )
+        ]
+    )[ConfigResource(ResourceType.TOPIC, topic)].result()
 
     diff = mmctl.json("topics", "diff")
-    assert diff["configs"] == [{"topic": topic, "key": "retention.ms", "have": "1000", "want": "604800000"}]
+    assert diff["configs"] == [
+        {"topic": topic, "key": "retention.ms", "have": "1000", "want": "604800000"}
+    ]
     assert f"~ {topic} retention.ms: 1000 -> 604800000" in mmctl("topics", "diff").stdout
     mmctl("topics", "apply")
     assert mmctl.json("topics", "diff")["configs"] == []
 
 
 def test_partition_drift_warns_about_key_order_and_is_never_shrunk(settings, mmctl):
-    fewer = _create(settings, "raw.onec.product", 2, {"cleanup.policy": "delete", "retention.ms": "604800000"})
-    more = _create(settings, "raw.onec.warehouse", 8, {"cleanup.policy": "delete", "retention.ms": "604800000"})
+    fewer = _create(
+        settings, "raw.onec.product", 2, {"cleanup.policy": "delete", "retention.ms": "604800000"}
+    )
+    more = _create(
+        settings, "raw.onec.warehouse", 8, {"cleanup.policy": "delete", "retention.ms": "604800000"}
+    )
     out = mmctl("topics", "diff")
     assert f"^ {fewer} partitions 2 -> 6" in out.stdout
     assert "key" in out.stderr and "out of order" in out.stderr

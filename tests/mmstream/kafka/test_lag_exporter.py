@@ -19,8 +19,13 @@ def _produce(settings, topic: str, counts: dict[int, int]) -> None:
     async def main():
         producer = AckedProducer(settings.kafka, client_id="test-lag")
         try:
-            await producer.send_many([OutRecord(topic, b"{}", f"k{p}-{i}".encode(), [], p)
-                                      for p, n in counts.items() for i in range(n)])
+            await producer.send_many(
+                [
+                    OutRecord(topic, b"{}", f"k{p}-{i}".encode(), [], p)
+                    for p, n in counts.items()
+                    for i in range(n)
+                ]
+            )
         finally:
             producer.close()
 
@@ -29,9 +34,13 @@ def _produce(settings, topic: str, counts: dict[int, int]) -> None:
 
 def _commit(settings, group: str, topic: str, offsets: dict[int, int]) -> None:
     """Commit as a member of ``group`` would (a consumer that never joins: no rebalance)."""
-    consumer = Consumer({**settings.kafka.client_config(), "group.id": group, "enable.auto.commit": False})
+    consumer = Consumer(
+        {**settings.kafka.client_config(), "group.id": group, "enable.auto.commit": False}
+    )
     try:
-        consumer.commit(offsets=[TopicPartition(topic, p, o) for p, o in offsets.items()], asynchronous=False)
+        consumer.commit(
+            offsets=[TopicPartition(topic, p, o) for p, o in offsets.items()], asynchronous=False
+        )
     finally:
         consumer.close()
 
@@ -44,16 +53,28 @@ def test_lag_per_partition_is_end_minus_committed(settings):
     exporter = LagExporter(settings.kafka, group, {topic: 6})
     try:
         # Watermarks arrive with fetch responses: poll until the produced ones are seen.
-        lags = eventually(lambda: (lambda lag: lag if lag.get((topic, 2)) == 0 and lag.get((topic, 1)) else None)(
-            exporter.update()), 60, message="lag computed")
+        lags = eventually(
+            lambda: (lambda lag: lag if lag.get((topic, 2)) == 0 and lag.get((topic, 1)) else None)(
+                exporter.update()
+            ),
+            60,
+            message="lag computed",
+        )
     finally:
         exporter.stop()
         if exporter._probe is not None:  # noqa: SLF001 — update() ran outside the thread
             exporter._probe.close()  # noqa: SLF001
     assert lags[(topic, 0)] == 1 and lags[(topic, 1)] == 2 and lags[(topic, 2)] == 0
     assert lags[(topic, 3)] == 0  # an empty partition has no lag
-    assert REGISTRY.get_sample_value("mm_consumer_lag", {"group": group, "topic": topic, "partition": "1"}) == 2
-    assert REGISTRY.get_sample_value("mm_consumer_lag_updated_timestamp_seconds", {"group": group}) > 0
+    assert (
+        REGISTRY.get_sample_value(
+            "mm_consumer_lag", {"group": group, "topic": topic, "partition": "1"}
+        )
+        == 2
+    )
+    assert (
+        REGISTRY.get_sample_value("mm_consumer_lag_updated_timestamp_seconds", {"group": group}) > 0
+    )
 
 
 def test_background_thread_keeps_the_gauges_current(settings):
@@ -62,13 +83,27 @@ def test_background_thread_keeps_the_gauges_current(settings):
     _produce(settings, topic, {4: 5})
     exporter = LagExporter(settings.kafka, group, {topic: 6}, interval_s=0.2).start()
     try:
-        eventually(lambda: REGISTRY.get_sample_value(
-            "mm_consumer_lag", {"group": group, "topic": topic, "partition": "4"}) == 5, 60,
-            message="lag 5 exported")
+        eventually(
+            lambda: (
+                REGISTRY.get_sample_value(
+                    "mm_consumer_lag", {"group": group, "topic": topic, "partition": "4"}
+                )
+                == 5
+            ),
+            60,
+            message="lag 5 exported",
+        )
         _commit(settings, group, topic, {4: 5})
-        eventually(lambda: REGISTRY.get_sample_value(
-            "mm_consumer_lag", {"group": group, "topic": topic, "partition": "4"}) == 0, 60,
-            message="lag 0 after the commit")
+        eventually(
+            lambda: (
+                REGISTRY.get_sample_value(
+                    "mm_consumer_lag", {"group": group, "topic": topic, "partition": "4"}
+                )
+                == 0
+            ),
+            60,
+            message="lag 0 after the commit",
+        )
     finally:
         exporter.stop()
 
@@ -88,5 +123,6 @@ def test_for_app_takes_the_group_and_the_agents_topics(settings):
     # One agent per egress topic that has an action (each declared with 6 partitions).
     catalog = load_catalog(settings.topics_file)
     assert settings.topic("egress.bitrix24.product") in egress.partitions
-    assert egress.partitions == {settings.topic(name): catalog[name].partitions
-                                 for name in ACTIONS if name in catalog.topics}
+    assert egress.partitions == {
+        settings.topic(name): catalog[name].partitions for name in ACTIONS if name in catalog.topics
+    }

@@ -25,8 +25,12 @@ def avro_round_trip() -> Callable[[BaseModel], dict]:
     def round_trip(entity: BaseModel) -> dict:
         text = (AVRO / f"{type(entity).ENTITY}.avsc").read_text(encoding="utf-8")
         schema = fastavro.parse_schema(json.loads(text))
-        record = {**avro_record(entity), "event_id": str(uuid.uuid4()),
-                  "changed_at": datetime(2026, 1, 1, tzinfo=UTC), "revision": 1}
+        record = {
+            **avro_record(entity),
+            "event_id": str(uuid.uuid4()),
+            "changed_at": datetime(2026, 1, 1, tzinfo=UTC),
+            "revision": 1,
+        }
         buf = io.BytesIO()
         fastavro.schemaless_writer(buf, schema, record)
         buf.seek(0)

@@ -18,6 +18,9 @@ def test_entity_and_fields():
 def test_schema_has_arrays_of_ids_and_of_both_line_kinds():
     schema = json.loads((ROOT / "avro/advance_report.avsc").read_text("utf-8"))
     fields = {f["name"]: f["type"] for f in schema["fields"]}
-    assert fields["advance_ids"] == {"type": "array", "items": {"type": "string", "logicalType": "uuid"}}
+    assert fields["advance_ids"] == {
+        "type": "array",
+        "items": {"type": "string", "logicalType": "uuid"},
+    }
     assert fields["lines"]["items"]["name"] == "GoodsLine"
     assert fields["supplier_payments"]["items"]["name"] == "PaymentLine"

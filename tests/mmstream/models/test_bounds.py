@@ -41,8 +41,9 @@ ID = UUID("2528e58f-e921-11ea-8591-000c29b45b09")
 
 
 def _writes(avro_type: object, value: object) -> bool:
-    schema = fastavro.parse_schema({"type": "record", "name": "R",
-                                    "fields": [{"name": "x", "type": avro_type}]})
+    schema = fastavro.parse_schema(
+        {"type": "record", "name": "R", "fields": [{"name": "x", "type": avro_type}]}
+    )
     try:
         fastavro.schemaless_writer(io.BytesIO(), schema, {"x": value})
     except (ValueError, OverflowError, ArithmeticError, UnicodeEncodeError):
@@ -51,14 +52,20 @@ def _writes(avro_type: object, value: object) -> bool:
 
 
 def _decimal_type(scale: int) -> dict:
-    return {"type": "bytes", "logicalType": "decimal", "precision": DECIMAL_PRECISION,
-            "scale": scale}
+    return {
+        "type": "bytes",
+        "logicalType": "decimal",
+        "precision": DECIMAL_PRECISION,
+        "scale": scale,
+    }
 
 
 # --- decimals ---------------------------------------------------------------------------
 
-@pytest.mark.parametrize("scale, largest", [(4, "9999999999999999.9999"),
-                                            (2, "999999999999999999.99")])
+
+@pytest.mark.parametrize(
+    "scale, largest", [(4, "9999999999999999.9999"), (2, "999999999999999999.99")]
+)
 def test_the_largest_decimal_of_a_scale_fits_and_one_more_unit_does_not(scale, largest):
     top = Decimal(largest)
     assert fit_decimal(top, scale) == (top, None)
@@ -66,8 +73,9 @@ def test_the_largest_decimal_of_a_scale_fits_and_one_more_unit_does_not(scale, l
     step = Decimal(1).scaleb(-scale)
     value, reason = fit_decimal(top + step, scale)
     assert value is None
-    assert reason == (f"{top + step} exceeds decimal(20,{scale}): at most {20 - scale} "
-                      "digits before the point")
+    assert reason == (
+        f"{top + step} exceeds decimal(20,{scale}): at most {20 - scale} digits before the point"
+    )
 
 
 def test_rounding_up_past_the_precision_is_refused():
@@ -75,33 +83,46 @@ def test_rounding_up_past_the_precision_is_refused():
     assert fit_decimal(Decimal("9999999999999999.99995"), 4)[0] is None
 
 
-@pytest.mark.parametrize("raw, scale, kept", [
-    ("12.5", 4, "12.5"),                 # no more places than the scale: unchanged, exactly
-    ("1.23456", 4, "1.2346"),            # rounded half-even, as the Avro writer did
-    ("1.005", 2, "1.00"),
-    ("1E-300", 4, "0.0000"),             # tiny: zero at the scale (PostgreSQL numeric keeps
-    ("1E-999999999", 2, "0.00"),         # at most 16383 places)
-    ("0E+1000", 4, "0E+1000"),           # zero is zero, whatever its exponent
-    ("0E-50", 2, "0.00"),
-])
+@pytest.mark.parametrize(
+    "raw, scale, kept",
+    [
+        ("12.5", 4, "12.5"),  # no more places than the scale: unchanged, exactly
+        ("1.23456", 4, "1.2346"),  # rounded half-even, as the Avro writer did
+        ("1.005", 2, "1.00"),
+        ("1E-300", 4, "0.0000"),  # tiny: zero at the scale (PostgreSQL numeric keeps
+        ("1E-999999999", 2, "0.00"),  # at most 16383 places)
+        ("0E+1000", 4, "0E+1000"),  # zero is zero, whatever its exponent
+        ("0E-50", 2, "0.00"),
+    ],
+)
 def test_places_beyond_the_scale_are_rounded(raw, scale, kept):
     value, reason = fit_decimal(Decimal(raw), scale)
     assert reason is None and str(value) == kept
 
 
-@pytest.mark.parametrize("raw, reason", [
-    ("NaN", "NaN is not a finite number"), ("-Infinity", "-Infinity is not a finite number"),
-    ("1E+300", "1E+300 exceeds decimal(20,4): at most 16 digits before the point"),
-    ("1E+999999999", "1E+999999999 exceeds decimal(20,4)"),
-])
+@pytest.mark.parametrize(
+    "raw, reason",
+    [
+        ("NaN", "NaN is not a finite number"),
+        ("-Infinity", "-Infinity is not a finite number"),
+        ("1E+300", "1E+300 exceeds decimal(20,4): at most 16 digits before the point"),
+        ("1E+999999999", "1E+999999999 exceeds decimal(20,4)"),
+    ],
+)
 def test_non_finite_and_huge_decimals_say_why(raw, reason):
     assert fit_decimal(Decimal(raw), 4)[1].startswith(reason)
 
 
 @settings(max_examples=300, deadline=None)
-@given(value=st.decimals(allow_nan=True, allow_infinity=True) | st.builds(
-    lambda digits, exp: Decimal(digits).scaleb(exp),
-    st.integers(-(10**25), 10**25), st.integers(-40, 30)), scale=st.sampled_from([2, 4]))
+@given(
+    value=st.decimals(allow_nan=True, allow_infinity=True)
+    | st.builds(
+        lambda digits, exp: Decimal(digits).scaleb(exp),
+        st.integers(-(10**25), 10**25),
+        st.integers(-40, 30),
+    ),
+    scale=st.sampled_from([2, 4]),
+)
 def test_a_decimal_fits_exactly_when_fastavro_writes_it(value, scale):
     rounded, reason = fit_decimal(value, scale)
     if reason is None:
@@ -114,9 +135,12 @@ def test_a_decimal_fits_exactly_when_fastavro_writes_it(value, scale):
 
 # --- integers, text, datetimes ---------------------------------------------------------
 
+
 @settings(max_examples=200, deadline=None)
-@given(st.integers(min_value=-(2**70), max_value=2**70)
-       | st.sampled_from([LONG_MIN, LONG_MAX, LONG_MIN - 1, LONG_MAX + 1]))
+@given(
+    st.integers(min_value=-(2**70), max_value=2**70)
+    | st.sampled_from([LONG_MIN, LONG_MAX, LONG_MIN - 1, LONG_MAX + 1])
+)
 def test_an_int_fits_exactly_when_it_is_an_avro_long(value):
     assert (int_problem(value) is None) == _writes("long", value)
 
@@ -132,18 +156,25 @@ def test_text_fits_when_utf8_encodable_and_without_nul(value):
     assert (problem is None) == ("\x00" not in value and _writes("string", value))
 
 
-@pytest.mark.parametrize("value, reason", [
-    ("a\x00b", "must not contain the NUL character"),
-    ("\ud800", "is not valid Unicode (an unpaired surrogate)"),
-])
+@pytest.mark.parametrize(
+    "value, reason",
+    [
+        ("a\x00b", "must not contain the NUL character"),
+        ("\ud800", "is not valid Unicode (an unpaired surrogate)"),
+    ],
+)
 def test_text_reasons(value, reason):
     assert text_problem(value) == reason
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.datetimes(timezones=st.none() | st.timezones()
-                    | st.builds(lambda m: timezone(timedelta(minutes=m)),
-                                st.integers(-1439, 1439))))
+@given(
+    st.datetimes(
+        timezones=st.none()
+        | st.timezones()
+        | st.builds(lambda m: timezone(timedelta(minutes=m)), st.integers(-1439, 1439))
+    )
+)
 def test_a_datetime_fits_when_it_has_a_utc_instant(value):
     problem = datetime_problem(value)
     if problem is None:
@@ -155,6 +186,7 @@ def test_a_datetime_fits_when_it_has_a_utc_instant(value):
 
 
 # --- the models ------------------------------------------------------------------------
+
 
 def _nested_models(model: type[BaseModel]) -> set[type[BaseModel]]:
     out = set()
@@ -174,33 +206,53 @@ def test_every_model_and_every_line_model_is_bounded():
 
 def test_an_out_of_bounds_entity_cannot_be_built():
     with pytest.raises(OutOfBounds) as caught:
-        PriceType(id=ID, source="onec", version="v", name="Оптовая",
-                  markup_percent=Decimal("1E+300"))
+        PriceType(
+            id=ID, source="onec", version="v", name="Оптовая", markup_percent=Decimal("1E+300")
+        )
     assert isinstance(caught.value, InvalidRecord)  # the sinks dead-letter it
-    assert str(caught.value) == ("PriceType: markup_percent: 1E+300 exceeds decimal(20,4): "
-                                 "at most 16 digits before the point")
+    assert str(caught.value) == (
+        "PriceType: markup_percent: 1E+300 exceeds decimal(20,4): "
+        "at most 16 digits before the point"
+    )
 
 
 def test_every_problem_of_an_entity_is_named():
     with pytest.raises(OutOfBounds) as caught:
-        Counterparty(id=ID, source="onec", version="v", name="a\x00", phones=("ok", "\ud800"),
-                     external_ids={"onec": "\x00"}, source_stamp=datetime(
-                         1, 1, 1, tzinfo=timezone(timedelta(hours=3))))
+        Counterparty(
+            id=ID,
+            source="onec",
+            version="v",
+            name="a\x00",
+            phones=("ok", "\ud800"),
+            external_ids={"onec": "\x00"},
+            source_stamp=datetime(1, 1, 1, tzinfo=timezone(timedelta(hours=3))),
+        )
     message = str(caught.value)
-    for part in ("name: must not contain the NUL", "phones.1: is not valid Unicode",
-                 "external_ids.onec: must not contain", "source_stamp: 0001-01-01T00:00:00+03:00"):
+    for part in (
+        "name: must not contain the NUL",
+        "phones.1: is not valid Unicode",
+        "external_ids.onec: must not contain",
+        "source_stamp: 0001-01-01T00:00:00+03:00",
+    ):
         assert part in message, message
 
 
-@pytest.mark.parametrize("build", [
-    lambda: GoodsLine(section="Товары", line_number=1, quantity=Decimal("1e17")),
-    lambda: GoodsLine(section="Товары", line_number=2**63),
-    lambda: PaymentLine(line_number=1, amount=Decimal("1e18")),
-    lambda: Contract(id=ID, name="\ud800"),
-    lambda: Product(id=ID, source="onec", version="v", name="\ud800"),
-    lambda: CustomerOrder(id=ID, source="onec", version="v",
-                          lines=[{"section": "Товары", "line_number": 1, "price": "1e17"}]),
-])
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda: GoodsLine(section="Товары", line_number=1, quantity=Decimal("1e17")),
+        lambda: GoodsLine(section="Товары", line_number=2**63),
+        lambda: PaymentLine(line_number=1, amount=Decimal("1e18")),
+        lambda: Contract(id=ID, name="\ud800"),
+        lambda: Product(id=ID, source="onec", version="v", name="\ud800"),
+        lambda: CustomerOrder(
+            id=ID,
+            source="onec",
+            version="v",
+            lines=[{"section": "Товары", "line_number": 1, "price": "1e17"}],
+        ),
+    ],
+)
 def test_lines_contracts_and_products_are_bounded_too(build):
     with pytest.raises(InvalidRecord):
         build()
@@ -214,8 +266,13 @@ def test_nan_is_refused_by_the_decimal_type_itself():
 
 
 def test_the_model_keeps_what_avro_publishes():
-    line = GoodsLine(section="Товары", line_number=1, quantity=Decimal("2.5"),
-                     price=Decimal("1.23456"), amount=Decimal("3.086"))
+    line = GoodsLine(
+        section="Товары",
+        line_number=1,
+        quantity=Decimal("2.5"),
+        price=Decimal("1.23456"),
+        amount=Decimal("3.086"),
+    )
     assert (str(line.quantity), str(line.price), str(line.amount)) == ("2.5", "1.2346", "3.09")
 
 
@@ -237,7 +294,10 @@ def _decimals(node: object) -> list[dict]:
 
 
 def test_every_decimal_of_every_committed_schema_has_the_precision_the_bound_uses():
-    found = [d for path in AVRO.glob("*.avsc")
-             for d in _decimals(json.loads(path.read_text(encoding="utf-8")))]
+    found = [
+        d
+        for path in AVRO.glob("*.avsc")
+        for d in _decimals(json.loads(path.read_text(encoding="utf-8")))
+    ]
     assert found and {d["precision"] for d in found} == {DECIMAL_PRECISION}
     assert {d["scale"] for d in found} == {2, 4}

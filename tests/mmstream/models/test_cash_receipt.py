@@ -4,8 +4,15 @@ from __future__ import annotations
 
 from mmstream.models.cash_receipt import CashReceipt
 
-SLA_FIELDS = {"date", "amount", "employee_id", "base_document_id", "order_id", "shipment_id",
-              "posted"}
+SLA_FIELDS = {
+    "date",
+    "amount",
+    "employee_id",
+    "base_document_id",
+    "order_id",
+    "shipment_id",
+    "posted",
+}
 
 
 def test_entity_and_sla_fields():

@@ -16,12 +16,29 @@ KNOWN = set(entity_models()) | {"product"}
 
 def full() -> Counterparty:
     return Counterparty(
-        id=uuid.uuid4(), source="onec", version="AAAAFQAAAAA=", external_ids={"onec": "x"},
-        kind="legal_entity", code="00-000042", name="ООО «Ромашка»", inn="7701234567",
-        kpp="770101001", legal_form="legal_entity", partner_id=uuid.uuid4(), is_customer=True,
-        phones=("+7 495 123-45-67", "+7 495 765-43-21"), emails=("zakaz@romashka.ru",),
-        contracts=(Contract(id=uuid.uuid4(), number="Д-17", signed_on=date(2024, 3, 1),
-                            organization_id=uuid.uuid4()),))
+        id=uuid.uuid4(),
+        source="onec",
+        version="AAAAFQAAAAA=",
+        external_ids={"onec": "x"},
+        kind="legal_entity",
+        code="00-000042",
+        name="ООО «Ромашка»",
+        inn="7701234567",
+        kpp="770101001",
+        legal_form="legal_entity",
+        partner_id=uuid.uuid4(),
+        is_customer=True,
+        phones=("+7 495 123-45-67", "+7 495 765-43-21"),
+        emails=("zakaz@romashka.ru",),
+        contracts=(
+            Contract(
+                id=uuid.uuid4(),
+                number="Д-17",
+                signed_on=date(2024, 3, 1),
+                organization_id=uuid.uuid4(),
+            ),
+        ),
+    )
 
 
 def test_registered_and_owned_by_1c():

@@ -26,18 +26,28 @@ def test_entity_and_owner():
     assert (DeliveryTask.ENTITY, DeliveryTask.OWNER) == ("delivery_task", "middleware")
 
 
-@pytest.mark.parametrize(("field", "owner"), [
-    ("status", "middleware"),
-    ("order_id", "onec"), ("shipment_id", "onec"), ("delivery_address", "onec"),
-    ("amount_to_collect", "onec"), ("planned_from", "onec"), ("deleted", "onec"),
-    ("courier_id", "bitrix24"), ("courier_status", "bitrix24"), ("delivered_at", "bitrix24"),
-    ("collected_amount", "bitrix24"), ("courier_comment", "bitrix24"),
-])
+@pytest.mark.parametrize(
+    ("field", "owner"),
+    [
+        ("status", "middleware"),
+        ("order_id", "onec"),
+        ("shipment_id", "onec"),
+        ("delivery_address", "onec"),
+        ("amount_to_collect", "onec"),
+        ("planned_from", "onec"),
+        ("deleted", "onec"),
+        ("courier_id", "bitrix24"),
+        ("courier_status", "bitrix24"),
+        ("delivered_at", "bitrix24"),
+        ("collected_amount", "bitrix24"),
+        ("courier_comment", "bitrix24"),
+    ],
+)
 def test_each_system_owns_its_fields(field, owner):
     assert DeliveryTask.owner_of(field) == owner
-    assert [s for s in ("onec", "commerceml", "bitrix24", "middleware")
-            if DeliveryTask.owns(s, field)] == (["onec", "commerceml"] if owner == "onec"
-                                                 else [owner])
+    assert [
+        s for s in ("onec", "commerceml", "bitrix24", "middleware") if DeliveryTask.owns(s, field)
+    ] == (["onec", "commerceml"] if owner == "onec" else [owner])
 
 
 def test_every_content_field_is_described_and_owned_by_a_known_system():
@@ -47,23 +57,42 @@ def test_every_content_field_is_described_and_owned_by_a_known_system():
 
 
 def test_references_name_their_entities():
-    refs = {n: (f.json_schema_extra or {}).get("ref") for n, f in DeliveryTask.model_fields.items()
-            if isinstance(f.json_schema_extra, dict) and "ref" in f.json_schema_extra}
-    assert refs == {"order_id": "customer_order", "shipment_id": "shipment",
-                    "counterparty_id": "counterparty", "warehouse_id": "warehouse",
-                    "courier_id": "employee"}
+    refs = {
+        n: (f.json_schema_extra or {}).get("ref")
+        for n, f in DeliveryTask.model_fields.items()
+        if isinstance(f.json_schema_extra, dict) and "ref" in f.json_schema_extra
+    }
+    assert refs == {
+        "order_id": "customer_order",
+        "shipment_id": "shipment",
+        "counterparty_id": "counterparty",
+        "warehouse_id": "warehouse",
+        "courier_id": "employee",
+    }
 
 
 def test_1c_and_courier_versions_round_trip(avro_round_trip):
-    onec = delivery_task_from_order(order_id=ORDER, version="AAAAAQ==", number="ЗК-1",
-                                    amount_to_collect=Decimal("4590.10"),
-                                    planned_from=datetime(2024, 6, 3, 10, tzinfo=MSK))
+    onec = delivery_task_from_order(
+        order_id=ORDER,
+        version="AAAAAQ==",
+        number="ЗК-1",
+        amount_to_collect=Decimal("4590.10"),
+        planned_from=datetime(2024, 6, 3, 10, tzinfo=MSK),
+    )
     back = avro_round_trip(onec)
     assert back["amount_to_collect"] == Decimal("4590.10") and back["number"] == "ЗК-1"
     assert back["planned_from"] == datetime(2024, 6, 3, 10, tzinfo=MSK)
-    courier, status = from_task({"id": "42", "status": "5", "xmlId": str(onec.id),
-                                 "changedDate": "2024-06-03T12:00:00+03:00",
-                                 "closedDate": "2024-06-03T11:58:00+03:00"}, {}, Context())
+    courier, status = from_task(
+        {
+            "id": "42",
+            "status": "5",
+            "xmlId": str(onec.id),
+            "changedDate": "2024-06-03T12:00:00+03:00",
+            "closedDate": "2024-06-03T11:58:00+03:00",
+        },
+        {},
+        Context(),
+    )
     back = avro_round_trip(courier)
     assert back["id"] == onec.id and back["external_ids"] == {"bitrix24": "task:42"}
     assert back["delivered_at"] == datetime.fromisoformat("2024-06-03T11:58:00+03:00")
@@ -76,20 +105,28 @@ def test_three_owners_merge_without_overwriting_each_other(db_url):
     """On real PostgreSQL through the generic sink: 1С's order data, the courier's report,
     the status the middleware derives from it and a later 1С change each keep to their own
     fields."""
-    first = delivery_task_from_order(order_id=ORDER, version="v1",
-                                     delivery_address="ул. Мира, 1")
-    courier, status = from_task({"id": "42", "status": "5", "xmlId": str(first.id),
-                                 "changedDate": "2024-06-03T12:00:00+03:00",
-                                 "closedDate": "2024-06-03T11:58:00+03:00"}, {}, Context())
+    first = delivery_task_from_order(order_id=ORDER, version="v1", delivery_address="ул. Мира, 1")
+    courier, status = from_task(
+        {
+            "id": "42",
+            "status": "5",
+            "xmlId": str(first.id),
+            "changedDate": "2024-06-03T12:00:00+03:00",
+            "closedDate": "2024-06-03T11:58:00+03:00",
+        },
+        {},
+        Context(),
+    )
     # A Bitrix24 version that also carries a 1С field (as a careless mapping would).
     courier = courier.model_copy(update={"delivery_address": "адрес от курьера"})
-    later = delivery_task_from_order(order_id=ORDER, version="v2",
-                                     delivery_address="ул. Мира, 2")
+    later = delivery_task_from_order(order_id=ORDER, version="v2", delivery_address="ул. Мира, 2")
 
     def row():
         with psycopg.connect(db_url.replace("postgresql+psycopg", "postgresql")) as conn:
-            return conn.execute('SELECT delivery_address, courier_status, delivered_at, status, '
-                                'external_ids FROM "delivery_task"').fetchall()
+            return conn.execute(
+                "SELECT delivery_address, courier_status, delivered_at, status, "
+                'external_ids FROM "delivery_task"'
+            ).fetchall()
 
     async def apply(offset, version):
         engine = create_async_engine(db_url)

@@ -25,7 +25,18 @@ def test_kind_is_user_person_or_employee():
 
 
 def test_round_trip(avro_round_trip):
-    e = Employee(id=uuid.uuid4(), source="onec", version="v", kind="person", name="Иванов И.И.",
-                 birth_date=date(1990, 2, 28), phones=("+7 900 000-00-01",))
+    e = Employee(
+        id=uuid.uuid4(),
+        source="onec",
+        version="v",
+        kind="person",
+        name="Иванов И.И.",
+        birth_date=date(1990, 2, 28),
+        phones=("+7 900 000-00-01",),
+    )
     back = avro_round_trip(e)
-    assert (back["kind"], back["birth_date"], back["is_active"]) == ("person", date(1990, 2, 28), None)
+    assert (back["kind"], back["birth_date"], back["is_active"]) == (
+        "person",
+        date(1990, 2, 28),
+        None,
+    )

@@ -11,9 +11,23 @@ from mmstream.avro_gen import schema_for
 from mmstream.models.lines import GoodsLine, PaymentLine
 from mmstream.models.shipment import Shipment
 
-ENTITIES = {"product", "counterparty", "warehouse", "organization", "price_type", "price",
-            "employee", "customer_order", "shipment", "delivery_task", "instant_order",
-            "return", "cash_receipt", "cash_expense", "advance_report"}
+ENTITIES = {
+    "product",
+    "counterparty",
+    "warehouse",
+    "organization",
+    "price_type",
+    "price",
+    "employee",
+    "customer_order",
+    "shipment",
+    "delivery_task",
+    "instant_order",
+    "return",
+    "cash_receipt",
+    "cash_expense",
+    "advance_report",
+}
 
 
 @pytest.mark.parametrize("model", [GoodsLine, PaymentLine])
@@ -34,7 +48,11 @@ def test_lines_are_frozen():
 def test_money_has_scale_2_and_quantities_scale_4():
     schema = schema_for(Shipment, "shipment")
     lines = next(f for f in schema["fields"] if f["name"] == "lines")["type"]["items"]
-    scales = {f["name"]: f["type"][1]["scale"] for f in lines["fields"]
-              if isinstance(f["type"], list) and isinstance(f["type"][1], dict)
-              and f["type"][1].get("logicalType") == "decimal"}
+    scales = {
+        f["name"]: f["type"][1]["scale"]
+        for f in lines["fields"]
+        if isinstance(f["type"], list)
+        and isinstance(f["type"][1], dict)
+        and f["type"][1].get("logicalType") == "decimal"
+    }
     assert scales == {"quantity": 4, "price": 4, "amount": 2, "vat_percent": 2, "vat_amount": 2}

@@ -16,8 +16,19 @@ def test_registered_and_owned_by_1c():
 
 
 def test_round_trip(avro_round_trip):
-    o = Organization(id=uuid.uuid4(), source="onec", version="v", name="МастерМобайл",
-                     inn="6671000000", ogrn="1026600000000", phones=("+7 343 1",))
+    o = Organization(
+        id=uuid.uuid4(),
+        source="onec",
+        version="v",
+        name="МастерМобайл",
+        inn="6671000000",
+        ogrn="1026600000000",
+        phones=("+7 343 1",),
+    )
     back = avro_round_trip(o)
     assert (back["name"], back["inn"], back["ogrn"], back["head_id"]) == (
-        "МастерМобайл", "6671000000", "1026600000000", None)
+        "МастерМобайл",
+        "6671000000",
+        "1026600000000",
+        None,
+    )

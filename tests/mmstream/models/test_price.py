@@ -34,9 +34,17 @@ def test_the_id_is_derived_from_product_characteristic_and_type():
 
 def test_round_trip(avro_round_trip):
     moment = datetime(2024, 5, 1, tzinfo=ZoneInfo("Europe/Moscow"))
-    p = Price(id=price_id(PRODUCT, None, TYPE), source="onec", version="v", source_stamp=moment,
-              product_id=PRODUCT, price_type_id=TYPE, price=Decimal("1250.5"), currency="руб",
-              valid_from=moment)
+    p = Price(
+        id=price_id(PRODUCT, None, TYPE),
+        source="onec",
+        version="v",
+        source_stamp=moment,
+        product_id=PRODUCT,
+        price_type_id=TYPE,
+        price=Decimal("1250.5"),
+        currency="руб",
+        valid_from=moment,
+    )
     back = avro_round_trip(p)
     assert back["price"] == Decimal("1250.5000") and back["currency"] == "руб"
     assert back["valid_from"] == moment and back["characteristic_id"] is None

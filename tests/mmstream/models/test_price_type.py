@@ -16,8 +16,14 @@ def test_registered_and_owned_by_1c():
 
 
 def test_round_trip(avro_round_trip):
-    t = PriceType(id=uuid.uuid4(), source="onec", version="v", name="Мелкооптовая",
-                  markup_percent=Decimal("-5.5"), includes_vat=False)
+    t = PriceType(
+        id=uuid.uuid4(),
+        source="onec",
+        version="v",
+        name="Мелкооптовая",
+        markup_percent=Decimal("-5.5"),
+        includes_vat=False,
+    )
     back = avro_round_trip(t)
     assert back["markup_percent"] == Decimal("-5.5000") and back["includes_vat"] is False
     assert back["for_sale"] is None and back["name"] == "Мелкооптовая"

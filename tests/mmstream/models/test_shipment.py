@@ -25,12 +25,19 @@ def test_entity_name():
 
 
 def test_real_shipment_round_trips_through_the_committed_schema():
-    raw = json.loads(((FIXTURES / "onec_odata")
-                      / "bp30_Document_RealizatsiyaTovarovUslug.json").read_text(encoding="utf-8"))
+    raw = json.loads(
+        ((FIXTURES / "onec_odata") / "bp30_Document_RealizatsiyaTovarovUslug.json").read_text(
+            encoding="utf-8"
+        )
+    )
     (doc,) = normalize(raw["value"][0], {}, Context())
     schema = fastavro.parse_schema(json.loads((ROOT / "avro/shipment.avsc").read_text("utf-8")))
-    record = {**avro_record(doc), "event_id": str(uuid.uuid4()),
-              "changed_at": datetime(2026, 1, 1, tzinfo=UTC), "revision": 1}
+    record = {
+        **avro_record(doc),
+        "event_id": str(uuid.uuid4()),
+        "changed_at": datetime(2026, 1, 1, tzinfo=UTC),
+        "revision": 1,
+    }
     buf = io.BytesIO()
     fastavro.schemaless_writer(buf, schema, record)
     buf.seek(0)

@@ -28,20 +28,35 @@ def test_registered_and_owned_by_1c():
 
 def test_the_id_is_derived_from_warehouse_product_and_characteristic():
     empty = "00000000-0000-0000-0000-000000000000"
-    assert stock_id(STORE, PRODUCT, None) == derived_id("stock", "onec", f"{STORE}|{PRODUCT}|{empty}")
+    assert stock_id(STORE, PRODUCT, None) == derived_id(
+        "stock", "onec", f"{STORE}|{PRODUCT}|{empty}"
+    )
     assert stock_id(None, PRODUCT, None) == derived_id("stock", "onec", f"*|{PRODUCT}|{empty}")
-    ids = {stock_id(STORE, PRODUCT, None), stock_id(STORE, PRODUCT, VARIANT),
-           stock_id(None, PRODUCT, VARIANT), stock_id(uuid.uuid4(), PRODUCT, VARIANT),
-           stock_id(STORE, VARIANT, PRODUCT)}
+    ids = {
+        stock_id(STORE, PRODUCT, None),
+        stock_id(STORE, PRODUCT, VARIANT),
+        stock_id(None, PRODUCT, VARIANT),
+        stock_id(uuid.uuid4(), PRODUCT, VARIANT),
+        stock_id(STORE, VARIANT, PRODUCT),
+    }
     assert len(ids) == 5
 
 
 def test_round_trip(avro_round_trip):
     moment = datetime(2024, 5, 1, 10, tzinfo=ZoneInfo("Europe/Moscow"))
-    s = Stock(id=stock_id(STORE, PRODUCT, VARIANT), source="onec", version="v",
-              source_stamp=moment, warehouse_id=STORE, product_id=PRODUCT,
-              characteristic_id=VARIANT, quantity=Decimal("-2.5"), reserve=Decimal(1),
-              as_of=moment, warehouse_name="Курьер Иванов")
+    s = Stock(
+        id=stock_id(STORE, PRODUCT, VARIANT),
+        source="onec",
+        version="v",
+        source_stamp=moment,
+        warehouse_id=STORE,
+        product_id=PRODUCT,
+        characteristic_id=VARIANT,
+        quantity=Decimal("-2.5"),
+        reserve=Decimal(1),
+        as_of=moment,
+        warehouse_name="Курьер Иванов",
+    )
     back = avro_round_trip(s)
     assert (back["quantity"], back["reserve"]) == (Decimal("-2.5000"), Decimal("1.0000"))
     assert back["as_of"] == moment and back["warehouse_name"] == "Курьер Иванов"

@@ -25,24 +25,44 @@ def test_registered_and_owned_by_1c():
 
 
 def test_round_trip(avro_round_trip):
-    w = Warehouse(id=uuid.uuid4(), source="onec", version="v", name="Склад №1",
-                  kind="Розничный", retail_price_type_id=uuid.uuid4(), phones=("+7 343 000",))
+    w = Warehouse(
+        id=uuid.uuid4(),
+        source="onec",
+        version="v",
+        name="Склад №1",
+        kind="Розничный",
+        retail_price_type_id=uuid.uuid4(),
+        phones=("+7 343 000",),
+    )
     back = avro_round_trip(w)
     assert back["kind"] == "Розничный" and back["phones"] == ["+7 343 000"]
     assert str(back["retail_price_type_id"]) == str(w.retail_price_type_id)
 
 
 def test_records_of_the_last_committed_schema_read_with_the_current_one():
-    old_text = subprocess.run(["git", "show", "HEAD:avro/warehouse.avsc"], cwd=ROOT,
-                              capture_output=True, text=True)
+    old_text = subprocess.run(
+        ["git", "show", "HEAD:avro/warehouse.avsc"], cwd=ROOT, capture_output=True, text=True
+    )
     if old_text.returncode != 0:
         pytest.skip("no committed warehouse schema to compare with")
     old = fastavro.parse_schema(json.loads(old_text.stdout))
     new = fastavro.parse_schema(json.loads((ROOT / "avro/warehouse.avsc").read_text("utf-8")))
-    written = {"id": str(uuid.uuid4()), "source": "onec", "version": "v", "source_stamp": None,
-               "deleted": False, "external_ids": {}, "code": "1", "name": "Склад", "parent_id": None,
-               "is_folder": False, "address": "", "event_id": str(uuid.uuid4()),
-               "changed_at": datetime(2026, 1, 1, tzinfo=UTC), "revision": 1}
+    written = {
+        "id": str(uuid.uuid4()),
+        "source": "onec",
+        "version": "v",
+        "source_stamp": None,
+        "deleted": False,
+        "external_ids": {},
+        "code": "1",
+        "name": "Склад",
+        "parent_id": None,
+        "is_folder": False,
+        "address": "",
+        "event_id": str(uuid.uuid4()),
+        "changed_at": datetime(2026, 1, 1, tzinfo=UTC),
+        "revision": 1,
+    }
     buf = io.BytesIO()
     fastavro.schemaless_writer(buf, old, written)
     buf.seek(0)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from mmstream.ops.errors import InvalidResetSpec
-from mmstream.ops.reset import ResetTarget, parse_topic, plan_rows
+from mmstream.ops.reset import ResetTarget, parse_plan_csv, parse_topic, plan_rows
 
 T = "t"
 TPS = [(T, 0), (T, 1)]
@@ -37,8 +37,15 @@ def test_shift_moves_from_the_committed_offset_and_needs_one():
 
 
 def test_time_targets_take_the_found_offsets():
-    rows = plan_rows(ResetTarget("duration", "PT1H"), TPS, COMMITTED, STARTS, ENDS,
-                     by_time={(T, 0): 70, (T, 1): 20}, scanned=frozenset({(T, 1)}))
+    rows = plan_rows(
+        ResetTarget("duration", "PT1H"),
+        TPS,
+        COMMITTED,
+        STARTS,
+        ENDS,
+        by_time={(T, 0): 70, (T, 1): 20},
+        scanned=frozenset({(T, 1)}),
+    )
     assert [r.after for r in rows] == [70, 20]
     assert rows[1].note == "found by reading record timestamps"
 
@@ -48,3 +55,22 @@ def test_topic_argument():
     assert parse_topic("raw.onec.product:2,0") == ("raw.onec.product", [0, 2])
     with pytest.raises(InvalidResetSpec):
         parse_topic("x:a")
+
+
+def test_to_current_keeps_committed_and_takes_the_end_elsewhere():
+    rows = plan_rows(ResetTarget("current"), TPS, COMMITTED, STARTS, ENDS)
+    assert [(r.before, r.after) for r in rows] == [(40, 40), (None, 20)]
+    assert rows[1].note == "no committed offset: the log end"
+
+
+def test_csv_plans_as_kafka_consumer_groups_exports_them():
+    assert parse_plan_csv("t,0,5\nt,1,7\n", "g") == {("t", 0): 5, ("t", 1): 7}
+    assert parse_plan_csv("g,t,0,5\nh,t,0,9\n", "g") == {("t", 0): 5}  # the group's lines
+    rows = plan_rows(
+        ResetTarget("file", "p.csv", {("t", 0): 500, ("t", 1): 15}), TPS, COMMITTED, STARTS, ENDS
+    )
+    assert [r.after for r in rows] == [100, 15] and "clamped" in rows[0].note
+    with pytest.raises(InvalidResetSpec, match="line 1"):
+        parse_plan_csv("t,zero,5\n", "g")
+    with pytest.raises(InvalidResetSpec, match="no offsets for group 'g'"):
+        parse_plan_csv("h,t,0,5\n", "g")

@@ -22,7 +22,9 @@ def _setup(settings, ts_of):
 def test_first_offset_at_or_after_a_time(settings):
     topic, admin, starts, ends = _setup(settings, lambda p, i: BASE_TS_MS + i * 1000)
     found = []
-    result = offsets_for_time(settings.kafka, admin, starts, ends, BASE_TS_MS + 15_500, found.append)
+    result = offsets_for_time(
+        settings.kafka, admin, starts, ends, BASE_TS_MS + 15_500, found.append
+    )
     # p0: record 16 is the first at 16 s; p1: its only record is older -> end; p2: empty.
     assert result.offsets == {(topic, 0): 16, (topic, 1): 1, (topic, 2): 0}
 
@@ -39,7 +41,8 @@ def test_timestamps_out_of_order_follow_kafka_semantics(settings):
     # Record 3 carries a late clock: the first record at/after 5 s is offset 3, not 5.
     stamps = {3: 10_000}
     topic, admin, starts, ends = _setup(
-        settings, lambda p, i: BASE_TS_MS + stamps.get(i, i * 1000) if p == 0 else BASE_TS_MS)
+        settings, lambda p, i: BASE_TS_MS + stamps.get(i, i * 1000) if p == 0 else BASE_TS_MS
+    )
     result = offsets_for_time(settings.kafka, admin, starts, ends, BASE_TS_MS + 5000)
     assert result.offsets[(topic, 0)] == 3
 

@@ -10,10 +10,17 @@ from mmstream.ops.errors import InvalidResetSpec
 from mmstream.ops.timespec import parse_duration, parse_instant, to_epoch_ms
 
 
-@pytest.mark.parametrize(("text", "expected"), [
-    ("PT1H", timedelta(hours=1)), ("PT30M", timedelta(minutes=30)), ("P1DT2H", timedelta(days=1, hours=2)),
-    ("PT1.5S", timedelta(seconds=1.5)), ("P2D", timedelta(days=2)), ("-PT1H", -timedelta(hours=1)),
-])
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("PT1H", timedelta(hours=1)),
+        ("PT30M", timedelta(minutes=30)),
+        ("P1DT2H", timedelta(days=1, hours=2)),
+        ("PT1.5S", timedelta(seconds=1.5)),
+        ("P2D", timedelta(days=2)),
+        ("-PT1H", -timedelta(hours=1)),
+    ],
+)
 def test_durations(text, expected):
     assert parse_duration(text) == expected
 

@@ -25,7 +25,9 @@ def test_formats_are_detected_from_content_type_and_bytes():
 
 
 def test_describe_and_pretty_show_json_indented_and_avro_with_its_schema_id():
-    assert describe('{"Description": "Мойка"}'.encode(), JSON_CT)["json"] == {"Description": "Мойка"}
+    assert describe('{"Description": "Мойка"}'.encode(), JSON_CT)["json"] == {
+        "Description": "Мойка"
+    }
     assert pretty('{"Description": "Мойка"}'.encode(), JSON_CT) == '{\n  "Description": "Мойка"\n}'
     view = describe(AVRO, [])
     assert view["format"] == "avro" and view["schema_id"] == 7 and view["bytes"] == len(AVRO)
@@ -35,19 +37,26 @@ def test_describe_and_pretty_show_json_indented_and_avro_with_its_schema_id():
 
 
 def test_a_patch_applies_to_json_and_keeps_non_ascii_text():
-    patch = jsonpatch.JsonPatch([{"op": "replace", "path": "/DataVersion", "value": "AAAAAQ=="},
-                                 {"op": "add", "path": "/Description", "value": "Мойка"}])
+    patch = jsonpatch.JsonPatch(
+        [
+            {"op": "replace", "path": "/DataVersion", "value": "AAAAAQ=="},
+            {"op": "add", "path": "/Description", "value": "Мойка"},
+        ]
+    )
     out = apply_patch(patch, b'{"Ref_Key": "x", "DataVersion": ""}', JSON_CT, where="d/0/1")
     assert json.loads(out) == {"Ref_Key": "x", "DataVersion": "AAAAAQ==", "Description": "Мойка"}
     assert "Мойка".encode() in out
 
 
-@pytest.mark.parametrize(("value", "headers", "why"), [
-    (AVRO, [], "Avro"),
-    (b"\xff{not json", [], "not valid JSON"),
-    (b"plain text", [], "not valid JSON"),
-    (None, [], "tombstone"),
-])
+@pytest.mark.parametrize(
+    ("value", "headers", "why"),
+    [
+        (AVRO, [], "Avro"),
+        (b"\xff{not json", [], "not valid JSON"),
+        (b"plain text", [], "not valid JSON"),
+        (None, [], "tombstone"),
+    ],
+)
 def test_patches_on_non_json_payloads_are_refused_clearly(value, headers, why):
     patch = jsonpatch.JsonPatch([{"op": "add", "path": "/a", "value": 1}])
     with pytest.raises(PatchRefused, match=why) as info:
@@ -64,9 +73,17 @@ def test_a_patch_that_does_not_apply_names_the_record():
         apply_patch(patch, b"{}", JSON_CT, where="t.dlq/0/3")
 
 
-@pytest.mark.parametrize("content", [
-    "not json", "{}", "[]", '[{"op": "jump", "path": "/a"}]', '[{"path": "/a"}]', '["add"]',
-])
+@pytest.mark.parametrize(
+    "content",
+    [
+        "not json",
+        "{}",
+        "[]",
+        '[{"op": "jump", "path": "/a"}]',
+        '[{"path": "/a"}]',
+        '["add"]',
+    ],
+)
 def test_invalid_patch_files_are_refused(tmp_path, content):
     path = tmp_path / "patch.json"
     path.write_text(content)

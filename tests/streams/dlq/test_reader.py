@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import pytest
 
+from mmstream.dlq.reader import DlqReader
 from mmstream.errors import TopicMissing
 from mmstream.kafka.admin import admin_client, existing_topics
-from streams.dlq.reader import DlqReader
 from tests.streams.dlq.conftest import parked, produce
 
 
 def test_a_scan_reads_every_partition_to_its_end_in_offset_order(topics):
     settings = topics
-    records = [parked(settings, partition=p, offset=100 + i, key=f"k{p}-{i}")
-               for p, n in ((0, 3), (3, 1), (5, 3)) for i in range(n)]
+    records = [
+        parked(settings, partition=p, offset=100 + i, key=f"k{p}-{i}")
+        for p, n in ((0, 3), (3, 1), (5, 3))
+        for i in range(n)
+    ]
     produce(settings, records)
     seen: list[tuple[int, int | None]] = []
     reader = DlqReader(settings, settings.topic("dlq.normalize"))
@@ -42,8 +45,13 @@ def test_records_arriving_during_a_scan_are_left_for_the_next_one(topics):
     produce(settings, [parked(settings, partition=1, offset=10 + i, key=f"b{i}") for i in range(2)])
     got += list(scan)
     assert [e.entity for e in got] == ["a0", "a1", "a2"]
-    assert [e.entity for e in DlqReader(settings, settings.topic("dlq.normalize")).scan()] == \
-        ["a0", "a1", "a2", "b0", "b1"]
+    assert [e.entity for e in DlqReader(settings, settings.topic("dlq.normalize")).scan()] == [
+        "a0",
+        "a1",
+        "a2",
+        "b0",
+        "b1",
+    ]
 
 
 def test_an_empty_dlq_scan_ends_with_nothing(topics):

@@ -7,12 +7,12 @@ import json
 import jsonpatch
 import pytest
 
+from mmstream.dlq.entry import DlqEntry
+from mmstream.dlq.records import PREFIX
 from mmstream.kafka.producer import Delivered
 from mmstream.settings import Settings
 from mmstream.topics import load_catalog
-from streams.dlq.entry import DlqEntry
 from streams.dlq.errors import PatchRefused, ReplayRefused
-from streams.dlq.records import PREFIX
 from streams.dlq.replay import REPLAY_HEADER, build_plan, offset_ranges, replay_headers
 from streams.dlq.select import Selection
 from tests.streams.dlq.conftest import parked
@@ -25,13 +25,21 @@ DLQ = SETTINGS.topic("dlq.normalize")
 
 def as_entry(out, partition: int | None = None, offset: int = 0) -> DlqEntry:
     """A produced DLQ record as the reader would hand it back."""
-    return DlqEntry.build(out.topic, out.partition if partition is None else partition, offset,
-                          out.key, out.value, out.headers, None)
+    return DlqEntry.build(
+        out.topic,
+        out.partition if partition is None else partition,
+        offset,
+        out.key,
+        out.value,
+        out.headers,
+        None,
+    )
 
 
 def plan(entries, **kwargs):
-    return build_plan(SETTINGS, CATALOG, kwargs.pop("cluster", CLUSTER), DLQ, entries, Selection(),
-                      **kwargs)
+    return build_plan(
+        SETTINGS, CATALOG, kwargs.pop("cluster", CLUSTER), DLQ, entries, Selection(), **kwargs
+    )
 
 
 def test_replay_headers_drop_failure_headers_and_add_the_replay_marker():
@@ -41,14 +49,26 @@ def test_replay_headers_drop_failure_headers_and_add_the_replay_marker():
     assert headers[:-1] == [("ce_id", b"p1"), ("content-type", b"application/json")]
     name, raw = headers[-1]
     assert name == REPLAY_HEADER
-    assert json.loads(raw) == {"id": "r-1", "dlq_topic": DLQ, "dlq_partition": 4, "dlq_offset": 9,
-                               "patched": False}
+    assert json.loads(raw) == {
+        "id": "r-1",
+        "dlq_topic": DLQ,
+        "dlq_partition": 4,
+        "dlq_offset": 9,
+        "patched": False,
+    }
 
 
 def test_a_second_replay_replaces_the_first_marker():
     first = as_entry(parked(SETTINGS, key="p1"))
-    again = DlqEntry.build(DLQ, 0, 5, first.key, first.value,
-                           [*replay_headers(first, "r-1", patched=False), ("dlq.stage", b"sink")], None)
+    again = DlqEntry.build(
+        DLQ,
+        0,
+        5,
+        first.key,
+        first.value,
+        [*replay_headers(first, "r-1", patched=False), ("dlq.stage", b"sink")],
+        None,
+    )
     headers = replay_headers(again, "r-2", patched=True)
     markers = [json.loads(v) for k, v in headers if k == REPLAY_HEADER]
     assert [m["id"] for m in markers] == ["r-2"] and markers[0]["dlq_offset"] == 5
@@ -57,16 +77,32 @@ def test_a_second_replay_replaces_the_first_marker():
 def test_records_go_to_their_source_topic_and_partition_with_original_bytes_in_dlq_order():
     a = as_entry(parked(SETTINGS, partition=3, offset=40, key="a"), offset=2)
     b = as_entry(parked(SETTINGS, partition=3, offset=41, key="b"), offset=1)
-    c = as_entry(parked(SETTINGS, source="egress.bitrix24.product", dlq="dlq.egress.bitrix24.product",
-                        stage="egress", partition=1, offset=5, key="c"), offset=0)
+    c = as_entry(
+        parked(
+            SETTINGS,
+            source="egress.bitrix24.product",
+            dlq="dlq.egress.bitrix24.product",
+            stage="egress",
+            partition=1,
+            offset=5,
+            key="c",
+        ),
+        offset=0,
+    )
     p = plan([a, b, c])
     assert [i.entry.entity for i in p.items] == ["c", "b", "a"]  # (dlq partition, dlq offset)
     out = {i.entry.entity: i.record for i in p.items}
-    assert (out["a"].topic, out["a"].partition, out["a"].key, out["a"].value) == \
-        (SETTINGS.topic("raw.onec.product"), 3, b"a", a.value)
+    assert (out["a"].topic, out["a"].partition, out["a"].key, out["a"].value) == (
+        SETTINGS.topic("raw.onec.product"),
+        3,
+        b"a",
+        a.value,
+    )
     assert (out["c"].topic, out["c"].partition) == (SETTINGS.topic("egress.bitrix24.product"), 1)
-    assert p.destinations() == {SETTINGS.topic("raw.onec.product"): 2,
-                                SETTINGS.topic("egress.bitrix24.product"): 1}
+    assert p.destinations() == {
+        SETTINGS.topic("raw.onec.product"): 2,
+        SETTINGS.topic("egress.bitrix24.product"): 1,
+    }
 
 
 def test_a_patch_changes_only_the_value():
@@ -87,13 +123,16 @@ def test_one_non_json_record_refuses_the_whole_patched_replay():
         plan([good, garbage], patch=patch)
 
 
-@pytest.mark.parametrize(("source", "cluster", "why"), [
-    ("other.raw.onec.product", None, "not a declared topic"),
-    ("t1.raw.onec.unknown", None, "not a declared topic"),
-    ("t1.dlq.normalize", None, "itself a DLQ"),
-    ("t1.raw.onec.product", {}, "does not exist on the cluster"),
-    ("t1.raw.onec.product", {"t1.raw.onec.product": 2}, "partition 4 does not exist"),
-])
+@pytest.mark.parametrize(
+    ("source", "cluster", "why"),
+    [
+        ("other.raw.onec.product", None, "not a declared topic"),
+        ("t1.raw.onec.unknown", None, "not a declared topic"),
+        ("t1.dlq.normalize", None, "itself a DLQ"),
+        ("t1.raw.onec.product", {}, "does not exist on the cluster"),
+        ("t1.raw.onec.product", {"t1.raw.onec.product": 2}, "partition 4 does not exist"),
+    ],
+)
 def test_records_that_cannot_go_back_refuse_the_replay(source, cluster, why):
     out = parked(SETTINGS, partition=4, key="p1")
     headers = [(k, source.encode() if k == "dlq.source.topic" else v) for k, v in out.headers]
@@ -115,8 +154,10 @@ def test_a_record_without_source_headers_is_refused():
 
 
 def test_audit_details_hold_before_and_after_as_compact_offset_runs():
-    entries = [as_entry(parked(SETTINGS, partition=2, offset=o, key=f"k{o}"), offset=o)
-               for o in (0, 1, 2, 5)]
+    entries = [
+        as_entry(parked(SETTINGS, partition=2, offset=o, key=f"k{o}"), offset=o)
+        for o in (0, 1, 2, 5)
+    ]
     p = build_plan(SETTINGS, CATALOG, CLUSTER, DLQ, entries, Selection(reason="invalid_record"))
     sent = [Delivered(i.record.topic, 2, 100 + n) for n, i in enumerate(p.items)]
     d = p.audit_details(sent, "published")
@@ -128,6 +169,8 @@ def test_audit_details_hold_before_and_after_as_compact_offset_runs():
 
 
 def test_offset_ranges_are_sorted_deduplicated_runs():
-    assert offset_ranges([(0, 3), (0, 1), (0, 2), (1, 9), (0, 7), (0, 2)]) == \
-        {"0": [[1, 3], [7, 7]], "1": [[9, 9]]}
+    assert offset_ranges([(0, 3), (0, 1), (0, 2), (1, 9), (0, 7), (0, 2)]) == {
+        "0": [[1, 3], [7, 7]],
+        "1": [[9, 9]],
+    }
     assert offset_ranges([]) == {}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from streams.dlq.entry import DlqEntry, parse_time
+from mmstream.dlq.entry import DlqEntry, parse_time
 from streams.dlq.select import Selection
 
 T0 = datetime(2026, 11, 22, 4, 0, tzinfo=UTC)

@@ -18,15 +18,21 @@ def product(ref: str, name: str, **fields) -> dict:
 
 
 async def portal(admin) -> list[tuple[int, int, str, str, str]]:
-    return [(p["id"], p["iblockId"], p["xmlId"], p["name"], p["active"])
-            for p in (await admin.get("/_emulator/products")).json()]
+    return [
+        (p["id"], p["iblockId"], p["xmlId"], p["name"], p["active"])
+        for p in (await admin.get("/_emulator/products")).json()
+    ]
 
 
 def test_the_canonical_product_maps_to_catalog_product_fields():
     ref = str(uuid.uuid4())
     assert product_fields(product(ref, "Мойка", code="00-1", full_name="Мойка кухонная")) == {
-        "name": "Мойка", "xmlId": ref, "code": "00-1", "active": "Y",
-        "previewText": "Мойка кухонная"}
+        "name": "Мойка",
+        "xmlId": ref,
+        "code": "00-1",
+        "active": "Y",
+        "previewText": "Мойка кухонная",
+    }
     assert product_fields(product(ref, "Мойка", deleted=True))["active"] == "N"
 
 
@@ -53,8 +59,10 @@ async def _unlink(xwalk, ref: str) -> None:
     from sqlalchemy import text
 
     async with xwalk.engine.begin() as conn:
-        await conn.execute(text("DELETE FROM crosswalk WHERE entity = 'product' "
-                                "AND canonical_id = :ref"), {"ref": ref})
+        await conn.execute(
+            text("DELETE FROM crosswalk WHERE entity = 'product' AND canonical_id = :ref"),
+            {"ref": ref},
+        )
 
 
 def test_the_oldest_of_duplicate_products_is_updated_and_nothing_added(db_url):
@@ -62,11 +70,16 @@ def test_the_oldest_of_duplicate_products_is_updated_and_nothing_added(db_url):
 
     async def scenario(targets, xwalk, admin):
         for name in ("первый", "второй", "третий"):  # duplicates an older release created
-            await targets.bitrix24.call("catalog.product.add", {"fields": {
-                "iblockId": 14, "name": name, "xmlId": ref}})
+            await targets.bitrix24.call(
+                "catalog.product.add", {"fields": {"iblockId": 14, "name": name, "xmlId": ref}}
+            )
         ident = await ProductAction(targets).apply(change("product", product(ref, "Чай")), xwalk)
-        return (ident, await portal(admin), len(await calls(admin, "catalog.product.add")),
-                await xwalk.external_id("product", "bitrix24", ref))
+        return (
+            ident,
+            await portal(admin),
+            len(await calls(admin, "catalog.product.add")),
+            await xwalk.external_id("product", "bitrix24", ref),
+        )
 
     ident, products, adds, linked = act(db_url, scenario)
     assert ident == linked == "1" and adds == 3
@@ -79,10 +92,12 @@ def test_a_deletion_deactivates_our_product_and_creates_nothing(db_url):
     async def scenario(targets, xwalk, admin):
         action = ProductAction(targets)
         await action.apply(change("product", product(ours, "Чай")), xwalk)
-        gone = await action.apply(change("product", product(ours, "Чай", deleted=True), "delete"),
-                                  xwalk)
-        never = await action.apply(change("product", product(unknown, "Кофе", deleted=True),
-                                          "delete"), xwalk)
+        gone = await action.apply(
+            change("product", product(ours, "Чай", deleted=True), "delete"), xwalk
+        )
+        never = await action.apply(
+            change("product", product(unknown, "Кофе", deleted=True), "delete"), xwalk
+        )
         return gone, never, await portal(admin)
 
     gone, never, products = act(db_url, scenario)
@@ -96,7 +111,8 @@ def test_a_product_group_is_written_like_a_product(db_url):
 
     async def scenario(targets, xwalk, admin):
         ident = await ProductAction(targets).apply(
-            change("product", product(ref, "Сантехника", is_folder=True)), xwalk)
+            change("product", product(ref, "Сантехника", is_folder=True)), xwalk
+        )
         return ident, await portal(admin)
 
     ident, products = act(db_url, scenario)

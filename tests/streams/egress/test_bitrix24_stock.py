@@ -10,7 +10,7 @@ from decimal import Decimal
 import pytest
 from pydantic import ValidationError
 
-from connectors.bitrix24.emulator.portal import Portal
+from devstack.emulators.bitrix24.portal import Portal
 from mmstream.models.base import derived_id
 from mmstream.settings import StockSettings
 from streams.egress.bitrix24_stock import (
@@ -24,14 +24,17 @@ from streams.egress.bitrix24_stock import (
 W1, W2 = "0f8fad5b-d9cb-469f-a165-70867728950e", "7c9e6679-7425-40de-944b-e07fc1f90ae7"
 
 
-@pytest.mark.parametrize(("current", "target", "expected"), [
-    ("0", "5", BalanceWrite("S", Decimal(5), "storeTo")),
-    ("7", "5", BalanceWrite("D", Decimal(2), "storeFrom")),
-    ("5", "5", None),
-    ("3", "-2", BalanceWrite("D", Decimal(3), "storeFrom")),  # no store below zero
-    ("0", "-2", None),
-    ("1.5", "2.25", BalanceWrite("S", Decimal("0.75"), "storeTo")),
-])
+@pytest.mark.parametrize(
+    ("current", "target", "expected"),
+    [
+        ("0", "5", BalanceWrite("S", Decimal(5), "storeTo")),
+        ("7", "5", BalanceWrite("D", Decimal(2), "storeFrom")),
+        ("5", "5", None),
+        ("3", "-2", BalanceWrite("D", Decimal(3), "storeFrom")),  # no store below zero
+        ("0", "-2", None),
+        ("1.5", "2.25", BalanceWrite("S", Decimal("0.75"), "storeTo")),
+    ],
+)
 def test_the_document_that_moves_a_balance(current, target, expected):
     assert balance_write(Decimal(current), Decimal(target)) == expected
 
@@ -94,18 +97,32 @@ def conduct(portal: Portal, doc_type: str, amount, **stores) -> tuple[int, dict]
     status, body = call(portal, "catalog.document.add", {"fields": fields})
     assert status == 200, body
     doc = body["result"]["document"]["id"]
-    status, body = call(portal, "catalog.document.element.add", {"fields": {
-        "docId": doc, "elementId": product, "amount": amount,
-        **{k: store for k in stores}}})
+    status, body = call(
+        portal,
+        "catalog.document.element.add",
+        {
+            "fields": {
+                "docId": doc,
+                "elementId": product,
+                "amount": amount,
+                **{k: store for k in stores},
+            }
+        },
+    )
     assert status == 200, body
     return call(portal, "catalog.document.conduct", {"id": doc})
 
 
 def balance(portal: Portal) -> list[tuple[int, int, float]]:
     store, product = portal.ids
-    status, body = call(portal, "catalog.storeproduct.list", {
-        "select": ["id", "storeId", "productId", "amount"],
-        "filter": {"storeId": store, "productId": product}})
+    status, body = call(
+        portal,
+        "catalog.storeproduct.list",
+        {
+            "select": ["id", "storeId", "productId", "amount"],
+            "filter": {"storeId": store, "productId": product},
+        },
+    )
     assert status == 200, body
     return [(r["storeId"], r["productId"], r["amount"]) for r in body["result"]["storeProducts"]]
 
@@ -136,12 +153,20 @@ def test_refusals_leave_the_balance_alone(portal):
     assert (status, body["error_description"]) == (400, "Required fields: currency")
     status, body = call(portal, "catalog.document.add", {"fields": {"docType": "X"}})
     assert (status, body["error"]) == (400, "ERROR_DOCUMENT_TYPE")
-    status, body = call(portal, "catalog.document.element.add", {"fields": {
-        "docId": 99, "elementId": product, "amount": 1, "storeTo": store}})
+    status, body = call(
+        portal,
+        "catalog.document.element.add",
+        {"fields": {"docId": 99, "elementId": product, "amount": 1, "storeTo": store}},
+    )
     assert (status, body["error"]) == (400, "ERROR_DOCUMENT_NOT_EXISTS")
-    doc = call(portal, "catalog.document.add", {"fields": {"docType": "D"}})[1]["result"]["document"]["id"]
-    status, body = call(portal, "catalog.document.element.add", {"fields": {
-        "docId": doc, "elementId": product, "amount": 1, "storeTo": store}})
+    doc = call(portal, "catalog.document.add", {"fields": {"docType": "D"}})[1]["result"][
+        "document"
+    ]["id"]
+    status, body = call(
+        portal,
+        "catalog.document.element.add",
+        {"fields": {"docId": doc, "elementId": product, "amount": 1, "storeTo": store}},
+    )
     assert (status, body["error_description"]) == (400, "Required fields: storeFrom")
     status, body = call(portal, "catalog.document.conduct", {"id": doc})
     assert (status, body["error"]) == (400, "ERROR_DOCUMENT_EMPTY")

@@ -30,9 +30,21 @@ def superseded_count() -> float:
 
 
 def change(row: str, warehouse: str, product: str, version: str) -> Change:
-    return Change(entity="stock", entity_id=row, change="upsert", outbox_id=1, event_id=str(uuid.uuid4()),
-                  payload={"id": row, "warehouse_id": warehouse, "product_id": product,
-                           "characteristic_id": None, "quantity": 5, "version": version})
+    return Change(
+        entity="stock",
+        entity_id=row,
+        change="upsert",
+        outbox_id=1,
+        event_id=str(uuid.uuid4()),
+        payload={
+            "id": row,
+            "warehouse_id": warehouse,
+            "product_id": product,
+            "characteristic_id": None,
+            "quantity": 5,
+            "version": version,
+        },
+    )
 
 
 async def apply(settings, item: Change) -> str | None:
@@ -48,9 +60,12 @@ def test_a_change_older_than_the_stored_row_is_counted_superseded(settings):
     row, warehouse, product = (str(uuid.uuid4()) for _ in range(3))
     url = settings.require_database_url().replace("postgresql+psycopg://", "postgresql://")
     with psycopg.connect(url) as conn:
-        conn.execute("INSERT INTO stock (id, source, version, deleted, external_ids, warehouse_id, "
-                     "product_id, quantity, warehouse_name, event_id) VALUES (%s, 'onec', 'v3', "
-                     "false, '{}', %s, %s, 7, '', %s)", (row, warehouse, product, str(uuid.uuid4())))
+        conn.execute(
+            "INSERT INTO stock (id, source, version, deleted, external_ids, warehouse_id, "
+            "product_id, quantity, warehouse_name, event_id) VALUES (%s, 'onec', 'v3', "
+            "false, '{}', %s, %s, 7, '', %s)",
+            (row, warehouse, product, str(uuid.uuid4())),
+        )
     before = superseded_count()
     assert asyncio.run(apply(settings, change(row, warehouse, product, "v1"))) is None
     assert superseded_count() == before + 1

@@ -18,9 +18,18 @@ SLA = 900.0
 
 def receipt(**fields) -> dict:
     """A canonical ПКО as 1С pushed it: unposted, dated in the base's wall clock."""
-    return {"id": REF, "source": "onec", "version": "AAAADAAAAAA=", "number": "ПКО-000045",
-            "date": "2024-06-03T12:00:00", "posted": False, "deleted": False,
-            "amount": "1500.50", "employee_id": EMPLOYEE, **fields}
+    return {
+        "id": REF,
+        "source": "onec",
+        "version": "AAAADAAAAAA=",
+        "number": "ПКО-000045",
+        "date": "2024-06-03T12:00:00",
+        "posted": False,
+        "deleted": False,
+        "amount": "1500.50",
+        "employee_id": EMPLOYEE,
+        **fields,
+    }
 
 
 # -- what is posted -----------------------------------------------------------------------
@@ -30,15 +39,18 @@ def test_an_unposted_1c_document_needs_posting():
     assert needs_posting(receipt()) is True
 
 
-@pytest.mark.parametrize("fields", [
-    {"source": "bitrix24"},
-    {"source": "middleware"},
-    {"source": None},
-    {"posted": True},
-    {"deleted": True},
-    {"date": None},
-    {"date": ""},
-])
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"source": "bitrix24"},
+        {"source": "middleware"},
+        {"source": None},
+        {"posted": True},
+        {"deleted": True},
+        {"date": None},
+        {"date": ""},
+    ],
+)
 def test_posted_deleted_undated_or_foreign_documents_are_left_alone(fields):
     assert needs_posting(receipt(**fields)) is False
 
@@ -65,29 +77,42 @@ def at(seconds: float) -> datetime:
 
 @pytest.mark.parametrize("seconds", [0, 10, SLA])
 def test_a_document_posted_within_the_sla_is_no_deviation(seconds):
-    assert deviation(receipt(), "cash_receipt", outcome="posted", at=at(seconds),
-                     sla_s=SLA, tz=MSK) is None
+    assert (
+        deviation(receipt(), "cash_receipt", outcome="posted", at=at(seconds), sla_s=SLA, tz=MSK)
+        is None
+    )
 
 
 def test_a_document_posted_late_is_a_deviation_saying_by_how_much():
-    event = deviation(receipt(), "cash_receipt", outcome="posted", at=at(SLA + 61.25),
-                      sla_s=SLA, tz=MSK)
-    assert event == {"entity": "cash_receipt", "id": REF, "number": "ПКО-000045",
-                     "date": "2024-06-03T12:00:00+03:00", "outcome": "posted",
-                     "at": "2024-06-03T09:16:01.250000+00:00", "sla_s": SLA,
-                     "late_by_s": 61.25, "amount": "1500.50", "employee_id": EMPLOYEE}
+    event = deviation(
+        receipt(), "cash_receipt", outcome="posted", at=at(SLA + 61.25), sla_s=SLA, tz=MSK
+    )
+    assert event == {
+        "entity": "cash_receipt",
+        "id": REF,
+        "number": "ПКО-000045",
+        "date": "2024-06-03T12:00:00+03:00",
+        "outcome": "posted",
+        "at": "2024-06-03T09:16:01.250000+00:00",
+        "sla_s": SLA,
+        "late_by_s": 61.25,
+        "amount": "1500.50",
+        "employee_id": EMPLOYEE,
+    }
 
 
 def test_a_refused_document_is_a_deviation_even_in_time():
     # It will not be posted at all, so in time or not it is reported at once.
-    event = deviation(receipt(number=None), "cash_expense", outcome="refused", at=at(5),
-                      sla_s=SLA, tz=MSK)
+    event = deviation(
+        receipt(number=None), "cash_expense", outcome="refused", at=at(5), sla_s=SLA, tz=MSK
+    )
     assert event is not None
     assert event["outcome"] == "refused" and event["late_by_s"] == 0
     assert event["entity"] == "cash_expense" and event["number"] == ""
 
 
 def test_a_refused_late_document_says_how_late():
-    event = deviation(receipt(), "advance_report", outcome="refused", at=at(SLA * 2),
-                      sla_s=SLA, tz=MSK)
+    event = deviation(
+        receipt(), "advance_report", outcome="refused", at=at(SLA * 2), sla_s=SLA, tz=MSK
+    )
     assert event["late_by_s"] == SLA

@@ -24,10 +24,19 @@ SCHEMA = Path(__file__).resolve().parents[3] / "avro" / "cash_sla_event.avsc"
 
 def row(**fields) -> CashRow:
     """A ПКО 1С pushed unposted at DATED, whose change the egress has not delivered yet."""
-    base = CashRow(entity="cash_receipt", id="9a8b7c6d-1111-11ef-8a6b-000c29b45b09",
-                   number="ПКО-000045", date=DATED, posted=False, deleted=False, source="onec",
-                   event_id=EVENT, amount=Decimal("1500.50"),
-                   employee_id="4c3b2a19-2222-11ef-8a6b-000c29b45b09", changed_at=DATED)
+    base = CashRow(
+        entity="cash_receipt",
+        id="9a8b7c6d-1111-11ef-8a6b-000c29b45b09",
+        number="ПКО-000045",
+        date=DATED,
+        posted=False,
+        deleted=False,
+        source="onec",
+        event_id=EVENT,
+        amount=Decimal("1500.50"),
+        employee_id="4c3b2a19-2222-11ef-8a6b-000c29b45b09",
+        changed_at=DATED,
+    )
     return replace(base, **fields)
 
 
@@ -47,14 +56,17 @@ def test_one_second_past_the_sla_an_undelivered_document_is_lagging():
     assert state_of(row(), after(SLA + 1), SLA) == "lagging"
 
 
-@pytest.mark.parametrize("fields", [
-    {"posted": True},
-    {"deleted": True},
-    {"source": "bitrix24"},
-    {"date": None},
-    # The egress delivered its current change and posted it: 1С's echo is still to come.
-    {"delivered_event_id": EVENT, "posted_by_egress": True},
-])
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"posted": True},
+        {"deleted": True},
+        {"source": "bitrix24"},
+        {"date": None},
+        # The egress delivered its current change and posted it: 1С's echo is still to come.
+        {"delivered_event_id": EVENT, "posted_by_egress": True},
+    ],
+)
 def test_posted_deleted_foreign_or_undated_documents_are_not_raised(fields):
     assert state_of(row(**fields), after(SLA * 10), SLA) is None
 
@@ -84,17 +96,26 @@ def test_a_late_document_that_just_arrived_is_left_to_the_posting_for_the_grace(
     assert state_of(fresh, after(SLA * 4 + 30), SLA, lagging_grace_s=60) is None
     assert state_of(fresh, after(SLA * 4 + 61), SLA, lagging_grace_s=60) == "lagging"
     # Parked or delivered-but-unposted documents are not waiting for the posting: no grace.
-    assert state_of(replace(fresh, parked=True), after(SLA * 4 + 1), SLA,
-                    lagging_grace_s=60) == "parked"
+    assert (
+        state_of(replace(fresh, parked=True), after(SLA * 4 + 1), SLA, lagging_grace_s=60)
+        == "parked"
+    )
 
 
 def test_overdue_picks_the_documents_to_raise_oldest_first():
-    rows = [row(id="c", date=after(-100)), row(id="ok", date=after(SLA)),
-            row(id="a", date=after(-300), parked=True), row(id="done", posted=True),
-            row(id="b", date=after(-200), delivered_event_id=EVENT)]
+    rows = [
+        row(id="c", date=after(-100)),
+        row(id="ok", date=after(SLA)),
+        row(id="a", date=after(-300), parked=True),
+        row(id="done", posted=True),
+        row(id="b", date=after(-200), delivered_event_id=EVENT),
+    ]
     found = overdue(rows, after(SLA + 1), SLA)
-    assert [(r.id, state) for r, state in found] == [("a", "parked"), ("b", "unposted"),
-                                                      ("c", "lagging")]
+    assert [(r.id, state) for r, state in found] == [
+        ("a", "parked"),
+        ("b", "unposted"),
+        ("c", "lagging"),
+    ]
 
 
 # -- the event ------------------------------------------------------------------------------
@@ -102,13 +123,32 @@ def test_overdue_picks_the_documents_to_raise_oldest_first():
 
 def test_the_watch_event_has_the_postings_shape_and_says_how_late():
     event = watch_event(row(), "parked", after(SLA + 61.25), SLA)
-    assert event == {"entity": "cash_receipt", "id": row().id, "number": "ПКО-000045",
-                     "date": "2026-12-07T09:00:00+00:00", "outcome": "parked",
-                     "at": "2026-12-07T09:16:01.250000+00:00", "sla_s": SLA, "late_by_s": 61.25,
-                     "amount": "1500.50", "employee_id": row().employee_id}
-    posted = deviation({"id": row().id, "number": "ПКО-000045", "date": DATED.isoformat(),
-                        "amount": 1500.5, "employee_id": None}, "cash_receipt",
-                       outcome="posted", at=after(SLA + 1), sla_s=SLA, tz=UTC)
+    assert event == {
+        "entity": "cash_receipt",
+        "id": row().id,
+        "number": "ПКО-000045",
+        "date": "2026-12-07T09:00:00+00:00",
+        "outcome": "parked",
+        "at": "2026-12-07T09:16:01.250000+00:00",
+        "sla_s": SLA,
+        "late_by_s": 61.25,
+        "amount": "1500.50",
+        "employee_id": row().employee_id,
+    }
+    posted = deviation(
+        {
+            "id": row().id,
+            "number": "ПКО-000045",
+            "date": DATED.isoformat(),
+            "amount": 1500.5,
+            "employee_id": None,
+        },
+        "cash_receipt",
+        outcome="posted",
+        at=after(SLA + 1),
+        sla_s=SLA,
+        tz=UTC,
+    )
     assert set(posted) == set(event)
 
 
@@ -119,17 +159,24 @@ def _validate(event: dict) -> None:
 
 @pytest.mark.parametrize("state", STATES)
 def test_every_watch_event_matches_the_committed_schema(state):
-    _validate(watch_event(row(amount=None, employee_id=None, number=""), state,
-                          after(SLA * 3), SLA))
+    _validate(
+        watch_event(row(amount=None, employee_id=None, number=""), state, after(SLA * 3), SLA)
+    )
     _validate(watch_event(row(), state, after(SLA * 3), SLA))
 
 
 @pytest.mark.parametrize("outcome", ["posted", "refused"])
 def test_every_posting_event_matches_the_committed_schema(outcome):
-    payload = {"id": row().id, "number": None, "date": "2026-12-07T09:00:00", "amount": 1500.5,
-               "employee_id": None}
-    event = deviation(payload, "advance_report", outcome=outcome, at=after(SLA * 2), sla_s=SLA,
-                      tz=UTC)
+    payload = {
+        "id": row().id,
+        "number": None,
+        "date": "2026-12-07T09:00:00",
+        "amount": 1500.5,
+        "employee_id": None,
+    }
+    event = deviation(
+        payload, "advance_report", outcome=outcome, at=after(SLA * 2), sla_s=SLA, tz=UTC
+    )
     assert event is not None and event["amount"] == "1500.5"
     _validate(event)
 

@@ -14,8 +14,8 @@ import httpx
 import pytest
 
 from connectors.bitrix24.client import Bitrix24Client
-from connectors.bitrix24.emulator import create_app
 from connectors.bitrix24.errors import InvalidRequest
+from devstack.emulators.bitrix24 import create_app
 from mmstream.metrics import EGRESS_DELIVERIES
 from mmstream.settings import Bitrix24Settings, Settings
 from streams.egress.actions import Targets
@@ -33,8 +33,9 @@ def run(scenario):
         portal = Bitrix24Settings(webhook_url=BASE + HOOK, rate_per_s=1e6, burst=1000)
         client = Bitrix24Client(portal, transport=httpx.ASGITransport(app=app))
         admin = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=BASE)
-        targets = Targets(settings=Settings(bitrix24=portal), bitrix24=client, onec=None,
-                          producer=None)
+        targets = Targets(
+            settings=Settings(bitrix24=portal), bitrix24=client, onec=None, producer=None
+        )
         try:
             return await scenario(targets, client, admin)
         finally:
@@ -45,16 +46,29 @@ def run(scenario):
 
 
 def change(entity: str, deal: int, **fields) -> Change:
-    payload = {"id": "c0ffee00-0000-4000-8000-000000000001", "source": "onec",
-               "status": "recorded", "onec_number": "УТ-000042", "number": "УТ-000043",
-               "external_ids": {"bitrix24": f"deal:{deal}"}, **fields}
-    return Change(entity=entity, entity_id=payload["id"], payload=payload, change="upsert",
-                  outbox_id=1, event_id="e1")
+    payload = {
+        "id": "c0ffee00-0000-4000-8000-000000000001",
+        "source": "onec",
+        "status": "recorded",
+        "onec_number": "УТ-000042",
+        "number": "УТ-000043",
+        "external_ids": {"bitrix24": f"deal:{deal}"},
+        **fields,
+    }
+    return Change(
+        entity=entity,
+        entity_id=payload["id"],
+        payload=payload,
+        change="upsert",
+        outbox_id=1,
+        event_id="e1",
+    )
 
 
 @pytest.mark.parametrize("action_class", [InstantOrderStatus, ReturnStatus])
 def test_a_status_for_a_deleted_deal_is_skipped_with_a_warning_not_dead_lettered(
-        action_class, caplog):
+    action_class, caplog
+):
     counter = EGRESS_DELIVERIES.labels("bitrix24", action_class.entity, DEAL_GONE)
     before = counter._value.get()
 

@@ -14,8 +14,8 @@ from sqlalchemy import text as sql
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from connectors.bitrix24.client import Bitrix24Client
-from connectors.bitrix24.emulator import create_app
-from connectors.onec.emulator_contract import DeliveryStatus
+from devstack.emulators.bitrix24 import create_app
+from devstack.emulators.onec.contract import DeliveryStatus
 from mmstream.errors import PermanentError
 from mmstream.settings import Bitrix24Settings, Settings
 from streams.egress.actions import Targets
@@ -42,31 +42,48 @@ SHIPMENT = "8b9660f6-6332-11ec-ad72-000c29b45b09"
 
 def delivery(**fields) -> dict:
     """A canonical delivery task as the egress worker reads it from norm.delivery_task."""
-    return {"id": TASK, "source": "onec", "number": "ЗК-000123",
-            "delivery_address": "Москва, ул. Тверская, 1", "amount_to_collect": "1500.5",
-            "planned_from": "2024-06-03T10:00:00+03:00",
-            "planned_to": "2024-06-03T14:00:00+03:00", "status": "delivered",
-            "order_id": ORDER, **fields}
+    return {
+        "id": TASK,
+        "source": "onec",
+        "number": "ЗК-000123",
+        "delivery_address": "Москва, ул. Тверская, 1",
+        "amount_to_collect": "1500.5",
+        "planned_from": "2024-06-03T10:00:00+03:00",
+        "planned_to": "2024-06-03T14:00:00+03:00",
+        "status": "delivered",
+        "order_id": ORDER,
+        **fields,
+    }
 
 
 # -- small mappings ---------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name,expected", [
-    ("xmlId", "XML_ID"),
-    ("title", "TITLE"),
-    ("responsibleId", "RESPONSIBLE_ID"),
-    ("ufCrmTask", "UF_CRM_TASK"),
-    ("XML_ID", "XML_ID"),  # configured in UPPER_CASE already
-])
+@pytest.mark.parametrize(
+    "name,expected",
+    [
+        ("xmlId", "XML_ID"),
+        ("title", "TITLE"),
+        ("responsibleId", "RESPONSIBLE_ID"),
+        ("ufCrmTask", "UF_CRM_TASK"),
+        ("XML_ID", "XML_ID"),  # configured in UPPER_CASE already
+    ],
+)
 def test_upper_field_turns_a_camel_case_get_name_into_the_add_name(name, expected):
     assert upper_field(name) == expected
 
 
-@pytest.mark.parametrize("amount,expected", [
-    ("1500.5", "1500.50"), (1500, "1500.00"), (0, "0.00"), (None, ""), ("", ""),
-    (0.1, "0.10"),
-])
+@pytest.mark.parametrize(
+    "amount,expected",
+    [
+        ("1500.5", "1500.50"),
+        (1500, "1500.00"),
+        (0, "0.00"),
+        (None, ""),
+        ("", ""),
+        (0.1, "0.10"),
+    ],
+)
 def test_money_text_shows_two_decimals_and_nothing_for_no_amount(amount, expected):
     assert money_text(amount) == expected
 
@@ -117,14 +134,17 @@ def test_task_fields_set_the_responsible_only_when_given():
 
 
 def test_task_fields_deadline_falls_back_to_the_window_start_and_else_is_absent():
-    assert task_fields(delivery(planned_to=None), "xmlId")["DEADLINE"] == \
-        "2024-06-03T10:00:00+03:00"
+    assert (
+        task_fields(delivery(planned_to=None), "xmlId")["DEADLINE"] == "2024-06-03T10:00:00+03:00"
+    )
     assert "DEADLINE" not in task_fields(delivery(planned_to=None, planned_from=None), "xmlId")
 
 
 def test_item_fields_are_camel_case_with_the_id_field_as_named():
     assert item_fields(delivery(), "xmlId") == {
-        "title": "Доставка ЗК-000123: Москва, ул. Тверская, 1", "xmlId": TASK}
+        "title": "Доставка ЗК-000123: Москва, ул. Тверская, 1",
+        "xmlId": TASK,
+    }
     assert item_fields(delivery(), "ufCrm5Guid", assigned_by_id=3)["assignedById"] == 3
     assert "assignedById" not in item_fields(delivery(), "xmlId")
 
@@ -133,26 +153,47 @@ def test_item_fields_are_camel_case_with_the_id_field_as_named():
 
 
 def test_a_delivered_task_confirms_with_the_money_collected():
-    body = confirmation_body(delivery(delivered_at="2024-06-03T09:15:30+00:00",
-                                      collected_amount="1500.50", collected_currency="usd",
-                                      courier_comment="оставил у консьержа"), MSK)
-    assert body == {"status": "delivered", "occurred_at": "2024-06-03T12:15:30",
-                    "order_id": ORDER, "comment": "оставил у консьержа",
-                    "collected_amount": 1500.5, "currency": "USD"}
+    body = confirmation_body(
+        delivery(
+            delivered_at="2024-06-03T09:15:30+00:00",
+            collected_amount="1500.50",
+            collected_currency="usd",
+            courier_comment="оставил у консьержа",
+        ),
+        MSK,
+    )
+    assert body == {
+        "status": "delivered",
+        "occurred_at": "2024-06-03T12:15:30",
+        "order_id": ORDER,
+        "comment": "оставил у консьержа",
+        "collected_amount": 1500.5,
+        "currency": "USD",
+    }
 
 
 @pytest.mark.parametrize("given", [None, "", "RU", "RUBL"])
 def test_a_collected_amount_without_a_currency_code_goes_in_roubles(given):
-    body = confirmation_body(delivery(delivered_at="2024-06-03T12:00:00+03:00",
-                                      collected_amount=100, collected_currency=given), MSK)
+    body = confirmation_body(
+        delivery(
+            delivered_at="2024-06-03T12:00:00+03:00", collected_amount=100, collected_currency=given
+        ),
+        MSK,
+    )
     assert body["currency"] == "RUB" and body["collected_amount"] == 100.0
 
 
 def test_a_failed_task_confirms_at_failed_at_and_carries_no_money():
-    body = confirmation_body(delivery(status="failed", shipment_id=SHIPMENT,
-                                      delivered_at="2024-06-03T08:00:00+00:00",
-                                      failed_at="2024-06-03T11:00:00+00:00",
-                                      collected_amount="10"), MSK)
+    body = confirmation_body(
+        delivery(
+            status="failed",
+            shipment_id=SHIPMENT,
+            delivered_at="2024-06-03T08:00:00+00:00",
+            failed_at="2024-06-03T11:00:00+00:00",
+            collected_amount="10",
+        ),
+        MSK,
+    )
     assert body["occurred_at"] == "2024-06-03T14:00:00"
     assert body["order_id"] == ORDER and body["shipment_id"] == SHIPMENT
     assert "collected_amount" not in body and "currency" not in body
@@ -170,8 +211,9 @@ def test_without_a_reported_moment_the_confirmation_is_dated_now():
 
 
 def test_the_courier_comment_is_cut_to_what_1c_takes():
-    body = confirmation_body(delivery(courier_comment="х" * 2000), MSK,
-                             now=datetime(2024, 6, 3, tzinfo=UTC))
+    body = confirmation_body(
+        delivery(courier_comment="х" * 2000), MSK, now=datetime(2024, 6, 3, tzinfo=UTC)
+    )
     assert len(body["comment"]) == 1024
 
 
@@ -185,30 +227,57 @@ def test_a_task_naming_no_document_cannot_be_confirmed_and_is_not_retried():
 
 def test_a_confirmation_body_passes_the_1c_contract():
     # What the emulator (and 1С's service) validates: strict, no extra fields.
-    body = confirmation_body(delivery(delivered_at="2024-06-03T12:00:00+03:00",
-                                      collected_amount="1500.5", collected_currency="RUB"), MSK)
+    body = confirmation_body(
+        delivery(
+            delivered_at="2024-06-03T12:00:00+03:00",
+            collected_amount="1500.5",
+            collected_currency="RUB",
+        ),
+        MSK,
+    )
     DeliveryStatus.model_validate(body)
 
 
 def test_a_non_iso_collected_currency_falls_back_to_roubles():
-    body = confirmation_body(delivery(delivered_at="2024-06-03T12:00:00+03:00",
-                                      collected_amount=100, collected_currency="руб"), MSK)
+    body = confirmation_body(
+        delivery(
+            delivered_at="2024-06-03T12:00:00+03:00", collected_amount=100, collected_currency="руб"
+        ),
+        MSK,
+    )
     assert body["currency"] == "RUB"
 
 
 # -- record keys ----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("key,expected", [
-    ("task:42", ("task", None, 42)),
-    ("item:140:42", ("item", 140, 42)),
-])
+@pytest.mark.parametrize(
+    "key,expected",
+    [
+        ("task:42", ("task", None, 42)),
+        ("item:140:42", ("item", 140, 42)),
+    ],
+)
 def test_parse_record_key_reads_task_and_item_keys(key, expected):
     assert parse_record_key(key) == expected
 
 
-@pytest.mark.parametrize("key", [None, "", "task", "task:", "task:x", "task:1:2", "item:140",
-                                 "item:a:42", "deal:42", "item:140:42:1", "task:-1"])
+@pytest.mark.parametrize(
+    "key",
+    [
+        None,
+        "",
+        "task",
+        "task:",
+        "task:x",
+        "task:1:2",
+        "item:140",
+        "item:a:42",
+        "deal:42",
+        "item:140:42:1",
+        "task:-1",
+    ],
+)
 def test_parse_record_key_refuses_anything_else(key):
     assert parse_record_key(key) is None
 
@@ -228,8 +297,9 @@ def act(db_url, scenario):
         client = Bitrix24Client(portal, transport=httpx.ASGITransport(app=app))
         admin = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=BASE)
         engine = create_async_engine(db_url)
-        targets = Targets(settings=Settings(bitrix24=portal), bitrix24=client, onec=None,
-                          producer=None)
+        targets = Targets(
+            settings=Settings(bitrix24=portal), bitrix24=client, onec=None, producer=None
+        )
         try:
             return await scenario(DeliveryTaskAction(targets), Crosswalk(engine), admin)
         finally:
@@ -241,8 +311,14 @@ def act(db_url, scenario):
 
 
 def change(payload: dict, kind: str = "upsert"):
-    return Change(entity="delivery_task", entity_id=payload["id"], payload=payload, change=kind,
-                  outbox_id=1, event_id="e1")
+    return Change(
+        entity="delivery_task",
+        entity_id=payload["id"],
+        payload=payload,
+        change=kind,
+        outbox_id=1,
+        event_id="e1",
+    )
 
 
 async def calls(admin, method: str) -> list[dict]:
@@ -254,9 +330,14 @@ def test_a_delivery_task_is_created_once_and_updated_after(db_url):
         first = await action.apply(change(delivery()), xwalk)
         second = await action.apply(change(delivery(delivery_address="ул. Арбат, 2")), xwalk)
         courier = await action.apply(change(delivery(source="bitrix24")), xwalk)
-        return (first, second, courier, await calls(admin, "tasks.task.add"),
-                await calls(admin, "tasks.task.update"),
-                await xwalk.external_id("delivery_task", "bitrix24", TASK))
+        return (
+            first,
+            second,
+            courier,
+            await calls(admin, "tasks.task.add"),
+            await calls(admin, "tasks.task.update"),
+            await xwalk.external_id("delivery_task", "bitrix24", TASK),
+        )
 
     first, second, courier, adds, updates, linked = act(db_url, scenario)
     assert first == second == linked and first.startswith("task:")
@@ -283,10 +364,13 @@ def test_a_task_a_user_deleted_is_created_again_and_the_crosswalk_follows(db_url
         number = first.split(":")[1]
         (await admin.delete(f"/_emulator/entities/task/{number}")).raise_for_status()
         again = await action.apply(change(delivery(delivery_address="ул. Арбат, 2")), xwalk)
-        return (first, again, await xwalk.external_id("delivery_task", "bitrix24", TASK),
-                await calls(admin, "tasks.task.add"))
+        return (
+            first,
+            again,
+            await xwalk.external_id("delivery_task", "bitrix24", TASK),
+            await calls(admin, "tasks.task.add"),
+        )
 
     first, again, linked, adds = act(db_url, scenario)
     assert again != first and linked == again
     assert len(adds) == 2
-

@@ -13,8 +13,8 @@ import psycopg
 
 from mmstream.db.engine import async_engine
 from mmstream.kafka.producer import AckedProducer
+from mmstream.retry import RetryPolicy
 from streams.egress.delivery import Change, Crosswalk, EntityEgress
-from streams.egress.retry import RetryPolicy
 from streams.outbox.relay import OUTBOX_ID
 from streams.records import SourceRecord
 
@@ -44,16 +44,31 @@ class SlowTarget:
 
 def record(entity_id: str, outbox_id: int) -> SourceRecord:
     value = json.dumps({"id": entity_id, "n": outbox_id}).encode()
-    headers = [(OUTBOX_ID, str(outbox_id).encode()), ("ce_id", str(uuid.uuid4()).encode()),
-               ("ce_type", b"ru.mastermobile.thing.upsert.v1")]
-    return SourceRecord(topic="egress.test.thing", partition=0, offset=outbox_id,
-                        key=entity_id.encode(), value=value, headers=headers)
+    headers = [
+        (OUTBOX_ID, str(outbox_id).encode()),
+        ("ce_id", str(uuid.uuid4()).encode()),
+        ("ce_type", b"ru.mastermobile.thing.upsert.v1"),
+    ]
+    return SourceRecord(
+        topic="egress.test.thing",
+        partition=0,
+        offset=outbox_id,
+        key=entity_id.encode(),
+        value=value,
+        headers=headers,
+    )
 
 
 def egress(settings, engine, action, producer) -> EntityEgress:
     # The producer only serves dead letters, which these changes never become.
-    return EntityEgress(engine, action, producer, RetryPolicy.from_settings(settings.retry),
-                        "dlq.egress.test.thing", lease_s=30.0)
+    return EntityEgress(
+        engine,
+        action,
+        producer,
+        RetryPolicy.from_settings(settings.retry),
+        "dlq.egress.test.thing",
+        lease_s=30.0,
+    )
 
 
 def pg(settings) -> psycopg.Connection:
@@ -72,8 +87,10 @@ def test_two_workers_never_deliver_one_entity_at_once(settings):
             second = egress(settings, engine, target, producer)
             thing = str(uuid.uuid4())
             # The same change reaches both (a rebalance), plus a newer one on the second.
-            return await asyncio.gather(first.deliver(record(thing, 1)),
-                                        second.deliver_all([record(thing, 1), record(thing, 2)]))
+            return await asyncio.gather(
+                first.deliver(record(thing, 1)),
+                second.deliver_all([record(thing, 1), record(thing, 2)]),
+            )
         finally:
             producer.close()
             await engine.dispose()
@@ -90,10 +107,15 @@ def test_a_dead_workers_lease_expires_and_a_live_one_is_waited_for(settings):
     target = SlowTarget(delay_s=0)
     dead, live = str(uuid.uuid4()), str(uuid.uuid4())
     with pg(settings) as conn:
-        for ident, expires in ((dead, "now() - interval '1 second'"),
-                               (live, "now() + interval '1 hour'")):
-            conn.execute("INSERT INTO egress_lease (target, entity, entity_id, holder, expires_at) "
-                         f"VALUES ('test', 'thing', %s, %s, {expires})", (ident, uuid.uuid4()))
+        for ident, expires in (
+            (dead, "now() - interval '1 second'"),
+            (live, "now() + interval '1 hour'"),
+        ):
+            conn.execute(
+                "INSERT INTO egress_lease (target, entity, entity_id, holder, expires_at) "
+                f"VALUES ('test', 'thing', %s, %s, {expires})",
+                (ident, uuid.uuid4()),
+            )
 
     async def main():
         engine = async_engine(settings)
@@ -122,17 +144,23 @@ def test_a_long_delivery_keeps_its_lease_by_renewing_it(settings):
 
     def expiry():
         with pg(settings) as conn:
-            row = conn.execute("SELECT expires_at - now() FROM egress_lease WHERE entity_id = %s",
-                               (thing,)).fetchone()
+            row = conn.execute(
+                "SELECT expires_at - now() FROM egress_lease WHERE entity_id = %s", (thing,)
+            ).fetchone()
         return row[0].total_seconds() if row else None
 
     async def main():
         engine = async_engine(settings)
         producer = AckedProducer(settings.kafka, client_id="lease-test")
         try:
-            worker = EntityEgress(engine, target, producer,
-                                  RetryPolicy.from_settings(settings.retry),
-                                  "dlq.egress.test.thing", delivery_lease_s=1.0)
+            worker = EntityEgress(
+                engine,
+                target,
+                producer,
+                RetryPolicy.from_settings(settings.retry),
+                "dlq.egress.test.thing",
+                delivery_lease_s=1.0,
+            )
             running = asyncio.create_task(worker.deliver(record(thing, 1)))
             await asyncio.sleep(0.8)
             before = expiry()
@@ -167,8 +195,13 @@ def test_a_later_take_never_overtakes_a_failed_change_of_its_entity(settings):
         engine = async_engine(settings)
         producer = AckedProducer(settings.kafka, client_id="lease-test")
         try:
-            worker = FailingFirst(engine, target, producer,
-                                  RetryPolicy.from_settings(settings.retry), "dlq.egress.test.thing")
+            worker = FailingFirst(
+                engine,
+                target,
+                producer,
+                RetryPolicy.from_settings(settings.retry),
+                "dlq.egress.test.thing",
+            )
             first = asyncio.create_task(worker.deliver_all([record(thing, 1)]))
             await asyncio.sleep(0)  # the first take chains its entity before the second
             second = worker.deliver_all([record(thing, 2), record(other, 3)])

@@ -18,16 +18,16 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from connectors.bitrix24.emulator import create_app
+from devstack.emulators.bitrix24 import create_app
 from mmstream.db.engine import async_engine
 from mmstream.errors import PermanentError
 from mmstream.kafka.producer import AckedProducer
+from mmstream.retry import RetryPolicy
 from mmstream.settings import Bitrix24Settings, RetrySettings
 from streams.egress.actions import Targets
 from streams.egress.bitrix24_product import ProductAction
 from streams.egress.delivery import EntityEgress
 from streams.egress.fencing import CURRENT, Fence, FencedBitrix24Client, LeaseLost, lease_engine
-from streams.egress.retry import RetryPolicy
 from streams.outbox.relay import OUTBOX_ID
 from streams.records import SourceRecord
 from tests.streams.egress.test_delivery_lease import SlowTarget, pg
@@ -41,24 +41,41 @@ WRITES = ("catalog.product.add", "catalog.product.update")
 
 def product_record(product_id: str, outbox_id: int, name: str) -> SourceRecord:
     value = json.dumps({"id": product_id, "name": name, "code": "c1"}).encode()
-    headers = [(OUTBOX_ID, str(outbox_id).encode()), ("ce_id", str(uuid.uuid4()).encode()),
-               ("ce_type", b"ru.mastermobile.product.upsert.v1")]
-    return SourceRecord(topic="egress.bitrix24.product", partition=0, offset=outbox_id,
-                        key=product_id.encode(), value=value, headers=headers)
+    headers = [
+        (OUTBOX_ID, str(outbox_id).encode()),
+        ("ce_id", str(uuid.uuid4()).encode()),
+        ("ce_type", b"ru.mastermobile.product.upsert.v1"),
+    ]
+    return SourceRecord(
+        topic="egress.bitrix24.product",
+        partition=0,
+        offset=outbox_id,
+        key=product_id.encode(),
+        value=value,
+        headers=headers,
+    )
 
 
 def client_for(app) -> FencedBitrix24Client:
     # As build_egress makes it: packed into `batch` calls, fenced, timeout below the lease.
     return FencedBitrix24Client(
         Bitrix24Settings(webhook_url=BASE + HOOK, rate_per_s=1e6, burst=1000, timeout_s=10.0),
-        transport=httpx.ASGITransport(app=app), pack=True)
+        transport=httpx.ASGITransport(app=app),
+        pack=True,
+    )
 
 
 def worker(settings, engine, client, producer, **kwargs) -> EntityEgress:
     targets = Targets(settings=settings, bitrix24=client, onec=None, producer=producer)
-    return EntityEgress(engine, ProductAction(targets), producer,
-                        RetryPolicy.from_settings(settings.retry), "dlq.egress.bitrix24.product",
-                        delivery_lease_s=LEASE_S, **kwargs)
+    return EntityEgress(
+        engine,
+        ProductAction(targets),
+        producer,
+        RetryPolicy.from_settings(settings.retry),
+        "dlq.egress.bitrix24.product",
+        delivery_lease_s=LEASE_S,
+        **kwargs,
+    )
 
 
 async def renewing(egress: EntityEgress) -> None:
@@ -84,8 +101,9 @@ async def writes(admin: httpx.AsyncClient) -> list[tuple[str, str]]:
 
 async def lease_holder(engine, product_id: str):
     async with engine.connect() as conn:
-        return await conn.scalar(text("SELECT holder FROM egress_lease WHERE entity_id = :id"),
-                                 {"id": product_id})
+        return await conn.scalar(
+            text("SELECT holder FROM egress_lease WHERE entity_id = :id"), {"id": product_id}
+        )
 
 
 async def wait_for(predicate, timeout: float = 20.0) -> None:
@@ -115,9 +133,15 @@ def run_takeover(settings, db_url, *, stall_a_pool: bool):
         held = None
         try:
             # A's lookup executes at once, but its answer is held past A's lease.
-            await admin.post("/_emulator/faults", json={
-                "method": "catalog.product.list", "status": 200, "delay_s": 3 * LEASE_S,
-                "xml_id": product})
+            await admin.post(
+                "/_emulator/faults",
+                json={
+                    "method": "catalog.product.list",
+                    "status": 200,
+                    "delay_s": 3 * LEASE_S,
+                    "xml_id": product,
+                },
+            )
             first = asyncio.create_task(a.deliver(product_record(product, 1, "v1")))
             await wait_for(lambda: lease_holder(engine_b, product))
             if stall_a_pool:
@@ -125,15 +149,19 @@ def run_takeover(settings, db_url, *, stall_a_pool: bool):
                 held = await engine_a.connect()
                 timers.append(asyncio.create_task(renewing(a)))
             await asyncio.sleep(0.3)
-            second = await b.deliver_all([product_record(product, 1, "v1"),
-                                          product_record(product, 2, "v2")])
+            second = await b.deliver_all(
+                [product_record(product, 1, "v1"), product_record(product, 2, "v2")]
+            )
             if held is not None:
                 await held.close()
                 held = None
             one = await asyncio.wait_for(first, 4 * LEASE_S)
             await asyncio.sleep(LEASE_S)  # a late write of A would be in the log by now
-            products = [p for p in (await admin.get("/_emulator/products")).json()
-                        if p.get("xmlId") == product]
+            products = [
+                p
+                for p in (await admin.get("/_emulator/products")).json()
+                if p.get("xmlId") == product
+            ]
             return one, second, await writes(admin), products
         finally:
             for timer in timers:
@@ -151,8 +179,7 @@ def run_takeover(settings, db_url, *, stall_a_pool: bool):
 
 
 @pytest.mark.parametrize("stall_a_pool", [True, False], ids=["renewals-stall", "no-renewals"])
-def test_a_stalled_worker_never_writes_after_the_entitys_new_holder(settings, db_url,
-                                                                    stall_a_pool):
+def test_a_stalled_worker_never_writes_after_the_entitys_new_holder(settings, db_url, stall_a_pool):
     one, second, executed, products = run_takeover(settings, db_url, stall_a_pool=stall_a_pool)
     # B delivered both changes; A, fenced, started over and found change 1 delivered.
     assert second == ["delivered", "delivered"]
@@ -161,10 +188,13 @@ def test_a_stalled_worker_never_writes_after_the_entitys_new_holder(settings, db
     assert executed == [("catalog.product.add", "v1"), ("catalog.product.update", "v2")]
     assert [p["name"] for p in products] == ["v2"]
     with pg(settings) as conn:
-        assert conn.execute("SELECT last_outbox_id FROM egress_delivery WHERE entity_id = %s",
-                            (products[0]["xmlId"],)).fetchone() == (2,)
-        assert conn.execute("SELECT count(*) FROM egress_lease WHERE entity_id = %s",
-                            (products[0]["xmlId"],)).fetchone() == (0,)
+        assert conn.execute(
+            "SELECT last_outbox_id FROM egress_delivery WHERE entity_id = %s",
+            (products[0]["xmlId"],),
+        ).fetchone() == (2,)
+        assert conn.execute(
+            "SELECT count(*) FROM egress_lease WHERE entity_id = %s", (products[0]["xmlId"],)
+        ).fetchone() == (0,)
 
 
 def test_a_renewal_that_finds_the_lease_taken_cancels_the_action_in_flight(settings):
@@ -175,17 +205,25 @@ def test_a_renewal_that_finds_the_lease_taken_cancels_the_action_in_flight(setti
         engine = async_engine(settings)
         producer = AckedProducer(settings.kafka, client_id="fence-test")
         try:
-            egress = EntityEgress(engine, target, producer,
-                                  RetryPolicy.from_settings(settings.retry),
-                                  "dlq.egress.test.thing", delivery_lease_s=LEASE_S)
+            egress = EntityEgress(
+                engine,
+                target,
+                producer,
+                RetryPolicy.from_settings(settings.retry),
+                "dlq.egress.test.thing",
+                delivery_lease_s=LEASE_S,
+            )
             running = asyncio.create_task(egress.deliver(thing_record(thing, 1)))
             await wait_for(lambda: asyncio.sleep(0, target.active == 1))
             # Another worker took the entity (its lease ends in a second).
             async with engine.begin() as conn:
-                await conn.execute(text(
-                    "UPDATE egress_lease SET holder = gen_random_uuid(), "
-                    "expires_at = now() + interval '1 second' WHERE entity_id = :id"),
-                    {"id": thing})
+                await conn.execute(
+                    text(
+                        "UPDATE egress_lease SET holder = gen_random_uuid(), "
+                        "expires_at = now() + interval '1 second' WHERE entity_id = :id"
+                    ),
+                    {"id": thing},
+                )
             started = time.monotonic()
             renewed = await egress.renew_leases()
             await wait_for(lambda: asyncio.sleep(0, target.active == 0), timeout=5)
@@ -214,15 +252,21 @@ def test_a_lease_released_during_a_renewal_is_not_a_takeover(settings):
         engine = async_engine(settings)
         producer = AckedProducer(settings.kafka, client_id="fence-test")
         try:
-            egress = EntityEgress(engine, target, producer,
-                                  RetryPolicy.from_settings(settings.retry),
-                                  "dlq.egress.test.thing", delivery_lease_s=LEASE_S)
+            egress = EntityEgress(
+                engine,
+                target,
+                producer,
+                RetryPolicy.from_settings(settings.retry),
+                "dlq.egress.test.thing",
+                delivery_lease_s=LEASE_S,
+            )
             running = asyncio.create_task(egress.deliver(thing_record(thing, 1)))
             await wait_for(lambda: asyncio.sleep(0, target.active == 1))
             (fence,) = egress._holding.values()
             async with engine.begin() as conn:  # as if released by its own record
-                await conn.execute(text("DELETE FROM egress_lease WHERE entity_id = :id"),
-                                   {"id": thing})
+                await conn.execute(
+                    text("DELETE FROM egress_lease WHERE entity_id = :id"), {"id": thing}
+                )
             renewed = await egress.renew_leases()
             fenced = fence.fenced
             target.delay_s = 0
@@ -244,9 +288,12 @@ def test_a_write_past_its_send_by_time_is_not_sent_by_the_packer(settings):
         admin = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=BASE)
         # A batch leaves 0.5 s after its first command: past this write's send-by time.
         client = FencedBitrix24Client(
-            Bitrix24Settings(webhook_url=BASE + HOOK, rate_per_s=1e6, burst=1000,
-                             pack_linger_s=0.5),
-            transport=httpx.ASGITransport(app=app), pack=True)
+            Bitrix24Settings(
+                webhook_url=BASE + HOOK, rate_per_s=1e6, burst=1000, pack_linger_s=0.5
+            ),
+            transport=httpx.ASGITransport(app=app),
+            pack=True,
+        )
         loop = asyncio.get_running_loop()
         fence = Fence({"ttl": 3.0}, loop.time() + 1.3, write_timeout_s=1.0, margin_s=0.2)
         token = CURRENT.set(fence)
@@ -256,15 +303,21 @@ def test_a_write_past_its_send_by_time_is_not_sent_by_the_packer(settings):
             CURRENT.reset(token)
             # A write whose delivery was cancelled (fenced by a renewal) before its batch
             # left is not sent either.
-            gave_up = asyncio.create_task(client.call(
-                "catalog.product.add", {"fields": {"name": "cancelled", "iblockId": 14}}))
+            gave_up = asyncio.create_task(
+                client.call(
+                    "catalog.product.add", {"fields": {"name": "cancelled", "iblockId": 14}}
+                )
+            )
             await asyncio.sleep(0.1)
             gave_up.cancel()
             await asyncio.sleep(0.8)
             # Outside a delivery nothing is fenced.
             await client.call("catalog.product.add", {"fields": {"name": "free", "iblockId": 14}})
-            return [c["params"]["fields"]["name"] for c in (await admin.get("/_emulator/calls")).json()
-                    if c["method"] == "catalog.product.add"]
+            return [
+                c["params"]["fields"]["name"]
+                for c in (await admin.get("/_emulator/calls")).json()
+                if c["method"] == "catalog.product.add"
+            ]
         finally:
             await client.aclose()
             await admin.aclose()
@@ -282,8 +335,15 @@ def test_lease_statements_end_well_inside_the_lease(settings):
     with pytest.raises(ValueError):
         RetrySettings(delivery_lease_s=15, delivery_write_timeout_s=10)
     with pytest.raises(ValueError):
-        EntityEgress(None, SlowTarget(), None, RetryPolicy.from_settings(settings.retry),
-                     "dlq", delivery_lease_s=10, write_timeout_s=6)
+        EntityEgress(
+            None,
+            SlowTarget(),
+            None,
+            RetryPolicy.from_settings(settings.retry),
+            "dlq",
+            delivery_lease_s=10,
+            write_timeout_s=6,
+        )
 
 
 class GoneOnce:
@@ -322,16 +382,24 @@ def test_a_worker_that_lost_the_lease_does_not_dead_letter_the_change(settings):
 
         async def take_over() -> None:  # another worker's lease, ending in a second
             async with engine.begin() as conn:
-                await conn.execute(text(
-                    "UPDATE egress_lease SET holder = gen_random_uuid(), "
-                    "expires_at = now() + interval '1 second' WHERE entity_id = :id"),
-                    {"id": thing})
+                await conn.execute(
+                    text(
+                        "UPDATE egress_lease SET holder = gen_random_uuid(), "
+                        "expires_at = now() + interval '1 second' WHERE entity_id = :id"
+                    ),
+                    {"id": thing},
+                )
 
         action.during = take_over
         try:
-            egress = EntityEgress(engine, action, producer,
-                                  RetryPolicy.from_settings(settings.retry),
-                                  "dlq.egress.test.thing", delivery_lease_s=LEASE_S)
+            egress = EntityEgress(
+                engine,
+                action,
+                producer,
+                RetryPolicy.from_settings(settings.retry),
+                "dlq.egress.test.thing",
+                delivery_lease_s=LEASE_S,
+            )
             return await asyncio.wait_for(egress.deliver(thing_record(thing, 1)), 30)
         finally:
             producer.close()

@@ -32,28 +32,52 @@ LINES = [{"product_id": PRODUCT, "quantity": 2.0, "price": 350.0, "amount": 700.
 
 def with_modes(**modes) -> Settings:
     settings = Settings()
-    return settings.model_copy(update={"onec": settings.onec.model_copy(
-        update={"write_via": OneCWriteVia(**modes)})})
+    return settings.model_copy(
+        update={"onec": settings.onec.model_copy(update={"write_via": OneCWriteVia(**modes)})}
+    )
 
 
 def test_an_instant_order_becomes_the_configurations_record():
-    payload = {"id": ORDER_ID, "closed_at": "2026-12-06T12:30:00+00:00", "amount": "700.00",
-               "currency": "RUB", "delivery_address": "Москва, Тверская 1", "comment": "у подъезда"}
-    body = instant_order_body(payload, customer=CUSTOMER, lines=LINES, document_type="order", tz=MSK,
-                              post=True)
-    record = instant_order_record(body, {"Организация_Key": SHIPMENT, "Комментарий": "по умолчанию"})
+    payload = {
+        "id": ORDER_ID,
+        "closed_at": "2026-12-06T12:30:00+00:00",
+        "amount": "700.00",
+        "currency": "RUB",
+        "delivery_address": "Москва, Тверская 1",
+        "comment": "у подъезда",
+    }
+    body = instant_order_body(
+        payload, customer=CUSTOMER, lines=LINES, document_type="order", tz=MSK, post=True
+    )
+    record = instant_order_record(
+        body, {"Организация_Key": SHIPMENT, "Комментарий": "по умолчанию"}
+    )
     assert record == {
-        "Организация_Key": SHIPMENT, "Ref_Key": ORDER_ID, "Date": "2026-12-06T15:30:00",
-        "Контрагент_Key": CUSTOMER, "СуммаДокумента": 700, "Комментарий": "у подъезда",
+        "Организация_Key": SHIPMENT,
+        "Ref_Key": ORDER_ID,
+        "Date": "2026-12-06T15:30:00",
+        "Контрагент_Key": CUSTOMER,
+        "СуммаДокумента": 700,
+        "Комментарий": "у подъезда",
         "АдресДоставки": "Москва, Тверская 1",
-        "Товары": [{"LineNumber": "1", "Номенклатура_Key": PRODUCT, "Количество": 2.0, "Цена": 350.0,
-                    "Сумма": 700.0}]}
+        "Товары": [
+            {
+                "LineNumber": "1",
+                "Номенклатура_Key": PRODUCT,
+                "Количество": 2.0,
+                "Цена": 350.0,
+                "Сумма": 700.0,
+            }
+        ],
+    }
     assert "post" not in record and "Posted" not in record  # posting is /Post, not a field
 
 
 def test_a_return_names_its_shipment_by_the_configurations_field():
     payload = {"id": ORDER_ID, "reported_at": "2026-12-06T10:00:00+03:00", "courier_amount": None}
-    body = return_body(payload, customer=CUSTOMER, lines=LINES, shipment=SHIPMENT, tz=MSK, post=True)
+    body = return_body(
+        payload, customer=CUSTOMER, lines=LINES, shipment=SHIPMENT, tz=MSK, post=True
+    )
     assert return_record(body, {}, "ut11")["ДокументРеализации_Key"] == SHIPMENT
     old = return_record(body, {}, "ut103")
     assert old["ДокументОснование"] == SHIPMENT and "СуммаДокумента" not in old
@@ -62,11 +86,18 @@ def test_a_return_names_its_shipment_by_the_configurations_field():
 
 def test_entity_sets_per_configuration_and_overrides():
     assert entity_sets(ODataWriteSettings()) == {
-        "order": "Document_ЗаказКлиента", "shipment": "Document_РеализацияТоваровУслуг",
-        "return": "Document_ВозвратТоваровОтКлиента"}
-    old = entity_sets(ODataWriteSettings(configuration="ut103", shipment_entity_set="РасходнаяНакладная"))
-    assert old == {"order": "Document_ЗаказПокупателя", "shipment": "Document_РасходнаяНакладная",
-                   "return": "Document_ВозвратТоваровОтПокупателя"}
+        "order": "Document_ЗаказКлиента",
+        "shipment": "Document_РеализацияТоваровУслуг",
+        "return": "Document_ВозвратТоваровОтКлиента",
+    }
+    old = entity_sets(
+        ODataWriteSettings(configuration="ut103", shipment_entity_set="РасходнаяНакладная")
+    )
+    assert old == {
+        "order": "Document_ЗаказПокупателя",
+        "shipment": "Document_РасходнаяНакладная",
+        "return": "Document_ВозвратТоваровОтПокупателя",
+    }
 
 
 def test_the_delivery_confirmation_appends_once_and_sets_a_mapped_status():
@@ -77,10 +108,16 @@ def test_the_delivery_confirmation_appends_once_and_sets_a_mapped_status():
     assert delivery_fields(first, cfg, "t1", "delivered") == {}
     # Another outcome of the same task is a new line.
     assert delivery_fields(first, cfg, "t1", "failed") == {
-        "Комментарий": first["Комментарий"] + "\n[MM доставка] t1: failed"}
-    status = ODataWriteSettings(delivery_comment_field="", delivery_status_field="Статус",
-                                delivery_status_values={"delivered": "Закрыт"})
-    assert delivery_fields({"Статус": "КОтгрузке"}, status, "t1", "delivered") == {"Статус": "Закрыт"}
+        "Комментарий": first["Комментарий"] + "\n[MM доставка] t1: failed"
+    }
+    status = ODataWriteSettings(
+        delivery_comment_field="",
+        delivery_status_field="Статус",
+        delivery_status_values={"delivered": "Закрыт"},
+    )
+    assert delivery_fields({"Статус": "КОтгрузке"}, status, "t1", "delivered") == {
+        "Статус": "Закрыт"
+    }
     assert delivery_fields({"Статус": "Закрыт"}, status, "t1", "delivered") == {}
     assert delivery_fields({"Статус": "КОтгрузке"}, status, "t1", "failed") == {}  # not mapped
 
@@ -88,22 +125,44 @@ def test_the_delivery_confirmation_appends_once_and_sets_a_mapped_status():
 def test_the_delivery_target_prefers_the_order():
     sets = entity_sets(ODataWriteSettings(configuration="ut103"))
     assert delivery_target({"order_id": ORDER_ID.upper(), "shipment_id": SHIPMENT}, sets) == (
-        "Document_ЗаказПокупателя", ORDER_ID)
-    assert delivery_target({"shipment_id": SHIPMENT}, sets) == ("Document_РеализацияТоваровУслуг", SHIPMENT)
+        "Document_ЗаказПокупателя",
+        ORDER_ID,
+    )
+    assert delivery_target({"shipment_id": SHIPMENT}, sets) == (
+        "Document_РеализацияТоваровУслуг",
+        SHIPMENT,
+    )
 
 
 def test_the_odata_answer_reads_as_the_http_services_result():
     at = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
-    record = {"Ref_Key": ORDER_ID.upper(), "Number": "ММ00-000001", "Date": "2026-12-06T15:00:00",
-              "Posted": True}
-    result = write_result("Document_ЗаказКлиента", record, key=f"instant_order:{ORDER_ID}",
-                          operation="instant_order", replayed=True, now=at)
+    record = {
+        "Ref_Key": ORDER_ID.upper(),
+        "Number": "ММ00-000001",
+        "Date": "2026-12-06T15:00:00",
+        "Posted": True,
+    }
+    result = write_result(
+        "Document_ЗаказКлиента",
+        record,
+        key=f"instant_order:{ORDER_ID}",
+        operation="instant_order",
+        replayed=True,
+        now=at,
+    )
     assert result.document.ref_key == ORDER_ID and result.document.posted and result.replayed
-    assert result.raw == {"idempotency_key": f"instant_order:{ORDER_ID}", "operation": "instant_order",
-                          "created_at": "2026-12-06T12:00:00+00:00",
-                          "document": {"type": "Document_ЗаказКлиента", "ref_key": ORDER_ID,
-                                       "number": "ММ00-000001", "date": "2026-12-06T15:00:00",
-                                       "posted": True}}
+    assert result.raw == {
+        "idempotency_key": f"instant_order:{ORDER_ID}",
+        "operation": "instant_order",
+        "created_at": "2026-12-06T12:00:00+00:00",
+        "document": {
+            "type": "Document_ЗаказКлиента",
+            "ref_key": ORDER_ID,
+            "number": "ММ00-000001",
+            "date": "2026-12-06T15:00:00",
+            "posted": True,
+        },
+    }
 
 
 def test_each_flow_picks_its_action_by_its_own_setting():
@@ -111,17 +170,30 @@ def test_each_flow_picks_its_action_by_its_own_setting():
     for topic in ("egress.onec.delivery_task", "egress.onec.instant_order", "egress.onec.return"):
         assert action_ref(topic, default) == ACTIONS[topic]  # nothing changes by default
     odata = with_modes(delivery_status="odata", instant_order="odata", returns="odata")
-    assert action_ref("egress.onec.delivery_task", odata) == \
-        "streams.egress.deliveries:DeliveryConfirmationOData"
-    assert action_ref("egress.onec.instant_order", odata) == \
-        "streams.egress.courier_documents:InstantOrderToOneCOData"
-    assert action_ref("egress.onec.return", odata) == "streams.egress.courier_documents:ReturnToOneCOData"
+    assert (
+        action_ref("egress.onec.delivery_task", odata)
+        == "streams.egress.deliveries:DeliveryConfirmationOData"
+    )
+    assert (
+        action_ref("egress.onec.instant_order", odata)
+        == "streams.egress.courier_documents:InstantOrderToOneCOData"
+    )
+    assert (
+        action_ref("egress.onec.return", odata)
+        == "streams.egress.courier_documents:ReturnToOneCOData"
+    )
     # Per flow: only the return goes through OData here.
     mixed = with_modes(returns="odata")
     assert action_ref("egress.onec.instant_order", mixed) == ACTIONS["egress.onec.instant_order"]
-    assert action_ref("egress.onec.return", mixed) == "streams.egress.courier_documents:ReturnToOneCOData"
+    assert (
+        action_ref("egress.onec.return", mixed)
+        == "streams.egress.courier_documents:ReturnToOneCOData"
+    )
     # Topics without a choice are not affected.
-    assert action_ref("egress.bitrix24.instant_order", odata) == ACTIONS["egress.bitrix24.instant_order"]
+    assert (
+        action_ref("egress.bitrix24.instant_order", odata)
+        == ACTIONS["egress.bitrix24.instant_order"]
+    )
     with pytest.raises(ConfigurationError, match="no egress action"):
         action_ref("egress.onec.invoice", odata)
 
@@ -154,7 +226,10 @@ def test_a_chosen_action_that_cannot_be_loaded_stops_the_worker_with_its_name(mo
     from streams.egress import actions
 
     targets = SimpleNamespace(settings=with_modes(returns="odata"))
-    monkeypatch.setitem(actions.WRITE_MODES, "egress.onec.return", (
-        "returns", {"odata": "streams.egress.no_such_module:ReturnToNowhere"}))
+    monkeypatch.setitem(
+        actions.WRITE_MODES,
+        "egress.onec.return",
+        ("returns", {"odata": "streams.egress.no_such_module:ReturnToNowhere"}),
+    )
     with pytest.raises(ConfigurationError, match="no_such_module"):
         actions.action_for("egress.onec.return", targets)

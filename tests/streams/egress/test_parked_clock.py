@@ -18,8 +18,8 @@ import streams.egress.sequencer as sequencer_module
 from connectors.bitrix24.errors import TransportError
 from mmstream.db.engine import async_engine
 from mmstream.kafka.producer import AckedProducer
+from mmstream.retry import RetryPolicy
 from streams.egress.delivery import Change, Crosswalk, EntityEgress
-from streams.egress.retry import RetryPolicy
 from streams.egress.sequencer import Sequencer
 from tests.streams.egress.test_delivery_lease import pg, record
 
@@ -45,8 +45,14 @@ def test_a_parked_change_is_due_by_the_database_clock(settings, monkeypatch, ske
         engine = async_engine(settings)
         try:
             lot = Sequencer(engine, "test", lease_s=30.0)
-            await lot.park(record(thing, 1), "thing", thing, attempts=1,
-                           error=TransportError(None, "ConnectError", "down"), retry_in_s=1.5)
+            await lot.park(
+                record(thing, 1),
+                "thing",
+                thing,
+                attempts=1,
+                error=TransportError(None, "ConnectError", "down"),
+                retry_in_s=1.5,
+            )
             early = await lot.claim_due(entity="thing")
             await asyncio.sleep(2.0)
             due = await lot.claim_due(entity="thing")
@@ -59,8 +65,11 @@ def test_a_parked_change_is_due_by_the_database_clock(settings, monkeypatch, ske
     assert [p.entity_id for p in due] == [thing]  # nor starved once it is due
     with pg(settings) as conn:
         # The failure was dated by the database, not by the skewed worker.
-        age = conn.execute("SELECT extract(epoch FROM now() - last_failure) FROM egress_parked "
-                           "WHERE entity_id = %s", (thing,)).fetchone()[0]
+        age = conn.execute(
+            "SELECT extract(epoch FROM now() - last_failure) FROM egress_parked "
+            "WHERE entity_id = %s",
+            (thing,),
+        ).fetchone()[0]
     assert 0 <= float(age) < 60
 
 
@@ -79,8 +88,9 @@ class Down:
 
 
 @pytest.mark.parametrize("skew_s", [3600.0, -3600.0], ids=["worker-ahead", "worker-behind"])
-def test_a_skewed_worker_neither_spends_nor_stretches_the_retry_budget(settings, monkeypatch,
-                                                                       skew_s):
+def test_a_skewed_worker_neither_spends_nor_stretches_the_retry_budget(
+    settings, monkeypatch, skew_s
+):
     thing = str(uuid.uuid4())
     target = Down()
 
@@ -90,13 +100,23 @@ def test_a_skewed_worker_neither_spends_nor_stretches_the_retry_budget(settings,
         try:
             lot = Sequencer(engine, "test", lease_s=30.0)
             # Parked by a worker whose clock is right.
-            await lot.park(record(thing, 1), "thing", thing, attempts=1,
-                           error=TransportError(None, "ConnectError", "down"), retry_in_s=0)
+            await lot.park(
+                record(thing, 1),
+                "thing",
+                thing,
+                attempts=1,
+                error=TransportError(None, "ConnectError", "down"),
+                retry_in_s=0,
+            )
             skew_worker_clock(monkeypatch, skew_s)
-            egress = EntityEgress(engine, target, producer,
-                                  RetryPolicy(max_attempts=8, base_delay_s=0.5, max_delay_s=1.0,
-                                              budget_s=300.0),
-                                  "dlq.egress.test.thing", lease_s=30.0)
+            egress = EntityEgress(
+                engine,
+                target,
+                producer,
+                RetryPolicy(max_attempts=8, base_delay_s=0.5, max_delay_s=1.0, budget_s=300.0),
+                "dlq.egress.test.thing",
+                lease_s=30.0,
+            )
             started = time.monotonic()
             released = await asyncio.wait_for(egress.retry_parked(), 20)
             return released, time.monotonic() - started
@@ -110,7 +130,8 @@ def test_a_skewed_worker_neither_spends_nor_stretches_the_retry_budget(settings,
     with pg(settings) as conn:
         attempts, wait = conn.execute(
             "SELECT attempts, extract(epoch FROM next_attempt_at - now()) FROM egress_parked "
-            "WHERE entity_id = %s", (thing,)).fetchone()
+            "WHERE entity_id = %s",
+            (thing,),
+        ).fetchone()
     assert attempts == 2
     assert -1.0 <= float(wait) <= 1.5  # due again within max_delay_s, by the database's clock
-

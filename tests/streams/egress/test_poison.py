@@ -12,16 +12,16 @@ import uuid
 
 import httpx
 
-from connectors.bitrix24.emulator import create_app
+from devstack.emulators.bitrix24 import create_app
 from mmstream.db.engine import async_engine
+from mmstream.dlq.records import failure_headers
 from mmstream.kafka.admin import apply
 from mmstream.kafka.producer import AckedProducer
+from mmstream.retry import RetryPolicy
 from mmstream.topics import TopicCatalog, load_catalog
-from streams.dlq.records import failure_headers
 from streams.egress.actions import Targets
 from streams.egress.bitrix24_product import ProductAction
 from streams.egress.delivery import EntityEgress
-from streams.egress.retry import RetryPolicy
 from streams.outbox.relay import OUTBOX_ID
 from streams.records import SourceRecord
 from tests.streams.egress.test_lease_fencing import BASE, HOOK, client_for, product_record
@@ -31,12 +31,20 @@ DLQ = "dlq.egress.bitrix24.product"
 
 
 def raw(key: str, value: bytes, offset: int, *, outbox: bool = True) -> SourceRecord:
-    headers = [("ce_id", str(uuid.uuid4()).encode()),
-               ("ce_type", b"ru.mastermobile.product.upsert.v1")]
+    headers = [
+        ("ce_id", str(uuid.uuid4()).encode()),
+        ("ce_type", b"ru.mastermobile.product.upsert.v1"),
+    ]
     if outbox:
         headers.append((OUTBOX_ID, str(offset).encode()))
-    return SourceRecord(topic="egress.bitrix24.product", partition=0, offset=offset,
-                        key=key.encode(), value=value, headers=headers)
+    return SourceRecord(
+        topic="egress.bitrix24.product",
+        partition=0,
+        offset=offset,
+        key=key.encode(),
+        value=value,
+        headers=headers,
+    )
 
 
 def test_poison_records_are_dead_lettered_with_their_reason_and_the_worker_goes_on(settings):
@@ -58,16 +66,28 @@ def test_poison_records_are_dead_lettered_with_their_reason_and_the_worker_goes_
 
     async def main():
         admin = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=BASE)
-        await admin.post("/_emulator/faults", json={
-            "method": "catalog.product.add", "status": 400, "error": "ERROR_CORE",
-            "description": "Поле name заполнено неверно", "xml_id": refused})
+        await admin.post(
+            "/_emulator/faults",
+            json={
+                "method": "catalog.product.add",
+                "status": 400,
+                "error": "ERROR_CORE",
+                "description": "Поле name заполнено неверно",
+                "xml_id": refused,
+            },
+        )
         engine = async_engine(settings)
         client = client_for(app)
         producer = AckedProducer(settings.kafka, client_id="poison-test")
         try:
             targets = Targets(settings=settings, bitrix24=client, onec=None, producer=producer)
-            egress = EntityEgress(engine, ProductAction(targets), producer,
-                                  RetryPolicy.from_settings(settings.retry), settings.topic(DLQ))
+            egress = EntityEgress(
+                engine,
+                ProductAction(targets),
+                producer,
+                RetryPolicy.from_settings(settings.retry),
+                settings.topic(DLQ),
+            )
             outcomes = await egress.deliver_all(batch)
             products = (await admin.get("/_emulator/products")).json()
             return outcomes, {p["xmlId"]: p["name"] for p in products}
@@ -81,11 +101,12 @@ def test_poison_records_are_dead_lettered_with_their_reason_and_the_worker_goes_
     assert outcomes == ["dead_lettered"] * 5 + ["delivered", "delivered"]
     assert products == {good: "good", ids[3]: "fixed"}
     dead = count_records(settings, DLQ, expect_at_least=5)
-    reasons = {int(failure_headers(m.headers())["source.offset"]): failure_headers(m.headers())
-               for m in dead}
+    reasons = {
+        int(failure_headers(m.headers())["source.offset"]): failure_headers(m.headers())
+        for m in dead
+    }
     assert sorted(reasons) == [1, 2, 3, 4, 5]
-    assert all(r["stage"] == "egress" and r["error.retriable"] == "false"
-               for r in reasons.values())
+    assert all(r["stage"] == "egress" and r["error.retriable"] == "false" for r in reasons.values())
     assert "not an egress product record" in reasons[1]["error.message"]
     assert "not an egress product record" in reasons[2]["error.message"]
     assert OUTBOX_ID in reasons[3]["error.message"]

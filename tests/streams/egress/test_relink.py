@@ -28,28 +28,33 @@ from tests.streams.egress.test_bitrix24_master import act, calls, change, row
 OURS = "5f2b8a3e-0c1d-4e5f-8a9b-1c2d3e4f5a6b"
 
 
-@pytest.mark.parametrize(("found", "keyless_is_ours", "state"), [
-    (None, False, LinkState.GONE),
-    (None, True, LinkState.GONE),
-    ({"id": 3, "xmlId": OURS}, False, LinkState.OURS),
-    ({"id": 3, "xmlId": f" {OURS} "}, False, LinkState.OURS),
-    ({"id": 3, "xmlId": "другой"}, False, LinkState.OTHER),
-    ({"id": 3, "xmlId": "другой"}, True, LinkState.OTHER),
-    # A catalog row without our key was not written by us (egress always writes it; the
-    # portal stamps a product saved without one with its own id).
-    ({"id": 3, "xmlId": None}, False, LinkState.OTHER),
-    ({"id": 3, "xmlId": "3"}, False, LinkState.OTHER),
-    # A CRM record born in Bitrix24 has no ORIGIN_ID until our update stamps it.
-    ({"ID": "3", "xmlId": ""}, True, LinkState.OURS),
-])
+@pytest.mark.parametrize(
+    ("found", "keyless_is_ours", "state"),
+    [
+        (None, False, LinkState.GONE),
+        (None, True, LinkState.GONE),
+        ({"id": 3, "xmlId": OURS}, False, LinkState.OURS),
+        ({"id": 3, "xmlId": f" {OURS} "}, False, LinkState.OURS),
+        ({"id": 3, "xmlId": "другой"}, False, LinkState.OTHER),
+        ({"id": 3, "xmlId": "другой"}, True, LinkState.OTHER),
+        # A catalog row without our key was not written by us (egress always writes it; the
+        # portal stamps a product saved without one with its own id).
+        ({"id": 3, "xmlId": None}, False, LinkState.OTHER),
+        ({"id": 3, "xmlId": "3"}, False, LinkState.OTHER),
+        # A CRM record born in Bitrix24 has no ORIGIN_ID until our update stamps it.
+        ({"ID": "3", "xmlId": ""}, True, LinkState.OURS),
+    ],
+)
 def test_whether_the_object_at_a_crosswalked_id_is_ours(found, keyless_is_ours, state):
     assert link_state(found, "xmlId", OURS, keyless_is_ours=keyless_is_ours) is state
 
 
 def test_crm_records_are_compared_by_origin_id():
     assert link_state({"ID": "4", "ORIGIN_ID": OURS}, "ORIGIN_ID", OURS) is LinkState.OURS
-    assert link_state({"ID": "4", "ORIGIN_ID": "x"}, "ORIGIN_ID", OURS,
-                      keyless_is_ours=True) is LinkState.OTHER
+    assert (
+        link_state({"ID": "4", "ORIGIN_ID": "x"}, "ORIGIN_ID", OURS, keyless_is_ours=True)
+        is LinkState.OTHER
+    )
 
 
 def product(ref: str, name: str) -> dict:
@@ -57,8 +62,9 @@ def product(ref: str, name: str) -> dict:
 
 
 async def products(admin) -> list[tuple[int, str, str]]:
-    return [(p["id"], p["xmlId"], p["name"])
-            for p in (await admin.get("/_emulator/products")).json()]
+    return [
+        (p["id"], p["xmlId"], p["name"]) for p in (await admin.get("/_emulator/products")).json()
+    ]
 
 
 def test_a_product_deleted_in_bitrix24_is_created_again_once(db_url):
@@ -71,9 +77,14 @@ def test_a_product_deleted_in_bitrix24_is_created_again_once(db_url):
         again = await action.apply(change("product", product(ref, "Чай 2")), xwalk)
         # The same change once more (a retry after a lost answer): updated, not re-added.
         retried = await action.apply(change("product", product(ref, "Чай 2")), xwalk)
-        return (first, again, retried, await products(admin),
-                await xwalk.external_id("product", "bitrix24", ref),
-                len(await calls(admin, "catalog.product.add")))
+        return (
+            first,
+            again,
+            retried,
+            await products(admin),
+            await xwalk.external_id("product", "bitrix24", ref),
+            len(await calls(admin, "catalog.product.add")),
+        )
 
     first, again, retried, portal, linked, adds = act(db_url, scenario)
     assert first == "1" and again == retried == linked == "2"
@@ -88,8 +99,9 @@ def test_a_recreate_whose_answer_was_lost_is_found_by_xml_id_not_added_twice(db_
         first = await action.apply(change("product", product(ref, "Чай")), xwalk)
         await admin.delete(f"/_emulator/entities/product/{first}")
         # An earlier attempt recreated it, but the answer (and the relink) was lost.
-        await targets.bitrix24.call("catalog.product.add", {"fields": {
-            "iblockId": 14, "name": "Чай", "xmlId": ref}})
+        await targets.bitrix24.call(
+            "catalog.product.add", {"fields": {"iblockId": 14, "name": "Чай", "xmlId": ref}}
+        )
         again = await action.apply(change("product", product(ref, "Чай 3")), xwalk)
         return again, await products(admin), len(await calls(admin, "catalog.product.add"))
 
@@ -105,12 +117,16 @@ def test_a_reissued_product_id_is_relinked_and_the_other_product_not_overwritten
         await action.apply(change("product", product(ours, "Наш")), xwalk)  # id 1
         await admin.post("/_emulator/reset")
         # The new portal gives id 1 to a manager's own product (no external code).
-        await targets.bitrix24.call("catalog.product.add", {"fields": {
-            "iblockId": 14, "name": "Менеджерский"}})
+        await targets.bitrix24.call(
+            "catalog.product.add", {"fields": {"iblockId": 14, "name": "Менеджерский"}}
+        )
         again = await action.apply(change("product", product(ours, "Наш 2")), xwalk)
-        return (again, await products(admin),
-                await xwalk.external_id("product", "bitrix24", ours),
-                await calls(admin, "catalog.product.update"))
+        return (
+            again,
+            await products(admin),
+            await xwalk.external_id("product", "bitrix24", ours),
+            await calls(admin, "catalog.product.update"),
+        )
 
     again, portal, linked, updates = act(db_url, scenario)
     assert again == linked == "2"
@@ -125,17 +141,22 @@ def test_an_id_taken_by_another_of_ours_moves_its_stale_link(db_url):
 
     async def scenario(targets, xwalk, admin):
         action = ProductAction(targets)
-        await action.apply(change("product", product(a, "A")), xwalk)   # 1
-        await action.apply(change("product", product(b, "B")), xwalk)   # 2
+        await action.apply(change("product", product(a, "A")), xwalk)  # 1
+        await action.apply(change("product", product(b, "B")), xwalk)  # 2
         await admin.post("/_emulator/reset")
         b_id = await action.apply(change("product", product(b, "B2")), xwalk)  # gone -> 1
         # Read afresh (one delivery's crosswalk remembers what it read itself).
         a_mid = await Crosswalk(xwalk.engine).external_id("product", "bitrix24", a)
         a_id = await action.apply(change("product", product(a, "A2")), xwalk)
-        return (b_id, a_mid, a_id, await products(admin),
-                await xwalk.external_id("product", "bitrix24", a),
-                await xwalk.external_id("product", "bitrix24", b),
-                await xwalk.canonical_id("product", "bitrix24", "1"))
+        return (
+            b_id,
+            a_mid,
+            a_id,
+            await products(admin),
+            await xwalk.external_id("product", "bitrix24", a),
+            await xwalk.external_id("product", "bitrix24", b),
+            await xwalk.canonical_id("product", "bitrix24", "1"),
+        )
 
     b_id, a_mid, a_id, portal, a_link, b_link, owner_of_1 = act(db_url, scenario)
     assert b_id == b_link == "1" and owner_of_1 == b
@@ -149,28 +170,33 @@ def test_a_deleted_company_is_created_again_and_a_reissued_one_is_left_alone(db_
 
     async def scenario(targets, xwalk, admin):
         action = CounterpartyAction(targets)
-        payload = row(Counterparty, id=ours, kind="partner", name="Ромашка",
-                      phones=("+7 495 1",))
+        payload = row(Counterparty, id=ours, kind="partner", name="Ромашка", phones=("+7 495 1",))
         first = await action.apply(change("counterparty", payload), xwalk)
         await admin.delete("/_emulator/entities/company/1")
-        again = await action.apply(change("counterparty", {**payload, "name": "Ромашка 2"}),
-                                   xwalk)
+        again = await action.apply(change("counterparty", {**payload, "name": "Ромашка 2"}), xwalk)
         # Reset: another integration's company takes id 1 and ours id 2 is gone.
         await admin.post("/_emulator/reset")
-        await admin.put("/_emulator/entities/company/2", json={"TITLE": "Чужая",
-                                                               "ORIGIN_ID": other})
-        third = await action.apply(change("counterparty", {**payload, "name": "Ромашка 3"}),
-                                   xwalk)
+        await admin.put(
+            "/_emulator/entities/company/2", json={"TITLE": "Чужая", "ORIGIN_ID": other}
+        )
+        third = await action.apply(change("counterparty", {**payload, "name": "Ромашка 3"}), xwalk)
         companies = (await admin.get("/_emulator/entities/company")).json()
-        return first, again, third, companies, await calls(admin, "crm.company.update"), \
-            await xwalk.external_id("counterparty", "bitrix24", ours)
+        return (
+            first,
+            again,
+            third,
+            companies,
+            await calls(admin, "crm.company.update"),
+            await xwalk.external_id("counterparty", "bitrix24", ours),
+        )
 
     first, again, third, companies, updates, linked = act(db_url, scenario)
     assert first == "company:1" and again == "company:2"
     assert third == linked == "company:3"
-    assert sorted((c["ID"], c["TITLE"], c["ORIGIN_ID"], [p["VALUE"] for p in c.get("PHONE")
-                                                         or []]) for c in companies) == [
-        ("2", "Чужая", other, []), ("3", "Ромашка 3", ours, ["+7 495 1"])]
+    assert sorted(
+        (c["ID"], c["TITLE"], c["ORIGIN_ID"], [p["VALUE"] for p in c.get("PHONE") or []])
+        for c in companies
+    ) == [("2", "Чужая", other, []), ("3", "Ромашка 3", ours, ["+7 495 1"])]
     assert updates == []
 
 
@@ -189,11 +215,15 @@ def test_a_deleted_warehouse_and_price_type_are_created_again(db_url):
         gone = await wh.apply(change("warehouse", store_row, kind="delete"), xwalk)
         store_id = await wh.apply(change("warehouse", {**store_row, "name": "Склад 2"}), xwalk)
         type_id = await pt.apply(change("price_type", {**type_row, "name": "Опт"}), xwalk)
-        return (gone, store_id, type_id,
-                (await admin.get("/_emulator/directory/store")).json(),
-                (await admin.get("/_emulator/directory/priceType")).json(),
-                await calls(admin, "catalog.store.update"),
-                await xwalk.external_id("warehouse", "bitrix24", store))
+        return (
+            gone,
+            store_id,
+            type_id,
+            (await admin.get("/_emulator/directory/store")).json(),
+            (await admin.get("/_emulator/directory/priceType")).json(),
+            await calls(admin, "catalog.store.update"),
+            await xwalk.external_id("warehouse", "bitrix24", store),
+        )
 
     gone, store_id, type_id, stores, types, store_updates, linked = act(db_url, scenario)
     assert gone == "1" and store_id == linked == "2" and type_id == "2"
@@ -207,11 +237,17 @@ def test_a_price_follows_its_recreated_product_and_is_set_again(db_url):
 
     async def scenario(targets, xwalk, admin):
         await ProductAction(targets).apply(change("product", product(ref, "Чай")), xwalk)
-        await PriceTypeAction(targets).apply(change("price_type", row(
-            PriceType, id=ptype, name="Розничная")), xwalk)
+        await PriceTypeAction(targets).apply(
+            change("price_type", row(PriceType, id=ptype, name="Розничная")), xwalk
+        )
         action = PriceAction(targets)
-        payload = row(Price, id=str(price_id(uuid.UUID(ref), None, uuid.UUID(ptype))),
-                      product_id=ref, price_type_id=ptype, price=Decimal("10"))
+        payload = row(
+            Price,
+            id=str(price_id(uuid.UUID(ref), None, uuid.UUID(ptype))),
+            product_id=ref,
+            price_type_id=ptype,
+            price=Decimal("10"),
+        )
         await action.apply(change("price", payload), xwalk)
         await admin.delete("/_emulator/entities/product/1")  # its price goes with it
         with pytest.raises(DependencyPending, match="is gone from Bitrix24"):
@@ -235,12 +271,18 @@ def test_a_not_found_answer_alone_never_makes_a_second_product(db_url):
     async def scenario(targets, xwalk, admin):
         action = ProductAction(targets)
         first = await action.apply(change("product", product(ref, "Чай")), xwalk)
-        await admin.post("/_emulator/faults", json={
-            "method": "catalog.product.update", "status": 400, "error": "0",
-            "description": "product does not exist.", "times": 1})
+        await admin.post(
+            "/_emulator/faults",
+            json={
+                "method": "catalog.product.update",
+                "status": 400,
+                "error": "0",
+                "description": "product does not exist.",
+                "times": 1,
+            },
+        )
         again = await action.apply(change("product", product(ref, "Чай 2")), xwalk)
-        return first, again, await products(admin), \
-            len(await calls(admin, "catalog.product.add"))
+        return first, again, await products(admin), len(await calls(admin, "catalog.product.add"))
 
     first, again, portal, adds = act(db_url, scenario)
     assert first == again == "1" and portal == [(1, ref, "Чай 2")] and adds == 1

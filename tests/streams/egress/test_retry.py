@@ -19,8 +19,8 @@ from connectors.bitrix24.errors import (
     error_from_response,
 )
 from mmstream.errors import BrokerUnavailable, InvalidRecord
+from mmstream.retry import RetryPolicy
 from mmstream.settings import RetrySettings
-from streams.egress.retry import RetryPolicy
 
 POLICY = RetryPolicy(max_attempts=8, base_delay_s=0.5, max_delay_s=30.0, budget_s=300.0)
 
@@ -47,8 +47,9 @@ def test_invalid_policies_are_rejected():
         POLICY.delay(0)
 
 
-@pytest.mark.parametrize("attempt,cap", [(1, 0.5), (2, 1.0), (3, 2.0), (4, 4.0), (6, 16.0),
-                                         (7, 30.0), (8, 30.0)])
+@pytest.mark.parametrize(
+    "attempt,cap", [(1, 0.5), (2, 1.0), (3, 2.0), (4, 4.0), (6, 16.0), (7, 30.0), (8, 30.0)]
+)
 def test_delays_stay_within_zero_and_the_exponential_cap(attempt, cap):
     assert POLICY.cap(attempt) == cap
     drawn = samples(POLICY, attempt)
@@ -134,10 +135,13 @@ def test_time_budget_is_respected():
 
 
 def test_a_server_wait_past_the_budget_ends_retrying():
-    body = {"error": "OPERATION_TIME_LIMIT", "error_description": "",
-            "time": {"operating_reset_at": 1_000_600}}
-    soon = error_from_response(429, body, now=1_000_590.0)   # 10 s to wait
-    late = error_from_response(429, body, now=1_000_000.0)   # 600 s to wait
+    body = {
+        "error": "OPERATION_TIME_LIMIT",
+        "error_description": "",
+        "time": {"operating_reset_at": 1_000_600},
+    }
+    soon = error_from_response(429, body, now=1_000_590.0)  # 10 s to wait
+    late = error_from_response(429, body, now=1_000_000.0)  # 600 s to wait
     assert POLICY.should_retry(soon, attempt=1, elapsed_s=100.0)
     assert not POLICY.should_retry(late, attempt=1, elapsed_s=0.0)
     assert not POLICY.should_retry(soon, attempt=1, elapsed_s=295.0)

@@ -12,10 +12,10 @@ from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from connectors.bitrix24.client import Bitrix24Client
-from connectors.bitrix24.emulator import create_app
 from connectors.bitrix24.events import ENTITIES, EventRef
+from devstack.emulators.bitrix24 import create_app
 from mmstream.kafka.producer import AckedProducer
-from streams.egress.retry import RetryPolicy
+from mmstream.retry import RetryPolicy
 from streams.enrich.bitrix24 import Enricher
 from streams.enrich.fetch import Fetcher
 from streams.enrich.poller import CursorPoller
@@ -31,17 +31,25 @@ class Harness:
     HOOK = "/rest/1/inprocess/"
 
     def __init__(self, settings, **bitrix24) -> None:
-        self.settings = with_tokens(settings, webhook_url=SecretStr(f"http://portal.test{self.HOOK}"),
-                                    rate_per_s=1e6, burst=1000, **bitrix24)
+        self.settings = with_tokens(
+            settings,
+            webhook_url=SecretStr(f"http://portal.test{self.HOOK}"),
+            rate_per_s=1e6,
+            burst=1000,
+            **bitrix24,
+        )
         self.emulator = create_app(webhook_path=self.HOOK, rate_per_s=1000.0, burst=1000)
         self.portal = self.emulator.state.emulator
 
     def client(self, transport=None) -> Bitrix24Client:
-        return Bitrix24Client(self.settings.bitrix24,
-                              transport=transport or httpx.ASGITransport(app=self.emulator))
+        return Bitrix24Client(
+            self.settings.bitrix24, transport=transport or httpx.ASGITransport(app=self.emulator)
+        )
 
     def policy(self, **overrides) -> RetryPolicy:
-        return RetryPolicy(**{**RetryPolicy.from_settings(self.settings.retry).__dict__, **overrides})
+        return RetryPolicy(
+            **{**RetryPolicy.from_settings(self.settings.retry).__dict__, **overrides}
+        )
 
     async def run(self, scenario, *, transport=None, **policy):
         engine = create_async_engine(self.settings.require_database_url())
@@ -50,13 +58,28 @@ class Harness:
         fetcher = Fetcher(client, self.policy(**policy), self.settings.bitrix24.enrich_batch_max)
         topics = {e: self.settings.topic(f"raw.bitrix24.{e}") for e in ENTITIES}
         parts = SimpleNamespace(
-            engine=engine, producer=producer, client=client, fetcher=fetcher,
-            enricher=Enricher(engine, fetcher, producer, topics, self.settings.topic(DLQ_TOPIC),
-                              origin="portal.test"),
-            poller=CursorPoller(engine, client, producer,
-                                event_topic=self.settings.topic("raw.bitrix24.event"),
-                                portal="portal.test", entities=self.settings.bitrix24.poll_entities,
-                                iblock_id=self.settings.bitrix24.product_iblock_id))
+            engine=engine,
+            producer=producer,
+            client=client,
+            fetcher=fetcher,
+            enricher=Enricher(
+                engine,
+                fetcher,
+                producer,
+                topics,
+                self.settings.topic(DLQ_TOPIC),
+                origin="portal.test",
+            ),
+            poller=CursorPoller(
+                engine,
+                client,
+                producer,
+                event_topic=self.settings.topic("raw.bitrix24.event"),
+                portal="portal.test",
+                entities=self.settings.bitrix24.poll_entities,
+                iblock_id=self.settings.bitrix24.product_iblock_id,
+            ),
+        )
         try:
             return await scenario(parts)
         finally:
@@ -70,10 +93,27 @@ class Harness:
             return conn.execute(query, params).fetchall()
 
 
-def event_record(ref: EventRef, *, partition: int = 0, offset: int = 0, member_id: str = MEMBER_ID,
-                 version: str | None = None) -> SourceRecord:
+def event_record(
+    ref: EventRef,
+    *,
+    partition: int = 0,
+    offset: int = 0,
+    member_id: str = MEMBER_ID,
+    version: str | None = None,
+) -> SourceRecord:
     """A raw.bitrix24.event record as the bridge (or, with kind POLL, the poller) writes it."""
-    value = ref.record(member_id=member_id, domain=DOMAIN, ts="1736405807",
-                       received_at="2026-01-01T00:00:00Z", version=version)
-    return SourceRecord("raw.bitrix24.event", partition, offset, ref.key.encode(),
-                        json.dumps(value).encode(), [("x-request-id", b"req-1")])
+    value = ref.record(
+        member_id=member_id,
+        domain=DOMAIN,
+        ts="1736405807",
+        received_at="2026-01-01T00:00:00Z",
+        version=version,
+    )
+    return SourceRecord(
+        "raw.bitrix24.event",
+        partition,
+        offset,
+        ref.key.encode(),
+        json.dumps(value).encode(),
+        [("x-request-id", b"req-1")],
+    )

@@ -10,9 +10,9 @@ import json
 
 import pytest
 
+from mmstream.dlq.records import failure_headers
 from mmstream.envelope import decode_headers
 from mmstream.kafka.producer import AckedProducer, OutRecord
-from streams.dlq.records import failure_headers
 from tests.support.bitrix24 import DLQ_TOPIC, DOMAIN, record_json
 from tests.support.processes import eventually
 from tests.support.topics import count_records
@@ -41,8 +41,15 @@ def wait_records(stack, topic: str, keys: set[str], timeout_s: float = 60.0) -> 
 
 def test_event_gives_the_full_record_on_the_same_partition(enrich_stack):
     stack = enrich_stack.start_emulator().start_bridge()
-    stack.put_entity("deal", 42, {"TITLE": "Доставка #42", "OPPORTUNITY": "1500.00",
-                                  "UF_CRM_1C_GUID": "f02ce7b3-e3b3-11eb-b4ad-000c29b45b09"})
+    stack.put_entity(
+        "deal",
+        42,
+        {
+            "TITLE": "Доставка #42",
+            "OPPORTUNITY": "1500.00",
+            "UF_CRM_1C_GUID": "f02ce7b3-e3b3-11eb-b4ad-000c29b45b09",
+        },
+    )
     event = stack.post_event("ONCRMDEALUPDATE", 42).json()
     stack.start_enrich()
 
@@ -63,14 +70,18 @@ def test_event_gives_the_full_record_on_the_same_partition(enrich_stack):
 def test_deletes_and_vanished_entities_are_tombstones(enrich_stack):
     stack = enrich_stack.start_emulator().start_bridge()
     stack.put_entity("contact", 7, {"NAME": "Иван"})
-    stack.post_event("ONCRMCONTACTDELETE", 7)       # deleted: no fetch needed
-    stack.post_event("ONCRMCOMPANYUPDATE", 8)       # updated, then deleted before the fetch
-    stack.post_event("ONTASKUPDATE", 9)             # tasks.task.get answers [] when gone
+    stack.post_event("ONCRMCONTACTDELETE", 7)  # deleted: no fetch needed
+    stack.post_event("ONCRMCOMPANYUPDATE", 8)  # updated, then deleted before the fetch
+    stack.post_event("ONTASKUPDATE", 9)  # tasks.task.get answers [] when gone
     stack.post_event("ONCRMDYNAMICITEMUPDATE", 10, entity_type_id=1220)
     stack.start_enrich()
 
-    topics = {"raw.bitrix24.contact": "contact:7", "raw.bitrix24.company": "company:8",
-              "raw.bitrix24.task": "task:9", "raw.bitrix24.item": "item:1220:10"}
+    topics = {
+        "raw.bitrix24.contact": "contact:7",
+        "raw.bitrix24.company": "company:8",
+        "raw.bitrix24.task": "task:9",
+        "raw.bitrix24.item": "item:1220:10",
+    }
     for topic, key in topics.items():
         (msg,) = wait_records(stack, topic, {key})[key]
         assert msg.value() is None, (topic, msg.value())
@@ -109,7 +120,9 @@ def test_many_events_are_fetched_in_batch_calls(enrich_stack):
     commands = sum(len(c["params"]["cmd"]) for c in batches)
     assert commands >= len(expected)
     # Nothing was fetched outside `batch` (no failures to re-fetch one by one).
-    singles = [c for c in stack.emulator_calls() if c["method"].endswith(".get") and not c["in_batch"]]
+    singles = [
+        c for c in stack.emulator_calls() if c["method"].endswith(".get") and not c["in_batch"]
+    ]
     assert singles == []
 
 
@@ -118,16 +131,23 @@ def test_a_failing_command_does_not_hold_back_the_others(enrich_stack):
     for i in range(1, 6):
         stack.put_entity("deal", i, {"TITLE": f"deal {i}"})
     # deal 3: refused for good (no right) -> DLQ; deal 4: one transient 500 -> re-fetched.
-    stack.inject_fault(method="crm.deal.get", entity_id="3", status=403, error="ACCESS_DENIED",
-                       description="Access denied", times=20)
+    stack.inject_fault(
+        method="crm.deal.get",
+        entity_id="3",
+        status=403,
+        error="ACCESS_DENIED",
+        description="Access denied",
+        times=20,
+    )
     stack.inject_fault(method="crm.deal.get", entity_id="4", status=500, times=1)
     for i in range(1, 6):
         stack.post_event("ONCRMDEALUPDATE", i)
     junk = AckedProducer(stack.settings.kafka, client_id="junk")
     import asyncio
 
-    asyncio.run(junk.send(OutRecord(stack.settings.topic("raw.bitrix24.event"), b"{not json",
-                                    b"deal:99")))
+    asyncio.run(
+        junk.send(OutRecord(stack.settings.topic("raw.bitrix24.event"), b"{not json", b"deal:99"))
+    )
     junk.close()
     stack.start_enrich()
 
@@ -148,7 +168,9 @@ def test_a_failing_command_does_not_hold_back_the_others(enrich_stack):
 def test_poller_closes_the_gap_and_a_change_seen_twice_is_published_once(enrich_stack):
     stack = enrich_stack.start_emulator().start_bridge()
     # deal 10 changes but its event never arrives; deal 11's event does.
-    stack.put_entity("deal", 10, {"TITLE": "lost event", "DATE_MODIFY": "2030-01-01T10:00:00+03:00"})
+    stack.put_entity(
+        "deal", 10, {"TITLE": "lost event", "DATE_MODIFY": "2030-01-01T10:00:00+03:00"}
+    )
     stack.put_entity("deal", 11, {"TITLE": "v1", "DATE_MODIFY": "2030-01-01T10:00:05+03:00"})
     stack.post_event("ONCRMDEALUPDATE", 11)
     enrich = stack.start_enrich()
@@ -161,9 +183,15 @@ def test_poller_closes_the_gap_and_a_change_seen_twice_is_published_once(enrich_
     stack.start_enrich()
     wait_records(stack, "raw.bitrix24.deal", {"deal:10"})
     events = wait_records(stack, "raw.bitrix24.event", {"deal:11"})
-    sightings = eventually(lambda: [m for m in by_key(stack.settings, "raw.bitrix24.event", 2)
-                                    .get("deal:11", []) if record_json(m)["kind"] == "POLL"],
-                           30, message="POLL sighting of deal 11")
+    sightings = eventually(
+        lambda: [
+            m
+            for m in by_key(stack.settings, "raw.bitrix24.event", 2).get("deal:11", [])
+            if record_json(m)["kind"] == "POLL"
+        ],
+        30,
+        message="POLL sighting of deal 11",
+    )
     stack.wait_committed(stack.enrich_group, events["deal:11"] + sightings)
     fetched = [c for c in stack.emulator_calls("crm.deal.get") if str(c["params"]["id"]) == "11"]
     assert len(fetched) >= 2  # fetched for the event and for the sighting ...
@@ -173,7 +201,12 @@ def test_poller_closes_the_gap_and_a_change_seen_twice_is_published_once(enrich_
 
     # A real change without an event is still published: the skip hides repeats only.
     stack.put_entity("deal", 11, {"TITLE": "v2", "DATE_MODIFY": "2030-01-01T10:00:09+03:00"})
-    found = eventually(lambda: (r := by_key(stack.settings, "raw.bitrix24.deal", 3)["deal:11"])
-                       and len(r) == 2 and r, 60, message="second version of deal 11")
+    found = eventually(
+        lambda: (
+            (r := by_key(stack.settings, "raw.bitrix24.deal", 3)["deal:11"]) and len(r) == 2 and r
+        ),
+        60,
+        message="second version of deal 11",
+    )
     assert [record_json(m)["TITLE"] for m in found] == ["v1", "v2"]
     assert record_json(found[1])["_event"]["kind"] == "POLL"

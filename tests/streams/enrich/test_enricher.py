@@ -11,8 +11,8 @@ from pathlib import Path
 import httpx
 
 from connectors.bitrix24.events import POLL, EventRef
+from mmstream.dlq.records import failure_headers
 from mmstream.envelope import decode_headers
-from streams.dlq.records import failure_headers
 from streams.enrich.fetch import Failed, Fetched, Gone
 from streams.records import SourceRecord
 from tests.streams.enrich.harness import event_record
@@ -32,41 +32,64 @@ def test_a_change_is_published_once_however_often_it_is_seen(harness):
     # DATE_CREATE given: a deal restored from the recycle bin keeps it (the emulator would
     # stamp a re-created record with the current second).
     created = "2026-02-01T09:00:00+03:00"
-    put("deal", 5, {"TITLE": "v1", "DATE_MODIFY": "2026-02-01T10:00:00+03:00", "DATE_CREATE": created})
+    put(
+        "deal",
+        5,
+        {"TITLE": "v1", "DATE_MODIFY": "2026-02-01T10:00:00+03:00", "DATE_CREATE": created},
+    )
 
     async def scenario(p):
-        results = [await p.enricher.handle([event_record(DEAL5)])]            # published
+        results = [await p.enricher.handle([event_record(DEAL5)])]  # published
         results.append(await p.enricher.handle([event_record(poll(DEAL5))]))  # same version: skip
         # Another change within the same second: same DATE_MODIFY, other content.
-        put("deal", 5, {"TITLE": "v2", "DATE_MODIFY": "2026-02-01T10:00:00+03:00",
-                        "DATE_CREATE": created})
+        put(
+            "deal",
+            5,
+            {"TITLE": "v2", "DATE_MODIFY": "2026-02-01T10:00:00+03:00", "DATE_CREATE": created},
+        )
         results.append(await p.enricher.handle([event_record(poll(DEAL5))]))
         harness.portal.delete_entity("deal", 5)
         results.append(await p.enricher.handle([event_record(poll(DEAL5))]))  # gone: tombstone
-        results.append(await p.enricher.handle([event_record(
-            EventRef("deal", "5", "DELETE", "ONCRMDEALDELETE"))]))           # tombstoned already
+        results.append(
+            await p.enricher.handle(
+                [event_record(EventRef("deal", "5", "DELETE", "ONCRMDEALDELETE"))]
+            )
+        )  # tombstoned already
         # Restored from the recycle bin with its old content: published again.
-        put("deal", 5, {"TITLE": "v2", "DATE_MODIFY": "2026-02-01T10:00:00+03:00",
-                        "DATE_CREATE": created})
+        put(
+            "deal",
+            5,
+            {"TITLE": "v2", "DATE_MODIFY": "2026-02-01T10:00:00+03:00", "DATE_CREATE": created},
+        )
         results.append(await p.enricher.handle([event_record(poll(DEAL5))]))
         return results
 
     results = asyncio.run(harness.run(scenario))
     assert [(r.published, r.tombstones, r.skipped) for r in results] == [
-        (1, 0, 0), (0, 0, 1), (1, 0, 0), (0, 1, 0), (0, 0, 1), (1, 0, 0)]
+        (1, 0, 0),
+        (0, 0, 1),
+        (1, 0, 0),
+        (0, 1, 0),
+        (0, 0, 1),
+        (1, 0, 0),
+    ]
     records = count_records(harness.settings, "raw.bitrix24.deal", expect_at_least=4)
     titles = [None if m.value() is None else json.loads(m.value())["TITLE"] for m in records]
     assert titles == ["v1", "v2", None, "v2"]
     ids = [decode_headers(m.headers())["ce_id"] for m in records]
     assert ids[1] == ids[3] != ids[0]  # the same version and content: the same event id
     assert harness.sql("SELECT version FROM bitrix24_published WHERE entity_key = 'deal:5'") == [
-        ("2026-02-01T10:00:00+03:00",)]
+        ("2026-02-01T10:00:00+03:00",)
+    ]
 
 
 def test_events_of_one_key_in_a_batch_are_fetched_once(harness):
     harness.portal.put_entity("deal", 5, {"TITLE": "x"})
-    records = [event_record(DEAL5, offset=0), event_record(poll(DEAL5), offset=1),
-               event_record(DEAL5, offset=2)]
+    records = [
+        event_record(DEAL5, offset=0),
+        event_record(poll(DEAL5), offset=1),
+        event_record(DEAL5, offset=2),
+    ]
 
     async def scenario(p):
         return await p.enricher.handle(records)
@@ -84,8 +107,9 @@ def test_fetching_marks_pending_bridge_events(harness):
         await p.enricher.handle([event_record(lead), event_record(poll(lead), member_id="")])
 
     asyncio.run(harness.run(scenario))
-    rows = harness.sql("SELECT member_id, entity_key, kind, fetched_at IS NOT NULL "
-                       "FROM bitrix24_event_seen")
+    rows = harness.sql(
+        "SELECT member_id, entity_key, kind, fetched_at IS NOT NULL FROM bitrix24_event_seen"
+    )
     assert rows == [(MEMBER_ID, "company:3", "UPDATE", True)]
 
 
@@ -97,7 +121,9 @@ def test_batch_errors_that_cannot_be_matched_are_fetched_one_by_one(harness):
 
     async def handler(request: httpx.Request) -> httpx.Response:
         if request.url.path.endswith("/batch.json"):
-            return httpx.Response(200, content=captured, headers={"Content-Type": "application/json"})
+            return httpx.Response(
+                200, content=captured, headers={"Content-Type": "application/json"}
+            )
         return await emulator.handle_async_request(request)
 
     harness.portal.put_entity("deal", 1, {"TITLE": "one"})
@@ -137,14 +163,18 @@ def test_retries_run_out_into_the_dlq(harness):
     (msg,) = count_records(harness.settings, DLQ_TOPIC, expect_at_least=1)
     reason = failure_headers(msg.headers())
     assert (reason["error.code"], reason["attempts"], reason["stage"]) == (
-        "bitrix24_server_error", "2", "enrich")
+        "bitrix24_server_error",
+        "2",
+        "enrich",
+    )
     assert (reason["source.partition"], reason["source.offset"]) == ("4", "17")
     assert msg.partition() == 4 and msg.key() == b"deal:5"
 
 
 def test_commands_are_chunked_by_enrich_batch_max(harness):
-    harness.settings = harness.settings.model_copy(update={
-        "bitrix24": harness.settings.bitrix24.model_copy(update={"enrich_batch_max": 3})})
+    harness.settings = harness.settings.model_copy(
+        update={"bitrix24": harness.settings.bitrix24.model_copy(update={"enrich_batch_max": 3})}
+    )
     for i in range(1, 8):
         harness.portal.put_entity("deal", i, {"TITLE": str(i)})
     refs = [EventRef("deal", str(i), "UPDATE", "ONCRMDEALUPDATE") for i in range(1, 8)]
@@ -160,7 +190,7 @@ def test_commands_are_chunked_by_enrich_batch_max(harness):
 
 
 def _fault(method: str, status: int, error: str, times: int):
-    from connectors.bitrix24.emulator import Fault
+    from devstack.emulators.bitrix24 import Fault
 
     return Fault(method=method, status=status, error=error, description=error, times=times)
 
@@ -182,8 +212,9 @@ def test_an_unreadable_event_record_is_dead_lettered_and_the_batch_goes_on(harne
     failure = failure_headers(dead.headers())
     assert failure["stage"] == "enrich" and "RecursionError" in failure["error.message"]
     assert dead.value() == b"[" * 100_000
-    assert [m.key() for m in count_records(harness.settings, "raw.bitrix24.deal",
-                                           expect_at_least=1)] == [b"deal:5"]
+    assert [
+        m.key() for m in count_records(harness.settings, "raw.bitrix24.deal", expect_at_least=1)
+    ] == [b"deal:5"]
 
 
 def test_an_entity_the_broker_refuses_is_dead_lettered_and_the_others_published(harness):
@@ -193,15 +224,21 @@ def test_an_entity_the_broker_refuses_is_dead_lettered_and_the_others_published(
     huge = EventRef("deal", "7", "UPDATE", "ONCRMDEALUPDATE")
 
     async def scenario(p):
-        return await p.enricher.handle([event_record(huge, offset=0), event_record(DEAL5, offset=1)])
+        return await p.enricher.handle(
+            [event_record(huge, offset=0), event_record(DEAL5, offset=1)]
+        )
 
     result = asyncio.run(harness.run(scenario))
     assert (result.published, result.dead_lettered) == (1, 1)
     (dead,) = count_records(harness.settings, DLQ_TOPIC, expect_at_least=1)
     failure = failure_headers(dead.headers())
     assert dead.key() == b"deal:7" and failure["stage"] == "enrich"
-    assert failure["error.code"] == "value_rejected" and "MSG_SIZE_TOO_LARGE" in failure["error.message"]
-    assert [m.key() for m in count_records(harness.settings, "raw.bitrix24.deal",
-                                           expect_at_least=1)] == [b"deal:5"]
+    assert (
+        failure["error.code"] == "value_rejected"
+        and "MSG_SIZE_TOO_LARGE" in failure["error.message"]
+    )
+    assert [
+        m.key() for m in count_records(harness.settings, "raw.bitrix24.deal", expect_at_least=1)
+    ] == [b"deal:5"]
     # Not remembered as published: a later change of deal 7 is fetched and tried again.
     assert harness.sql("SELECT entity_key FROM bitrix24_published") == [("deal:5",)]

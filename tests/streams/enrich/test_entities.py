@@ -38,7 +38,9 @@ def test_errors_as_a_list_cannot_be_matched_to_commands():
     assert split.results == {"35943": {"ID": "35943"}}
     assert split.errors == {}
     assert [e["error_description"] for e in split.unmatched_errors] == [
-        "ID is not defined or invalid.", "Not found"]
+        "ID is not defined or invalid.",
+        "Not found",
+    ]
 
 
 def test_all_failed_numbered_commands():
@@ -49,9 +51,13 @@ def test_all_failed_numbered_commands():
 def test_numbered_results_map_by_position_and_named_errors_by_key():
     numbered = split_batch({"result": [{"ID": "1"}, {"ID": "2"}], "result_error": []}, ["0", "1"])
     assert numbered.results == {"0": {"ID": "1"}, "1": {"ID": "2"}}
-    named = split_batch({"result": {"c0": {"ID": "1"}},
-                         "result_error": {"c1": {"error": "", "error_description": "Not found"}}},
-                        ["c0", "c1", "c2"])
+    named = split_batch(
+        {
+            "result": {"c0": {"ID": "1"}},
+            "result_error": {"c1": {"error": "", "error_description": "Not found"}},
+        },
+        ["c0", "c1", "c2"],
+    )
     assert named.results == {"c0": {"ID": "1"}}
     assert named.errors == {"c1": {"error": "", "error_description": "Not found"}}
     # A list of results cannot be placed when the keys were named: nothing is guessed.
@@ -86,24 +92,31 @@ def test_digest_ignores_key_order_but_not_values():
     assert digest({"a": 1}) != digest({"a": 2})
 
 
-@pytest.mark.parametrize(("error", "gone"), [
-    (InvalidRequest(400, "", "Not found"), True),
-    (InvalidRequest(400, "NOT_FOUND", "Элемент не найден"), True),
-    (InvalidRequest(400, "", "product does not exist."), True),
-    (error_from_response(400, {"error": "", "error_description": "Not found"}), True),
-    (InvalidRequest(400, "", "ID is not defined or invalid."), False),
-    (AccessDenied(403, "ACCESS_DENIED", "Access denied"), False),
-    (MethodNotFound(404, "ERROR_METHOD_NOT_FOUND", "Method not found!"), False),
-    (ServerError(500, "INTERNAL_SERVER_ERROR", "Not found"), False),
-    (ValueError("not found"), False),
-])
+@pytest.mark.parametrize(
+    ("error", "gone"),
+    [
+        (InvalidRequest(400, "", "Not found"), True),
+        (InvalidRequest(400, "NOT_FOUND", "Элемент не найден"), True),
+        (InvalidRequest(400, "", "product does not exist."), True),
+        (error_from_response(400, {"error": "", "error_description": "Not found"}), True),
+        (InvalidRequest(400, "", "ID is not defined or invalid."), False),
+        (AccessDenied(403, "ACCESS_DENIED", "Access denied"), False),
+        (MethodNotFound(404, "ERROR_METHOD_NOT_FOUND", "Method not found!"), False),
+        (ServerError(500, "INTERNAL_SERVER_ERROR", "Not found"), False),
+        (ValueError("not found"), False),
+    ],
+)
 def test_what_counts_as_gone(error, gone):
     assert is_gone(error) is gone
 
 
 def test_poll_entity_names():
     assert parse_entities(["deal", "task", "item:128", "product"]) == [
-        ("deal", None), ("task", None), ("item", "128"), ("product", None)]
+        ("deal", None),
+        ("task", None),
+        ("item", "128"),
+        ("product", None),
+    ]
     for bad in ("invoice", "item", "item:x", "deal:2"):
         with pytest.raises(ValueError):
             parse_entities([bad])

@@ -26,12 +26,17 @@ def sightings(harness, expect: int) -> list[tuple[str, str]]:
 
 
 def test_keyset_paging_lists_every_changed_row_once(harness):
-    harness.settings = harness.settings.model_copy(update={"bitrix24": harness.settings.bitrix24
-                                                   .model_copy(update={"poll_entities": ["deal"]})})
+    harness.settings = harness.settings.model_copy(
+        update={
+            "bitrix24": harness.settings.bitrix24.model_copy(update={"poll_entities": ["deal"]})
+        }
+    )
     for i in range(1, 121):  # an import: 120 rows modified within one second
         harness.portal.put_entity("deal", i, {"TITLE": str(i), "DATE_MODIFY": SECOND})
     for i in range(121, 131):
-        harness.portal.put_entity("deal", i, {"DATE_MODIFY": f"2030-05-01T12:00:{i - 100:02d}+03:00"})
+        harness.portal.put_entity(
+            "deal", i, {"DATE_MODIFY": f"2030-05-01T12:00:{i - 100:02d}+03:00"}
+        )
 
     async def first(p):
         return [await p.poller.poll_once(), await p.poller.poll_once()]
@@ -41,12 +46,15 @@ def test_keyset_paging_lists_every_changed_row_once(harness):
     assert sorted(k for k, _ in seen) == sorted(f"deal:{i}" for i in range(1, 131))
     assert dict(seen)["deal:7"] == SECOND
     assert harness.sql("SELECT since, seen_ids FROM bitrix24_poll_cursor") == [
-        ("2030-05-01T12:00:30+03:00", ["130"])]
+        ("2030-05-01T12:00:30+03:00", ["130"])
+    ]
 
     # A row committed late within the cursor's second, and a newer change: both listed, by a
     # new poller (the cursor lives in PostgreSQL).
     harness.portal.put_entity("deal", 131, {"DATE_MODIFY": "2030-05-01T12:00:30+03:00"})
-    harness.portal.put_entity("deal", 5, {"TITLE": "again", "DATE_MODIFY": "2030-05-01T12:01:00+03:00"})
+    harness.portal.put_entity(
+        "deal", 5, {"TITLE": "again", "DATE_MODIFY": "2030-05-01T12:01:00+03:00"}
+    )
 
     async def later(p):
         return await p.poller.poll_once()
@@ -54,7 +62,9 @@ def test_keyset_paging_lists_every_changed_row_once(harness):
     assert asyncio.run(harness.run(later)) == 2
     after = sightings(harness, 132)
     assert sorted(set(after) - set(seen)) == [
-        ("deal:131", "2030-05-01T12:00:30+03:00"), ("deal:5", "2030-05-01T12:01:00+03:00")]
+        ("deal:131", "2030-05-01T12:00:30+03:00"),
+        ("deal:5", "2030-05-01T12:01:00+03:00"),
+    ]
     assert len(after) == len(set(after)) == 132  # nothing listed twice
 
 
@@ -73,10 +83,15 @@ def test_one_poller_per_portal(harness):
 
 
 def test_every_entity_family_can_be_listed(harness):
-    harness.settings = harness.settings.model_copy(update={"bitrix24": harness.settings.bitrix24
-                                                   .model_copy(update={"poll_entities": [
-                                                       "deal", "contact", "company", "task",
-                                                       "item:1220", "product"]})})
+    harness.settings = harness.settings.model_copy(
+        update={
+            "bitrix24": harness.settings.bitrix24.model_copy(
+                update={
+                    "poll_entities": ["deal", "contact", "company", "task", "item:1220", "product"]
+                }
+            )
+        }
+    )
     for entity in ("deal", "contact", "company", "task", "item:1220"):
         harness.portal.put_entity(entity, 3, {"title": "x"} if entity.startswith("item") else {})
     harness.portal.put_entity("product", 9, {"name": "Кабель"})

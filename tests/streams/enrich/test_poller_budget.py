@@ -24,8 +24,9 @@ def test_calls_per_cycle_idle_and_while_paging_a_backlog():
 def test_the_default_poller_takes_a_small_share_of_the_default_budget():
     bx = Bitrix24Settings()
     assert bx.poll_enabled
-    idle, worst = budget_share(len(bx.poll_entities), bx.poll_max_pages, bx.poll_interval_s,
-                               bx.rate_per_s)
+    idle, worst = budget_share(
+        len(bx.poll_entities), bx.poll_max_pages, bx.poll_interval_s, bx.rate_per_s
+    )
     assert idle < 0.1 and worst <= 0.25
 
 
@@ -40,13 +41,19 @@ def test_a_backlog_is_paged_through_over_cycles_within_the_cap_each_row_once(har
         harness.portal.put_entity("deal", i, {"TITLE": str(i), "DATE_MODIFY": stamp(i)})
 
     async def scenario(p):
-        poller = CursorPoller(p.engine, p.client, p.producer,
-                              event_topic=harness.settings.topic("raw.bitrix24.event"),
-                              portal="portal.test", entities=["deal"],
-                              iblock_id=harness.settings.bitrix24.product_iblock_id,
-                              max_pages=max_pages)
-        admin = httpx.AsyncClient(transport=httpx.ASGITransport(app=harness.emulator),
-                                  base_url="http://portal.test")
+        poller = CursorPoller(
+            p.engine,
+            p.client,
+            p.producer,
+            event_topic=harness.settings.topic("raw.bitrix24.event"),
+            portal="portal.test",
+            entities=["deal"],
+            iblock_id=harness.settings.bitrix24.product_iblock_id,
+            max_pages=max_pages,
+        )
+        admin = httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=harness.emulator), base_url="http://portal.test"
+        )
         cycles = []
         try:
             for _ in range(6):

@@ -60,8 +60,9 @@ def encode(entity: Canonical) -> bytes:
     envelope = {"event_id": str(uuid.uuid4()), "changed_at": datetime.now(UTC)}
     row = json.loads(entity.model_dump_json(), parse_float=Decimal)
     again = type(entity).model_validate(row)
-    fastavro.schemaless_writer(buf, schema(type(entity).ENTITY),
-                               {**avro_record(again), **envelope, "revision": 1})
+    fastavro.schemaless_writer(
+        buf, schema(type(entity).ENTITY), {**avro_record(again), **envelope, "revision": 1}
+    )
     return buf.getvalue()
 
 
@@ -115,26 +116,73 @@ def nested(depth: int) -> Any:
 
 
 POISON: tuple[Any, ...] = (
-    None, False, 2**63, 1e300, float("nan"), float("-inf"), "NaN", "Infinity", "1E+30",
-    "-1e17", "1e-999999999", "12,50", "", "a\x00b", "\ud800", "0001-01-01T00:30:00+03:00",
-    "9999-12-31T23:59:59-03:00", "not-a-guid", [], {"a": [None]}, nested(200),
+    None,
+    False,
+    2**63,
+    1e300,
+    float("nan"),
+    float("-inf"),
+    "NaN",
+    "Infinity",
+    "1E+30",
+    "-1e17",
+    "1e-999999999",
+    "12,50",
+    "",
+    "a\x00b",
+    "\ud800",
+    "0001-01-01T00:30:00+03:00",
+    "9999-12-31T23:59:59-03:00",
+    "not-a-guid",
+    [],
+    {"a": [None]},
+    nested(200),
 )
 """Curated values every field gets in turn (each stands for a kind of trouble: huge and
 tiny numbers, NaN-like, the empty string, NUL, unpaired surrogates, dates out of range in
 UTC, wrong types, deep nesting); the hypothesis tests add arbitrary JSON."""
 
 MORE_POISON: tuple[Any, ...] = (
-    True, 0, -1, -(2**63) - 1, 10**40, -1e300, 1e-300, float("inf"), "nan", "-Infinity",
-    "sNaN", "1e300", "1e17", "1e18", "1e-300", "0E+1000", "1e999999999", "9" * 30, "0.00005",
-    "100|RUB", " ", "\x00", "😀", "ё" * 5000, "0001-01-01T00:00:00", "9999-12-31T23:59:59",
-    "2024-02-30T00:00:00", "00000000-0000-0000-0000-000000000000",
-    "2d4fe756-48a4-11ec-ad72-000c29b45b09", "Y", "N", [1, "2"], [{"LineNumber": "1"}],
+    True,
+    0,
+    -1,
+    -(2**63) - 1,
+    10**40,
+    -1e300,
+    1e-300,
+    float("inf"),
+    "nan",
+    "-Infinity",
+    "sNaN",
+    "1e300",
+    "1e17",
+    "1e18",
+    "1e-300",
+    "0E+1000",
+    "1e999999999",
+    "9" * 30,
+    "0.00005",
+    "100|RUB",
+    " ",
+    "\x00",
+    "😀",
+    "ё" * 5000,
+    "0001-01-01T00:00:00",
+    "9999-12-31T23:59:59",
+    "2024-02-30T00:00:00",
+    "00000000-0000-0000-0000-000000000000",
+    "2d4fe756-48a4-11ec-ad72-000c29b45b09",
+    "Y",
+    "N",
+    [1, "2"],
+    [{"LineNumber": "1"}],
     [{"LineNumber": "99999999999999999999999"}],
 )
 
 
-def sweep(case: Case, values: tuple[Any, ...] = POISON,
-          check: Callable[[str, str], None] | None = None) -> dict[str, int]:
+def sweep(
+    case: Case, values: tuple[Any, ...] = POISON, check: Callable[[str, str], None] | None = None
+) -> dict[str, int]:
     """Every value of ``values`` in every field of ``case.seed``; counts by outcome."""
     counts = {REJECTED: 0, DEAD_LETTERED: 0, PUBLISHED: 0}
     for where in paths(case.seed):
@@ -142,8 +190,9 @@ def sweep(case: Case, values: tuple[Any, ...] = POISON,
             try:
                 end, detail = outcome(case, mutated(case.seed, where, value))
             except Exception as exc:
-                raise AssertionError(f"{case.label}: {where} = {value!r:.80} raised "
-                                     f"{type(exc).__name__}: {exc}") from exc
+                raise AssertionError(
+                    f"{case.label}: {where} = {value!r:.80} raised {type(exc).__name__}: {exc}"
+                ) from exc
             counts[end] += 1
             if check is not None:
                 check(end, detail)

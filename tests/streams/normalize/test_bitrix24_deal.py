@@ -28,12 +28,25 @@ def ctx(**couriers) -> Context:
 
 def deal(**fields) -> dict:
     """A crm.deal.get answer as the portal writes it: every value a string."""
-    return {"ID": "35943", "TITLE": "Срочный заказ: Ленинский пр-т, 93К2", "CATEGORY_ID": "3",
-            "STAGE_ID": "C3:NEW", "CLOSED": "N", "OPPORTUNITY": "4590.00", "CURRENCY_ID": "RUB",
-            "COMPANY_ID": "0", "CONTACT_ID": "77", "ASSIGNED_BY_ID": "17", "COMMENTS": None,
-            "ORIGIN_ID": None, "DATE_CREATE": "2024-05-21T10:00:00+03:00",
-            "DATE_MODIFY": "2024-05-21T10:05:00+03:00", "CLOSEDATE": "2024-05-28T03:00:00+03:00",
-            "_event": {"kind": "UPDATE"}, **fields}
+    return {
+        "ID": "35943",
+        "TITLE": "Срочный заказ: Ленинский пр-т, 93К2",
+        "CATEGORY_ID": "3",
+        "STAGE_ID": "C3:NEW",
+        "CLOSED": "N",
+        "OPPORTUNITY": "4590.00",
+        "CURRENCY_ID": "RUB",
+        "COMPANY_ID": "0",
+        "CONTACT_ID": "77",
+        "ASSIGNED_BY_ID": "17",
+        "COMMENTS": None,
+        "ORIGIN_ID": None,
+        "DATE_CREATE": "2024-05-21T10:00:00+03:00",
+        "DATE_MODIFY": "2024-05-21T10:05:00+03:00",
+        "CLOSEDATE": "2024-05-28T03:00:00+03:00",
+        "_event": {"kind": "UPDATE"},
+        **fields,
+    }
 
 
 def test_the_topic_is_claimed_here():
@@ -69,9 +82,11 @@ def test_instant_order_from_its_funnel():
 
 
 def test_closed_deal_company_and_mapped_address():
-    (out,) = normalize(deal(CLOSED="Y", STAGE_ID="C3:WON", COMPANY_ID="12",
-                            UF_CRM_MM_ADDRESS=["ул. Мира, 5"]), {},
-                       ctx(deal_fields={"delivery_address": "UF_CRM_MM_ADDRESS"}))
+    (out,) = normalize(
+        deal(CLOSED="Y", STAGE_ID="C3:WON", COMPANY_ID="12", UF_CRM_MM_ADDRESS=["ул. Мира, 5"]),
+        {},
+        ctx(deal_fields={"delivery_address": "UF_CRM_MM_ADDRESS"}),
+    )
     assert out.closed and out.closed_at == datetime.fromisoformat("2024-05-28T03:00:00+03:00")
     assert out.counterparty_id == derived_id("counterparty", "bitrix24", "company:12")
     assert out.delivery_address == "ул. Мира, 5"
@@ -91,9 +106,16 @@ def test_our_id_in_origin_id_is_the_canonical_id():
 
 def test_return_from_its_funnel_carries_the_courier_fields():
     shipment = "8b9660f6-6332-11ec-ad72-000c29b45b09"
-    (out,) = normalize(deal(CATEGORY_ID="5", STAGE_ID="C5:NEW", COMMENTS="Брак упаковки",
-                            UF_CRM_MM_SHIPMENT=shipment), {},
-                       ctx(deal_fields={"shipment_id": "UF_CRM_MM_SHIPMENT"}))
+    (out,) = normalize(
+        deal(
+            CATEGORY_ID="5",
+            STAGE_ID="C5:NEW",
+            COMMENTS="Брак упаковки",
+            UF_CRM_MM_SHIPMENT=shipment,
+        ),
+        {},
+        ctx(deal_fields={"shipment_id": "UF_CRM_MM_SHIPMENT"}),
+    )
     assert isinstance(out, Return)
     assert out.id == derived_id("return", "bitrix24", "deal:35943")
     assert (out.courier_stage, out.courier_comment) == ("C5:NEW", "Брак упаковки")
@@ -104,8 +126,11 @@ def test_return_from_its_funnel_carries_the_courier_fields():
 
 
 def test_all_zero_guid_in_the_shipment_field_is_no_reference():
-    (out,) = normalize(deal(CATEGORY_ID="5", UF_CRM_MM_SHIPMENT="00000000-0000-0000-0000-000000000000"),
-                       {}, ctx(deal_fields={"shipment_id": "UF_CRM_MM_SHIPMENT"}))
+    (out,) = normalize(
+        deal(CATEGORY_ID="5", UF_CRM_MM_SHIPMENT="00000000-0000-0000-0000-000000000000"),
+        {},
+        ctx(deal_fields={"shipment_id": "UF_CRM_MM_SHIPMENT"}),
+    )
     assert out.courier_shipment_id is None
 
 
@@ -114,14 +139,17 @@ def test_deleted_deal_gives_nothing(value):
     assert normalize(value, {}, ctx()) == []
 
 
-@pytest.mark.parametrize(("patch", "field"), [
-    ({"CLOSED": "может быть"}, "CLOSED"),
-    ({"OPPORTUNITY": "1 000,00 руб"}, "OPPORTUNITY"),
-    ({"CATEGORY_ID": "воронка"}, "CATEGORY_ID"),
-    ({"ID": ""}, "ID"),
-    ({"DATE_CREATE": "21.05.2024"}, "DATE_CREATE"),
-    ({"TITLE": "a\x00b"}, "NUL"),
-])
+@pytest.mark.parametrize(
+    ("patch", "field"),
+    [
+        ({"CLOSED": "может быть"}, "CLOSED"),
+        ({"OPPORTUNITY": "1 000,00 руб"}, "OPPORTUNITY"),
+        ({"CATEGORY_ID": "воронка"}, "CATEGORY_ID"),
+        ({"ID": ""}, "ID"),
+        ({"DATE_CREATE": "21.05.2024"}, "DATE_CREATE"),
+        ({"TITLE": "a\x00b"}, "NUL"),
+    ],
+)
 def test_rejections_name_the_field(patch, field):
     with pytest.raises(Unnormalizable, match=field):
         normalize(deal(**patch), {}, ctx())

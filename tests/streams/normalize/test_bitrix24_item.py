@@ -44,16 +44,20 @@ def test_other_smart_processes_give_nothing(bitrix24_item_added):
 
 
 def test_real_items_without_our_id_are_not_delivery_tasks(bitrix24_items):
-    found = [normalize({**i, "entityTypeId": 180, "updatedTime": STAMP}, {}, ctx(**DELIVERY))
-             for i in bitrix24_items]
+    found = [
+        normalize({**i, "entityTypeId": 180, "updatedTime": STAMP}, {}, ctx(**DELIVERY))
+        for i in bitrix24_items
+    ]
     assert found == [[]] * len(bitrix24_items)
 
 
 def test_real_item_with_our_id_and_a_mapped_uf_date(bitrix24_items):
     item = bitrix24_items[1]  # Cyrillic title, ufCrm11_1712074666 with an offset
-    out, status = normalize(delivery(item, assignedById=5, stageId="DT180_3:PREPARATION"), {},
-                            ctx(**DELIVERY,
-                                delivery_item_fields={"delivered_at": "ufCrm11_1712074666"}))
+    out, status = normalize(
+        delivery(item, assignedById=5, stageId="DT180_3:PREPARATION"),
+        {},
+        ctx(**DELIVERY, delivery_item_fields={"delivered_at": "ufCrm11_1712074666"}),
+    )
     assert isinstance(out, DeliveryTask) and out.id == OURS
     assert out.external_ids == {"bitrix24": f"item:180:{item['id']}"}
     assert out.delivered_at == datetime.fromisoformat("2024-05-29T03:00:00+03:00")
@@ -66,22 +70,40 @@ def test_real_item_with_our_id_and_a_mapped_uf_date(bitrix24_items):
     assert (status.version, status.source_stamp) == (f"{STAMP}:delivered", out.source_stamp)
 
 
-@pytest.mark.parametrize(("stage", "delivered", "failed", "derived"), [
-    ("DT180_3:SUCCESS", True, False, "delivered"), ("DT180_3:FAIL", False, True, "failed"),
-    ("DT180_3:NEW", False, False, "assigned")])
+@pytest.mark.parametrize(
+    ("stage", "delivered", "failed", "derived"),
+    [
+        ("DT180_3:SUCCESS", True, False, "delivered"),
+        ("DT180_3:FAIL", False, True, "failed"),
+        ("DT180_3:NEW", False, False, "assigned"),
+    ],
+)
 def test_final_stage_dates_the_outcome(stage, delivered, failed, derived):
     moved = "2024-05-21T16:00:00+03:00"
-    out, status = normalize(delivery({"id": 5}, stageId=stage, movedTime=moved), {},
-                            ctx(**DELIVERY))
+    out, status = normalize(
+        delivery({"id": 5}, stageId=stage, movedTime=moved), {}, ctx(**DELIVERY)
+    )
     assert (out.delivered_at is not None, out.failed_at is not None) == (delivered, failed)
-    assert (status.source, status.status, status.version) == ("middleware", derived,
-                                                              f"{STAMP}:{derived}")
+    assert (status.source, status.status, status.version) == (
+        "middleware",
+        derived,
+        f"{STAMP}:{derived}",
+    )
 
 
 def test_money_field_and_empty_list_oddities():
     item = delivery({"id": "5"}, ufCrm11Sum="2500|RUB", ufCrm11Note=[], assignedById="0")
-    (out,) = normalize(item, {}, ctx(**DELIVERY, delivery_item_fields={
-        "collected_amount": "ufCrm11Sum", "courier_comment": "ufCrm11Note"}))
+    (out,) = normalize(
+        item,
+        {},
+        ctx(
+            **DELIVERY,
+            delivery_item_fields={
+                "collected_amount": "ufCrm11Sum",
+                "courier_comment": "ufCrm11Note",
+            },
+        ),
+    )
     assert (out.collected_amount, out.collected_currency) == (Decimal("2500"), "RUB")
     assert out.courier_comment == ""
     assert out.courier_id is None  # user 0: nobody
@@ -100,10 +122,19 @@ def test_real_added_item_as_a_courier_return(bitrix24_item_added):
 
 
 def test_return_item_fields_company_amount_and_shipment():
-    item = {"id": 8, "entityTypeId": 133, "updatedTime": STAMP, "companyId": 0, "contactId": "12",
-            "opportunity": 990.5, "currencyId": "RUB", "ufCrm133Ship": str(SHIPMENT)}
-    (out,) = normalize(item, {}, ctx(**DELIVERY,
-                                     return_item_fields={"shipment_id": "ufCrm133Ship"}))
+    item = {
+        "id": 8,
+        "entityTypeId": 133,
+        "updatedTime": STAMP,
+        "companyId": 0,
+        "contactId": "12",
+        "opportunity": 990.5,
+        "currencyId": "RUB",
+        "ufCrm133Ship": str(SHIPMENT),
+    }
+    (out,) = normalize(
+        item, {}, ctx(**DELIVERY, return_item_fields={"shipment_id": "ufCrm133Ship"})
+    )
     assert out.courier_counterparty_id == derived_id("counterparty", "bitrix24", "contact:12")
     assert (out.courier_amount, out.courier_currency) == (Decimal("990.5"), "RUB")
     assert out.courier_shipment_id == SHIPMENT
@@ -126,15 +157,22 @@ def test_deleted_item_gives_nothing(value):
     assert normalize(value, {}, ctx(**DELIVERY)) == []
 
 
-@pytest.mark.parametrize(("item", "field"), [
-    ({"id": 8, "updatedTime": STAMP}, "entityTypeId"),
-    ({"id": 8, "entityTypeId": 133}, "updatedTime"),
-    ({"id": 8, "entityTypeId": 133, "updatedTime": STAMP, "ufCrm133Ship": "не GUID"},
-     "ufCrm133Ship"),
-    ({"id": 8, "entityTypeId": 133, "updatedTime": STAMP, "opportunity": "много"},
-     "opportunity"),
-    ({"id": None, "entityTypeId": 133, "updatedTime": STAMP}, "id"),
-])
+@pytest.mark.parametrize(
+    ("item", "field"),
+    [
+        ({"id": 8, "updatedTime": STAMP}, "entityTypeId"),
+        ({"id": 8, "entityTypeId": 133}, "updatedTime"),
+        (
+            {"id": 8, "entityTypeId": 133, "updatedTime": STAMP, "ufCrm133Ship": "не GUID"},
+            "ufCrm133Ship",
+        ),
+        (
+            {"id": 8, "entityTypeId": 133, "updatedTime": STAMP, "opportunity": "много"},
+            "opportunity",
+        ),
+        ({"id": None, "entityTypeId": 133, "updatedTime": STAMP}, "id"),
+    ],
+)
 def test_rejections_name_the_field(item, field):
     with pytest.raises(Unnormalizable, match=field):
         normalize(item, {}, ctx(**DELIVERY, return_item_fields={"shipment_id": "ufCrm133Ship"}))

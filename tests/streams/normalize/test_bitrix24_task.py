@@ -55,18 +55,31 @@ def test_real_task_carrying_our_id_gives_the_courier_fields(bitrix24_tasks):
 
 
 def test_completed_task_is_delivered_at_its_close_time(bitrix24_tasks):
-    out, status = normalize(ours(bitrix24_tasks[0], status="5",
-                                 closedDate="2024-05-21T18:00:00+05:00"), {}, ctx())
+    out, status = normalize(
+        ours(bitrix24_tasks[0], status="5", closedDate="2024-05-21T18:00:00+05:00"), {}, ctx()
+    )
     assert out.delivered_at == datetime.fromisoformat("2024-05-21T18:00:00+05:00")
     assert (status.source, status.status) == ("middleware", "delivered")
 
 
 def test_mapped_uf_fields_give_comment_money_and_failure():
-    task = ours({"id": "9", "status": "6"}, ufMmComment="  Клиент не открыл дверь ",
-                ufMmCollected="1500.50|RUB", ufMmFailed="2024-05-21T19:00:00")
-    out, status = normalize(task, {}, ctx(task_fields={
-        "courier_comment": "ufMmComment", "collected_amount": "ufMmCollected",
-        "failed_at": "ufMmFailed"}))
+    task = ours(
+        {"id": "9", "status": "6"},
+        ufMmComment="  Клиент не открыл дверь ",
+        ufMmCollected="1500.50|RUB",
+        ufMmFailed="2024-05-21T19:00:00",
+    )
+    out, status = normalize(
+        task,
+        {},
+        ctx(
+            task_fields={
+                "courier_comment": "ufMmComment",
+                "collected_amount": "ufMmCollected",
+                "failed_at": "ufMmFailed",
+            }
+        ),
+    )
     assert out.courier_comment == "Клиент не открыл дверь"
     assert (out.collected_amount, out.collected_currency) == (Decimal("1500.50"), "RUB")
     # No offset: the portal's wall clock.
@@ -76,8 +89,13 @@ def test_mapped_uf_fields_give_comment_money_and_failure():
 
 
 def test_configured_id_field_is_where_our_id_is_read():
-    task = {"id": "9", "status": "2", "changedDate": "2024-05-21T15:14:27+03:00",
-            "ufMmId": str(OURS), "xmlId": "1C-sync-77"}
+    task = {
+        "id": "9",
+        "status": "2",
+        "changedDate": "2024-05-21T15:14:27+03:00",
+        "ufMmId": str(OURS),
+        "xmlId": "1C-sync-77",
+    }
     assert normalize(task, {}, ctx()) == []  # xmlId holds another integration's code
     out, status = normalize(task, {}, ctx(task_id_field="ufMmId"))
     assert out.id == status.id == OURS
@@ -94,14 +112,17 @@ def test_deleted_task_gives_nothing(value):
     assert normalize(value, {}, ctx()) == []
 
 
-@pytest.mark.parametrize(("patch", "field"), [
-    ({"changedDate": ""}, "changedDate"),
-    ({"changedDate": "вчера"}, "changedDate"),
-    ({"id": "0"}, "id"),
-    ({"id": "abc"}, "id"),
-    ({"responsibleId": "x"}, "responsibleId"),
-    ({"status": "2\x00"}, "NUL"),
-])
+@pytest.mark.parametrize(
+    ("patch", "field"),
+    [
+        ({"changedDate": ""}, "changedDate"),
+        ({"changedDate": "вчера"}, "changedDate"),
+        ({"id": "0"}, "id"),
+        ({"id": "abc"}, "id"),
+        ({"responsibleId": "x"}, "responsibleId"),
+        ({"status": "2\x00"}, "NUL"),
+    ],
+)
 def test_rejections_name_the_field(patch, field):
     with pytest.raises(Unnormalizable, match=field):
         normalize(ours({"id": "9", "status": "2"}, **patch), {}, ctx())

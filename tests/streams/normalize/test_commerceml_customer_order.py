@@ -37,8 +37,11 @@ def test_3x_container_orders_normalize():
 
 
 def test_the_comment_as_a_requisite_when_the_element_is_empty():
-    record = {**_orders("cml3_orders.xml")[1], "comment": "",
-              "requisites": [{"name": "Комментарий покупателя", "values": ["После 18:00"]}]}
+    record = {
+        **_orders("cml3_orders.xml")[1],
+        "comment": "",
+        "requisites": [{"name": "Комментарий покупателя", "values": ["После 18:00"]}],
+    }
     assert normalize(record, {}, CTX)[0].comment == "После 18:00"
 
 

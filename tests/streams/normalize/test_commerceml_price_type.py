@@ -33,17 +33,30 @@ def _published(name: str) -> dict[str, list[dict]]:
 def test_offer_package_price_types_become_the_types_the_prices_name():
     published = _published("cml204_offers.xml")
     found = normalizers()
-    types = [t for v in published["raw.onec.price_type"]
-             for t in found["raw.onec.price_type"](v, {}, CTX)]
+    types = [
+        t
+        for v in published["raw.onec.price_type"]
+        for t in found["raw.onec.price_type"](v, {}, CTX)
+    ]
     prices = [p for v in published["raw.onec.price"] for p in found["raw.onec.price"](v, {}, CTX)]
-    assert all(isinstance(t, PriceType) for t in types) and all(isinstance(p, Price) for p in prices)
+    assert all(isinstance(t, PriceType) for t in types) and all(
+        isinstance(p, Price) for p in prices
+    )
     assert {p.price_type_id for p in prices} <= {t.id for t in types}
     retail, wholesale = types
     assert (retail.id, retail.name, retail.currency, retail.includes_vat, retail.source) == (
-        RETAIL, "Розничная", "RUB", True, "commerceml")
+        RETAIL,
+        "Розничная",
+        "RUB",
+        True,
+        "commerceml",
+    )
     assert retail.external_ids == {"onec": str(RETAIL)}
     assert (wholesale.name, wholesale.currency, wholesale.includes_vat) == (
-        "Оптовая (дилерская)", "USD", False)
+        "Оптовая (дилерская)",
+        "USD",
+        False,
+    )
     assert [p.currency for p in prices] == ["RUB", "USD"]
 
 
@@ -62,12 +75,31 @@ def test_a_classifier_type_with_a_numeric_currency():
     assert (ptype.name, ptype.currency, ptype.includes_vat) == ("Розничная цена", "RUB", None)
 
 
-@pytest.mark.parametrize("raw, iso", [
-    ("руб", "RUB"), ("руб.", "RUB"), ("RUB", "RUB"), ("643", "RUB"), ("рубль", "RUB"), (" Руб ", "RUB"),
-    ("USD", "USD"), ("$", "USD"), ("840", "USD"), ("EUR", "EUR"), ("€", "EUR"), ("978", "EUR"),
-    ("тенге", "KZT"), ("398", "KZT"), ("933", "BYN"), ("980", "UAH"), ("грн", "UAH"),
-    ("gbp", "GBP"), ("", ""), (None, ""),
-])
+@pytest.mark.parametrize(
+    "raw, iso",
+    [
+        ("руб", "RUB"),
+        ("руб.", "RUB"),
+        ("RUB", "RUB"),
+        ("643", "RUB"),
+        ("рубль", "RUB"),
+        (" Руб ", "RUB"),
+        ("USD", "USD"),
+        ("$", "USD"),
+        ("840", "USD"),
+        ("EUR", "EUR"),
+        ("€", "EUR"),
+        ("978", "EUR"),
+        ("тенге", "KZT"),
+        ("398", "KZT"),
+        ("933", "BYN"),
+        ("980", "UAH"),
+        ("грн", "UAH"),
+        ("gbp", "GBP"),
+        ("", ""),
+        (None, ""),
+    ],
+)
 def test_currency_spellings_map_to_iso_codes(raw, iso):
     assert iso_currency(raw) == iso
 
@@ -78,13 +110,16 @@ def test_an_unknown_currency_is_refused_with_the_field(raw):
         iso_currency(raw, "currency")
 
 
-@pytest.mark.parametrize("changes, reason", [
-    ({"id": ""}, "without Ид"),
-    ({"version": ""}, "version"),
-    ({"name": ""}, "without Наименование"),
-    ({"currency": "у.е."}, "unknown currency"),
-    ({"id": "00000000-0000-0000-0000-000000000000"}, "empty GUID"),
-])
+@pytest.mark.parametrize(
+    "changes, reason",
+    [
+        ({"id": ""}, "without Ид"),
+        ({"version": ""}, "version"),
+        ({"name": ""}, "without Наименование"),
+        ({"currency": "у.е."}, "unknown currency"),
+        ({"id": "00000000-0000-0000-0000-000000000000"}, "empty GUID"),
+    ],
+)
 def test_records_that_cannot_be_a_price_type_are_refused(changes, reason):
     (record,) = _published("cml208_import.xml")["raw.onec.price_type"]
     with pytest.raises(Unnormalizable, match=reason):

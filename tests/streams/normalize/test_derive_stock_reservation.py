@@ -41,43 +41,80 @@ def test_only_reservations_after_the_1c_balance_count():
 
 
 def test_an_orders_goods_are_summed_per_stock_row():
-    goods = goods_by_stock(WAREHOUSE, [(PRODUCT, Decimal(2)), (OTHER, Decimal(0)),
-                                       (PRODUCT, Decimal("1.5"))])
+    goods = goods_by_stock(
+        WAREHOUSE, [(PRODUCT, Decimal(2)), (OTHER, Decimal(0)), (PRODUCT, Decimal("1.5"))]
+    )
     assert goods == {stock_id(WAREHOUSE, PRODUCT, None): (PRODUCT, Decimal("3.5"))}
 
 
 def test_the_middleware_version_writes_only_its_own_fields():
-    raw = record(warehouse_id=WAREHOUSE, product_id=PRODUCT, characteristic_id=None,
-                 total=Decimal(2), latest=at(1), computed_at=at(2))
+    raw = record(
+        warehouse_id=WAREHOUSE,
+        product_id=PRODUCT,
+        characteristic_id=None,
+        total=Decimal(2),
+        latest=at(1),
+        computed_at=at(2),
+    )
     [stock] = normalize(raw, {}, Context())
     assert stock == from_record(raw)
     assert stock.id == stock_id(WAREHOUSE, PRODUCT, None)
     assert (stock.source, stock.source_stamp, stock.order_reserve, stock.order_reserve_at) == (
-        "middleware", at(2), Decimal(2), at(1))
+        "middleware",
+        at(2),
+        Decimal(2),
+        at(1),
+    )
     assert (stock.quantity, stock.reserve, stock.as_of) == (None, None, None)
     assert Stock.owns("middleware", "order_reserve") and not Stock.owns("middleware", "quantity")
     assert Stock.owns("onec", "quantity") and not Stock.owns("onec", "order_reserve")
     # Another sum (or the same sum computed later) is another version.
-    later = record(warehouse_id=WAREHOUSE, product_id=PRODUCT, characteristic_id=None,
-                   total=Decimal(2), latest=at(1), computed_at=at(3))
+    later = record(
+        warehouse_id=WAREHOUSE,
+        product_id=PRODUCT,
+        characteristic_id=None,
+        total=Decimal(2),
+        latest=at(1),
+        computed_at=at(3),
+    )
     assert from_record(later).version != stock.version
 
 
-@pytest.mark.parametrize(("change", "reason"), [
-    ({"order_reserve": "-1"}, "order_reserve"), ({"order_reserve": None}, "order_reserve"),
-    ({"computed_at": None}, "computed_at"), ({"computed_at": "2026-12-07T10:00:00"}, "computed_at"),
-    ({"product_id": None}, "product_id"),
-])
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        ({"order_reserve": "-1"}, "order_reserve"),
+        ({"order_reserve": None}, "order_reserve"),
+        ({"computed_at": None}, "computed_at"),
+        ({"computed_at": "2026-12-07T10:00:00"}, "computed_at"),
+        ({"product_id": None}, "product_id"),
+    ],
+)
 def test_a_bad_reservation_record_is_unnormalizable(change, reason):
-    raw = {**record(warehouse_id=WAREHOUSE, product_id=PRODUCT, characteristic_id=None,
-                    total=Decimal(1), latest=at(1), computed_at=at(2)), **change}
+    raw = {
+        **record(
+            warehouse_id=WAREHOUSE,
+            product_id=PRODUCT,
+            characteristic_id=None,
+            total=Decimal(1),
+            latest=at(1),
+            computed_at=at(2),
+        ),
+        **change,
+    }
     with pytest.raises(Unnormalizable, match=reason):
         from_record(raw)
 
 
 def stock(**fields) -> Stock:
-    return Stock(id=stock_id(WAREHOUSE, PRODUCT, None), source="onec", version="v",
-                 warehouse_id=WAREHOUSE, product_id=PRODUCT, **fields)
+    return Stock(
+        id=stock_id(WAREHOUSE, PRODUCT, None),
+        source="onec",
+        version="v",
+        warehouse_id=WAREHOUSE,
+        product_id=PRODUCT,
+        **fields,
+    )
 
 
 def test_a_reservation_holds_until_1c_answers_with_a_later_balance():

@@ -27,8 +27,10 @@ def test_ut103_expense(ut103_cash_expense, ctx):
     assert doc.amount == Decimal(3000) and doc.currency_id is not None
     assert doc.order_id == ORDER  # both lines name the same order
     assert [p.amount for p in doc.payments] == [Decimal(1000), Decimal("2000.00")]
-    assert all(p.order_id == ORDER and p.base_document_kind == "Document_ЗаказПокупателя"
-               for p in doc.payments)
+    assert all(
+        p.order_id == ORDER and p.base_document_kind == "Document_ЗаказПокупателя"
+        for p in doc.payments
+    )
 
 
 def test_ut11_accountable_person(ut103_cash_expense, ctx):

@@ -63,13 +63,18 @@ def test_a_deletion_record(ctx):
     assert doc.deleted and doc.amount is None and doc.payments == ()
 
 
-@pytest.mark.parametrize(("change", "field"), [
-    ({"Date": ""}, "Date"),
-    ({"ДокументОснование": "не гуид"}, "ДокументОснование"),
-    ({"ПодотчетноеЛицо_Key": 42}, "ПодотчетноеЛицо_Key"),
-    ({"РасшифровкаПлатежа": [{"LineNumber": "1", "Сумма": "1 234,5 руб"}]},
-     "РасшифровкаПлатежа line 1: Сумма"),
-])
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"Date": ""}, "Date"),
+        ({"ДокументОснование": "не гуид"}, "ДокументОснование"),
+        ({"ПодотчетноеЛицо_Key": 42}, "ПодотчетноеЛицо_Key"),
+        (
+            {"РасшифровкаПлатежа": [{"LineNumber": "1", "Сумма": "1 234,5 руб"}]},
+            "РасшифровкаПлатежа line 1: Сумма",
+        ),
+    ],
+)
 def test_rejections_name_the_field(ut11_cash_receipt, ctx, change, field):
     with pytest.raises(Unnormalizable, match=field):
         normalize({**ut11_cash_receipt, **change}, {}, ctx)

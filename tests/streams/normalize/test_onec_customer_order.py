@@ -48,8 +48,7 @@ def test_ut11_order_with_a_delivery_address_gives_its_delivery_task(ut11_order, 
     assert (task.source, task.version, task.deleted) == ("onec", "order:AAAAAQAAAAA=", False)
     assert task.delivery_address == "г. Москва, ул. Тверская, д. 1"
     assert (task.number, task.amount_to_collect) == ("УТ-000123", Decimal("1234.5"))
-    assert (task.counterparty_id, task.warehouse_id) == (order.counterparty_id,
-                                                         order.warehouse_id)
+    assert (task.counterparty_id, task.warehouse_id) == (order.counterparty_id, order.warehouse_id)
     assert task.planned_from == datetime(2024, 3, 6, tzinfo=MSK)  # the wanted shipment date
     assert task.status == "new"
 
@@ -60,7 +59,11 @@ def test_ut11_lines_in_line_number_order_with_vat_forms(ut11_order, ctx):
     assert (first.line_number, second.line_number) == (1, 2)
     assert first.characteristic_id == UUID("33333333-0000-11ee-8000-000c29b45b09")
     assert first.warehouse_id == UUID("f40235d4-d84c-11ea-8133-0050569f62a1")
-    assert (first.quantity, first.amount, first.vat_percent) == (Decimal(2), Decimal(1000), Decimal(20))
+    assert (first.quantity, first.amount, first.vat_percent) == (
+        Decimal(2),
+        Decimal(1000),
+        Decimal(20),
+    )
     # УТ 11.5: the rate is a СтавкиНДС reference; its percent is not in the record.
     assert second.vat_rate_id == UUID("c3a0e2f0-0000-11ee-8000-000c29b45b09")
     assert (second.vat_rate, second.vat_percent, second.cancelled) == ("", None, True)
@@ -90,8 +93,12 @@ def test_order_marked_for_deletion_deletes_its_task(ut11_order, ctx):
     order, task = normalize({**ut11_order, "DeletionMark": True}, {}, ctx)
     assert order.deleted and task.deleted and task.id == delivery_task_id(order.id)
     # A record saying only that the order vanished cannot tell whether it had a task.
-    gone = {"Ref_Key": ut11_order["Ref_Key"], "DataVersion": "deleted:AAAAAQAAAAA=",
-            "DeletionMark": True, "_deleted": True}
+    gone = {
+        "Ref_Key": ut11_order["Ref_Key"],
+        "DataVersion": "deleted:AAAAAQAAAAA=",
+        "DeletionMark": True,
+        "_deleted": True,
+    }
     (order,) = normalize(gone, {}, ctx)
     assert isinstance(order, CustomerOrder) and order.deleted
 
@@ -103,14 +110,20 @@ def test_a_warehouse_group_of_another_type_is_not_a_warehouse(ut103_order, ctx):
 
 def test_real_commerceml_orders(commerceml_orders, ctx):
     docs = [doc for record in commerceml_orders for doc in normalize(record, {}, ctx)]
-    assert [d.external_ids for d in docs] == [{"commerceml": "36"}, {"commerceml": "92"},
-                                              {"commerceml": "93"}]
+    assert [d.external_ids for d in docs] == [
+        {"commerceml": "36"},
+        {"commerceml": "92"},
+        {"commerceml": "93"},
+    ]
     first = docs[0]
     assert first.id == derived_id("customer_order", "commerceml", "36")
     assert first.source == "commerceml" and len(first.version) == 64
     assert first.date == datetime(2007, 10, 30, 15, 19, 27, tzinfo=MSK)
-    assert (first.amount, first.currency, first.operation) == (Decimal("6734.47"), "RUB",
-                                                                "Заказ товара")
+    assert (first.amount, first.currency, first.operation) == (
+        Decimal("6734.47"),
+        "RUB",
+        "Заказ товара",
+    )
     assert first.status == "[N] Принят" and first.posted is False
     assert first.counterparty_id == derived_id("counterparty", "commerceml", "1#admin# admin")
 
@@ -121,7 +134,11 @@ def test_commerceml_lines_site_and_1c_products(commerceml_orders, ctx):
     assert delivery.product_id == derived_id("product", "commerceml", "ORDER_DELIVERY")
     assert tv.product_id == UUID("dee6e19a-55bc-11d9-848a-00112f43529a")
     assert (tv.content, tv.price, tv.quantity, tv.amount) == (
-        'Телевизор "JVC"', Decimal("6394.47"), Decimal("1.00"), Decimal("6394.47"))
+        'Телевизор "JVC"',
+        Decimal("6394.47"),
+        Decimal("1.00"),
+        Decimal("6394.47"),
+    )
     assert sum(line.amount for line in doc.lines) == doc.amount
 
 
@@ -137,15 +154,18 @@ def test_commerceml_order_with_a_1c_guid_is_the_1c_document(commerceml_orders, c
     assert doc.id == UUID(guid) and doc.external_ids == {"onec": guid} and doc.deleted is True
 
 
-@pytest.mark.parametrize(("change", "field"), [
-    ({"version": ""}, "version"),
-    ({"id": ""}, "id"),
-    ({"date": ""}, "date"),
-    ({"date": "30.10.2007"}, "date"),
-    ({"amount": "много"}, "amount"),
-    ({"items": [{"product_id": "x", "quantity": "one"}]}, "items.0.quantity"),
-    ({"id": "00000000-0000-0000-0000-000000000000"}, "customer_order id"),
-])
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"version": ""}, "version"),
+        ({"id": ""}, "id"),
+        ({"date": ""}, "date"),
+        ({"date": "30.10.2007"}, "date"),
+        ({"amount": "много"}, "amount"),
+        ({"items": [{"product_id": "x", "quantity": "one"}]}, "items.0.quantity"),
+        ({"id": "00000000-0000-0000-0000-000000000000"}, "customer_order id"),
+    ],
+)
 def test_commerceml_rejections(commerceml_orders, ctx, change, field):
     with pytest.raises(Unnormalizable, match=field):
         normalize({**commerceml_orders[0], **change}, {}, ctx)

@@ -1,4 +1,4 @@
-"""1C Номенклатура -> canonical Product, on the real 1С:Бухгалтерия 3.0 OData record."""
+"""1С Номенклатура -> canonical Product, on the real 1С:Бухгалтерия 3.0 OData record."""
 
 from __future__ import annotations
 
@@ -19,8 +19,13 @@ from streams.normalize.onec_product import (
     validation_message,
 )
 
-FIXTURE = (Path(__file__).resolve().parents[3].parent / "shared" / "fixtures" / "onec_odata"
-           / "bp30_Catalog_Nomenklatura.json")
+FIXTURE = (
+    Path(__file__).resolve().parents[3].parent
+    / "shared"
+    / "fixtures"
+    / "onec_odata"
+    / "bp30_Catalog_Nomenklatura.json"
+)
 ZERO = "00000000-0000-0000-0000-000000000000"
 
 
@@ -78,10 +83,26 @@ def test_extra_1c_fields_are_ignored():
     # The real record carries ~40 attributes the model does not declare, of every JSON type.
     assert "ВидНоменклатуры_Key" in record and record["ДополнительныеРеквизиты"] == []
     assert "ВидНоменклатуры@navigationLinkUrl" in record
-    plain = parse(encode({k: record[k] for k in ("Ref_Key", "DataVersion", "Description",
-                                                 "Code", "Parent_Key", "IsFolder", "DeletionMark",
-                                                 "Артикул", "ЕдиницаИзмерения_Key",
-                                                 "НаименованиеПолное", "Услуга")}))
+    plain = parse(
+        encode(
+            {
+                k: record[k]
+                for k in (
+                    "Ref_Key",
+                    "DataVersion",
+                    "Description",
+                    "Code",
+                    "Parent_Key",
+                    "IsFolder",
+                    "DeletionMark",
+                    "Артикул",
+                    "ЕдиницаИзмерения_Key",
+                    "НаименованиеПолное",
+                    "Услуга",
+                )
+            }
+        )
+    )
     assert parse(encode(record)) == plain
     record["КакоеТоНовоеПоле"] = {"nested": [1, 2, {"x": None}]}
     assert parse(encode(record)) == plain
@@ -150,7 +171,11 @@ def test_whitespace_around_text_fields_is_stripped():
     record["Артикул"] = " A-1 "
     product = parse(encode(record))
     assert (product.code, product.name, product.full_name, product.article) == (
-        "00-00000001", "Мойка", "Мойка кухонная", "A-1")
+        "00-00000001",
+        "Мойка",
+        "Мойка кухонная",
+        "A-1",
+    )
     # Inner whitespace is data, not padding.
     record["Description"] = "Мойка  двойная"
     assert parse(encode(record)).name == "Мойка  двойная"
@@ -197,8 +222,17 @@ def test_an_empty_required_text_is_refused(field):
     assert refused(record).startswith(f"{field}: String should have at least 1 character")
 
 
-@pytest.mark.parametrize("bad", ["not-a-guid", "f02ce7b3-e3b3-11eb-b4ad-000c29b45b0",
-                                 "f02ce7b3-e3b3-11eb-b4ad-000c29b45b09-00", "", 12345, None])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "not-a-guid",
+        "f02ce7b3-e3b3-11eb-b4ad-000c29b45b0",
+        "f02ce7b3-e3b3-11eb-b4ad-000c29b45b09-00",
+        "",
+        12345,
+        None,
+    ],
+)
 def test_a_bad_ref_key_is_refused(bad):
     record = fixture_record()
     record["Ref_Key"] = bad
@@ -225,8 +259,17 @@ def test_too_long_values_are_refused():
     assert refused(record).startswith("Code: ")
 
 
-@pytest.mark.parametrize("doc,kind", [([], "list"), ([{"Ref_Key": ZERO}], "list"), ("text", "str"),
-                                      (42, "int"), (None, "NoneType"), (True, "bool")])
+@pytest.mark.parametrize(
+    "doc,kind",
+    [
+        ([], "list"),
+        ([{"Ref_Key": ZERO}], "list"),
+        ("text", "str"),
+        (42, "int"),
+        (None, "NoneType"),
+        (True, "bool"),
+    ],
+)
 def test_a_json_document_that_is_not_an_object_is_refused(doc, kind):
     assert refused(doc) == f"expected a JSON object, got {kind}"
 
@@ -238,10 +281,13 @@ def test_the_whole_odata_envelope_is_not_a_record():
         assert f"{field}: Field required" in message
 
 
-@pytest.mark.parametrize("raw", [
-    b"\x80{}",
-    b'{"Ref_Key": "f02ce7b3-e3b3-11eb-b4ad-000c29b45b09", "Description": "\xcc\xee\xe9\xea\xe0"}',
-])
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"\x80{}",
+        b'{"Ref_Key": "f02ce7b3-e3b3-11eb-b4ad-000c29b45b09", "Description": "\xcc\xee\xe9\xea\xe0"}',
+    ],
+)
 def test_invalid_utf8_is_refused(raw):
     with pytest.raises(InvalidRecord) as info:
         parse(raw)
@@ -249,7 +295,7 @@ def test_invalid_utf8_is_refused(raw):
 
 
 def test_a_windows_1251_record_is_refused():
-    # 1C exchange set to the wrong code page: valid JSON shape, wrong bytes.
+    # 1С exchange set to the wrong code page: valid JSON shape, wrong bytes.
     raw = json.dumps(fixture_record(), ensure_ascii=False).encode("cp1251")
     with pytest.raises(InvalidRecord, match="not valid UTF-8 JSON"):
         parse(raw)
@@ -309,7 +355,8 @@ def test_validation_details_give_field_and_problem_pairs():
     ]
     # The same problems, one line: what the sink puts into the DLQ header.
     assert validation_message(errors_of(record)) == "; ".join(
-        f"{d['field']}: {d['problem']}" for d in details)
+        f"{d['field']}: {d['problem']}" for d in details
+    )
 
 
 def test_error_summaries_of_a_non_object_name_the_record():
@@ -329,12 +376,16 @@ def test_error_summaries_do_not_echo_input_values():
 # ------------------------------------------------------------------ bugs found by these tests, fixed
 
 
-@pytest.mark.parametrize("raw", [
-    b'{"Ref_Key": "f02ce7b3-e3b3-11eb-b4ad-000c29b45b09", "DataVersion": "A", '
-    b'"Description": "x", "\xd0\x9a\xd0\xbe\xd0\xbc": ' + b"1" * 5000 + b"}",
-    b'{"Ref_Key": "f02ce7b3-e3b3-11eb-b4ad-000c29b45b09", "DataVersion": "A", '
-    b'"Description": "x", "extra": ' + b"[" * 100_000 + b"]" * 100_000 + b"}",
-], ids=["huge-integer", "deep-nesting"])
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"Ref_Key": "f02ce7b3-e3b3-11eb-b4ad-000c29b45b09", "DataVersion": "A", '
+        b'"Description": "x", "\xd0\x9a\xd0\xbe\xd0\xbc": ' + b"1" * 5000 + b"}",
+        b'{"Ref_Key": "f02ce7b3-e3b3-11eb-b4ad-000c29b45b09", "DataVersion": "A", '
+        b'"Description": "x", "extra": ' + b"[" * 100_000 + b"]" * 100_000 + b"}",
+    ],
+    ids=["huge-integer", "deep-nesting"],
+)
 def test_pathological_json_is_an_invalid_record(raw):
     with pytest.raises(InvalidRecord):
         parse(raw)

@@ -21,12 +21,22 @@ CTX = Context()
 
 def answer(entity: str = "instant_order", **fields) -> dict:
     """An answer as streams/egress/courier_documents.result_value publishes it."""
-    return {"entity": entity, "id": ORDER_ID, "status": "recorded",
-            "idempotency_key": f"{entity}:{ORDER_ID}", "operation": entity,
-            "answered_at": "2024-06-03T12:30:01",
-            "document": {"type": "Document_ЗаказКлиента", "ref_key": DOC,
-                         "number": "ЗК-000777", "date": "2024-06-03T12:30:00",
-                         "posted": True}, **fields}
+    return {
+        "entity": entity,
+        "id": ORDER_ID,
+        "status": "recorded",
+        "idempotency_key": f"{entity}:{ORDER_ID}",
+        "operation": entity,
+        "answered_at": "2024-06-03T12:30:01",
+        "document": {
+            "type": "Document_ЗаказКлиента",
+            "ref_key": DOC,
+            "number": "ЗК-000777",
+            "date": "2024-06-03T12:30:00",
+            "posted": True,
+        },
+        **fields,
+    }
 
 
 def test_raw_onec_result_is_normalized_here():
@@ -63,8 +73,7 @@ def test_a_return_answer_gives_only_the_middleware_status():
     # 1С's own record of the return carries its header and lines; a partial 1С version
     # here would blank them.
     versions = normalize(answer("return"), {}, CTX)
-    assert [(type(v), v.source, v.status) for v in versions] == [
-        (Return, "middleware", "recorded")]
+    assert [(type(v), v.source, v.status) for v in versions] == [(Return, "middleware", "recorded")]
 
 
 def test_the_same_answer_twice_gives_the_same_versions():
@@ -80,17 +89,20 @@ def test_another_document_is_another_version():
     assert normalize(other, {}, CTX)[0].version != normalize(answer(), {}, CTX)[0].version
 
 
-@pytest.mark.parametrize("value,field", [
-    (answer(id="deal:42"), "id"),
-    (answer(id=None), "id"),
-    (answer(document=None), "document"),
-    (answer(document="Document_ЗаказКлиента"), "document"),
-    (answer(idempotency_key=""), "idempotency_key"),
-    (answer(document={"type": "Document_ЗаказКлиента", "ref_key": "x"}), "ref_key"),
-    (answer(document={"type": "Document_ЗаказКлиента"}), "ref_key"),
-    (answer("cash_receipt"), "entity"),
-    (answer(""), "entity"),
-])
+@pytest.mark.parametrize(
+    "value,field",
+    [
+        (answer(id="deal:42"), "id"),
+        (answer(id=None), "id"),
+        (answer(document=None), "document"),
+        (answer(document="Document_ЗаказКлиента"), "document"),
+        (answer(idempotency_key=""), "idempotency_key"),
+        (answer(document={"type": "Document_ЗаказКлиента", "ref_key": "x"}), "ref_key"),
+        (answer(document={"type": "Document_ЗаказКлиента"}), "ref_key"),
+        (answer("cash_receipt"), "entity"),
+        (answer(""), "entity"),
+    ],
+)
 def test_an_answer_missing_what_tells_it_apart_is_unnormalizable(value, field):
     with pytest.raises(Unnormalizable, match=field):
         normalize(value, {}, CTX)

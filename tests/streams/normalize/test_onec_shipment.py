@@ -34,12 +34,22 @@ def test_real_goods_shipment(bp30_shipments, ctx):
     assert doc.currency_id == UUID("a192de9a-d84c-11ea-8133-0050569f62a1")
     assert doc.responsible_id == UUID("10f78d15-dfe4-11eb-b4ad-000c29b45b09")
     assert doc.operation == "Товары"
-    assert [(line.section, line.line_number) for line in doc.lines] == [("Товары", 1), ("Товары", 2)]
+    assert [(line.section, line.line_number) for line in doc.lines] == [
+        ("Товары", 1),
+        ("Товары", 2),
+    ]
     first = doc.lines[0]
     assert first.product_id == UUID("2d4fe75f-48a4-11ec-ad72-000c29b45b09")
-    assert (first.quantity, first.price, first.amount) == (Decimal(25), Decimal(5455), Decimal(136375))
-    assert (first.vat_rate, first.vat_percent, first.vat_amount) == ("НДС20", Decimal(20),
-                                                                      Decimal("22729.17"))
+    assert (first.quantity, first.price, first.amount) == (
+        Decimal(25),
+        Decimal(5455),
+        Decimal(136375),
+    )
+    assert (first.vat_rate, first.vat_percent, first.vat_amount) == (
+        "НДС20",
+        Decimal(20),
+        Decimal("22729.17"),
+    )
     assert sum(line.amount for line in doc.lines) == doc.amount
 
 
@@ -70,28 +80,45 @@ def test_an_undefined_composite_is_no_reference(bp30_shipments, ctx):
 
 def test_ut103_order_as_a_composite_deal(bp30_shipments, ctx):
     order = "6a0c1a10-0000-11ee-8000-000c29b45b09"
-    record = {**bp30_shipments[0], "Сделка": order,
-              "Сделка_Type": "StandardODATA.Document_ЗаказПокупателя"}
+    record = {
+        **bp30_shipments[0],
+        "Сделка": order,
+        "Сделка_Type": "StandardODATA.Document_ЗаказПокупателя",
+    }
     assert normalize(record, {}, ctx)[0].order_id == UUID(order)
 
 
 def test_a_composite_of_another_type_is_not_taken_for_an_order(bp30_shipments, ctx):
-    record = {**bp30_shipments[0], "Сделка": "6a0c1a10-0000-11ee-8000-000c29b45b09",
-              "Сделка_Type": "StandardODATA.Document_СчетНаОплатуПокупателю"}
+    record = {
+        **bp30_shipments[0],
+        "Сделка": "6a0c1a10-0000-11ee-8000-000c29b45b09",
+        "Сделка_Type": "StandardODATA.Document_СчетНаОплатуПокупателю",
+    }
     assert normalize(record, {}, ctx)[0].order_id is None
 
 
 def test_ut11_names(bp30_shipments, ctx):
-    base = {k: v for k, v in bp30_shipments[0].items()
-            if k not in ("ВалютаДокумента_Key", "ДоговорКонтрагента_Key", "СуммаВключаетНДС")}
+    base = {
+        k: v
+        for k, v in bp30_shipments[0].items()
+        if k not in ("ВалютаДокумента_Key", "ДоговорКонтрагента_Key", "СуммаВключаетНДС")
+    }
     order = "5f0c1a10-0000-11ee-8000-000c29b45b09"
-    lines = [{**line, "ЗаказКлиента": order,
-              "ЗаказКлиента_Type": "StandardODATA.Document_ЗаказКлиента"} for line in base["Товары"]]
-    record = {**base, "Валюта_Key": "a192de9a-d84c-11ea-8133-0050569f62a1",
-              "Договор_Key": "44444444-0000-11ee-8000-000c29b45b09",
-              "Партнер_Key": "11111111-0000-11ee-8000-000c29b45b09", "ЦенаВключаетНДС": False,
-              "ЗаказКлиента": order, "ЗаказКлиента_Type": "StandardODATA.Document_ЗаказКлиента",
-              "Статус": "КДоставке", "Товары": lines}
+    lines = [
+        {**line, "ЗаказКлиента": order, "ЗаказКлиента_Type": "StandardODATA.Document_ЗаказКлиента"}
+        for line in base["Товары"]
+    ]
+    record = {
+        **base,
+        "Валюта_Key": "a192de9a-d84c-11ea-8133-0050569f62a1",
+        "Договор_Key": "44444444-0000-11ee-8000-000c29b45b09",
+        "Партнер_Key": "11111111-0000-11ee-8000-000c29b45b09",
+        "ЦенаВключаетНДС": False,
+        "ЗаказКлиента": order,
+        "ЗаказКлиента_Type": "StandardODATA.Document_ЗаказКлиента",
+        "Статус": "КДоставке",
+        "Товары": lines,
+    }
     (doc,) = normalize(record, {}, ctx)
     assert doc.order_id == UUID(order) and doc.lines[0].order_id == UUID(order)
     assert doc.currency_id == UUID("a192de9a-d84c-11ea-8133-0050569f62a1")
@@ -103,7 +130,9 @@ def test_ut11_names(bp30_shipments, ctx):
 def test_numbers_as_strings_and_lines_out_of_order(bp30_shipments, ctx):
     first, second = bp30_shipments[0]["Товары"]
     lines = [{**second, "Количество": "2", "Сумма": "13754,00"}, {**first, "СуммаНДС": "22729.17"}]
-    (doc,) = normalize({**bp30_shipments[0], "Товары": lines, "СуммаДокумента": "150129.00"}, {}, ctx)
+    (doc,) = normalize(
+        {**bp30_shipments[0], "Товары": lines, "СуммаДокумента": "150129.00"}, {}, ctx
+    )
     assert [line.line_number for line in doc.lines] == [1, 2]
     assert doc.lines[1].amount == Decimal("13754.00") and doc.amount == Decimal("150129.00")
 
@@ -120,29 +149,35 @@ def test_a_vanished_document_is_a_deletion_with_identity_only(ctx):
     assert doc.date is None and doc.lines == () and doc.number == ""
 
 
-@pytest.mark.parametrize(("change", "field"), [
-    ({"Ref_Key": "00000000-0000-0000-0000-000000000000"}, "Ref_Key"),
-    ({"Ref_Key": "не-гуид"}, "Ref_Key"),
-    ({"DataVersion": ""}, "DataVersion"),
-    ({"Date": "0001-01-01T00:00:00"}, "Date"),
-    ({"Date": "22.12.2021 17:22:08"}, "Date"),
-    ({"Posted": "может быть"}, "Posted"),
-    ({"СуммаДокумента": "сто"}, "СуммаДокумента"),
-    ({"Комментарий": "a\x00b"}, "NUL"),
-    ({"Товары": {"LineNumber": "1"}}, "Товары"),
-    ({"Товары": ["строка"]}, "Товары.0"),
-])
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"Ref_Key": "00000000-0000-0000-0000-000000000000"}, "Ref_Key"),
+        ({"Ref_Key": "не-гуид"}, "Ref_Key"),
+        ({"DataVersion": ""}, "DataVersion"),
+        ({"Date": "0001-01-01T00:00:00"}, "Date"),
+        ({"Date": "22.12.2021 17:22:08"}, "Date"),
+        ({"Posted": "может быть"}, "Posted"),
+        ({"СуммаДокумента": "сто"}, "СуммаДокумента"),
+        ({"Комментарий": "a\x00b"}, "NUL"),
+        ({"Товары": {"LineNumber": "1"}}, "Товары"),
+        ({"Товары": ["строка"]}, "Товары.0"),
+    ],
+)
 def test_rejections_name_the_field(bp30_shipments, ctx, change, field):
     with pytest.raises(Unnormalizable, match=field):
         normalize({**bp30_shipments[0], **change}, {}, ctx)
 
 
-@pytest.mark.parametrize(("change", "field"), [
-    ({"LineNumber": "0"}, "LineNumber"),
-    ({"LineNumber": 1.5}, "LineNumber"),
-    ({"Количество": "двадцать"}, "Количество"),
-    ({"Номенклатура_Key": "nope"}, "Номенклатура_Key"),
-])
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"LineNumber": "0"}, "LineNumber"),
+        ({"LineNumber": 1.5}, "LineNumber"),
+        ({"Количество": "двадцать"}, "Количество"),
+        ({"Номенклатура_Key": "nope"}, "Номенклатура_Key"),
+    ],
+)
 def test_line_rejections_name_section_and_field(bp30_shipments, ctx, change, field):
     lines = [{**bp30_shipments[0]["Товары"][0], **change}]
     with pytest.raises(Unnormalizable, match=f"Товары.*{field}"):
@@ -166,10 +201,15 @@ def test_a_shipment_without_an_order_to_deliver_gives_its_own_delivery_task(bp30
 
 
 def test_a_shipment_of_an_order_or_without_an_address_gives_no_task(bp30_shipments, ctx):
-    record = {**bp30_shipments[0], "АдресДоставки": "г. Москва, ул. Тверская, д. 1",
-              "ЗаказКлиента_Key": "5f0c1a10-0000-11ee-8000-000c29b45b09"}
+    record = {
+        **bp30_shipments[0],
+        "АдресДоставки": "г. Москва, ул. Тверская, д. 1",
+        "ЗаказКлиента_Key": "5f0c1a10-0000-11ee-8000-000c29b45b09",
+    }
     assert [type(e).__name__ for e in normalize(record, {}, ctx)] == ["Shipment"]
     assert [type(e).__name__ for e in normalize(bp30_shipments[0], {}, ctx)] == ["Shipment"]
     everything = Context(delivery_needs_address=False)
     assert [type(e).__name__ for e in normalize(bp30_shipments[0], {}, everything)] == [
-        "Shipment", "DeliveryTask"]
+        "Shipment",
+        "DeliveryTask",
+    ]

@@ -48,15 +48,26 @@ class Harness:
         self.norm = settings.topic("norm.product")
         self.egress = settings.topic("egress.bitrix24.product")
         catalog = load_catalog(settings.topics_file)
-        self.encoder = AvroEncoder(settings.schemas_dir / catalog["norm.product"].schema,
-                                   settings.schema_registry_url, f"{self.norm}-value")
+        self.encoder = AvroEncoder(
+            settings.schemas_dir / catalog["norm.product"].schema,
+            settings.schema_registry_url,
+            f"{self.norm}-value",
+        )
         self.engine = create_async_engine(settings.require_database_url())
-        self.producer = AckedProducer(settings.kafka,
-                                      client_id=f"{settings.streams.entity_sink_group}-out")
-        self.relay = OutboxRelay(self.engine, self.producer,
-                                 {"product": Route(self.norm, self.encoder, (self.egress,),
-                                                   model=Product, tombstones=True)},
-                                 dlq_topic=settings.topic("dlq.relay"), page=page)
+        self.producer = AckedProducer(
+            settings.kafka, client_id=f"{settings.streams.entity_sink_group}-out"
+        )
+        self.relay = OutboxRelay(
+            self.engine,
+            self.producer,
+            {
+                "product": Route(
+                    self.norm, self.encoder, (self.egress,), model=Product, tombstones=True
+                )
+            },
+            dlq_topic=settings.topic("dlq.relay"),
+            page=page,
+        )
         self.offset = 0
 
     async def store(self, partition: int, *products: Product, headers: dict | None = None) -> None:
@@ -100,8 +111,13 @@ def ref_on(partition: int) -> uuid.UUID:
     return ref
 
 
-def product(name: str = "Мойка", version: str = V1, ref: uuid.UUID | None = None,
-            on: int | None = None, **fields) -> Product:
+def product(
+    name: str = "Мойка",
+    version: str = V1,
+    ref: uuid.UUID | None = None,
+    on: int | None = None,
+    **fields,
+) -> Product:
     """A 1С product; ``on``: an id keyed onto that raw partition, as the bridge keys it."""
     ref = ref or (ref_on(on) if on is not None else uuid.uuid4())
     return Product(id=ref, source="onec", version=version, name=name, **fields)
@@ -109,8 +125,11 @@ def product(name: str = "Мойка", version: str = V1, ref: uuid.UUID | None =
 
 def outbox_rows(settings) -> list[tuple]:
     """(id, event_id, entity_id, version, source_partition, published_at, created_at, payload)."""
-    return sql(settings, "SELECT id, event_id, entity_id, version, source_partition, published_at, "
-                         "created_at, payload FROM outbox ORDER BY id")
+    return sql(
+        settings,
+        "SELECT id, event_id, entity_id, version, source_partition, published_at, "
+        "created_at, payload FROM outbox ORDER BY id",
+    )
 
 
 def by_outbox_id(messages) -> dict[int, object]:
@@ -120,10 +139,13 @@ def by_outbox_id(messages) -> dict[int, object]:
 # ------------------------------------------------------------------ publishing
 
 
-def test_flush_publishes_every_pending_entry_to_norm_and_egress_on_the_same_partition(relay_settings):
+def test_flush_publishes_every_pending_entry_to_norm_and_egress_on_the_same_partition(
+    relay_settings,
+):
     parent, unit = uuid.uuid4(), uuid.uuid4()
-    a = product("Мойка", full_name="Мойка кухонная", code="00-01", parent_id=parent, unit_id=unit,
-                on=3)
+    a = product(
+        "Мойка", full_name="Мойка кухонная", code="00-01", parent_id=parent, unit_id=unit, on=3
+    )
     b = product("Смеситель", deleted=True, on=3)
 
     async def scenario(h: Harness):
@@ -146,14 +168,20 @@ def test_flush_publishes_every_pending_entry_to_norm_and_egress_on_the_same_part
     assert dict(tomb.headers())["ce_type"] == b"ru.mastermobile.product.delete.v1"
     norm = [m for m in published_norm if m.value() is not None]
     assert len(norm) == 3 and len(egress) == 3
-    assert {m.partition() for m in norm + egress} == {3}  # co-partitioned: same number as the source
+    assert {m.partition() for m in norm + egress} == {
+        3
+    }  # co-partitioned: same number as the source
     # Outbox order is partition order downstream.
-    assert [int(dict(m.headers())["mm.outbox_id"]) for m in sorted(norm, key=lambda m: m.offset())] \
-        == [r[0] for r in rows]
-    assert [int(dict(m.headers())["mm.outbox_id"]) for m in sorted(egress, key=lambda m: m.offset())] \
-        == [r[0] for r in rows]
+    assert [
+        int(dict(m.headers())["mm.outbox_id"]) for m in sorted(norm, key=lambda m: m.offset())
+    ] == [r[0] for r in rows]
+    assert [
+        int(dict(m.headers())["mm.outbox_id"]) for m in sorted(egress, key=lambda m: m.offset())
+    ] == [r[0] for r in rows]
 
-    deserializer = AvroDeserializer(SchemaRegistryClient({"url": relay_settings.schema_registry_url}))
+    deserializer = AvroDeserializer(
+        SchemaRegistryClient({"url": relay_settings.schema_registry_url})
+    )
     norm_by_id, egress_by_id = by_outbox_id(norm), by_outbox_id(egress)
     for outbox_id, event_id, entity_id, version, _, _, created_at, payload in rows:
         assert event_id == uuid.UUID(change_id("product", entity_id, version))
@@ -189,12 +217,18 @@ def test_flush_publishes_every_pending_entry_to_norm_and_egress_on_the_same_part
         # egress: the canonical JSON product plus its event id
         assert json.loads(e.value()) == {**payload, "event_id": str(event_id)}
 
-    a_norm = next(deserializer(m.value(), SerializationContext(m.topic(), MessageField.VALUE))
-                  for m in norm if m.key() == str(a.id).encode())
+    a_norm = next(
+        deserializer(m.value(), SerializationContext(m.topic(), MessageField.VALUE))
+        for m in norm
+        if m.key() == str(a.id).encode()
+    )
     assert str(a_norm["parent_id"]) == str(parent) and str(a_norm["unit_id"]) == str(unit)
     assert a_norm["full_name"] == "Мойка кухонная" and a_norm["code"] == "00-01"
-    b_versions = [json.loads(m.value())["name"] for m in sorted(egress, key=lambda m: m.offset())
-                  if m.key() == str(b.id).encode()]
+    b_versions = [
+        json.loads(m.value())["name"]
+        for m in sorted(egress, key=lambda m: m.offset())
+        if m.key() == str(b.id).encode()
+    ]
     assert b_versions == ["Смеситель", "Смеситель (новый)"]
 
 
@@ -208,7 +242,10 @@ def test_a_second_flush_publishes_nothing(relay_settings):
 
     assert run(relay_settings, scenario) == (2, 0, 0)
     assert len(count_records(relay_settings, "norm.product", expect_at_least=2, quiet_s=0)) == 2
-    assert len(count_records(relay_settings, "egress.bitrix24.product", expect_at_least=2, quiet_s=0)) == 2
+    assert (
+        len(count_records(relay_settings, "egress.bitrix24.product", expect_at_least=2, quiet_s=0))
+        == 2
+    )
 
 
 def test_a_new_relay_does_not_republish_what_was_marked(relay_settings):
@@ -234,8 +271,9 @@ def test_entries_of_another_partition_are_left_alone(relay_settings):
         return await h.relay.flush(h.raw, 1)
 
     assert run(relay_settings, scenario) == 1
-    pending = sql(relay_settings, "SELECT entity_id, source_partition FROM outbox "
-                                  "WHERE published_at IS NULL")
+    pending = sql(
+        relay_settings, "SELECT entity_id, source_partition FROM outbox WHERE published_at IS NULL"
+    )
     assert pending == [(str(theirs.id), 4)]
     norm = count_records(relay_settings, "norm.product", expect_at_least=1, quiet_s=0)
     egress = count_records(relay_settings, "egress.bitrix24.product", expect_at_least=1, quiet_s=0)
@@ -261,8 +299,10 @@ def test_pages_are_published_in_order_until_nothing_is_pending(relay_settings):
 
     assert run(relay_settings, scenario, page=2) == 5
     assert sql(relay_settings, "SELECT count(*) FROM outbox WHERE published_at IS NULL") == [(0,)]
-    norm = sorted(count_records(relay_settings, "norm.product", expect_at_least=5, quiet_s=0),
-                  key=lambda m: m.offset())
+    norm = sorted(
+        count_records(relay_settings, "norm.product", expect_at_least=5, quiet_s=0),
+        key=lambda m: m.offset(),
+    )
     assert [m.key() for m in norm] == [str(p.id).encode() for p in products]
     assert {m.partition() for m in norm} == {5}
 
@@ -288,13 +328,15 @@ def test_flush_without_wait_skips_a_partition_locked_elsewhere(relay_settings):
     raw = relay_settings.topic("raw.onec.product")
     lock = HeldLock(relay_settings, raw, 2)
     try:
+
         async def scenario(h: Harness):
             await h.store(2, product(on=2), product(on=2))
             await h.store(3, product(on=3))
             skipped = await h.relay.flush(h.raw, 2, wait=False)
             other_partition = await h.relay.flush(h.raw, 3, wait=False)  # not locked
-            pending_while_locked = sql(relay_settings, "SELECT source_partition FROM outbox "
-                                                       "WHERE published_at IS NULL")
+            pending_while_locked = sql(
+                relay_settings, "SELECT source_partition FROM outbox WHERE published_at IS NULL"
+            )
             lock.release()
             after = await h.relay.flush(h.raw, 2, wait=False)
             return skipped, other_partition, pending_while_locked, after
@@ -314,18 +356,24 @@ def test_flush_with_wait_publishes_once_the_other_holder_lets_go(relay_settings)
     raw = relay_settings.topic("raw.onec.product")
     lock = HeldLock(relay_settings, raw, 0)
     try:
+
         async def scenario(h: Harness):
             await h.store(0, product(on=0))
             task = asyncio.create_task(h.relay.flush(h.raw, 0))
             # Wait (without a time assertion) until the relay is queued behind the lock.
             deadline = time.monotonic() + 30
-            while not sql(relay_settings, "SELECT 1 FROM pg_locks l JOIN pg_database d "
-                                          "ON d.oid = l.database WHERE l.locktype = 'advisory' "
-                                          "AND NOT l.granted AND d.datname = current_database()"):
+            while not sql(
+                relay_settings,
+                "SELECT 1 FROM pg_locks l JOIN pg_database d "
+                "ON d.oid = l.database WHERE l.locktype = 'advisory' "
+                "AND NOT l.granted AND d.datname = current_database()",
+            ):
                 assert time.monotonic() < deadline, "the relay never waited for the lock"
                 assert not task.done(), f"flush finished while the lock was held: {task.result()}"
                 await asyncio.sleep(0.05)
-            still_pending = sql(relay_settings, "SELECT count(*) FROM outbox WHERE published_at IS NULL")
+            still_pending = sql(
+                relay_settings, "SELECT count(*) FROM outbox WHERE published_at IS NULL"
+            )
             lock.release()
             return still_pending, await task
 
@@ -363,7 +411,11 @@ def test_backlog_gauges_count_pending_entries_of_the_owned_partitions_only(relay
     assert both == {"product": 3}
     assert other_topic == {}
     # Nothing pending: the entity's gauges drop to 0 instead of keeping the last value.
-    assert drained == {} and gauge("mm_outbox_backlog") == 0 and gauge("mm_outbox_oldest_age_seconds") == 0
+    assert (
+        drained == {}
+        and gauge("mm_outbox_backlog") == 0
+        and gauge("mm_outbox_oldest_age_seconds") == 0
+    )
 
 
 def test_flush_many_publishes_several_partitions_in_pages_keeping_each_order(relay_settings):
@@ -377,7 +429,9 @@ def test_flush_many_publishes_several_partitions_in_pages_keeping_each_order(rel
         return await h.relay.flush_many([(h.raw, 4), (h.raw, 1)])
 
     assert run(relay_settings, scenario, page=3) == 7
-    assert sql(relay_settings, "SELECT source_partition FROM outbox WHERE published_at IS NULL") == [(2,)]
+    assert sql(
+        relay_settings, "SELECT source_partition FROM outbox WHERE published_at IS NULL"
+    ) == [(2,)]
     norm = count_records(relay_settings, "norm.product", expect_at_least=7, quiet_s=0)
     for partition, expected in ((1, first), (4, second)):
         mine = sorted((m for m in norm if m.partition() == partition), key=lambda m: m.offset())

@@ -10,10 +10,10 @@ import uuid
 import psycopg
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from mmstream.dlq.entry import DlqEntry
 from mmstream.kafka.admin import apply
 from mmstream.kafka.producer import AckedProducer
 from mmstream.topics import load_catalog
-from streams.dlq.entry import DlqEntry
 from streams.normalize.registry import Context, normalizers
 from streams.outbox.relay import OutboxRelay
 from streams.records import SourceRecord
@@ -47,26 +47,40 @@ class Sinks:
         catalog = load_catalog(settings.topics_file)
         self.engine = create_async_engine(settings.require_database_url())
         self.producer = AckedProducer(settings.kafka, client_id="sink-test")
-        self.relay = OutboxRelay(self.engine, self.producer, routes(settings, catalog),
-                                 dlq_topic=settings.topic(RELAY_DLQ))
+        self.relay = OutboxRelay(
+            self.engine,
+            self.producer,
+            routes(settings, catalog),
+            dlq_topic=settings.topic(RELAY_DLQ),
+        )
         found = normalizers_by_topic or normalizers()
-        self.entities = EntitySink(self.engine, self.producer, self.relay, settings.topic(DLQ),
-                                   {settings.topic(n): found[n] for n in raw_topics(catalog)
-                                    if n in found},
-                                   Context())
+        self.entities = EntitySink(
+            self.engine,
+            self.producer,
+            self.relay,
+            settings.topic(DLQ),
+            {settings.topic(n): found[n] for n in raw_topics(catalog) if n in found},
+            Context(),
+        )
         # Products are an entity like the others: the one sink takes raw.onec.product too.
         self.products = self.entities
         self.offsets: dict[tuple[str, int], int] = {}
 
-    def record(self, topic: str, value: dict | bytes | None, key: str, partition: int = 0) -> SourceRecord:
+    def record(
+        self, topic: str, value: dict | bytes | None, key: str, partition: int = 0
+    ) -> SourceRecord:
         """A raw record as the bridge writes it, at the next offset of its partition."""
         physical = self.settings.topic(topic)
         offset = self.offsets.get((physical, partition), 0)
         self.offsets[(physical, partition)] = offset + 1
-        body = value if isinstance(value, bytes) or value is None else \
-            json.dumps(value, ensure_ascii=False).encode()
-        return SourceRecord(physical, partition, offset, key.encode(), body,
-                            [("ce_id", str(uuid.uuid4()).encode())])
+        body = (
+            value
+            if isinstance(value, bytes) or value is None
+            else json.dumps(value, ensure_ascii=False).encode()
+        )
+        return SourceRecord(
+            physical, partition, offset, key.encode(), body, [("ce_id", str(uuid.uuid4()).encode())]
+        )
 
     async def close(self) -> None:
         self.producer.close()
@@ -88,13 +102,24 @@ def dlq(settings, name: str, expect: int = 0, quiet_s: float = 0) -> list[DlqEnt
     """The DLQ's records. Exact by default (read to the end offsets, no quiet window):
     called after ``run()`` returned, every record the sink wrote is acknowledged already."""
     msgs = count_records(settings, name, expect_at_least=expect, quiet_s=quiet_s)
-    return [DlqEntry.build(m.topic(), m.partition(), m.offset(), m.key(), m.value(), m.headers(),
-                           m.timestamp()[1]) for m in msgs]
+    return [
+        DlqEntry.build(
+            m.topic(), m.partition(), m.offset(), m.key(), m.value(), m.headers(), m.timestamp()[1]
+        )
+        for m in msgs
+    ]
 
 
 def warehouse(ref: str | None = None, name: str = "Основной склад", version: str = V1) -> dict:
     """A УТ 11 Catalog_Склады item."""
-    return {"Ref_Key": ref or str(uuid.uuid4()), "DataVersion": version, "DeletionMark": False,
-            "Parent_Key": "00000000-0000-0000-0000-000000000000", "IsFolder": False,
-            "Code": "000000001", "Description": name, "ТипСклада": "СкладскоеПомещение",
-            "Комментарий": ""}
+    return {
+        "Ref_Key": ref or str(uuid.uuid4()),
+        "DataVersion": version,
+        "DeletionMark": False,
+        "Parent_Key": "00000000-0000-0000-0000-000000000000",
+        "IsFolder": False,
+        "Code": "000000001",
+        "Description": name,
+        "ТипСклада": "СкладскоеПомещение",
+        "Комментарий": "",
+    }

@@ -31,14 +31,19 @@ LAYOUTS = Path(__file__).resolve().parents[2] / "fixtures" / "commerceml"
 @pytest.fixture
 def s(settings, registry_url, tmp_path):
     made = sink_settings(settings, registry_url)
-    cml = made.commerceml.model_copy(update={"work_dir": tmp_path, "password": PASSWORD,
-                                             "use_zip": False})
+    cml = made.commerceml.model_copy(
+        update={"work_dir": tmp_path, "password": PASSWORD, "use_zip": False}
+    )
     return made.model_copy(update={"commerceml": cml})
 
 
 def _batch(messages) -> list[SourceRecord]:
-    return [SourceRecord(m.topic(), m.partition(), m.offset(), m.key(), m.value(),
-                         list(m.headers() or [])) for m in messages]
+    return [
+        SourceRecord(
+            m.topic(), m.partition(), m.offset(), m.key(), m.value(), list(m.headers() or [])
+        )
+        for m in messages
+    ]
 
 
 def test_offer_package_price_types_are_stored_for_their_prices(s, caplog):
@@ -58,20 +63,31 @@ def test_offer_package_price_types_are_stored_for_their_prices(s, caplog):
 
     run(s, scenario)
     assert dlq(s, "dlq.normalize") == [] and dlq(s, "dlq.relay") == []
-    stored = sql(s, 'SELECT t.name, t.currency, t.includes_vat, p.currency FROM "price" p '
-                    'JOIN "price_type" t ON t.id = p.price_type_id ORDER BY t.name DESC')
-    assert stored == [("Розничная", "RUB", True, "RUB"), ("Оптовая (дилерская)", "USD", False, "USD")]
+    stored = sql(
+        s,
+        'SELECT t.name, t.currency, t.includes_vat, p.currency FROM "price" p '
+        'JOIN "price_type" t ON t.id = p.price_type_id ORDER BY t.name DESC',
+    )
+    assert stored == [
+        ("Розничная", "RUB", True, "RUB"),
+        ("Оптовая (дилерская)", "USD", False, "USD"),
+    ]
     assert len(count_records(s, "norm.price_type", expect_at_least=2)) == 2
 
 
 def test_a_contract_is_stored_naming_its_counterparty(s):
     async def scenario(sinks):
-        return await sinks.entities.handle([sinks.record("raw.onec.contract", UT11, UT11["Ref_Key"])])
+        return await sinks.entities.handle(
+            [sinks.record("raw.onec.contract", UT11, UT11["Ref_Key"])]
+        )
 
     run(s, scenario)
     assert dlq(s, "dlq.normalize") == []
-    row = sql(s, 'SELECT counterparty_id, number, kind FROM "contract" WHERE id = %s',
-              UUID(UT11["Ref_Key"]))
+    row = sql(
+        s,
+        'SELECT counterparty_id, number, kind FROM "contract" WHERE id = %s',
+        UUID(UT11["Ref_Key"]),
+    )
     assert row == [(UUID(OWNER), "15/2020", "СПокупателем")]
     assert len(count_records(s, "norm.contract", expect_at_least=1)) == 1
 
@@ -83,11 +99,18 @@ def test_a_catalog_product_keeps_its_full_name_and_barcode(s):
         (product,) = list(records(stream))
 
     async def scenario(sinks):
-        return await sinks.products.handle([sinks.record("raw.onec.product", product.value(), product.key)])
+        return await sinks.products.handle(
+            [sinks.record("raw.onec.product", product.value(), product.key)]
+        )
 
     run(s, scenario)
     row = sql(s, "SELECT name, full_name, barcode FROM product WHERE id = %s", UUID(product.key))
-    assert row == [('Телевизор "JVC" 21 дюйм', 'Телевизор цветной "JVC" AV-21, диагональ 21 дюйм',
-                    "4601234567893")]
+    assert row == [
+        (
+            'Телевизор "JVC" 21 дюйм',
+            'Телевизор цветной "JVC" AV-21, диагональ 21 дюйм',
+            "4601234567893",
+        )
+    ]
     norm = count_records(s, "norm.product", expect_at_least=1)
     assert len(norm) == 1

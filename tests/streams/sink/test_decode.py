@@ -12,13 +12,16 @@ def _rec(value):
     return SourceRecord("raw.onec.product", 0, 1, b"k", value, [])
 
 
-@pytest.mark.parametrize("value", [
-    b"[" * 100_000,                       # deeper than the parser recurses
-    b'{"Code": ' + b"9" * 5000 + b"}",    # an integer longer than Python converts
-    b"\xff\xfe{}",                        # not UTF-8
-    b"{",                                 # not JSON
-    b"[1, 2]",                            # JSON, not an object
-])
+@pytest.mark.parametrize(
+    "value",
+    [
+        b"[" * 100_000,  # deeper than the parser recurses
+        b'{"Code": ' + b"9" * 5000 + b"}",  # an integer longer than Python converts
+        b"\xff\xfe{}",  # not UTF-8
+        b"{",  # not JSON
+        b"[1, 2]",  # JSON, not an object
+    ],
+)
 def test_broken_values_are_invalid_records(value):
     with pytest.raises(InvalidRecord) as caught:
         decode(_rec(value))

@@ -8,9 +8,18 @@ import pytest
 from mmstream.models.catalog import entity_models
 from streams.sink.entity_table import SYSTEM_COLUMNS, columns
 
-_PG_NAMES = {"timestamptz": "timestamp with time zone", "bigint": "bigint", "text": "text",
-             "uuid": "uuid", "numeric": "numeric", "boolean": "boolean", "jsonb": "jsonb",
-             "date": "date", "double precision": "double precision", "text[]": "ARRAY"}
+_PG_NAMES = {
+    "timestamptz": "timestamp with time zone",
+    "bigint": "bigint",
+    "text": "text",
+    "uuid": "uuid",
+    "numeric": "numeric",
+    "boolean": "boolean",
+    "jsonb": "jsonb",
+    "date": "date",
+    "double precision": "double precision",
+    "text[]": "ARRAY",
+}
 
 
 @pytest.mark.parametrize("entity", sorted(entity_models()))
@@ -19,8 +28,12 @@ def test_table_matches_model(db_url, entity):
         found = conn.execute(
             "SELECT column_name, data_type, is_nullable = 'YES' FROM information_schema.columns "
             "WHERE table_schema = 'public' AND table_name = %s ORDER BY ordinal_position",
-            (entity,)).fetchall()
-    expected = [(c.name, _PG_NAMES[c.pg_type], c.nullable)
-                for c in columns(entity_models()[entity])]
-    expected += [(name, _PG_NAMES[spec.split(" NOT NULL")[0]], False) for name, spec in SYSTEM_COLUMNS]
+            (entity,),
+        ).fetchall()
+    expected = [
+        (c.name, _PG_NAMES[c.pg_type], c.nullable) for c in columns(entity_models()[entity])
+    ]
+    expected += [
+        (name, _PG_NAMES[spec.split(" NOT NULL")[0]], False) for name, spec in SYSTEM_COLUMNS
+    ]
     assert found == expected, "regenerate: python scripts/gen_entity_ddl.py --write"

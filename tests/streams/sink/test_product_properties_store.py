@@ -14,12 +14,19 @@ POWER = ProductProperty(id="p0", name="Мощность", value="2000")
 
 def test_properties_are_stored_and_a_newer_version_replaces_them(db_url):
     ref, at = uuid.uuid4(), Offsets()
-    merge_batches(db_url, [at(product(ref, V1, properties=(COLOR, POWER)))],
-                  [at(product(ref, V2, properties=(POWER,)))])
+    merge_batches(
+        db_url,
+        [at(product(ref, V1, properties=(COLOR, POWER)))],
+        [at(product(ref, V2, properties=(POWER,)))],
+    )
     (stored,) = sql(db_url, "SELECT properties FROM product WHERE id = %s", ref)
     assert stored == ([POWER.model_dump()],)
-    payloads = [r[0]["properties"] for r in sql(
-        db_url, "SELECT payload FROM outbox WHERE entity_id = %s ORDER BY id", str(ref))]
+    payloads = [
+        r[0]["properties"]
+        for r in sql(
+            db_url, "SELECT payload FROM outbox WHERE entity_id = %s ORDER BY id", str(ref)
+        )
+    ]
     assert payloads == [[COLOR.model_dump(), POWER.model_dump()], [POWER.model_dump()]]
 
 

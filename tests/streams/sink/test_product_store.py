@@ -20,8 +20,13 @@ from streams.sink import entity_store
 from streams.sink.entity_store import Incoming, MergeCounts
 
 TOPIC = "t.raw.onec.product"
-FIXTURE = (Path(__file__).resolve().parents[3].parent / "shared" / "fixtures" / "onec_odata"
-           / "bp30_Catalog_Nomenklatura.json")
+FIXTURE = (
+    Path(__file__).resolve().parents[3].parent
+    / "shared"
+    / "fixtures"
+    / "onec_odata"
+    / "bp30_Catalog_Nomenklatura.json"
+)
 V1, V2, V3 = "AAAAAQAAAAA=", "AAAAAgAAAAA=", "AAAAAwAAAAA="
 
 
@@ -37,11 +42,13 @@ def event_id(ref: uuid.UUID, version: str) -> uuid.UUID:
     return uuid.UUID(change_id("product", str(ref), version))
 
 
-def result(total: int = 0, changed: int = 0, inserted: int = 0, duplicate: int = 0,
-           stale: int = 0) -> MergeCounts:
+def result(
+    total: int = 0, changed: int = 0, inserted: int = 0, duplicate: int = 0, stale: int = 0
+) -> MergeCounts:
     """The counts of a merge of 1С products (no non-owner, no unchanged skips here)."""
-    return MergeCounts(total=total, changed=changed, inserted=inserted, duplicate=duplicate,
-                       stale=stale)
+    return MergeCounts(
+        total=total, changed=changed, inserted=inserted, duplicate=duplicate, stale=stale
+    )
 
 
 async def merge(conn, batch: list[Incoming]) -> MergeCounts:
@@ -54,8 +61,7 @@ class Offsets:
     def __init__(self) -> None:
         self.next = 0
 
-    def __call__(self, p: Product, partition: int = 2,
-                 headers: dict | None = None) -> Incoming:
+    def __call__(self, p: Product, partition: int = 2, headers: dict | None = None) -> Incoming:
         self.next += 1
         if headers is None:
             headers = {"ce_id": change_id("product", str(p.id), p.version)}
@@ -86,16 +92,24 @@ def sql(db_url: str, query: str, *params) -> list[tuple]:
 
 def counts(db_url: str) -> tuple[int, int, int]:
     """(products, outbox entries, seen versions)."""
-    return sql(db_url, "SELECT (SELECT count(*) FROM product), (SELECT count(*) FROM outbox), "
-                       "(SELECT count(*) FROM source_version)")[0]
+    return sql(
+        db_url,
+        "SELECT (SELECT count(*) FROM product), (SELECT count(*) FROM outbox), "
+        "(SELECT count(*) FROM source_version)",
+    )[0]
 
 
 def snapshot(db_url: str) -> tuple[list, list, list]:
     """Everything merge can change, to compare before and after a replay."""
-    return (sql(db_url, "SELECT * FROM product ORDER BY id"),
-            sql(db_url, "SELECT * FROM outbox ORDER BY id"),
-            sql(db_url, "SELECT entity, source_id, version, seen_at FROM source_version "
-                        "ORDER BY source_id, version"))
+    return (
+        sql(db_url, "SELECT * FROM product ORDER BY id"),
+        sql(db_url, "SELECT * FROM outbox ORDER BY id"),
+        sql(
+            db_url,
+            "SELECT entity, source_id, version, seen_at FROM source_version "
+            "ORDER BY source_id, version",
+        ),
+    )
 
 
 def row(db_url: str, ref: uuid.UUID) -> tuple:
@@ -105,8 +119,11 @@ def row(db_url: str, ref: uuid.UUID) -> tuple:
 def outbox(db_url: str, ref: uuid.UUID | None = None) -> list[tuple]:
     """(id, entity_id, version, source_offset) in outbox id order."""
     where, params = ("WHERE entity_id = %s", (str(ref),)) if ref else ("", ())
-    return sql(db_url, f"SELECT id, entity_id, version, source_offset FROM outbox {where} ORDER BY id",
-               *params)
+    return sql(
+        db_url,
+        f"SELECT id, entity_id, version, source_offset FROM outbox {where} ORDER BY id",
+        *params,
+    )
 
 
 # ------------------------------------------------------------------ new products
@@ -117,42 +134,105 @@ def test_new_products_get_a_row_and_one_outbox_entry_each(db_url):
     a, b = uuid.uuid4(), uuid.uuid4()
     parent, unit = uuid.uuid4(), uuid.uuid4()
     batch = [
-        at(product(a, V1, "Мойка", code="00-00000001", full_name="Мойка кухонная", article="M-1",
-                   parent_id=parent, unit_id=unit)),
-        at(product(b, V1, "Смеситель", is_service=True, deleted=True),
-           headers={"x-request-id": "req-7", "ce_id": "abc", "ce_source": "/1С/УТ"}),
+        at(
+            product(
+                a,
+                V1,
+                "Мойка",
+                code="00-00000001",
+                full_name="Мойка кухонная",
+                article="M-1",
+                parent_id=parent,
+                unit_id=unit,
+            )
+        ),
+        at(
+            product(b, V1, "Смеситель", is_service=True, deleted=True),
+            headers={"x-request-id": "req-7", "ce_id": "abc", "ce_source": "/1С/УТ"},
+        ),
     ]
     (merged,) = merge_batches(db_url, batch)
     assert merged == result(total=2, changed=2, inserted=2)
 
-    rows = sql(db_url, "SELECT id, source, version, code, name, full_name, article, parent_id, "
-                       "unit_id, is_folder, is_service, deleted, event_id, revision, writers "
-                       "FROM product ORDER BY name")
+    rows = sql(
+        db_url,
+        "SELECT id, source, version, code, name, full_name, article, parent_id, "
+        "unit_id, is_folder, is_service, deleted, event_id, revision, writers "
+        "FROM product ORDER BY name",
+    )
     assert rows == [
-        (a, "onec", V1, "00-00000001", "Мойка", "Мойка кухонная", "M-1", parent, unit,
-         False, False, False, event_id(a, V1), 1, ["onec"]),
-        (b, "onec", V1, "", "Смеситель", "", "", None, None,
-         False, True, True, event_id(b, V1), 1, ["onec"]),
+        (
+            a,
+            "onec",
+            V1,
+            "00-00000001",
+            "Мойка",
+            "Мойка кухонная",
+            "M-1",
+            parent,
+            unit,
+            False,
+            False,
+            False,
+            event_id(a, V1),
+            1,
+            ["onec"],
+        ),
+        (
+            b,
+            "onec",
+            V1,
+            "",
+            "Смеситель",
+            "",
+            "",
+            None,
+            None,
+            False,
+            True,
+            True,
+            event_id(b, V1),
+            1,
+            ["onec"],
+        ),
     ]
 
-    entries = sql(db_url, "SELECT event_id, entity, entity_id, change, version, source_topic, "
-                          "source_partition, source_offset, payload, headers, published_at "
-                          "FROM outbox ORDER BY id")
+    entries = sql(
+        db_url,
+        "SELECT event_id, entity, entity_id, change, version, source_topic, "
+        "source_partition, source_offset, payload, headers, published_at "
+        "FROM outbox ORDER BY id",
+    )
     assert len(entries) == 2
     first, second = entries
     assert first[:8] == (event_id(a, V1), "product", str(a), "upsert", V1, TOPIC, 2, 0)
     # The whole canonical row, with the catalog's revision (analysts keep the highest).
-    assert first[8] == {"id": str(a), "source": "onec", "version": V1, "source_stamp": None,
-                        "deleted": False, "external_ids": {}, "code": "00-00000001",
-                        "name": "Мойка", "full_name": "Мойка кухонная", "article": "M-1", "barcode": "",
-                        "parent_id": str(parent), "unit_id": str(unit), "is_folder": False,
-                        "is_service": False, "properties": [], "revision": 1}
+    assert first[8] == {
+        "id": str(a),
+        "source": "onec",
+        "version": V1,
+        "source_stamp": None,
+        "deleted": False,
+        "external_ids": {},
+        "code": "00-00000001",
+        "name": "Мойка",
+        "full_name": "Мойка кухонная",
+        "article": "M-1",
+        "barcode": "",
+        "parent_id": str(parent),
+        "unit_id": str(unit),
+        "is_folder": False,
+        "is_service": False,
+        "properties": [],
+        "revision": 1,
+    }
     assert first[10] is None  # not published yet
     assert second[2] == str(b) and second[7] == 1
     assert second[8]["deleted"] is True and second[8]["parent_id"] is None
     assert second[9] == {"x-request-id": "req-7", "ce_id": "abc", "ce_source": "/1С/УТ"}
     assert sorted(sql(db_url, "SELECT entity, source_id, version FROM source_version")) == sorted(
-        [("product", str(a), V1), ("product", str(b), V1)])
+        [("product", str(a), V1), ("product", str(b), V1)]
+    )
 
 
 def test_the_real_fixture_record_is_stored(db_url):
@@ -161,7 +241,8 @@ def test_the_real_fixture_record_is_stored(db_url):
     (merged,) = merge_batches(db_url, [Offsets()(p)])
     assert merged.changed == 1
     assert sql(db_url, "SELECT name, parent_id, unit_id FROM product WHERE id = %s", p.id) == [
-        ("Мойка", None, uuid.UUID("f40235d5-d84c-11ea-8133-0050569f62a1"))]
+        ("Мойка", None, uuid.UUID("f40235d5-d84c-11ea-8133-0050569f62a1"))
+    ]
 
 
 def test_an_empty_batch_is_an_empty_result(db_url):
@@ -177,7 +258,7 @@ def test_the_same_version_again_changes_nothing_and_counts_as_duplicate(db_url):
     ref = uuid.uuid4()
     merge_batches(db_url, [at(product(ref, V1, "Мойка"))])
     before = snapshot(db_url)
-    # 1C re-sends the same version (even with a different name, the version says it is the same).
+    # 1С re-sends the same version (even with a different name, the version says it is the same).
     (again,) = merge_batches(db_url, [at(product(ref, V1, "Мойка (повтор)"))])
     assert again == result(total=1, duplicate=1)
     assert snapshot(db_url) == before
@@ -200,11 +281,15 @@ def test_an_older_seen_version_after_a_newer_one_is_stale(db_url):
 def test_a_new_version_replaces_the_row_and_adds_an_outbox_entry(db_url):
     at = Offsets()
     ref = uuid.uuid4()
-    first, second = merge_batches(db_url, [at(product(ref, V1, "Мойка"))],
-                                  [at(product(ref, V2, "Мойка (новая)", deleted=True))])
+    first, second = merge_batches(
+        db_url,
+        [at(product(ref, V1, "Мойка"))],
+        [at(product(ref, V2, "Мойка (новая)", deleted=True))],
+    )
     assert second == result(total=1, changed=1)
     assert sql(db_url, "SELECT version, name, deleted, event_id, revision FROM product") == [
-        (V2, "Мойка (новая)", True, event_id(ref, V2), 2)]
+        (V2, "Мойка (новая)", True, event_id(ref, V2), 2)
+    ]
     assert sql(db_url, "SELECT stored_at < changed_at FROM product") == [(True,)]
     assert [e[2] for e in outbox(db_url, ref)] == [V1, V2]
 
@@ -219,8 +304,9 @@ def test_a_new_version_that_changes_no_field_is_unchanged_and_publishes_nothing(
     assert same == MergeCounts(total=1, unchanged=1)
     assert row(db_url, ref) == (V1, "Мойка")
     assert [e[2] for e in outbox(db_url, ref)] == [V1]
-    assert sql(db_url, "SELECT version FROM source_version WHERE source_id = %s ORDER BY version",
-               str(ref)) == [(V1,), (V2,)]
+    assert sql(
+        db_url, "SELECT version FROM source_version WHERE source_id = %s ORDER BY version", str(ref)
+    ) == [(V1,), (V2,)]
 
 
 # ------------------------------------------------------------------ within one batch
@@ -229,7 +315,9 @@ def test_a_new_version_that_changes_no_field_is_unchanged_and_publishes_nothing(
 def test_two_versions_of_one_product_in_one_batch(db_url):
     at = Offsets()
     ref = uuid.uuid4()
-    (merged,) = merge_batches(db_url, [at(product(ref, V1, "первая")), at(product(ref, V2, "вторая"))])
+    (merged,) = merge_batches(
+        db_url, [at(product(ref, V1, "первая")), at(product(ref, V2, "вторая"))]
+    )
     # Every change is published, in order: the row is inserted, then changed.
     assert merged == result(total=2, changed=2, inserted=1)
     assert row(db_url, ref) == (V2, "вторая")
@@ -250,26 +338,38 @@ def test_the_later_record_of_a_batch_wins_whatever_its_version_string(db_url):
 def test_outbox_ids_follow_batch_order_across_products(db_url):
     at = Offsets()
     a, b, c = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
-    batch = [at(product(a, V1)), at(product(b, V1)), at(product(a, V2, "2")), at(product(c, V1)),
-             at(product(b, V2, "2")), at(product(a, V3, "3"))]
+    batch = [
+        at(product(a, V1)),
+        at(product(b, V1)),
+        at(product(a, V2, "2")),
+        at(product(c, V1)),
+        at(product(b, V2, "2")),
+        at(product(a, V3, "3")),
+    ]
     (merged,) = merge_batches(db_url, batch)
     assert merged == result(total=6, changed=6, inserted=3)
     entries = outbox(db_url)
     # Ordered per product (its versions in batch order); products may interleave by round.
     for ref in (a, b, c):
         assert [(e[2], e[3]) for e in entries if e[1] == str(ref)] == [
-            (i.entity.version, i.source_offset) for i in batch if i.entity.id == ref]
+            (i.entity.version, i.source_offset) for i in batch if i.entity.id == ref
+        ]
     ids = [e[0] for e in entries]
     assert ids == sorted(ids) and len(set(ids)) == 6
     assert {(r[0], r[1]) for r in sql(db_url, "SELECT id, version FROM product")} == {
-        (a, V3), (b, V2), (c, V1)}
+        (a, V3),
+        (b, V2),
+        (c, V1),
+    }
 
 
 def test_the_same_version_twice_in_one_batch_gives_one_outbox_entry(db_url):
     at = Offsets()
     ref, other = uuid.uuid4(), uuid.uuid4()
-    (merged,) = merge_batches(db_url, [at(product(ref, V1, "первая")), at(product(other, V1)),
-                                       at(product(ref, V1, "первая"))])
+    (merged,) = merge_batches(
+        db_url,
+        [at(product(ref, V1, "первая")), at(product(other, V1)), at(product(ref, V1, "первая"))],
+    )
     assert merged == result(total=3, changed=2, inserted=2, duplicate=1)
     entries = outbox(db_url, ref)
     assert len(entries) == 1
@@ -281,17 +381,23 @@ def test_a_mixed_batch_counts_new_duplicate_and_stale(db_url):
     at = Offsets()
     a, b, c = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
     merge_batches(db_url, [at(product(a, V1)), at(product(a, V2, "2")), at(product(b, V1))])
-    (merged,) = merge_batches(db_url, [
-        at(product(a, V1)),   # stale: seen, not current
-        at(product(a, V2, "2")),   # duplicate of the current row
-        at(product(b, V1)),   # duplicate
-        at(product(b, V2, "2")),   # new
-        at(product(c, V1)),   # new
-        at(product(c, V1)),   # duplicate within the batch
-    ])
+    (merged,) = merge_batches(
+        db_url,
+        [
+            at(product(a, V1)),  # stale: seen, not current
+            at(product(a, V2, "2")),  # duplicate of the current row
+            at(product(b, V1)),  # duplicate
+            at(product(b, V2, "2")),  # new
+            at(product(c, V1)),  # new
+            at(product(c, V1)),  # duplicate within the batch
+        ],
+    )
     assert merged == result(total=6, changed=2, inserted=1, duplicate=3, stale=1)
     assert {(r[0], r[1]) for r in sql(db_url, "SELECT id, version FROM product")} == {
-        (a, V2), (b, V2), (c, V1)}
+        (a, V2),
+        (b, V2),
+        (c, V1),
+    }
     assert counts(db_url) == (3, 5, 5)
 
 
@@ -301,8 +407,13 @@ def test_a_mixed_batch_counts_new_duplicate_and_stale(db_url):
 def test_replaying_a_whole_batch_changes_nothing(db_url):
     at = Offsets()
     a, b, c = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
-    batch = [at(product(a, V1)), at(product(b, V1)), at(product(a, V2, "2")), at(product(c, V1)),
-             at(product(c, V1))]
+    batch = [
+        at(product(a, V1)),
+        at(product(b, V1)),
+        at(product(a, V2, "2")),
+        at(product(c, V1)),
+        at(product(c, V1)),
+    ]
     (first,) = merge_batches(db_url, batch)
     assert first.changed == 4
     before = snapshot(db_url)
@@ -359,7 +470,9 @@ def test_a_merge_that_fails_writes_nothing(db_url):
             async with engine.begin() as conn:
                 # The model refuses NUL (mmstream.models.bounds); built unchecked, it stands
                 # for any value the database refuses in the middle of a batch.
-                nul = Product.model_construct(**{**product(bad, V1).model_dump(), "name": "NUL\x00"})
+                nul = Product.model_construct(
+                    **{**product(bad, V1).model_dump(), "name": "NUL\x00"}
+                )
                 await merge(conn, [at(product(good, V1)), at(nul)])
         finally:
             await engine.dispose()

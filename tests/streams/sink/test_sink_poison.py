@@ -43,8 +43,11 @@ def test_an_entity_the_database_refuses_is_dead_lettered_and_the_rest_of_the_bat
     assert entry.stage == "merge" and entry.code == "value_rejected"
     assert entry.failure["error.class"] == "CheckViolation"
     assert "test_poison" in entry.failure["error.message"]
-    assert (entry.source_topic, entry.source_partition, entry.source_offset) == \
-        (s.topic("raw.onec.warehouse"), 2, 3)
+    assert (entry.source_topic, entry.source_partition, entry.source_offset) == (
+        s.topic("raw.onec.warehouse"),
+        2,
+        3,
+    )
 
 
 def test_a_product_the_database_refuses_is_dead_lettered_and_the_rest_of_the_batch_stored(s):
@@ -62,13 +65,17 @@ def test_a_product_the_database_refuses_is_dead_lettered_and_the_rest_of_the_bat
     assert len(count_records(s, "norm.product", expect_at_least=4)) == 4
     entries = dlq(s, "dlq.normalize", expect=2)
     assert sorted(e.source_offset for e in entries) == [0, 4]
-    assert {(e.stage, e.code, e.failure["error.class"]) for e in entries} == \
-        {("merge", "value_rejected", "CheckViolation")}
+    assert {(e.stage, e.code, e.failure["error.class"]) for e in entries} == {
+        ("merge", "value_rejected", "CheckViolation")
+    }
 
 
-@pytest.mark.parametrize("table,topic", [("warehouse", "raw.onec.warehouse"),
-                                         ("product", "raw.onec.product")])
-def test_a_database_that_refuses_every_statement_stops_the_batch_and_dead_letters_nothing(s, table, topic):
+@pytest.mark.parametrize(
+    "table,topic", [("warehouse", "raw.onec.warehouse"), ("product", "raw.onec.product")]
+)
+def test_a_database_that_refuses_every_statement_stops_the_batch_and_dead_letters_nothing(
+    s, table, topic
+):
     # A table missing (migrations not run): no record is at fault, so none may be
     # dead-lettered; the worker stops and the batch replays once it is fixed.
     sql(s, f"ALTER TABLE {table} RENAME TO {table}_elsewhere")

@@ -29,8 +29,9 @@ PASSWORD = SecretStr("an-exchange-password-for-the-stock-test")
 @pytest.fixture
 def s(settings, registry_url, tmp_path):
     made = sink_settings(settings, registry_url)
-    cml = made.commerceml.model_copy(update={"work_dir": tmp_path, "password": PASSWORD,
-                                             "use_zip": False})
+    cml = made.commerceml.model_copy(
+        update={"work_dir": tmp_path, "password": PASSWORD, "use_zip": False}
+    )
     return made.model_copy(update={"commerceml": cml})
 
 
@@ -53,8 +54,12 @@ def test_an_offers_exchange_ends_in_the_stock_table_and_on_norm_stock(s, caplog)
 
     raw = count_records(s, "raw.onec.stock", expect_at_least=accepted)
     assert len(raw) == accepted
-    batch = [SourceRecord(m.topic(), m.partition(), m.offset(), m.key(), m.value(),
-                          list(m.headers() or [])) for m in raw]
+    batch = [
+        SourceRecord(
+            m.topic(), m.partition(), m.offset(), m.key(), m.value(), list(m.headers() or [])
+        )
+        for m in raw
+    ]
 
     async def scenario(sinks):
         return await sinks.entities.handle(batch)
@@ -73,8 +78,11 @@ def test_an_offers_exchange_ends_in_the_stock_table_and_on_norm_stock(s, caplog)
 
     # One row checked against the file: the first priced offer, on the declared warehouse.
     product, _, variant = priced[0].partition("#")
-    row = sql(s, 'SELECT quantity, warehouse_name, source FROM "stock" WHERE id = %s',
-              stock_id(UUID(samples.WAREHOUSE), UUID(product), UUID(variant) if variant else None))
+    row = sql(
+        s,
+        'SELECT quantity, warehouse_name, source FROM "stock" WHERE id = %s',
+        stock_id(UUID(samples.WAREHOUSE), UUID(product), UUID(variant) if variant else None),
+    )
     assert row == [(Decimal("0.5"), "Основной склад", "commerceml")]
     first = json.loads(raw[0].value())
     assert first["_source"] == "commerceml"
@@ -83,15 +91,23 @@ def test_an_offers_exchange_ends_in_the_stock_table_and_on_norm_stock(s, caplog)
 def test_a_stock_record_the_normalizer_refuses_is_dead_lettered_with_its_reason(s):
     """A record of the topic that is not stock (a site's non-GUID product id) is not lost
     either: it is on dlq.normalize with the reason, the good one beside it is stored."""
-    good = {"_source": "commerceml", "product_id": "235ccc6d-ab81-11e4-944a-00155d020201",
-            "characteristic_id": None, "offer_id": "235ccc6d-ab81-11e4-944a-00155d020201",
-            "deleted": False, "warehouse_id": samples.WAREHOUSE, "warehouse_name": "Основной",
-            "quantity": "3", "version": "v1"}
+    good = {
+        "_source": "commerceml",
+        "product_id": "235ccc6d-ab81-11e4-944a-00155d020201",
+        "characteristic_id": None,
+        "offer_id": "235ccc6d-ab81-11e4-944a-00155d020201",
+        "deleted": False,
+        "warehouse_id": samples.WAREHOUSE,
+        "warehouse_name": "Основной",
+        "quantity": "3",
+        "version": "v1",
+    }
     bad = {**good, "product_id": "ORDER_DELIVERY", "offer_id": "ORDER_DELIVERY"}
 
     async def scenario(sinks):
-        await sinks.entities.handle([sinks.record("raw.onec.stock", good, "a"),
-                                     sinks.record("raw.onec.stock", bad, "b")])
+        await sinks.entities.handle(
+            [sinks.record("raw.onec.stock", good, "a"), sinks.record("raw.onec.stock", bad, "b")]
+        )
 
     run(s, scenario)
     assert sql(s, 'SELECT quantity FROM "stock"') == [(Decimal(3),)]
