@@ -24,7 +24,7 @@ run: $(STAMP)  ## start the embedded stack (broker, PostgreSQL, bridge, workers,
 	$(BIN)/mmctl run $(ARGS)
 
 test: $(STAMP)  ## run the test suite against a broker and PostgreSQL it starts itself
-	$(BIN)/python -m pytest $(ARGS)
+	$(BIN)/python scripts/test_all.py $(ARGS)
 
 # The tiers split `make test` (together they run every test once); tests/conftest.py marks a
 # test `integration` from the fixtures it uses.
