@@ -1131,7 +1131,25 @@ def secret_problems(settings: Settings, role: SecretRole) -> list[str]:
         reason = secret_weakness(value, min_bytes)
         if reason:
             problems.append(f"{name} {reason}")
+    for name, url, default in _role_addresses(settings, role):
+        if url == default or _URL_PLACEHOLDER.search(url) or _host_is_reserved(url):
+            problems.append(f"{name} is not set (the development default or a placeholder)")
     return problems
+
+
+def _role_addresses(s: Settings, role: SecretRole) -> Iterator[tuple[str, str, str]]:
+    """(setting name, value, development default) of every 1С address ``role`` calls: left at
+    the default, egress would call the emulator's port on its own host, every call failing."""
+    if role == "egress":
+        yield "onec.base_url", s.onec.base_url, OneCSettings.model_fields["base_url"].default
+    if role == "poll-odata" and s.odata.enabled:  # deployed idle until enabled
+        yield "odata.base_url", s.odata.base_url, ODataSettings.model_fields["base_url"].default
+
+
+def _host_is_reserved(url: str) -> bool:
+    """A host under RFC 2606's .invalid / .example, the deploy templates' placeholders."""
+    host = (urlsplit(url).hostname or "").lower()
+    return host.endswith((".invalid", ".example")) or host in ("invalid", "example")
 
 
 # The dotenv file get_settings() reads (relative to the working directory); None: none.

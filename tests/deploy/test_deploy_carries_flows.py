@@ -19,6 +19,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from mmstream.errors import ConfigurationError
 from mmstream.settings import Settings
 from mmstream.topics import load_catalog
 from tests.deploy.test_deploy_files import (
@@ -291,7 +292,12 @@ def test_k8s_pods_get_every_url_and_secret_the_flows_need(kustomized, monkeypatc
         "MM_ONEC__PASSWORD": secrets.token_hex(12),
     }
     assert set(real) == set(template["stringData"])
-    settings = _settings_from_env(monkeypatch, {**config, **real})
+    # Left at the template's placeholder, the 1С address stops egress at start, by name.
+    shipped = _settings_from_env(monkeypatch, {**config, **real})
+    with pytest.raises(ConfigurationError, match=r"onec\.base_url is not set"):
+        shipped.check_secrets("egress")
+    address = {"MM_ONEC__BASE_URL": "https://erp.example-trade.ru/trade/hs/mm/"}
+    settings = _settings_from_env(monkeypatch, {**config, **real, **address})
     for role in ("bridge", "sink", "enrich", "egress", "registry"):
         settings.check_secrets(role)
 

@@ -369,8 +369,14 @@ def strong_settings(**overrides) -> Settings:
             "webhook_url": "https://portal.bitrix24.ru/rest/1/4w0ohv1o5r6z4cgt/",
             "application_tokens": {"member": STRONG},
         },
-        "onec": {"password": "Qm7Vx2Lp9Rt4Zk8W"},
-        "odata": {"password": "Lp9Rt4Zk8WQm7Vx2"},
+        "onec": {
+            "password": "Qm7Vx2Lp9Rt4Zk8W",
+            "base_url": "https://erp.trade.local/trade/hs/mm/",
+        },
+        "odata": {
+            "password": "Lp9Rt4Zk8WQm7Vx2",
+            "base_url": "https://erp.trade.local/trade/odata/standard.odata/",
+        },
     }
     values.update(overrides)
     return Settings(_env_file=None, **values)
@@ -382,6 +388,27 @@ ROLES = ("bridge", "sink", "egress", "enrich", "poll-odata", "registry")
 @pytest.mark.parametrize("role", ROLES)
 def test_real_secrets_pass_every_role(role):
     strong_settings().check_secrets(role)
+
+
+@pytest.mark.parametrize(
+    "role,setting,url",
+    [
+        ("egress", "onec", None),  # the development default: the emulator's port on this host
+        ("egress", "onec", "https://REPLACE-ME.invalid/trade/hs/mm/"),
+        ("poll-odata", "odata", None),
+        ("poll-odata", "odata", "https://erp.example/trade/odata/standard.odata/"),
+    ],
+)
+def test_a_1c_address_left_at_its_default_or_placeholder_is_refused(role, setting, url):
+    """Left at the default, egress would call the emulator's port on its own host."""
+    section = strong_settings().model_dump()[setting]
+    section["enabled"] = True  # OData: the poller is deployed idle until enabled
+    if url is None:
+        section.pop("base_url")
+    else:
+        section["base_url"] = url
+    with pytest.raises(ConfigurationError, match=rf"{setting}\.base_url is not set"):
+        strong_settings(**{setting: section}).check_secrets(role)
 
 
 @pytest.mark.parametrize(
@@ -510,7 +537,8 @@ def test_optional_secrets_may_stay_unset():
         odata={"password": ""},
         database_url="postgresql://mm@db/mm",
     ).check_secrets("bridge")
-    strong_settings(onec={"password": ""}).check_secrets("egress")
+    onec = {"password": "", "base_url": "https://erp.trade.local/trade/hs/mm/"}
+    strong_settings(onec=onec).check_secrets("egress")
 
 
 def test_roles_check_only_the_secrets_they_rely_on():
