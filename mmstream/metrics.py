@@ -97,7 +97,7 @@ def serve(port: int, host: str = "127.0.0.1") -> None:
 
 
 # ---- operations (issue 6): agents, outbox, egress, lag, cash SLA ---------------------------
-# Per Faust agent (closed set: the agent names in streams/), fed by observe_batch().
+# Per Faust agent (closed set: the agent names in stages/), fed by observe_batch().
 AGENT_RECORDS = Counter(
     "mm_agent_records_total", "Events an agent processed and acknowledged", ["agent"]
 )
@@ -178,7 +178,7 @@ CASH_POSTING_LATENCY = Histogram(
     ["document"],
     buckets=(1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 14400),
 )
-# The end-to-end reconcile (streams/reconcile/): drift found by its last run, set per run
+# The end-to-end reconcile (stages/reconcile/): drift found by its last run, set per run
 # (kinds: missing, deleted, differs, relinked, orphan, newer_at_source), and runs by outcome.
 RECONCILE_DRIFT = Gauge(
     "mm_reconcile_drift",

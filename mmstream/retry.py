@@ -5,7 +5,7 @@ Two kinds of failure are repeated, with different endings:
 - a target system refusing or failing (Bitrix24, 1С): repeated under a :class:`RetryPolicy`
   (attempts and time budget) and then given up — :func:`retry_bounded`, or the policy's pure
   :meth:`RetryPolicy.should_retry` / :meth:`RetryPolicy.delay` where the caller does not
-  sleep but parks the record on the delayed path (``streams.egress.delivery``);
+  sleep but parks the record on the delayed path (``stages.egress.delivery``);
 - our own dependency (database, broker) being down: not the record's fault, so the work is
   repeated until the dependency is back, never dead-lettered — :func:`retry_forever`.
 

@@ -1,5 +1,5 @@
 """Print (or ``--write`` into migration 0007) the CREATE TABLE statements of every canonical
-entity. tests/streams/sink/test_entity_table.py fails when a model and its table disagree."""
+entity. tests/stages/sink/test_entity_table.py fails when a model and its table disagree."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from mmstream.models.catalog import entity_models  # noqa: E402
-from streams.sink.entity_table import ddl  # noqa: E402
+from stages.sink.entity_table import ddl  # noqa: E402
 
 MIGRATION = ROOT / "migrations" / "versions" / "0007_entities.py"
 # Entities whose tables later migrations create (0007 must not create them too).

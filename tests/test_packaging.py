@@ -24,7 +24,7 @@ def wheel(tmp_path_factory) -> zipfile.ZipFile:
     # sits next to the packages): an in-tree build would leave build/ and *.egg-info behind.
     src = tmp_path_factory.mktemp("src")
     shutil.copy2(REPO / "pyproject.toml", src)
-    for package in ("mmstream", "streams", "connectors", "devstack"):
+    for package in ("mmstream", "stages", "connectors", "devstack"):
         shutil.copytree(
             REPO / package, src / package, ignore=shutil.ignore_patterns("__pycache__", "*.pyc")
         )
@@ -62,7 +62,7 @@ def _requirement_name(line: str) -> str:
 def test_the_wheel_holds_only_the_production_packages(wheel):
     names = wheel.namelist()
     top = {n.split("/")[0] for n in names if not n.split("/")[0].endswith(".dist-info")}
-    assert top == {"mmstream", "streams", "connectors"}
+    assert top == {"mmstream", "stages", "connectors"}
     dev = [
         n
         for n in names

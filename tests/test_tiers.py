@@ -63,7 +63,7 @@ def test_the_unit_tier_refuses_to_start_a_server(start, monkeypatch, tmp_path):
 def test_the_unit_expression_selects_only_the_pure_tests_of_real_files():
     files = [
         "tests/mmstream/test_errors.py",  # pure
-        "tests/streams/sink/test_product_store.py",  # db_url
+        "tests/stages/sink/test_product_store.py",  # db_url
         "tests/devstack/stack/test_postgres_private.py",  # starts PostgreSQL itself
         "tests/e2e/test_product_flow.py",
     ]  # e2e
@@ -89,7 +89,7 @@ def test_the_unit_expression_selects_only_the_pure_tests_of_real_files():
     ids = [line for line in out.stdout.splitlines() if "::" in line]
     assert {i.split("::")[0] for i in ids} == {
         "tests/mmstream/test_errors.py",
-        "tests/streams/sink/test_product_store.py",
+        "tests/stages/sink/test_product_store.py",
     }, ids
     names = {i.split("::")[1].split("[")[0] for i in ids}
     # The store's pure logic stays in the unit tier; its merges against PostgreSQL do not.

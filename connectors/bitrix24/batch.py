@@ -10,7 +10,7 @@ mapping here never guesses: a command without its own answer gets a classified e
 only when the answer proves it failed and all candidate errors are of one class; else
 :class:`UnmatchedCommand` (retriable). Only failed commands are worth re-running, and a
 create is never re-run blindly: the egress actions look an entity up by its external key
-before any ``add`` (streams/egress/bitrix24_master.py), so a create that executed without
+before any ``add`` (stages/egress/bitrix24_master.py), so a create that executed without
 our seeing it is found.
 """
 

@@ -14,7 +14,12 @@ from dataclasses import dataclass, field
 from connectors.commerceml.errors import DocumentRejected, InvalidEntry
 from connectors.commerceml.orders import order_record
 from connectors.commerceml.parser import Context, Entry, Readable, entries
-from connectors.commerceml.records import Record, offer_records, price_type_record, product_record
+from connectors.commerceml.raw_records import (
+    Record,
+    offer_records,
+    price_type_record,
+    product_record,
+)
 
 MAX_PROBLEMS = 10
 

@@ -42,7 +42,7 @@ from connectors.commerceml.errors import (
 from connectors.commerceml.orders import QUERY_ENCODING, answer_record, orders_document
 from connectors.commerceml.parser import Context
 from connectors.commerceml.publishing import Target, publish_all
-from connectors.commerceml.records import Record
+from connectors.commerceml.raw_records import Record
 from connectors.commerceml.store import ExchangeStore, ExportQueue, Session, StoredFile
 from mmstream.kafka.producer import AckedProducer
 from mmstream.settings import Settings

@@ -26,7 +26,7 @@ is lost. :func:`export_element` builds the ``Документ`` of a courier's i
 A document 1С sends back whose ``Ид`` is one the middleware exported is 1С's answer to it
 (its number ``Номер по 1С``, ``Проведен``, ``ПометкаУдаления``, ``Статус заказа``):
 :func:`answer_record` turns its order record into a ``raw.onec.exchange_result`` record
-naming the exported entity (streams/normalize/commerceml_result.py reads it).
+naming the exported entity (stages/normalize/commerceml_result.py reads it).
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ from typing import Any
 
 from connectors.commerceml.errors import InvalidEntry
 from connectors.commerceml.parser import Entry, child_text
-from connectors.commerceml.records import (
+from connectors.commerceml.raw_records import (
     Record,
     decimal_text,
     make_record,

@@ -8,7 +8,7 @@ from collections import Counter, defaultdict
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 
-from connectors.commerceml.records import Record
+from connectors.commerceml.raw_records import Record
 from connectors.ingress.publish import Accepted, publish
 from mmstream.envelope import CloudEvent, change_id, now_iso
 from mmstream.kafka.producer import AckedProducer

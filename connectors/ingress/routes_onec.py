@@ -24,7 +24,7 @@ from connectors.ingress.idempotency_store import claim_lease_s
 from connectors.ingress.publish import Accepted, onec_event, publish, too_large
 from connectors.onec import exchange
 from connectors.onec.objects import OBJECTS, OneCObject, accepted_names, lookup
-from connectors.onec.records import (
+from connectors.onec.validation import (
     CatalogRecord,
     DocumentRecord,
     OneCRecord,

@@ -1,6 +1,7 @@
 """An async client of a 1С base for egress: our extension's HTTP service, and documents
 through the standard OData interface (read, create, change, post — the write mode of a
-stock base without the extension, streams/egress/onec_odata.py).
+stock base without the extension, stages/egress/onec_odata.py; that half is
+connectors/onec/odata_write.py).
 
 Every write carries ``Idempotency-Key`` = the caller's stable event id, so repeating it
 after a timeout or a 5xx is safe: 1С answers the first result again (200) instead of
@@ -39,14 +40,10 @@ from connectors.onec.errors import (
     OneCServerError,
     OneCTransportError,
     error_from_response,
-    parse_retry_after,
-    posting_error_from_response,
 )
-from connectors.onec.odata.errors import (
-    ODataError,
-    ODataServerError,
-    ODataTransportError,
-)
+from connectors.onec.odata.errors import ODataError
+from connectors.onec.odata_write import ODataDocuments
+from connectors.onec.wire import TARGET, decode, guid
 from mmstream.circuit import CircuitBreaker, Verdict, shared_breaker
 from mmstream.errors import ConfigurationError
 from mmstream.metrics import EGRESS_CALL_LATENCY, EGRESS_CALLS, EGRESS_ERRORS
@@ -55,14 +52,7 @@ from mmstream.trace.transport import TracingTransport, after_marker
 
 log = logging.getLogger(__name__)
 
-#: The target label of this client's metrics and circuit (one breaker per base).
-TARGET = "onec"
-
 _KEY_RE = re.compile(r"^[A-Za-z0-9._:~-]{1,200}$")
-_ENTITY_SET_RE = re.compile(r"^Document_\w+$")
-_GUID_RE = re.compile(
-    r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
-)
 
 
 class Operation(StrEnum):
@@ -116,14 +106,6 @@ class WriteResult:
         )
 
 
-class ODataDocumentMissing(ODataError):
-    """The base holds no document with this Ref_Key (PATCH answered 404): the order or
-    shipment a delivery names was deleted in 1С or never reached it. Repeating cannot
-    help; check the document in 1С, then replay."""
-
-    code = "onec_odata_document_missing"
-
-
 def circuit_verdict(exc: BaseException | None) -> Verdict:
     """How a 1С outcome counts for the base's circuit breaker."""
     if exc is None:
@@ -135,8 +117,9 @@ def circuit_verdict(exc: BaseException | None) -> Verdict:
     return Verdict.NEUTRAL  # our own bug, not the base's health
 
 
-class OneCClient:
-    """Calls one 1С base's integration HTTP service (and its OData ``/Post``)."""
+class OneCClient(ODataDocuments):
+    """Calls one 1С base's integration HTTP service, and its documents over standard OData
+    (connectors/onec/odata_write.py: read, create, change, ``/Post``)."""
 
     def __init__(
         self,
@@ -187,7 +170,7 @@ class OneCClient:
     ) -> WriteResult:
         """Record a delivery task's status (delivered / failed / cancelled) on its order or
         shipment. ``body``: DeliveryStatus of the contract."""
-        task = _guid(task_id, "task_id")
+        task = guid(task_id, "task_id")
         return await self._write(
             Operation.DELIVERY_STATUS, f"delivery-tasks/{task}/status", key, body
         )
@@ -216,7 +199,7 @@ class OneCClient:
             "operation", "GET", f"{self._base}operations/{quote(key, safe='')}"
         )
         if response.status_code == 404:
-            body = _decode(response)
+            body = decode(response)
             if isinstance(body, dict) and isinstance(body.get("error"), dict):
                 return None
         return self._result("operation", response, replayed=True)
@@ -227,196 +210,7 @@ class OneCClient:
         if response.status_code != 200:
             raise self._failure("ping", response)
 
-    async def document_posted(self, entity_set: str, ref_key: UUID | str) -> bool | None:
-        """Whether 1С holds the document posted: ``GET {odata}/Document_X(guid'…')?$select=Posted``;
-        None when 1С does not have it. Read before posting: a delivery that posted and then
-        died before recording it must not post the document a second time."""
-        url = self._document_url(entity_set, ref_key) + "?$format=json&$select=Posted"
-        with self._breaker.guard():
-            response = await self._send(
-                "odata_get",
-                "GET",
-                url,
-                transport_error=lambda name: ODataTransportError(
-                    None, message=f"{name}: no answer from 1С", entity_set=entity_set
-                ),
-            )
-            if response.status_code == 404:
-                return None
-            if not response.is_success:
-                body = _decode(response)
-                err = posting_error_from_response(response.status_code, body, entity_set=entity_set)
-                if isinstance(err, ODataServerError):
-                    err.retry_after = parse_retry_after(response.headers.get("retry-after"))
-                self._log_failure("odata_get", response.status_code, err)
-                raise err
-        body = _decode(response)
-        return bool(body.get("Posted")) if isinstance(body, dict) else None
-
-    async def post_document(
-        self, entity_set: str, ref_key: UUID | str, *, operational: bool = False
-    ) -> None:
-        """Post a document through the standard OData interface:
-        ``POST {odata}/Document_X(guid'…')/Post?PostingModeOperational=false``.
-
-        Posting a posted document re-posts it (1С allows it), so a repeat is harmless.
-        Raises an :class:`~connectors.onec.odata.errors.ODataError`:
-        :class:`~connectors.onec.errors.ODataPostingRefused` (permanent) when 1С refused,
-        :class:`~connectors.onec.errors.ODataObjectLocked` (retriable) on a lock.
-        """
-        url = (
-            self._document_url(entity_set, ref_key)
-            + f"/Post?PostingModeOperational={'true' if operational else 'false'}"
-        )
-        with self._breaker.guard():
-            response = await self._send(
-                "odata_post",
-                "POST",
-                url,
-                transport_error=lambda name: ODataTransportError(
-                    None, message=f"{name}: no answer from 1С", entity_set=entity_set
-                ),
-            )
-            if response.is_success:
-                return
-            body = _decode(response)
-            err = posting_error_from_response(response.status_code, body, entity_set=entity_set)
-            if isinstance(err, ODataServerError):
-                err.retry_after = parse_retry_after(response.headers.get("retry-after"))
-            self._log_failure("odata_post", response.status_code, err)
-            raise err
-
-    # --- writes through the standard OData interface (a base without our extension) -------
-
-    async def get_document(self, entity_set: str, ref_key: UUID | str) -> dict[str, Any] | None:
-        """The document as 1С holds it (``GET {odata}/Document_X(guid'…')``), or None when
-        the base has no document with this Ref_Key: the look before a create."""
-        url = self._document_url(entity_set, ref_key) + "?$format=json"
-        with self._breaker.guard():
-            response = await self._odata_call("odata_get", "GET", url, entity_set)
-            if response.status_code == 404:
-                return None
-            self._odata_raise("odata_get", response, entity_set)
-        return self._odata_record("odata_get", response, entity_set)
-
-    async def create_document(self, entity_set: str, record: Mapping[str, Any]) -> dict[str, Any]:
-        """Create a document: ``POST {odata}/Document_X?$format=json`` with its fields
-        (``Ref_Key`` included: 1С gives the new object that reference); 1С answers 201 and
-        the record it wrote (Number, Date, Posted, DataVersion filled in)."""
-        if not _ENTITY_SET_RE.match(entity_set):
-            raise ValueError(f"not a document entity set: {entity_set!r}")
-        url = self._odata + quote(entity_set, safe="") + "?$format=json"
-        payload = json.dumps(self._jsonable(record), ensure_ascii=False).encode()
-        with self._breaker.guard():
-            response = await self._odata_call(
-                "odata_create",
-                "POST",
-                url,
-                entity_set,
-                content=payload,
-                headers={"Content-Type": "application/json; charset=utf-8"},
-            )
-            self._odata_raise("odata_create", response, entity_set)
-        created = self._odata_record("odata_create", response, entity_set)
-        log.info(
-            "1c odata write",
-            extra={
-                "operation": "odata_create",
-                "entity_set": entity_set,
-                "ref_key": str(created.get("Ref_Key") or ""),
-                "number": str(created.get("Number") or ""),
-            },
-        )
-        return created
-
-    async def update_document(
-        self, entity_set: str, ref_key: UUID | str, fields: Mapping[str, Any]
-    ) -> dict[str, Any]:
-        """Change fields of a document: ``PATCH {odata}/Document_X(guid'…')?$format=json``;
-        1С answers 200 and the record. A Ref_Key the base does not hold raises
-        :class:`ODataDocumentMissing` (404)."""
-        url = self._document_url(entity_set, ref_key) + "?$format=json"
-        payload = json.dumps(self._jsonable(fields), ensure_ascii=False).encode()
-        with self._breaker.guard():
-            response = await self._odata_call(
-                "odata_patch",
-                "PATCH",
-                url,
-                entity_set,
-                content=payload,
-                headers={"Content-Type": "application/json; charset=utf-8"},
-            )
-            if response.status_code == 404:
-                said = posting_error_from_response(404, _decode(response), entity_set=entity_set)
-                err = ODataDocumentMissing(
-                    404,
-                    said.odata_code,
-                    f"no document {str(ref_key).lower()}: {str(said).partition(']')[2].strip()}",
-                    entity_set=entity_set,
-                )
-                self._log_failure("odata_patch", 404, err)
-                raise err
-            self._odata_raise("odata_patch", response, entity_set)
-        updated = self._odata_record("odata_patch", response, entity_set)
-        log.info(
-            "1c odata write",
-            extra={
-                "operation": "odata_patch",
-                "entity_set": entity_set,
-                "ref_key": str(ref_key).lower(),
-                "fields": sorted(fields),
-            },
-        )
-        return updated
-
-    async def _odata_call(
-        self, operation: str, method: str, url: str, entity_set: str, **kwargs: Any
-    ) -> httpx.Response:
-        return await self._send(
-            operation,
-            method,
-            url,
-            transport_error=lambda name: ODataTransportError(
-                None, message=f"{name}: no answer from 1С", entity_set=entity_set
-            ),
-            **kwargs,
-        )
-
-    def _odata_raise(self, operation: str, response: httpx.Response, entity_set: str) -> None:
-        """Raise 1С's refusal of an OData request (inside the breaker's guard)."""
-        if response.is_success:
-            return
-        # /Post's classifier reads 1С's runtime text: a lock, a closed period, a refusal.
-        err = posting_error_from_response(
-            response.status_code, _decode(response), entity_set=entity_set
-        )
-        if isinstance(err, ODataServerError):
-            err.retry_after = parse_retry_after(response.headers.get("retry-after"))
-        self._log_failure(operation, response.status_code, err)
-        raise err
-
-    @staticmethod
-    def _odata_record(operation: str, response: httpx.Response, entity_set: str) -> dict[str, Any]:
-        body = _decode(response)
-        if not isinstance(body, dict) or "Ref_Key" not in body:
-            err = ODataServerError(
-                response.status_code,
-                "",
-                f"{operation}: the answer is not a 1С record",
-                entity_set=entity_set,
-            )
-            EGRESS_ERRORS.labels(TARGET, err.code).inc()
-            raise err
-        return {k: v for k, v in body.items() if k != "odata.metadata"}
-
     # --- plumbing ------------------------------------------------------------------------
-
-    def _document_url(self, entity_set: str, ref_key: UUID | str) -> str:
-        """``{odata}Document_X(guid'…')``, the address of one document."""
-        if not _ENTITY_SET_RE.match(entity_set):
-            raise ValueError(f"not a document entity set: {entity_set!r}")
-        ref = _guid(ref_key, "ref_key")
-        return self._odata + quote(f"{entity_set}(guid'{ref}')", safe="()'/")
 
     async def _write(
         self, operation: Operation, path: str, key: str, body: Mapping[str, Any]
@@ -459,7 +253,7 @@ class OneCClient:
         # GET /operations/{key} answering not_found is an answer, not a failure.
         if response.status_code != 404 or response.request.method != "GET":
             return False
-        body = _decode(response)
+        body = decode(response)
         return isinstance(body, dict) and isinstance(body.get("error"), dict)
 
     async def _send(
@@ -496,7 +290,7 @@ class OneCClient:
         return response
 
     def _result(self, operation: str, response: httpx.Response, *, replayed: bool) -> WriteResult:
-        body = _decode(response)
+        body = decode(response)
         try:
             return WriteResult.from_body(body, replayed=replayed)
         except (TypeError, KeyError):
@@ -511,7 +305,7 @@ class OneCClient:
 
     def _failure(self, operation: str, response: httpx.Response) -> OneCError:
         err = error_from_response(
-            response.status_code, _decode(response), headers=response.headers, operation=operation
+            response.status_code, decode(response), headers=response.headers, operation=operation
         )
         self._log_failure(operation, response.status_code, err)
         return err
@@ -594,26 +388,8 @@ def _check_key(key: str) -> None:
         raise ValueError(f"not a valid Idempotency-Key: {key!r}")
 
 
-def _guid(value: UUID | str, name: str) -> str:
-    text = str(value)
-    if not _GUID_RE.match(text):
-        raise ValueError(f"{name} is not a GUID: {text!r}")
-    return text.lower()
-
-
-def _decode(response: httpx.Response) -> Any:
-    if not response.content:
-        return None
-    try:
-        return response.json()
-    except ValueError:
-        # A proxy's or 1С's own HTML page: keep the text for the message.
-        return response.text
-
-
 __all__ = [
     "DocumentRef",
-    "ODataDocumentMissing",
     "OneCClient",
     "Operation",
     "WriteResult",

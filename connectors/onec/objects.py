@@ -16,7 +16,7 @@ resources; ``…_RecordType``: the single movements) and the balance virtual tab
 dimension values with ``<resource>Balance``). The stock entity holds balances, so the OData
 reader scans the Balance table (:attr:`OneCObject.read_set`) and a push, to any name of the
 register, carries balance rows; movements are refused with a reason
-(connectors/onec/records.py) rather than as an unknown object.
+(connectors/onec/validation.py) rather than as an unknown object.
 """
 
 from __future__ import annotations

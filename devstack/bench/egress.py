@@ -35,7 +35,7 @@ from devstack.bench.services import BenchServices
 from devstack.bench.workload import RawRecord
 from mmstream.serve import free_port
 from mmstream.settings import Settings
-from streams.outbox.relay import OUTBOX_ID
+from stages.outbox.relay import OUTBOX_ID
 
 UNLIMITED = 100_000.0
 

@@ -47,7 +47,7 @@ from devstack.bench.workload import V2, RawRecord
 from mmstream.envelope import REQUEST_ID, decode_headers
 from mmstream.settings import Settings
 
-# The headers the sink keeps with each outbox entry (streams/sink/entity_sink.py).
+# The headers the sink keeps with each outbox entry (stages/sink/entity_sink.py).
 _KEEP_HEADERS = (REQUEST_ID, "ce_id", "ce_source")
 
 
@@ -180,8 +180,8 @@ def normalized(load: Load) -> list:
     order; normalized outside any timing). A record that does not normalize is a bench bug."""
     from zoneinfo import ZoneInfo
 
-    from streams.normalize.registry import Context, normalizers
-    from streams.sink.entity_store import Incoming
+    from stages.normalize.registry import Context, normalizers
+    from stages.sink.entity_store import Incoming
 
     found = normalizers()
     ctx = Context(onec_tz=ZoneInfo("Europe/Moscow"))
@@ -338,7 +338,7 @@ def _batches(incoming: list, size: int) -> list[list]:
 
 
 def _upsert_statements(model) -> tuple[str, str, str, tuple[str, ...], frozenset[str]]:
-    from streams.sink.entity_table import columns
+    from stages.sink.entity_table import columns
 
     entity = model.ENTITY
     cols = columns(model)
@@ -366,7 +366,7 @@ def run_upsert_ceiling(
     import uvloop
 
     from mmstream.envelope import change_id
-    from streams.sink.entity_store import rounds
+    from stages.sink.entity_store import rounds
 
     db = services.new_database("upsert")
     statements = {type(i.entity): _upsert_statements(type(i.entity)) for i in incoming}
@@ -423,8 +423,8 @@ def run_merge(
     import uvloop
 
     from mmstream.db.engine import async_engine
-    from streams import crosswalk
-    from streams.sink.entity_store import Incoming, merge
+    from stages import crosswalk
+    from stages.sink.entity_store import Incoming, merge
 
     db = services.new_database("entmerge")
     s = services.settings(database_url=db)

@@ -24,7 +24,7 @@ import faust
 from mmstream import log
 from mmstream.settings import Settings, get_settings
 from mmstream.topics import load_catalog
-from streams.app import create_app, source_topic
+from stages.app import create_app, source_topic
 
 
 def build(
@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None) -> None:
         help="a logical raw topic to read (repeatable; default raw.onec.product)",
     )
     args = parser.parse_args(argv)
-    from streams.worker import run
+    from stages.worker import run
 
     settings = get_settings()
     log.setup("bench-noop-agent", settings.log_level, settings.log_format)

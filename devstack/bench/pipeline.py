@@ -5,7 +5,7 @@ measured in the same run on the same records:
 
 * noop agent  - a Faust agent that only acknowledges (same app factory, runner, batching):
                 Faust's own per-event cost, the ceiling of any Faust worker here;
-* merge ceiling - ``streams.sink.entity_store.merge`` called directly, in-process, in
+* merge ceiling - ``stages.sink.entity_store.merge`` called directly, in-process, in
                 batches of 1000 inside transactions: the database side alone.
 
 The raw topic is filled once; every repetition uses a fresh consumer group and a fresh
@@ -38,7 +38,7 @@ from mmstream.envelope import REQUEST_ID, decode_headers
 from mmstream.settings import Settings
 
 RAW = "raw.onec.product"
-# The headers the sink keeps with each outbox entry (streams/sink/entity_sink.py).
+# The headers the sink keeps with each outbox entry (stages/sink/entity_sink.py).
 _KEEP_HEADERS = (REQUEST_ID, "ce_id", "ce_source")
 
 
@@ -198,8 +198,8 @@ def run_sink(
 
 def _incoming(records: list[RawRecord], positions: list[tuple[int, int]], topic: str) -> list:
     """The records as the sink hands them to merge (parsed outside the timing)."""
-    from streams.normalize.onec_product import parse
-    from streams.sink.entity_store import Incoming
+    from stages.normalize.onec_product import parse
+    from stages.sink.entity_store import Incoming
 
     out = []
     for rec, (partition, offset) in zip(records, positions, strict=True):
@@ -228,7 +228,7 @@ def run_merge_ceiling(
 
     from mmstream.db.engine import async_engine
     from mmstream.models.product import Product
-    from streams.sink.entity_store import merge
+    from stages.sink.entity_store import merge
 
     db = services.new_database("merge")
     s = services.settings(database_url=db)

@@ -30,7 +30,7 @@ import httpx
 
 from connectors.ingress.auth import mint_token
 from mmstream.settings import Settings
-from streams.normalize.derive_delivery_task import delivery_task_id
+from stages.normalize.derive_delivery_task import delivery_task_id
 
 log = logging.getLogger(__name__)
 ZERO = "00000000-0000-0000-0000-000000000000"

@@ -14,7 +14,7 @@ depends_on = None
 
 
 def upgrade() -> None:
-    # A delivery in flight holds its entity's lease (streams/egress/delivery.py). A lease
+    # A delivery in flight holds its entity's lease (stages/egress/delivery.py). A lease
     # held by a worker that died ends at expires_at; a live one is deleted when done.
     op.execute(
         """

@@ -1,8 +1,8 @@
 """Canonical stock table (warehouse × product × characteristic -> quantity, reserve).
 
-The DDL is what ``streams.sink.entity_table.ddl(Stock)`` generates (the helper
+The DDL is what ``stages.sink.entity_table.ddl(Stock)`` generates (the helper
 scripts/gen_entity_ddl.py uses for 0007), frozen here as text: a migration must create the
-same table however the model changes later (tests/streams/sink/test_entity_table.py fails
+same table however the model changes later (tests/stages/sink/test_entity_table.py fails
 when the model and the migrated table disagree; change both with a new migration).
 
 Revision ID: 0015

@@ -4,8 +4,8 @@
   element or requisite); the canonical product had no place for it. Optional (empty by
   default): rows written before keep working, 1С OData/push records leave it empty.
 * ``contract``: 1С ДоговорыКонтрагентов, its own entity naming its counterparty
-  (mmstream/models/contract.py). The DDL is what ``streams.sink.entity_table.ddl`` generates,
-  frozen here as text (tests/streams/sink/test_entity_table.py compares model and table).
+  (mmstream/models/contract.py). The DDL is what ``stages.sink.entity_table.ddl`` generates,
+  frozen here as text (tests/stages/sink/test_entity_table.py compares model and table).
 
 Revision ID: 0016
 Revises: 0015

@@ -1,7 +1,7 @@
 """The CommerceML export queue, filled: one row per exported Ид, revisions, the entity.
 
 The couriers' instant orders and returns go to 1С through ``type=sale&mode=query``
-(streams/egress/commerceml_orders.py). A retry or a change of the same document updates its
+(stages/egress/commerceml_orders.py). A retry or a change of the same document updates its
 row (unique ``document_id``) and raises ``revision``; ``mode=success`` acknowledges a row
 only at the revision its session sent (``sent_revision``), so a change made between 1С's
 query and its success goes again. ``entity`` names what the row exports

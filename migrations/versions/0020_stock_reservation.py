@@ -3,7 +3,7 @@
 * ``stock.order_reserve`` / ``order_reserve_at``: the middleware's fields of the stock row
   (mmstream/models/stock.py): what instant orders reserved after 1С's balance moment;
 * ``stock_reservation``: one row per instant order × warehouse × product (× characteristic),
-  written by the reservation action (streams/egress/bitrix24_stock.py). It makes the
+  written by the reservation action (stages/egress/bitrix24_stock.py). It makes the
   reservation idempotent per order (a repeated deal event changes nothing) and lets the sum
   over orders be recomputed instead of incremented, so two orders of one courier at once
   cannot lose each other's reservation.
@@ -21,8 +21,8 @@ branch_labels = None
 depends_on = None
 
 
-# ``streams.sink.entity_table.ddl(Stock)`` frozen as text, under a new name: the columns go
-# before the system columns, where the generated DDL (and tests/streams/sink/
+# ``stages.sink.entity_table.ddl(Stock)`` frozen as text, under a new name: the columns go
+# before the system columns, where the generated DDL (and tests/stages/sink/
 # test_entity_table.py) has them, so the table is rebuilt and its rows copied over rather
 # than altered (ADD COLUMN would append them after ``changed_at``).
 STOCK_TABLE = """

@@ -1,7 +1,7 @@
 """Cash SLA deviations raised (flow 4): one row per cash document that missed its posting SLA.
 
-Written by whoever raises the deviation first — the posting (streams/egress/cash.py, a
-document posted late or refused by 1С) or the periodic watch (streams/egress/cash_sla.py,
+Written by whoever raises the deviation first — the posting (stages/egress/cash.py, a
+document posted late or refused by 1С) or the periodic watch (stages/egress/cash_sla.py,
 a document still unposted past its SLA: waiting behind egress lag, parked, dead-lettered or
 simply not posted). The primary key makes a deviation count once per document and kind,
 across restarts and worker instances; ``event`` keeps what was raised so an event whose

@@ -1,5 +1,5 @@
 """Products become a canonical entity: the ``product`` table takes the shape every entity
-table has (streams/sink/entity_table.py), so the one entity sink stores products.
+table has (stages/sink/entity_table.py), so the one entity sink stores products.
 
 The table is rebuilt rather than altered: the generic sink and the table test expect the
 columns in the model's order, with the bookkeeping columns (``revision``, ``writers``,

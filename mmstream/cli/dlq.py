@@ -49,7 +49,7 @@ def _selection_options(func: Callable) -> Callable:
 
 
 def _selection(reason, entity, since, until, partition, offset):
-    from streams.dlq.select import Selection
+    from stages.dlq.select import Selection
 
     if since and until and since >= until:
         raise click.UsageError("--since must be before --until")
@@ -125,7 +125,7 @@ def list_cmd(topic: str | None, all_topics: bool, top: int, output: str) -> None
     from mmstream.errors import TopicMissing
     from mmstream.ops import dlq_render as render
     from mmstream.ops.render import as_json
-    from streams.dlq.summary import TopicSummary, summarize
+    from stages.dlq.summary import TopicSummary, summarize
 
     if topic and all_topics:
         raise click.UsageError("name a TOPIC or give --all, not both")
@@ -238,9 +238,9 @@ def replay_cmd(
     from mmstream.ops import dlq_render as render
     from mmstream.ops.render import as_json
     from mmstream.ops.reset import require_actor
-    from streams.dlq import history
-    from streams.dlq.payload import load_patch
-    from streams.dlq.replay import build_plan, publish
+    from stages.dlq import history
+    from stages.dlq.payload import load_patch
+    from stages.dlq.replay import build_plan, publish
 
     selection = _selection(reason, entity, since, until, partition, offset)
     if everything == (not selection.empty):
@@ -316,7 +316,7 @@ def _earlier_replays(engine, plan, *, strict: bool) -> dict[str, int]:
     is not reachable (an executed replay has already checked it)."""
     from sqlalchemy.exc import SQLAlchemyError
 
-    from streams.dlq import history
+    from stages.dlq import history
 
     if engine is None:
         return {}
@@ -345,7 +345,7 @@ def audit_cmd(topic: str | None, limit: int, output: str) -> None:
     from mmstream.dlq.topics import resolve
     from mmstream.ops import dlq_render as render
     from mmstream.ops.render import as_json
-    from streams.dlq import history
+    from stages.dlq import history
 
     settings, catalog = _context()
     name = resolve(settings, catalog, topic) if topic else None

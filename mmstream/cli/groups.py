@@ -10,7 +10,11 @@ what only mmctl knows (state, lag per entity, moves, notes) goes to stderr.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -38,29 +42,39 @@ def _one_group(positional: str | None, named: tuple[str, ...]) -> str:
 # ---- what every spelling shares --------------------------------------------------------
 
 
-def _target(
-    to_earliest: bool,
-    to_latest: bool,
-    to_current: bool,
-    to_offset: int | None,
-    shift_by: int | None,
-    to_datetime: str | None,
-    by_duration: str | None,
-    from_file: Path | None,
-    group: str,
-):
+@dataclass(frozen=True)
+class ResetOptions:
+    """The reset scope, target and mode as given on the command line (``_reset_options``)."""
+
+    all_topics: bool
+    topics: tuple[str, ...]
+    to_earliest: bool
+    to_latest: bool
+    to_current: bool
+    to_offset: int | None
+    shift_by: int | None
+    to_datetime: str | None
+    by_duration: str | None
+    from_file: Path | None
+    dry_run: bool
+    execute: bool
+    export: bool
+
+
+def _target(opts: ResetOptions, group: str):
     from mmstream.ops.reset import ResetTarget, parse_plan_csv
 
+    from_file = opts.from_file
     chosen = [
         t
         for t in [
-            ResetTarget("earliest") if to_earliest else None,
-            ResetTarget("latest") if to_latest else None,
-            ResetTarget("current") if to_current else None,
-            ResetTarget("offset", to_offset) if to_offset is not None else None,
-            ResetTarget("shift", shift_by) if shift_by is not None else None,
-            ResetTarget("datetime", to_datetime) if to_datetime else None,
-            ResetTarget("duration", by_duration) if by_duration else None,
+            ResetTarget("earliest") if opts.to_earliest else None,
+            ResetTarget("latest") if opts.to_latest else None,
+            ResetTarget("current") if opts.to_current else None,
+            ResetTarget("offset", opts.to_offset) if opts.to_offset is not None else None,
+            ResetTarget("shift", opts.shift_by) if opts.shift_by is not None else None,
+            ResetTarget("datetime", opts.to_datetime) if opts.to_datetime else None,
+            ResetTarget("duration", opts.by_duration) if opts.by_duration else None,
             ResetTarget(
                 "file",
                 str(from_file),
@@ -104,42 +118,36 @@ def _describe(group: str, output: str) -> None:
         click.echo(line, err=True)
 
 
-def _reset(
-    group: str,
-    topics: tuple[str, ...],
-    all_topics: bool,
-    target,
-    execute: bool,
-    dry_run: bool,
-    export: bool,
-    output: str,
-) -> None:
+def _reset(group: str, opts: ResetOptions, output: str) -> None:
     from mmstream.ops.reset import build_plan
     from mmstream.ops.reset import execute as apply_plan
 
-    if execute and dry_run:
+    target = _target(opts, group)
+    if opts.execute and opts.dry_run:
         raise click.UsageError("--dry-run and --execute contradict each other")
-    if export and output == "json":
+    if opts.export and output == "json":
         raise click.UsageError("--export writes CSV: leave out --output json")
-    if target.kind != "file" and bool(topics) == all_topics:
+    if target.kind != "file" and bool(opts.topics) == opts.all_topics:
         raise click.UsageError(
             "choose the scope: --all-topics, or --topic T (repeatable; T:0,2 for some partitions)"
         )
     settings = _settings()
     counter = Counter("records scanned for the timestamp")
     plan = build_plan(
-        settings, group, list(topics), target, progress=counter.add, all_topics=all_topics
+        settings, group, list(opts.topics), target, progress=counter.add, all_topics=opts.all_topics
     )
     counter.done()
     audit_id = None
-    if execute:
+    if opts.execute:
         announce(settings, f"resetting offsets of group {group}")
         audit_id = apply_plan(settings, plan)
     if output == "json":
-        click.echo(render.as_json({**plan.as_dict(), "executed": execute, "audit_id": audit_id}))
+        click.echo(
+            render.as_json({**plan.as_dict(), "executed": opts.execute, "audit_id": audit_id})
+        )
         return
-    click.echo(render.plan_csv(plan) if export else render.reset_plan(plan))
-    for line in render.reset_notes(plan, executed=execute):
+    click.echo(render.plan_csv(plan) if opts.export else render.reset_plan(plan))
+    for line in render.reset_notes(plan, executed=opts.execute):
         click.echo(line, err=True)
     if audit_id is not None:
         click.echo(f"audit record {audit_id}", err=True)
@@ -180,8 +188,16 @@ def _delete_offsets(group: str, topics: tuple[str, ...], output: str) -> None:
 _ACTIONS = ("list", "describe", "reset_offsets", "delete", "delete_offsets")
 
 
-def _reset_options(f):
-    """The reset scope and targets, named as kafka-consumer-groups.sh names them."""
+def _reset_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """The reset scope and targets, named as kafka-consumer-groups.sh names them; the
+    command receives them as one ``opts: ResetOptions``."""
+    names = [field.name for field in fields(ResetOptions)]
+
+    @functools.wraps(f)
+    def command(*args: Any, **kwargs: Any) -> Any:
+        opts = ResetOptions(**{name: kwargs.pop(name) for name in names})
+        return f(*args, opts=opts, **kwargs)
+
     for decorator in reversed(
         [
             click.option(
@@ -228,8 +244,8 @@ def _reset_options(f):
             ),
         ]
     ):
-        f = decorator(f)
-    return f
+        command = decorator(command)
+    return command
 
 
 @click.group(invoke_without_command=True, no_args_is_help=True)
@@ -254,19 +270,7 @@ def groups(
     delete: bool,
     delete_offsets: bool,
     groups_: tuple[str, ...],
-    all_topics: bool,
-    topics: tuple[str, ...],
-    to_earliest: bool,
-    to_latest: bool,
-    to_current: bool,
-    to_offset: int | None,
-    shift_by: int | None,
-    to_datetime: str | None,
-    by_duration: str | None,
-    from_file: Path | None,
-    dry_run: bool,
-    execute: bool,
-    export: bool,
+    opts: ResetOptions,
     timeout: int | None,
     output: str,
 ) -> None:
@@ -305,20 +309,9 @@ def groups(
     elif action == "delete":
         _delete(group, output)
     elif action == "delete_offsets":
-        _delete_offsets(group, topics, output)
+        _delete_offsets(group, opts.topics, output)
     else:
-        target = _target(
-            to_earliest,
-            to_latest,
-            to_current,
-            to_offset,
-            shift_by,
-            to_datetime,
-            by_duration,
-            from_file,
-            group,
-        )
-        _reset(group, topics, all_topics, target, execute, dry_run, export, output)
+        _reset(group, opts, output)
 
 
 # ---- mmctl's spelling: subcommands -------------------------------------------------------
@@ -355,24 +348,7 @@ def describe_group(group_arg: str | None, groups_: tuple[str, ...], output: str)
 @click.option("--group", "groups_", multiple=True, help="The consumer group (or give it as GROUP).")
 @_reset_options
 @output_option
-def reset(
-    group_arg: str | None,
-    groups_: tuple[str, ...],
-    all_topics: bool,
-    topics: tuple[str, ...],
-    to_earliest: bool,
-    to_latest: bool,
-    to_current: bool,
-    to_offset: int | None,
-    shift_by: int | None,
-    to_datetime: str | None,
-    by_duration: str | None,
-    from_file: Path | None,
-    dry_run: bool,
-    execute: bool,
-    export: bool,
-    output: str,
-) -> None:
+def reset(group_arg: str | None, groups_: tuple[str, ...], opts: ResetOptions, output: str) -> None:
     """Show, or with --execute apply, an offset reset of a group on --all-topics or the
     --topic(s) named. The plan has kafka-consumer-groups.sh's columns (GROUP TOPIC PARTITION
     NEW-OFFSET); --export prints it as CSV and --from-file reads one back.
@@ -381,19 +357,7 @@ def reset(
     trail (who — MM_OPS__ACTOR, required outside the embedded stack —, when, before/after
     offsets), after the cluster acted on is printed. Offsets outside the log are clamped.
     """
-    group = _one_group(group_arg, groups_)
-    target = _target(
-        to_earliest,
-        to_latest,
-        to_current,
-        to_offset,
-        shift_by,
-        to_datetime,
-        by_duration,
-        from_file,
-        group,
-    )
-    _reset(group, topics, all_topics, target, execute, dry_run, export, output)
+    _reset(_one_group(group_arg, groups_), opts, output)
 
 
 @groups.command("delete")

@@ -11,7 +11,8 @@ import click
 from mmstream import log
 from mmstream.cli.connection import apply, connection_options, use_env_file
 from mmstream.errors import MMStreamError
-from mmstream.settings import SecretRole, Settings, get_settings, masked_config
+from mmstream.secrets_policy import SecretRole
+from mmstream.settings import Settings, get_settings, masked_config
 
 
 def _exit_status(exc: MMStreamError) -> int:
@@ -20,7 +21,7 @@ def _exit_status(exc: MMStreamError) -> int:
     group active or missing, a failed write) — as the Kafka tools split usage from failure."""
     from mmstream.errors import ConfigurationError
     from mmstream.ops.errors import InvalidResetSpec
-    from streams.dlq.errors import ReplayRefused
+    from stages.dlq.errors import ReplayRefused
 
     return 2 if isinstance(exc, ConfigurationError | InvalidResetSpec | ReplayRefused) else 1
 
@@ -119,24 +120,24 @@ def bridge(host: str | None, port: int | None) -> None:
 def worker(role: str, metrics_port: int | None) -> None:
     """Run a Faust worker: the entity sink (every raw topic, products included), the
     Bitrix24 egress or the Bitrix24 enrichment."""
-    from streams import worker as workers
+    from stages import worker as workers
 
     settings = _production_settings(f"worker-{role}", _WORKER_SECRETS[role])
     port = settings.streams.metrics_port if metrics_port is None else metrics_port
     from mmstream.topics import load_catalog
-    from streams.readers import require_readers
+    from stages.readers import require_readers
 
     try:  # every declared topic has a reader, or no worker starts (invariant 10)
         require_readers(load_catalog(settings.topics_file))
     except MMStreamError as exc:
         raise SystemExit(f"mmctl: refusing to start worker {role}: {exc}") from None
     if role == "enrich-bitrix24":
-        from streams.enrich.worker import run as run_enrich
+        from stages.enrich.worker import run as run_enrich
 
         run_enrich(settings, port)
         return
     if role == "sink-entities":
-        from streams.sink.entity_worker import build_entity_sink
+        from stages.sink.entity_worker import build_entity_sink
 
         workers.run(build_entity_sink(settings), settings, port)
         return

@@ -1,5 +1,5 @@
 """``mmctl reconcile [ENTITY…]``: compare PostgreSQL with Bitrix24 and 1С and (``--repair``)
-repair the drift through the pipeline (streams/reconcile/job.py).
+repair the drift through the pipeline (stages/reconcile/job.py).
 
 Exit codes: 0 no drift left (none found, or every one repaired), 3 drift found (not
 repaired, or some repair could not be made), 1 runtime errors, 2 usage/settings errors —
@@ -56,7 +56,7 @@ def reconcile(
     from mmstream import audit, log
     from mmstream.ops.reset import require_actor
     from mmstream.settings import get_settings
-    from streams.reconcile.job import REPAIRED, TARGETS, run_once, run_scheduled
+    from stages.reconcile.job import REPAIRED, TARGETS, run_once, run_scheduled
 
     settings = get_settings()
     log.setup("mmctl-reconcile", settings.log_level, settings.log_format)

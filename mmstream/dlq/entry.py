@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from mmstream.dlq.records import failure_headers
+from mmstream.dlq.format import failure_headers
 
 Headers = list[tuple[str, bytes]]
 

@@ -20,12 +20,15 @@ sinks dead-letter it with the reason), any value outside:
 * datetime: representable in UTC (Avro ``timestamp-micros``; the database driver converts
   to UTC, and ``0001-01-01T00:30+03:00`` has no UTC datetime in Python).
 
-The functions here are pure and also used by :mod:`streams.normalize.oddities`, which
+The functions here are pure and also used by :mod:`stages.normalize.oddities`, which
 refuses the same values earlier under the *source* field name (``ПроцентСкидкиНаценки``).
 """
 
 from __future__ import annotations
 
+import re
+import types
+import typing
 from datetime import UTC, date, datetime
 from decimal import Context, Decimal, InvalidOperation
 from functools import cache
@@ -43,6 +46,8 @@ DEFAULT_SCALE = 4
 """Digits after the point of a Decimal field without ``json_schema_extra={"scale": n}``."""
 LONG_MIN, LONG_MAX = -(2**63), 2**63 - 1
 """Avro ``long`` and PostgreSQL ``bigint``."""
+#: The code points UTF-8 cannot encode (unpaired surrogates): found without encoding.
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
 
 
 class OutOfBounds(InvalidRecord):
@@ -78,24 +83,43 @@ def fit_decimal(
     ``(None, reason)``. A value with no more places than ``scale`` is returned unchanged."""
     if not value.is_finite():
         return None, f"{shown(value)} is not a finite number"
-    exponent = value.as_tuple().exponent
-    assert isinstance(exponent, int)  # only NaN and infinities carry a letter ('n', 'N', 'F')
+    exponent = _exponent(value)
     whole = precision - scale
-    bound = f"exceeds decimal({precision},{scale}): at most {whole} digits before the point"
     if value.is_zero():
         return (value if exponent >= -scale else Decimal(0).scaleb(-scale)), None
     if value.adjusted() >= whole:
-        return None, f"{shown(value)} {bound}"
+        return None, _too_wide(value, precision, scale)
     if exponent >= -scale:
         return value, None
     try:
         # Enough precision for every digit the rounding can leave (whole + scale + a carry).
         rounded = value.quantize(Decimal(1).scaleb(-scale), context=Context(prec=precision + 2))
     except InvalidOperation:
-        return None, f"{shown(value)} {bound}"
+        return None, _too_wide(value, precision, scale)
     if len(rounded.as_tuple().digits) > precision:  # 9999…9.99999 rounded up a digit
-        return None, f"{shown(value)} {bound}"
+        return None, _too_wide(value, precision, scale)
     return rounded, None
+
+
+def _too_wide(value: Decimal, precision: int, scale: int) -> str:
+    whole = precision - scale
+    return (
+        f"{shown(value)} exceeds decimal({precision},{scale}): "
+        f"at most {whole} digits before the point"
+    )
+
+
+def _exponent(value: Decimal) -> int:
+    """``value.as_tuple().exponent`` of a finite value without building its digit tuple
+    (every sink record has a dozen decimals): in plain notation, which ``str`` uses for every
+    exponent from 0 down to ``-6 - digits``, the places after the point are the exponent."""
+    text = str(value)
+    if "E" in text or "e" in text:
+        exponent = value.as_tuple().exponent
+        assert isinstance(exponent, int)  # only NaN and infinities carry a letter
+        return exponent
+    point = text.find(".")
+    return 0 if point < 0 else point + 1 - len(text)
 
 
 def text_problem(value: str) -> str | None:
@@ -171,16 +195,70 @@ def _decimal_scales(model: type[BaseModel]) -> dict[str, int]:
     return {name: decimal_scale(info) for name, info in model.model_fields.items()}
 
 
+#: Field types whose validated values no bound can refuse (models were checked when built).
+_UNBREAKABLE = (UUID, bool, date)
+
+
+def _unbreakable(tp: Any) -> bool:
+    """Whether every value pydantic validates for annotation ``tp`` passes :func:`_problems`
+    (a UUID, a bool, a date, a clean literal, a model or a tuple of those)."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        return all(a is type(None) or _unbreakable(a) for a in args)
+    if origin is typing.Annotated:
+        return _unbreakable(args[0])
+    if origin is typing.Literal:
+        return not any(_problems(a, DEFAULT_SCALE, "") for a in args)
+    if origin is tuple and len(args) == 2 and args[1] is Ellipsis:
+        return _unbreakable(args[0])
+    if not isinstance(tp, type) or origin is not None:
+        return False
+    # Exact types: a datetime is a date, and its instant can be out of range.
+    return tp in _UNBREAKABLE or issubclass(tp, BaseModel)
+
+
+@cache
+def _checked_fields(model: type[BaseModel]) -> tuple[tuple[str, int], ...]:
+    """(field, Avro scale) of the fields of ``model`` a value can break a bound of; the
+    others are skipped per instance (most fields are references, flags and lines)."""
+    scales = _decimal_scales(model)
+    return tuple(
+        (name, scales[name])
+        for name, info in model.model_fields.items()
+        if not _unbreakable(info.annotation)
+    )
+
+
+def _plainly_fits(value: Any) -> bool:
+    """A cheap yes for the common values within every bound; False means "ask
+    :func:`_problems`", which decides and says why."""
+    kind = type(value)
+    if kind is str:
+        return "\x00" not in value and (value.isascii() or not _SURROGATE.search(value))
+    if kind is int:
+        return LONG_MIN <= value <= LONG_MAX
+    if kind is datetime:
+        # Any offset is under a day: only the first and last years can leave UTC's range.
+        return value.tzinfo is None or 1 < value.year < 9999
+    if kind is dict:
+        return all(_plainly_fits(k) and _plainly_fits(v) for k, v in value.items())
+    if kind is tuple:
+        return all(_plainly_fits(v) for v in value)
+    return value is None
+
+
 class Bounded(BaseModel):
     """A model whose every value fits the pipeline's Avro schemas and PostgreSQL tables
     (see the module docstring). Building one out of bounds raises :class:`OutOfBounds`."""
 
     @model_validator(mode="after")
     def _within_bounds(self) -> Bounded:
-        scales = _decimal_scales(type(self))
         problems: list[str] = []
-        for name, scale in scales.items():
-            value = self.__dict__.get(name)
+        values = self.__dict__
+        for name, scale in _checked_fields(type(self)):
+            value = values.get(name)
+            if _plainly_fits(value):
+                continue
             if isinstance(value, Decimal) and value.is_finite():
                 rounded, reason = fit_decimal(value, scale)
                 if reason is None:

@@ -1,6 +1,6 @@
 """Canonical delivery task: one delivery of a 1С customer order or shipment by a courier.
 
-The middleware creates it (from the 1С document, :mod:`streams.normalize.derive_delivery_task`)
+The middleware creates it (from the 1С document, :mod:`stages.normalize.derive_delivery_task`)
 and shows it to couriers in Bitrix24 as a task or a smart-process item, writing our canonical
 id into that record. Three systems write one task, each its own fields (design.md):
 * the middleware owns the delivery status (``OWNER``);

@@ -7,11 +7,11 @@ from typing import Any
 
 from mmstream.audit import AuditEntry
 from mmstream.dlq.entry import DlqEntry
-from mmstream.dlq.records import PREFIX
+from mmstream.dlq.format import PREFIX
 from mmstream.ops.render import table
-from streams.dlq.payload import describe, pretty
-from streams.dlq.replay import ReplayPlan
-from streams.dlq.summary import TopicSummary
+from stages.dlq.payload import describe, pretty
+from stages.dlq.replay import ReplayPlan
+from stages.dlq.summary import TopicSummary
 
 _PLAN_ROWS = 50
 

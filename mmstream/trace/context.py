@@ -3,7 +3,7 @@
 The request id of the ingress request that produced a change travels with the record as its
 ``x-request-id`` Kafka header (mmstream/envelope.py, kept by the sink in the outbox
 headers); egress binds it, with the event id (``ce_id``), to the log context of the
-delivery (streams/egress/delivery.py). The egress clients' transport reads both from there.
+delivery (stages/egress/delivery.py). The egress clients' transport reads both from there.
 """
 
 from __future__ import annotations

@@ -89,6 +89,17 @@ class ChaosReport:
         path.write_text(json.dumps([asdict(r) for r in self.rows], ensure_ascii=False, indent=2))
 
 
+def keep_logs(name: str, log_dir: Path) -> Path:
+    """Copy a failed scenario's process logs to ``chaos-results/logs/<name>``: the test's
+    temporary folder is rotated away by later pytest runs, the evidence must outlive it."""
+    import shutil
+
+    kept = RESULTS / "logs" / name.replace(" ", "-")
+    shutil.rmtree(kept, ignore_errors=True)
+    shutil.copytree(log_dir, kept)
+    return kept
+
+
 def pytest_addoption(parser):
     group = parser.getgroup("chaos")
     group.addoption(

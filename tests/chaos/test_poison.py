@@ -22,9 +22,9 @@ import psycopg
 import pytest
 from confluent_kafka import Producer
 
-from mmstream.dlq.records import failure_headers
+from mmstream.dlq.format import failure_headers
 from mmstream.envelope import change_id
-from tests.chaos.load import chaos_stack
+from tests.chaos.load import Laps, chaos_stack
 from tests.support.processes import eventually
 from tests.support.stack import onec_product
 from tests.support.topics import count_records
@@ -110,11 +110,15 @@ def test_poison_at_every_stage_is_dead_lettered_and_the_stream_goes_on(
 ):
     n = SIZES[chaos_mode]
     began = time.monotonic()
+    laps = Laps()
     s = stack.settings
     execute(stack, f"ALTER TABLE warehouse ADD CONSTRAINT chaos_poison CHECK (name <> '{REFUSED}')")
     relay_poison = poison_outbox(stack, 6)
     huge_deal = 901
-    stack.start_emulator()
+    # Every process at once (one after the other, each start added up on a busy machine);
+    # nothing below reaches the pipeline before the poison is posted.
+    stack.start_everything()
+    laps("start")
     stack.put_entity("deal", huge_deal, {"TITLE": "огромная", "COMMENTS": "я" * 1_500_000})
     egress_product = onec_product(Description="Отказ портала")
     stack.inject_fault(
@@ -125,9 +129,6 @@ def test_poison_at_every_stage_is_dead_lettered_and_the_stream_goes_on(
         times=1,
         xml_id=egress_product["Ref_Key"],
     )
-    stack.start_onec_emulator()
-    stack.start_workers()
-    stack.start_bridge()
 
     # -- the poison ---------------------------------------------------------------------------
     raw_keys = [str(uuid.uuid4()) for _ in range(n)]
@@ -157,6 +158,7 @@ def test_poison_at_every_stage_is_dead_lettered_and_the_stream_goes_on(
     relay_good = [str(uuid.uuid4()) for _ in range(n)]
     statuses += [stack.post_onec("ВидыЦен", price_type(k, V1, 7)).status_code for k in relay_good]
     assert set(statuses) == {202}, statuses
+    laps("poison offered")
 
     def egress_dead():
         stack.assert_alive()
@@ -210,6 +212,7 @@ def test_poison_at_every_stage_is_dead_lettered_and_the_stream_goes_on(
         )
 
     eventually(enriched, 90, message="the later deal fetched into raw.bitrix24.deal")
+    laps("dead-lettered and the stream went on")
 
     normalize_dlq = dlq_by_key(stack, "dlq.normalize")
     relay_dlq = dlq_by_key(stack, "dlq.relay")
@@ -247,7 +250,8 @@ def test_poison_at_every_stage_is_dead_lettered_and_the_stream_goes_on(
         duplicated=0,
         seconds=time.monotonic() - began,
         notes=f"{n} poison per stage for raw/normalize/merge/relay(x6 partitions), 1 for "
-        "egress/enrichment; no worker exited",
+        f"egress/enrichment; no worker exited; seconds per phase {laps.seconds}",
+        phases=laps.seconds,
         missing=missing,
         stages={
             stage: sorted({(f or {}).get("stage", "-") for f in found})

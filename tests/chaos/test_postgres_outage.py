@@ -18,7 +18,7 @@ from devstack.stack.postgres import EmbeddedPostgres
 from mmstream.kafka.admin import admin_client
 from mmstream.kafka.lag import committed_offsets
 from mmstream.serve import free_port
-from streams.enrich.worker import group_id as enrich_group
+from stages.enrich.worker import group_id as enrich_group
 from tests.chaos.load import WORKERS, Laps, MixedLoad, account, chaos_stack, settle
 from tests.support.services import Databases
 from tests.support.stack import wait_for
@@ -89,15 +89,16 @@ def test_postgres_outage_commits_nothing_and_skips_nothing(
     laps = Laps()
     stack.start_everything()
     laps("start")
+    load_began = time.monotonic()
     load = MixedLoad(stack).start(pace_s=0.5)
     revived: list[str] = []
     try:
         stack.wait_sql("SELECT count(*) FROM customer_order", lambda r: r[0][0] > 0, 90)
         laps("first order stored")
-        time.sleep(before_s)
         # The watch below proves "nothing committed during the outage" only for groups that
         # had committed before it: wait until the sink and egress have (on a busy machine the
-        # egress group's first commit can come after the first order is stored).
+        # egress group's first commit can come after the first order is stored). The load
+        # runs before_s at least before the stop: these waits count towards it.
         wait_for(
             stack,
             "the entity sink and egress groups to commit before the outage",
@@ -105,6 +106,7 @@ def test_postgres_outage_commits_nothing_and_skips_nothing(
             timeout_s=60,
             interval_s=1,
         )
+        time.sleep(max(0.0, before_s - (time.monotonic() - load_began)))
         laps("groups committed")
         own_postgres.stop()
         # A commit already on its way for a transaction that committed before the stop is

@@ -22,6 +22,7 @@ import httpx
 import pytest
 
 from tests.chaos.load import Laps, MixedLoad, account, chaos_stack, dlq_entries, settle
+from tests.chaos.report import keep_logs
 
 pytestmark = pytest.mark.e2e
 
@@ -248,7 +249,12 @@ def test_target_storms_end_delivered_or_dead_lettered_and_replay_delivers_the_re
             indent=1,
         )
     )
+    kept = None if verdict else keep_logs("target storms", stack.log_dir)
     assert verdict, (
+        kept,
+        after.figures(),
+        after.not_at_target[:10],
+        after.dlq_reasons,
         before.lost_records[:10],
         after.lost_records[:10],
         after.duplicates,

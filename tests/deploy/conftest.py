@@ -5,10 +5,13 @@ where there is no apt-get to install it with."""
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import subprocess
+import tempfile
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -39,12 +42,18 @@ def ensure_tool(name: str) -> str:
         )
     sudo = [] if os.geteuid() == 0 else ["sudo", "-n"]
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    if not _updated:
-        subprocess.run([*sudo, apt, "update", "-qq"], check=True, env=env, timeout=600)
-        _updated = True
-    subprocess.run(
-        [*sudo, apt, "install", "-y", "-qq", PACKAGES[name]], check=True, env=env, timeout=900
-    )
+    # One installer at a time: `make test-unit` runs two xdist workers, and a second apt-get
+    # fails at once on dpkg's lock instead of waiting for it.
+    with (Path(tempfile.gettempdir()) / "mm-test-apt.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if path := shutil.which(name):  # the other worker installed it meanwhile
+            return path
+        if not _updated:
+            subprocess.run([*sudo, apt, "update", "-qq"], check=True, env=env, timeout=600)
+            _updated = True
+        subprocess.run(
+            [*sudo, apt, "install", "-y", "-qq", PACKAGES[name]], check=True, env=env, timeout=900
+        )
     path = shutil.which(name)
     assert path, f"apt-get installed {PACKAGES[name]} but {name} is still not on PATH"
     return path

@@ -22,7 +22,7 @@ from prometheus_client.metrics import MetricWrapperBase
 import mmstream.metrics
 from mmstream.settings import AuthSettings, Bitrix24Settings, Settings
 from mmstream.topics import effective_specs, load_catalog
-from streams.enrich.worker import group_id as enrich_group_id
+from stages.enrich.worker import group_id as enrich_group_id
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"

@@ -20,9 +20,8 @@ import httpx
 import pytest
 
 from mmstream.serve import free_port
-from mmstream.settings import CourierObjectSettings
-from streams.normalize.derive_delivery_task import delivery_task_id
-from tests.support.bitrix24 import EnrichStack, with_tokens
+from stages.normalize.derive_delivery_task import delivery_task_id
+from tests.e2e.conftest import INSTANT, RETURNS
 from tests.support.stack import onec_product, wait_for
 from tests.support.topics import count_records
 
@@ -30,24 +29,6 @@ pytestmark = pytest.mark.e2e
 
 ZERO = "00000000-0000-0000-0000-000000000000"
 MSK = ZoneInfo("Europe/Moscow")
-INSTANT, RETURNS = 3, 5  # the couriers' deal funnels (CATEGORY_ID)
-
-
-@pytest.fixture
-def stack(pipeline):
-    """The pipeline's settings plus the portal's event token and the couriers' funnels."""
-    settings = with_tokens(
-        pipeline.settings,
-        couriers=CourierObjectSettings(
-            instant_order_category_id=INSTANT, return_category_id=RETURNS
-        ),
-    )
-    settings = settings.model_copy(
-        update={"retry": settings.retry.model_copy(update={"max_attempts": 60, "budget_s": 90})}
-    )
-    stack = EnrichStack(settings, pipeline.log_dir)
-    yield stack
-    stack.stop()
 
 
 def emulated(stack, path: str) -> list[dict]:

@@ -19,15 +19,14 @@ import uuid
 import httpx
 import pytest
 
-from streams.normalize.derive_delivery_task import delivery_task_id
+from stages.normalize.derive_delivery_task import delivery_task_id
+from tests.e2e.conftest import INSTANT
 from tests.e2e.test_courier_flows import (
-    INSTANT,
     counterparty,
     courier_deal,
     emulated,
     odata,
     order,
-    stack,  # noqa: F401 (the fixture)
     wait_for,
 )
 from tests.support.stack import onec_product
@@ -50,7 +49,7 @@ def tasks_of(st, task_id: str) -> list[dict]:
     return [t for t in emulated(st, "entities/task") if t.get("xmlId") == task_id]
 
 
-def test_delivery_tasks_are_recreated_after_a_portal_reset_and_a_gone_deal_takes_no_status(stack):  # noqa: F811 (the fixture)
+def test_delivery_tasks_are_recreated_after_a_portal_reset_and_a_gone_deal_takes_no_status(stack):
     stack.start_emulator()
     stack.start_onec_emulator()
     stack.start_entity_sink()

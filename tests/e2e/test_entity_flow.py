@@ -14,7 +14,7 @@ from confluent_kafka.schema_registry import SchemaRegistryClient
 from confluent_kafka.schema_registry.avro import AvroDeserializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 
-from mmstream.dlq.records import failure_headers
+from mmstream.dlq.format import failure_headers
 from tests.support.topics import count_records
 
 pytestmark = pytest.mark.e2e

@@ -12,11 +12,10 @@ import uuid
 import httpx
 import pytest
 
-from mmstream.settings import CourierObjectSettings, OneCWriteVia
-from streams.normalize.derive_delivery_task import delivery_task_id
+from mmstream.settings import OneCWriteVia
+from stages.normalize.derive_delivery_task import delivery_task_id
+from tests.e2e.conftest import INSTANT, RETURNS
 from tests.e2e.test_courier_flows import (
-    INSTANT,
-    RETURNS,
     counterparty,
     courier_deal,
     emulated,
@@ -25,7 +24,6 @@ from tests.e2e.test_courier_flows import (
     seed,
     wait_for,
 )
-from tests.support.bitrix24 import EnrichStack, with_tokens
 from tests.support.stack import onec_product
 
 pytestmark = pytest.mark.e2e
@@ -34,28 +32,11 @@ ORDERS, RETURN_SET = "Document_ЗаказКлиента", "Document_Возвра
 
 
 @pytest.fixture
-def stack(pipeline):
-    settings = with_tokens(
-        pipeline.settings,
-        couriers=CourierObjectSettings(
-            instant_order_category_id=INSTANT, return_category_id=RETURNS
-        ),
-    )
-    settings = settings.model_copy(
-        update={
-            "retry": settings.retry.model_copy(update={"max_attempts": 60, "budget_s": 90}),
-            "onec": settings.onec.model_copy(
-                update={
-                    "write_via": OneCWriteVia(
-                        delivery_status="odata", instant_order="odata", returns="odata"
-                    )
-                }
-            ),
-        }
-    )
-    stack = EnrichStack(settings, pipeline.log_dir)
-    yield stack
-    stack.stop()
+def stack_settings(stack_settings):
+    """The shared stack's settings (tests/e2e/conftest.py) with every 1С write over OData."""
+    via = OneCWriteVia(delivery_status="odata", instant_order="odata", returns="odata")
+    onec = stack_settings.onec.model_copy(update={"write_via": via})
+    return stack_settings.model_copy(update={"onec": onec})
 
 
 def odata_calls(stack, operation: str) -> list[dict]:

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from tests.e2e.test_courier_flows import INSTANT, stack, wait_for  # noqa: F401 (the fixture)
+from tests.e2e.conftest import INSTANT
 from tests.support.topics import count_records
 
 pytestmark = pytest.mark.e2e
@@ -19,7 +19,7 @@ pytestmark = pytest.mark.e2e
 INTERVAL_S = 2.0
 
 
-def test_a_change_whose_event_is_dropped_arrives_within_one_poll_interval_once(stack):  # noqa: F811 (the fixture)
+def test_a_change_whose_event_is_dropped_arrives_within_one_poll_interval_once(stack):
     assert stack.settings.bitrix24.poll_enabled  # the default, not switched on here
     stack.configure(poll_interval_s=INTERVAL_S)
     stack.start_emulator()

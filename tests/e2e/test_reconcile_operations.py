@@ -24,16 +24,15 @@ from datetime import UTC, datetime
 import httpx
 import pytest
 
-from streams.normalize.derive_delivery_task import delivery_task_id
+from stages.normalize.derive_delivery_task import delivery_task_id
+from tests.e2e.conftest import INSTANT
 from tests.e2e.test_cash_sla_watch import RECEIPTS, receipt
 from tests.e2e.test_courier_flows import (
-    INSTANT,
     counterparty,
     courier_deal,
     emulated,
     odata,
     order,
-    stack,  # noqa: F401 (the fixture)
 )
 from tests.e2e.test_reconcile import ODATA, drift_set, mmctl, onec_write
 from tests.support.stack import onec_product, wait_for
@@ -56,7 +55,7 @@ def delivered(st, entity: str, target: str) -> None:
     )
 
 
-def test_operational_records_drift_is_found_once_and_repaired(stack):  # noqa: F811 (the fixture)
+def test_operational_records_drift_is_found_once_and_repaired(stack):
     stack.settings = stack.settings.model_copy(
         update={
             "odata": stack.settings.odata.model_copy(

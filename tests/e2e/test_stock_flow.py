@@ -17,37 +17,23 @@ import httpx
 import pytest
 
 from mmstream.models.stock import stock_id
-from mmstream.settings import CourierObjectSettings
-from tests.support.bitrix24 import EnrichStack, with_tokens
+from tests.e2e.conftest import INSTANT
 from tests.support.stack import onec_product, wait_for
 
 pytestmark = pytest.mark.e2e
 
 ZERO = "00000000-0000-0000-0000-000000000000"
-INSTANT, RETURNS = 3, 5
 COURIER = 1  # the Bitrix24 user the test seeds first
 WAREHOUSE, PRODUCT = str(uuid.uuid4()), str(uuid.uuid4())
 
 
 @pytest.fixture
-def stack(pipeline):
-    """The pipeline's settings plus the couriers' funnels and the courier's walking warehouse."""
-    settings = with_tokens(
-        pipeline.settings,
-        couriers=CourierObjectSettings(
-            instant_order_category_id=INSTANT, return_category_id=RETURNS
-        ),
-    )
-    settings = settings.model_copy(
-        update={
-            # Stock waits on the delayed path for its warehouse and product.
-            "retry": settings.retry.model_copy(update={"max_attempts": 60, "budget_s": 90}),
-            "stock": settings.stock.model_copy(update={"walking_warehouses": {WAREHOUSE: COURIER}}),
-        }
-    )
-    stack = EnrichStack(settings, pipeline.log_dir)
-    yield stack
-    stack.stop()
+def stack_settings(stack_settings):
+    """The shared stack's settings (tests/e2e/conftest.py; its retry budget outlasts stock
+    waiting on the delayed path for its warehouse and product) plus the courier's walking
+    warehouse."""
+    stock = stack_settings.stock.model_copy(update={"walking_warehouses": {WAREHOUSE: COURIER}})
+    return stack_settings.model_copy(update={"stock": stock})
 
 
 def balance(quantity: float) -> dict:

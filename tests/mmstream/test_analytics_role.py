@@ -19,7 +19,7 @@ from mmstream.db.migrate import upgrade
 from mmstream.models.product import Product
 from mmstream.models.warehouse import Warehouse
 from mmstream.settings import REPO_ROOT
-from streams.sink import entity_store
+from stages.sink import entity_store
 
 _PATH = REPO_ROOT / "migrations" / "versions" / "0022_analytics_role.py"
 _spec = importlib.util.spec_from_file_location("migration_0022", _PATH)

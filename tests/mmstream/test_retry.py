@@ -1,6 +1,6 @@
 """mmstream.retry's loops: the forever loop waits dependencies out, the bounded loop gives up
 under the policy, both count mm_retries_total{stage, entity, code}. Pure: the sleep is a
-recorder, so nothing waits. (The policy's own arithmetic: tests/streams/egress/test_retry.py.)"""
+recorder, so nothing waits. (The policy's own arithmetic: tests/stages/egress/test_retry.py.)"""
 
 from __future__ import annotations
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -17,6 +16,7 @@ from mmstream.schema_history import (
     check_dir,
     fingerprint,
 )
+from tests.support.mmctl import run_mmctl
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -219,13 +219,13 @@ def test_without_git_history_the_check_is_unavailable(tmp_path):
         check_dir(tmp_path / "avro")
 
 
-def test_mmctl_schemas_check_exits_1_and_names_the_break(repo):
+def test_mmctl_schemas_check_exits_1_and_names_the_break(repo, monkeypatch):
     repo.commit(record(CODE))
-    run = [sys.executable, "-m", "mmstream.cli.main", "schemas", "check", "--dir", str(repo.avro)]
-    ok = subprocess.run(run, capture_output=True, text=True, timeout=120)
+    args = ["schemas", "check", "--dir", str(repo.avro)]
+    ok = run_mmctl(args, dict(os.environ), Path.cwd(), monkeypatch)
     assert ok.returncode == 0 and "1 schemas are BACKWARD compatible" in ok.stdout
     repo.write(record(CODE, {"name": "warehouse", "type": "string"}))
-    bad = subprocess.run(run, capture_output=True, text=True, timeout=120)
+    bad = run_mmctl(args, dict(os.environ), Path.cwd(), monkeypatch)
     assert bad.returncode == 1
     assert "avro/thing.avsc: working tree" in bad.stdout and "'warehouse'" in bad.stdout
     assert "accepted-breaks.txt" in bad.stderr

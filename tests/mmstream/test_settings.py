@@ -552,7 +552,7 @@ def test_roles_check_only_the_secrets_they_rely_on():
 
 
 def test_every_built_in_secret_default_is_refused():
-    from mmstream.settings import secret_weakness
+    from mmstream.secrets_policy import secret_weakness
 
     defaults = Settings(_env_file=None)
     for value in (

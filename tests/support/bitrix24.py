@@ -16,7 +16,7 @@ from pydantic import SecretStr
 
 from mmstream.serve import free_port
 from mmstream.settings import Settings
-from streams.enrich.worker import group_id
+from stages.enrich.worker import group_id
 from tests.support.processes import Proc, eventually
 from tests.support.stack import Pipeline
 
@@ -138,7 +138,7 @@ def with_tokens(settings: Settings, **bitrix24) -> Settings:
 
 _ENRICH_CODE = (
     "from mmstream import log; from mmstream.settings import get_settings; "
-    "from streams.enrich.worker import run; s = get_settings(); "
+    "from stages.enrich.worker import run; s = get_settings(); "
     "log.setup('worker-enrich-bitrix24', s.log_level, s.log_format); run(s, metrics_port=0)"
 )
 
@@ -147,7 +147,7 @@ class EnrichStack(Pipeline):
     """A Pipeline with the Bitrix24 enrichment worker and helpers for its topics and state."""
 
     def start_enrich(self) -> Proc:
-        """Start the enrichment worker (``streams.enrich.worker.run``) as a process."""
+        """Start the enrichment worker (``stages.enrich.worker.run``) as a process."""
         proc = Proc(
             "enrich", [], self.env, self.log_dir, argv=[sys.executable, "-c", _ENRICH_CODE]
         ).start()

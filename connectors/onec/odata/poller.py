@@ -63,7 +63,7 @@ from connectors.onec.objects import BalanceLayout, OneCObject, lookup
 from connectors.onec.odata import store
 from connectors.onec.odata.client import ODataClient
 from connectors.onec.odata.query import key_filter, parse_virtual_table
-from connectors.onec.records import (
+from connectors.onec.validation import (
     RecordRejected,
     content_version,
     deletion_record,

@@ -20,7 +20,7 @@ from typing import Any
 from devstack.emulators.bitrix24.entities import CRM_TYPES, EntityStore
 from devstack.emulators.bitrix24.envelope import legacy_error
 from devstack.emulators.bitrix24.query import as_int, as_list
-from devstack.emulators.bitrix24.records import EntityMethod
+from devstack.emulators.bitrix24.read_methods import EntityMethod
 
 _READ_ONLY = frozenset({"ID", "DATE_CREATE", "DATE_MODIFY", "CREATED_BY_ID", "MODIFY_BY_ID"})
 _MULTI_FIELDS = ("PHONE", "EMAIL", "WEB", "IM")

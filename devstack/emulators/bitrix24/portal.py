@@ -16,7 +16,7 @@ from devstack.emulators.bitrix24 import (
     crm_writes,
     directory,
     inventory,
-    records,
+    read_methods,
     work_writes,
 )
 from devstack.emulators.bitrix24.batch import run_batch
@@ -41,8 +41,8 @@ _METHODS: dict[str, Method] = {**catalog.METHODS, **crm.METHODS, "server.time": 
 TRACE_HEADERS: contextvars.ContextVar[dict[str, str] | None] = contextvars.ContextVar(
     "emulator_trace_headers", default=None
 )
-_ENTITY_METHODS: dict[str, records.EntityMethod] = {
-    **records.METHODS,
+_ENTITY_METHODS: dict[str, read_methods.EntityMethod] = {
+    **read_methods.METHODS,
     **crm_writes.METHODS,
     **work_writes.METHODS,
 }

@@ -18,7 +18,7 @@ from typing import Any
 from devstack.emulators.bitrix24.entities import EntityStore
 from devstack.emulators.bitrix24.envelope import ApiError, missing_param
 from devstack.emulators.bitrix24.query import as_int
-from devstack.emulators.bitrix24.records import EntityMethod
+from devstack.emulators.bitrix24.read_methods import EntityMethod
 
 # Smart processes start at 128; 1..4 and the other system types have their own methods.
 MIN_SMART_PROCESS = 128

@@ -42,7 +42,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from connectors.onec.objects import OBJECTS, lookup
 from connectors.onec.odata.query import parse_virtual_table
-from connectors.onec.records import RecordRejected, identity
+from connectors.onec.validation import RecordRejected, identity
 from devstack.emulators.bitrix24.faults import Storm, StormMiddleware, StormSpec
 from devstack.emulators.onec import service as http_service
 from devstack.emulators.onec.faults import CallLog, Fault, FaultSpec, onec_storm_answer, take_fault

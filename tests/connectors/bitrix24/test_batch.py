@@ -1,6 +1,6 @@
 """The batch packer's pure parts: command encoding, mapping answers back per command (real
 captured answers included). Create-or-update by external key is the egress actions'
-(tests/streams/egress/test_bitrix24_master.py, test_bitrix24_product.py, test_relink.py)."""
+(tests/stages/egress/test_bitrix24_master.py, test_bitrix24_product.py, test_relink.py)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """The batch packer against the emulator over real HTTP: per-command failures, retrying only
 what failed, and concurrent submitters packed into full batches. (A lost create answer
-without a duplicate is the egress actions' lookup-before-add: tests/streams/egress/
+without a duplicate is the egress actions' lookup-before-add: tests/stages/egress/
 test_relink.py.)"""
 
 from __future__ import annotations

@@ -63,7 +63,7 @@ def error_text(err: BaseException) -> str:
 
 async def add_product(client: Bitrix24Client, fields: dict, iblock_id: int = 14) -> int:
     """``catalog.product.add`` through the client; the new id (the egress action's call,
-    streams/egress/bitrix24_product.py, made directly)."""
+    stages/egress/bitrix24_product.py, made directly)."""
     result = await client.call("catalog.product.add", {"fields": {"iblockId": iblock_id, **fields}})
     return int(result["element"]["id"])
 

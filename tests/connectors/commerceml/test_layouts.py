@@ -1,7 +1,7 @@
 """Every CommerceML layout 1С writes, 2.04 to 3.1, through the bridge's reader and the
 normalizers (pure): the documents of tests/fixtures/commerceml, one oddity per test.
 
-Products go through streams.normalize.commerceml_product, prices and stock through the
+Products go through stages.normalize.commerceml_product, prices and stock through the
 CommerceML paths of onec_price and onec_stock, price types through commerceml_price_type —
 what the sinks store."""
 
@@ -22,8 +22,8 @@ from mmstream.models.price_type import PriceType
 from mmstream.models.product import Product, ProductProperty
 from mmstream.models.stock import Stock
 from mmstream.models.warehouse import Warehouse
-from streams.normalize import commerceml_product, onec_price, onec_stock
-from streams.normalize.commerceml_price_type import to_price_type
+from stages.normalize import commerceml_product, onec_price, onec_stock
+from stages.normalize.commerceml_price_type import to_price_type
 
 LAYOUTS = Path(__file__).resolve().parents[2] / "fixtures" / "commerceml"
 

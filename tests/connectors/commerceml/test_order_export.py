@@ -28,15 +28,15 @@ from connectors.commerceml.orders import (
 )
 from mmstream.models.instant_order import InstantOrder
 from mmstream.models.return_ import Return
-from streams.egress.commerceml_orders import (
+from stages.egress.commerceml_orders import (
     document_amount,
     exchange_currency,
     exchange_document,
 )
-from streams.egress.courier_documents import goods_lines, instant_order_body, return_body
-from streams.normalize import commerceml_result
-from streams.normalize.oddities import Unnormalizable
-from streams.normalize.registry import Context, normalizers
+from stages.egress.courier_documents import goods_lines, instant_order_body, return_body
+from stages.normalize import commerceml_result
+from stages.normalize.oddities import Unnormalizable
+from stages.normalize.registry import Context, normalizers
 
 MSK = ZoneInfo("Europe/Moscow")
 ORDER_ID = "0f6b1d2c-8a3e-4c5f-9b7a-1e2d3c4b5a69"

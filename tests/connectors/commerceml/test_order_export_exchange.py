@@ -32,16 +32,16 @@ from connectors.commerceml.store import ExchangeStore, ExportQueue
 from connectors.ingress.app import create_app
 from devstack.emulators.bitrix24 import create_app as portal_app
 from mmstream.settings import Bitrix24Settings, CourierObjectSettings
-from streams.egress.actions import Targets
-from streams.egress.commerceml_orders import InstantOrderToExchange, ReturnToExchange
-from streams.egress.courier_documents import InstantOrderStatus, ReturnStatus
-from streams.egress.delivery import Change, Crosswalk
-from streams.egress.fencing import CURRENT, Fence, LeaseLost
-from streams.normalize.bitrix24_crm import counterparty_ref
-from streams.normalize.registry import Context
-from streams.records import SourceRecord
+from stages.egress.actions import Targets
+from stages.egress.commerceml_orders import InstantOrderToExchange, ReturnToExchange
+from stages.egress.courier_documents import InstantOrderStatus, ReturnStatus
+from stages.egress.delivery import Change, Crosswalk
+from stages.egress.fencing import CURRENT, Fence, LeaseLost
+from stages.normalize.bitrix24_crm import counterparty_ref
+from stages.normalize.registry import Context
+from stages.source_record import SourceRecord
 from tests.connectors.ingress.test_commerceml_exchange import OneC
-from tests.streams.sink.harness import Sinks, dlq, sink_settings, sql
+from tests.stages.sink.harness import Sinks, dlq, sink_settings, sql
 from tests.support.topics import count_records
 
 PASSWORD = SecretStr("an-exchange-password-for-the-order-export-test")

@@ -11,7 +11,7 @@ import pytest
 
 from connectors.onec.odata import store
 from connectors.onec.odata.errors import ODataServerError
-from connectors.onec.records import deletion_record
+from connectors.onec.validation import deletion_record
 from mmstream.envelope import change_id, decode_headers
 from tests.connectors.onec.conftest import PRODUCTS, product
 from tests.support.stack import FIXTURES

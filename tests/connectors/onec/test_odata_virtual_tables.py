@@ -14,7 +14,7 @@ import pytest
 from connectors.onec.objects import UT11, UT103, lookup
 from connectors.onec.odata.poller import balance_layout, resolve, zero_balance
 from connectors.onec.odata.query import entity_set_path, parse_virtual_table, virtual_table
-from connectors.onec.records import validate
+from connectors.onec.validation import validate
 from devstack.emulators.onec.app import ODATA_PREFIX, create_app
 from devstack.emulators.onec.query import balance_rows
 from mmstream.errors import ConfigurationError

@@ -14,9 +14,9 @@ from urllib.parse import unquote
 import httpx
 import pytest
 
-from connectors.onec.client import ODataDocumentMissing
 from connectors.onec.errors import ODataPeriodClosed
 from connectors.onec.odata.errors import ODataBadRequest, ODataServerError
+from connectors.onec.odata_write import ODataDocumentMissing
 from devstack.emulators.onec.app import create_app
 from tests.connectors.onec.test_client import make_client
 
@@ -201,10 +201,10 @@ def test_the_client_creates_reads_changes_and_classifies_refusals(onec_service):
 
 
 def test_look_before_create_survives_a_lost_answer_a_race_and_a_refused_posting(onec_service):
-    """streams/egress/onec_odata.ensure_document over real HTTP: a create whose answer times
+    """stages/egress/onec_odata.ensure_document over real HTTP: a create whose answer times
     out is found, not repeated; a second call neither creates nor posts; a posting 1С
     refuses leaves the document, and the replay only posts it."""
-    from streams.egress.onec_odata import ensure_document
+    from stages.egress.onec_odata import ensure_document
 
     url, app = onec_service
     lost, raced, refused = (str(uuid.uuid4()) for _ in range(3))
@@ -266,7 +266,7 @@ def test_look_before_create_survives_a_lost_answer_a_race_and_a_refused_posting(
 
 def test_a_delivery_outcome_is_patched_once_and_a_missing_order_is_permanent(onec_service):
     from mmstream.settings import ODataWriteSettings
-    from streams.egress.onec_odata import confirm_delivery
+    from stages.egress.onec_odata import confirm_delivery
 
     url, app = onec_service
     ref, task = str(uuid.uuid4()), str(uuid.uuid4())

@@ -11,15 +11,15 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from connectors.onec.objects import lookup
-from connectors.onec.records import (
+from connectors.onec.validation import (
     MOVEMENTS_REFUSED,
     RecordRejected,
     deletion_record,
     validate,
 )
 from mmstream.models.stock import stock_id
-from streams.normalize.onec_stock import normalize
-from streams.normalize.registry import Context
+from stages.normalize.onec_stock import normalize
+from stages.normalize.registry import Context
 
 ZERO = "00000000-0000-0000-0000-000000000000"
 CTX = Context(onec_tz=ZoneInfo("Europe/Moscow"))

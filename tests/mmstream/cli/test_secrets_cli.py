@@ -15,6 +15,7 @@ import time
 import pytest
 
 from mmstream.settings import REPO_ROOT
+from tests.support.mmctl import run_mmctl
 
 
 def _clean_env(**env: str) -> dict[str, str]:
@@ -26,19 +27,6 @@ def _clean_env(**env: str) -> dict[str, str]:
         and k.upper() not in ("DATABASE_URL", "SCHEMA_REGISTRY_URL")
     }
     return {**base, "MM_LOG_LEVEL": "INFO", **env}
-
-
-def _mmctl(
-    args: list[str], env: dict[str, str], cwd, timeout_s: float = 60
-) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "mmstream.cli.main", *args],
-        env=env,
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=timeout_s,
-    )
 
 
 class Listener:
@@ -138,20 +126,20 @@ STRONG = secrets.token_hex(16)  # 32 bytes
     ],
 )
 def test_production_commands_refuse_unfit_secrets_before_connecting(
-    tmp_path, targets, args, env, setting, value
+    tmp_path, monkeypatch, targets, args, env, setting, value
 ):
     kafka, db = targets
-    proc = _mmctl(args, _reachable_env(kafka, db, **env), tmp_path)
+    proc = run_mmctl(args, _reachable_env(kafka, db, **env), tmp_path, monkeypatch)
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert "refusing to start" in proc.stderr and setting in proc.stderr, proc.stderr
     assert value not in proc.stderr + proc.stdout  # named, never shown
     assert not kafka.connected() and not db.connected()
 
 
-def test_the_registry_refuses_a_placeholder_database_password(tmp_path, targets):
+def test_the_registry_refuses_a_placeholder_database_password(tmp_path, monkeypatch, targets):
     kafka, db = targets
     env = _reachable_env(kafka, db, DATABASE_URL=f"postgresql://mm:postgres@127.0.0.1:{db.port}/mm")
-    proc = _mmctl(["registry", "--port", "0"], env, tmp_path)
+    proc = run_mmctl(["registry", "--port", "0"], env, tmp_path, monkeypatch)
     assert proc.returncode == 2 and "database_url" in proc.stderr, proc.stderr
     assert not db.connected()
 
@@ -202,7 +190,7 @@ def test_embedded_children_may_run_on_the_development_values(tmp_path, targets):
         child.stdout.close()
 
 
-def test_mmctl_config_shows_no_configured_secret(tmp_path):
+def test_mmctl_config_shows_no_configured_secret(tmp_path, monkeypatch):
     s = {
         name: f"{name}{secrets.token_hex(12)}"
         for name in (
@@ -245,7 +233,7 @@ def test_mmctl_config_shows_no_configured_secret(tmp_path):
         MM_ODATA__PASSWORD=s["odata"],
         MM_ODATA__BASE_URL=f"http://odata:{s['odataurl']}@1c.local/trade/odata/standard.odata/",
     )
-    proc = _mmctl(["config"], env, tmp_path)
+    proc = run_mmctl(["config"], env, tmp_path, monkeypatch)
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout + proc.stderr
     for name, value in s.items():
@@ -263,9 +251,9 @@ def test_mmctl_config_shows_no_configured_secret(tmp_path):
     assert str(REPO_ROOT) in out or "topics.yaml" in out
 
 
-def test_invalid_settings_are_reported_without_their_values(tmp_path):
+def test_invalid_settings_are_reported_without_their_values(tmp_path, monkeypatch):
     key = secrets.token_hex(16)
     env = _clean_env(MM_AUTH__API_KEYS=f'{{"onec": {{"key": "{key}", "roles": "not-a-list"}}}}')
-    proc = _mmctl(["config"], env, tmp_path)
+    proc = run_mmctl(["config"], env, tmp_path, monkeypatch)
     assert proc.returncode == 2 and "auth.api_keys.onec.roles" in proc.stderr, proc.stderr
     assert key not in proc.stdout + proc.stderr

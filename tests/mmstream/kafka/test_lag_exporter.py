@@ -109,9 +109,9 @@ def test_background_thread_keeps_the_gauges_current(settings):
 
 
 def test_for_app_takes_the_group_and_the_agents_topics(settings):
-    from streams.egress.actions import ACTIONS
-    from streams.sink.entity_worker import build_entity_sink
-    from streams.worker import build_egress
+    from stages.egress.actions import ACTIONS
+    from stages.sink.entity_worker import build_entity_sink
+    from stages.worker import build_egress
 
     sink = LagExporter.for_app(build_entity_sink(settings), settings)
     assert sink.group == settings.streams.entity_sink_group

@@ -13,7 +13,7 @@ from pydantic import ValidationError
 
 from mmstream.errors import ConfigurationError
 from mmstream.settings import KafkaSettings, Settings, masked_config
-from streams.app import create_app
+from stages.app import create_app
 from tests.support.tls import make_pki
 
 PASSWORD = "Kf7Qm2Vx9Lp4Rt8Z-scram"

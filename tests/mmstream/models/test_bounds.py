@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import io
 import json
+import types
 import typing
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
 from uuid import UUID
@@ -24,7 +25,11 @@ from mmstream.models.bounds import (
     LONG_MIN,
     Bounded,
     OutOfBounds,
+    _exponent,
+    _problems,
+    _unbreakable,
     datetime_problem,
+    decimal_scale,
     fit_decimal,
     int_problem,
     text_problem,
@@ -35,6 +40,7 @@ from mmstream.models.customer_order import CustomerOrder
 from mmstream.models.lines import GoodsLine, PaymentLine
 from mmstream.models.price_type import PriceType
 from mmstream.models.product import Product
+from tests.mmstream.samples import sample
 
 AVRO = Path(__file__).resolve().parents[3] / "avro"
 ID = UUID("2528e58f-e921-11ea-8591-000c29b45b09")
@@ -301,3 +307,102 @@ def test_every_decimal_of_every_committed_schema_has_the_precision_the_bound_use
     ]
     assert found and {d["precision"] for d in found} == {DECIMAL_PRECISION}
     assert {d["scale"] for d in found} == {2, 4}
+
+
+# --- the per-model check plan ------------------------------------------------------------
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.decimals(allow_nan=False, allow_infinity=False))
+def test_the_exponent_read_from_the_text_is_the_decimals_own(value):
+    assert _exponent(value) == value.as_tuple().exponent
+
+
+_BAD_TEXT = ("a\x00b", "\ud800", "Склад \udfff", "ok", "Склад №1", "")
+_BAD_MOMENTS = (
+    datetime(1, 1, 1, tzinfo=timezone(timedelta(hours=3))),
+    datetime(9999, 12, 31, 23, tzinfo=timezone(timedelta(hours=-3))),
+    datetime(1, 1, 1, 5, tzinfo=UTC),
+    datetime(2, 1, 1, tzinfo=timezone(timedelta(hours=23))),
+    datetime(2026, 1, 2, tzinfo=timezone(timedelta(hours=3))),
+    datetime(2026, 1, 2),
+)
+_BAD_NUMBERS = (
+    Decimal("1E+300"),
+    Decimal("-1E+16"),
+    Decimal("9999999999999999.99999"),
+    Decimal("1.23456789"),
+    Decimal("0E-10"),
+    Decimal("12.5"),
+    Decimal("1E+2"),
+)
+
+
+def _poison(tp: object) -> tuple:
+    """Values pydantic validates for annotation ``tp`` that are near or past a bound."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin is typing.Union or type(tp) is types.UnionType:
+        return tuple(v for a in args if a is not type(None) for v in _poison(a))
+    if origin is tuple:
+        return tuple((v, "ok") for v in _poison(args[0])) + ((),)
+    if origin is dict:
+        return tuple({k: "v"} for k in _BAD_TEXT) + tuple({"k": v} for v in _BAD_TEXT)
+    kinds = {str: _BAD_TEXT, int: (2**63, -(2**63) - 1, 2**63 - 1, 0), Decimal: _BAD_NUMBERS}
+    kinds[datetime] = _BAD_MOMENTS
+    return kinds.get(tp, ())  # type: ignore[call-overload]
+
+
+def _reference_check(model: type[BaseModel], values: dict) -> tuple[list[str], dict]:
+    """The check as written before its per-model plan: every field, every value."""
+    problems, rounded = [], {}
+    for name, info in model.model_fields.items():
+        value, scale = values.get(name), decimal_scale(info)
+        if isinstance(value, Decimal) and value.is_finite():
+            fit, reason = fit_decimal(value, scale)
+            if reason is None:
+                rounded[name] = fit
+                continue
+        problems.extend(_problems(value, scale, name))
+    return problems, rounded
+
+
+def test_the_plan_finds_what_checking_every_field_finds_for_every_model():
+    models = {m for e in entity_models().values() for m in {e, *_nested_models(e)}}
+    checked = 0
+    for model in sorted(models, key=lambda m: m.__name__):
+        base = sample(model).__dict__
+        for name, info in model.model_fields.items():
+            for bad in _poison(info.annotation):
+                values = {**base, name: bad}
+                problems, rounded = _reference_check(model, values)
+                if problems:
+                    with pytest.raises(OutOfBounds) as caught:
+                        model(**values)
+                    assert str(caught.value) == f"{model.__name__}: {'; '.join(problems)}"
+                else:
+                    built = model(**values)
+                    for field, fit in rounded.items():
+                        assert str(getattr(built, field)) == str(fit), (model, field)
+                checked += 1
+    assert checked > 1000
+
+
+@pytest.mark.parametrize(
+    ("annotation", "skipped"),
+    [
+        (UUID | None, True),
+        (bool, True),
+        (date | None, True),
+        (datetime | None, False),
+        (typing.Literal["onec", "bitrix24"], True),
+        (typing.Literal["ok", "\x00"], False),
+        (tuple[GoodsLine, ...], True),
+        (tuple[str, ...], False),
+        (dict[str, str], False),
+        (str, False),
+        (Decimal | None, False),
+        (typing.Any, False),
+    ],
+)
+def test_only_fields_no_value_can_break_are_left_out_of_the_plan(annotation, skipped):
+    assert _unbreakable(annotation) is skipped

@@ -13,10 +13,10 @@ import pytest
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from mmstream.models.delivery_task import DeliveryTask
-from streams.normalize.bitrix24_task import normalize as from_task
-from streams.normalize.derive_delivery_task import delivery_task_from_order
-from streams.normalize.registry import Context
-from streams.sink.entity_store import Incoming, merge
+from stages.normalize.bitrix24_task import normalize as from_task
+from stages.normalize.derive_delivery_task import delivery_task_from_order
+from stages.normalize.registry import Context
+from stages.sink.entity_store import Incoming, merge
 
 MSK = ZoneInfo("Europe/Moscow")
 ORDER = uuid.UUID("7c2a1e44-6330-11ec-ad72-000c29b45b09")

@@ -8,8 +8,8 @@ import pytest
 
 from mmstream.models.instant_order import InstantOrder
 from mmstream.settings import CourierObjectSettings
-from streams.normalize.bitrix24_deal import normalize
-from streams.normalize.registry import Context
+from stages.normalize.bitrix24_deal import normalize
+from stages.normalize.registry import Context
 
 
 def test_entity_and_owner():

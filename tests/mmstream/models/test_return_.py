@@ -10,9 +10,9 @@ import pytest
 from mmstream.models.document import AccountingDocument
 from mmstream.models.return_ import Return
 from mmstream.settings import CourierObjectSettings
-from streams.normalize.bitrix24_deal import normalize as from_deal
-from streams.normalize.onec_return import normalize as from_onec
-from streams.normalize.registry import Context
+from stages.normalize.bitrix24_deal import normalize as from_deal
+from stages.normalize.onec_return import normalize as from_onec
+from stages.normalize.registry import Context
 from tests.support.stack import FIXTURES
 
 

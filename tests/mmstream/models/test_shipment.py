@@ -13,8 +13,8 @@ import fastavro
 
 from mmstream.avro_gen import avro_record
 from mmstream.models.shipment import Shipment
-from streams.normalize.onec_shipment import normalize
-from streams.normalize.registry import Context
+from stages.normalize.onec_shipment import normalize
+from stages.normalize.registry import Context
 from tests.support.stack import FIXTURES
 
 ROOT = Path(__file__).resolve().parents[3]

@@ -8,9 +8,9 @@ from mmstream.dlq.entry import DlqEntry
 from mmstream.ops.dlq_render import entry_json, entry_text, plan_text
 from mmstream.settings import Settings
 from mmstream.topics import load_catalog
-from streams.dlq.replay import build_plan
-from streams.dlq.select import Selection
-from tests.streams.dlq.conftest import parked
+from stages.dlq.replay import build_plan
+from stages.dlq.select import Selection
+from tests.stages.dlq.conftest import parked
 
 SETTINGS = Settings(_env_file=None, kafka={"topic_prefix": "t1."})
 

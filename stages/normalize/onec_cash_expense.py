@@ -1,0 +1,22 @@
+"""1С РасходныйКассовыйОрдер (РКО; УТ 11, УТ 10.3 OData / JSON push) -> canonical CashExpense."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from mmstream.models.base import Canonical
+from mmstream.models.cash_expense import CashExpense
+from stages.normalize.oddities import text
+from stages.normalize.onec_document import cash_fields, deletion, header
+from stages.normalize.registry import Context
+
+TOPICS = ("raw.onec.cash_expense",)
+
+
+def normalize(value: dict[str, Any], headers: Mapping[str, str], ctx: Context) -> list[Canonical]:
+    """One РКО record -> its canonical version (Unnormalizable names the bad field)."""
+    fields, deleted = header(value, ctx)
+    if deleted:
+        return deletion(CashExpense, fields)
+    return [CashExpense(**fields, **cash_fields(value), issued_to=text(value.get("Выдать")))]
