@@ -39,6 +39,7 @@ from connectors.bitrix24.errors import Bitrix24Error, InvalidRequest
 from stages.egress.actions import Targets
 from stages.egress.delivery import Change, Crosswalk, DependencyPending
 from stages.egress.relink import LinkState, claim, describe, link_state
+from stages.outbox.restate import REPAIR_MARK
 
 log = logging.getLogger(__name__)
 
@@ -65,8 +66,10 @@ _CURRENCIES = {
 
 
 def is_echo(payload: dict[str, Any]) -> bool:
-    """Whether the change came from Bitrix24 itself (1С owns every field written here)."""
-    return payload.get("source") == TARGET
+    """Whether the change came from Bitrix24 itself (1С owns every field written here). A
+    re-stated row (stages/outbox/restate.py: a reconcile repair, a superseded DLQ replay) is
+    written whoever wrote its last version: it carries 1С's fields as they stand."""
+    return payload.get("source") == TARGET and not payload.get(REPAIR_MARK)
 
 
 def crm_kind(payload: dict[str, Any]) -> str:

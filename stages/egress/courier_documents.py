@@ -492,7 +492,7 @@ class _StatusToDeal:
         records of other kinds (returns born in 1С have no deal)."""
         payload = change.payload
         deal = deal_id(payload)
-        # A reconcile repair (stages/reconcile/job.py REPAIR_MARK) re-states the whole row:
+        # A reconcile repair (stages/outbox/restate.py REPAIR_MARK) re-states the whole row:
         # written whoever wrote its last version.
         courier_own = payload.get("source") == "bitrix24" and not payload.get("mm_reconcile_run")
         if courier_own or change.deleted or deal is None:

@@ -187,7 +187,7 @@ class DeliveryTaskAction:
     async def apply(self, change: Change, xwalk: Crosswalk) -> str | None:
         """Create or update the courier's task; its record key."""
         payload = change.payload
-        # A reconcile repair (stages/reconcile/job.py REPAIR_MARK) re-states the whole row,
+        # A reconcile repair (stages/outbox/restate.py REPAIR_MARK) re-states the whole row,
         # 1С's order data included, whoever wrote its last version: it is written.
         if payload.get("source") != "onec" and not payload.get("mm_reconcile_run"):
             return await self._catch_up(change, xwalk)

@@ -35,6 +35,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -55,12 +56,18 @@ from mmstream.kafka.producer import AckedProducer
 from mmstream.metrics import DLQ_RECORDS, EGRESS_DELIVERIES
 from mmstream.retry import RetryPolicy, count_retry, retry_forever
 from stages import crosswalk
+from stages.dlq.replay import REPLAY_HEADER
 from stages.egress.fencing import CURRENT, Fence, LeaseLost, guard_write
 from stages.egress.sequencer import Parked, Sequencer
 from stages.outbox.relay import OUTBOX_ID
+from stages.outbox.restate import republish
 from stages.source_record import SourceRecord
 
 log = logging.getLogger(__name__)
+
+# Table names re-stated from are entity names checked against this and looked up first.
+_PLAIN_NAME = re.compile(r"[a-z][a-z0-9_]*")
+_TABLE = text("SELECT to_regclass(quote_ident(:name))")
 
 # A lease is taken when free or expired; each acquisition has its own holder id, so two
 # deliveries of one worker exclude each other too.
@@ -559,7 +566,7 @@ class EntityEgress:
             await self._dead_letter(record, exc, 1, first)
             return "dead_lettered"
         if held.delivered(change.outbox_id):
-            return "skipped"  # a replay of something already delivered
+            return await self._superseded(record, change)
         if held.parked:
             # An earlier change of this entity is parked: never overtake it.
             await retry_forever(
@@ -641,6 +648,49 @@ class EntityEgress:
             },
         )
         return "delivered"
+
+    async def _superseded(self, record: SourceRecord, change: Change) -> str:
+        """A change older than the entity's last delivery: skipped — unless an operator
+        replayed it from the DLQ. A later change delivered meanwhile may have written
+        nothing (another system's own change is not echoed back: a courier's status, a
+        company edited in Bitrix24), so the replayed change's data may never have reached
+        the target, and skipping it would lose it. The entity's current row is re-stated
+        instead (stages/outbox/restate.py, as the reconcile repairs): relayed after the
+        entity's earlier changes and written by the action whoever wrote it last."""
+        replay = record.header_map.get(REPLAY_HEADER)
+        if not replay or not _PLAIN_NAME.fullmatch(self.entity):
+            return "skipped"  # a redelivery (a rebalance, a restart) of something delivered
+
+        async def restate() -> int | None:
+            async with self.engine.begin() as conn:
+                if await conn.scalar(_TABLE, {"name": self.entity}) is None:
+                    return None  # not a canonical table (nothing to re-state from)
+                return await conn.scalar(
+                    republish(self.entity, header=REPLAY_HEADER),
+                    {
+                        "event_id": str(uuid.uuid4()),
+                        "entity": self.entity,
+                        "id": change.entity_id,
+                        "run": replay,
+                    },
+                )
+
+        outbox_id = await retry_forever(
+            restate, stage="egress", what="re-stating a replayed change", entity=self.entity
+        )
+        if outbox_id is None:
+            return "skipped"
+        log.info(
+            "replayed change superseded: the current row is re-stated",
+            extra={
+                "target": self.target,
+                "entity": self.entity,
+                "entity_id": change.entity_id,
+                "replayed_outbox_id": change.outbox_id,
+                "outbox_id": outbox_id,
+            },
+        )
+        return "restated"
 
     async def _apply(self, change: Change, held: Held) -> str | None:
         """Run the action as its own task, so losing the lease can cancel it (the renewal
@@ -850,8 +900,9 @@ class EntityEgress:
             await self.sequencer.release(parked)
             return "dead_lettered"
         if held.delivered(change.outbox_id):
+            outcome = await self._superseded(record, change)
             await self.sequencer.release(parked)
-            return "skipped"
+            return outcome
         attempts = parked.attempts + 1
         try:
             external_id = await self._apply(change, held)

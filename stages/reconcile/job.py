@@ -38,6 +38,7 @@ from mmstream import audit
 from mmstream.errors import ConfigurationError
 from mmstream.metrics import RECONCILE_DRIFT, RECONCILE_LAST_RUN, RECONCILE_RUNS
 from mmstream.settings import Settings
+from stages.outbox.restate import republish
 from stages.reconcile import bitrix24 as bx
 from stages.reconcile import onec as docs
 from stages.reconcile.drift import KINDS, Drift, classify_source, classify_target
@@ -53,7 +54,6 @@ REPAIRED = ("republished", "reread", "covered")
 #: Marks a re-published payload (its value: the run id). An egress action that writes only
 #: the versions of one source (delivery tasks: 1С's) writes a repair whatever the source of
 #: the row's last version, since it re-states the whole row, not one source's change.
-REPAIR_MARK = "mm_reconcile_run"
 #: pg advisory lock key of the scheduled run (one replica runs it at a time).
 LOCK_KEY = "mm-reconcile"
 
@@ -73,30 +73,6 @@ _IN_FLIGHT = text(
 _SEEN = text(
     "SELECT source_id, version FROM source_version WHERE entity = :entity AND source_id = ANY(:ids)"
 )
-# The merged row as the entity sink writes it into the outbox (stages/sink/entity_store.py).
-_PAYLOAD = (
-    "(to_jsonb(t) - 'stored_at' - 'changed_at' - 'event_id' - 'writers') "
-    f"|| jsonb_build_object('{REPAIR_MARK}', CAST(:run AS text))"
-)
-
-
-def _republish(table: str) -> Any:
-    """Re-publish the current row of ``table`` as a change. It is relayed from the
-    partition of the entity's last outbox entry: the worker owning that partition publishes
-    it, after the entity's earlier entries. Identifiers come from the fixed specs
-    (bitrix24.specs), never from input."""
-    return text(
-        "INSERT INTO outbox (event_id, entity, entity_id, change, version, source_topic, "  # noqa: S608
-        "source_partition, source_offset, payload, headers) "
-        f"SELECT CAST(:event_id AS uuid), :entity, t.id::text, "
-        "CASE WHEN t.deleted THEN 'delete' ELSE 'upsert' END, t.version, o.source_topic, "
-        f"o.source_partition, o.source_offset, {_PAYLOAD}, "
-        "jsonb_build_object('mm.reconcile', CAST(:run AS text)) "
-        f'FROM "{table}" t JOIN LATERAL (SELECT source_topic, source_partition, source_offset '
-        "  FROM outbox WHERE entity = :entity AND entity_id = t.id::text "
-        "  ORDER BY id DESC LIMIT 1) o ON true "
-        "WHERE t.id::text = :id RETURNING id"
-    )
 
 
 @dataclass
@@ -518,7 +494,7 @@ class Reconciler:
         async with self.engine.begin() as conn:
             outbox_id = (
                 await conn.execute(
-                    _republish(spec.table),
+                    republish(spec.table),
                     {
                         "event_id": str(uuid.uuid4()),
                         "entity": spec.entity,

@@ -223,7 +223,7 @@ def test_delivery_tasks_against_the_portal_listing():
 def test_a_reconcile_repair_of_a_courier_touched_task_is_written(db_url):
     """The egress writes only 1С's versions of a delivery task (the courier's are not echoed
     back); a reconcile repair re-states the whole row, so it is written whoever wrote last."""
-    from stages.reconcile.job import REPAIR_MARK
+    from stages.outbox.restate import REPAIR_MARK
     from tests.stages.egress.test_deliveries import act, calls, change, delivery
 
     async def scenario(action, xwalk, admin):
@@ -286,7 +286,7 @@ def test_a_reconcile_repair_of_a_deal_status_is_written_whoever_wrote_last():
     from mmstream.settings import Settings
     from stages.egress.courier_documents import InstantOrderStatus
     from stages.egress.delivery import Change
-    from stages.reconcile.job import REPAIR_MARK
+    from stages.outbox.restate import REPAIR_MARK
 
     class Portal:
         def __init__(self) -> None:

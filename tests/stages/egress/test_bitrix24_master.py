@@ -42,6 +42,7 @@ from stages.egress.bitrix24_master import (
     user_lookups,
 )
 from stages.egress.delivery import Change, Crosswalk, DependencyPending
+from stages.outbox.restate import REPAIR_MARK
 
 GUID = "5f2b8a3e-0c1d-4e5f-8a9b-1c2d3e4f5a6b"
 
@@ -146,6 +147,12 @@ def test_echo_is_a_version_from_bitrix24():
     assert is_echo(row(Counterparty, kind="partner", source="bitrix24"))
     assert not is_echo(row(Counterparty, kind="partner", source="onec"))
     assert not is_echo(row(Counterparty, kind="partner", source="commerceml"))
+
+
+def test_a_restated_row_is_written_whoever_wrote_it_last():
+    # stages/outbox/restate.py: a reconcile repair or a superseded DLQ replay.
+    restated = {**row(Counterparty, kind="partner", source="bitrix24"), REPAIR_MARK: "r-1"}
+    assert not is_echo(restated)
 
 
 def test_store_fields_need_an_address_and_use_the_name_without_one():
