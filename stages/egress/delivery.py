@@ -33,6 +33,7 @@ external key). The shared part:
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import re
@@ -60,7 +61,7 @@ from stages.dlq.replay import REPLAY_HEADER
 from stages.egress.fencing import CURRENT, Fence, LeaseLost, guard_write
 from stages.egress.sequencer import Parked, Sequencer
 from stages.outbox.relay import OUTBOX_ID
-from stages.outbox.restate import republish
+from stages.outbox.restate import current_row
 from stages.source_record import SourceRecord
 
 log = logging.getLogger(__name__)
@@ -566,7 +567,10 @@ class EntityEgress:
             await self._dead_letter(record, exc, 1, first)
             return "dead_lettered"
         if held.delivered(change.outbox_id):
-            return await self._superseded(record, change)
+            restated = await self._restated(record, change)
+            if restated is None:
+                return "skipped"  # a redelivery (a rebalance, a restart) of something delivered
+            change = restated
         if held.parked:
             # An earlier change of this entity is parked: never overtake it.
             await retry_forever(
@@ -649,48 +653,45 @@ class EntityEgress:
         )
         return "delivered"
 
-    async def _superseded(self, record: SourceRecord, change: Change) -> str:
-        """A change older than the entity's last delivery: skipped — unless an operator
-        replayed it from the DLQ. A later change delivered meanwhile may have written
-        nothing (another system's own change is not echoed back: a courier's status, a
-        company edited in Bitrix24), so the replayed change's data may never have reached
-        the target, and skipping it would lose it. The entity's current row is re-stated
-        instead (stages/outbox/restate.py, as the reconcile repairs): relayed after the
-        entity's earlier changes and written by the action whoever wrote it last."""
+    async def _restated(self, record: SourceRecord, change: Change) -> Change | None:
+        """For a change older than the entity's last delivery: None (skip it) — unless an
+        operator replayed it from the DLQ. A later change delivered meanwhile may have
+        written nothing (another system's own change is not echoed back: a courier's status,
+        a company edited in Bitrix24), so the replayed change's data may never have reached
+        the target, and skipping it would lose it. It is delivered as the entity's current
+        row instead (stages/outbox/restate.py), which the action writes whoever wrote it
+        last: the target gets today's state, never the replayed, older one."""
         replay = record.header_map.get(REPLAY_HEADER)
         if not replay or not _PLAIN_NAME.fullmatch(self.entity):
-            return "skipped"  # a redelivery (a rebalance, a restart) of something delivered
+            return None
 
-        async def restate() -> int | None:
-            async with self.engine.begin() as conn:
+        async def read() -> str | None:
+            async with self.engine.connect() as conn:
                 if await conn.scalar(_TABLE, {"name": self.entity}) is None:
-                    return None  # not a canonical table (nothing to re-state from)
+                    return None  # not a canonical table: nothing to re-state from
                 return await conn.scalar(
-                    republish(self.entity, header=REPLAY_HEADER),
-                    {
-                        "event_id": str(uuid.uuid4()),
-                        "entity": self.entity,
-                        "id": change.entity_id,
-                        "run": replay,
-                    },
+                    current_row(self.entity), {"id": change.entity_id, "run": replay}
                 )
 
-        outbox_id = await retry_forever(
-            restate, stage="egress", what="re-stating a replayed change", entity=self.entity
+        row = await retry_forever(
+            read, stage="egress", what="reading a replayed change's row", entity=self.entity
         )
-        if outbox_id is None:
-            return "skipped"
+        if row is None:
+            return None
+        payload = json.loads(row)
         log.info(
-            "replayed change superseded: the current row is re-stated",
+            "replayed change superseded: the current row is delivered instead",
             extra={
                 "target": self.target,
                 "entity": self.entity,
                 "entity_id": change.entity_id,
                 "replayed_outbox_id": change.outbox_id,
-                "outbox_id": outbox_id,
             },
         )
-        return "restated"
+        EGRESS_DELIVERIES.labels(self.target, self.entity, "restated").inc()
+        return dataclasses.replace(
+            change, payload=payload, change="delete" if payload.get("deleted") else "upsert"
+        )
 
     async def _apply(self, change: Change, held: Held) -> str | None:
         """Run the action as its own task, so losing the lease can cancel it (the renewal
@@ -900,9 +901,11 @@ class EntityEgress:
             await self.sequencer.release(parked)
             return "dead_lettered"
         if held.delivered(change.outbox_id):
-            outcome = await self._superseded(record, change)
-            await self.sequencer.release(parked)
-            return outcome
+            restated = await self._restated(record, change)
+            if restated is None:
+                await self.sequencer.release(parked)
+                return "skipped"
+            change = restated
         attempts = parked.attempts + 1
         try:
             external_id = await self._apply(change, held)
