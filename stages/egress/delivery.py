@@ -567,7 +567,7 @@ class EntityEgress:
             await self._dead_letter(record, exc, 1, first)
             return "dead_lettered"
         if held.delivered(change.outbox_id):
-            restated = await self._restated(record, change)
+            restated = await self._restated(record, change, held)
             if restated is None:
                 return "skipped"  # a redelivery (a rebalance, a restart) of something delivered
             change = restated
@@ -653,16 +653,18 @@ class EntityEgress:
         )
         return "delivered"
 
-    async def _restated(self, record: SourceRecord, change: Change) -> Change | None:
+    async def _restated(self, record: SourceRecord, change: Change, held: Held) -> Change | None:
         """For a change older than the entity's last delivery: None (skip it) — unless an
         operator replayed it from the DLQ. A later change delivered meanwhile may have
         written nothing (another system's own change is not echoed back: a courier's status,
         a company edited in Bitrix24), so the replayed change's data may never have reached
         the target, and skipping it would lose it. It is delivered as the entity's current
         row instead (stages/outbox/restate.py), which the action writes whoever wrote it
-        last: the target gets today's state, never the replayed, older one."""
+        last: the target gets today's state, never the replayed, older one. A replay of the
+        very change delivered last (a second replay) is skipped: nothing came after it."""
         replay = record.header_map.get(REPLAY_HEADER)
-        if not replay or not _PLAIN_NAME.fullmatch(self.entity):
+        later = held.last_outbox_id is not None and held.last_outbox_id > change.outbox_id
+        if not replay or not later or not _PLAIN_NAME.fullmatch(self.entity):
             return None
 
         async def read() -> str | None:
@@ -901,7 +903,7 @@ class EntityEgress:
             await self.sequencer.release(parked)
             return "dead_lettered"
         if held.delivered(change.outbox_id):
-            restated = await self._restated(record, change)
+            restated = await self._restated(record, change, held)
             if restated is None:
                 await self.sequencer.release(parked)
                 return "skipped"

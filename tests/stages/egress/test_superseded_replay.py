@@ -129,6 +129,16 @@ def test_a_replay_superseded_by_a_no_op_delivers_the_current_row(settings):
     assert outbox_entries(settings, ident) == 1
 
 
+def test_a_replay_of_the_change_delivered_last_is_skipped(settings):
+    ident = str(uuid.uuid4())
+    stored_warehouse(settings, ident)
+    outcomes, action = run(
+        settings, record(ident, 1, "onec"), record(ident, 1, "onec", replay="replay-43")
+    )
+    assert outcomes == ["delivered", "skipped"]
+    assert action.written == [(1, "v1")]
+
+
 def test_a_plain_redelivery_of_a_delivered_change_is_still_skipped(settings):
     ident = str(uuid.uuid4())
     stored_warehouse(settings, ident)
