@@ -64,7 +64,13 @@ def test_delivery_tasks_are_recreated_after_a_portal_reset_and_a_gone_deal_takes
         assert stack.post_onec("ЗаказКлиента", order(ref, f"Тверская {n}")).status_code == 202
         (task,) = wait_for(stack, f"task {n}", lambda n=n: tasks_of(stack, ids[n]) or None)
         assert task["id"] == str(n + 1)
-    assert [xwalk(stack, "delivery_task", i) for i in ids] == ["task:1", "task:2"]
+
+    # The link is written when the delivery is recorded, just after the task is created.
+    def linked():
+        links = [xwalk(stack, "delivery_task", i) for i in ids]
+        return links if None not in links else None
+
+    assert wait_for(stack, "both tasks linked", linked) == ["task:1", "task:2"]
 
     # The portal is reset. B changes first: its task 2 is gone, recreated as task 1 — A's
     # old id; then A changes: task 1 is B's now, so A's is created again, not written over B.
@@ -82,7 +88,14 @@ def test_delivery_tasks_are_recreated_after_a_portal_reset_and_a_gone_deal_takes
     tasks = {n: tasks_of(stack, ids[n]) for n in (0, 1)}
     assert [len(tasks[0]), len(tasks[1])] == [1, 1]
     assert [tasks[1][0]["id"], tasks[0][0]["id"]] == ["1", "2"]
-    assert [xwalk(stack, "delivery_task", i) for i in ids] == ["task:2", "task:1"]
+    assert wait_for(
+        stack,
+        "both tasks relinked",
+        lambda: (
+            (links := [xwalk(stack, "delivery_task", i) for i in ids]) == ["task:2", "task:1"]
+            and links
+        ),
+    ) == ["task:2", "task:1"]
     assert len(stack.emulator_calls("tasks.task.add")) == 2  # the call log restarts on reset
     # B's task (id 1) was never written with A's data.
     assert all(
