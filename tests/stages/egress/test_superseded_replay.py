@@ -81,8 +81,8 @@ def stored_warehouse(settings, ident: str) -> None:
         )
 
 
-def run(settings, *records: SourceRecord) -> tuple[list[str], Warehouses]:
-    action = Warehouses()
+def run(settings, *records: SourceRecord, action=None) -> tuple[list[str], Warehouses]:
+    action = action or Warehouses()
 
     async def main():
         engine = async_engine(settings)
@@ -93,7 +93,7 @@ def run(settings, *records: SourceRecord) -> tuple[list[str], Warehouses]:
                 action,
                 producer,
                 RetryPolicy.from_settings(settings.retry),
-                "dlq.egress.test.warehouse",
+                f"dlq.egress.test.{action.entity}",
                 lease_s=30.0,
             )
             return [await egress.deliver(r) for r in records]
@@ -151,24 +151,11 @@ def test_a_replay_of_an_entity_without_a_table_is_skipped(settings):
     class Things(Warehouses):
         entity: ClassVar[str] = "thing"
 
-    async def main():
-        engine = async_engine(settings)
-        producer = AckedProducer(settings.kafka, client_id="superseded-replay-test")
-        try:
-            egress = EntityEgress(
-                engine,
-                Things(),
-                producer,
-                RetryPolicy.from_settings(settings.retry),
-                "dlq.egress.test.thing",
-                lease_s=30.0,
-            )
-            ident = str(uuid.uuid4())
-            first = await egress.deliver(record(ident, 5, "onec"))
-            again = await egress.deliver(record(ident, 4, "onec", replay="replay-7"))
-            return first, again
-        finally:
-            producer.close()
-            await engine.dispose()
-
-    assert asyncio.run(main()) == ("delivered", "skipped")
+    ident = str(uuid.uuid4())
+    outcomes, _ = run(
+        settings,
+        record(ident, 5, "onec"),
+        record(ident, 4, "onec", replay="replay-7"),
+        action=Things(),
+    )
+    assert outcomes == ["delivered", "skipped"]
