@@ -9,12 +9,13 @@ wherever a record uses it — as its own id or as a reference. Egress and the si
 
 from __future__ import annotations
 
+import functools
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from uuid import UUID
 
 from sqlalchemy import bindparam, text
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.dialects.postgresql import ARRAY, TEXT
 from sqlalchemy.dialects.postgresql import UUID as PG_UUID
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -34,6 +35,20 @@ _ALIASES = text(
     "SELECT derived_id, canonical_id FROM crosswalk "
     "WHERE derived_id = ANY(:ids) AND canonical_id <> derived_id::text"
 ).bindparams(bindparam("ids", type_=ARRAY(PG_UUID(as_uuid=True))))
+# Every link a batch carries in one statement (a batch of orders carries one per derived
+# delivery task: one round trip each cost more than the merge). Input order is kept, so the
+# first of two links that conflict wins, as with one statement per link.
+_LINK_MANY = text(
+    "INSERT INTO crosswalk (system, entity, canonical_id, external_id, derived_id) "
+    "SELECT system, entity, canonical_id, external_id, derived_id "
+    "FROM unnest(:systems, :entities, :canonical_ids, :external_ids, :derived_ids) "
+    "WITH ORDINALITY AS l(system, entity, canonical_id, external_id, derived_id, n) ORDER BY n "
+    "ON CONFLICT DO NOTHING"
+).bindparams(
+    *(bindparam(n, type_=ARRAY(TEXT)) for n in ("systems", "entities", "canonical_ids")),
+    bindparam("external_ids", type_=ARRAY(TEXT)),
+    bindparam("derived_ids", type_=ARRAY(PG_UUID(as_uuid=True))),
+)
 
 
 async def link(
@@ -142,8 +157,10 @@ async def alias(conn: AsyncConnection, maybe_derived: str) -> str | None:
     return await conn.scalar(_ALIAS, {"id": maybe_derived})
 
 
-def ref_fields(model: type[Canonical]) -> dict[str, str]:
-    """Reference fields of ``model`` -> the entity they point at (``json_schema_extra.ref``)."""
+@functools.cache
+def ref_fields(model: type[Canonical]) -> Mapping[str, str]:
+    """Reference fields of ``model`` -> the entity they point at (``json_schema_extra.ref``);
+    read once per model."""
     out: dict[str, str] = {}
     for name, info in model.model_fields.items():
         extra = info.json_schema_extra
@@ -166,6 +183,7 @@ async def resolve(conn: AsyncConnection, entities: Iterable[Canonical]) -> list[
         rows = (await conn.execute(_ALIASES, {"ids": list(wanted)})).all()
         aliases = {row.derived_id: UUID(row.canonical_id) for row in rows}
     out = []
+    links: list[tuple[str, str, str, str]] = []  # (system, entity, canonical id, external id)
     for ent in items:
         update = {
             f: aliases[v]
@@ -177,6 +195,17 @@ async def resolve(conn: AsyncConnection, entities: Iterable[Canonical]) -> list[
         ent = ent.model_copy(update=update) if update else ent
         for system, ext in ent.external_ids.items():
             if system != "onec" or ext != str(ent.id):
-                await link(conn, ent.ENTITY, system, str(ent.id), ext)
+                links.append((system, ent.ENTITY, str(ent.id), ext))
         out.append(ent)
+    if links:
+        await conn.execute(
+            _LINK_MANY,
+            {
+                "systems": [system for system, _, _, _ in links],
+                "entities": [entity for _, entity, _, _ in links],
+                "canonical_ids": [canonical for _, _, canonical, _ in links],
+                "external_ids": [ext for _, _, _, ext in links],
+                "derived_ids": [derived_id(e, system, ext) for system, e, _, ext in links],
+            },
+        )
     return out

@@ -161,11 +161,11 @@ class StageRunner:
             except BaseException as exc:  # noqa: BLE001 — as fail_stop, off the agent
                 # The takes after this one wait for it: they must not acknowledge either.
                 if not acked.done():
-                    acked.set_exception(_EarlierTakeFailed())
+                    acked.set_exception(EarlierTakeFailed())
                     acked.add_done_callback(lambda f: f.exception())  # retrieved: no warning
                 if is_shutdown(exc):
                     raise
-                if not isinstance(exc, _EarlierTakeFailed):
+                if not isinstance(exc, EarlierTakeFailed):
                     failed.append(exc)
                     self.on_fatal(self.name)
             finally:
@@ -189,7 +189,52 @@ class StageRunner:
                 task.cancel()
 
 
-class _EarlierTakeFailed(Exception):
+class InOrder:
+    """A phase that calls pass through one at a time, in the order they took their turn.
+
+    ``take()`` (synchronous: call it before the first ``await`` of the call, so turns follow
+    the order the calls started in) returns the turn; ``async with turn:`` waits for the
+    turn taken before to end. A turn that ends with an error fails every later turn that
+    waits on it (:class:`EarlierTakeFailed`): nothing after a failed batch goes ahead."""
+
+    def __init__(self) -> None:
+        self._last: asyncio.Future[None] | None = None
+
+    def take(self) -> _Turn:
+        before, self._last = self._last, asyncio.get_running_loop().create_future()
+        return _Turn(before, self._last)
+
+
+class _Turn:
+    def __init__(self, before: asyncio.Future[None] | None, mine: asyncio.Future[None]) -> None:
+        self._before, self._mine = before, mine
+
+    async def __aenter__(self) -> None:
+        if self._before is not None:
+            try:
+                await asyncio.shield(self._before)
+            except BaseException:
+                self._end(EarlierTakeFailed())
+                raise
+
+    async def __aexit__(self, exc_type, exc, tb) -> None:
+        self._end(None if exc is None else EarlierTakeFailed())
+
+    def abandon(self) -> None:
+        """End a turn that will never be entered (its call failed before): later turns fail."""
+        self._end(EarlierTakeFailed())
+
+    def _end(self, error: BaseException | None) -> None:
+        if self._mine.done():
+            return
+        if error is None:
+            self._mine.set_result(None)
+        else:
+            self._mine.set_exception(error)
+            self._mine.add_done_callback(lambda f: f.exception())  # retrieved: no warning
+
+
+class EarlierTakeFailed(Exception):
     """An earlier take failed: this one is left unacknowledged (replayed)."""
 
 

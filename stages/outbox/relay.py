@@ -73,12 +73,14 @@ _PENDING_MANY = text(
     "ON o.source_topic = w.t AND o.source_partition = w.p "
     "WHERE published_at IS NULL ORDER BY o.id LIMIT :limit"
 )
-# The pending entries of several source partitions (ids only, from the partial index
-# outbox_pending): are the entries a batch just committed all that is pending there?
+# The pending entries of several source partitions up to a batch's last one (ids only, from
+# the partial index outbox_pending): are the entries a batch just committed all that is
+# pending there before it? (A later batch's entries, committed while this one publishes,
+# come after it and wait for it: stages/sink/entity_sink.py.)
 _PENDING_IDS = text(
     "SELECT o.id FROM outbox o JOIN unnest(CAST(:topics AS text[]), CAST(:parts AS integer[])) "
     "AS w(t, p) ON o.source_topic = w.t AND o.source_partition = w.p "
-    "WHERE published_at IS NULL ORDER BY o.id LIMIT :limit"
+    "WHERE published_at IS NULL AND o.id <= :upto ORDER BY o.id LIMIT :limit"
 )
 _LOCK_MANY = text(
     "SELECT count(pg_advisory_xact_lock(hashtext(w.t), w.p)) FROM (SELECT t, p FROM "
@@ -233,9 +235,11 @@ class OutboxRelay:
         ``changes``) without reading them back, then mark them published: the sink's one
         pass from merge to publish. Same guarantees as :meth:`flush_many`: each partition's
         lock is held while publishing and marking, and entries go out in outbox order. When
-        anything else is pending on those partitions (a crash between a commit and its
-        publication, or a sweep that took ours first), the pending entries are published
-        from the table instead, in outbox order, so nothing overtakes an older change."""
+        anything else is pending on those partitions before the last of ours (a crash between
+        a commit and its publication, or a sweep that took ours first), the pending entries
+        are published from the table instead, in outbox order, so nothing overtakes an older
+        change. Entries after ours (the next batch's, committed meanwhile) are its caller's
+        to publish, after ours."""
         if not changes:
             return 0
         changes = sorted(changes, key=lambda c: c.id)
@@ -254,6 +258,7 @@ class OutboxRelay:
                             {
                                 "topics": [t for t, _ in pairs],
                                 "parts": [p for _, p in pairs],
+                                "upto": changes[-1].id,
                                 "limit": len(changes) + 1,
                             },
                         )
@@ -453,7 +458,8 @@ class OutboxRelay:
         extra = [(OUTBOX_ID, str(row.id).encode()), (VERSION, row.version.encode())]
         key = row.entity_id.encode()
         target = None  # by key: the canonical id's partition (module doc)
-        norm_headers = [*_with_type(event.headers(), "application/avro"), *extra]
+        headers = [*event.headers(), *extra]
+        norm_headers = _with_type(headers, b"application/avro")
         out = [OutRecord(route.norm_topic, norm_value, key, norm_headers, target)]
         if route.tombstones and row.change == "delete":
             out.append(OutRecord(route.norm_topic, None, key, norm_headers, target))
@@ -462,10 +468,7 @@ class OutboxRelay:
         egress_value = (
             row.payload_text[:-1] + ', "event_id": "' + str(row.event_id) + '"}'
         ).encode()
-        out += [
-            OutRecord(t, egress_value, key, [*event.headers(), *extra], target)
-            for t in route.egress_topics
-        ]
+        out += [OutRecord(t, egress_value, key, headers, target) for t in route.egress_topics]
         return out
 
 
@@ -513,5 +516,5 @@ def _as_source(row) -> SourceRecord:
     )
 
 
-def _with_type(headers: list[tuple[str, bytes]], content_type: str) -> list[tuple[str, bytes]]:
-    return [(k, content_type.encode() if k == "content-type" else v) for k, v in headers]
+def _with_type(headers: list[tuple[str, bytes]], content_type: bytes) -> list[tuple[str, bytes]]:
+    return [(k, content_type if k == "content-type" else v) for k, v in headers]

@@ -27,6 +27,7 @@ from stages import crosswalk
 from stages.normalize.oddities import Unnormalizable
 from stages.normalize.registry import Context, Normalizer
 from stages.outbox.relay import OutboxRelay, OutboxRow
+from stages.runner import InOrder
 from stages.sink.entity_store import Incoming, MergeCounts, merge
 from stages.sink.isolate import store_isolating
 from stages.source_record import SourceRecord
@@ -72,6 +73,8 @@ class EntitySink:
         self.dlq_topic = dlq_topic
         self.normalizers = normalizers
         self.ctx = ctx
+        self._stored = InOrder()
+        self._published = InOrder()
 
     def normalize(self, rec: SourceRecord) -> list[Incoming]:
         """The canonical versions of one raw record (raises InvalidRecord when it has none)."""
@@ -81,7 +84,25 @@ class EntitySink:
         return [Incoming(e, rec.topic, rec.partition, rec.offset, kept) for e in entities]
 
     async def handle(self, records: list[SourceRecord]) -> MergeCounts:
-        """Process the batch completely. Returns only when every effect is durable."""
+        """Process the batch completely. Returns only when every effect is durable.
+
+        Batches handled side by side (the stage runner's ``in_flight``) overlap only where
+        order cannot suffer: a batch is stored (normalize, merge, commit, dead-letter) after
+        the batch taken before it was stored, and published after that batch was published;
+        so batch N+1's merge runs while batch N's changes go to the broker."""
+        store_turn, publish_turn = self._stored.take(), self._published.take()
+        try:
+            async with store_turn:
+                stored = await self._store_batch(records)
+        except BaseException:
+            publish_turn.abandon()
+            raise
+        async with publish_turn:
+            return await self._publish_batch(records, *stored)
+
+    async def _store_batch(
+        self, records: list[SourceRecord]
+    ) -> tuple[float, float, float, MergeCounts, dict[str, MergeCounts], list[OutboxRow], int]:
         started = time.perf_counter()
         good: list[tuple[SourceRecord, list[Incoming]]] = []
         dead: list[tuple[SourceRecord, BaseException, str]] = []
@@ -97,6 +118,19 @@ class EntitySink:
         if dead:
             await self._dead_letter(dead)
         merged = time.perf_counter()
+        return started, normalized, merged, counts, by_entity, changes, len(dead)
+
+    async def _publish_batch(
+        self,
+        records: list[SourceRecord],
+        started: float,
+        normalized: float,
+        merged: float,
+        counts: MergeCounts,
+        by_entity: dict[str, MergeCounts],
+        changes: list[OutboxRow],
+        invalid: int,
+    ) -> MergeCounts:
         # Committed: publish what the merge wrote, marked published once acknowledged. A crash
         # before the mark leaves the entries pending for the sweep (at least once, same ce_id).
         await retry_forever(
@@ -121,7 +155,7 @@ class EntitySink:
                 "stale": counts.stale,
                 "not_owner": counts.not_owner,
                 "unchanged": counts.unchanged,
-                "invalid": len(dead),
+                "invalid": invalid,
                 "normalize_s": round(normalized - started, 3),
                 "merge_s": round(merged - normalized, 3),
                 "publish_s": round(published - merged, 3),

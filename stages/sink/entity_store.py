@@ -177,7 +177,9 @@ WITH fresh AS (
            CASE WHEN u.deleted THEN 'delete' ELSE 'upsert' END, u.version, c.source_topic,
            c.source_partition, c.source_offset,
            to_jsonb(u) - 'inserted' - 'stored_at' - 'changed_at' - 'event_id' - 'writers', c.headers
-    FROM upserted u JOIN cand c ON c.id = u.id
+    -- The temp table, not cand: a CTE has no row estimate and the planner joins two of
+    -- them in a nested loop (quadratic in the round's size); an id is there at most once.
+    FROM upserted u JOIN {temp} c ON c.id = u.id
     ORDER BY c.seq
     ON CONFLICT (event_id) DO NOTHING
     RETURNING id, event_id, entity, entity_id, change, version, payload::text AS payload_text,
@@ -289,8 +291,9 @@ async def _merge_part(
     part: list[tuple[int, Incoming]],
     changes: list[OutboxRow] | None,
 ) -> MergeCounts:
-    # The temp table empties only at commit: each statement starts empty.
-    await cur.execute(f"TRUNCATE {st.temp}")
+    # The temp table empties only at commit: each statement starts empty. DELETE, not
+    # TRUNCATE: a few hundred rows, and TRUNCATE gives the table new files every round.
+    await cur.execute(f"DELETE FROM {st.temp}")  # noqa: S608 — the name comes from the model
     async with cur.copy(st.copy) as copy:
         for seq, rec in part:
             ent = rec.entity

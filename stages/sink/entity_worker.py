@@ -33,6 +33,8 @@ DLQ = "dlq.normalize"
 RELAY_DLQ = "dlq.relay"
 #: The sweep publishes entries pending for this many sweep intervals: a crash's leftovers.
 SWEEP_MIN_AGE_INTERVALS = 5
+#: Takes handled side by side (one storing, one publishing).
+SINK_TAKES_IN_FLIGHT = 2
 
 
 def raw_topics(catalog: TopicCatalog) -> list[str]:
@@ -134,6 +136,9 @@ def build_entity_sink(settings: Settings) -> faust.App:
         handle,
         take=settings.streams.batch_max,
         within_s=settings.streams.batch_within_s,
+        # Two takes side by side: the next batch is normalized and merged while this one's
+        # changes go to the broker (EntitySink.handle keeps both phases in take order).
+        in_flight=SINK_TAKES_IN_FLIGHT,
         prepare=deps.get,
     )
 

@@ -7,7 +7,7 @@ import asyncio
 
 import pytest
 
-from stages.runner import StageRunner
+from stages.runner import EarlierTakeFailed, InOrder, StageRunner
 
 
 class Stream:
@@ -169,3 +169,57 @@ def test_shutdown_passes_through_without_fail_stop_or_acknowledgement():
 def test_in_flight_must_be_positive():
     with pytest.raises(ValueError, match="in_flight"):
         runner(lambda records: None, in_flight=0)
+
+
+# -- InOrder: a phase that calls pass in the order they took their turn (the entity sink stores
+# one batch while it publishes the one before, each phase in take order).
+
+
+def test_turns_pass_in_the_order_they_were_taken_whichever_call_is_ready_first():
+    passed: list[str] = []
+
+    async def call(phase: InOrder, name: str, ready: asyncio.Event) -> None:
+        turn = phase.take()
+        await ready.wait()
+        async with turn:
+            await asyncio.sleep(0)
+            passed.append(name)
+
+    async def scenario():
+        phase = InOrder()
+        first_ready, second_ready = asyncio.Event(), asyncio.Event()
+        first = asyncio.create_task(call(phase, "first", first_ready))
+        second = asyncio.create_task(call(phase, "second", second_ready))
+        await asyncio.sleep(0)  # both took their turn
+        second_ready.set()  # the later call is ready first ...
+        await asyncio.sleep(0.01)
+        assert passed == []  # ... and waits for the earlier one
+        first_ready.set()
+        await asyncio.gather(first, second)
+
+    asyncio.run(scenario())
+    assert passed == ["first", "second"]
+
+
+def test_a_failed_turn_fails_every_later_turn_and_an_abandoned_one_too():
+    async def scenario():
+        phase = InOrder()
+        failing, waiting, abandoned, after = phase.take(), phase.take(), phase.take(), phase.take()
+        with pytest.raises(ConnectionError):
+            async with failing:
+                raise ConnectionError("database down")
+        with pytest.raises(EarlierTakeFailed):
+            async with waiting:
+                pass
+        abandoned.abandon()
+        with pytest.raises(EarlierTakeFailed):
+            async with after:
+                pass
+        fresh = InOrder()
+        given_up, next_one = fresh.take(), fresh.take()
+        given_up.abandon()  # the call failed before its turn (its store phase)
+        with pytest.raises(EarlierTakeFailed):
+            async with next_one:
+                pass
+
+    asyncio.run(scenario())

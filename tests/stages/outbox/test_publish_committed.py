@@ -103,6 +103,28 @@ def test_entries_a_crash_left_pending_go_out_first_and_nothing_twice(relay_setti
     assert [json.loads(m.value())["name"] for m in egress] == ["до сбоя", "после сбоя"]
 
 
+def test_the_next_batch_committed_meanwhile_waits_for_its_own_publication(relay_settings):
+    """The sink stores batch N+1 while batch N publishes: N+1's entries, committed after N's
+    on the same partition, are not N's to publish (its fast path holds), and they go out
+    after N's when N+1 publishes, each once."""
+    first = product("партия 1", on=2)
+    second = product("партия 2", version=V2, ref=first.id)
+
+    async def scenario(h: Harness):
+        mine = await store_changes(h, [first])
+        theirs = await store_changes(h, [second])  # committed before `mine` is published
+        published = await h.relay.publish_committed(mine)
+        pending = sql(relay_settings, "SELECT count(*) FROM outbox WHERE published_at IS NULL")
+        return published, pending, await h.relay.publish_committed(theirs)
+
+    assert run(relay_settings, scenario) == (1, [(1,)], 1)
+    egress = sorted(
+        count_records(relay_settings, "egress.bitrix24.product", expect_at_least=2, quiet_s=0),
+        key=lambda m: m.offset(),
+    )
+    assert [json.loads(m.value())["name"] for m in egress] == ["партия 1", "партия 2"]
+
+
 def test_changes_a_sweep_published_first_are_not_published_again(relay_settings):
     item = product("один раз", on=0)
 
