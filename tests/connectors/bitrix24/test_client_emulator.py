@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import socket
 import time
 import traceback
 
@@ -25,6 +24,7 @@ from connectors.bitrix24.errors import (
 from devstack.emulators.bitrix24 import create_app
 from mmstream.errors import ConfigurationError
 from mmstream.retry import RetryPolicy
+from mmstream.serve import free_port
 from mmstream.settings import Bitrix24Settings, RetrySettings
 
 SECRET = "s3cr3tW3bh00kC0de"
@@ -322,12 +322,6 @@ def test_non_json_answers_are_handled():
 
 
 # ---- the secret stays out of errors and logs ---------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_the_webhook_secret_never_appears_in_errors_or_logs(caplog):
