@@ -146,23 +146,20 @@ class StageRunner:
     async def _run_overlapped(self, stream: Stream) -> None:
         slots = asyncio.Semaphore(self.in_flight)
         running: set[asyncio.Task] = set()
-        last_acked: asyncio.Future[None] | None = None
+        acks = InOrder()  # take order: an earlier take acknowledges first
         failed: list[BaseException] = []
 
-        async def settle(
-            events: Sequence[Any], before: asyncio.Future[None] | None, acked: asyncio.Future[None]
-        ) -> None:
+        async def settle(events: Sequence[Any], ack_turn: _Turn) -> None:
             try:
-                await self._handle(events)
-                if before is not None:
-                    await before  # take order: an earlier take acknowledges first
-                await _ack_all(stream, events)
-                acked.set_result(None)
+                try:
+                    await self._handle(events)
+                except BaseException:
+                    # The takes after this one wait for it: they must not acknowledge either.
+                    ack_turn.abandon()
+                    raise
+                async with ack_turn:
+                    await _ack_all(stream, events)
             except BaseException as exc:  # noqa: BLE001 — as fail_stop, off the agent
-                # The takes after this one wait for it: they must not acknowledge either.
-                if not acked.done():
-                    acked.set_exception(EarlierTakeFailed())
-                    acked.add_done_callback(lambda f: f.exception())  # retrieved: no warning
                 if is_shutdown(exc):
                     raise
                 if not isinstance(exc, EarlierTakeFailed):
@@ -176,9 +173,7 @@ class StageRunner:
                 await slots.acquire()
                 if failed:  # on_fatal returned (tests): nothing after a failure is handled
                     return
-                acked = asyncio.get_running_loop().create_future()
-                task = asyncio.create_task(settle(events, last_acked, acked))
-                last_acked = acked
+                task = asyncio.create_task(settle(events, acks.take()))
                 running.add(task)
                 task.add_done_callback(running.discard)
             # The stream ended: the takes in flight finish (and acknowledge) first.

@@ -11,6 +11,7 @@ import logging
 import time
 from collections import defaultdict
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -54,6 +55,19 @@ def decode(record: SourceRecord) -> dict[str, Any]:
     return value
 
 
+@dataclass(frozen=True)
+class _Stored:
+    """What a batch's store phase hands to its publish phase (EntitySink.handle)."""
+
+    counts: MergeCounts
+    by_entity: dict[str, MergeCounts]
+    changes: list[OutboxRow]  # the outbox entries the merge committed, in outbox order
+    invalid: int  # records dead-lettered
+    started: float  # perf_counter() at the batch's start, after normalizing, after merging
+    normalized: float
+    merged: float
+
+
 class EntitySink:
     """Handles one batch of raw records of any registered topic; idempotent under replay."""
 
@@ -73,8 +87,8 @@ class EntitySink:
         self.dlq_topic = dlq_topic
         self.normalizers = normalizers
         self.ctx = ctx
-        self._stored = InOrder()
-        self._published = InOrder()
+        self._store_order = InOrder()
+        self._publish_order = InOrder()
 
     def normalize(self, rec: SourceRecord) -> list[Incoming]:
         """The canonical versions of one raw record (raises InvalidRecord when it has none)."""
@@ -90,7 +104,7 @@ class EntitySink:
         order cannot suffer: a batch is stored (normalize, merge, commit, dead-letter) after
         the batch taken before it was stored, and published after that batch was published;
         so batch N+1's merge runs while batch N's changes go to the broker."""
-        store_turn, publish_turn = self._stored.take(), self._published.take()
+        store_turn, publish_turn = self._store_order.take(), self._publish_order.take()
         try:
             async with store_turn:
                 stored = await self._store_batch(records)
@@ -98,11 +112,9 @@ class EntitySink:
             publish_turn.abandon()
             raise
         async with publish_turn:
-            return await self._publish_batch(records, *stored)
+            return await self._publish_batch(records, stored)
 
-    async def _store_batch(
-        self, records: list[SourceRecord]
-    ) -> tuple[float, float, float, MergeCounts, dict[str, MergeCounts], list[OutboxRow], int]:
+    async def _store_batch(self, records: list[SourceRecord]) -> _Stored:
         started = time.perf_counter()
         good: list[tuple[SourceRecord, list[Incoming]]] = []
         dead: list[tuple[SourceRecord, BaseException, str]] = []
@@ -117,20 +129,12 @@ class EntitySink:
         counts, by_entity, changes = await self._merge(good, dead)
         if dead:
             await self._dead_letter(dead)
-        merged = time.perf_counter()
-        return started, normalized, merged, counts, by_entity, changes, len(dead)
+        return _Stored(
+            counts, by_entity, changes, len(dead), started, normalized, time.perf_counter()
+        )
 
-    async def _publish_batch(
-        self,
-        records: list[SourceRecord],
-        started: float,
-        normalized: float,
-        merged: float,
-        counts: MergeCounts,
-        by_entity: dict[str, MergeCounts],
-        changes: list[OutboxRow],
-        invalid: int,
-    ) -> MergeCounts:
+    async def _publish_batch(self, records: list[SourceRecord], stored: _Stored) -> MergeCounts:
+        counts, by_entity, changes = stored.counts, stored.by_entity, stored.changes
         # Committed: publish what the merge wrote, marked published once acknowledged. A crash
         # before the mark leaves the entries pending for the sweep (at least once, same ce_id).
         await retry_forever(
@@ -145,7 +149,7 @@ class EntitySink:
             SINK_RECORDS.labels(entity, "upserted").inc(c.changed)
             for reason, n in c.skips().items():
                 SINK_RECORDS.labels(entity, reason).inc(n)
-        SINK_BATCH_LATENCY.labels("entities").observe(time.perf_counter() - started)
+        SINK_BATCH_LATENCY.labels("entities").observe(time.perf_counter() - stored.started)
         log.info(
             "batch stored",
             extra={
@@ -155,10 +159,10 @@ class EntitySink:
                 "stale": counts.stale,
                 "not_owner": counts.not_owner,
                 "unchanged": counts.unchanged,
-                "invalid": invalid,
-                "normalize_s": round(normalized - started, 3),
-                "merge_s": round(merged - normalized, 3),
-                "publish_s": round(published - merged, 3),
+                "invalid": stored.invalid,
+                "normalize_s": round(stored.normalized - stored.started, 3),
+                "merge_s": round(stored.merged - stored.normalized, 3),
+                "publish_s": round(published - stored.merged, 3),
                 "offsets": {f"{r.topic}/{r.partition}": r.offset for r in records},
             },
         )
